@@ -1,0 +1,102 @@
+"""Every error drplan reports to a user, with its stable exit code and a hint.
+
+The hierarchy::
+
+    DrplanError                  exit 1   something failed; the message says what
+    ├── UsageError               exit 2   a command line that cannot be carried out
+    ├── PlanNotFoundError        exit 3   no plan file where we looked
+    ├── PlanInvalidError         exit 4   YAML syntax, schema or reference errors
+    ├── SecretMissingError       exit 5   a ${VAR} the plan references is not set
+    └── LintFailedError          exit 6   `plan lint` found errors (or warnings with --strict)
+
+Codes are part of the command-line contract: scripts and monitoring depend on
+them, so a code never changes meaning. The table lives in docs/cli.md and a test
+keeps the two in step. Messages never contain secret values: errors carry
+references (``${SLACK_WEBHOOK_URL}``), never what they resolve to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DrplanError(Exception):
+    """Base of every error a user may see; carries exit code and hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(DrplanError):
+    """A command line that cannot be carried out (bad flag combination, missing argument)."""
+
+    exit_code = 2
+
+
+class PlanNotFoundError(DrplanError):
+    """No plan file at the path given, in $DRPLAN_PLAN, or at ./drplan.yaml."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a plan file, located as precisely as we can."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PlanInvalidError(DrplanError):
+    """The plan file is not valid YAML, does not fit the schema, or references unknown names."""
+
+    exit_code = 4
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line, p.column, p.path))
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(
+            "\n".join(str(p) for p in self.problems),
+            hint=f"{count} {noun} in the plan; fix them and run `drplan plan validate` again",
+        )
+
+
+class SecretMissingError(DrplanError):
+    """A secret reference names an environment variable that is not set."""
+
+    exit_code = 5
+
+
+class LintFailedError(DrplanError):
+    """`drplan plan lint` found findings at or above the failing severity."""
+
+    exit_code = 6
+
+
+# Ordered as in the docstring; docs/cli.md is checked against this by a test.
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    DrplanError.exit_code: "a command failed (the message says what and why)",
+    UsageError.exit_code: "invalid command line: unknown flag, missing argument, bad value",
+    PlanNotFoundError.exit_code: "no plan file found (`--plan`, `$DRPLAN_PLAN`, `./drplan.yaml`)",
+    PlanInvalidError.exit_code: "the plan is invalid: YAML syntax, schema or reference errors",
+    SecretMissingError.exit_code: "an environment variable the plan references for a secret is unset",
+    LintFailedError.exit_code: "`plan lint` found errors (or warnings, with `--strict`)",
+    70: "internal error: a bug in drplan; rerun with `--debug` and report it",
+    130: "interrupted (Ctrl-C)",
+}

@@ -1,0 +1,197 @@
+"""Rules about backup coverage: does each system's data reach enough places, often enough, for long enough?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from drplan.plan.durations import format_duration as fmt
+from drplan.plan.lint.engine import Hit, LintContext
+from drplan.plan.model import Job, Plan, Tier
+from drplan.plan.schedule import NeverFiresError, Schedule, ScheduleKind
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The jobs that back up one data class of one system."""
+
+    system: str
+    data_class: str
+    jobs: dict[str, Job]
+
+    @property
+    def locations(self) -> list[str]:
+        return sorted({loc for job in self.jobs.values() for loc in job.locations})
+
+
+def coverages(plan: Plan) -> Iterator[Coverage]:
+    for system_name, system in plan.systems.items():
+        for cls in system.data_classes:
+            jobs = {
+                name: job
+                for name, job in plan.jobs.items()
+                if job.system == system_name and cls in plan.job_data_classes(job)
+            }
+            yield Coverage(system_name, cls, jobs)
+
+
+def _gap(plan: Plan, job: Job, ctx: LintContext) -> timedelta | None:
+    try:
+        return job.schedule.worst_gap(plan.job_timezone(job), ctx.now)
+    except NeverFiresError:
+        return None  # reported by schedule_never_fires
+
+
+def _tightest(plan: Plan, cov: Coverage, ctx: LintContext) -> tuple[str, timedelta] | None:
+    """The job with the shortest worst-case gap, among jobs that run on a rhythm."""
+    gaps = [(g, name) for name, job in cov.jobs.items() if (g := _gap(plan, job, ctx)) is not None]
+    if not gaps:
+        return None
+    gap, name = min(gaps)
+    return name, gap
+
+
+def interval_exceeds_rpo(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for cov in coverages(plan):
+        best = _tightest(plan, cov, ctx)
+        rpo = plan.objectives.rpo[cov.data_class]
+        if best and best[1] > rpo:
+            name, gap = best
+            yield Hit(
+                ("jobs", name, "schedule"),
+                f"job '{name}' runs every {fmt(gap)} at worst, longer than the {fmt(rpo)} RPO of"
+                f" '{cov.data_class}' data on system '{cov.system}': up to {fmt(gap)} of changes can be lost",
+                f"schedule it at least every {fmt(rpo)}, or add a more frequent job for '{cov.system}'",
+            )
+
+
+def interval_equals_rpo(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for cov in coverages(plan):
+        best = _tightest(plan, cov, ctx)
+        rpo = plan.objectives.rpo[cov.data_class]
+        if best and best[1] == rpo:
+            name, gap = best
+            yield Hit(
+                ("jobs", name, "schedule"),
+                f"job '{name}' runs every {fmt(gap)}, exactly the {fmt(rpo)} RPO of '{cov.data_class}'"
+                f" data: each run's own duration, and any failed run, breaches the objective",
+                "run it more often than the RPO (for PostgreSQL, archive WAL continuously)",
+            )
+
+
+def data_class_without_job(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for cov in coverages(plan):
+        if not cov.jobs:
+            index = plan.systems[cov.system].data_classes.index(cov.data_class)
+            yield Hit(
+                ("systems", cov.system, "data_classes", index),
+                f"no job backs up the '{cov.data_class}' data of system '{cov.system}'",
+                f"add a job with `system: {cov.system}` under `jobs`",
+            )
+
+
+def no_offsite_copy(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for cov in coverages(plan):
+        if cov.jobs and not any(plan.locations[loc].is_offsite for loc in cov.locations):
+            yield Hit(
+                ("jobs", next(iter(cov.jobs)), "locations"),
+                f"the '{cov.data_class}' data of system '{cov.system}' is kept only on site"
+                f" ({', '.join(cov.locations)}): losing the site loses every copy",
+                "add a secondary, cloud or archive location to its jobs",
+            )
+
+
+def critical_single_location(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for cov in coverages(plan):
+        if plan.systems[cov.system].tier is Tier.CRITICAL and cov.jobs and len(cov.locations) < 2:
+            yield Hit(
+                ("jobs", next(iter(cov.jobs)), "locations"),
+                f"critical system '{cov.system}' keeps its '{cov.data_class}' data in one location"
+                f" ({cov.locations[0]}): one failure loses it",
+                "add a second location to its jobs",
+            )
+
+
+def required_location_missing(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for cov in coverages(plan):
+        spec = plan.data_classes.get(cov.data_class)
+        missing = [loc for loc in (spec.locations if spec else []) if loc not in cov.locations]
+        if cov.jobs and missing:
+            yield Hit(
+                ("jobs", next(iter(cov.jobs)), "locations"),
+                f"data class '{cov.data_class}' must reach {', '.join(spec.locations if spec else [])},"
+                f" but no job of system '{cov.system}' writes to {', '.join(missing)}",
+                f"add {', '.join(missing)} to the locations of a job of '{cov.system}'",
+            )
+
+
+def retention_below_requirement(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    for name, job in plan.jobs.items():
+        for cls in plan.job_data_classes(job):
+            spec = plan.data_classes.get(cls)
+            need = spec and (spec.retention.get(job.type) or spec.retention.get("any"))
+            if not need:
+                continue
+            gap = _gap(plan, job, ctx)
+            for loc in job.locations:
+                policy = plan.locations[loc].retention or job.retention
+                if policy is None:
+                    continue  # nothing is ever forgotten
+                kept = policy.span(gap)
+                if kept < need:
+                    where = (
+                        ("locations", loc, "retention")
+                        if plan.locations[loc].retention
+                        else ("jobs", name, "retention")
+                    )
+                    yield Hit(
+                        where,
+                        f"job '{name}' keeps {job.type} backups for {fmt(kept)} in '{loc}', but"
+                        f" '{cls}' data must be kept for {fmt(need)}",
+                        f"keep at least {fmt(need)}, e.g. `keep_within: {fmt(need)}`",
+                    )
+
+
+def schedule_never_fires(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    items: list[tuple[tuple[str, str, str], Schedule | None, str]] = [
+        (("jobs", n, "schedule"), j.schedule, plan.job_timezone(j)) for n, j in plan.jobs.items()
+    ]
+    items += [
+        (("drills", n, "schedule"), d.schedule, plan.timezone) for n, d in plan.drills.items()
+    ]
+    items += [
+        (("data_classes", n, "verify"), c.verify, plan.timezone)
+        for n, c in plan.data_classes.items()
+    ]
+    for path, schedule, tz in items:
+        if schedule is None or schedule.kind is not ScheduleKind.CRON:
+            continue
+        try:
+            schedule.next_runs(ctx.now, tz)
+        except NeverFiresError:
+            yield Hit(
+                path,
+                f"schedule '{schedule}' matches no date and will never run",
+                "check the day-of-month and month fields (e.g. there is no 30 February)",
+            )
+
+
+def location_unused(ctx: LintContext) -> Iterator[Hit]:
+    plan = ctx.plan
+    used = {loc for job in plan.jobs.values() for loc in job.locations}
+    for name in plan.locations:
+        if name not in used:
+            yield Hit(
+                ("locations", name),
+                f"no job writes to location '{name}'",
+                "add it to a job's locations, or remove it",
+            )

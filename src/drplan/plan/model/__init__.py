@@ -1,0 +1,133 @@
+"""The plan schema: one pydantic model per plan section, joined in :class:`Plan`.
+
+Each field's docstring is its documentation: docs/plan-reference.md is generated
+from these models, and a test keeps it in step. Models check what one section can
+check alone; references between sections (a job's system, a step's owner) are
+checked by :mod:`drplan.plan.references` once the whole plan has loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from drplan.plan.durations import Duration
+from drplan.plan.model.assurance import (
+    Compression,
+    Drill,
+    RepositorySettings,
+    Review,
+    Site,
+    SuccessCriteria,
+)
+from drplan.plan.model.base import Name, PlanModel, TimeZoneName
+from drplan.plan.model.objectives import DataClass, Objectives, RtoObjectives, Tier
+from drplan.plan.model.response import (
+    Audience,
+    Channel,
+    Communication,
+    Contact,
+    Phase,
+    Role,
+    Runbook,
+    Scenario,
+    Step,
+    Window,
+)
+from drplan.plan.model.storage import (
+    JOB_TYPES_BY_KIND,
+    Immutability,
+    Job,
+    JobType,
+    LocalLocation,
+    Location,
+    LocationRole,
+    Retention,
+    S3Location,
+)
+from drplan.plan.model.systems import CommandSystem, FilesSystem, PostgresSystem, System
+
+
+class Plan(PlanModel):
+    """A disaster recovery plan."""
+
+    version: Literal[1]
+    """Version of the plan format; this is format 1."""
+    name: str
+    """The platform or organisation the plan protects."""
+    description: str = ""
+    timezone: TimeZoneName = "UTC"
+    """Time zone of cron schedules unless a job names its own."""
+    objectives: Objectives
+    data_classes: dict[Name, DataClass] = Field(default_factory=dict)
+    """Requirements per data class (retention, locations, integrity checks)."""
+    systems: dict[Name, System] = Field(min_length=1)
+    locations: dict[Name, Location] = Field(min_length=1)
+    jobs: dict[Name, Job] = Field(default_factory=dict)
+    repository: RepositorySettings = Field(default_factory=RepositorySettings)
+    sites: dict[Name, Site] = Field(default_factory=dict)
+    """Recovery infrastructure: the sites systems and locations live in."""
+    scenarios: dict[Name, Scenario] = Field(default_factory=dict)
+    runbooks: dict[Name, Runbook] = Field(default_factory=dict)
+    roles: dict[Name, Role] = Field(default_factory=dict)
+    contacts: dict[Name, Contact] = Field(default_factory=dict)
+    """External contacts: vendors, emergency services, customers, partners, regulators."""
+    channels: dict[Name, Channel] = Field(default_factory=dict)
+    communication: Communication | None = None
+    drills: dict[Name, Drill] = Field(default_factory=dict)
+    success_criteria: SuccessCriteria = Field(default_factory=SuccessCriteria)
+    review: Review | None = None
+
+    def rto_of(self, system: str) -> Duration:
+        """The RTO that applies to a system: its own if set, else its tier's."""
+        spec = self.systems[system]
+        return spec.rto or self.objectives.rto.for_tier(spec.tier)
+
+    def job_data_classes(self, job: Job) -> list[str]:
+        return (
+            job.data_classes
+            if job.data_classes is not None
+            else self.systems[job.system].data_classes
+        )
+
+    def job_timezone(self, job: Job) -> str:
+        return job.timezone or self.timezone
+
+
+__all__ = [
+    "JOB_TYPES_BY_KIND",
+    "Audience",
+    "Channel",
+    "CommandSystem",
+    "Communication",
+    "Compression",
+    "Contact",
+    "DataClass",
+    "Drill",
+    "FilesSystem",
+    "Immutability",
+    "Job",
+    "JobType",
+    "LocalLocation",
+    "Location",
+    "LocationRole",
+    "Objectives",
+    "Phase",
+    "Plan",
+    "PostgresSystem",
+    "RepositorySettings",
+    "Retention",
+    "Review",
+    "Role",
+    "RtoObjectives",
+    "Runbook",
+    "S3Location",
+    "Scenario",
+    "Site",
+    "Step",
+    "SuccessCriteria",
+    "System",
+    "Tier",
+    "Window",
+]

@@ -1,0 +1,236 @@
+"""Responding to a disaster: scenarios by tier, runbooks of timed phases, roles, contacts, channels."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+
+from drplan.plan.durations import Duration, format_duration, parse_duration, seconds
+from drplan.plan.model.base import Name, PlanModel
+from drplan.plan.secrets import Secret
+
+# Commands a runbook step may run as a drplan action; checked so a typo fails at load.
+DRPLAN_ACTIONS = (
+    "backup",
+    "restore",
+    "copy",
+    "check",
+    "drill",
+    "incident",
+    "locations",
+    "notify",
+    "snapshots",
+    "status",
+    "wal",
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A phase's target window, measured from the start of the incident."""
+
+    start: timedelta
+    end: timedelta
+
+    def __str__(self) -> str:
+        return f"{format_duration(self.start)}-{format_duration(self.end)}"
+
+
+_WINDOW = re.compile(r"\s*([0-9.]+[a-z]*)\s*-\s*([0-9.]+[a-z]+)\s*", re.IGNORECASE)
+
+
+def _parse_window(value: Any) -> Window:
+    if isinstance(value, Window):
+        return value
+    match = _WINDOW.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a time window (e.g. '0h-1h', '2-8h')")
+    start_text, end_text = match.groups()
+    if start_text.replace(".", "").isdigit():
+        # '2-8h': the start takes the end's unit.
+        start_text += end_text.lstrip("0123456789.")
+    start, end = parse_duration(start_text), parse_duration(end_text)
+    if end <= start:
+        raise ValueError(f"window '{value}' ends before it starts")
+    return Window(start, end)
+
+
+WindowField = Annotated[
+    Window,
+    PlainValidator(_parse_window),
+    PlainSerializer(lambda w: {"start": seconds(w.start), "end": seconds(w.end)}),
+    WithJsonSchema({"type": "string", "examples": ["0h-1h", "2-8h"]}),
+]
+
+
+class Step(PlanModel):
+    title: str
+    """What is done, as a person would say it."""
+    owner: Name | None = None
+    """The role (see `roles`) who does it."""
+    checklist: list[str] = Field(default_factory=list)
+    """Items to tick off."""
+    action: str | None = None
+    """A drplan command to run (e.g. `restore postgres smartwatts-db --to latest`)."""
+    run: str | None = None
+    """A shell command to run (e.g. `terraform apply -auto-approve`)."""
+    recovers: list[Name] = Field(default_factory=list)
+    """Systems this step brings back; the phase window is then held against their RTO."""
+    timeout: Duration | None = None
+    """Give up on the automated part after this long."""
+
+    @model_validator(mode="after")
+    def _one_automation(self) -> Step:
+        if self.action and self.run:
+            raise ValueError("a step has either `action` (drplan) or `run` (shell), not both")
+        if self.action and self.action.split()[0] not in DRPLAN_ACTIONS:
+            raise ValueError(
+                f"action '{self.action.split()[0]}' is not a drplan command"
+                f" (one of {', '.join(DRPLAN_ACTIONS)})"
+            )
+        return self
+
+    @property
+    def automated(self) -> bool:
+        return bool(self.action or self.run)
+
+
+class Phase(PlanModel):
+    name: str
+    window: WindowField | None = None
+    """Target time window from the start of the incident (e.g. `0h-1h`)."""
+    steps: list[Step] = Field(min_length=1)
+
+
+class Runbook(PlanModel):
+    description: str = ""
+    phases: list[Phase] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _phases_in_order(self) -> Runbook:
+        windows = [p.window for p in self.phases if p.window]
+        for before, after in zip(windows, windows[1:], strict=False):
+            if after.start < before.start:
+                raise ValueError(f"phase windows out of order: '{after}' comes after '{before}'")
+        return self
+
+
+class Scenario(PlanModel):
+    title: str
+    tier: Literal[1, 2, 3]
+    """Disaster tier: 1 critical, 2 major, 3 minor."""
+    description: str = ""
+    runbook: Name | None = None
+    """The runbook (see `runbooks`) followed when it happens."""
+    affects: list[Name] = Field(default_factory=list)
+    """Systems it takes down; empty means all of them."""
+    recover_from: list[Name] = Field(default_factory=list)
+    """Locations to restore from (e.g. only off-site ones when the data center is lost)."""
+
+
+class Role(PlanModel):
+    title: str
+    """The role's name in the plan (Incident Commander, Technical Lead, ...)."""
+    holder: str
+    """Who holds it (a person or a position, e.g. CTO)."""
+    team: str | None = None
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()-]{2,}$")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    slack: str | None = None
+    """Slack handle, e.g. @cto."""
+    deputy: Name | None = None
+    """The role that stands in when this one cannot be reached."""
+
+
+class Contact(PlanModel):
+    name: str
+    category: Literal["vendor", "emergency", "customer", "partner", "regulator", "other"]
+    phone: str | None = None
+    email: str | None = None
+    url: str | None = None
+    notes: str = ""
+
+
+class ChannelBase(PlanModel):
+    description: str = ""
+
+
+class SlackChannel(ChannelBase):
+    kind: Literal["slack"]
+    webhook_url: Secret
+    """Incoming-webhook URL reference."""
+    channel: str | None = Field(default=None, pattern=r"^#")
+    """Channel name, e.g. #incident-response."""
+
+
+class PagerDutyChannel(ChannelBase):
+    kind: Literal["pagerduty"]
+    routing_key: Secret
+    """Events API v2 integration key reference."""
+    severity: Literal["critical", "error", "warning", "info"] = "critical"
+
+
+class EmailChannel(ChannelBase):
+    kind: Literal["email"]
+    smtp_host: str
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    username: str | None = None
+    password: Secret | None = None
+
+
+class WebhookChannel(ChannelBase):
+    kind: Literal["webhook"]
+    url: Secret
+    """URL reference (URLs of webhooks often carry tokens)."""
+    signing_secret: Secret | None = None
+    """HMAC-SHA256 key for the X-Drplan-Signature header."""
+
+
+class StatusPageChannel(ChannelBase):
+    kind: Literal["status_page"]
+    api_url: str = Field(pattern=r"^https?://")
+    page_id: str
+    api_key: Secret
+    components: list[str] = Field(default_factory=list)
+    """Component ids whose status follows the incident."""
+
+
+class PhoneChannel(ChannelBase):
+    kind: Literal["phone"]
+    call: list[Name] = Field(min_length=1)
+    """Roles to call, in order (their phone numbers are in `roles`)."""
+
+
+Channel = Annotated[
+    SlackChannel
+    | PagerDutyChannel
+    | EmailChannel
+    | WebhookChannel
+    | StatusPageChannel
+    | PhoneChannel,
+    Field(discriminator="kind"),
+]
+
+
+class Audience(PlanModel):
+    channels: list[Name] = Field(min_length=1)
+    """Channels (see `channels`) this audience is told through."""
+    notes: str = ""
+
+
+class Communication(PlanModel):
+    primary: Name
+    """Channel used first for incident communication (SmartWatts: Slack #incident-response)."""
+    secondary: Name | None = None
+    emergency: Name | None = None
+    public: Name | None = None
+    """Channel the public sees (status page)."""
+    audiences: dict[Name, Audience] = Field(default_factory=dict)
+    """External audiences (customers, partners, vendors, regulators) and how they are told."""

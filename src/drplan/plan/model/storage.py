@@ -1,0 +1,170 @@
+"""Where backups go: locations (local paths, S3), their roles, immutability; jobs and retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from drplan.plan.durations import UNIT_SECONDS, Duration
+from drplan.plan.model.base import Name, PlanModel, TimeZoneName
+from drplan.plan.schedule import ScheduleField
+from drplan.plan.secrets import Secret
+
+
+class LocationRole(StrEnum):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    CLOUD = "cloud"
+    ARCHIVE = "archive"
+
+
+class Retention(PlanModel):
+    """Which snapshots to keep; a snapshot kept by any rule is kept."""
+
+    keep_within: Duration | None = None
+    """Keep every snapshot younger than this."""
+    keep_last: PositiveInt | None = None
+    """Keep the newest N snapshots."""
+    keep_hourly: PositiveInt | None = None
+    """Keep the newest snapshot of each of the last N hours that have one."""
+    keep_daily: PositiveInt | None = None
+    """Keep the newest snapshot of each of the last N days that have one."""
+    keep_weekly: PositiveInt | None = None
+    """Keep the newest snapshot of each of the last N weeks that have one."""
+    keep_monthly: PositiveInt | None = None
+    """Keep the newest snapshot of each of the last N months that have one."""
+    keep_yearly: PositiveInt | None = None
+    """Keep the newest snapshot of each of the last N years that have one."""
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Retention:
+        if all(value is None for value in self.model_dump().values()):
+            raise ValueError("retention keeps nothing; set at least one keep_* rule")
+        return self
+
+    def span(self, interval: timedelta | None) -> timedelta:
+        """How far back this policy keeps restore points, for a job running every ``interval``."""
+        spans = [self.keep_within or timedelta(0)]
+        buckets = {
+            "h": self.keep_hourly,
+            "d": self.keep_daily,
+            "w": self.keep_weekly,
+            "mo": self.keep_monthly,
+            "y": self.keep_yearly,
+        }
+        spans += [timedelta(seconds=UNIT_SECONDS[u] * n) for u, n in buckets.items() if n]
+        if self.keep_last and interval:
+            spans.append(interval * self.keep_last)
+        return max(spans)
+
+
+class Immutability(PlanModel):
+    mode: Literal["compliance", "governance"] = "compliance"
+    """S3 Object Lock mode: compliance cannot be lifted by anyone; governance by privileged users."""
+    days: PositiveInt
+    """How long each object stays locked after it is written."""
+
+
+class LocationBase(PlanModel):
+    description: str = ""
+    role: LocationRole
+    """primary, secondary, cloud or archive."""
+    offsite: bool | None = None
+    """Whether it survives the loss of the primary site; defaults to false for the
+    primary role and true for the others."""
+    site: Name | None = None
+    """The site (see `sites`) it is in."""
+    retention: Retention | None = None
+    """What this location keeps, overriding each job's retention here."""
+
+    @property
+    def is_offsite(self) -> bool:
+        return self.offsite if self.offsite is not None else self.role is not LocationRole.PRIMARY
+
+
+class LocalLocation(LocationBase):
+    kind: Literal["local"]
+    path: str = Field(pattern=r"^/")
+    """Absolute path of the repository directory."""
+
+
+class S3Location(LocationBase):
+    kind: Literal["s3"]
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    """Bucket name."""
+    prefix: str = ""
+    """Key prefix of the repository inside the bucket."""
+    region: str | None = None
+    """Region (e.g. us-east-1)."""
+    endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    """Endpoint URL for S3-compatible stores; AWS when unset."""
+    storage_class: Literal[
+        "STANDARD",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER_IR",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+    ] = "STANDARD"
+    """Storage class of data objects; metadata stays in STANDARD so listing needs no thaw."""
+    server_side_encryption: Literal["none", "SSE-S3", "SSE-KMS"] = "none"
+    """Server-side encryption on top of drplan's client-side encryption."""
+    kms_key_id: str | None = None
+    """KMS key for SSE-KMS."""
+    access_key_id: Secret | None = None
+    """Access key reference; the usual AWS sources are used when unset."""
+    secret_access_key: Secret | None = None
+    """Secret key reference; the usual AWS sources are used when unset."""
+    immutability: Immutability | None = None
+    """Object Lock retention for every object written (the bucket must have Object Lock on)."""
+
+    @model_validator(mode="after")
+    def _kms_needs_key(self) -> S3Location:
+        if self.server_side_encryption == "SSE-KMS" and not self.kms_key_id:
+            raise ValueError("server_side_encryption SSE-KMS needs kms_key_id")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither")
+        return self
+
+
+Location = Annotated[LocalLocation | S3Location, Field(discriminator="kind")]
+
+
+class JobType(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    WAL = "wal"
+    FILES = "files"
+    COMMAND = "command"
+
+
+# Which job types each system kind can run.
+JOB_TYPES_BY_KIND: dict[str, tuple[JobType, ...]] = {
+    "postgres": (JobType.FULL, JobType.INCREMENTAL, JobType.WAL),
+    "files": (JobType.FILES,),
+    "command": (JobType.COMMAND,),
+}
+
+
+class Job(PlanModel):
+    description: str = ""
+    system: Name
+    """The system it backs up."""
+    type: JobType
+    """full, incremental or wal (postgres); files; command."""
+    schedule: ScheduleField
+    """Cron expression, interval, `continuous`, `on EVENT` or `manual`."""
+    timezone: TimeZoneName | None = None
+    """Time zone of a cron schedule; defaults to the plan's."""
+    retention: Retention | None = None
+    """What to keep; WAL is kept as long as a base backup needs it."""
+    locations: list[Name] = Field(min_length=1)
+    """Where its snapshots go: written to the first reachable, copied to the others."""
+    data_classes: list[Name] | None = None
+    """The data classes it covers; defaults to all of its system's."""
+    timeout: Duration | None = None
+    """Abandon a run that takes longer than this."""
