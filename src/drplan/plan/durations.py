@@ -104,7 +104,7 @@ _DURATION_SCHEMA = WithJsonSchema({"type": "string", "examples": ["15m", "4h", "
 Duration = Annotated[
     timedelta,
     BeforeValidator(_positive),
-    PlainSerializer(lambda v: seconds(v), return_type=float),
+    PlainSerializer(seconds, when_used="json"),
     _DURATION_SCHEMA,
 ]
 """A positive duration; serialises to seconds (the JSON contract of every command)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -46,7 +47,16 @@ def resolve_plan_path(explicit: str | None) -> Path:
     return path
 
 
-def load_plan(path: Path) -> Plan:
+@dataclass(frozen=True)
+class PlanFile:
+    """A loaded plan with the positions of what it says, for locating findings."""
+
+    path: str
+    plan: Plan
+    source: SourceMap
+
+
+def load_plan(path: Path) -> PlanFile:
     """Read, parse and validate a plan file; raise PlanInvalidError listing every problem."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -62,7 +72,7 @@ def load_plan(path: Path) -> Plan:
     return load_plan_text(text, str(path))
 
 
-def load_plan_text(text: str, filename: str) -> Plan:
+def load_plan_text(text: str, filename: str) -> PlanFile:
     data, smap = parse(text, filename)
     if not isinstance(data, dict):
         raise PlanInvalidError(
@@ -77,7 +87,7 @@ def load_plan_text(text: str, filename: str) -> Plan:
     problems = [smap.problem(path, message) for path, message in check_references(plan)]
     if problems:
         raise PlanInvalidError(problems)
-    return plan
+    return PlanFile(filename, plan, smap)
 
 
 def _translate(err: ErrorDetails, data: Any, smap: SourceMap) -> Problem:
@@ -85,7 +95,7 @@ def _translate(err: ErrorDetails, data: Any, smap: SourceMap) -> Problem:
     path, is_key = _data_path(err["loc"], data)
     kind = err["type"]
     leaf = str(err["loc"][-1]) if err["loc"] else ""
-    if kind == "missing" or kind == "union_tag_not_found":
+    if kind in {"missing", "union_tag_not_found"}:
         missing = (
             leaf if kind == "missing" else str(err.get("ctx", {}).get("discriminator", "kind"))
         )
@@ -157,10 +167,9 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> tuple[PathKey, bool]:
     for step in loc:
         if step == "[key]":
             return tuple(path), True
-        if isinstance(current, dict) and step in current:
-            current = current[step]
-            path.append(step)
-        elif isinstance(current, list) and isinstance(step, int) and step < len(current):
+        if (isinstance(current, dict) and step in current) or (
+            isinstance(current, list) and isinstance(step, int) and step < len(current)
+        ):
             current = current[step]
             path.append(step)
     return tuple(path), False

@@ -167,6 +167,6 @@ def _coerce(value: Any) -> Schedule:
 ScheduleField = Annotated[
     Schedule,
     PlainValidator(_coerce),
-    PlainSerializer(lambda s: s.text, return_type=str),
+    PlainSerializer(lambda s: s.text, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "examples": ["*/15 * * * *", "15m", "on deployment"]}),
 ]

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, PlainSerializer, PlainValidator, WithJsonSchema
 
 from drplan.errors import SecretMissingError
 
@@ -63,9 +63,26 @@ def _parse(value: Any) -> SecretRef:
 Secret = Annotated[
     SecretRef,
     PlainValidator(_parse),
-    PlainSerializer(str, return_type=str),
+    PlainSerializer(str, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"}),
 ]
+
+
+def find_refs(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], SecretRef]]:
+    """Every secret reference inside a plan (or any part of one), with its path."""
+    if isinstance(value, SecretRef):
+        yield path, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from find_refs(getattr(value, name), (*path, name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from find_refs(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from find_refs(item, (*path, index))
 
 
 def missing(refs: Iterable[SecretRef], environ: Mapping[str, str] | None = None) -> list[str]:

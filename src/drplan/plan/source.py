@@ -46,12 +46,17 @@ class SourceMap:
     filename: str
     keys: dict[PathKey, Position] = field(default_factory=dict)
     values: dict[PathKey, Position] = field(default_factory=dict)
+    containers: set[PathKey] = field(default_factory=set)
 
     def locate(self, path: PathKey, *, key: bool = False) -> Position:
-        """Where ``path`` was written; falls back to its nearest written ancestor."""
+        """Where ``path`` was written; falls back to its nearest written ancestor.
+
+        A mapping or list is located at its key (``jobs:``), not at its first entry.
+        """
         for depth in range(len(path), -1, -1):
             prefix = path[:depth]
-            table = self.keys if key and depth == len(path) else self.values
+            at_key = prefix in self.containers or (key and depth == len(path))
+            table = self.keys if at_key and prefix in self.keys else self.values
             if prefix in table:
                 return table[prefix]
         return Position(1, 1)
@@ -81,6 +86,8 @@ class _Builder:
 
     def build(self, node: Node, path: PathKey) -> Any:
         self.smap.values.setdefault(path, _mark(node))
+        if isinstance(node, MappingNode | SequenceNode):
+            self.smap.containers.add(path)
         if isinstance(node, MappingNode):
             return self._mapping(node, path)
         if isinstance(node, SequenceNode):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 from drplan.plan.durations import format_duration as fmt
 from drplan.plan.lint.engine import Hit, LintContext
@@ -40,7 +41,7 @@ def system_rto_exceeds_tier(ctx: LintContext) -> Iterator[Hit]:
 def tier_rto_order(ctx: LintContext) -> Iterator[Hit]:
     rto = ctx.plan.objectives.rto
     tiers = list(Tier)
-    for faster, slower in zip(tiers, tiers[1:], strict=False):
+    for faster, slower in pairwise(tiers):
         if rto.for_tier(faster) > rto.for_tier(slower):
             yield Hit(
                 ("objectives", "rto", slower.value),
@@ -54,8 +55,8 @@ def tier_rto_order(ctx: LintContext) -> Iterator[Hit]:
                 ("objectives", "rto", tier.value),
                 f"{tier} systems may take {fmt(rto.for_tier(tier))}, but a full-platform recovery"
                 f" must finish in {fmt(rto.full_platform)}: the two objectives contradict",
-                f"lower the {tier} RTO to {fmt(rto.full_platform)}, or state that full_platform"
-                " excludes that tier by raising it",
+                f"lower the {tier} RTO to {fmt(rto.full_platform)} or less, or raise"
+                f" full_platform to {fmt(rto.for_tier(tier))}",
             )
 
 

@@ -5,11 +5,11 @@ Ids are stable: a plan's reviewers and CI configurations refer to them.
 
 from __future__ import annotations
 
-from drplan.plan.lint import coverage as cov
+from drplan.plan.lint import backups as cov
 from drplan.plan.lint import readiness as ready
 from drplan.plan.lint.engine import Rule, Severity
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -103,7 +103,7 @@ RULES: tuple[Rule, ...] = (
         "critical data has no immutable (object-locked) copy",
         ready.no_immutable_copy,
     ),
-    Rule("DR014", "location-unused", I, "a location no job writes to", cov.location_unused),
+    Rule("DR014", "location-unused", INFO, "a location no job writes to", cov.location_unused),
     Rule("DR015", "role-unreachable", W, "a role has no way to be reached", ready.role_unreachable),
     Rule(
         "DR016",

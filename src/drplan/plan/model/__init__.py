@@ -60,24 +60,37 @@ class Plan(PlanModel):
     timezone: TimeZoneName = "UTC"
     """Time zone of cron schedules unless a job names its own."""
     objectives: Objectives
+    """RTO per tier and RPO per data class."""
     data_classes: dict[Name, DataClass] = Field(default_factory=dict)
     """Requirements per data class (retention, locations, integrity checks)."""
     systems: dict[Name, System] = Field(min_length=1)
+    """What is recovered, by name."""
     locations: dict[Name, Location] = Field(min_length=1)
+    """Where backups are kept, by name."""
     jobs: dict[Name, Job] = Field(default_factory=dict)
+    """What is backed up, when, for how long, and where to."""
     repository: RepositorySettings = Field(default_factory=RepositorySettings)
+    """Encryption, password source and compression of the backup repository."""
     sites: dict[Name, Site] = Field(default_factory=dict)
     """Recovery infrastructure: the sites systems and locations live in."""
     scenarios: dict[Name, Scenario] = Field(default_factory=dict)
+    """Disasters the plan prepares for, by tier."""
     runbooks: dict[Name, Runbook] = Field(default_factory=dict)
+    """Recovery procedures: timed phases of steps."""
     roles: dict[Name, Role] = Field(default_factory=dict)
+    """Who does what during an incident, and how to reach them."""
     contacts: dict[Name, Contact] = Field(default_factory=dict)
     """External contacts: vendors, emergency services, customers, partners, regulators."""
     channels: dict[Name, Channel] = Field(default_factory=dict)
+    """Where notifications go (Slack, PagerDuty, e-mail, webhook, status page, phone)."""
     communication: Communication | None = None
+    """Which channel is used for what, internally and externally."""
     drills: dict[Name, Drill] = Field(default_factory=dict)
+    """Recovery tests and their schedule."""
     success_criteria: SuccessCriteria = Field(default_factory=SuccessCriteria)
+    """How recoveries are judged, and the KPIs reported."""
     review: Review | None = None
+    """Document control: version, review dates and cadence, approval."""
 
     def rto_of(self, system: str) -> Duration:
         """The RTO that applies to a system: its own if set, else its tier's."""

@@ -36,6 +36,13 @@ class Drill(PlanModel):
         return self
 
 
+Kpi = Literal["recovery_time", "data_loss", "service_availability", "customer_impact"]
+
+
+def _default_kpis() -> list[Kpi]:
+    return ["recovery_time", "data_loss"]
+
+
 class SuccessCriteria(PlanModel):
     rto_achievement: Percent = 0.95
     """Fraction of recoveries (drills and incidents) that must finish within their RTO."""
@@ -45,9 +52,7 @@ class SuccessCriteria(PlanModel):
     """Fraction of recoveries that must pass every integrity validation."""
     service_quality: str = ""
     """How service quality after recovery is judged (SmartWatts: no degradation in performance)."""
-    kpis: list[Literal["recovery_time", "data_loss", "service_availability", "customer_impact"]] = (
-        Field(default_factory=lambda: ["recovery_time", "data_loss"])
-    )
+    kpis: list[Kpi] = Field(default_factory=_default_kpis)
     """Key performance indicators reported for each recovery."""
 
 
@@ -55,11 +60,15 @@ class Review(PlanModel):
     version: str
     """Version of the plan document."""
     last_updated: dt.date
+    """Date the plan was last updated."""
     next_review: dt.date
+    """Date the next review is due; lint warns once it has passed."""
     every: Duration
     """Review cadence (SmartWatts: quarterly, `3mo`)."""
     approved_by: str
+    """Who approved this version."""
     distribution: str = ""
+    """Who receives the plan."""
     also_after: list[str] = Field(default_factory=list)
     """Events that trigger an update besides the cadence (incidents, technology changes, ...)."""
     post_incident: list[str] = Field(default_factory=list)
@@ -75,11 +84,15 @@ class Review(PlanModel):
 class Site(PlanModel):
     description: str = ""
     provider: str = ""
+    """Who runs it (e.g. AWS)."""
     region: str = ""
+    """Region or location (e.g. us-east-1)."""
     capacity: Percent = 1.0
     """Share of production capacity it can carry."""
     network: str = ""
+    """Network arrangement (e.g. Multi-AZ deployment)."""
     storage: str = ""
+    """Storage arrangement (e.g. EBS with replication)."""
 
 
 class Compression(PlanModel):
@@ -93,3 +106,4 @@ class RepositorySettings(PlanModel):
     password_command: str | None = None
     """Shell command printing the repository password (else `$DRPLAN_PASSWORD` or `--password-file`)."""
     compression: Compression = Field(default_factory=Compression)
+    """Compression of stored data."""

@@ -63,7 +63,7 @@ def _percent(value: Any) -> float:
 Percent = Annotated[
     float,
     BeforeValidator(_percent),
-    PlainSerializer(lambda v: round(v, 6), return_type=float),
+    PlainSerializer(lambda v: round(v, 6), return_type=float, when_used="json"),
     WithJsonSchema({"type": "string", "examples": ["95%", 0.95]}),
 ]
 """A fraction written as '95%' or 0.95; held and serialised as 0.95."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
@@ -37,7 +38,8 @@ class Window:
     end: timedelta
 
     def __str__(self) -> str:
-        return f"{format_duration(self.start)}-{format_duration(self.end)}"
+        start = format_duration(self.start) if self.start else "0"
+        return f"{start}-{format_duration(self.end)}"
 
 
 _WINDOW = re.compile(r"\s*([0-9.]+[a-z]*)\s*-\s*([0-9.]+[a-z]+)\s*", re.IGNORECASE)
@@ -62,7 +64,7 @@ def _parse_window(value: Any) -> Window:
 WindowField = Annotated[
     Window,
     PlainValidator(_parse_window),
-    PlainSerializer(lambda w: {"start": seconds(w.start), "end": seconds(w.end)}),
+    PlainSerializer(lambda w: {"start": seconds(w.start), "end": seconds(w.end)}, when_used="json"),
     WithJsonSchema({"type": "string", "examples": ["0h-1h", "2-8h"]}),
 ]
 
@@ -101,19 +103,22 @@ class Step(PlanModel):
 
 class Phase(PlanModel):
     name: str
+    """The phase's name (e.g. Immediate Response)."""
     window: WindowField | None = None
     """Target time window from the start of the incident (e.g. `0h-1h`)."""
     steps: list[Step] = Field(min_length=1)
+    """Steps in the order they are done."""
 
 
 class Runbook(PlanModel):
     description: str = ""
     phases: list[Phase] = Field(min_length=1)
+    """Phases in the order they run."""
 
     @model_validator(mode="after")
     def _phases_in_order(self) -> Runbook:
         windows = [p.window for p in self.phases if p.window]
-        for before, after in zip(windows, windows[1:], strict=False):
+        for before, after in pairwise(windows):
             if after.start < before.start:
                 raise ValueError(f"phase windows out of order: '{after}' comes after '{before}'")
         return self
@@ -121,6 +126,7 @@ class Runbook(PlanModel):
 
 class Scenario(PlanModel):
     title: str
+    """The scenario's name in the plan's words."""
     tier: Literal[1, 2, 3]
     """Disaster tier: 1 critical, 2 major, 3 minor."""
     description: str = ""
@@ -138,8 +144,11 @@ class Role(PlanModel):
     holder: str
     """Who holds it (a person or a position, e.g. CTO)."""
     team: str | None = None
+    """The team the role leads, if any."""
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()-]{2,}$")
+    """Phone number, e.g. +1-555-0001."""
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    """E-mail address."""
     slack: str | None = None
     """Slack handle, e.g. @cto."""
     deputy: Name | None = None
@@ -148,11 +157,17 @@ class Role(PlanModel):
 
 class Contact(PlanModel):
     name: str
+    """Who it is (organisation or service)."""
     category: Literal["vendor", "emergency", "customer", "partner", "regulator", "other"]
+    """What kind of contact it is."""
     phone: str | None = None
+    """Phone number."""
     email: str | None = None
+    """E-mail address."""
     url: str | None = None
+    """Web address (support portal, status page)."""
     notes: str = ""
+    """Contract level, account numbers, escalation notes."""
 
 
 class ChannelBase(PlanModel):
@@ -172,17 +187,25 @@ class PagerDutyChannel(ChannelBase):
     routing_key: Secret
     """Events API v2 integration key reference."""
     severity: Literal["critical", "error", "warning", "info"] = "critical"
+    """Severity of the events sent."""
 
 
 class EmailChannel(ChannelBase):
     kind: Literal["email"]
     smtp_host: str
+    """SMTP server host name."""
     smtp_port: int = Field(default=587, ge=1, le=65535)
+    """SMTP server port."""
     starttls: bool = True
+    """Upgrade the connection with STARTTLS."""
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    """From address."""
     to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    """Recipient addresses."""
     username: str | None = None
+    """SMTP login, if the server needs one."""
     password: Secret | None = None
+    """SMTP password reference."""
 
 
 class WebhookChannel(ChannelBase):
@@ -196,8 +219,11 @@ class WebhookChannel(ChannelBase):
 class StatusPageChannel(ChannelBase):
     kind: Literal["status_page"]
     api_url: str = Field(pattern=r"^https?://")
+    """Base URL of the status page API."""
     page_id: str
+    """Id of the page to update."""
     api_key: Secret
+    """API key reference."""
     components: list[str] = Field(default_factory=list)
     """Component ids whose status follows the incident."""
 
@@ -223,13 +249,16 @@ class Audience(PlanModel):
     channels: list[Name] = Field(min_length=1)
     """Channels (see `channels`) this audience is told through."""
     notes: str = ""
+    """How they are told, in the plan's words."""
 
 
 class Communication(PlanModel):
     primary: Name
     """Channel used first for incident communication (SmartWatts: Slack #incident-response)."""
     secondary: Name | None = None
+    """Channel used when the primary is down (SmartWatts: e-mail)."""
     emergency: Name | None = None
+    """Channel of last resort (SmartWatts: phone calls)."""
     public: Name | None = None
     """Channel the public sees (status page)."""
     audiences: dict[Name, Audience] = Field(default_factory=dict)

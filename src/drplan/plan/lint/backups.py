@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
+from drplan.plan.coverage import Coverage, coverages
 from drplan.plan.durations import format_duration as fmt
 from drplan.plan.lint.engine import Hit, LintContext
 from drplan.plan.model import Job, Plan, Tier
 from drplan.plan.schedule import NeverFiresError, Schedule, ScheduleKind
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """The jobs that back up one data class of one system."""
-
-    system: str
-    data_class: str
-    jobs: dict[str, Job]
-
-    @property
-    def locations(self) -> list[str]:
-        return sorted({loc for job in self.jobs.values() for loc in job.locations})
-
-
-def coverages(plan: Plan) -> Iterator[Coverage]:
-    for system_name, system in plan.systems.items():
-        for cls in system.data_classes:
-            jobs = {
-                name: job
-                for name, job in plan.jobs.items()
-                if job.system == system_name and cls in plan.job_data_classes(job)
-            }
-            yield Coverage(system_name, cls, jobs)
 
 
 def _gap(plan: Plan, job: Job, ctx: LintContext) -> timedelta | None:

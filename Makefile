@@ -1,0 +1,44 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv when
+# missing and installs what it needs; nothing but Python 3.11+ and make is assumed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_DEPS := $(VENV)/.run-deps
+TEST_DEPS := $(VENV)/.test-deps
+PYTEST_ARGS ?=
+
+.PHONY: demo test check docs clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "drplan needs Python 3.11 or newer: run make PYTHON=python3.11 (or newer)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "'$(PYTHON) -m venv' failed: on Debian or Ubuntu, apt-get install python3-venv"; exit 1; }
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+$(RUN_DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(TEST_DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(RUN_DEPS)
+
+# The main job on embedded defaults: for now, validate, lint and show the SmartWatts plan.
+demo: $(RUN_DEPS)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/smartwatts/demo.sh
+
+# Style and types first, so they cannot drift, then the whole suite.
+test: $(TEST_DEPS)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Regenerate documents derived from the code.
+docs: $(RUN_DEPS)
+	$(BIN)/python -m drplan.plan.reference > docs/plan-reference.md
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

@@ -1,0 +1,88 @@
+"""The ``drplan`` command line: one module per command group, each a thin layer over a service.
+
+Modules here parse flags, call plain functions that the daemon and the API call
+too, and render results as text or JSON. Every failure a user can cause ends in
+one line on standard error and a documented exit code (docs/cli.md); a
+traceback appears only for a bug, and only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from drplan import __version__
+from drplan.cli.context import Settings
+from drplan.cli.init_cmd import init_command
+from drplan.cli.plan_cmd import plan_group
+from drplan.errors import DrplanError, PlanInvalidError
+
+INTERNAL_ERROR = 70
+INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--plan",
+    "plan_path",
+    metavar="FILE",
+    envvar="DRPLAN_PLAN",
+    help="Plan file (default: $DRPLAN_PLAN, then ./drplan.yaml).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(__version__, prog_name="drplan")
+@click.pass_context
+def cli(ctx: click.Context, plan_path: str | None, debug: bool) -> None:
+    """drplan: your disaster recovery plan, executable.
+
+    Validate the plan, back up what it names, restore to any point in time, prove
+    recovery with drills, and report RTO and RPO as measured.
+    """
+    ctx.obj = Settings(plan_path=plan_path, debug=debug)
+
+
+cli.add_command(plan_group)
+cli.add_command(init_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of raising, for tests and the console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="drplan", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("drplan: interrupted", err=True)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("drplan: interrupted", err=True)
+        return INTERRUPTED
+    except PlanInvalidError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        click.echo(f"drplan: {exc.hint}", err=True)
+        return exc.exit_code
+    except DrplanError as exc:
+        hint = f"; {exc.hint}" if exc.hint else ""
+        click.echo(f"drplan: {exc.message}{hint}", err=True)
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"drplan: internal error: {type(exc).__name__}: {exc}; rerun with --debug and report it",
+            err=True,
+        )
+        return INTERNAL_ERROR
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(main())

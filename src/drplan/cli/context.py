@@ -1,0 +1,39 @@
+"""What every command receives from the root: global settings, plan loading, output helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+
+from drplan.plan.loader import PlanFile, load_plan, resolve_plan_path
+
+
+@dataclass(frozen=True)
+class Settings:
+    plan_path: str | None = None
+    debug: bool = False
+
+    def load(self, override: str | None = None) -> PlanFile:
+        """The plan named on the command line (a command's own argument wins over --plan)."""
+        return load_plan(resolve_plan_path(override or self.plan_path))
+
+
+pass_settings = click.make_pass_decorator(Settings, ensure=True)
+
+
+def console() -> Console:
+    """Rich console on standard output; plain when not a terminal or when NO_COLOR is set."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 finding``, ``2 findings``: plural nouns here all take a plain 's'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -1,0 +1,32 @@
+"""Which jobs protect which data: one data class of one system, and the jobs and locations for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from drplan.plan.model import Job, Plan
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The jobs that back up one data class of one system."""
+
+    system: str
+    data_class: str
+    jobs: dict[str, Job]
+
+    @property
+    def locations(self) -> list[str]:
+        return sorted({loc for job in self.jobs.values() for loc in job.locations})
+
+
+def coverages(plan: Plan) -> Iterator[Coverage]:
+    for system_name, system in plan.systems.items():
+        for cls in system.data_classes:
+            jobs = {
+                name: job
+                for name, job in plan.jobs.items()
+                if job.system == system_name and cls in plan.job_data_classes(job)
+            }
+            yield Coverage(system_name, cls, jobs)
