@@ -167,11 +167,13 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> tuple[PathKey, bool]:
     for step in loc:
         if step == "[key]":
             return tuple(path), True
-        if (isinstance(current, dict) and step in current) or (
-            isinstance(current, list) and isinstance(step, int) and step < len(current)
-        ):
+        if not isinstance(current, dict | list):
+            continue
+        try:
             current = current[step]
-            path.append(step)
+        except (KeyError, IndexError, TypeError):
+            continue  # a union member or tag name, not a place in the data
+        path.append(step)
     return tuple(path), False
 
 
