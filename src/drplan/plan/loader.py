@@ -167,11 +167,11 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> tuple[PathKey, bool]:
     for step in loc:
         if step == "[key]":
             return tuple(path), True
-        if not isinstance(current, dict | list):
-            continue
-        try:
+        if isinstance(current, dict) and step in current:
             current = current[step]
-        except (KeyError, IndexError, TypeError):
+        elif isinstance(current, list) and isinstance(step, int) and step < len(current):
+            current = current[step]
+        else:
             continue  # a union member or tag name, not a place in the data
         path.append(step)
     return tuple(path), False
