@@ -8,7 +8,7 @@ RUN_DEPS := $(VENV)/.run-deps
 TEST_DEPS := $(VENV)/.test-deps
 PYTEST_ARGS ?=
 
-.PHONY: demo test check docs clean
+.PHONY: demo test docs bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -31,14 +31,19 @@ demo: $(RUN_DEPS)
 
 # Style and types first, so they cannot drift, then the whole suite.
 test: $(TEST_DEPS)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Regenerate documents derived from the code.
 docs: $(RUN_DEPS)
 	$(BIN)/python -m drplan.plan.reference > docs/plan-reference.md
+	$(BIN)/python -m drplan.plan.lint.catalog > docs/lint-rules.md
+
+# Benchmarks (never part of `make test`); results go to docs/benchmarks.md.
+bench: $(RUN_DEPS)
+	$(BIN)/python bench/plan_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

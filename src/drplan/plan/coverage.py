@@ -22,11 +22,11 @@ class Coverage:
 
 
 def coverages(plan: Plan) -> Iterator[Coverage]:
+    by_system: dict[str, dict[str, Job]] = {}
+    for name, job in plan.jobs.items():
+        by_system.setdefault(job.system, {})[name] = job
     for system_name, system in plan.systems.items():
+        jobs = by_system.get(system_name, {})
         for cls in system.data_classes:
-            jobs = {
-                name: job
-                for name, job in plan.jobs.items()
-                if job.system == system_name and cls in plan.job_data_classes(job)
-            }
-            yield Coverage(system_name, cls, jobs)
+            covering = {n: j for n, j in jobs.items() if cls in plan.job_data_classes(j)}
+            yield Coverage(system_name, cls, covering)

@@ -1,0 +1,282 @@
+"""Every lint rule: a plan that triggers it, and the same plan just inside the line, which does not."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from drplan.plan.lint import RULES, LintContext, failing, run_lint
+from drplan.plan.loader import load_plan_text
+from tests.conftest import clean_plan, dump
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def findings(data: dict[str, Any]) -> list[tuple[str, str]]:
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    return [(f.rule, f.where) for f in run_lint(LintContext(plan, NOW), RULES)]
+
+
+def fired(mutate: Mutation) -> list[tuple[str, str]]:
+    data = clean_plan()
+    mutate(data)
+    return findings(data)
+
+
+def test_the_clean_plan_has_no_findings() -> None:
+    assert findings(clean_plan()) == []
+
+
+def test_rule_ids_are_unique_and_stable() -> None:
+    ids = [rule.id for rule in RULES]
+    assert ids == sorted(set(ids))
+    assert ids[0] == "DR001"
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+
+    return mutate
+
+
+def _all(*mutations: Mutation) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        for m in mutations:
+            m(data)
+
+    return mutate
+
+
+def _drop_wal(data: dict[str, Any]) -> None:
+    del data["jobs"]["db-wal"]
+
+
+# rule id, mutation that triggers it, where the finding points, mutation just inside the line
+CASES: list[tuple[str, Mutation, str, Mutation]] = [
+    (
+        "DR001",  # web data (configuration, RPO 4h) backed up every 5h
+        _set("jobs.web.schedule", "5h"),
+        "jobs.web.schedule",
+        _set("jobs.web.schedule", "3h"),
+    ),
+    (
+        "DR002",  # exactly the RPO
+        _set("jobs.web.schedule", "4h"),
+        "jobs.web.schedule",
+        _set("jobs.web.schedule", "0 */3 * * *"),
+    ),
+    (
+        "DR003",
+        _set("jobs.web", None),
+        "systems.web.data_classes[0]",
+        _set("jobs.web.schedule", "1h"),
+    ),
+    (
+        "DR004",
+        _all(_set("jobs.web.locations", ["local"])),
+        "jobs.web.locations",
+        _set("jobs.web.locations", ["cloud"]),
+    ),
+    (
+        "DR005",  # critical db in one (off-site, required) location only
+        _all(
+            _set("data_classes.database.locations", ["cloud"]),
+            _set("jobs.db-full.locations", ["cloud"]),
+            _set("jobs.db-wal.locations", ["cloud"]),
+        ),
+        "jobs.db-full.locations",
+        _all(
+            _set("data_classes.database.locations", ["cloud"]),
+            _set("jobs.db-full.locations", ["cloud"]),
+        ),
+    ),
+    (
+        "DR006",  # critical db depends on important web
+        _all(_set("systems.web.depends_on", None), _set("systems.db.depends_on", ["web"])),
+        "systems.db.depends_on[0]",
+        _all(
+            _set("systems.web.depends_on", None),
+            _set("systems.db.depends_on", ["web"]),
+            _set("systems.web.tier", "critical"),
+        ),
+    ),
+    (
+        "DR007",  # 29 days kept, 30 required
+        _set("jobs.db-full.retention", {"keep_within": "29d"}),
+        "jobs.db-full.retention",
+        _set("jobs.db-full.retention", {"keep_daily": 30}),
+    ),
+    (
+        "DR008",  # only the critical system is drilled; the important tier is not
+        _set("drills.quarterly", {"kind": "database", "systems": ["db"], "schedule": "@monthly"}),
+        "drills",
+        _set(
+            "drills.quarterly",
+            {"kind": "service", "systems": ["db", "web"], "schedule": "@monthly"},
+        ),
+    ),
+    (
+        "DR009",
+        _set("review.next_review", "2026-11-25"),
+        "review.next_review",
+        _set("review.next_review", "2026-11-26"),
+    ),
+    (
+        "DR010",
+        _set("systems.db.rto", "5h"),
+        "systems.db.rto",
+        _set("systems.db.rto", "4h"),
+    ),
+    (
+        "DR011",
+        _set("jobs.db-full.schedule", "0 1 30 2 *"),
+        "jobs.db-full.schedule",
+        _set("jobs.db-full.schedule", "0 1 29 2 *"),
+    ),
+    (
+        "DR012",  # db (RTO 4h) recovered in a phase ending at 5h
+        _set(
+            "runbooks.rb.phases",
+            [
+                {
+                    "name": "Recover",
+                    "window": "1-5h",
+                    "steps": [{"title": "Restore", "recovers": ["db"]}],
+                }
+            ],
+        ),
+        "runbooks.rb.phases[0].window",
+        _set(
+            "runbooks.rb.phases",
+            [
+                {
+                    "name": "Recover",
+                    "window": "1-4h",
+                    "steps": [{"title": "Restore", "recovers": ["db"]}],
+                }
+            ],
+        ),
+    ),
+    (
+        "DR013",
+        _set("locations.cloud.immutability", None),
+        "locations",
+        _set("locations.cloud.immutability", {"mode": "governance", "days": 7}),
+    ),
+    (
+        "DR014",
+        _set("locations.spare", {"role": "secondary", "kind": "local", "path": "/mnt/spare"}),
+        "locations.spare",
+        _all(
+            _set("locations.spare", {"role": "secondary", "kind": "local", "path": "/mnt/spare"}),
+            _set("jobs.web.locations", ["local", "cloud", "spare"]),
+        ),
+    ),
+    (
+        "DR015",
+        _set("roles.ic", {"title": "Incident Commander", "holder": "CTO"}),
+        "roles.ic",
+        _set(
+            "roles.ic", {"title": "Incident Commander", "holder": "CTO", "email": "cto@example.com"}
+        ),
+    ),
+    (
+        "DR016",
+        _set("scenarios.db-loss.runbook", None),
+        "scenarios.db-loss",
+        _set("scenarios.db-loss.runbook", "rb"),
+    ),
+    (
+        "DR017",
+        _set("drills.quarterly.budget", "13h"),
+        "drills.quarterly.budget",
+        _set("drills.quarterly.budget", "12h"),
+    ),
+    (
+        "DR018",
+        _set("objectives.rto.non_critical", "24h"),
+        "objectives.rto.non_critical",
+        _set("objectives.rto.non_critical", "12h"),
+    ),
+    (
+        "DR019",  # database must reach local and cloud; the jobs stop reaching local
+        _all(
+            _set("jobs.db-full.locations", ["cloud"]),
+            _set("jobs.db-wal.locations", ["cloud"]),
+            _set("systems.db.tier", "important"),
+            _set("drills.quarterly.kind", "full_platform"),
+        ),
+        "jobs.db-full.locations",
+        _set("jobs.db-wal.locations", ["cloud"]),
+    ),
+    (
+        "DR020",
+        _set("drills.quarterly.from_location", "spare"),
+        "drills.quarterly.from_location",
+        _set("drills.quarterly.from_location", "cloud"),
+    ),
+]
+
+
+def _with_spare(mutation: Mutation) -> Mutation:
+    """DR020 needs a location that exists but holds nothing."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["locations"]["spare"] = {"role": "secondary", "kind": "local", "path": "/mnt/spare"}
+        mutation(data)
+
+    return mutate
+
+
+@pytest.mark.parametrize(("rule", "trigger", "where", "inside"), CASES, ids=[c[0] for c in CASES])
+def test_rule_fires_and_stays_quiet(
+    rule: str, trigger: Mutation, where: str, inside: Mutation
+) -> None:
+    if rule == "DR020":
+        trigger, inside = _with_spare(trigger), _with_spare(inside)
+    hits = fired(trigger)
+    assert (rule, where) in hits, hits
+    quiet = [h for h in fired(inside) if h[0] == rule]
+    assert quiet == [], quiet
+
+
+def test_every_rule_has_a_case() -> None:
+    assert sorted(c[0] for c in CASES) == [r.id for r in RULES]
+
+
+def test_gap_of_a_weekday_cron_counts_the_weekend() -> None:
+    # Every weekday at 02:00 leaves Friday to Monday uncovered: 3 days against a 1 day RPO.
+    def mutate(data: dict[str, Any]) -> None:
+        data["objectives"]["rpo"]["configuration"] = "1d"
+        data["jobs"]["web"]["schedule"] = "0 2 * * 1-5"
+
+    assert ("DR001", "jobs.web.schedule") in fired(mutate)
+
+
+def test_only_the_tightest_job_of_a_data_class_counts() -> None:
+    # A daily full next to continuous WAL archiving meets a 15 minute RPO.
+    data = clean_plan()
+    assert all(rule != "DR001" for rule, _ in findings(data))
+    _drop_wal(data)
+    assert ("DR001", "jobs.db-full.schedule") in findings(data)
+
+
+def test_failing_depends_on_strictness() -> None:
+    data = clean_plan()
+    data["review"]["next_review"] = "2026-10-01"  # past due: a warning
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    found = run_lint(LintContext(plan, NOW), RULES)
+    assert failing(found, strict=False) == []
+    assert [f.rule for f in failing(found, strict=True)] == ["DR009"]
