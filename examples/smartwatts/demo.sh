@@ -13,7 +13,8 @@ export SMTP_PASSWORD=demo-not-a-secret
 export PAGERDUTY_ROUTING_KEY=demo-not-a-secret
 export STATUS_PAGE_API_KEY=demo-not-a-secret
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 
 step "drplan plan validate plan.yaml"
 drplan plan validate plan.yaml

@@ -80,3 +80,25 @@ def test_impossible_date_is_valid_syntax_but_never_fires() -> None:
 def test_rejects_bad_schedules_with_a_reason(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_schedule(text)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "*/15 * * * *",
+        "0 2 * * 1-5",
+        "0 3 1 * *",
+        "0 0 29 2 *",
+        "0 4 1 1,4,7,10 *",
+        "0 9-17 * * *",
+        "30 1,13 * * *",
+        "0 0 1 * 0",  # day of month OR day of week
+        "0 0 13 * 5",
+        "5 4 * * 7",
+    ],
+)
+def test_worst_gap_from_fields_equals_walking_every_run(expr: str) -> None:
+    from drplan.plan.schedule import _cron_worst_gap, _iterated_gap
+
+    start = datetime(2026, 11, 26, tzinfo=UTC)
+    assert _cron_worst_gap(expr, "UTC", start) == _iterated_gap(expr, "UTC", start)

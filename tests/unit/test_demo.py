@@ -1,0 +1,32 @@
+"""`make demo` runs examples/smartwatts/demo.sh: it must succeed and show what it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_demo_script_validates_lints_and_shows_the_smartwatts_plan() -> None:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", COLUMNS="160")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "smartwatts" / "demo.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "valid plan 'SmartWatts Energy Monitoring Platform'" in out
+    assert "lint exit code 6" in out
+    assert "Systems (recovery order)" in out
+    assert '"critical": 14400' in out
+    assert "\x1b[" not in out  # no escape codes when not on a terminal
+    # The demo's placeholder secrets are set, and never printed.
+    for value in ("demo-not-a-secret", "127.0.0.1:9/demo-slack"):
+        assert value not in out
