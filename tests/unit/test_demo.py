@@ -11,7 +11,11 @@ from tests.conftest import ROOT
 
 
 def test_demo_script_validates_lints_and_shows_the_smartwatts_plan() -> None:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", COLUMNS="160")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        COLUMNS="160",
+    )
     proc = subprocess.run(
         ["bash", str(ROOT / "examples" / "smartwatts" / "demo.sh")],
         capture_output=True,

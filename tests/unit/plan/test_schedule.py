@@ -4,7 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drplan.plan.schedule import NeverFiresError, ScheduleKind, parse_schedule
+from drplan.plan.schedule import (
+    NeverFiresError,
+    ScheduleKind,
+    _cron_worst_gap,
+    _iterated_gap,
+    parse_schedule,
+)
 
 NOW = datetime(2026, 11, 26, 10, 7, tzinfo=UTC)
 
@@ -98,7 +104,5 @@ def test_rejects_bad_schedules_with_a_reason(text: str, message: str) -> None:
     ],
 )
 def test_worst_gap_from_fields_equals_walking_every_run(expr: str) -> None:
-    from drplan.plan.schedule import _cron_worst_gap, _iterated_gap
-
     start = datetime(2026, 11, 26, tzinfo=UTC)
     assert _cron_worst_gap(expr, "UTC", start) == _iterated_gap(expr, "UTC", start)
