@@ -17,6 +17,11 @@ class Coverage:
     jobs: dict[str, Job]
 
     @property
+    def where(self) -> tuple[str, str, str]:
+        """The place a finding about where this data goes points at: its first job's locations."""
+        return ("jobs", next(iter(self.jobs)), "locations")
+
+    @property
     def locations(self) -> list[str]:
         return sorted({loc for job in self.jobs.values() for loc in job.locations})
 

@@ -75,7 +75,7 @@ def no_offsite_copy(ctx: LintContext) -> Iterator[Hit]:
     for cov in coverages(plan):
         if cov.jobs and not any(plan.locations[loc].is_offsite for loc in cov.locations):
             yield Hit(
-                ("jobs", next(iter(cov.jobs)), "locations"),
+                cov.where,
                 f"the '{cov.data_class}' data of system '{cov.system}' is kept only on site"
                 f" ({', '.join(cov.locations)}): losing the site loses every copy",
                 "add a secondary, cloud or archive location to its jobs",
@@ -87,7 +87,7 @@ def critical_single_location(ctx: LintContext) -> Iterator[Hit]:
     for cov in coverages(plan):
         if plan.systems[cov.system].tier is Tier.CRITICAL and cov.jobs and len(cov.locations) < 2:
             yield Hit(
-                ("jobs", next(iter(cov.jobs)), "locations"),
+                cov.where,
                 f"critical system '{cov.system}' keeps its '{cov.data_class}' data in one location"
                 f" ({cov.locations[0]}): one failure loses it",
                 "add a second location to its jobs",
@@ -101,7 +101,7 @@ def required_location_missing(ctx: LintContext) -> Iterator[Hit]:
         missing = [loc for loc in (spec.locations if spec else []) if loc not in cov.locations]
         if cov.jobs and missing:
             yield Hit(
-                ("jobs", next(iter(cov.jobs)), "locations"),
+                cov.where,
                 f"data class '{cov.data_class}' must reach {', '.join(spec.locations if spec else [])},"
                 f" but no job of system '{cov.system}' writes to {', '.join(missing)}",
                 f"add {', '.join(missing)} to the locations of a job of '{cov.system}'",
