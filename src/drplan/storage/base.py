@@ -1,0 +1,66 @@
+"""The Storage protocol and its error contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from drplan.errors import DrplanError
+
+
+class StorageError(DrplanError):
+    """A storage operation failed and trying again will not help."""
+
+    exit_code = 1
+
+
+class NotFound(StorageError):
+    """The object does not exist."""
+
+
+class TransientError(StorageError):
+    """The operation failed but may succeed if tried again (network, throttling, busy)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    size: int
+
+
+class Storage(Protocol):
+    """Named immutable objects. Names use '/' and never start with it."""
+
+    @property
+    def url(self) -> str:
+        """Where this storage is, credentials removed: safe to print."""
+        ...
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """The object's bytes, or ``length`` bytes from ``offset``; NotFound if absent."""
+        ...
+
+    def write(self, name: str, data: bytes) -> None:
+        """Store the object durably and atomically: afterwards it is whole or absent."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove the object; NotFound if absent."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose names start with ``prefix`` (e.g. ``snapshots/``), in no set order."""
+        ...
+
+    def stat(self, name: str) -> ObjectInfo:
+        """Size of the object; NotFound if absent."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the storage root itself exists (a bucket, a directory)."""
+        ...
+
+    def free_space(self) -> int | None:
+        """Bytes free where objects are written, when knowable."""
+        ...

@@ -1,0 +1,131 @@
+"""Local filesystem backend: objects are files, written so that a crash leaves them whole or absent.
+
+Each write goes to a temporary file in the destination directory, is fsynced,
+renamed over the final name, and the directory is fsynced so the new entry itself
+survives a power loss. Temporary files (``.tmp-*``) left by a crash are ignored by
+``list`` and removed by prune.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from drplan.storage.base import NotFound, ObjectInfo, StorageError, TransientError
+
+TEMP_PREFIX = ".tmp-"
+
+
+class LocalStorage:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def _path(self, name: str) -> Path:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise StorageError(f"invalid object name {name!r}")
+        return self.root / name
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            with self._path(name).open("rb") as f:
+                if offset:
+                    f.seek(offset)
+                return f.read() if length is None else f.read(length)
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}: object {name} does not exist") from None
+        except OSError as exc:
+            raise _translate(exc, self.url, name) from None
+
+    def write(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise _translate(exc, self.url, name) from None
+
+    def delete(self, name: str) -> None:
+        path = self._path(name)
+        try:
+            path.unlink()
+            _fsync_dir(path.parent)
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}: object {name} does not exist") from None
+        except OSError as exc:
+            raise _translate(exc, self.url, name) from None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        directory = prefix.rpartition("/")[0]
+        base = self.root / directory if directory else self.root
+        if not base.is_dir():
+            return
+        for dirpath, _dirnames, filenames in os.walk(base):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for filename in filenames:
+                if filename.startswith(TEMP_PREFIX):
+                    continue
+                name = filename if rel == "." else f"{rel}/{filename}"
+                if name.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        yield ObjectInfo(name, os.stat(os.path.join(dirpath, filename)).st_size)
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            return ObjectInfo(name, self._path(name).stat().st_size)
+        except FileNotFoundError:
+            raise NotFound(f"{self.url}: object {name} does not exist") from None
+        except OSError as exc:
+            raise _translate(exc, self.url, name) from None
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def free_space(self) -> int | None:
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _translate(exc: OSError, url: str, name: str) -> StorageError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        return StorageError(
+            f"{url}: no space left on device while writing {name}",
+            hint="free space or use another location; the repository is unchanged",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"{url}: {reason} ({name})", hint="check permissions of the repository")
+    if exc.errno in (errno.EINTR, errno.EAGAIN, errno.EBUSY):
+        return TransientError(f"{url}: {reason} ({name})")
+    return StorageError(f"{url}: {reason} ({name})")
