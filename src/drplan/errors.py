@@ -7,7 +7,12 @@ The hierarchy::
     ├── PlanNotFoundError        exit 3   no plan file where we looked
     ├── PlanInvalidError         exit 4   YAML syntax, schema or reference errors
     ├── SecretMissingError       exit 5   a ${VAR} the plan references is not set
-    └── LintFailedError          exit 6   `plan lint` found errors (or warnings with --strict)
+    ├── LintFailedError          exit 6   `plan lint` found errors (or warnings with --strict)
+    ├── RepositoryNotFoundError  exit 10  no repository at the location
+    ├── RepositoryLockedError    exit 11  another process holds a conflicting lock
+    ├── WrongPasswordError       exit 12  no key file opens with the password
+    ├── IntegrityError           exit 13  data failed authentication or the repository is damaged
+    └── PartialBackupError       exit 14  the snapshot was saved, but some files could not be read
 
 Codes are part of the command-line contract: scripts and monitoring depend on
 them, so a code never changes meaning. The table lives in docs/cli.md and a test
@@ -88,6 +93,36 @@ class LintFailedError(DrplanError):
     exit_code = 6
 
 
+class RepositoryNotFoundError(DrplanError):
+    """No repository (no config object) at the location."""
+
+    exit_code = 10
+
+
+class RepositoryLockedError(DrplanError):
+    """A live process holds a lock that conflicts with the operation."""
+
+    exit_code = 11
+
+
+class WrongPasswordError(DrplanError):
+    """The password opens none of the repository's key files."""
+
+    exit_code = 12
+
+
+class IntegrityError(DrplanError):
+    """Data failed authentication (modified, truncated, swapped) or the repository is damaged."""
+
+    exit_code = 13
+
+
+class PartialBackupError(DrplanError):
+    """The snapshot was saved, but some source files could not be read; they are listed."""
+
+    exit_code = 14
+
+
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
 EXIT_CODES: dict[int, str] = {
     0: "success",
@@ -97,6 +132,11 @@ EXIT_CODES: dict[int, str] = {
     PlanInvalidError.exit_code: "the plan is invalid: YAML syntax, schema or reference errors",
     SecretMissingError.exit_code: "an environment variable the plan references for a secret is unset",
     LintFailedError.exit_code: "`plan lint` found errors (or warnings, with `--strict`)",
+    RepositoryNotFoundError.exit_code: "no repository at the location (`drplan repo init` creates one)",
+    RepositoryLockedError.exit_code: "the repository is locked by another live process",
+    WrongPasswordError.exit_code: "wrong password: no key file of the repository opens with it",
+    IntegrityError.exit_code: "damaged data: an object failed authentication, or check found errors",
+    PartialBackupError.exit_code: "snapshot saved, but some files could not be read (they are listed)",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
 }

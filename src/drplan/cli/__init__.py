@@ -14,9 +14,15 @@ from collections.abc import Sequence
 import click
 
 from drplan import __version__
+from drplan.cli.backup_cmd import backup_group
+from drplan.cli.check_cmd import check_command
 from drplan.cli.context import Settings
 from drplan.cli.init_cmd import init_command
+from drplan.cli.key_cmd import key_group
 from drplan.cli.plan_cmd import plan_group
+from drplan.cli.repo_cmd import repo_group
+from drplan.cli.restore_cmd import restore_command
+from drplan.cli.snapshots_cmd import diff_command, ls_command, snapshots_command
 from drplan.errors import DrplanError, PlanInvalidError
 
 INTERNAL_ERROR = 70
@@ -43,8 +49,19 @@ def cli(ctx: click.Context, plan_path: str | None, debug: bool) -> None:
     ctx.obj = Settings(plan_path=plan_path, debug=debug)
 
 
-cli.add_command(plan_group)
-cli.add_command(init_command)
+for command in (
+    init_command,
+    plan_group,
+    repo_group,
+    key_group,
+    backup_group,
+    snapshots_command,
+    ls_command,
+    diff_command,
+    restore_command,
+    check_command,
+):
+    cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

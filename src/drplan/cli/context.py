@@ -37,3 +37,12 @@ def emit_json(data: Any) -> None:
 def counted(number: int, noun: str) -> str:
     """``1 finding``, ``2 findings``: plural nouns here all take a plain 's'."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def human_bytes(count: float) -> str:
+    """``1.5 MiB``: binary units, three significant figures."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.3g} {unit}"
+        count /= 1024
+    return f"{count} TiB"

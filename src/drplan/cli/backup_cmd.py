@@ -1,0 +1,226 @@
+"""``drplan backup files PATH... --repo LOCATION`` and ``drplan backup JOB`` (a files job of the plan)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+
+from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.repo_access import open_repo, repo_options, storage_for
+from drplan.errors import DrplanError, PartialBackupError, UsageError
+from drplan.plan.model import FilesSystem
+from drplan.repo.repository import Repository
+from drplan.sources.files import BackupOptions, BackupResult, backup_files
+from drplan.sources.files.archiver import Progress as BackupProgress
+from drplan.sources.files.archiver import find_parent
+from drplan.sources.files.metadata import read_exclude_file
+from drplan.storage import StorageError
+
+
+class _DefaultToJob(click.Group):
+    """``drplan backup JOB`` runs a plan job; ``drplan backup files ...`` backs up paths."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "job", self.commands["job"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group("backup", cls=_DefaultToJob)
+def backup_group() -> None:
+    """Back up files, or run a backup job of the plan: `drplan backup JOB`."""
+
+
+@contextmanager
+def _progress_display(progress: BackupProgress) -> Iterator[None]:
+    """A live progress line on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    stop = threading.Event()
+    with Progress(
+        TextColumn("[bold]backup[/]"),
+        BarColumn(bar_width=None),
+        TextColumn("{task.fields[files]} files"),
+        TextColumn("{task.completed:,.0f} B"),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}", style="dim"),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("backup", total=None, files=0, current="")
+
+        def update() -> None:
+            while not stop.wait(0.2):
+                bar.update(
+                    task,
+                    completed=progress.bytes_done,
+                    files=progress.files_done,
+                    current=progress.current[-50:],
+                )
+
+        thread = threading.Thread(target=update, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _run(repo: Repository, options: BackupOptions) -> BackupResult:
+    if options.parent is None:
+        options.parent = find_parent(repo, options.paths, options.host, options.job)
+    progress = BackupProgress()
+    with _progress_display(progress):
+        return backup_files(repo, options, progress)
+
+
+def _report(result: BackupResult, location: str, as_json: bool) -> None:
+    snap = result.snapshot
+    s = snap.summary
+    if as_json:
+        emit_json(
+            {
+                "snapshot": snap.id,
+                "location": location,
+                "time": snap.time.isoformat().replace("+00:00", "Z"),
+                "parent": snap.parent,
+                "paths": snap.paths,
+                "summary": {**vars(s), "errors": s.errors},
+            }
+        )
+    else:
+        click.echo(
+            f"snapshot {snap.short_id} saved to {location}: {s.files_new} new, {s.files_changed} changed,"
+            f" {s.files_unchanged} unchanged files in {s.dirs} directories; read {human_bytes(s.bytes_read)},"
+            f" added {human_bytes(s.bytes_added)}, stored {human_bytes(s.bytes_stored)} in {s.duration_seconds:.1f}s"
+        )
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    if result.warnings:
+        raise PartialBackupError(
+            f"snapshot {snap.short_id} was saved, but {len(result.warnings)} item(s) could not be backed up",
+            hint="see the warnings above",
+        )
+
+
+def _options(**kwargs: Any) -> BackupOptions:
+    exclude_file = kwargs.pop("exclude_file")
+    excludes = list(kwargs.pop("excludes"))
+    if exclude_file:
+        try:
+            excludes += read_exclude_file(exclude_file)
+        except OSError as exc:
+            raise UsageError(f"cannot read exclude file {exclude_file}: {exc.strerror}") from None
+    return BackupOptions(excludes=excludes, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+common = [
+    click.option(
+        "--exclude",
+        "excludes",
+        multiple=True,
+        metavar="PATTERN",
+        help="Glob to leave out (repeatable).",
+    ),
+    click.option(
+        "--exclude-file", metavar="FILE", help="Read exclude globs from FILE, one per line."
+    ),
+    click.option(
+        "--one-file-system", is_flag=True, help="Do not cross into other mounted file systems."
+    ),
+    click.option(
+        "--tag", "tags", multiple=True, metavar="TAG", help="Tag the snapshot (repeatable)."
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(1, 64),
+        help="Threads reading files (bounds memory: about 20 MiB each).",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
+]
+
+
+def _with_common(fn: Any) -> Any:
+    for option in reversed(common):
+        fn = option(fn)
+    return fn
+
+
+@backup_group.command("files")
+@click.argument("paths", nargs=-1, required=True)
+@repo_options
+@_with_common
+@click.option("--host", help="Host name recorded in the snapshot (default: this host).")
+@pass_settings
+def files_command(
+    settings: Settings,
+    /,
+    paths: tuple[str, ...],
+    repo_ref: str | None,
+    password_file: str | None,
+    as_json: bool,
+    host: str | None,
+    **kwargs: Any,
+) -> None:
+    """Back up PATHS into the repository."""
+    options = _options(paths=list(paths), host=host, **kwargs)
+    with open_repo(settings, repo_ref, password_file, operation="backup") as repo:
+        result = _run(repo, options)
+        _report(result, repo.storage.url, as_json)
+
+
+@backup_group.command("job", hidden=True)
+@click.argument("job_name")
+@click.option("--password-file", metavar="FILE")
+@_with_common
+@pass_settings
+def job_command(
+    settings: Settings, /, job_name: str, password_file: str | None, as_json: bool, **kwargs: Any
+) -> None:
+    """Run backup job JOB_NAME of the plan, to the first of its locations that can be reached."""
+    plan = settings.load().plan
+    job = plan.jobs.get(job_name)
+    if job is None:
+        raise UsageError(
+            f"the plan has no job {job_name!r}", hint=f"jobs: {', '.join(plan.jobs) or 'none'}"
+        )
+    system = plan.systems[job.system]
+    if not isinstance(system, FilesSystem):
+        raise UsageError(
+            f"job {job_name!r} backs up a {system.kind} system; this drplan backs up files jobs only"
+        )
+    kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
+    kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
+    kwargs["tags"] = [*kwargs["tags"], f"job:{job_name}"]
+    options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
+    failures = []
+    for name in job.locations:
+        try:
+            storage = storage_for(plan.locations[name])
+            with open_repo(
+                settings, None, password_file, operation=f"backup {job_name}", storage=storage
+            ) as repo:
+                result = _run(repo, options)
+        except (StorageError, DrplanError) as exc:
+            if isinstance(exc, UsageError | PartialBackupError):
+                raise
+            failures.append(f"{name}: {exc.message}")
+            continue
+        _report(result, f"{name} ({repo.storage.url})", as_json)
+        return
+    raise DrplanError(
+        f"job {job_name}: no location could be written: {'; '.join(failures)}",
+        hint="check the locations with `drplan repo init` / the storage",
+    )

@@ -1,0 +1,122 @@
+"""How every repository command finds, opens and locks its repository (one place, not one per command).
+
+``--repo`` takes a path, an ``s3://bucket/prefix`` URL, or the name of a location
+of the plan (then the plan supplies region, endpoint, credentials and the rest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import click
+
+from drplan.cli.context import Settings
+from drplan.errors import PlanNotFoundError, UsageError
+from drplan.plan.model import LocalLocation, Location, Plan, S3Location
+from drplan.repo.locks import RepositoryLock
+from drplan.repo.password import read_password
+from drplan.repo.repository import Repository
+from drplan.storage import Storage, open_storage
+
+F = TypeVar("F", bound=Callable[..., Any])
+REPO_ENV = "DRPLAN_REPO"
+
+
+def repo_options(fn: F) -> F:
+    """--repo and --password-file, shared by every command that opens a repository."""
+    fn = click.option(
+        "--password-file",
+        metavar="FILE",
+        help="Read the repository password from FILE (else $DRPLAN_PASSWORD, else the plan's password_command).",
+    )(fn)
+    return click.option(
+        "--repo",
+        "repo_ref",
+        metavar="LOCATION",
+        envvar=REPO_ENV,
+        help="Repository: a path, s3://bucket/prefix, or a location name of the plan ($DRPLAN_REPO).",
+    )(fn)
+
+
+def storage_for(location: Location) -> Storage:
+    """A backend configured from a plan location."""
+    if isinstance(location, LocalLocation):
+        return open_storage(location.path)
+    assert isinstance(location, S3Location)
+    from drplan.storage.s3 import S3Storage  # noqa: PLC0415 - boto3 is slow to import
+
+    lock = (
+        (location.immutability.mode.upper(), location.immutability.days)
+        if location.immutability
+        else None
+    )
+    return S3Storage(
+        location.bucket,
+        location.prefix,
+        region=location.region,
+        endpoint_url=location.endpoint,
+        access_key_id=location.access_key_id.resolve() if location.access_key_id else None,
+        secret_access_key=location.secret_access_key.resolve()
+        if location.secret_access_key
+        else None,
+        storage_class=location.storage_class,
+        server_side_encryption=location.server_side_encryption,
+        kms_key_id=location.kms_key_id,
+        object_lock=lock,  # type: ignore[arg-type]
+    )
+
+
+def _plan_or_none(settings: Settings) -> Plan | None:
+    try:
+        return settings.load().plan
+    except PlanNotFoundError:
+        return None
+
+
+def resolve_storage(settings: Settings, repo_ref: str | None) -> Storage:
+    if not repo_ref:
+        raise UsageError("no repository given", hint=f"pass --repo LOCATION or set ${REPO_ENV}")
+    looks_like_name = "/" not in repo_ref and "://" not in repo_ref and not repo_ref.startswith(".")
+    if looks_like_name:
+        plan = _plan_or_none(settings)
+        if plan is not None and repo_ref in plan.locations:
+            return storage_for(plan.locations[repo_ref])
+    return open_storage(repo_ref)
+
+
+def password(settings: Settings, password_file: str | None) -> bytes:
+    command = None
+    if not password_file:
+        plan = _plan_or_none(settings)
+        command = plan.repository.password_command if plan else None
+    return read_password(password_file, command)
+
+
+@contextlib.contextmanager
+def open_repo(
+    settings: Settings,
+    repo_ref: str | None,
+    password_file: str | None,
+    *,
+    lock: str | None = "shared",
+    operation: str = "",
+    index: bool = True,
+    storage: Storage | None = None,
+) -> Iterator[Repository]:
+    """Open, optionally lock (shared or exclusive) and load the index of a repository."""
+    storage = storage or resolve_storage(settings, repo_ref)
+    repo = Repository.open(storage, password(settings, password_file))
+    held = (
+        RepositoryLock(repo, exclusive=lock == "exclusive", operation=operation) if lock else None
+    )
+    if held:
+        held.acquire()
+    try:
+        if index:
+            repo.load_index()
+        yield repo
+    finally:
+        if held:
+            held.release()

@@ -1,0 +1,263 @@
+"""Checking a repository: structure always, and the data itself (all of it, or a rotating subset).
+
+Structure: every index decodes, every pack an index names exists with a plausible
+size, every snapshot decodes and every tree and data blob it references is indexed.
+Data: packs are read back whole, their bytes checked against their names, headers
+authenticated and compared with the index, and every blob decrypted and checked
+against its keyed id. Findings name the snapshots and files a damage affects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from drplan import clock
+from drplan.errors import DrplanError, IntegrityError
+from drplan.repo.crypto import object_id
+from drplan.repo.index import IndexFile, PackInfo, live_index_files
+from drplan.repo.pack import TRAILER, open_blob, read_header
+from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX, Repository, pack_name
+from drplan.repo.snapshot import Snapshot
+from drplan.storage import NotFound, StorageError
+
+MAX_FILES_NAMED = 20
+
+
+@dataclass
+class Finding:
+    severity: str  # "error" damages data; "info" is garbage prune removes
+    message: str
+    snapshots: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "severity": self.severity,
+            "message": self.message,
+            "snapshots": self.snapshots,
+            "files": self.files,
+        }
+
+
+@dataclass
+class CheckReport:
+    findings: list[Finding] = field(default_factory=list)
+    snapshots: int = 0
+    packs: int = 0
+    packs_read: int = 0
+    blobs_read: int = 0
+    bytes_read: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+
+def parse_subset(text: str) -> tuple[int, int]:
+    """``"10%"`` or ``"2/5"`` as (slot, of): read packs whose bucket is ``slot`` of ``of`` buckets.
+
+    A percentage picks the bucket of today (days since the epoch modulo the bucket
+    count), so daily checks of N% read every pack once every 100/N days.
+    """
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            of = max(1, round(100 / percent))
+            return clock.now().toordinal() % of, of
+        slot, of = (int(x) for x in text.split("/"))
+        if not 1 <= slot <= of:
+            raise ValueError
+        return slot - 1, of
+    except ValueError:
+        raise DrplanError(
+            f"--read-data-subset {text!r} is neither N% (0 < N <= 100) nor n/t (1 <= n <= t)"
+        ) from None
+
+
+class _Checker:
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.report = CheckReport()
+        self.snapshots: list[Snapshot] = []
+        self.unreadable: set[bytes] = set()
+
+    def error(self, message: str) -> None:
+        self.report.findings.append(Finding("error", message))
+
+    def load_index(self) -> dict[str, PackInfo]:
+        files: list[tuple[str, IndexFile]] = []
+        for info in self.repo.storage.list(INDEX_PREFIX):
+            name = info.name.removeprefix(INDEX_PREFIX)
+            try:
+                files.append(
+                    (name, IndexFile.decode(self.repo.load_object("index", info.name), info.name))
+                )
+            except (IntegrityError, StorageError) as exc:
+                self.error(
+                    f"index {name[:16]}: {exc.message}; `drplan repair index` rebuilds it from the packs"
+                )
+        packs: dict[str, PackInfo] = {}
+        for _, index_file in live_index_files(files):
+            for pack in index_file.packs:
+                packs[pack.id] = pack
+                self.repo.index.add_pack(pack)
+        return packs
+
+    def check_packs(self, indexed: dict[str, PackInfo]) -> set[bytes]:
+        """Compare the index with the packs in storage; return the ids of blobs found missing."""
+        stored = {
+            info.name.rsplit("/", 1)[-1]: info.size for info in self.repo.storage.list(DATA_PREFIX)
+        }
+        self.report.packs = len(stored)
+        lost: set[bytes] = set()
+        for pack_id, pack in indexed.items():
+            size = stored.get(pack_id)
+            if size is None:
+                self.error(f"pack {pack_id[:16]} is listed in the index but missing from storage")
+                lost.update(e.id for e in pack.entries)
+            elif size < pack.size + TRAILER.size:
+                self.error(
+                    f"pack {pack_id[:16]} is truncated ({size} bytes, its blobs alone take {pack.size})"
+                )
+                lost.update(e.id for e in pack.entries)
+        for pack_id in stored.keys() - indexed.keys():
+            self.report.findings.append(
+                Finding(
+                    "info",
+                    f"pack {pack_id[:16]} is in no index (left by an interrupted backup; prune removes it)",
+                )
+            )
+        return lost
+
+    def check_snapshots(self) -> None:
+        for info in self.repo.storage.list(SNAPSHOT_PREFIX):
+            sid = info.name.removeprefix(SNAPSHOT_PREFIX)
+            try:
+                self.snapshots.append(
+                    Snapshot.from_json(self.repo.load_object("snapshot", info.name), sid)
+                )
+            except (IntegrityError, StorageError) as exc:
+                self.error(f"snapshot {sid[:8]}: {exc.message}")
+        self.report.snapshots = len(self.snapshots)
+
+    def references(
+        self, snapshot: Snapshot, seen: set[bytes] | None = None
+    ) -> Iterator[tuple[bytes, str]]:
+        """(blob id, path) for every tree and data blob a snapshot needs; unreadable trees are noted.
+
+        With ``seen``, trees already visited (through another snapshot) are not walked again.
+        """
+        stack = [(snapshot.tree, "")]
+        while stack:
+            tree_id, path = stack.pop()
+            yield tree_id, path or "/"
+            if tree_id not in self.repo.index or (seen is not None and tree_id in seen):
+                continue
+            if seen is not None:
+                seen.add(tree_id)
+            try:
+                nodes = self.repo.load_tree(tree_id)
+            except (IntegrityError, StorageError):
+                self.unreadable.add(tree_id)
+                continue
+            for node in nodes:
+                child = f"{path}/{os.fsdecode(node.name)}"
+                if node.subtree is not None:
+                    stack.append((node.subtree, child))
+                for blob in node.content:
+                    yield blob, child
+
+    def affected(self, damaged: set[bytes], message: str) -> None:
+        """One finding for ``damaged`` blobs, naming the snapshots and files that use them."""
+        snapshots: list[str] = []
+        files: list[str] = []
+        for snapshot in self.snapshots:
+            hit = False
+            for blob, path in self.references(snapshot):
+                if blob in damaged:
+                    hit = True
+                    if len(files) < MAX_FILES_NAMED and path not in files:
+                        files.append(path)
+            if hit:
+                snapshots.append(snapshot.short_id)
+        self.report.findings.append(Finding("error", message, snapshots, files))
+
+    def check_references(self, lost: set[bytes]) -> None:
+        missing: set[bytes] = set()
+        seen: set[bytes] = set()
+        for snapshot in self.snapshots:
+            for blob, _ in self.references(snapshot, seen):
+                if blob not in lost and blob not in self.repo.index:
+                    missing.add(blob)
+        if lost:
+            self.affected(lost, f"{len(lost)} blob(s) are in missing or truncated packs")
+        if missing:
+            self.affected(missing, f"{len(missing)} blob(s) that snapshots need are in no index")
+        if self.unreadable - lost:
+            self.affected(
+                self.unreadable - lost,
+                f"{len(self.unreadable - lost)} directory listing(s) cannot be read",
+            )
+
+    def read_packs(self, indexed: dict[str, PackInfo], subset: tuple[int, int] | None) -> None:
+        damaged: set[bytes] = set()
+        for pack_id, pack in sorted(indexed.items()):
+            if subset and int(pack_id[:8], 16) % subset[1] != subset[0]:
+                continue
+            try:
+                data = self.repo.storage.read(pack_name(pack_id))
+            except NotFound:
+                continue  # reported by check_packs
+            self.report.packs_read += 1
+            self.report.bytes_read += len(data)
+            damaged |= self._read_pack(pack_id, pack, data)
+        if damaged:
+            self.affected(damaged, f"{len(damaged)} blob(s) failed verification when read back")
+
+    def _read_pack(self, pack_id: str, pack: PackInfo, data: bytes) -> set[bytes]:
+        everything = {e.id for e in pack.entries}
+        if object_id(data) != pack_id:
+            self.error(f"pack {pack_id[:16]}: its bytes do not match its name (damaged in storage)")
+        try:
+            salt, entries = read_header(self.repo.key, self.repo.cipher, data, pack_id[:16])
+        except IntegrityError as exc:
+            self.error(f"pack {pack_id[:16]}: {exc.message}")
+            return everything
+        by_seq = {e.seq: e for e in entries}
+        damaged = set()
+        for entry in pack.entries:
+            if by_seq.get(entry.seq) != entry or salt != pack.salt:
+                self.error(
+                    f"pack {pack_id[:16]}: blob {entry.id.hex()[:16]} differs between index and pack header"
+                )
+                damaged.add(entry.id)
+                continue
+            sealed = data[entry.offset : entry.offset + entry.stored_length]
+            try:
+                open_blob(
+                    self.repo.key, self.repo.cipher, salt, entry, sealed, f"pack {pack_id[:16]}"
+                )
+                self.report.blobs_read += 1
+            except IntegrityError:
+                damaged.add(entry.id)
+        return damaged
+
+
+def check_repository(
+    repo: Repository, *, read_data: bool = False, subset: tuple[int, int] | None = None
+) -> CheckReport:
+    checker = _Checker(repo)
+    indexed = checker.load_index()
+    lost = checker.check_packs(indexed)
+    checker.check_snapshots()
+    checker.check_references(lost)
+    if read_data or subset:
+        checker.read_packs(indexed, subset)
+    return checker.report
+
+
+__all__ = ["CheckReport", "Finding", "check_repository", "parse_subset"]

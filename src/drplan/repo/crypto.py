@@ -1,0 +1,89 @@
+"""The one trust boundary: every encryption, decryption and keyed hash goes through :class:`MasterKey`.
+
+Subkeys are derived per object or pack from a random salt, and nonces under a
+subkey are counters, so no (key, nonce) pair is ever reused (see the format's
+"Ciphers and subkeys").
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Literal
+
+import blake3
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from drplan.errors import DrplanError, IntegrityError
+
+CipherName = Literal["aes-256-gcm", "chacha20-poly1305"]
+CIPHERS: tuple[CipherName, ...] = ("aes-256-gcm", "chacha20-poly1305")
+KEY_SIZE = 32
+SALT_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+SUBKEY_CONTEXT = "drplan 2026 repository subkey v1"
+
+
+def aead(cipher: CipherName, key: bytes) -> AESGCM | ChaCha20Poly1305:
+    if cipher == "aes-256-gcm":
+        return AESGCM(key)
+    if cipher == "chacha20-poly1305":
+        return ChaCha20Poly1305(key)
+    raise DrplanError(f"unknown cipher {cipher!r}", hint=f"this drplan knows {', '.join(CIPHERS)}")
+
+
+def counter_nonce(counter: int) -> bytes:
+    return counter.to_bytes(NONCE_SIZE, "big")
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    """The repository's secrets: the encryption root and the blob-id key."""
+
+    encryption: bytes
+    id_key: bytes
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(secrets.token_bytes(KEY_SIZE), secrets.token_bytes(KEY_SIZE))
+
+    def __repr__(self) -> str:  # never show key material, even in a debugger dump
+        return "MasterKey(<secret>)"
+
+    def blob_id(self, plaintext: bytes | memoryview) -> bytes:
+        return blake3.blake3(plaintext, key=self.id_key).digest()
+
+    def subkey(self, salt: bytes) -> bytes:
+        return blake3.blake3(self.encryption + salt, derive_key_context=SUBKEY_CONTEXT).digest()
+
+    def sealer(self, cipher: CipherName, salt: bytes) -> Sealer:
+        return Sealer(aead(cipher, self.subkey(salt)))
+
+
+class Sealer:
+    """AEAD under one subkey; the caller supplies counter nonces."""
+
+    def __init__(self, primitive: AESGCM | ChaCha20Poly1305) -> None:
+        self._aead = primitive
+
+    def seal(self, counter: int, plaintext: bytes | memoryview, aad: bytes) -> bytes:
+        return self._aead.encrypt(counter_nonce(counter), bytes(plaintext), aad)
+
+    def open(self, counter: int, ciphertext: bytes | memoryview, aad: bytes, what: str) -> bytes:
+        try:
+            return self._aead.decrypt(counter_nonce(counter), bytes(ciphertext), aad)
+        except InvalidTag:
+            raise IntegrityError(
+                f"{what} failed authentication: it is damaged or was tampered with"
+            ) from None
+
+
+def new_salt() -> bytes:
+    return secrets.token_bytes(SALT_SIZE)
+
+
+def object_id(stored: bytes | memoryview) -> str:
+    """The storage name of an object: hex BLAKE3 of its bytes as stored."""
+    return blake3.blake3(stored).hexdigest()

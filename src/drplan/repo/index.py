@@ -1,0 +1,127 @@
+"""The index: which blob is in which pack, at which offset; kept in memory, stored as index objects."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from drplan.errors import IntegrityError
+from drplan.repo.pack import PackEntry
+
+MAGIC = b"DRIX"
+VERSION = 1
+_HEAD = struct.Struct("<4sB")
+_COUNT = struct.Struct("<I")
+_PACK = struct.Struct("<32s32sI")  # pack id, salt, blob count
+_BLOB = struct.Struct("<IIIIBB32s")  # seq, offset, stored, raw, type, compression, id
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """One pack as the index knows it."""
+
+    id: str
+    salt: bytes
+    entries: tuple[PackEntry, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(e.stored_length for e in self.entries)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where to read one blob."""
+
+    pack: PackInfo
+    entry: PackEntry
+
+
+@dataclass
+class IndexFile:
+    """The contents of one index object."""
+
+    packs: list[PackInfo] = field(default_factory=list)
+    supersedes: list[str] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        out = [_HEAD.pack(MAGIC, VERSION), _COUNT.pack(len(self.supersedes))]
+        out += [bytes.fromhex(i) for i in self.supersedes]
+        out.append(_COUNT.pack(len(self.packs)))
+        for pack in self.packs:
+            out.append(_PACK.pack(bytes.fromhex(pack.id), pack.salt, len(pack.entries)))
+            out += [
+                _BLOB.pack(
+                    e.seq, e.offset, e.stored_length, e.raw_length, e.type, e.compression, e.id
+                )
+                for e in pack.entries
+            ]
+        return b"".join(out)
+
+    @classmethod
+    def decode(cls, body: bytes, name: str) -> IndexFile:
+        try:
+            magic, version = _HEAD.unpack_from(body)
+            if magic != MAGIC or version != VERSION:
+                raise IntegrityError(
+                    f"index {name}: unknown format (magic {magic!r}, version {version})"
+                )
+            pos = _HEAD.size
+            (count,) = _COUNT.unpack_from(body, pos)
+            pos += _COUNT.size
+            supersedes = [body[pos + 32 * i : pos + 32 * (i + 1)].hex() for i in range(count)]
+            pos += 32 * count
+            (npacks,) = _COUNT.unpack_from(body, pos)
+            pos += _COUNT.size
+            packs = []
+            for _ in range(npacks):
+                pack_id, salt, nblobs = _PACK.unpack_from(body, pos)
+                pos += _PACK.size
+                entries = []
+                for _ in range(nblobs):
+                    seq, offset, stored, raw, kind, comp, blob_id = _BLOB.unpack_from(body, pos)
+                    pos += _BLOB.size
+                    entries.append(PackEntry(blob_id, kind, comp, seq, offset, stored, raw))
+                packs.append(PackInfo(pack_id.hex(), salt, tuple(entries)))
+        except struct.error:
+            raise IntegrityError(f"index {name} is truncated") from None
+        if pos != len(body):
+            raise IntegrityError(f"index {name} has {len(body) - pos} trailing bytes")
+        return cls(packs, supersedes)
+
+
+class Index:
+    """The union of the repository's index objects, in memory."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[bytes, Location] = {}
+        self.packs: dict[str, PackInfo] = {}
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    def __contains__(self, blob_id: object) -> bool:
+        return blob_id in self._blobs
+
+    def add_pack(self, pack: PackInfo) -> None:
+        self.packs[pack.id] = pack
+        for entry in pack.entries:
+            self._blobs.setdefault(entry.id, Location(pack, entry))
+
+    def add_file(self, index_file: IndexFile) -> None:
+        for pack in index_file.packs:
+            self.add_pack(pack)
+
+    def lookup(self, blob_id: bytes) -> Location | None:
+        return self._blobs.get(blob_id)
+
+    def blobs(self) -> Iterator[tuple[bytes, Location]]:
+        return iter(self._blobs.items())
+
+
+def live_index_files(files: Iterable[tuple[str, IndexFile]]) -> list[tuple[str, IndexFile]]:
+    """Index objects not superseded by another."""
+    pairs = list(files)
+    superseded = {old for _, f in pairs for old in f.supersedes}
+    return [(name, f) for name, f in pairs if name not in superseded]

@@ -1,0 +1,158 @@
+"""Repository locks: shared for backups and restores, exclusive for prune; refreshed while held.
+
+Why locks and not a two-phase delete: prune must know that no backup is between
+"this blob is already stored" and "the snapshot that needs it is written". A lock
+object per process, refreshed every few minutes, lets prune see every live writer
+on every host through the storage itself, which is the only thing all hosts share.
+A lock older than STALE_AFTER, or written on this host by a process that is gone,
+is stale and is removed by whoever next needs the repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from drplan import clock
+from drplan.errors import IntegrityError, RepositoryLockedError
+from drplan.repo.repository import Repository
+from drplan.storage import NotFound
+
+LOCK_PREFIX = "locks/"
+REFRESH_EVERY = timedelta(minutes=5)
+STALE_AFTER = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    name: str
+    host: str
+    pid: int
+    user: str
+    time: datetime
+    exclusive: bool
+    operation: str
+
+    def describe(self, now: datetime) -> str:
+        age = int((now - self.time).total_seconds())
+        kind = "exclusive" if self.exclusive else "shared"
+        return f"{kind} lock by {self.operation} (pid {self.pid} on {self.host}, user {self.user}, {age}s old)"
+
+    def is_stale(self, now: datetime) -> bool:
+        if now - self.time > STALE_AFTER:
+            return True
+        return self.host == socket.gethostname() and not _alive(self.pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RepositoryLock:
+    """A held lock; use as a context manager. Refreshes itself in a background thread."""
+
+    def __init__(self, repo: Repository, exclusive: bool, operation: str) -> None:
+        self.repo = repo
+        self.exclusive = exclusive
+        self.operation = operation
+        self.name: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write(self) -> str:
+        body = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "user": getpass.getuser(),
+                "time": clock.rfc3339(clock.now()),
+                "exclusive": self.exclusive,
+                "operation": self.operation,
+            }
+        ).encode()
+        return LOCK_PREFIX + self.repo.save_object("lock", LOCK_PREFIX, body)
+
+    def acquire(self) -> RepositoryLock:
+        self._check_conflicts()
+        self.name = self._write()
+        # Another process may have locked between our check and our write: check again,
+        # and back off if we now conflict (both back off; the caller may retry).
+        try:
+            self._check_conflicts()
+        except RepositoryLockedError:
+            self.release()
+            raise
+        self._thread = threading.Thread(
+            target=self._refresh_loop, name="drplan-lock-refresh", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _check_conflicts(self) -> None:
+        now = clock.now()
+        for lock in list_locks(self.repo):
+            if lock.name == self.name:
+                continue
+            if lock.is_stale(now):
+                with contextlib.suppress(NotFound):
+                    self.repo.storage.delete(lock.name)
+                continue
+            if self.exclusive or lock.exclusive:
+                raise RepositoryLockedError(
+                    f"{self.repo.storage.url} is locked: {lock.describe(now)}",
+                    hint="wait for it to finish; a lock of a process that died goes stale after 30 minutes"
+                    " (at once on the same host)",
+                )
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY.total_seconds()):
+            old = self.name
+            self.name = self._write()
+            if old:
+                with contextlib.suppress(NotFound):
+                    self.repo.storage.delete(old)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.name:
+            with contextlib.suppress(NotFound):
+                self.repo.storage.delete(self.name)
+            self.name = None
+
+    def __enter__(self) -> RepositoryLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def list_locks(repo: Repository) -> Iterator[LockInfo]:
+    for info in repo.storage.list(LOCK_PREFIX):
+        try:
+            data = json.loads(repo.load_object("lock", info.name))
+        except (NotFound, IntegrityError):
+            continue  # removed meanwhile, or a lock we cannot read: it does not block
+        yield LockInfo(
+            info.name,
+            data["host"],
+            int(data["pid"]),
+            data["user"],
+            clock.parse_rfc3339(data["time"]),
+            bool(data["exclusive"]),
+            data["operation"],
+        )

@@ -1,0 +1,121 @@
+"""Packs: encrypted blobs one after another, described by an encrypted header at the end."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from drplan.errors import IntegrityError
+from drplan.repo import compression
+from drplan.repo.crypto import SALT_SIZE, CipherName, MasterKey, Sealer, new_salt
+
+MAGIC = b"DRPK"
+VERSION = 1
+DATA, TREE = 0, 1
+ENTRY = struct.Struct("<BBII32s")  # type, compression, stored length, raw length, id
+TRAILER = struct.Struct(f"<{SALT_SIZE}sIB4s")  # salt, header length, version, magic
+HEADER_AAD = b"drplan/pack-header"
+
+
+def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
+    return b"drplan/blob" + bytes([blob_type]) + blob_id
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """Where one blob is inside a pack."""
+
+    id: bytes
+    type: int
+    compression: int
+    seq: int
+    offset: int
+    stored_length: int
+    raw_length: int
+
+
+class PackWriter:
+    """Builds one pack in memory; blobs are sealed as they are added."""
+
+    def __init__(self, key: MasterKey, cipher: CipherName) -> None:
+        self.salt = new_salt()
+        self._sealer: Sealer = key.sealer(cipher, self.salt)
+        self._parts: list[bytes] = []
+        self.entries: list[PackEntry] = []
+        self.size = 0
+
+    def add(
+        self, blob_type: int, blob_id: bytes, plaintext: bytes | memoryview, level: int
+    ) -> PackEntry:
+        kind, payload = compression.compress(plaintext, level)
+        return self.add_prepared(blob_type, blob_id, kind, payload, len(plaintext))
+
+    def add_prepared(
+        self,
+        blob_type: int,
+        blob_id: bytes,
+        kind: int,
+        payload: bytes | memoryview,
+        raw_length: int,
+    ) -> PackEntry:
+        seq = len(self.entries)
+        sealed = self._sealer.seal(seq + 1, payload, blob_aad(blob_type, blob_id))
+        entry = PackEntry(blob_id, blob_type, kind, seq, self.size, len(sealed), raw_length)
+        self._parts.append(sealed)
+        self.entries.append(entry)
+        self.size += len(sealed)
+        return entry
+
+    def finish(self) -> bytes:
+        """The pack's bytes: blobs, sealed header, trailer."""
+        plain = b"".join(
+            ENTRY.pack(e.type, e.compression, e.stored_length, e.raw_length, e.id)
+            for e in self.entries
+        )
+        header = self._sealer.seal(0, plain, HEADER_AAD)
+        trailer = TRAILER.pack(self.salt, len(header), VERSION, MAGIC)
+        return b"".join([*self._parts, header, trailer])
+
+
+def read_header(
+    key: MasterKey, cipher: CipherName, data: bytes, name: str
+) -> tuple[bytes, list[PackEntry]]:
+    """The salt and entries of a whole pack held in ``data``; IntegrityError if it does not check."""
+    if len(data) < TRAILER.size:
+        raise IntegrityError(f"pack {name} is truncated ({len(data)} bytes)")
+    salt, header_length, version, magic = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+    if magic != MAGIC:
+        raise IntegrityError(f"pack {name} has no pack trailer (truncated or not a pack)")
+    if version != VERSION:
+        raise IntegrityError(
+            f"pack {name} has format version {version}; this drplan reads {VERSION}"
+        )
+    start = len(data) - TRAILER.size - header_length
+    if start < 0:
+        raise IntegrityError(f"pack {name} is truncated: its header runs past its start")
+    plain = key.sealer(cipher, salt).open(
+        0, data[start : start + header_length], HEADER_AAD, f"header of pack {name}"
+    )
+    entries, offset = [], 0
+    for seq, fields in enumerate(ENTRY.iter_unpack(plain)):
+        blob_type, kind, stored, raw, blob_id = fields
+        entries.append(PackEntry(blob_id, blob_type, kind, seq, offset, stored, raw))
+        offset += stored
+    if offset != start:
+        raise IntegrityError(
+            f"pack {name}: header describes {offset} bytes of blobs, pack holds {start}"
+        )
+    return salt, entries
+
+
+def open_blob(
+    key: MasterKey, cipher: CipherName, salt: bytes, entry: PackEntry, sealed: bytes, where: str
+) -> bytes:
+    """Decrypt, decompress and verify one blob: its keyed hash must equal its id."""
+    plain = key.sealer(cipher, salt).open(
+        entry.seq + 1, sealed, blob_aad(entry.type, entry.id), where
+    )
+    data = compression.decompress(entry.compression, plain, entry.raw_length)
+    if len(data) != entry.raw_length or key.blob_id(data) != entry.id:
+        raise IntegrityError(f"{where}: content does not match its id")
+    return data

@@ -1,0 +1,303 @@
+"""Opening, creating, reading and writing a repository on one storage backend.
+
+Writers add blobs from several threads; blobs are hashed and compressed in the
+caller's thread (the libraries release the GIL) and sealed into per-thread packs.
+Packs are written when full, indexes after the packs they list, snapshots last:
+the write order of docs/repository-format.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from drplan.errors import DrplanError, IntegrityError, RepositoryNotFoundError
+from drplan.repo import compression
+from drplan.repo.config import RepoConfig
+from drplan.repo.crypto import CipherName, MasterKey, object_id
+from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
+from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, open_with_password
+from drplan.repo.objects import open_object, seal_object
+from drplan.repo.pack import DATA, TREE, PackWriter, open_blob
+from drplan.repo.snapshot import Snapshot
+from drplan.repo.tree import Node, decode_tree, encode_tree
+from drplan.storage import NotFound, Storage
+
+CONFIG = "config"
+INDEX_PREFIX = "index/"
+SNAPSHOT_PREFIX = "snapshots/"
+DATA_PREFIX = "data/"
+# Write an index after this many new packs, so a crash mid-backup loses little dedup state.
+INDEX_EVERY_PACKS = 64
+TREE_CACHE_SIZE = 2048
+
+
+def pack_name(pack_id: str) -> str:
+    return f"{DATA_PREFIX}{pack_id[:2]}/{pack_id}"
+
+
+@dataclass
+class WriteStats:
+    blobs_added: int = 0
+    bytes_added: int = 0  # plaintext of new blobs
+    bytes_stored: int = 0  # bytes written to packs
+
+
+class Repository:
+    def __init__(self, storage: Storage, config: RepoConfig, key: MasterKey, key_id: str) -> None:
+        self.storage = storage
+        self.config = config
+        self.key = key
+        self.key_id = key_id
+        self.index = Index()
+        self.stats = WriteStats()
+        self._lock = threading.Lock()
+        self._pending: set[bytes] = set()
+        self._idle: list[PackWriter] = []
+        self._unindexed: list[PackInfo] = []
+        self._trees: dict[bytes, list[Node]] = {}
+
+    @property
+    def cipher(self) -> CipherName:
+        return self.config.cipher
+
+    # -- creating and opening -------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        storage: Storage,
+        password: bytes,
+        *,
+        kdf: KdfParams | None = None,
+        cipher: CipherName = "aes-256-gcm",
+        compression_level: int = 3,
+        config: RepoConfig | None = None,
+        key: MasterKey | None = None,
+    ) -> Repository:
+        """Create a repository; its config is written last, so a crash leaves none half-visible."""
+        if _has(storage, CONFIG):
+            raise DrplanError(
+                f"{storage.url} already holds a repository", hint="open it instead of init"
+            )
+        if any(True for _ in storage.list(KEY_PREFIX)):
+            raise DrplanError(
+                f"{storage.url} holds key files but no config: a repository creation was interrupted",
+                hint="delete the location's keys/ and run `drplan repo init` again",
+            )
+        config = config or RepoConfig.new(cipher, compression_level)
+        key = key or MasterKey.generate()
+        key_id = add_key(storage, key, password, kdf or KdfParams(), config.cipher, "initial key")
+        storage.write(CONFIG, seal_object(key, config.cipher, "config", config.to_json()))
+        return cls(storage, config, key, key_id)
+
+    @classmethod
+    def open(cls, storage: Storage, password: bytes) -> Repository:
+        if not _has(storage, CONFIG):
+            if any(True for _ in storage.list(KEY_PREFIX)):
+                raise RepositoryNotFoundError(
+                    f"{storage.url}: repository creation was interrupted (key files but no config)",
+                    hint="delete the location's keys/ and run `drplan repo init` again",
+                )
+            raise RepositoryNotFoundError(
+                f"no repository at {storage.url}",
+                hint="check the location, or create one with `drplan repo init`",
+            )
+        key, key_id = open_with_password(storage, password)
+        raw = storage.read(CONFIG)
+        # The config is sealed with the master key's cipher, which the key file records.
+        for cipher in ("aes-256-gcm", "chacha20-poly1305"):
+            try:
+                body = open_object(key, cipher, "config", raw, "config")
+            except IntegrityError:
+                continue
+            return cls(storage, RepoConfig.from_json(body), key, key_id)
+        raise IntegrityError(
+            f"{storage.url}: the config object is damaged", hint="restore it from a replica"
+        )
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def save_object(self, kind: str, prefix: str, body: bytes) -> str:
+        data = seal_object(self.key, self.cipher, kind, body, self.config.compression_level)
+        name = object_id(data)
+        self.storage.write(prefix + name, data)
+        return name
+
+    def load_object(self, kind: str, name: str) -> bytes:
+        stored = self.storage.read(name)
+        if object_id(stored) != name.rsplit("/", 1)[-1]:
+            raise IntegrityError(f"{name}: its bytes do not match its name (damaged)")
+        return open_object(self.key, self.cipher, kind, stored, name)
+
+    # -- index -------------------------------------------------------------------------------
+
+    def load_index(self) -> Index:
+        files = [
+            (
+                info.name.removeprefix(INDEX_PREFIX),
+                IndexFile.decode(self.load_object("index", info.name), info.name),
+            )
+            for info in self.storage.list(INDEX_PREFIX)
+        ]
+        index = Index()
+        for _, index_file in live_index_files(files):
+            index.add_file(index_file)
+        self.index = index
+        return index
+
+    def index_files(self) -> Iterator[tuple[str, IndexFile]]:
+        for info in self.storage.list(INDEX_PREFIX):
+            yield (
+                info.name.removeprefix(INDEX_PREFIX),
+                IndexFile.decode(self.load_object("index", info.name), info.name),
+            )
+
+    # -- writing blobs -----------------------------------------------------------------------
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self.index or blob_id in self._pending
+
+    def save_blob(
+        self, blob_type: int, plaintext: bytes | memoryview, blob_id: bytes | None = None
+    ) -> tuple[bytes, bool]:
+        """Store a blob unless the repository has it; returns its id and whether it was new."""
+        blob_id = blob_id or self.key.blob_id(plaintext)
+        with self._lock:
+            if blob_id in self.index or blob_id in self._pending:
+                return blob_id, False
+            self._pending.add(blob_id)
+            packer = self._idle.pop() if self._idle else PackWriter(self.key, self.cipher)
+        kind, payload = compression.compress(plaintext, self.config.compression_level)
+        before = packer.size
+        packer.add_prepared(blob_type, blob_id, kind, payload, len(plaintext))
+        with self._lock:
+            self.stats.blobs_added += 1
+            self.stats.bytes_added += len(plaintext)
+            self.stats.bytes_stored += packer.size - before
+        if packer.size >= self.config.pack_size:
+            self._write_pack(packer)
+        else:
+            with self._lock:
+                self._idle.append(packer)
+        return blob_id, True
+
+    def save_tree(self, nodes: list[Node]) -> bytes:
+        blob_id, _ = self.save_blob(TREE, encode_tree(nodes))
+        return blob_id
+
+    def _write_pack(self, packer: PackWriter) -> None:
+        data = packer.finish()
+        pack_id = object_id(data)
+        self.storage.write(pack_name(pack_id), data)
+        info = PackInfo(pack_id, packer.salt, tuple(packer.entries))
+        with self._lock:
+            self.index.add_pack(info)
+            self._pending.difference_update(e.id for e in packer.entries)
+            self._unindexed.append(info)
+            due = len(self._unindexed) >= INDEX_EVERY_PACKS
+        if due:
+            self._write_index()
+
+    def _write_index(self) -> None:
+        with self._lock:
+            packs, self._unindexed = self._unindexed, []
+        if packs:
+            self.save_object("index", INDEX_PREFIX, IndexFile(packs).encode())
+
+    def flush(self) -> None:
+        """Write every open pack, then the index of all packs written since the last index."""
+        with self._lock:
+            packers, self._idle = self._idle, []
+        for packer in packers:
+            if packer.entries:
+                self._write_pack(packer)
+        self._write_index()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        where = self.index.lookup(blob_id)
+        if where is None:
+            raise IntegrityError(
+                f"blob {blob_id.hex()[:16]} is not in the index", hint="run `drplan check`"
+            )
+        return self.read_located(where)
+
+    def read_located(self, where: Location) -> bytes:
+        name = pack_name(where.pack.id)
+        try:
+            sealed = self.storage.read(name, where.entry.offset, where.entry.stored_length)
+        except NotFound:
+            raise IntegrityError(
+                f"pack {where.pack.id[:16]} is missing", hint="run `drplan check`"
+            ) from None
+        return open_blob(
+            self.key,
+            self.cipher,
+            where.pack.salt,
+            where.entry,
+            sealed,
+            f"blob {where.entry.id.hex()[:16]} in pack {where.pack.id[:16]}",
+        )
+
+    def load_tree(self, tree_id: bytes) -> list[Node]:
+        """A directory listing; recently used ones are cached (trees never change)."""
+        cached = self._trees.get(tree_id)
+        if cached is not None:
+            return cached
+        nodes = decode_tree(self.read_blob(tree_id), f"tree {tree_id.hex()[:16]}")
+        with self._lock:
+            if len(self._trees) >= TREE_CACHE_SIZE:
+                self._trees.pop(next(iter(self._trees)))
+            self._trees[tree_id] = nodes
+        return nodes
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> str:
+        """Flush, then write the snapshot: it becomes visible only now, with all it references durable."""
+        self.flush()
+        snapshot.id = self.save_object("snapshot", SNAPSHOT_PREFIX, snapshot.to_json())
+        return snapshot.id
+
+    def snapshots(self) -> list[Snapshot]:
+        found = [
+            Snapshot.from_json(
+                self.load_object("snapshot", info.name), info.name.removeprefix(SNAPSHOT_PREFIX)
+            )
+            for info in self.storage.list(SNAPSHOT_PREFIX)
+        ]
+        return sorted(found, key=lambda s: (s.time, s.id))
+
+    def find_snapshot(self, ref: str) -> Snapshot:
+        """A snapshot by id prefix (at least 4 hex digits) or ``latest``."""
+        snapshots = self.snapshots()
+        if ref == "latest":
+            if not snapshots:
+                raise DrplanError(
+                    f"{self.storage.url} holds no snapshots", hint="run a backup first"
+                )
+            return snapshots[-1]
+        matches = [s for s in snapshots if s.id.startswith(ref.lower())]
+        if len(ref) < 4 or not matches:
+            raise DrplanError(
+                f"no snapshot {ref!r} in {self.storage.url}", hint="see `drplan snapshots`"
+            )
+        if len(matches) > 1:
+            raise DrplanError(
+                f"snapshot id {ref!r} is ambiguous ({len(matches)} match)", hint="give more digits"
+            )
+        return matches[0]
+
+
+def _has(storage: Storage, name: str) -> bool:
+    try:
+        storage.stat(name)
+    except NotFound:
+        return False
+    return True
+
+
+__all__ = ["DATA", "TREE", "Repository", "pack_name"]

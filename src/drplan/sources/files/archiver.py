@@ -1,0 +1,334 @@
+"""Backing up files: walk, detect what changed since the parent snapshot, store the rest, write a snapshot.
+
+The walk runs in the calling thread; file contents are read, chunked, hashed,
+compressed and sealed by a pool of worker threads (the compiled libraries release
+the GIL). Memory is bounded by the number of workers: each holds at most one chunk
+and one open pack. Files that vanish or cannot be read are reported, not fatal;
+a file that changes while it is read is saved as read and reported.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import os
+import socket
+import stat
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from drplan import __version__, clock
+from drplan.repo.chunker import Chunker
+from drplan.repo.pack import DATA
+from drplan.repo.repository import Repository
+from drplan.repo.snapshot import Snapshot, Summary
+from drplan.repo.tree import Node
+from drplan.sources.files.metadata import Excludes, node_from_stat, read_xattrs
+
+IN_FLIGHT_PER_WORKER = 256
+
+
+@dataclass
+class BackupOptions:
+    paths: list[str]
+    excludes: list[str] = field(default_factory=list)
+    one_file_system: bool = False
+    tags: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    job: str | None = None
+    system: str | None = None
+    parent: Snapshot | None = None
+    workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+
+
+@dataclass
+class Progress:
+    """Counters the CLI shows while a backup runs; updated from several threads."""
+
+    files_done: int = 0
+    bytes_done: int = 0
+    current: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, files: int, nbytes: int, current: str = "") -> None:
+        with self._lock:
+            self.files_done += files
+            self.bytes_done += nbytes
+            if current:
+                self.current = current
+
+
+@dataclass
+class BackupResult:
+    snapshot: Snapshot
+    warnings: list[str]
+
+
+class _Archiver:
+    def __init__(self, repo: Repository, options: BackupOptions, progress: Progress) -> None:
+        self.repo = repo
+        self.options = options
+        self.progress = progress
+        self.excludes = Excludes(options.excludes)
+        self.summary = Summary()
+        self.warnings: list[str] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(
+            max_workers=options.workers, thread_name_prefix="drplan-backup"
+        )
+        # Bounds how far the walk runs ahead of the workers, so memory does not grow with the tree.
+        self._slots = threading.BoundedSemaphore(options.workers * IN_FLIGHT_PER_WORKER)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        with self._lock:
+            self.warnings.append(message)
+
+    def _count(self, attr: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self.summary, attr, getattr(self.summary, attr) + amount)
+
+    def _chunker(self) -> Chunker:
+        chunker: Chunker | None = getattr(self._local, "chunker", None)
+        if chunker is None:
+            chunker = self._local.chunker = Chunker(self.repo.config.chunker)
+        return chunker
+
+    def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
+        if tree_id is None:
+            return {}
+        try:
+            return {n.name: n for n in self.repo.load_tree(tree_id)}
+        except Exception:  # a damaged parent only costs re-reading files
+            return {}
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _unchanged(self, node: Node, old: Node | None) -> bool:
+        return (
+            old is not None
+            and old.type == "file"
+            and (old.size, old.mtime_ns, old.ctime_ns, old.inode)
+            == (node.size, node.mtime_ns, node.ctime_ns, node.inode)
+            and all(self.repo.has_blob(b) for b in old.content)
+        )
+
+    def _file(self, path: bytes, node: Node, old: Node | None) -> Node | None:
+        display = os.fsdecode(path)
+        if self._unchanged(node, old):
+            assert old is not None
+            node.content = list(old.content)
+            self._count("files_unchanged")
+            self._count("bytes_total", node.size)
+            self.progress.add(1, node.size, display)
+            return node
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
+        except PermissionError:
+            fd = -1
+        except FileNotFoundError:
+            self._warn(f"{display}: vanished before it was read; not in the snapshot")
+            return None
+        if fd == -1:  # O_NOATIME needs ownership; retry without it
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                self._warn(f"{display}: cannot be read ({exc.strerror}); not in the snapshot")
+                return None
+        try:
+            with io.FileIO(fd, "rb") as f:
+                before = os.fstat(f.fileno())
+                content, size = self._store_content(f, before.st_size)
+                after = os.fstat(f.fileno())
+        except OSError as exc:
+            self._warn(f"{display}: read failed ({exc.strerror}); not in the snapshot")
+            return None
+        if (after.st_mtime_ns, after.st_size) != (
+            before.st_mtime_ns,
+            before.st_size,
+        ) or size != before.st_size:
+            self._warn(f"{display}: changed while it was read; saved as read")
+        node.content, node.size = content, size
+        node.mtime_ns, node.ctime_ns = before.st_mtime_ns, before.st_ctime_ns
+        self._count("files_changed" if old is not None and old.type == "file" else "files_new")
+        self._count("bytes_read", size)
+        self._count("bytes_total", size)
+        self.progress.add(1, 0, display)
+        return node
+
+    def _store_content(self, f: io.FileIO, expected: int) -> tuple[list[bytes], int]:
+        params = self.repo.config.chunker
+        content: list[bytes] = []
+        size = 0
+        if expected <= params.min_size:
+            data = f.read(params.min_size + 1) or b""
+            if len(data) <= params.min_size:
+                if data:
+                    content.append(self.repo.save_blob(DATA, data)[0])
+                self.progress.add(0, len(data))
+                return content, len(data)
+            f.seek(0)  # grew meanwhile: chunk it
+        for chunk in self._chunker().chunks(f):
+            content.append(self.repo.save_blob(DATA, chunk)[0])
+            size += len(chunk)
+            self.progress.add(0, len(chunk))
+        return content, size
+
+    # -- directories ------------------------------------------------------------------------
+
+    def _entry(
+        self, path: bytes, name: bytes, parent: dict[bytes, Node], root_dev: int
+    ) -> Node | Future[Node | None] | None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._warn(f"{os.fsdecode(path)}: vanished during the backup; not in the snapshot")
+            return None
+        except OSError as exc:
+            self._warn(
+                f"{os.fsdecode(path)}: cannot be examined ({exc.strerror}); not in the snapshot"
+            )
+            return None
+        node = node_from_stat(name, st)
+        node.xattrs = read_xattrs(path)
+        old = parent.get(name)
+        if node.type == "file":
+            self._slots.acquire()
+            future = self._pool.submit(self._file, path, node, old)
+            future.add_done_callback(lambda _: self._slots.release())
+            return future
+        if node.type == "dir":
+            crosses = self.options.one_file_system and st.st_dev != root_dev
+            node.subtree = self._dir(
+                path, old.subtree if old and old.type == "dir" else None, root_dev, skip=crosses
+            )
+            return node
+        if node.type == "symlink":
+            try:
+                node.target = os.readlink(path)
+            except OSError as exc:
+                self._warn(f"{os.fsdecode(path)}: link cannot be read ({exc.strerror})")
+                return None
+        return node
+
+    def _dir(
+        self, path: bytes, parent_tree: bytes | None, root_dev: int, skip: bool = False
+    ) -> bytes:
+        self._count("dirs")
+        parent = self._parent_nodes(parent_tree)
+        pending: list[Node | Future[Node | None]] = []
+        if not skip:
+            try:
+                names = sorted(entry.name for entry in os.scandir(path))
+            except OSError as exc:
+                self._warn(
+                    f"{os.fsdecode(path)}: directory cannot be listed ({exc.strerror}); saved empty"
+                )
+                names = []
+            for name in names:
+                child = os.path.join(path, name)
+                if self.excludes.excluded(child, name):
+                    continue
+                result = self._entry(child, name, parent, root_dev)
+                if result is not None:
+                    pending.append(result)
+        nodes = [r.result() if isinstance(r, Future) else r for r in pending]
+        return self.repo.save_tree([n for n in nodes if n is not None])
+
+    # -- the whole backup -------------------------------------------------------------------
+
+    def run(self) -> Snapshot:
+        started = time.monotonic()
+        start_time = clock.now()
+        paths = sorted({os.path.abspath(p) for p in self.options.paths})
+        parent_root = self.options.parent.tree if self.options.parent else None
+        try:
+            root = self._tree_for(paths, b"/", parent_root)
+        finally:
+            self._pool.shutdown(wait=True)
+        stats = self.repo.stats
+        self.summary.bytes_added = stats.bytes_added
+        self.summary.bytes_stored = stats.bytes_stored
+        self.summary.errors = list(self.warnings)
+        snapshot = Snapshot(
+            time=start_time,
+            tree=root,
+            paths=paths,
+            host=self.options.host,
+            user=getpass.getuser(),
+            tags=sorted(set(self.options.tags)),
+            job=self.options.job,
+            system=self.options.system,
+            parent=self.options.parent.id if self.options.parent else None,
+            summary=self.summary,
+            program=f"drplan {__version__}",
+        )
+        self.summary.duration_seconds = round(time.monotonic() - started, 3)
+        self.repo.save_snapshot(snapshot)
+        return snapshot
+
+    def _tree_for(self, paths: list[str], prefix: bytes, parent_tree: bytes | None) -> bytes:
+        """The tree of directory ``prefix``, holding only what leads to the backed-up paths."""
+        parent = self._parent_nodes(parent_tree)
+        children: dict[bytes, list[str]] = {}
+        for p in paths:
+            rest = os.fsencode(p)[len(prefix) :].lstrip(b"/")
+            children.setdefault(rest.split(b"/", 1)[0], []).append(p)
+        nodes: list[Node | Future[Node | None]] = []
+        for name, below in sorted(children.items()):
+            here = os.path.join(prefix, name)
+            if any(os.fsencode(p) == here for p in below):
+                try:
+                    root_dev = os.lstat(here).st_dev
+                except OSError as exc:
+                    self._warn(f"{os.fsdecode(here)}: cannot be backed up ({exc.strerror})")
+                    continue
+                result = self._entry(here, name, parent, root_dev)
+            else:
+                result = self._intermediate(here, name, below, parent)
+            if result is not None:
+                nodes.append(result)
+        done = [r.result() if isinstance(r, Future) else r for r in nodes]
+        return self.repo.save_tree([n for n in done if n is not None])
+
+    def _intermediate(
+        self, path: bytes, name: bytes, paths: list[str], parent: dict[bytes, Node]
+    ) -> Node | None:
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            self._warn(f"{os.fsdecode(path)}: cannot be examined ({exc.strerror})")
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            self._warn(f"{os.fsdecode(path)}: is not a directory")
+            return None
+        node = node_from_stat(name, st)
+        old = parent.get(name)
+        node.subtree = self._tree_for(
+            paths, path, old.subtree if old and old.type == "dir" else None
+        )
+        return node
+
+
+def backup_files(
+    repo: Repository, options: BackupOptions, progress: Progress | None = None
+) -> BackupResult:
+    """Back up ``options.paths`` into ``repo`` and write the snapshot (the caller holds a lock)."""
+    archiver = _Archiver(repo, options, progress or Progress())
+    snapshot = archiver.run()
+    return BackupResult(snapshot, archiver.warnings)
+
+
+def find_parent(repo: Repository, paths: list[str], host: str, job: str | None) -> Snapshot | None:
+    """The newest snapshot of the same paths from the same host (and job), for change detection."""
+    wanted = sorted({os.path.abspath(p) for p in paths})
+    candidates = [
+        s
+        for s in repo.snapshots()
+        if s.paths == wanted and s.host == host and (job is None or s.job == job)
+    ]
+    return candidates[-1] if candidates else None
