@@ -14,6 +14,7 @@ import yaml
 
 from drplan.cli import main
 
+pytest_plugins = ["tests.fixtures.seaweedfs"]
 ROOT = Path(__file__).resolve().parent.parent
 SMARTWATTS = ROOT / "examples" / "smartwatts" / "plan.yaml"
 SMARTWATTS_SECRETS = {
@@ -137,14 +138,14 @@ class Result:
 
 @pytest.fixture
 def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Result]:
     """Run the CLI in-process and capture its exit code and output."""
     monkeypatch.setenv("COLUMNS", "200")
 
     def _run(*args: str) -> Result:
         code = main(list(args))
-        captured = capsys.readouterr()
+        captured = capfd.readouterr()
         return Result(code, captured.out, captured.err)
 
     return _run

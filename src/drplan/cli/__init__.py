@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising, for tests and the console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    # File names need not be UTF-8: print their bytes as they are, as ls does.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         cli.main(args=args, prog_name="drplan", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -31,7 +31,8 @@ def console() -> Console:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    # ASCII with escapes: valid JSON even for file names that are not UTF-8.
+    click.echo(json.dumps(data, indent=2, ensure_ascii=True))
 
 
 def counted(number: int, noun: str) -> str:

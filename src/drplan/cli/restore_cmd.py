@@ -6,6 +6,7 @@ import click
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options
+from drplan.errors import IntegrityError
 from drplan.recovery.files import RestoreOptions, restore_files
 
 
@@ -52,3 +53,10 @@ def restore_command(
         )
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
+        for failure in result.failed:
+            click.echo(f"error: {failure}", err=True)
+    if result.failed:
+        raise IntegrityError(
+            f"{len(result.failed)} file(s) could not be restored: their data failed authentication or is missing",
+            hint="run `drplan check --read-data`, and restore those files from another location",
+        )

@@ -12,6 +12,7 @@ compared blob by blob (by keyed hash) and only what differs is fetched again.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -21,10 +22,11 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from drplan.errors import DrplanError
+from drplan.errors import DrplanError, IntegrityError
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
+from drplan.storage import StorageError
 
 IS_ROOT = os.geteuid() == 0
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -46,6 +48,7 @@ class RestoreResult:
     bytes_written: int = 0
     bytes_verified_in_place: int = 0
     warnings: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # files not restored: damaged or missing data
 
 
 class _Includes:
@@ -102,7 +105,8 @@ class _Restorer:
         finally:
             self._pool.shutdown(wait=True)
             for fd, _, _ in self._open:
-                os.close(fd)
+                if fd != self._root_fd:
+                    os.close(fd)
             os.close(self._root_fd)
         return self.result
 
@@ -193,6 +197,16 @@ class _Restorer:
     # -- files --------------------------------------------------------------------------------
 
     def _file(self, dir_fd: int, node: Node, display: str) -> None:
+        """Restore one file; damaged data fails this file only, which is removed and reported."""
+        try:
+            self._write_file(dir_fd, node, display)
+        except (IntegrityError, StorageError) as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(node.name, dir_fd=dir_fd)
+            with self._lock:
+                self.result.failed.append(f"{display}: {exc.message}")
+
+    def _write_file(self, dir_fd: int, node: Node, display: str) -> None:
         try:
             st = os.stat(node.name, dir_fd=dir_fd, follow_symlinks=False)
             if (

@@ -54,7 +54,9 @@ class Repository:
         self.stats = WriteStats()
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()
-        self._idle: list[PackWriter] = []
+        # Trees and file data go to separate packs: listings stay small to read, and damage
+        # to a data pack leaves the listings that name the affected files readable.
+        self._idle: dict[int, list[PackWriter]] = {DATA: [], TREE: []}
         self._unindexed: list[PackInfo] = []
         self._trees: dict[bytes, list[Node]] = {}
 
@@ -168,7 +170,8 @@ class Repository:
             if blob_id in self.index or blob_id in self._pending:
                 return blob_id, False
             self._pending.add(blob_id)
-            packer = self._idle.pop() if self._idle else PackWriter(self.key, self.cipher)
+            idle = self._idle[blob_type]
+            packer = idle.pop() if idle else PackWriter(self.key, self.cipher)
         kind, payload = compression.compress(plaintext, self.config.compression_level)
         before = packer.size
         packer.add_prepared(blob_type, blob_id, kind, payload, len(plaintext))
@@ -180,7 +183,7 @@ class Repository:
             self._write_pack(packer)
         else:
             with self._lock:
-                self._idle.append(packer)
+                self._idle[blob_type].append(packer)
         return blob_id, True
 
     def save_tree(self, nodes: list[Node]) -> bytes:
@@ -209,7 +212,8 @@ class Repository:
     def flush(self) -> None:
         """Write every open pack, then the index of all packs written since the last index."""
         with self._lock:
-            packers, self._idle = self._idle, []
+            packers = [p for idle in self._idle.values() for p in idle]
+            self._idle = {DATA: [], TREE: []}
         for packer in packers:
             if packer.entries:
                 self._write_pack(packer)

@@ -1,0 +1,310 @@
+"""S3 backend: objects are keys under a bucket prefix, each written by one PUT or one multipart upload.
+
+Both are atomic on S3: the key is absent until the PUT or CompleteMultipartUpload
+succeeds, and whole afterwards; a failed multipart upload is aborted. What the bucket
+owner asked for at write time (server-side encryption, Object Lock retention, a storage
+class) travels as request headers, so it is applied here, object by object. Only packs
+(``data/``) take the configured storage class: metadata is read on every run and stays
+in STANDARD.
+
+Endpoint and credentials come from the arguments, else from boto3's usual sources
+(``AWS_*`` environment variables including ``AWS_ENDPOINT_URL``, ``~/.aws/config`` and
+``credentials``, instance roles). An endpoint other than AWS is addressed path-style
+(``http://host/bucket/key``), which every S3-compatible server understands.
+
+Errors: botocore retries throttling, 5xx and connection failures itself ("standard"
+mode); what still fails is translated into the storage error contract. 404 is
+:class:`NotFound`; network failures, timeouts, 5xx and throttling are
+:class:`TransientError`; anything else (access denied, no such bucket, wrong region)
+is a :class:`StorageError` whose hint names the next step. Messages name the bucket
+and the object, never a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from drplan.errors import UsageError
+from drplan.storage.base import NotFound, ObjectInfo, StorageError, TransientError
+from drplan.storage.registry import redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+Encryption = Literal["none", "SSE-S3", "SSE-KMS"]
+LockMode = Literal["COMPLIANCE", "GOVERNANCE"]
+
+MULTIPART_THRESHOLD = 64 * 1024 * 1024  # objects this large go up in parts, 4 at a time
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part (the last one aside)
+MAX_ATTEMPTS = 8  # per request, first try included
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_TIMEOUT = 60.0  # seconds
+DATA_PREFIX = "data/"  # the only objects that take a non-STANDARD storage class
+# Lock objects are rewritten every few minutes and deleted at the end: retention would
+# only pile up versions of them. Everything else is data worth protecting.
+UNLOCKED_PREFIX = "locks/"
+
+_SSE_HEADER = {"SSE-S3": "AES256", "SSE-KMS": "aws:kms"}
+_THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests"})
+_UNAVAILABLE = frozenset(
+    {"RequestTimeout", "InternalError", "ServiceUnavailable", "OperationAborted"}
+)
+_TRANSIENT_CODES = _THROTTLED | _UNAVAILABLE
+_CREDENTIALS_HINT = (
+    "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this location"
+)
+_REGION_HINT = "set the bucket's region (AWS_REGION, or region for this location)"
+_HINTS = {  # permanent failures that have one obvious next step
+    "InvalidAccessKeyId": _CREDENTIALS_HINT,
+    "SignatureDoesNotMatch": _CREDENTIALS_HINT,
+    "ExpiredToken": _CREDENTIALS_HINT,
+    "InvalidToken": _CREDENTIALS_HINT,
+    "PermanentRedirect": _REGION_HINT,
+    "301": _REGION_HINT,  # the same, answering a HEAD (no body, so no code)
+    "AuthorizationHeaderMalformed": _REGION_HINT,
+    "IllegalLocationConstraintException": _REGION_HINT,
+    "RequestTimeTooSkewed": "this host's clock is wrong; synchronise it (NTP)",
+    "InvalidStorageClass": "use a storage class this service offers for data/",
+    "InvalidObjectState": f"the object is archived: restore it first, and keep {DATA_PREFIX} "
+    "in an instant-access storage class",
+}
+
+
+class S3Storage:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        storage_class: str = "STANDARD",
+        server_side_encryption: Encryption = "none",
+        kms_key_id: str | None = None,
+        object_lock: tuple[LockMode, int] | None = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        max_attempts: int = MAX_ATTEMPTS,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ValueError("give both access_key_id and secret_access_key, or neither")
+        if kms_key_id is not None and server_side_encryption != "SSE-KMS":
+            raise ValueError("kms_key_id needs server_side_encryption='SSE-KMS'")
+        if object_lock is not None and object_lock[1] < 1:
+            raise ValueError("object lock retention must be at least one day")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.storage_class = storage_class
+        self.object_lock = object_lock
+        self.max_attempts = max_attempts
+        self._sse: dict[str, str] = {}
+        if server_side_encryption != "none":
+            self._sse["ServerSideEncryption"] = _SSE_HEADER[server_side_encryption]
+        if kms_key_id is not None:
+            self._sse["SSEKMSKeyId"] = kms_key_id
+        self._multipart = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=max(MIN_PART_SIZE, multipart_threshold // 4),
+            max_concurrency=4,  # each part in flight is a copy in memory
+            preferred_transfer_client="classic",  # this client, its retries and timeouts
+        )
+        session = boto3.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            region_name=region,
+        )
+
+        def client(path_style: bool) -> S3Client:
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                s3={"addressing_style": "path" if path_style else "auto"},
+            )
+            return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+        self.client = client(path_style=endpoint_url is not None)
+        if endpoint_url is None and not _is_aws(self.client.meta.endpoint_url):
+            self.client = client(path_style=True)  # an endpoint from the environment or config
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> S3Storage:
+        """``s3://bucket`` or ``s3://bucket/prefix``; ``options`` as for the constructor."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise UsageError(f"not an S3 location: {redact(url)}", hint="use s3://bucket/prefix")
+        if "@" in parts.netloc:
+            raise UsageError(
+                f"credentials in the location URL {redact(url)}",
+                hint="remove them and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead",
+            )
+        return cls(parts.netloc, parts.path, **options)
+
+    @property
+    def url(self) -> str:
+        return redact(f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}")
+
+    def _key(self, name: str) -> str:
+        if not name or name.startswith("/") or ".." in name.split("/"):
+            raise StorageError(f"invalid object name {name!r}")
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
+        if length == 0:  # "bytes=n-(n-1)" is not a range: S3 would send the whole object
+            self.stat(name)
+            return b""
+        extra: dict[str, Any] = {}
+        if offset or length is not None:
+            end = "" if length is None else offset + length - 1
+            extra["Range"] = f"bytes={offset}-{end}"
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(name), **extra)
+            with contextlib.closing(response["Body"]) as body:
+                return body.read()
+        except ClientError as exc:
+            if _code(exc) == "InvalidRange":  # offset at or past the end, as a file read gives
+                return b""
+            raise self._translate(exc, "reading", name) from None
+        except BotoCoreError as exc:
+            raise self._translate(exc, "reading", name) from None
+
+    def write(self, name: str, data: bytes) -> None:
+        key = self._key(name)
+        extra: dict[str, Any] = dict(self._sse)
+        if name.startswith(DATA_PREFIX) and self.storage_class != "STANDARD":
+            extra["StorageClass"] = self.storage_class
+        if self.object_lock is not None and not name.startswith(UNLOCKED_PREFIX):
+            mode, days = self.object_lock
+            extra["ObjectLockMode"] = mode
+            extra["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+        try:
+            if len(data) < self._multipart.multipart_threshold:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+            else:  # parts in parallel; a failed upload is aborted, so nothing partial shows
+                self.client.upload_fileobj(
+                    io.BytesIO(data), self.bucket, key, ExtraArgs=extra, Config=self._multipart
+                )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "writing", name) from None
+
+    def delete(self, name: str) -> None:
+        self.stat(name)  # DeleteObject succeeds on a missing key; the contract says NotFound
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "deleting", name) from None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        pages = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in pages.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][len(root) :], obj["Size"])
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "listing", prefix or "/") from None
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "reading", name) from None
+        return ObjectInfo(name, head["ContentLength"])
+
+    def exists(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) == "NoSuchBucket":
+                return False
+            raise self._translate(exc, "opening", "the bucket") from None
+        except BotoCoreError as exc:
+            raise self._translate(exc, "opening", "the bucket") from None
+        return True
+
+    def free_space(self) -> int | None:
+        return None
+
+    def _translate(self, exc: BotoCoreError | ClientError, doing: str, name: str) -> StorageError:
+        """The contract's error for what botocore raised, in one line and with a next step."""
+        where = f"{self.url}: {doing} {name}"
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return StorageError(f"{where}: no S3 credentials found", hint=_CREDENTIALS_HINT)
+        if isinstance(exc, SSLError):
+            return StorageError(
+                f"{where}: TLS handshake with {redact(self.client.meta.endpoint_url)} failed",
+                hint="check the endpoint URL and the CA bundle (AWS_CA_BUNDLE)",
+            )
+        if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+            return TransientError(
+                f"{where}: {redact(self.client.meta.endpoint_url)} did not answer "
+                f"({type(exc).__name__}, {self.max_attempts} attempts)",
+                hint="check the network and that the S3 service is up, then run again",
+            )
+        if not isinstance(exc, ClientError):
+            return StorageError(f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        code, status = _code(exc), _status(exc)
+        failed = f"{where} failed: {code} (HTTP {status})"
+        if code == "NoSuchBucket":
+            return StorageError(
+                f"{self.url}: bucket {self.bucket} does not exist",
+                hint="create it (with Object Lock if the plan asks for immutability), "
+                "or correct the bucket name, endpoint and region",
+            )
+        if status == 404 and code in ("NoSuchKey", "404", "NotFound", "NoSuchVersion"):
+            return NotFound(f"{self.url}: object {name} does not exist")
+        if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
+            return TransientError(
+                f"{failed} after {self.max_attempts} attempts",
+                hint="the service is failing or throttling; run again later",
+            )
+        if code in _HINTS:
+            return StorageError(failed, hint=_HINTS[code])
+        if code == "AccessDenied" or status == 403:
+            return StorageError(
+                f"{where}: access denied",
+                hint=f"{_CREDENTIALS_HINT}, and that they may list, read, write and delete "
+                f"in {self.bucket}",
+            )
+        if code == "InvalidRequest" and self.object_lock is not None and doing == "writing":
+            return StorageError(
+                failed, hint=f"Object Lock needs a bucket created with it; {self.bucket} was not"
+            )
+        return StorageError(failed)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _is_aws(endpoint_url: str) -> bool:
+    host = urlsplit(endpoint_url).hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))

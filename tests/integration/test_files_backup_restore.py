@@ -1,0 +1,225 @@
+"""File backup and restore through the CLI: bit-exact round trips with metadata, change detection, excludes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Result
+from tests.integration.conftest import Compare, open_repo
+
+Run = Callable[..., Result]
+
+
+def backup(
+    run: Run, repo: str, *paths: Path | str, extra: tuple[str, ...] = ()
+) -> dict[str, object]:
+    result = run("backup", "files", *map(str, paths), "--repo", repo, "--json", *extra)
+    assert result.code == 0, result.err
+    data: dict[str, object] = json.loads(result.out)
+    return data
+
+
+def test_round_trip_is_bit_exact_with_metadata(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path, same_tree: Compare
+) -> None:
+    backup(run, repo_dir, source)
+    target = tmp_path / "out"
+    result = run("restore", "latest", "--target", str(target), "--repo", repo_dir)
+    assert result.code == 0, result.err
+    assert "written and verified" in result.out
+    restored = target / source.relative_to("/")
+    same_tree(source, restored)
+    assert os.stat(restored / "logs.txt").st_ino == os.stat(restored / "logs-hardlink.txt").st_ino
+
+
+def test_unchanged_files_are_not_read_again(run: Run, repo_dir: str, source: Path) -> None:
+    first = backup(run, repo_dir, source)
+    second = backup(run, repo_dir, source)
+    summary = second["summary"]
+    assert isinstance(summary, dict)
+    assert summary["bytes_read"] == 0
+    assert summary["files_new"] == summary["files_changed"] == 0
+    assert second["parent"] == first["snapshot"]
+    (source / "logs.txt").write_text("changed\n")
+    third = backup(run, repo_dir, source)["summary"]
+    assert isinstance(third, dict)
+    # logs.txt and its hard link are one inode: both names changed, both are read.
+    assert third["files_changed"] == 2
+    assert third["bytes_read"] == 2 * len("changed\n")
+    assert third["files_unchanged"] == second["summary"]["files_unchanged"] - 2  # type: ignore[index]
+
+
+def test_dedup_stores_a_copy_once(run: Run, repo_dir: str, tmp_path: Path) -> None:
+    src = tmp_path / "dup"
+    src.mkdir()
+    payload = os.urandom(2 * 1024 * 1024)
+    (src / "a").write_bytes(payload)
+    (src / "b").write_bytes(payload)
+    summary = backup(run, repo_dir, src)["summary"]
+    assert isinstance(summary, dict)
+    assert summary["bytes_read"] == 2 * len(payload)
+    assert summary["bytes_stored"] < 1.1 * len(payload)
+
+
+def test_excludes_and_exclude_file(run: Run, repo_dir: str, source: Path, tmp_path: Path) -> None:
+    patterns = tmp_path / "excludes"
+    patterns.write_text("# comment\n*.bin\n")
+    backup(run, repo_dir, source, extra=("--exclude", "*/etc/app", "--exclude-file", str(patterns)))
+    listing = run("ls", "latest", "--repo", repo_dir).out.splitlines()
+    names = {Path(p).name for p in listing}
+    assert "big.bin" not in names
+    assert "app" not in names
+    assert "etc" in names
+    assert "logs.txt" in names
+
+
+def test_files_that_vanish_or_change_are_reported_not_fatal(
+    run: Run, repo_dir: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "busy"
+    src.mkdir()
+    # One worker reads a large (sparse) file first; meanwhile the walk has already
+    # listed the small files, which a "service" deletes, and a log keeps growing.
+    with open(src / "a-large.img", "wb") as f:
+        f.truncate(1536 * 1024 * 1024)
+    for i in range(50):
+        (src / f"z-{i:02d}.tmp").write_text("temporary")
+    growing = src / "b-growing.log"
+    growing.write_bytes(b"x" * (8 * 1024 * 1024))
+    stop = threading.Event()
+
+    def large_file_open() -> bool:
+        fds = Path("/proc/self/fd")
+        return any(
+            os.path.realpath(fd).endswith("a-large.img") for fd in fds.iterdir() if fd.is_symlink()
+        )
+
+    def service() -> None:
+        # Start once the worker reads the large file: the walk has listed everything by then.
+        deadline = time.monotonic() + 30
+        while not large_file_open() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(0.05)
+        for i in range(50):
+            (src / f"z-{i:02d}.tmp").unlink()
+        with open(growing, "ab") as log:
+            while not stop.is_set():
+                log.write(b"more\n")
+                log.flush()
+                time.sleep(0.001)
+
+    worker = threading.Thread(target=service)
+    worker.start()
+    try:
+        result = run("backup", "files", str(src), "--repo", repo_dir, "--workers", "1")
+    finally:
+        stop.set()
+        worker.join()
+    assert result.code == 14, result.err
+    assert "vanished" in result.err
+    assert "b-growing.log: changed while it was read; saved as read" in result.err
+    assert "was saved, but" in result.err
+    listing = run("ls", "latest", "--repo", repo_dir).out
+    assert "a-large.img" in listing
+    assert "b-growing.log" in listing
+
+
+def test_unreadable_files_are_reported_and_the_rest_saved(
+    run: Run, repo_dir: str, tmp_path: Path
+) -> None:
+    """A file the backup may not read is reported (exit 14) and everything else is saved."""
+    src = tmp_path / "perm"
+    src.mkdir()
+    (src / "readable").write_text("ok")
+    (src / "private").write_text("no")
+    os.chmod(src / "private", 0)
+    # As root, drop the capabilities that bypass file permissions, as a service account lacks them.
+    prefix = (
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    )
+    drplan = str(Path(sys.executable).parent / "drplan")
+    result = subprocess.run(
+        [*prefix, drplan, "backup", "files", str(src), "--repo", repo_dir],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 14, result.stderr
+    assert "private: cannot be read (Permission denied); not in the snapshot" in result.stderr
+    listing = run("ls", "latest", "--repo", repo_dir).out
+    assert "readable" in listing
+    assert "private" not in listing
+
+
+def test_restore_include_and_resume(run: Run, repo_dir: str, source: Path, tmp_path: Path) -> None:
+    # Large enough for several chunks (4 MiB at most each), so half of it holds whole ones.
+    (source / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    backup(run, repo_dir, source)
+    target = tmp_path / "part"
+    result = run(
+        "restore", "latest", "--target", str(target), "--include", "*/etc/app/*", "--repo", repo_dir
+    )
+    assert result.code == 0, result.err
+    restored = target / source.relative_to("/")
+    assert (restored / "etc" / "app" / "app.conf").exists()
+    assert not (restored / "big.bin").exists()
+    # Resume: damage the tail of a restored large file; a second run rewrites only what differs.
+    full = tmp_path / "full"
+    assert run("restore", "latest", "--target", str(full), "--repo", repo_dir).code == 0
+    big = full / source.relative_to("/") / "big.bin"
+    data = big.read_bytes()
+    with open(big, "r+b") as f:
+        f.truncate(len(data) // 2)
+    again = json.loads(
+        run("restore", "latest", "--target", str(full), "--repo", repo_dir, "--json").out
+    )
+    assert big.read_bytes() == data
+    assert again["bytes_verified_in_place"] > 0
+    assert again["bytes_written"] < len(data)
+    assert again["files_skipped"] >= 5
+
+
+def test_snapshots_ls_and_diff(run: Run, repo_dir: str, source: Path) -> None:
+    first = backup(run, repo_dir, source, extra=("--tag", "daily"))
+    (source / "new.txt").write_text("new")
+    (source / "zero").unlink()
+    (source / "logs.txt").write_text("rewritten")
+    time.sleep(0.01)
+    second = backup(run, repo_dir, source)
+    listed = json.loads(run("snapshots", "--repo", repo_dir, "--json").out)
+    assert [s["id"] for s in listed] == [first["snapshot"], second["snapshot"]]
+    assert listed[0]["tags"] == ["daily"]
+    assert (
+        len(json.loads(run("snapshots", "--repo", repo_dir, "--tag", "daily", "--json").out)) == 1
+    )
+    diff = run(
+        "diff", str(first["snapshot"])[:8], str(second["snapshot"])[:8], "--repo", repo_dir
+    ).out
+    base = str(source)
+    assert f"+ {base}/new.txt" in diff
+    assert f"- {base}/zero" in diff
+    assert f"M {base}/logs.txt" in diff
+    assert "1 added, 1 removed" in diff
+    long = run("ls", "latest", str(source / "etc"), "-l", "--repo", repo_dir).out
+    assert "app.conf" in long
+    assert "-0644 " in long or "-0664 " in long
+
+
+def test_check_passes_on_a_sound_repository(run: Run, repo_dir: str, source: Path) -> None:
+    backup(run, repo_dir, source)
+    result = run("check", "--read-data", "--repo", repo_dir)
+    assert result.code == 0, result.err
+    assert "no errors" in result.out
+    subset = json.loads(run("check", "--read-data-subset", "1/1", "--repo", repo_dir, "--json").out)
+    assert subset["ok"] is True
+    assert subset["packs_read"] == subset["packs"] >= 1
+    repo = open_repo(repo_dir)
+    assert len(repo.snapshots()) == 1
