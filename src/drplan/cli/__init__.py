@@ -17,6 +17,7 @@ from drplan import __version__
 from drplan.cli.backup_cmd import backup_group
 from drplan.cli.check_cmd import check_command
 from drplan.cli.context import Settings
+from drplan.cli.forget_cmd import forget_command, prune_command
 from drplan.cli.init_cmd import init_command
 from drplan.cli.key_cmd import key_group
 from drplan.cli.plan_cmd import plan_group
@@ -60,6 +61,8 @@ for command in (
     diff_command,
     restore_command,
     check_command,
+    forget_command,
+    prune_command,
 ):
     cli.add_command(command)
 

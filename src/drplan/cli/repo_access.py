@@ -68,7 +68,7 @@ def storage_for(location: Location) -> Storage:
     )
 
 
-def _plan_or_none(settings: Settings) -> Plan | None:
+def plan_or_none(settings: Settings) -> Plan | None:
     try:
         return settings.load().plan
     except PlanNotFoundError:
@@ -80,7 +80,7 @@ def resolve_storage(settings: Settings, repo_ref: str | None) -> Storage:
         raise UsageError("no repository given", hint=f"pass --repo LOCATION or set ${REPO_ENV}")
     looks_like_name = "/" not in repo_ref and "://" not in repo_ref and not repo_ref.startswith(".")
     if looks_like_name:
-        plan = _plan_or_none(settings)
+        plan = plan_or_none(settings)
         if plan is not None and repo_ref in plan.locations:
             return storage_for(plan.locations[repo_ref])
     return open_storage(repo_ref)
@@ -89,7 +89,7 @@ def resolve_storage(settings: Settings, repo_ref: str | None) -> Storage:
 def password(settings: Settings, password_file: str | None) -> bytes:
     command = None
     if not password_file:
-        plan = _plan_or_none(settings)
+        plan = plan_or_none(settings)
         command = plan.repository.password_command if plan else None
     return read_password(password_file, command)
 

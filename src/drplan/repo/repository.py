@@ -209,15 +209,23 @@ class Repository:
         if packs:
             self.save_object("index", INDEX_PREFIX, IndexFile(packs).encode())
 
-    def flush(self) -> None:
-        """Write every open pack, then the index of all packs written since the last index."""
+    def flush_packs(self) -> list[PackInfo]:
+        """Write every open pack; return the packs no index lists yet (the caller indexes them)."""
         with self._lock:
             packers = [p for idle in self._idle.values() for p in idle]
             self._idle = {DATA: [], TREE: []}
         for packer in packers:
             if packer.entries:
                 self._write_pack(packer)
-        self._write_index()
+        with self._lock:
+            packs, self._unindexed = self._unindexed, []
+        return packs
+
+    def flush(self) -> None:
+        """Write every open pack, then the index of all packs written since the last index."""
+        packs = self.flush_packs()
+        if packs:
+            self.save_object("index", INDEX_PREFIX, IndexFile(packs).encode())
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""Which snapshots a retention policy keeps, and why; pure functions over snapshot lists.
+
+Rules, applied within each group of snapshots (by host and paths, or by job):
+
+- ``keep_last N``: the newest N;
+- ``keep_hourly/daily/weekly/monthly/yearly N``: the newest snapshot in each of the
+  last N hours/days/ISO weeks/months/years that have one (in UTC);
+- ``keep_within D``: every snapshot taken within D of the group's newest snapshot.
+  Measured from the newest snapshot, not from now, so that when backups stop,
+  forget never empties the repository;
+- ``keep_tags``: every snapshot carrying one of these tags.
+
+A snapshot kept by any rule is kept. An empty policy keeps everything: nothing is
+ever forgotten without a rule saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from drplan.plan.durations import format_duration
+from drplan.plan.model import Retention
+from drplan.repo.snapshot import Snapshot
+
+Bucket = Callable[[datetime], tuple[int, ...]]
+
+BUCKETS: dict[str, Bucket] = {
+    "hourly": lambda t: (t.year, t.month, t.day, t.hour),
+    "daily": lambda t: (t.year, t.month, t.day),
+    "weekly": lambda t: tuple(t.isocalendar()[:2]),
+    "monthly": lambda t: (t.year, t.month),
+    "yearly": lambda t: (t.year,),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    last: int = 0
+    hourly: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+    within: timedelta | None = None
+    tags: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_plan(cls, retention: Retention) -> Policy:
+        return cls(
+            last=retention.keep_last or 0,
+            hourly=retention.keep_hourly or 0,
+            daily=retention.keep_daily or 0,
+            weekly=retention.keep_weekly or 0,
+            monthly=retention.keep_monthly or 0,
+            yearly=retention.keep_yearly or 0,
+            within=retention.keep_within,
+        )
+
+    @property
+    def empty(self) -> bool:
+        counts = (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)
+        return not any(counts) and self.within is None and not self.tags
+
+    def describe(self) -> str:
+        parts = [f"last {self.last}"] if self.last else []
+        parts += [f"{name} {getattr(self, name)}" for name in BUCKETS if getattr(self, name)]
+        if self.within is not None:
+            parts.append(f"within {format_duration(self.within)}")
+        if self.tags:
+            parts.append(f"tags {', '.join(sorted(self.tags))}")
+        return ", ".join(parts) or "keep everything"
+
+
+@dataclass
+class Decision:
+    snapshot: Snapshot
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def apply_policy(snapshots: Iterable[Snapshot], policy: Policy) -> list[Decision]:
+    """One decision per snapshot of one group, newest first."""
+    ordered = sorted(snapshots, key=lambda s: (s.time, s.id), reverse=True)
+    decisions = [Decision(s, policy.empty, ["no policy"] if policy.empty else []) for s in ordered]
+    if policy.empty or not ordered:
+        return decisions
+    for i, d in enumerate(decisions[: policy.last]):
+        d.reasons.append(f"last {i + 1}")
+    for name, bucket in BUCKETS.items():
+        wanted = getattr(policy, name)
+        seen: list[tuple[int, ...]] = []
+        for d in decisions:
+            if len(seen) >= wanted:
+                break
+            key = bucket(d.snapshot.time)
+            if key not in seen:
+                seen.append(key)
+                d.reasons.append(f"{name} {len(seen)}")
+    if policy.within is not None:
+        cutoff = ordered[0].time - policy.within
+        for d in decisions:
+            if d.snapshot.time >= cutoff:
+                d.reasons.append(f"within {format_duration(policy.within)}")
+    for d in decisions:
+        tagged = policy.tags & set(d.snapshot.tags)
+        if tagged:
+            d.reasons.append(f"tag {', '.join(sorted(tagged))}")
+        d.keep = bool(d.reasons)
+    return decisions
+
+
+def group_key(snapshot: Snapshot, by: tuple[str, ...]) -> tuple[object, ...]:
+    """The group a snapshot belongs to: by any of host, paths, tags, job."""
+    values: dict[str, object] = {
+        "host": snapshot.host,
+        "paths": tuple(snapshot.paths),
+        "tags": tuple(snapshot.tags),
+        "job": snapshot.job,
+    }
+    return tuple(values[k] for k in by)
