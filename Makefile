@@ -44,6 +44,7 @@ docs: $(RUN_DEPS)
 # Benchmarks (never part of `make test`); results go to docs/benchmarks.md.
 bench: $(RUN_DEPS)
 	$(BIN)/python bench/plan_bench.py
+	$(BIN)/python bench/files_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

@@ -19,6 +19,7 @@ from drplan.repo.locks import RepositoryLock
 from drplan.repo.password import read_password
 from drplan.repo.repository import Repository
 from drplan.storage import Storage, open_storage
+from drplan.storage.registry import s3_tuning
 
 F = TypeVar("F", bound=Callable[..., Any])
 REPO_ENV = "DRPLAN_REPO"
@@ -65,6 +66,7 @@ def storage_for(location: Location) -> Storage:
         server_side_encryption=location.server_side_encryption,
         kms_key_id=location.kms_key_id,
         object_lock=lock,  # type: ignore[arg-type]
+        **s3_tuning(),
     )
 
 

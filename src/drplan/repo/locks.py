@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from drplan import clock
 from drplan.errors import IntegrityError, RepositoryLockedError
 from drplan.repo.repository import Repository
-from drplan.storage import NotFound
+from drplan.storage import NotFound, StorageError
 
 LOCK_PREFIX = "locks/"
 REFRESH_EVERY = timedelta(minutes=5)
@@ -126,11 +126,13 @@ class RepositoryLock:
                     self.repo.storage.delete(old)
 
     def release(self) -> None:
+        """Remove the lock object. Never raises: a lock that cannot be removed goes stale, and
+        the error that ended the work (often the same unreachable storage) must stay visible."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.name:
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(StorageError):
                 self.repo.storage.delete(self.name)
             self.name = None
 
