@@ -112,8 +112,8 @@ def clean_plan() -> dict[str, Any]:
         "drills": {"quarterly": {"kind": "full_platform", "schedule": "0 3 1 1,4,7,10 *"}},
         "review": {
             "version": "1",
-            "last_updated": "2026-09-01",
-            "next_review": str(today + dt.timedelta(days=90)),
+            "last_updated": str(today - dt.timedelta(days=10)),
+            "next_review": str(today + dt.timedelta(days=80)),
             "every": "3mo",
             "approved_by": "CTO",
         },

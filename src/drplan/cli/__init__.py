@@ -47,7 +47,9 @@ def cli(ctx: click.Context, plan_path: str | None, debug: bool) -> None:
     Validate the plan, back up what it names, restore to any point in time, prove
     recovery with drills, and report RTO and RPO as measured.
     """
-    ctx.obj = Settings(plan_path=plan_path, debug=debug)
+    source = ctx.get_parameter_source("plan_path")
+    origin = "$DRPLAN_PLAN" if source is click.core.ParameterSource.ENVIRONMENT else "--plan"
+    ctx.obj = Settings(plan_path=plan_path, debug=debug, plan_origin=origin)
 
 
 for command in (
@@ -79,8 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.main(args=args, prog_name="drplan", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "drplan"
+        click.echo(f"drplan: {exc.format_message().rstrip('.')}; see `{where} --help`", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"drplan: {exc.format_message()}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("drplan: interrupted", err=True)

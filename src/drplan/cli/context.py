@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,18 +18,26 @@ from drplan.plan.loader import PlanFile, load_plan, resolve_plan_path
 class Settings:
     plan_path: str | None = None
     debug: bool = False
+    plan_origin: str = "--plan"
 
     def load(self, override: str | None = None) -> PlanFile:
         """The plan named on the command line (a command's own argument wins over --plan)."""
-        return load_plan(resolve_plan_path(override or self.plan_path))
+        if override:
+            return load_plan(resolve_plan_path(override, "the command line"))
+        return load_plan(resolve_plan_path(self.plan_path, self.plan_origin))
 
 
+PIPE_WIDTH = 240
 pass_settings = click.make_pass_decorator(Settings, ensure=True)
 
 
 def console() -> Console:
-    """Rich console on standard output; plain when not a terminal or when NO_COLOR is set."""
-    return Console(highlight=False, soft_wrap=False)
+    """Rich console on standard output; plain when not a terminal or when NO_COLOR is set.
+
+    Piped output is not cut to 80 columns: tables get the width they need (COLUMNS wins).
+    """
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(highlight=False, soft_wrap=False, width=wide)
 
 
 def emit_json(data: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from drplan import clock
-from drplan.errors import UsageError
+from drplan.errors import DrplanError, UsageError
 from drplan.plan.loader import DEFAULT_PLAN
 
 REVIEW_CADENCE = timedelta(days=90)
@@ -30,9 +30,18 @@ def starter_plan() -> str:
 def init_command(path: str, force: bool) -> None:
     """Write a commented starter plan to PATH (default ./drplan.yaml)."""
     target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{path} is a directory", hint="give a file name, e.g. drplan.yaml")
     if target.exists() and not force:
         raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
     if not target.parent.is_dir():
         raise UsageError(f"directory {target.parent} does not exist", hint="create it first")
-    target.write_text(starter_plan(), encoding="utf-8")
-    click.echo(f"wrote {path}; next: `drplan plan validate --plan {path}`, then `drplan plan lint`")
+    try:
+        target.write_text(starter_plan(), encoding="utf-8")
+    except OSError as exc:
+        raise DrplanError(
+            f"cannot write {path}: {exc.strerror}", hint="check the path and permissions"
+        ) from None
+    click.echo(
+        f"wrote {path}; next: `drplan plan validate --no-env {path}`, then `drplan plan lint {path}`"
+    )

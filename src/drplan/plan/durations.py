@@ -35,8 +35,19 @@ _ISO = re.compile(
 EXAMPLES = "e.g. '15m', '4h', '1d', '30d', '1y' or ISO 8601 'PT15M'"
 
 
+# No objective, retention or schedule in a plan spans a century; longer is a typo.
+MAX_DURATION = timedelta(days=100 * 365)
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a duration; raise ValueError with a message fit for a user."""
+    value = _parse(text)
+    if value > MAX_DURATION:
+        raise ValueError(f"'{text}' is longer than 100 years")
+    return value
+
+
+def _parse(text: str) -> timedelta:
     raw = text.strip()
     if not raw:
         raise ValueError(f"empty duration ({EXAMPLES})")
@@ -50,6 +61,12 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError(f"'{text}' is not a duration ({EXAMPLES})")
         total += float(match.group(1)) * UNIT_SECONDS[match.group(2).lower()]
         pos = match.end()
+    return _seconds_to_delta(total, text)
+
+
+def _seconds_to_delta(total: float, text: str) -> timedelta:
+    if total > MAX_DURATION.total_seconds():
+        raise ValueError(f"'{text}' is longer than 100 years")
     return timedelta(seconds=total)
 
 
@@ -65,7 +82,10 @@ def _parse_iso(raw: str, text: str) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """Shortest exact rendering in plan units: 900 s is '15m', 93600 s is '1d2h'."""
-    seconds = int(value.total_seconds())
+    total = value.total_seconds()
+    if not total.is_integer():
+        return f"{total:g}s"  # sub-second: plain seconds, which parse back exactly
+    seconds = int(total)
     if seconds == 0:
         return "0s"
     parts = []
@@ -86,7 +106,11 @@ def seconds(value: timedelta) -> int | float:
 def _coerce(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, bool) or not isinstance(value, str):
+    if value is None:
+        raise ValueError(f"a duration is missing here ({EXAMPLES})")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a duration ({EXAMPLES})")
+    if not isinstance(value, str):
         # A bare number is ambiguous (seconds? minutes?); make the author say.
         raise ValueError(f"{value!r} has no unit ({EXAMPLES})")
     return parse_duration(value)

@@ -31,6 +31,13 @@ from drplan.errors import PlanInvalidError, Problem
 PathKey = tuple[str | int, ...]
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STANDARD_TAGS = tuple(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq", "merge")
+)
+# Far more values than any plan has; a document that expands (through aliases) beyond
+# this is refused before it can exhaust memory ("billion laughs").
+MAX_VALUES = 200_000
 
 
 @dataclass(frozen=True)
@@ -78,24 +85,50 @@ def _mark(node: Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+class _TooLarge(Exception):
+    """The document expands (through aliases) to more values than any plan needs."""
+
+
 class _Builder:
     def __init__(self, smap: SourceMap) -> None:
         self.smap = smap
         self.problems: list[Problem] = []
         self._scalars = SafeConstructor()
+        self._active: set[int] = set()  # nodes being built: an alias to one is a cycle
+        self._count = 0
 
     def build(self, node: Node, path: PathKey) -> Any:
+        self._count += 1
+        if self._count > MAX_VALUES:
+            raise _TooLarge
         self.smap.values.setdefault(path, _mark(node))
+        if node.tag not in _STANDARD_TAGS:
+            self.problems.append(self._at(node, path, f"unsupported YAML tag '{node.tag}'"))
+            return None
         if isinstance(node, MappingNode | SequenceNode):
+            if id(node) in self._active:
+                self.problems.append(
+                    self._at(node, path, "an alias refers to a block that contains it")
+                )
+                return None
             self.smap.containers.add(path)
-        if isinstance(node, MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            self._active.add(id(node))
+            try:
+                if isinstance(node, MappingNode):
+                    return self._mapping(node, path)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self._active.discard(id(node))
         assert isinstance(node, ScalarNode)
         if node.tag == _BOOL_TAG and node.value.lower() not in ("true", "false"):
             return node.value
-        return self._scalars.construct_object(node, deep=True)
+        try:
+            return self._scalars.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError):
+            kind = node.tag.rsplit(":", 1)[-1]
+            what = "date" if kind == "timestamp" else kind
+            self.problems.append(self._at(node, path, f"'{node.value}' is not a valid {what}"))
+            return None
 
     def _mapping(self, node: MappingNode, path: PathKey) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -139,8 +172,11 @@ class _Builder:
         return Problem(self.smap.filename, pos.line, pos.column, dotted(path), message)
 
 
-def parse(text: str, filename: str) -> tuple[Any, SourceMap]:
-    """Parse one YAML document; raise PlanInvalidError with located problems."""
+def parse(text: str, filename: str) -> tuple[Any, SourceMap, list[Problem]]:
+    """Parse one YAML document: its data, positions, and problems found while building it.
+
+    Raises PlanInvalidError when nothing usable can be built (syntax errors).
+    """
     smap = SourceMap(filename)
     try:
         root = yaml.compose(text, Loader=_Loader)
@@ -150,9 +186,12 @@ def parse(text: str, filename: str) -> tuple[Any, SourceMap]:
         scanning = bool(exc.context and exc.context.startswith("while scanning"))
         mark = (exc.context_mark if scanning else None) or exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or "cannot be parsed"
+        reason = (exc.problem or "cannot be parsed").replace("\n", " ")
         if exc.context:
             reason += f" ({exc.context})"
+        line_text = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+        if "tab" in reason or "\t" in line_text[: max(column, 1)]:
+            reason += "; YAML does not allow tabs for indentation: use spaces"
         raise PlanInvalidError(
             [Problem(filename, line, column, "", f"YAML syntax error: {reason}")]
         ) from None
@@ -161,7 +200,29 @@ def parse(text: str, filename: str) -> tuple[Any, SourceMap]:
     if root is None:
         raise PlanInvalidError([Problem(filename, 1, 1, "", "the plan file is empty")])
     builder = _Builder(smap)
-    data = builder.build(root, ())
-    if builder.problems:
-        raise PlanInvalidError(builder.problems)
-    return data, smap
+    try:
+        data = builder.build(root, ())
+    except _TooLarge:
+        raise PlanInvalidError(
+            [
+                Problem(
+                    filename,
+                    1,
+                    1,
+                    "",
+                    f"the document expands to more than {MAX_VALUES} values through aliases",
+                )
+            ]
+        ) from None
+    return data, smap, unique_problems(builder.problems)
+
+
+def unique_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems in a block shared by several aliases are reported once."""
+    seen: set[tuple[int, int, str]] = set()
+    unique = []
+    for p in problems:
+        if (p.line, p.column, p.message) not in seen:
+            seen.add((p.line, p.column, p.message))
+            unique.append(p)
+    return unique

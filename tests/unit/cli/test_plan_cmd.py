@@ -118,7 +118,7 @@ def test_lint_clean_plan_passes_and_strict_fails_on_warnings(
 ) -> None:
     path = write_plan(plan_data)
     assert run("plan", "lint", str(path)).code == 0
-    plan_data["review"]["next_review"] = "2026-10-01"
+    plan_data["review"]["next_review"] = plan_data["review"]["last_updated"]
     path = write_plan(plan_data)
     assert run("plan", "lint", str(path)).code == 0
     strict = run("plan", "lint", "--strict", str(path))

@@ -265,8 +265,9 @@ def test_plan_file_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         resolve_plan_path(None)
     (tmp_path / "drplan.yaml").write_text(BASE)
     assert resolve_plan_path(None).name == "drplan.yaml"
-    monkeypatch.setenv("DRPLAN_PLAN", str(tmp_path / "elsewhere.yaml"))
     with pytest.raises(PlanNotFoundError, match=r"from \$DRPLAN_PLAN\) does not exist"):
-        resolve_plan_path(None)
+        resolve_plan_path(str(tmp_path / "elsewhere.yaml"), "$DRPLAN_PLAN")
     with pytest.raises(PlanNotFoundError, match=r"from --plan\) does not exist"):
         resolve_plan_path("missing.yaml")
+    with pytest.raises(PlanNotFoundError, match=r"is a directory"):
+        resolve_plan_path(str(tmp_path))

@@ -61,19 +61,27 @@ def interval_equals_rpo(ctx: LintContext) -> Iterator[Hit]:
 def data_class_without_job(ctx: LintContext) -> Iterator[Hit]:
     plan = ctx.plan
     for cov in coverages(plan):
+        index = plan.systems[cov.system].data_classes.index(cov.data_class)
         if not cov.jobs:
-            index = plan.systems[cov.system].data_classes.index(cov.data_class)
             yield Hit(
                 ("systems", cov.system, "data_classes", index),
                 f"no job backs up the '{cov.data_class}' data of system '{cov.system}'",
                 f"add a job with `system: {cov.system}` under `jobs`",
+            )
+        elif all(job.schedule.kind is ScheduleKind.MANUAL for job in cov.jobs.values()):
+            yield Hit(
+                ("systems", cov.system, "data_classes", index),
+                f"the '{cov.data_class}' data of system '{cov.system}' is backed up only when someone"
+                " remembers to (its jobs are manual)",
+                "give one of its jobs a schedule",
             )
 
 
 def no_offsite_copy(ctx: LintContext) -> Iterator[Hit]:
     plan = ctx.plan
     for cov in coverages(plan):
-        if cov.jobs and not any(plan.locations[loc].is_offsite for loc in cov.locations):
+        site = plan.systems[cov.system].site
+        if cov.jobs and not any(plan.locations[loc].offsite_for(site) for loc in cov.locations):
             yield Hit(
                 cov.where,
                 f"the '{cov.data_class}' data of system '{cov.system}' is kept only on site"
@@ -119,8 +127,8 @@ def retention_below_requirement(ctx: LintContext) -> Iterator[Hit]:
             gap = _gap(plan, job, ctx)
             for loc in job.locations:
                 policy = plan.locations[loc].retention or job.retention
-                if policy is None:
-                    continue  # nothing is ever forgotten
+                if policy is None or (policy.counts_only and gap is None):
+                    continue  # keeps everything, or keeps N of an event-driven job: no span to judge
                 kept = policy.span(gap)
                 if kept < need:
                     where = (

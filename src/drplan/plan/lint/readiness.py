@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from itertools import pairwise
 
 from drplan.plan.durations import format_duration as fmt
@@ -16,12 +17,15 @@ def depends_on_lower_tier(ctx: LintContext) -> Iterator[Hit]:
     for name, system in plan.systems.items():
         for i, dep in enumerate(system.depends_on):
             other = plan.systems.get(dep)
-            if other is not None and other.tier.rank > system.tier.rank:
+            # What matters is time: a dependency allowed to take longer than this system's
+            # RTO holds it hostage, whatever the tiers say.
+            if other is not None and plan.rto_of(dep) > plan.rto_of(name):
                 yield Hit(
                     ("systems", name, "depends_on", i),
-                    f"{system.tier} system '{name}' depends on {other.tier} system '{dep}':"
-                    f" it cannot be back before '{dep}', whose RTO is {fmt(plan.rto_of(dep))}",
-                    f"raise '{dep}' to tier {system.tier}, or remove the dependency",
+                    f"{system.tier} system '{name}' (RTO {fmt(plan.rto_of(name))}) depends on"
+                    f" {other.tier} system '{dep}': it cannot be back before '{dep}', whose RTO is"
+                    f" {fmt(plan.rto_of(dep))}",
+                    f"give '{dep}' an RTO of {fmt(plan.rto_of(name))} or less (raise its tier), or remove the dependency",
                 )
 
 
@@ -93,6 +97,13 @@ def review_past_due(ctx: LintContext) -> Iterator[Hit]:
             ("review", "next_review"),
             f"the plan's review was due on {review.next_review} ({late} days ago)",
             "review the plan, then update review.last_updated and review.next_review",
+        )
+    elif review.next_review - review.last_updated > review.every + timedelta(days=1):
+        yield Hit(
+            ("review", "next_review"),
+            f"the next review ({review.next_review}) is later than the {fmt(review.every)} cadence"
+            f" after the last update ({review.last_updated}) allows",
+            f"set next_review to {review.last_updated + review.every} or earlier",
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictInt, model_validator
 
 from drplan.plan.durations import Duration
 from drplan.plan.model.base import Name, Percent, PlanModel
@@ -96,7 +96,7 @@ class Site(PlanModel):
 
 
 class Compression(PlanModel):
-    level: int = Field(default=3, ge=1, le=22)
+    level: StrictInt = Field(default=3, ge=1, le=22)
     """zstd level."""
 
 

@@ -8,7 +8,15 @@ from datetime import timedelta
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic import (
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
 
 from drplan.plan.durations import Duration, format_duration, parse_duration, seconds
 from drplan.plan.model.base import Name, PlanModel
@@ -87,12 +95,18 @@ class Step(PlanModel):
 
     @model_validator(mode="after")
     def _one_automation(self) -> Step:
-        if self.action and self.run:
+        if self.action is not None and self.run is not None:
             raise ValueError("a step has either `action` (drplan) or `run` (shell), not both")
-        if self.action and self.action.split()[0] not in DRPLAN_ACTIONS:
+        if self.action is not None:
+            words = self.action.split()
+            if not words or words[0] not in DRPLAN_ACTIONS:
+                raise ValueError(
+                    f"action '{self.action.strip()}' is not a drplan command"
+                    f" (it starts with one of {', '.join(DRPLAN_ACTIONS)})"
+                )
+        if self.run is not None and not self.run.strip():
             raise ValueError(
-                f"action '{self.action.split()[0]}' is not a drplan command"
-                f" (one of {', '.join(DRPLAN_ACTIONS)})"
+                "`run` is empty: give a shell command, or leave it out for a manual step"
             )
         return self
 
@@ -194,9 +208,9 @@ class EmailChannel(ChannelBase):
     kind: Literal["email"]
     smtp_host: str
     """SMTP server host name."""
-    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_port: StrictInt = Field(default=587, ge=1, le=65535)
     """SMTP server port."""
-    starttls: bool = True
+    starttls: StrictBool = True
     """Upgrade the connection with STARTTLS."""
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     """From address."""

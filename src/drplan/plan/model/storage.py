@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from drplan.plan.durations import UNIT_SECONDS, Duration
 from drplan.plan.model.base import Name, PlanModel, TimeZoneName
@@ -21,22 +21,26 @@ class LocationRole(StrEnum):
     ARCHIVE = "archive"
 
 
+# Bounded so that spans stay computable; a million snapshots of anything is already a typo.
+KeepCount = Annotated[StrictInt, Field(ge=1, le=1_000_000)]
+
+
 class Retention(PlanModel):
     """Which snapshots to keep; a snapshot kept by any rule is kept."""
 
     keep_within: Duration | None = None
     """Keep every snapshot younger than this."""
-    keep_last: PositiveInt | None = None
+    keep_last: KeepCount | None = None
     """Keep the newest N snapshots."""
-    keep_hourly: PositiveInt | None = None
+    keep_hourly: KeepCount | None = None
     """Keep the newest snapshot of each of the last N hours that have one."""
-    keep_daily: PositiveInt | None = None
+    keep_daily: KeepCount | None = None
     """Keep the newest snapshot of each of the last N days that have one."""
-    keep_weekly: PositiveInt | None = None
+    keep_weekly: KeepCount | None = None
     """Keep the newest snapshot of each of the last N weeks that have one."""
-    keep_monthly: PositiveInt | None = None
+    keep_monthly: KeepCount | None = None
     """Keep the newest snapshot of each of the last N months that have one."""
-    keep_yearly: PositiveInt | None = None
+    keep_yearly: KeepCount | None = None
     """Keep the newest snapshot of each of the last N years that have one."""
 
     @model_validator(mode="after")
@@ -55,16 +59,33 @@ class Retention(PlanModel):
             "mo": self.keep_monthly,
             "y": self.keep_yearly,
         }
-        spans += [timedelta(seconds=UNIT_SECONDS[u] * n) for u, n in buckets.items() if n]
+        # N daily snapshots of a weekly job reach back N weeks: a bucket is at least an interval.
+        step = interval.total_seconds() if interval else 0
+        spans += [
+            timedelta(seconds=max(UNIT_SECONDS[u], step) * n) for u, n in buckets.items() if n
+        ]
         if self.keep_last and interval:
             spans.append(interval * self.keep_last)
         return max(spans)
+
+    @property
+    def counts_only(self) -> bool:
+        """Keeps by count alone (keep_last), so how far back depends on how often the job runs."""
+        others = (
+            self.keep_within,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        )
+        return self.keep_last is not None and all(v is None for v in others)
 
 
 class Immutability(PlanModel):
     mode: Literal["compliance", "governance"] = "compliance"
     """S3 Object Lock mode: compliance cannot be lifted by anyone; governance by privileged users."""
-    days: PositiveInt
+    days: Annotated[StrictInt, Field(ge=1, le=36_500)]
     """How long each object stays locked after it is written."""
 
 
@@ -72,7 +93,7 @@ class LocationBase(PlanModel):
     description: str = ""
     role: LocationRole
     """primary, secondary, cloud or archive."""
-    offsite: bool | None = None
+    offsite: StrictBool | None = None
     """Whether it survives the loss of the primary site; defaults to false for the
     primary role and true for the others."""
     site: Name | None = None
@@ -83,6 +104,18 @@ class LocationBase(PlanModel):
     @property
     def is_offsite(self) -> bool:
         return self.offsite if self.offsite is not None else self.role is not LocationRole.PRIMARY
+
+    def offsite_for(self, system_site: str | None) -> bool:
+        """Whether this location survives the loss of a system's site.
+
+        An explicit ``offsite`` wins; else, when both sites are named, they must differ;
+        else the role decides (only the primary role is on site).
+        """
+        if self.offsite is not None:
+            return self.offsite
+        if self.site is not None and system_site is not None:
+            return self.site != system_site
+        return self.is_offsite
 
 
 class LocalLocation(LocationBase):

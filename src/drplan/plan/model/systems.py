@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, StrictBool
 
 from drplan.plan.durations import Duration
 from drplan.plan.model.base import Name, PlanModel
@@ -29,9 +30,17 @@ class SystemBase(PlanModel):
     """The role (see `roles`) responsible for recovering it."""
 
 
+def _no_password(value: str) -> str:
+    if re.search(r"://[^/@\s]*:[^/@\s]*@", value) or re.search(r"(^|\s)password\s*=", value):
+        raise ValueError(
+            "the connection holds a password: put it in `password: ${VAR}` (or .pgpass) instead"
+        )
+    return value
+
+
 class PostgresSystem(SystemBase):
     kind: Literal["postgres"]
-    connection: str
+    connection: Annotated[str, AfterValidator(_no_password)]
     """libpq connection string or URL, without a password
     (e.g. `host=db1 port=5432 user=drplan dbname=postgres`)."""
     password: Secret | None = None
@@ -48,7 +57,7 @@ class FilesSystem(SystemBase):
     """Files and directories to back up (absolute paths)."""
     exclude: list[str] = Field(default_factory=list)
     """Glob patterns of paths to leave out."""
-    one_file_system: bool = False
+    one_file_system: StrictBool = False
     """Do not cross into other mounted file systems."""
 
 

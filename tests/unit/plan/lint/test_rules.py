@@ -12,7 +12,8 @@ from drplan.plan.lint import RULES, LintContext, failing, run_lint
 from drplan.plan.loader import load_plan_text
 from tests.conftest import clean_plan, dump
 
-NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+NOW = dt.datetime.now(dt.UTC)
+TODAY = NOW.date()
 Mutation = Callable[[dict[str, Any]], None]
 
 
@@ -129,9 +130,9 @@ CASES: list[tuple[str, Mutation, str, Mutation]] = [
     ),
     (
         "DR009",
-        _set("review.next_review", "2026-11-25"),
+        _set("review.next_review", str(TODAY - dt.timedelta(days=1))),
         "review.next_review",
-        _set("review.next_review", "2026-11-26"),
+        _set("review.next_review", str(TODAY)),
     ),
     (
         "DR010",
@@ -273,9 +274,51 @@ def test_only_the_tightest_job_of_a_data_class_counts() -> None:
     assert ("DR001", "jobs.db-full.schedule") in findings(data)
 
 
+def test_review_later_than_the_cadence_allows() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["review"]["next_review"] = str(TODAY + dt.timedelta(days=400))
+
+    assert ("DR009", "review.next_review") in fired(mutate)
+
+
+def test_manual_only_backups_and_site_aware_offsite() -> None:
+    def manual(data: dict[str, Any]) -> None:
+        data["jobs"]["web"]["schedule"] = "manual"
+
+    assert ("DR003", "systems.web.data_classes[0]") in fired(manual)
+
+    def same_site(data: dict[str, Any]) -> None:
+        data["sites"] = {"dc1": {}}
+        data["systems"]["web"]["site"] = "dc1"
+        data["locations"]["local"]["site"] = "dc1"
+        data["locations"]["cloud"]["site"] = (
+            "dc1"  # a "cloud" role in the same site is not off-site
+        )
+
+    assert ("DR004", "jobs.web.locations") in fired(same_site)
+
+
+def test_dependency_on_a_slower_system_of_the_same_tier() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["systems"]["db"]["rto"] = "1h"
+        data["systems"]["web"]["tier"] = "critical"
+        del data["systems"]["web"]["depends_on"]
+        data["systems"]["db"]["depends_on"] = ["web"]
+
+    assert ("DR006", "systems.db.depends_on[0]") in fired(mutate)
+
+
+def test_keep_last_of_an_event_job_is_not_judged_by_time() -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        data["jobs"]["db-full"]["schedule"] = "on deployment"
+        data["jobs"]["db-full"]["retention"] = {"keep_last": 5}
+
+    assert all(rule != "DR007" for rule, _ in fired(mutate))
+
+
 def test_failing_depends_on_strictness() -> None:
     data = clean_plan()
-    data["review"]["next_review"] = "2026-10-01"  # past due: a warning
+    data["review"]["next_review"] = str(TODAY - dt.timedelta(days=5))  # past due: a warning
     plan = load_plan_text(dump(data), "plan.yaml").plan
     found = run_lint(LintContext(plan, NOW), RULES)
     assert failing(found, strict=False) == []
