@@ -199,5 +199,6 @@ def _criteria(plan: Plan) -> Table:
     table.add_row("data integrity", _pct(sc.data_integrity))
     if sc.service_quality:
         table.add_row("service quality", sc.service_quality)
-    table.add_row("KPIs", ", ".join(sc.kpis))
+    for kpi, meaning in sc.kpis.items():
+        table.add_row(f"KPI {kpi}", meaning)
     return table

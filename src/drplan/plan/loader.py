@@ -164,22 +164,23 @@ def _shown(value: Any, path: PathKey) -> str:
 def _message(err: ErrorDetails, path: PathKey) -> str:
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx", {})
     shown = _shown(value, path)
+    reveal = shown != "the value"
     if kind in ("value_error", "assertion_error"):
         return str(ctx.get("error", err["msg"]))
     if kind in ("literal_error", "enum"):
         return f"{shown} is not allowed (expected {ctx.get('expected')})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of keys, got {_yaml_type(value)}"
+        return f"expected a mapping of keys, got {_yaml_type(value, reveal)}"
     if kind == "list_type":
-        return f"expected a list, got {_yaml_type(value)}"
+        return f"expected a list, got {_yaml_type(value, reveal)}"
     if kind.startswith(("string_type", "str_type")):
-        return f"expected text, got {_yaml_type(value)}"
+        return f"expected text, got {_yaml_type(value, reveal)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {_yaml_type(value)}"
+        return f"expected a whole number, got {_yaml_type(value, reveal)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {_yaml_type(value)}"
+        return f"expected true or false, got {_yaml_type(value, reveal)}"
     if kind in ("date_type", "date_parsing", "date_from_datetime_parsing"):
-        return f"expected a date (YYYY-MM-DD), got {_yaml_type(value)}"
+        return f"expected a date (YYYY-MM-DD), got {_yaml_type(value, reveal)}"
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
         return f"{shown} is not {PATTERN_WORDS.get(pattern, f'of the form {pattern}')}"
@@ -197,7 +198,7 @@ def _message(err: ErrorDetails, path: PathKey) -> str:
     return f"{shown}: {err['msg'][0].lower()}{err['msg'][1:]}"
 
 
-def _yaml_type(value: Any) -> str:
+def _yaml_type(value: Any, reveal: bool = True) -> str:
     names = {
         dict: "a mapping",
         list: "a list",
@@ -207,7 +208,7 @@ def _yaml_type(value: Any) -> str:
     }
     for kind, name in names.items():
         if isinstance(value, kind):
-            return f"{name} ({value!r})" if kind in (str, bool) else name
+            return f"{name} ({value!r})" if kind in (str, bool) and reveal else name
     return f"a number ({value!r})" if isinstance(value, int | float) else type(value).__name__
 
 

@@ -15,11 +15,13 @@ from pydantic import Field
 from drplan.plan.durations import Duration
 from drplan.plan.model.assurance import (
     Compression,
+    Document,
     Drill,
     RepositorySettings,
     Review,
     Site,
     SuccessCriteria,
+    Tool,
 )
 from drplan.plan.model.base import Name, PlanModel, TimeZoneName
 from drplan.plan.model.objectives import DataClass, Objectives, RtoObjectives, Tier
@@ -88,6 +90,10 @@ class Plan(PlanModel):
     drills: dict[Name, Drill] = Field(default_factory=dict)
     """Recovery tests and their schedule."""
     success_criteria: SuccessCriteria = Field(default_factory=SuccessCriteria)
+    tools: dict[Name, Tool] = Field(default_factory=dict)
+    """Recovery tools and scripts besides drplan, and monitoring the recovery relies on."""
+    documents: dict[Name, Document] = Field(default_factory=dict)
+    """Documents the plan refers to: checklists, scripts, contact directory, diagrams."""
     """How recoveries are judged, and the KPIs reported."""
     review: Review | None = None
     """Document control: version, review dates and cadence, approval."""
@@ -117,6 +123,7 @@ __all__ = [
     "Compression",
     "Contact",
     "DataClass",
+    "Document",
     "Drill",
     "FilesSystem",
     "Immutability",
@@ -142,5 +149,6 @@ __all__ = [
     "SuccessCriteria",
     "System",
     "Tier",
+    "Tool",
     "Window",
 ]

@@ -39,8 +39,8 @@ class Drill(PlanModel):
 Kpi = Literal["recovery_time", "data_loss", "service_availability", "customer_impact"]
 
 
-def _default_kpis() -> list[Kpi]:
-    return ["recovery_time", "data_loss"]
+def _default_kpis() -> dict[Kpi, str]:
+    return {"recovery_time": "Actual vs. target RTO", "data_loss": "Actual vs. target RPO"}
 
 
 class SuccessCriteria(PlanModel):
@@ -52,8 +52,8 @@ class SuccessCriteria(PlanModel):
     """Fraction of recoveries that must pass every integrity validation."""
     service_quality: str = ""
     """How service quality after recovery is judged (SmartWatts: no degradation in performance)."""
-    kpis: list[Kpi] = Field(default_factory=_default_kpis)
-    """Key performance indicators reported for each recovery."""
+    kpis: dict[Kpi, str] = Field(default_factory=_default_kpis)
+    """Key performance indicators reported for each recovery, with what each compares."""
 
 
 class Review(PlanModel):
@@ -107,3 +107,44 @@ class RepositorySettings(PlanModel):
     """Shell command printing the repository password (else `$DRPLAN_PASSWORD` or `--password-file`)."""
     compression: Compression = Field(default_factory=Compression)
     """Compression of stored data."""
+
+
+class Tool(PlanModel):
+    """Something recovery relies on besides drplan: scripts, infrastructure code, dashboards."""
+
+    purpose: str
+    """What it is used for (e.g. infrastructure provisioning)."""
+    kind: Literal[
+        "terraform",
+        "ansible",
+        "kubernetes",
+        "scripts",
+        "dashboard",
+        "metrics",
+        "alerting",
+        "chat",
+        "other",
+    ]
+    """What sort of tool it is."""
+    location: str = ""
+    """Where it is kept (a repository, a path, a URL)."""
+
+
+class Document(PlanModel):
+    """A document the plan refers to (its appendices): checklists, contact lists, diagrams."""
+
+    title: str
+    """The document's title."""
+    category: Literal[
+        "checklist",
+        "scripts",
+        "contacts",
+        "escalation",
+        "templates",
+        "notifications",
+        "technical",
+        "other",
+    ]
+    """What sort of document it is."""
+    location: str = ""
+    """Where it is kept."""
