@@ -35,3 +35,47 @@ drplan plan show plan.yaml
 
 step "drplan plan show --json plan.yaml | objectives (seconds)"
 drplan plan show --json plan.yaml | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["objectives"], indent=2))'
+
+# A live round trip on embedded defaults: a local repository under .demo/ holding a
+# sample of SmartWatts configuration, backed up twice, restored, compared and checked.
+work="$(cd ../.. && pwd)/.demo"
+rm -rf "$work"
+mkdir -p "$work/sample/etc/smartwatts" "$work/sample/var/log/smartwatts"
+cp plan.yaml "$work/sample/etc/smartwatts/plan.yaml"
+for i in $(seq 1 200); do
+  printf 'service = meter-%03d\nreplicas = %d\nendpoint = https://api.smartwatts.example/v1/meters/%d\n' "$i" $((i % 5 + 1)) "$i" \
+    > "$work/sample/etc/smartwatts/meter-$i.conf"
+done
+python3 - "$work/sample/var/log/smartwatts/ingest.log" <<'PY'
+import random, sys
+rng = random.Random(7)
+with open(sys.argv[1], "w") as log:
+    for i in range(60000):
+        log.write(f"2026-11-26T01:{i % 60:02d}:{i % 59:02d}Z meter={rng.randint(1, 5000)} kwh={rng.random() * 9:.4f} status=ok\n")
+PY
+ln -s smartwatts/plan.yaml "$work/sample/etc/plan-link.yaml"
+export DRPLAN_PASSWORD=demo-repository-password
+
+step "drplan repo init .demo/repo"
+drplan repo init "$work/repo" --kdf-memory 8192 --kdf-time 1
+
+step "drplan backup files .demo/sample --repo .demo/repo"
+drplan backup files "$work/sample" --repo "$work/repo" --tag demo
+
+step "change one file, back up again: only the change is stored"
+echo "replicas = 9" >> "$work/sample/etc/smartwatts/meter-7.conf"
+drplan backup files "$work/sample" --repo "$work/repo" --tag demo
+
+step "drplan snapshots --repo .demo/repo"
+drplan snapshots --repo "$work/repo"
+
+step "drplan diff (first and second snapshot)"
+ids=$(drplan snapshots --repo "$work/repo" --json | python3 -c 'import json, sys; print(" ".join(s["short_id"] for s in json.load(sys.stdin)))')
+drplan diff $ids --repo "$work/repo"
+
+step "drplan restore latest --target .demo/restore"
+drplan restore latest --target "$work/restore" --repo "$work/repo"
+diff -r "$work/sample" "$work/restore$work/sample" && echo "restored tree is identical to the source"
+
+step "drplan check --read-data --repo .demo/repo"
+drplan check --read-data --repo "$work/repo"

@@ -22,7 +22,7 @@ def test_demo_script_validates_lints_and_shows_the_smartwatts_plan() -> None:
         text=True,
         env=env,
         check=False,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -30,6 +30,14 @@ def test_demo_script_validates_lints_and_shows_the_smartwatts_plan() -> None:
     assert "lint exit code 6" in out
     assert "Systems (recovery order)" in out
     assert '"critical": 14400' in out
+    # The live round trip: backup, an incremental backup that stores little, restore, check.
+    assert "0 new, 1 changed, 201 unchanged files" in out
+    assert "M " in out
+    assert "meter-7.conf" in out
+    assert "restored tree is identical to the source" in out
+    assert "read back" in out
+    assert ": no errors" in out
+    assert "demo-repository-password" not in out
     assert "\x1b[" not in out  # no escape codes when not on a terminal
     # The demo's placeholder secrets are set, and never printed.
     for value in ("demo-not-a-secret", "127.0.0.1:9/demo-slack"):
