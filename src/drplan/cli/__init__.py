@@ -8,29 +8,54 @@ traceback appears only for a bug, and only with ``--debug``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 import click
 
 from drplan import __version__
-from drplan.cli.backup_cmd import backup_group
-from drplan.cli.check_cmd import check_command
 from drplan.cli.context import Settings
-from drplan.cli.forget_cmd import forget_command, prune_command
-from drplan.cli.init_cmd import init_command
-from drplan.cli.key_cmd import key_group
-from drplan.cli.plan_cmd import plan_group
-from drplan.cli.repo_cmd import repo_group
-from drplan.cli.restore_cmd import restore_command
-from drplan.cli.snapshots_cmd import diff_command, ls_command, snapshots_command
 from drplan.errors import DrplanError, PlanInvalidError
 
 INTERNAL_ERROR = 70
 INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Subcommands are imported when used: a backup should not pay for the plan schema's import.
+COMMANDS = {
+    "init": "drplan.cli.init_cmd:init_command",
+    "plan": "drplan.cli.plan_cmd:plan_group",
+    "repo": "drplan.cli.repo_cmd:repo_group",
+    "key": "drplan.cli.key_cmd:key_group",
+    "backup": "drplan.cli.backup_cmd:backup_group",
+    "snapshots": "drplan.cli.snapshots_cmd:snapshots_command",
+    "ls": "drplan.cli.snapshots_cmd:ls_command",
+    "diff": "drplan.cli.snapshots_cmd:diff_command",
+    "restore": "drplan.cli.restore_cmd:restore_command",
+    "check": "drplan.cli.check_cmd:check_command",
+    "forget": "drplan.cli.forget_cmd:forget_command",
+    "prune": "drplan.cli.forget_cmd:prune_command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--plan",
     "plan_path",
@@ -50,23 +75,6 @@ def cli(ctx: click.Context, plan_path: str | None, debug: bool) -> None:
     source = ctx.get_parameter_source("plan_path")
     origin = "$DRPLAN_PLAN" if source is click.core.ParameterSource.ENVIRONMENT else "--plan"
     ctx.obj = Settings(plan_path=plan_path, debug=debug, plan_origin=origin)
-
-
-for command in (
-    init_command,
-    plan_group,
-    repo_group,
-    key_group,
-    backup_group,
-    snapshots_command,
-    ls_command,
-    diff_command,
-    restore_command,
-    check_command,
-    forget_command,
-    prune_command,
-):
-    cli.add_command(command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Tr
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options, storage_for
 from drplan.errors import DrplanError, PartialBackupError, UsageError
-from drplan.plan.model import FilesSystem
 from drplan.repo.repository import Repository
 from drplan.sources.files import BackupOptions, BackupResult, backup_files
 from drplan.sources.files.archiver import Progress as BackupProgress
@@ -190,6 +189,8 @@ def job_command(
     settings: Settings, /, job_name: str, password_file: str | None, as_json: bool, **kwargs: Any
 ) -> None:
     """Run backup job JOB_NAME of the plan, to the first of its locations that can be reached."""
+    from drplan.plan.model import FilesSystem  # noqa: PLC0415 - see cli.COMMANDS
+
     plan = settings.load().plan
     job = plan.jobs.get(job_name)
     if job is None:

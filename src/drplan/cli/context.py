@@ -6,12 +6,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
-from drplan.plan.loader import PlanFile, load_plan, resolve_plan_path
+if TYPE_CHECKING:
+    from drplan.plan.loader import PlanFile
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class Settings:
 
     def load(self, override: str | None = None) -> PlanFile:
         """The plan named on the command line (a command's own argument wins over --plan)."""
+        from drplan.plan.loader import load_plan, resolve_plan_path  # noqa: PLC0415 - see COMMANDS
+
         if override:
             return load_plan(resolve_plan_path(override, "the command line"))
         return load_plan(resolve_plan_path(self.plan_path, self.plan_origin))

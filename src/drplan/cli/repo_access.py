@@ -7,19 +7,22 @@ of the plan (then the plan supplies region, endpoint, credentials and the rest).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from drplan.cli.context import Settings
 from drplan.errors import PlanNotFoundError, UsageError
-from drplan.plan.model import LocalLocation, Location, Plan, S3Location
 from drplan.repo.locks import RepositoryLock
-from drplan.repo.password import read_password
+from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV, read_password
 from drplan.repo.repository import Repository
 from drplan.storage import Storage, open_storage
 from drplan.storage.registry import s3_tuning
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Location, Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 REPO_ENV = "DRPLAN_REPO"
@@ -43,6 +46,8 @@ def repo_options(fn: F) -> F:
 
 def storage_for(location: Location) -> Storage:
     """A backend configured from a plan location."""
+    from drplan.plan.model import LocalLocation, S3Location  # noqa: PLC0415 - see cli.COMMANDS
+
     if isinstance(location, LocalLocation):
         return open_storage(location.path)
     assert isinstance(location, S3Location)
@@ -89,11 +94,11 @@ def resolve_storage(settings: Settings, repo_ref: str | None) -> Storage:
 
 
 def password(settings: Settings, password_file: str | None) -> bytes:
-    command = None
-    if not password_file:
-        plan = plan_or_none(settings)
-        command = plan.repository.password_command if plan else None
-    return read_password(password_file, command)
+    """The password; the plan is read for its password_command only when nothing else gives one."""
+    if password_file or os.environ.get(PASSWORD_ENV) or os.environ.get(PASSWORD_FILE_ENV):
+        return read_password(password_file)
+    plan = plan_or_none(settings)
+    return read_password(None, plan.repository.password_command if plan else None)
 
 
 @contextlib.contextmanager

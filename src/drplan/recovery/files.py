@@ -18,11 +18,12 @@ import fnmatch
 import os
 import stat
 import threading
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from drplan.errors import DrplanError, IntegrityError
+from drplan.repo.packcache import PackCache
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
@@ -31,6 +32,10 @@ from drplan.storage import StorageError
 IS_ROOT = os.geteuid() == 0
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 MAX_OPEN_DIRS = 128
+# Blobs up to this size are read through whole cached packs when HOT_PACK_BLOBS or more of
+# them come from one pack: one read of 16 MiB beats a thousand of 2 KiB.
+SMALL_BLOB = 256 * 1024
+HOT_PACK_BLOBS = 8
 
 
 @dataclass
@@ -95,7 +100,28 @@ class _Restorer:
         with self._lock:
             self.result.warnings.append(message)
 
+    def _hot_packs(self, tree: bytes) -> set[str]:
+        """Packs from which the restore needs many small blobs: worth reading whole."""
+        counts: Counter[str] = Counter()
+        stack = [(tree, "", False)]
+        while stack:
+            tree_id, path, matched = stack.pop()
+            for node in self.repo.load_tree(tree_id):
+                child = f"{path}/{os.fsdecode(node.name)}"
+                here = matched or self.includes.matches(child)
+                if node.subtree is not None and (here or self.includes.may_contain(child)):
+                    stack.append((node.subtree, child, here))
+                elif here:
+                    for blob in node.content:
+                        where = self.repo.index.lookup(blob)
+                        if where is not None and where.entry.stored_length <= SMALL_BLOB:
+                            counts[where.pack.id] += 1
+        return {pack for pack, n in counts.items() if n >= HOT_PACK_BLOBS}
+
     def run(self, snapshot: Snapshot) -> RestoreResult:
+        self.repo.pack_cache = PackCache(
+            self.repo.storage, self._hot_packs(snapshot.tree), self.options.workers + 2
+        )
         os.makedirs(self.options.target, exist_ok=True)
         self._root_fd = os.open(self.options.target, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -104,6 +130,7 @@ class _Restorer:
                 self._finish_oldest()
         finally:
             self._pool.shutdown(wait=True)
+            self.repo.pack_cache = None
             for fd, _, _ in self._open:
                 if fd != self._root_fd:
                     os.close(fd)

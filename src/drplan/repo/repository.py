@@ -20,6 +20,7 @@ from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_f
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, open_with_password
 from drplan.repo.objects import open_object, seal_object
 from drplan.repo.pack import DATA, TREE, PackWriter, open_blob
+from drplan.repo.packcache import PackCache
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node, decode_tree, encode_tree
 from drplan.storage import NotFound, Storage
@@ -59,6 +60,7 @@ class Repository:
         self._idle: dict[int, list[PackWriter]] = {DATA: [], TREE: []}
         self._unindexed: list[PackInfo] = []
         self._trees: dict[bytes, list[Node]] = {}
+        self.pack_cache: PackCache | None = None  # set by readers of many small blobs
 
     @property
     def cipher(self) -> CipherName:
@@ -239,8 +241,14 @@ class Repository:
 
     def read_located(self, where: Location) -> bytes:
         name = pack_name(where.pack.id)
+        cache = self.pack_cache
         try:
-            sealed = self.storage.read(name, where.entry.offset, where.entry.stored_length)
+            if cache is not None and where.pack.id in cache.hot:
+                sealed = cache.read(
+                    where.pack.id, name, where.entry.offset, where.entry.stored_length
+                )
+            else:
+                sealed = self.storage.read(name, where.entry.offset, where.entry.stored_length)
         except NotFound:
             raise IntegrityError(
                 f"pack {where.pack.id[:16]} is missing", hint="run `drplan check`"

@@ -71,34 +71,41 @@ class Node:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Node:
+        # Hot path: a backup decodes every tree of its parent snapshot. Keep it to plain lookups.
         name = _get_bytes(data, "name")
         if name is None or not valid_name(name):
             raise IntegrityError(f"tree holds an invalid entry name {name!r}: refusing it")
-        if data.get("type") not in NODE_TYPES:
-            raise IntegrityError(f"tree entry {name!r} has unknown type {data.get('type')!r}")
-        subtree = data.get("subtree")
+        kind = data.get("type")
+        if kind not in NODE_TYPES:
+            raise IntegrityError(f"tree entry {name!r} has unknown type {kind!r}")
+        get = data.get
+        subtree = get("subtree")
+        content = get("content")
+        xattrs = get("xattrs")
         return cls(
-            name=name,
-            type=data["type"],
-            mode=int(data["mode"]) & 0o7777,
-            uid=int(data["uid"]),
-            gid=int(data["gid"]),
-            mtime_ns=int(data["mtime_ns"]),
-            ctime_ns=int(data.get("ctime_ns", 0)),
-            user=data.get("user"),
-            group=data.get("group"),
-            size=int(data.get("size", 0)),
-            content=[bytes.fromhex(c) for c in data.get("content", [])],
-            subtree=bytes.fromhex(subtree) if subtree else None,
-            target=_get_bytes(data, "target"),
-            rdev=int(data.get("rdev", 0)),
-            inode=int(data.get("inode", 0)),
-            device=int(data.get("device", 0)),
-            links=int(data.get("links", 1)),
-            xattrs=[
+            name,
+            kind,
+            int(data["mode"]) & 0o7777,
+            int(data["uid"]),
+            int(data["gid"]),
+            int(data["mtime_ns"]),
+            int(get("ctime_ns", 0)),
+            get("user"),
+            get("group"),
+            int(get("size", 0)),
+            [bytes.fromhex(c) for c in content] if content else [],
+            bytes.fromhex(subtree) if subtree else None,
+            _get_bytes(data, "target") if "target" in data or "target_b64" in data else None,
+            int(get("rdev", 0)),
+            int(get("inode", 0)),
+            int(get("device", 0)),
+            int(get("links", 1)),
+            [
                 (x["name"].encode("utf-8", "surrogateescape"), base64.b64decode(x["value_b64"]))
-                for x in data.get("xattrs", [])
-            ],
+                for x in xattrs
+            ]
+            if xattrs
+            else [],
         )
 
 

@@ -117,15 +117,16 @@ class _Archiver:
             and all(self.repo.has_blob(b) for b in old.content)
         )
 
+    def _reuse(self, node: Node, old: Node) -> Node:
+        """An unchanged file takes its parent snapshot's content list: nothing is read."""
+        node.content = list(old.content)
+        self._count("files_unchanged")
+        self._count("bytes_total", node.size)
+        self.progress.add(1, node.size)
+        return node
+
     def _file(self, path: bytes, node: Node, old: Node | None) -> Node | None:
         display = os.fsdecode(path)
-        if self._unchanged(node, old):
-            assert old is not None
-            node.content = list(old.content)
-            self._count("files_unchanged")
-            self._count("bytes_total", node.size)
-            self.progress.add(1, node.size, display)
-            return node
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
         except PermissionError:
@@ -197,6 +198,8 @@ class _Archiver:
         node.xattrs = read_xattrs(path)
         old = parent.get(name)
         if node.type == "file":
+            if old is not None and self._unchanged(node, old):
+                return self._reuse(node, old)  # in this thread: a pool round trip costs more
             self._slots.acquire()
             future = self._pool.submit(self._file, path, node, old)
             future.add_done_callback(lambda _: self._slots.release())
