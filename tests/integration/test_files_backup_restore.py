@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from drplan.storage.local import LocalStorage
 from tests.conftest import Result
-from tests.integration.conftest import Compare, open_repo
+from tests.integration.conftest import Compare, init_repo, open_repo
 
 Run = Callable[..., Result]
 
@@ -223,3 +224,26 @@ def test_check_passes_on_a_sound_repository(run: Run, repo_dir: str, source: Pat
     assert subset["packs_read"] == subset["packs"] >= 1
     repo = open_repo(repo_dir)
     assert len(repo.snapshots()) == 1
+
+
+def test_compression_level_per_backup(run: Run, repo_dir: str, tmp_path: Path) -> None:
+    src = tmp_path / "logs"
+    src.mkdir()
+    text = "".join(
+        f"2026-11-26T01:{i % 60:02d} meter={i * 7919 % 10007} kwh={i % 97}.{i % 13} ok\n"
+        for i in range(200_000)
+    )
+    (src / "a.log").write_text(text)
+    fast = json.loads(
+        run(
+            "backup", "files", str(src), "--repo", repo_dir, "--compression-level", "1", "--json"
+        ).out
+    )
+    other = tmp_path / "repo2"
+    init_repo(LocalStorage(other))
+    strong = json.loads(
+        run(
+            "backup", "files", str(src), "--repo", str(other), "--compression-level", "19", "--json"
+        ).out
+    )
+    assert strong["summary"]["bytes_stored"] < fast["summary"]["bytes_stored"]

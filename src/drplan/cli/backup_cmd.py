@@ -147,6 +147,11 @@ common = [
         type=click.IntRange(1, 64),
         help="Threads reading files (bounds memory: about 20 MiB each).",
     ),
+    click.option(
+        "--compression-level",
+        type=click.IntRange(1, 22),
+        help="zstd level for this backup (default: the repository's, or the job's).",
+    ),
     click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
 ]
 
@@ -205,6 +210,8 @@ def job_command(
     kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
     kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
     kwargs["tags"] = [*kwargs["tags"], f"job:{job_name}"]
+    if kwargs.get("compression_level") is None:
+        kwargs["compression_level"] = job.compression_level
     options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
     failures = []
     for name in job.locations:

@@ -61,6 +61,7 @@ class Repository:
         self._unindexed: list[PackInfo] = []
         self._trees: dict[bytes, list[Node]] = {}
         self.pack_cache: PackCache | None = None  # set by readers of many small blobs
+        self.compression_level = config.compression_level  # a job may ask for another
 
     @property
     def cipher(self) -> CipherName:
@@ -174,7 +175,7 @@ class Repository:
             self._pending.add(blob_id)
             idle = self._idle[blob_type]
             packer = idle.pop() if idle else PackWriter(self.key, self.cipher)
-        kind, payload = compression.compress(plaintext, self.config.compression_level)
+        kind, payload = compression.compress(plaintext, self.compression_level)
         before = packer.size
         packer.add_prepared(blob_type, blob_id, kind, payload, len(plaintext))
         with self._lock:

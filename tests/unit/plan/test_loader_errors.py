@@ -49,7 +49,7 @@ CASES = [
         replace_once("    schedule: 1h\n", "    schedule: 1h\n    retension: {keep_last: 3}\n"),
         "retension",
         "jobs.web.retension",
-        r"unknown key 'retension' \(did you mean 'retention'\? allowed: data_classes, .*\)",
+        r"unknown key 'retension' \(did you mean 'retention'\? allowed: compression_level, data_classes, .*\)",
     ),
     (
         "unknown-top-level-section",

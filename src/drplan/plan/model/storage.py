@@ -201,3 +201,5 @@ class Job(PlanModel):
     """The data classes it covers; defaults to all of its system's."""
     timeout: Duration | None = None
     """Abandon a run that takes longer than this."""
+    compression_level: Annotated[StrictInt, Field(ge=1, le=22)] | None = None
+    """zstd level for this job's data; defaults to the repository's."""

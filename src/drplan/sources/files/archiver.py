@@ -41,6 +41,7 @@ class BackupOptions:
     system: str | None = None
     parent: Snapshot | None = None
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    compression_level: int | None = None
 
 
 @dataclass
@@ -321,6 +322,8 @@ def backup_files(
     repo: Repository, options: BackupOptions, progress: Progress | None = None
 ) -> BackupResult:
     """Back up ``options.paths`` into ``repo`` and write the snapshot (the caller holds a lock)."""
+    if options.compression_level is not None:
+        repo.compression_level = options.compression_level
     archiver = _Archiver(repo, options, progress or Progress())
     snapshot = archiver.run()
     return BackupResult(snapshot, archiver.warnings)
