@@ -82,11 +82,15 @@ def plan_or_none(settings: Settings) -> Plan | None:
         return None
 
 
+def location_is_name(repo_ref: str) -> bool:
+    """Whether ``repo_ref`` could name a plan location rather than a path or URL."""
+    return "/" not in repo_ref and "://" not in repo_ref and not repo_ref.startswith(".")
+
+
 def resolve_storage(settings: Settings, repo_ref: str | None) -> Storage:
     if not repo_ref:
         raise UsageError("no repository given", hint=f"pass --repo LOCATION or set ${REPO_ENV}")
-    looks_like_name = "/" not in repo_ref and "://" not in repo_ref and not repo_ref.startswith(".")
-    if looks_like_name:
+    if location_is_name(repo_ref):
         plan = plan_or_none(settings)
         if plan is not None and repo_ref in plan.locations:
             return storage_for(plan.locations[repo_ref])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from drplan.cli.context import Settings, emit_json, pass_settings
-from drplan.cli.repo_access import password, resolve_storage
+from drplan.cli.repo_access import location_is_name, password, plan_or_none, resolve_storage
+from drplan.repo.config import DEFAULT_COMPRESSION_LEVEL
 from drplan.repo.crypto import CIPHERS
 from drplan.repo.keys import KdfParams
 from drplan.repo.repository import Repository
@@ -23,13 +24,15 @@ def repo_group() -> None:
 @click.option(
     "--password-file", metavar="FILE", help="Read the new repository's password from FILE."
 )
-@click.option("--cipher", type=click.Choice(CIPHERS), default="aes-256-gcm", show_default=True)
+@click.option(
+    "--cipher",
+    type=click.Choice(CIPHERS),
+    help="Default: the plan's repository.encryption for a plan location, else aes-256-gcm.",
+)
 @click.option(
     "--compression-level",
     type=click.IntRange(1, 22),
-    default=3,
-    show_default=True,
-    help="zstd level.",
+    help=f"zstd level. Default: the plan's repository.compression, else {DEFAULT_COMPRESSION_LEVEL}.",
 )
 @click.option(
     "--kdf-memory",
@@ -51,20 +54,24 @@ def init_command(
     settings: Settings,
     location: str,
     password_file: str | None,
-    cipher: str,
-    compression_level: int,
+    cipher: str | None,
+    compression_level: int | None,
     kdf_memory: int,
     kdf_time: int,
     as_json: bool,
 ) -> None:
     """Create a repository at LOCATION: a path, s3://bucket/prefix, or a plan location name."""
     storage = resolve_storage(settings, location)
+    plan = plan_or_none(settings) if location_is_name(location) else None
+    if plan is not None and location in plan.locations:
+        cipher = cipher or plan.repository.encryption
+        compression_level = compression_level or plan.repository.compression.level
     repo = Repository.init(
         storage,
         password(settings, password_file),
         kdf=KdfParams(kdf_time, kdf_memory, DEFAULT_KDF.parallelism),
-        cipher=cipher,  # type: ignore[arg-type]
-        compression_level=compression_level,
+        cipher=cipher or "aes-256-gcm",  # type: ignore[arg-type]
+        compression_level=compression_level or DEFAULT_COMPRESSION_LEVEL,
     )
     if as_json:
         emit_json(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from drplan.errors import DrplanError, IntegrityError, RepositoryNotFoundError
 from drplan.repo import compression
-from drplan.repo.config import RepoConfig
+from drplan.repo.config import DEFAULT_COMPRESSION_LEVEL, RepoConfig
 from drplan.repo.crypto import CipherName, MasterKey, object_id
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, open_with_password
@@ -32,6 +33,8 @@ DATA_PREFIX = "data/"
 # Write an index after this many new packs, so a crash mid-backup loses little dedup state.
 INDEX_EVERY_PACKS = 64
 TREE_CACHE_SIZE = 2048
+PACK_WRITERS = 2  # threads writing finished packs (fsync locally, PUT on S3)
+PACKS_IN_FLIGHT = 3  # finished packs waiting to be written, at most
 
 
 def pack_name(pack_id: str) -> str:
@@ -62,6 +65,10 @@ class Repository:
         self._trees: dict[bytes, list[Node]] = {}
         self.pack_cache: PackCache | None = None  # set by readers of many small blobs
         self.compression_level = config.compression_level  # a job may ask for another
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[None]] = []
+        self._write_slots = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
+        self._failure: BaseException | None = None
 
     @property
     def cipher(self) -> CipherName:
@@ -77,7 +84,7 @@ class Repository:
         *,
         kdf: KdfParams | None = None,
         cipher: CipherName = "aes-256-gcm",
-        compression_level: int = 3,
+        compression_level: int = DEFAULT_COMPRESSION_LEVEL,
         config: RepoConfig | None = None,
         key: MasterKey | None = None,
     ) -> Repository:
@@ -168,6 +175,8 @@ class Repository:
         self, blob_type: int, plaintext: bytes | memoryview, blob_id: bytes | None = None
     ) -> tuple[bytes, bool]:
         """Store a blob unless the repository has it; returns its id and whether it was new."""
+        if self._failure is not None:
+            raise self._failure  # a pack write failed: stop adding to a backup that cannot finish
         blob_id = blob_id or self.key.blob_id(plaintext)
         with self._lock:
             if blob_id in self.index or blob_id in self._pending:
@@ -183,7 +192,7 @@ class Repository:
             self.stats.bytes_added += len(plaintext)
             self.stats.bytes_stored += packer.size - before
         if packer.size >= self.config.pack_size:
-            self._write_pack(packer)
+            self._queue_pack(packer)
         else:
             with self._lock:
                 self._idle[blob_type].append(packer)
@@ -192,6 +201,37 @@ class Repository:
     def save_tree(self, nodes: list[Node]) -> bytes:
         blob_id, _ = self.save_blob(TREE, encode_tree(nodes))
         return blob_id
+
+    def _queue_pack(self, packer: PackWriter) -> None:
+        """Write a full pack in the background, so hashing and compressing go on meanwhile.
+
+        At most PACKS_IN_FLIGHT packs wait to be written: memory stays bounded, and a slow
+        storage slows the backup down instead of filling memory.
+        """
+        self._write_slots.acquire()
+        with self._lock:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(
+                    max_workers=PACK_WRITERS, thread_name_prefix="drplan-pack-writer"
+                )
+            future = self._writer.submit(self._write_pack, packer)
+            self._writes.append(future)
+        future.add_done_callback(self._written)
+
+    def _written(self, future: Future[None]) -> None:
+        self._write_slots.release()
+        error = future.exception()
+        if error is not None and self._failure is None:
+            self._failure = error
+
+    def _wait_for_writes(self) -> None:
+        with self._lock:
+            writes, self._writes = self._writes, []
+            writer, self._writer = self._writer, None
+        for future in writes:
+            future.result()  # the first failure surfaces here
+        if writer is not None:
+            writer.shutdown(wait=True)
 
     def _write_pack(self, packer: PackWriter) -> None:
         data = packer.finish()
@@ -219,7 +259,8 @@ class Repository:
             self._idle = {DATA: [], TREE: []}
         for packer in packers:
             if packer.entries:
-                self._write_pack(packer)
+                self._queue_pack(packer)
+        self._wait_for_writes()
         with self._lock:
             packs, self._unindexed = self._unindexed, []
         return packs

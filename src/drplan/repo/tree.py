@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from drplan.errors import IntegrityError
 
 NODE_TYPES = ("file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket")
@@ -139,7 +141,9 @@ def encode_tree(nodes: list[Node]) -> bytes:
 
 def decode_tree(raw: bytes, where: str) -> list[Node]:
     try:
-        data = json.loads(raw)
+        data = orjson.loads(
+            raw
+        )  # about three times faster than json: a backup decodes every parent tree
         nodes = [Node.from_json(item) for item in data["nodes"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{where}: malformed tree ({exc})") from None

@@ -96,7 +96,7 @@ class Site(PlanModel):
 
 
 class Compression(PlanModel):
-    level: StrictInt = Field(default=3, ge=1, le=22)
+    level: StrictInt = Field(default=1, ge=1, le=22)
     """zstd level."""
 
 

@@ -240,8 +240,14 @@ class _Archiver:
                 result = self._entry(child, name, parent, root_dev)
                 if result is not None:
                     pending.append(result)
-        nodes = [r.result() if isinstance(r, Future) else r for r in pending]
-        return self.repo.save_tree([n for n in nodes if n is not None])
+        done = [
+            n
+            for n in (r.result() if isinstance(r, Future) else r for r in pending)
+            if n is not None
+        ]
+        if parent_tree is not None and done == list(parent.values()):
+            return parent_tree  # nothing changed in or below it: the parent's listing is this one
+        return self.repo.save_tree(done)
 
     # -- the whole backup -------------------------------------------------------------------
 
