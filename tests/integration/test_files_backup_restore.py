@@ -247,3 +247,21 @@ def test_compression_level_per_backup(run: Run, repo_dir: str, tmp_path: Path) -
         ).out
     )
     assert strong["summary"]["bytes_stored"] < fast["summary"]["bytes_stored"]
+
+
+def test_one_file_system_stops_at_mount_points(run: Run, repo_dir: str, tmp_path: Path) -> None:
+    src = tmp_path / "fs"
+    (src / "mnt").mkdir(parents=True)
+    (src / "here.txt").write_text("same file system")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(src / "mnt")], check=True)
+    try:
+        (src / "mnt" / "elsewhere.txt").write_text("another file system")
+        assert run("backup", "files", str(src), "--repo", repo_dir, "--one-file-system").code == 0
+        listing = run("ls", "latest", "--repo", repo_dir).out
+        assert "here.txt" in listing
+        assert f"{src}/mnt" in listing  # the mount point itself is kept, empty
+        assert "elsewhere.txt" not in listing
+        assert run("backup", "files", str(src), "--repo", repo_dir).code == 0
+        assert "elsewhere.txt" in run("ls", "latest", "--repo", repo_dir).out
+    finally:
+        subprocess.run(["umount", str(src / "mnt")], check=True)

@@ -117,3 +117,18 @@ def test_server_dying_mid_backup_fails_cleanly_and_leaves_nothing_half_visible(
     check = run("check", "--read-data", "--repo", url)
     assert check.code == 0, check.err
     assert run("backup", "files", str(src), "--repo", url).code == 0
+
+
+def test_forget_and_prune_on_s3(run: Run, s3_repo: str, tmp_path: Path) -> None:
+    assert run("repo", "init", s3_repo, "--kdf-memory", "1024", "--kdf-time", "1").code == 0
+    src = tmp_path / "gen"
+    src.mkdir()
+    for _ in range(3):
+        (src / "data.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+        assert run("backup", "files", str(src), "--repo", s3_repo).code == 0
+    result = run("forget", "--keep-last", "1", "--prune", "--repo", s3_repo, "--json")
+    assert result.code == 0, result.err
+    assert len(json.loads(run("snapshots", "--repo", s3_repo, "--json").out)) == 1
+    check = json.loads(run("check", "--read-data", "--repo", s3_repo, "--json").out)
+    assert check["ok"] is True
+    assert check["bytes_read"] < 5 * 1024 * 1024  # two of the three generations are gone

@@ -74,7 +74,9 @@ class PackWriter:
         )
         header = self._sealer.seal(0, plain, HEADER_AAD)
         trailer = TRAILER.pack(self.salt, len(header), VERSION, MAGIC)
-        return b"".join([*self._parts, header, trailer])
+        data = b"".join([*self._parts, header, trailer])
+        self._parts.clear()  # the joined copy is all that is needed now: halve the memory held
+        return data
 
 
 def read_header(

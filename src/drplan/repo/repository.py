@@ -33,8 +33,8 @@ DATA_PREFIX = "data/"
 # Write an index after this many new packs, so a crash mid-backup loses little dedup state.
 INDEX_EVERY_PACKS = 64
 TREE_CACHE_SIZE = 2048
-PACK_WRITERS = 2  # threads writing finished packs (fsync locally, PUT on S3)
-PACKS_IN_FLIGHT = 3  # finished packs waiting to be written, at most
+PACK_WRITERS = 1  # a thread writing finished packs (fsync locally, PUT on S3)
+PACKS_IN_FLIGHT = 2  # finished packs waiting to be written, at most (16 MiB each)
 
 
 def pack_name(pack_id: str) -> str:

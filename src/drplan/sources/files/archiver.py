@@ -28,6 +28,8 @@ from drplan.repo.tree import Node
 from drplan.sources.files.metadata import Excludes, node_from_stat, read_xattrs
 
 IN_FLIGHT_PER_WORKER = 256
+STAT_THREADS = 4
+STAT_PARALLEL_FROM = 32  # entries in a directory before its lstats go in parallel
 
 
 @dataclass
@@ -82,6 +84,9 @@ class _Archiver:
         )
         # Bounds how far the walk runs ahead of the workers, so memory does not grow with the tree.
         self._slots = threading.BoundedSemaphore(options.workers * IN_FLIGHT_PER_WORKER)
+        self._stat_pool = ThreadPoolExecutor(
+            max_workers=STAT_THREADS, thread_name_prefix="drplan-stat"
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -183,10 +188,17 @@ class _Archiver:
     # -- directories ------------------------------------------------------------------------
 
     def _entry(
-        self, path: bytes, name: bytes, parent: dict[bytes, Node], root_dev: int
+        self,
+        path: bytes,
+        name: bytes,
+        parent: dict[bytes, Node],
+        root_dev: int,
+        prefetched: os.stat_result | OSError | None = None,
     ) -> Node | Future[Node | None] | None:
         try:
-            st = os.lstat(path)
+            if isinstance(prefetched, OSError):
+                raise prefetched
+            st = prefetched or os.lstat(path)
         except FileNotFoundError:
             self._warn(f"{os.fsdecode(path)}: vanished during the backup; not in the snapshot")
             return None
@@ -219,6 +231,18 @@ class _Archiver:
                 return None
         return node
 
+    def _lstat_all(self, paths: list[bytes]) -> list[os.stat_result | OSError]:
+        """lstat of every entry of a directory, in parallel slices when there are many.
+
+        Uncached metadata is a disk read per entry; a few in flight at once hide most of
+        the latency, and slicing keeps the overhead low when the cache already has it.
+        """
+        if len(paths) < STAT_PARALLEL_FROM:
+            return [_lstat(p) for p in paths]
+        size = -(-len(paths) // STAT_THREADS)
+        slices = [paths[i : i + size] for i in range(0, len(paths), size)]
+        return [st for part in self._stat_pool.map(_lstat_slice, slices) for st in part]
+
     def _dir(
         self, path: bytes, parent_tree: bytes | None, root_dev: int, skip: bool = False
     ) -> bytes:
@@ -233,11 +257,14 @@ class _Archiver:
                     f"{os.fsdecode(path)}: directory cannot be listed ({exc.strerror}); saved empty"
                 )
                 names = []
-            for name in names:
-                child = os.path.join(path, name)
-                if self.excludes.excluded(child, name):
-                    continue
-                result = self._entry(child, name, parent, root_dev)
+            children = [
+                (name, os.path.join(path, name))
+                for name in names
+                if not self.excludes.excluded(os.path.join(path, name), name)
+            ]
+            stats = self._lstat_all([child for _, child in children])
+            for (name, child), st in zip(children, stats, strict=True):
+                result = self._entry(child, name, parent, root_dev, st)
                 if result is not None:
                     pending.append(result)
         done = [
@@ -260,6 +287,7 @@ class _Archiver:
             root = self._tree_for(paths, b"/", parent_root)
         finally:
             self._pool.shutdown(wait=True)
+            self._stat_pool.shutdown(wait=True)
         stats = self.repo.stats
         self.summary.bytes_added = stats.bytes_added
         self.summary.bytes_stored = stats.bytes_stored
@@ -322,6 +350,17 @@ class _Archiver:
             paths, path, old.subtree if old and old.type == "dir" else None
         )
         return node
+
+
+def _lstat(path: bytes) -> os.stat_result | OSError:
+    try:
+        return os.lstat(path)
+    except OSError as exc:
+        return exc
+
+
+def _lstat_slice(paths: list[bytes]) -> list[os.stat_result | OSError]:
+    return [_lstat(p) for p in paths]
 
 
 def backup_files(
