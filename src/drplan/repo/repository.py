@@ -171,6 +171,11 @@ class Repository:
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.index or blob_id in self._pending
 
+    def has_all(self, blob_ids: list[bytes]) -> bool:
+        """Whether every blob is stored (the index) or being stored (pending): one call per file."""
+        index, pending = self.index, self._pending
+        return all(b in index or b in pending for b in blob_ids)
+
     def save_blob(
         self, blob_type: int, plaintext: bytes | memoryview, blob_id: bytes | None = None
     ) -> tuple[bytes, bool]:

@@ -87,6 +87,8 @@ class _Archiver:
         self._stat_pool = ThreadPoolExecutor(
             max_workers=STAT_THREADS, thread_name_prefix="drplan-stat"
         )
+        self._unchanged_files = 0
+        self._unchanged_bytes = 0
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -118,17 +120,24 @@ class _Archiver:
         return (
             old is not None
             and old.type == "file"
-            and (old.size, old.mtime_ns, old.ctime_ns, old.inode)
-            == (node.size, node.mtime_ns, node.ctime_ns, node.inode)
-            and all(self.repo.has_blob(b) for b in old.content)
+            and old.size == node.size
+            and old.mtime_ns == node.mtime_ns
+            and old.ctime_ns == node.ctime_ns
+            and old.inode == node.inode
+            and self.repo.has_all(old.content)
         )
 
     def _reuse(self, node: Node, old: Node) -> Node:
-        """An unchanged file takes its parent snapshot's content list: nothing is read."""
+        """An unchanged file takes its parent snapshot's content list: nothing is read.
+
+        Runs in the walking thread only, so its counters need no lock; they are added
+        to the summary at the end.
+        """
         node.content = list(old.content)
-        self._count("files_unchanged")
-        self._count("bytes_total", node.size)
-        self.progress.add(1, node.size)
+        self._unchanged_files += 1
+        self._unchanged_bytes += node.size
+        self.progress.files_done += 1
+        self.progress.bytes_done += node.size
         return node
 
     def _file(self, path: bytes, node: Node, old: Node | None) -> Node | None:
@@ -257,10 +266,9 @@ class _Archiver:
                     f"{os.fsdecode(path)}: directory cannot be listed ({exc.strerror}); saved empty"
                 )
                 names = []
+            joined = [(name, path + b"/" + name if path != b"/" else b"/" + name) for name in names]
             children = [
-                (name, os.path.join(path, name))
-                for name in names
-                if not self.excludes.excluded(os.path.join(path, name), name)
+                (name, child) for name, child in joined if not self.excludes.excluded(child, name)
             ]
             stats = self._lstat_all([child for _, child in children])
             for (name, child), st in zip(children, stats, strict=True):
@@ -289,6 +297,8 @@ class _Archiver:
             self._pool.shutdown(wait=True)
             self._stat_pool.shutdown(wait=True)
         stats = self.repo.stats
+        self.summary.files_unchanged += self._unchanged_files
+        self.summary.bytes_total += self._unchanged_bytes
         self.summary.bytes_added = stats.bytes_added
         self.summary.bytes_stored = stats.bytes_stored
         self.summary.errors = list(self.warnings)

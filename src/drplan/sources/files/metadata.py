@@ -81,6 +81,8 @@ class Excludes:
         self.name_patterns = [p.rstrip("/") for p in patterns if "/" not in p.rstrip("/") and p]
 
     def excluded(self, path: bytes, name: bytes) -> bool:
+        if not self.name_patterns and not self.path_patterns:
+            return False
         text_name = os.fsdecode(name)
         if any(fnmatch.fnmatchcase(text_name, p) for p in self.name_patterns):
             return True
