@@ -155,24 +155,30 @@ class _Archiver:
             except OSError as exc:
                 self._warn(f"{display}: cannot be read ({exc.strerror}); not in the snapshot")
                 return None
+        # The walk's lstat is the "before": a file that changes between the walk and the end
+        # of the read (or is swapped for another) is reported, and keeps the walk's times,
+        # so the next backup reads it again.
         try:
             with io.FileIO(fd, "rb") as f:
-                before = os.fstat(f.fileno())
-                content, size = self._store_content(f, before.st_size)
+                content, size = self._store_content(f, node.size)
                 after = os.fstat(f.fileno())
         except OSError as exc:
             self._warn(f"{display}: read failed ({exc.strerror}); not in the snapshot")
             return None
-        if (after.st_mtime_ns, after.st_size) != (
-            before.st_mtime_ns,
-            before.st_size,
-        ) or size != before.st_size:
+        if (after.st_mtime_ns, after.st_size, after.st_ino) != (
+            node.mtime_ns,
+            node.size,
+            node.inode,
+        ) or size != node.size:
             self._warn(f"{display}: changed while it was read; saved as read")
         node.content, node.size = content, size
-        node.mtime_ns, node.ctime_ns = before.st_mtime_ns, before.st_ctime_ns
-        self._count("files_changed" if old is not None and old.type == "file" else "files_new")
-        self._count("bytes_read", size)
-        self._count("bytes_total", size)
+        with self._lock:
+            if old is not None and old.type == "file":
+                self.summary.files_changed += 1
+            else:
+                self.summary.files_new += 1
+            self.summary.bytes_read += size
+            self.summary.bytes_total += size
         self.progress.add(1, 0, display)
         return node
 
