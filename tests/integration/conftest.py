@@ -65,6 +65,10 @@ def source(tmp_path: Path) -> Path:
     (root / os.fsdecode(b"raw-\xff-name")).write_text("not utf-8")
     os.setxattr(root / "etc" / "app" / "app.conf", "user.checksum", b"abc123")
     os.chmod(root / "etc", 0o750)
+    (root / "shared.txt").write_text("world-writable")
+    os.chmod(root / "shared.txt", 0o666)  # bits a typical umask would cut
+    (root / "tool").write_text("#!/bin/sh\n")
+    os.chmod(root / "tool", 0o4755)  # set-uid survives the restore
     os.utime(
         root / "etc" / "app" / "app.conf", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789)
     )

@@ -31,6 +31,21 @@ from drplan.storage import StorageError
 
 IS_ROOT = os.geteuid() == 0
 OWN_UID, OWN_GID = os.geteuid(), os.getegid()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux exposes it in /proc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: always chmod
+
+
+UMASK = _umask()
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 MAX_OPEN_DIRS = 128
 # Blobs up to this size are read through whole cached packs when HOT_PACK_BLOBS or more of
@@ -125,15 +140,12 @@ class _Restorer:
         )
         os.makedirs(self.options.target, exist_ok=True)
         self._root_fd = os.open(self.options.target, os.O_RDONLY | os.O_DIRECTORY)
-        # Entries are created with their final permission bits: the umask must not cut them.
-        old_umask = os.umask(0)
         try:
             self._dir(self._root_fd, snapshot.tree, "", b"", matched=False)
             while self._open:
                 self._finish_oldest()
         finally:
             self._pool.shutdown(wait=True)
-            os.umask(old_umask)
             self.repo.pack_cache = None
             for fd, _, _ in self._open:
                 if fd != self._root_fd:
@@ -247,8 +259,8 @@ class _Restorer:
     def _write_new_file(self, dir_fd: int, node: Node, display: str) -> None:
         """A file in a directory this restore created: nothing to compare, fewest system calls.
 
-        Created with its final permission bits (the restore runs with umask 0) and,
-        when it is ours anyway, without a chown: open, write, set times, close.
+        Created with its permission bits, chmod only when the umask cut some of them,
+        and, when it is ours anyway, without a chown: open, write, set times, close.
         """
         fd = os.open(
             node.name,
@@ -266,8 +278,8 @@ class _Restorer:
                 self._warn(f"{display}: restored {offset} bytes, the snapshot recorded {node.size}")
             if IS_ROOT and (node.uid, node.gid) != (OWN_UID, OWN_GID):
                 os.fchown(fd, node.uid, node.gid)
-            if node.mode & 0o7000:
-                os.fchmod(fd, node.mode)  # set-id and sticky bits, after chown (which clears them)
+            if node.mode & (0o7000 | UMASK):
+                os.fchmod(fd, node.mode)  # bits the umask cut, and set-id bits (after the chown)
             self._xattrs(fd, node)
             os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
         finally:
