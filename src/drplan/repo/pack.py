@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from drplan.errors import IntegrityError
 from drplan.repo import compression
@@ -21,9 +21,8 @@ def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
     return b"drplan/blob" + bytes([blob_type]) + blob_id
 
 
-@dataclass(frozen=True)
-class PackEntry:
-    """Where one blob is inside a pack."""
+class PackEntry(NamedTuple):
+    """Where one blob is inside a pack. A tuple: one is made per blob, often millions."""
 
     id: bytes
     type: int

@@ -192,15 +192,17 @@ class Repository:
         kind, payload = compression.compress(plaintext, self.compression_level)
         before = packer.size
         packer.add_prepared(blob_type, blob_id, kind, payload, len(plaintext))
+        full = packer.size >= self.config.pack_size
+        # One lock round for the bookkeeping and handing the packer back: this runs per blob.
         with self._lock:
-            self.stats.blobs_added += 1
-            self.stats.bytes_added += len(plaintext)
-            self.stats.bytes_stored += packer.size - before
-        if packer.size >= self.config.pack_size:
-            self._queue_pack(packer)
-        else:
-            with self._lock:
+            stats = self.stats
+            stats.blobs_added += 1
+            stats.bytes_added += len(plaintext)
+            stats.bytes_stored += packer.size - before
+            if not full:
                 self._idle[blob_type].append(packer)
+        if full:
+            self._queue_pack(packer)
         return blob_id, True
 
     def save_tree(self, nodes: list[Node]) -> bytes:

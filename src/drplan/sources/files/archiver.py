@@ -179,7 +179,8 @@ class _Archiver:
                 self.summary.files_new += 1
             self.summary.bytes_read += size
             self.summary.bytes_total += size
-        self.progress.add(1, 0, display)
+        small = size <= self.repo.config.chunker.min_size
+        self.progress.add(1, size if small else 0, display)
         return node
 
     def _store_content(self, f: io.FileIO, expected: int) -> tuple[list[bytes], int]:
@@ -191,8 +192,7 @@ class _Archiver:
             if len(data) <= params.min_size:
                 if data:
                     content.append(self.repo.save_blob(DATA, data)[0])
-                self.progress.add(0, len(data))
-                return content, len(data)
+                return content, len(data)  # progress counts it with the file, in one update
             f.seek(0)  # grew meanwhile: chunk it
         for chunk in self._chunker().chunks(f):
             content.append(self.repo.save_blob(DATA, chunk)[0])
