@@ -16,8 +16,10 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from drplan import __version__, clock
 from drplan.repo.chunker import Chunker
@@ -27,8 +29,11 @@ from drplan.repo.snapshot import Snapshot, Summary
 from drplan.repo.tree import Node
 from drplan.sources.files.metadata import Excludes, node_from_stat, read_xattrs
 
+T = TypeVar("T")
 IN_FLIGHT_PER_WORKER = 256
 STAT_THREADS = 4
+BATCH_FILES = 32  # small files per worker task
+BATCH_BYTES = 4 * 1024 * 1024
 STAT_PARALLEL_FROM = 32  # entries in a directory before its lstats go in parallel
 
 
@@ -209,7 +214,8 @@ class _Archiver:
         parent: dict[bytes, Node],
         root_dev: int,
         prefetched: os.stat_result | OSError | None = None,
-    ) -> Node | Future[Node | None] | None:
+        batch: _Batch | None = None,
+    ) -> Node | Future[Node | None] | Future[list[Node | None]] | None:
         try:
             if isinstance(prefetched, OSError):
                 raise prefetched
@@ -228,10 +234,10 @@ class _Archiver:
         if node.type == "file":
             if old is not None and self._unchanged(node, old):
                 return self._reuse(node, old)  # in this thread: a pool round trip costs more
-            self._slots.acquire()
-            future = self._pool.submit(self._file, path, node, old)
-            future.add_done_callback(lambda _: self._slots.release())
-            return future
+            if batch is not None and node.size <= self.repo.config.chunker.min_size:
+                batch.add(path, node, old)
+                return self._submit_batch(batch) if batch.full else None
+            return self._submit(self._file, path, node, old)
         if node.type == "dir":
             crosses = self.options.one_file_system and st.st_dev != root_dev
             node.subtree = self._dir(
@@ -245,6 +251,20 @@ class _Archiver:
                 self._warn(f"{os.fsdecode(path)}: link cannot be read ({exc.strerror})")
                 return None
         return node
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        self._slots.acquire()
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+    def _submit_batch(self, batch: _Batch) -> Future[list[Node | None]]:
+        """Small files go to the workers in batches: one task per dozens of files, not one each."""
+        items, batch.items, batch.size = batch.items, [], 0
+        return self._submit(self._files, items)
+
+    def _files(self, items: list[tuple[bytes, Node, Node | None]]) -> list[Node | None]:
+        return [self._file(path, node, old) for path, node, old in items]
 
     def _lstat_all(self, paths: list[bytes]) -> list[os.stat_result | OSError]:
         """lstat of every entry of a directory, in parallel slices when there are many.
@@ -263,7 +283,7 @@ class _Archiver:
     ) -> bytes:
         self._count("dirs")
         parent = self._parent_nodes(parent_tree)
-        pending: list[Node | Future[Node | None]] = []
+        pending: list[Node | Future[Node | None] | Future[list[Node | None]]] = []
         if not skip:
             try:
                 names = sorted(entry.name for entry in os.scandir(path))
@@ -277,15 +297,14 @@ class _Archiver:
                 (name, child) for name, child in joined if not self.excludes.excluded(child, name)
             ]
             stats = self._lstat_all([child for _, child in children])
+            batch = _Batch()
             for (name, child), st in zip(children, stats, strict=True):
-                result = self._entry(child, name, parent, root_dev, st)
+                result = self._entry(child, name, parent, root_dev, st, batch)
                 if result is not None:
                     pending.append(result)
-        done = [
-            n
-            for n in (r.result() if isinstance(r, Future) else r for r in pending)
-            if n is not None
-        ]
+            if batch.items:
+                pending.append(self._submit_batch(batch))
+        done = sorted(_flatten(pending), key=lambda n: n.name)
         if parent_tree is not None and done == list(parent.values()):
             return parent_tree  # nothing changed in or below it: the parent's listing is this one
         return self.repo.save_tree(done)
@@ -332,7 +351,7 @@ class _Archiver:
         for p in paths:
             rest = os.fsencode(p)[len(prefix) :].lstrip(b"/")
             children.setdefault(rest.split(b"/", 1)[0], []).append(p)
-        nodes: list[Node | Future[Node | None]] = []
+        nodes: list[Node | Future[Node | None] | Future[list[Node | None]]] = []
         for name, below in sorted(children.items()):
             here = os.path.join(prefix, name)
             if any(os.fsencode(p) == here for p in below):
@@ -346,8 +365,7 @@ class _Archiver:
                 result = self._intermediate(here, name, below, parent)
             if result is not None:
                 nodes.append(result)
-        done = [r.result() if isinstance(r, Future) else r for r in nodes]
-        return self.repo.save_tree([n for n in done if n is not None])
+        return self.repo.save_tree(_flatten(nodes))
 
     def _intermediate(
         self, path: bytes, name: bytes, paths: list[str], parent: dict[bytes, Node]
@@ -366,6 +384,33 @@ class _Archiver:
             paths, path, old.subtree if old and old.type == "dir" else None
         )
         return node
+
+
+@dataclass
+class _Batch:
+    """Small files of one directory waiting to go to a worker together."""
+
+    items: list[tuple[bytes, Node, Node | None]] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, path: bytes, node: Node, old: Node | None) -> None:
+        self.items.append((path, node, old))
+        self.size += node.size
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= BATCH_FILES or self.size >= BATCH_BYTES
+
+
+def _flatten(pending: list[Node | Future[Node | None] | Future[list[Node | None]]]) -> list[Node]:
+    out: list[Node] = []
+    for item in pending:
+        result = item.result() if isinstance(item, Future) else item
+        if isinstance(result, list):
+            out.extend(n for n in result if n is not None)
+        elif result is not None:
+            out.append(result)
+    return out
 
 
 def _lstat(path: bytes) -> os.stat_result | OSError:
