@@ -33,6 +33,13 @@ def _new_password(new_password_file: str | None) -> bytes:
     return text.encode()
 
 
+new_password_option = click.option(
+    "--new-password-file",
+    metavar="FILE",
+    help=f"The new password (else ${NEW_PASSWORD_ENV}, else a prompt).",
+)
+
+
 @click.group("key")
 def key_group() -> None:
     """Manage the passwords (key files) that open a repository."""
@@ -61,11 +68,7 @@ def list_command(
 
 @key_group.command("add")
 @repo_options
-@click.option(
-    "--new-password-file",
-    metavar="FILE",
-    help=f"The new password (else ${NEW_PASSWORD_ENV}, else a prompt).",
-)
+@new_password_option
 @click.option("--label", default="", help="A note to tell keys apart.")
 @pass_settings
 def add_command(
@@ -112,11 +115,7 @@ def remove_command(
 
 @key_group.command("passwd")
 @repo_options
-@click.option(
-    "--new-password-file",
-    metavar="FILE",
-    help=f"The new password (else ${NEW_PASSWORD_ENV}, else a prompt).",
-)
+@new_password_option
 @pass_settings
 def passwd_command(
     settings: Settings,

@@ -31,7 +31,3 @@ class Chunker:
         """Chunks of ``stream``; each view is valid only until the next one is produced."""
         for chunk in self._cdc.cut_stream(stream):
             yield chunk.data
-
-    def chunks_of(self, data: bytes) -> Iterator[memoryview]:
-        for chunk in self._cdc.cut_buf(data):
-            yield chunk.data

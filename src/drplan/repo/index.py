@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from drplan.errors import IntegrityError
@@ -115,9 +115,6 @@ class Index:
 
     def lookup(self, blob_id: bytes) -> Location | None:
         return self._blobs.get(blob_id)
-
-    def blobs(self) -> Iterator[tuple[bytes, Location]]:
-        return iter(self._blobs.items())
 
 
 def live_index_files(files: Iterable[tuple[str, IndexFile]]) -> list[tuple[str, IndexFile]]:

@@ -137,17 +137,19 @@ def add_key(
     return key_id
 
 
-def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, str]:
-    """The master key and the id of the key file that opened it; WrongPasswordError otherwise."""
+def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, str, CipherName]:
+    """The master key, the id of the key file that opened it and the repository's cipher
+    (key files are sealed with it); WrongPasswordError when no key file opens."""
     names = sorted(info.name for info in storage.list(KEY_PREFIX))
     if not names:
         raise DrplanError(
             f"{storage.url}: the repository has no key files", hint="it cannot be opened"
         )
     for name in names:
-        master = unwrap(storage.read(name), password)
+        stored = storage.read(name)
+        master = unwrap(stored, password)
         if master is not None:
-            return master, name.removeprefix(KEY_PREFIX)
+            return master, name.removeprefix(KEY_PREFIX), _parse(stored)["cipher"]
     raise WrongPasswordError(
         f"{storage.url}: wrong password (it opens none of the {len(names)} key file(s))",
         hint="check $DRPLAN_PASSWORD, --password-file or the plan's password_command",

@@ -116,18 +116,14 @@ class Repository:
                 f"no repository at {storage.url}",
                 hint="check the location, or create one with `drplan repo init`",
             )
-        key, key_id = open_with_password(storage, password)
-        raw = storage.read(CONFIG)
-        # The config is sealed with the master key's cipher, which the key file records.
-        for cipher in ("aes-256-gcm", "chacha20-poly1305"):
-            try:
-                body = open_object(key, cipher, "config", raw, "config")
-            except IntegrityError:
-                continue
-            return cls(storage, RepoConfig.from_json(body), key, key_id)
-        raise IntegrityError(
-            f"{storage.url}: the config object is damaged", hint="restore it from a replica"
-        )
+        key, key_id, cipher = open_with_password(storage, password)
+        try:
+            body = open_object(key, cipher, "config", storage.read(CONFIG), "config")
+        except IntegrityError:
+            raise IntegrityError(
+                f"{storage.url}: the config object is damaged", hint="restore it from a replica"
+            ) from None
+        return cls(storage, RepoConfig.from_json(body), key, key_id)
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -167,9 +163,6 @@ class Repository:
             )
 
     # -- writing blobs -----------------------------------------------------------------------
-
-    def has_blob(self, blob_id: bytes) -> bool:
-        return blob_id in self.index or blob_id in self._pending
 
     def has_all(self, blob_ids: list[bytes]) -> bool:
         """Whether every blob is stored (the index) or being stored (pending): one call per file."""
