@@ -14,8 +14,10 @@ import contextlib
 import getpass
 import json
 import os
+import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +30,7 @@ from drplan.storage import NotFound, StorageError
 LOCK_PREFIX = "locks/"
 REFRESH_EVERY = timedelta(minutes=5)
 STALE_AFTER = timedelta(minutes=30)
+RACE_RETRIES = 5  # after a simultaneous lock by another process
 
 
 @dataclass(frozen=True)
@@ -86,15 +89,23 @@ class RepositoryLock:
         return LOCK_PREFIX + self.repo.save_object("lock", LOCK_PREFIX, body)
 
     def acquire(self) -> RepositoryLock:
-        self._check_conflicts()
-        self.name = self._write()
-        # Another process may have locked between our check and our write: check again,
-        # and back off if we now conflict (both back off; the caller may retry).
-        try:
+        """Take the lock, or raise RepositoryLockedError naming who holds a conflicting one.
+
+        A lock already held conflicts at once. Two processes that lock at the same moment
+        both see each other after writing, both back off, and try again after a random
+        pause, so one of them wins instead of both failing.
+        """
+        for attempt in range(RACE_RETRIES + 1):
             self._check_conflicts()
-        except RepositoryLockedError:
-            self.release()
-            raise
+            self.name = self._write()
+            try:
+                self._check_conflicts()
+                break
+            except RepositoryLockedError:
+                self._remove_own()
+                if attempt == RACE_RETRIES:
+                    raise
+                time.sleep(random.uniform(0.05, 0.5))
         self._thread = threading.Thread(
             target=self._refresh_loop, name="drplan-lock-refresh", daemon=True
         )
@@ -125,16 +136,19 @@ class RepositoryLock:
                 with contextlib.suppress(NotFound):
                     self.repo.storage.delete(old)
 
+    def _remove_own(self) -> None:
+        if self.name:
+            with contextlib.suppress(StorageError):
+                self.repo.storage.delete(self.name)
+            self.name = None
+
     def release(self) -> None:
         """Remove the lock object. Never raises: a lock that cannot be removed goes stale, and
         the error that ended the work (often the same unreachable storage) must stay visible."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self.name:
-            with contextlib.suppress(StorageError):
-                self.repo.storage.delete(self.name)
-            self.name = None
+        self._remove_own()
 
     def __enter__(self) -> RepositoryLock:
         return self.acquire()
