@@ -57,6 +57,33 @@ def test_unchanged_files_are_not_read_again(run: Run, repo_dir: str, source: Pat
     assert third["files_unchanged"] == second["summary"]["files_unchanged"] - 2  # type: ignore[index]
 
 
+def test_metadata_only_changes_reach_the_next_snapshot(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path, same_tree: Compare
+) -> None:
+    """Unchanged files are skipped by inode, size, mtime and ctime: every other change moves ctime."""
+    backup(run, repo_dir, source)
+    conf = source / "etc" / "app" / "app.conf"
+    before = conf.stat()
+    conf.write_text("listen = 9090\n" * 50)  # same size, and the mtime put back
+    os.utime(conf, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.chmod(source / "etc" / "app" / "secret.key", 0o640)
+    os.chown(source / "zero", 4242, 4343)
+    os.setxattr(source / "big.bin", "user.drplan.test", b"tagged")
+    summary = backup(run, repo_dir, source)["summary"]
+    assert isinstance(summary, dict)
+    assert summary["files_changed"] == 4
+    # Each is read again, whole: app.conf, secret.key (64 B), zero (empty), big.bin.
+    assert summary["bytes_read"] == len("listen = 9090\n") * 50 + 64 + 0 + (3 * 1024 * 1024 + 17)
+    target = tmp_path / "out"
+    assert run("restore", "latest", "--target", str(target), "--repo", repo_dir).code == 0
+    same_tree(source, target / source.relative_to("/"))
+    assert (
+        (target / source.relative_to("/") / "etc/app/app.conf")
+        .read_text()
+        .startswith("listen = 9090")
+    )
+
+
 def test_dedup_stores_a_copy_once(run: Run, repo_dir: str, tmp_path: Path) -> None:
     src = tmp_path / "dup"
     src.mkdir()

@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options, storage_for
@@ -45,6 +43,16 @@ def _progress_display(progress: BackupProgress) -> Iterator[None]:
     if not sys.stderr.isatty():
         yield
         return
+    # Imported only for a terminal: start-up time is a large part of a quick incremental backup.
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
     stop = threading.Event()
     with Progress(
         TextColumn("[bold]backup[/]"),

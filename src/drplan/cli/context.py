@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from drplan.plan.loader import PlanFile
 
 
@@ -38,7 +39,11 @@ def console() -> Console:
     """Rich console on standard output; plain when not a terminal or when NO_COLOR is set.
 
     Piped output is not cut to 80 columns: tables get the width they need (COLUMNS wins).
+    Rich is imported here, not at the top: commands that print JSON or one line start
+    faster without it (a re-backup of unchanged files is dominated by start-up).
     """
+    from rich.console import Console  # noqa: PLC0415
+
     wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
     return Console(highlight=False, soft_wrap=False, width=wide)
 

@@ -95,26 +95,26 @@ class Index:
     """The union of the repository's index objects, in memory."""
 
     def __init__(self) -> None:
-        self._blobs: dict[bytes, Location] = {}
+        self.blobs: dict[bytes, Location] = {}
         self.packs: dict[str, PackInfo] = {}
 
     def __len__(self) -> int:
-        return len(self._blobs)
+        return len(self.blobs)
 
     def __contains__(self, blob_id: object) -> bool:
-        return blob_id in self._blobs
+        return blob_id in self.blobs
 
     def add_pack(self, pack: PackInfo) -> None:
         self.packs[pack.id] = pack
         for entry in pack.entries:
-            self._blobs.setdefault(entry.id, Location(pack, entry))
+            self.blobs.setdefault(entry.id, Location(pack, entry))
 
     def add_file(self, index_file: IndexFile) -> None:
         for pack in index_file.packs:
             self.add_pack(pack)
 
     def lookup(self, blob_id: bytes) -> Location | None:
-        return self._blobs.get(blob_id)
+        return self.blobs.get(blob_id)
 
 
 def live_index_files(files: Iterable[tuple[str, IndexFile]]) -> list[tuple[str, IndexFile]]:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from drplan.errors import DrplanError, IntegrityError, RepositoryNotFoundError
 from drplan.repo import compression
@@ -23,7 +24,7 @@ from drplan.repo.objects import open_object, seal_object
 from drplan.repo.pack import DATA, TREE, PackWriter, open_blob
 from drplan.repo.packcache import PackCache
 from drplan.repo.snapshot import Snapshot
-from drplan.repo.tree import Node, decode_tree, encode_tree
+from drplan.repo.tree import Node, decode_listing, decode_tree, encode_tree
 from drplan.storage import NotFound, Storage
 
 CONFIG = "config"
@@ -166,8 +167,12 @@ class Repository:
 
     def has_all(self, blob_ids: list[bytes]) -> bool:
         """Whether every blob is stored (the index) or being stored (pending): one call per file."""
-        index, pending = self.index, self._pending
-        return all(b in index or b in pending for b in blob_ids)
+        blobs, pending = self.index.blobs, self._pending
+        # A plain loop, not all(): a generator costs more, and this runs once per unchanged file.
+        for b in blob_ids:  # noqa: SIM110
+            if b not in blobs and b not in pending:
+                return False
+        return True
 
     def save_blob(
         self, blob_type: int, plaintext: bytes | memoryview, blob_id: bytes | None = None
@@ -315,6 +320,10 @@ class Repository:
                 self._trees.pop(next(iter(self._trees)))
             self._trees[tree_id] = nodes
         return nodes
+
+    def load_listing(self, tree_id: bytes) -> dict[bytes, dict[str, Any]]:
+        """A directory listing as decoded JSON by name, uncached: see ``tree.decode_listing``."""
+        return decode_listing(self.read_blob(tree_id), f"tree {tree_id.hex()[:16]}")
 
     # -- snapshots -----------------------------------------------------------------------------
 

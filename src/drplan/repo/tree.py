@@ -139,6 +139,24 @@ def encode_tree(nodes: list[Node]) -> bytes:
     ).encode()
 
 
+def decode_listing(raw: bytes, where: str) -> dict[bytes, dict[str, Any]]:
+    """A tree's entries by name, left as decoded JSON.
+
+    For comparing a parent snapshot with the file system: most entries of an
+    incremental backup are unchanged, and building a node for each of them cost more
+    than the rest of the comparison. Entries that are used are built with
+    ``Node.from_json``, which validates them.
+    """
+    try:
+        items = orjson.loads(raw)["nodes"]
+        listing = {_get_bytes(item, "name"): item for item in items}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"{where}: malformed tree ({exc})") from None
+    if None in listing or len(listing) != len(items):
+        raise IntegrityError(f"{where}: tree lists a name twice or an entry without a name")
+    return listing  # type: ignore[return-value]  # None was ruled out just above
+
+
 def decode_tree(raw: bytes, where: str) -> list[Node]:
     try:
         data = orjson.loads(

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from drplan import __version__, clock
 from drplan.repo.chunker import Chunker
@@ -111,41 +111,51 @@ class _Archiver:
             chunker = self._local.chunker = Chunker(self.repo.config.chunker)
         return chunker
 
-    def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
+    def _parent_listing(self, tree_id: bytes | None) -> Listing:
         if tree_id is None:
             return {}
         try:
-            return {n.name: n for n in self.repo.load_tree(tree_id)}
+            return self.repo.load_listing(tree_id)
         except Exception:  # a damaged parent only costs re-reading files
             return {}
 
     # -- files ------------------------------------------------------------------------------
 
-    def _unchanged(self, node: Node, old: Node | None) -> bool:
-        return (
-            old is not None
-            and old.type == "file"
-            and old.size == node.size
-            and old.mtime_ns == node.mtime_ns
-            and old.ctime_ns == node.ctime_ns
-            and old.inode == node.inode
-            and self.repo.has_all(old.content)
-        )
+    def _unchanged_file(self, st: os.stat_result, old: dict[str, Any]) -> _Kept | None:
+        """The parent's entry, if the file is the one it describes and its blobs are all stored.
 
-    def _reuse(self, node: Node, old: Node) -> Node:
-        """An unchanged file takes its parent snapshot's content list: nothing is read.
-
-        Runs in the walking thread only, so its counters need no lock; they are added
-        to the summary at the end.
+        The same inode with the same size, mtime and ctime: any write, chmod, chown,
+        new link or extended attribute change moves the ctime, which no user can set
+        back. (Owner names are kept as recorded.) Such a file is not read, and its
+        entry is kept as stored. Runs in the walking thread only, so the counters need
+        no lock; they join the summary at the end.
         """
-        node.content = list(old.content)
+        if (
+            old.get("type") != "file"
+            or old.get("size") != st.st_size
+            or old.get("mtime_ns") != st.st_mtime_ns
+            or old.get("ctime_ns") != st.st_ctime_ns
+            or old.get("inode") != st.st_ino
+            or old.get("device") != st.st_dev
+            or old.get("links") != st.st_nlink
+            or old.get("mode") != stat.S_IMODE(st.st_mode)
+            or old.get("uid") != st.st_uid
+            or old.get("gid") != st.st_gid
+        ):
+            return None
+        try:
+            content = [bytes.fromhex(c) for c in old.get("content") or ()]
+        except (TypeError, ValueError):
+            return None  # a damaged parent entry: read the file again
+        if not self.repo.has_all(content):
+            return None
         self._unchanged_files += 1
-        self._unchanged_bytes += node.size
+        self._unchanged_bytes += st.st_size
         self.progress.files_done += 1
-        self.progress.bytes_done += node.size
-        return node
+        self.progress.bytes_done += st.st_size
+        return _Kept(old)
 
-    def _file(self, path: bytes, node: Node, old: Node | None) -> Node | None:
+    def _file(self, path: bytes, node: Node, was_file: bool) -> Node | None:
         display = os.fsdecode(path)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
@@ -178,7 +188,7 @@ class _Archiver:
             self._warn(f"{display}: changed while it was read; saved as read")
         node.content, node.size = content, size
         with self._lock:
-            if old is not None and old.type == "file":
+            if was_file:
                 self.summary.files_changed += 1
             else:
                 self.summary.files_new += 1
@@ -211,11 +221,11 @@ class _Archiver:
         self,
         path: bytes,
         name: bytes,
-        parent: dict[bytes, Node],
+        parent: Listing,
         root_dev: int,
         prefetched: os.stat_result | OSError | None = None,
         batch: _Batch | None = None,
-    ) -> Node | Future[Node | None] | Future[list[Node | None]] | None:
+    ) -> Pending | None:
         try:
             if isinstance(prefetched, OSError):
                 raise prefetched
@@ -228,28 +238,30 @@ class _Archiver:
                 f"{os.fsdecode(path)}: cannot be examined ({exc.strerror}); not in the snapshot"
             )
             return None
+        old = parent.get(name)
+        if old is not None and stat.S_ISREG(st.st_mode):
+            kept = self._unchanged_file(st, old)  # in this thread: a pool round trip costs more
+            if kept is not None:
+                return kept
         node = node_from_stat(name, st)
         node.xattrs = read_xattrs(path)
-        old = parent.get(name)
         if node.type == "file":
-            if old is not None and self._unchanged(node, old):
-                return self._reuse(node, old)  # in this thread: a pool round trip costs more
+            was_file = old is not None and old.get("type") == "file"
             if batch is not None and node.size <= self.repo.config.chunker.min_size:
-                batch.add(path, node, old)
+                batch.add(path, node, was_file)
                 return self._submit_batch(batch) if batch.full else None
-            return self._submit(self._file, path, node, old)
+            return self._submit(self._file, path, node, was_file)
         if node.type == "dir":
             crosses = self.options.one_file_system and st.st_dev != root_dev
-            node.subtree = self._dir(
-                path, old.subtree if old and old.type == "dir" else None, root_dev, skip=crosses
-            )
-            return node
-        if node.type == "symlink":
+            node.subtree = self._dir(path, _subtree_of(old), root_dev, skip=crosses)
+        elif node.type == "symlink":
             try:
                 node.target = os.readlink(path)
             except OSError as exc:
                 self._warn(f"{os.fsdecode(path)}: link cannot be read ({exc.strerror})")
                 return None
+        if old is not None and node.to_json() == old:
+            return _Kept(old)  # a directory only when nothing below it changed either
         return node
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -263,8 +275,8 @@ class _Archiver:
         items, batch.items, batch.size = batch.items, [], 0
         return self._submit(self._files, items)
 
-    def _files(self, items: list[tuple[bytes, Node, Node | None]]) -> list[Node | None]:
-        return [self._file(path, node, old) for path, node, old in items]
+    def _files(self, items: list[tuple[bytes, Node, bool]]) -> list[Node | None]:
+        return [self._file(path, node, was_file) for path, node, was_file in items]
 
     def _lstat_all(self, paths: list[bytes]) -> list[os.stat_result | OSError]:
         """lstat of every entry of a directory, in parallel slices when there are many.
@@ -282,8 +294,8 @@ class _Archiver:
         self, path: bytes, parent_tree: bytes | None, root_dev: int, skip: bool = False
     ) -> bytes:
         self._count("dirs")
-        parent = self._parent_nodes(parent_tree)
-        pending: list[Node | Future[Node | None] | Future[list[Node | None]]] = []
+        parent = self._parent_listing(parent_tree)
+        pending: list[Pending] = []
         if not skip:
             try:
                 names = sorted(entry.name for entry in os.scandir(path))
@@ -304,10 +316,19 @@ class _Archiver:
                     pending.append(result)
             if batch.items:
                 pending.append(self._submit_batch(batch))
-        done = sorted(_flatten(pending), key=lambda n: n.name)
-        if parent_tree is not None and done == list(parent.values()):
+        done = _flatten(pending)
+        if (
+            parent_tree is not None
+            and len(done) == len(parent)
+            and all(type(entry) is _Kept for entry in done)
+        ):
             return parent_tree  # nothing changed in or below it: the parent's listing is this one
-        return self.repo.save_tree(done)
+        return self._save_tree(done)
+
+    def _save_tree(self, entries: list[Node | _Kept]) -> bytes:
+        # Kept entries become nodes only here, validated by from_json like any stored tree.
+        nodes = [Node.from_json(e.raw) if type(e) is _Kept else e for e in entries]
+        return self.repo.save_tree(nodes)  # type: ignore[arg-type]  # _Kept ruled out above
 
     # -- the whole backup -------------------------------------------------------------------
 
@@ -346,12 +367,12 @@ class _Archiver:
 
     def _tree_for(self, paths: list[str], prefix: bytes, parent_tree: bytes | None) -> bytes:
         """The tree of directory ``prefix``, holding only what leads to the backed-up paths."""
-        parent = self._parent_nodes(parent_tree)
+        parent = self._parent_listing(parent_tree)
         children: dict[bytes, list[str]] = {}
         for p in paths:
             rest = os.fsencode(p)[len(prefix) :].lstrip(b"/")
             children.setdefault(rest.split(b"/", 1)[0], []).append(p)
-        nodes: list[Node | Future[Node | None] | Future[list[Node | None]]] = []
+        nodes: list[Pending] = []
         for name, below in sorted(children.items()):
             here = os.path.join(prefix, name)
             if any(os.fsencode(p) == here for p in below):
@@ -365,10 +386,10 @@ class _Archiver:
                 result = self._intermediate(here, name, below, parent)
             if result is not None:
                 nodes.append(result)
-        return self.repo.save_tree(_flatten(nodes))
+        return self._save_tree(_flatten(nodes))
 
     def _intermediate(
-        self, path: bytes, name: bytes, paths: list[str], parent: dict[bytes, Node]
+        self, path: bytes, name: bytes, paths: list[str], parent: Listing
     ) -> Node | None:
         try:
             st = os.lstat(path)
@@ -379,22 +400,29 @@ class _Archiver:
             self._warn(f"{os.fsdecode(path)}: is not a directory")
             return None
         node = node_from_stat(name, st)
-        old = parent.get(name)
-        node.subtree = self._tree_for(
-            paths, path, old.subtree if old and old.type == "dir" else None
-        )
+        node.subtree = self._tree_for(paths, path, _subtree_of(parent.get(name)))
         return node
+
+
+class _Kept(NamedTuple):
+    """An entry unchanged since the parent snapshot, still as the parent stored it."""
+
+    raw: dict[str, Any]
+
+
+Listing = dict[bytes, dict[str, Any]]  # a parent directory's entries by name, as stored
+Pending = Node | _Kept | Future[Node | None] | Future[list[Node | None]]
 
 
 @dataclass
 class _Batch:
     """Small files of one directory waiting to go to a worker together."""
 
-    items: list[tuple[bytes, Node, Node | None]] = field(default_factory=list)
+    items: list[tuple[bytes, Node, bool]] = field(default_factory=list)
     size: int = 0
 
-    def add(self, path: bytes, node: Node, old: Node | None) -> None:
-        self.items.append((path, node, old))
+    def add(self, path: bytes, node: Node, was_file: bool) -> None:
+        self.items.append((path, node, was_file))
         self.size += node.size
 
     @property
@@ -402,8 +430,18 @@ class _Batch:
         return len(self.items) >= BATCH_FILES or self.size >= BATCH_BYTES
 
 
-def _flatten(pending: list[Node | Future[Node | None] | Future[list[Node | None]]]) -> list[Node]:
-    out: list[Node] = []
+def _subtree_of(old: dict[str, Any] | None) -> bytes | None:
+    """The parent's tree of a directory entry, to compare the directory's contents with."""
+    if old is None or old.get("type") != "dir":
+        return None
+    try:
+        return bytes.fromhex(old["subtree"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _flatten(pending: list[Pending]) -> list[Node | _Kept]:
+    out: list[Node | _Kept] = []
     for item in pending:
         result = item.result() if isinstance(item, Future) else item
         if isinstance(result, list):
