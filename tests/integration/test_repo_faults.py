@@ -300,13 +300,13 @@ def test_disk_full_during_backup_leaves_the_repository_intact(
         assert run("backup", "files", str(src / "small.txt"), "--repo", str(repo_path)).code == 0
         (src / "huge.bin").write_bytes(os.urandom(20 * 1024 * 1024))
         result = run("backup", "files", str(src), "--repo", str(repo_path))
-        assert result.code == 1
+        assert result.code == 1, result.err
         assert "no space left on device" in result.err
-        assert result.err.count("\n") == 1
+        assert result.err.count("\n") == 1, result.err
         check = run("check", "--read-data", "--repo", str(repo_path))
         assert check.code == 0, check.err + check.out
         assert len(json.loads(run("snapshots", "--repo", str(repo_path), "--json").out)) == 1
-        assert not list(repo_path.rglob(".tmp-*"))
+        assert not list(repo_path.rglob(".tmp-*")), sorted(repo_path.rglob("*"))
     finally:
         subprocess.run(["umount", str(mount)], check=True)
 
