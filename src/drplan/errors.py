@@ -12,7 +12,9 @@ The hierarchy::
     ├── RepositoryLockedError    exit 11  another process holds a conflicting lock
     ├── WrongPasswordError       exit 12  no key file opens with the password
     ├── IntegrityError           exit 13  data failed authentication or the repository is damaged
-    └── PartialBackupError       exit 14  the snapshot was saved, but some files could not be read
+    ├── PartialBackupError       exit 14  the snapshot was saved, but some files could not be read
+    ├── ReplicaMismatchError     exit 15  a copy target holds another repository (or foreign data)
+    └── IncompleteCopyError      exit 16  some locations got the snapshots, others failed (named)
 
 Codes are part of the command-line contract: scripts and monitoring depend on
 them, so a code never changes meaning. The table lives in docs/cli.md and a test
@@ -123,6 +125,18 @@ class PartialBackupError(DrplanError):
     exit_code = 14
 
 
+class ReplicaMismatchError(DrplanError):
+    """A copy's target holds a different repository, or objects that are not a repository."""
+
+    exit_code = 15
+
+
+class IncompleteCopyError(DrplanError):
+    """Snapshots reached some locations but not others; the message names the failures."""
+
+    exit_code = 16
+
+
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
 EXIT_CODES: dict[int, str] = {
     0: "success",
@@ -137,6 +151,8 @@ EXIT_CODES: dict[int, str] = {
     WrongPasswordError.exit_code: "wrong password: no key file of the repository opens with it",
     IntegrityError.exit_code: "damaged data: an object failed authentication, or check found errors",
     PartialBackupError.exit_code: "snapshot saved, but some files could not be read (they are listed)",
+    ReplicaMismatchError.exit_code: "the copy target holds a different repository: nothing was copied",
+    IncompleteCopyError.exit_code: "saved in some locations, but copying to others failed (they are named)",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
 }

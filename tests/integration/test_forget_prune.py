@@ -70,6 +70,7 @@ def test_forget_follows_the_plans_retention(
     plan["systems"]["web"]["paths"] = [str(src)]
     plan["jobs"]["web"]["retention"] = {"keep_last": 2}
     plan["locations"]["local"]["path"] = repo_dir
+    plan["jobs"]["web"]["locations"] = ["local"]
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(yaml.safe_dump(plan))
     for i in range(4):

@@ -36,6 +36,8 @@ COMMANDS = {
     "check": "drplan.cli.check_cmd:check_command",
     "forget": "drplan.cli.forget_cmd:forget_command",
     "prune": "drplan.cli.forget_cmd:prune_command",
+    "copy": "drplan.cli.copy_cmd:copy_command",
+    "locations": "drplan.cli.locations_cmd:locations_group",
 }
 
 

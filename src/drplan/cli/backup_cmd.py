@@ -6,19 +6,22 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options, storage_for
-from drplan.errors import DrplanError, PartialBackupError, UsageError
+from drplan.errors import DrplanError, IncompleteCopyError, PartialBackupError, UsageError
 from drplan.repo.repository import Repository
 from drplan.sources.files import BackupOptions, BackupResult, backup_files
 from drplan.sources.files.archiver import Progress as BackupProgress
 from drplan.sources.files.archiver import find_parent
 from drplan.sources.files.metadata import read_exclude_file
-from drplan.storage import StorageError
+
+if TYPE_CHECKING:
+    from drplan.locations.fanout import FanOut
 
 
 class _DefaultToJob(click.Group):
@@ -93,28 +96,50 @@ def _run(repo: Repository, options: BackupOptions) -> BackupResult:
         return backup_files(repo, options, progress)
 
 
-def _report(result: BackupResult, location: str, as_json: bool) -> None:
+def _report(
+    result: BackupResult, location: str, as_json: bool, spread: FanOut | None = None
+) -> None:
     snap = result.snapshot
     s = snap.summary
+    failed = dict(spread.failed) if spread else {}
     if as_json:
-        emit_json(
-            {
-                "snapshot": snap.id,
-                "location": location,
-                "time": snap.time.isoformat().replace("+00:00", "Z"),
-                "parent": snap.parent,
-                "paths": snap.paths,
-                "summary": {**vars(s), "errors": s.errors},
-            }
-        )
+        data: dict[str, Any] = {
+            "snapshot": snap.id,
+            "location": location,
+            "time": snap.time.isoformat().replace("+00:00", "Z"),
+            "parent": snap.parent,
+            "paths": snap.paths,
+            "summary": {**vars(s), "errors": s.errors},
+        }
+        if spread is not None:
+            data["copies"] = {n: o.as_dict() for n, o in spread.outcomes.items()}
+            data["caught_up"] = spread.caught_up
+        emit_json(data)
     else:
         click.echo(
             f"snapshot {snap.short_id} saved to {location}: {s.files_new} new, {s.files_changed} changed,"
             f" {s.files_unchanged} unchanged files in {s.dirs} directories; read {human_bytes(s.bytes_read)},"
             f" added {human_bytes(s.bytes_added)}, stored {human_bytes(s.bytes_stored)} in {s.duration_seconds:.1f}s"
         )
+        for name, outcome in (spread.outcomes if spread else {}).items():
+            if outcome.error is None:
+                click.echo(
+                    f"copied to {name}: {len(outcome.copied)} snapshot(s),"
+                    f" {human_bytes(outcome.bytes_copied)} sent, verified"
+                )
+        if spread and spread.caught_up:
+            click.echo(
+                f"caught up {spread.written}: {len(spread.caught_up)} snapshot(s) from others"
+            )
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
+        for error in failed.values():
+            click.echo(f"warning: {error}", err=True)
+    if failed:
+        raise IncompleteCopyError(
+            f"snapshot {snap.short_id} was saved to {location} but not to {', '.join(failed)}",
+            hint="see `drplan locations status`; the next backup copies what they miss",
+        )
     if result.warnings:
         raise PartialBackupError(
             f"snapshot {snap.short_id} was saved, but {len(result.warnings)} item(s) could not be backed up",
@@ -202,7 +227,11 @@ def job_command(
     settings: Settings, /, job_name: str, password_file: str | None, as_json: bool, **kwargs: Any
 ) -> None:
     """Run backup job JOB_NAME of the plan, to the first of its locations that can be reached."""
-    from drplan.plan.model import FilesSystem  # noqa: PLC0415 - see cli.COMMANDS
+    # Imported here: the plan schema is slow to import, and `backup files` does not need it.
+    from drplan.locations.copying import about_location  # noqa: PLC0415
+    from drplan.locations.fanout import LocationOutcome, fan_out  # noqa: PLC0415
+    from drplan.plan.model import FilesSystem  # noqa: PLC0415
+    from drplan.repo.retention import plan_policies  # noqa: PLC0415
 
     plan = settings.load().plan
     job = plan.jobs.get(job_name)
@@ -221,22 +250,34 @@ def job_command(
     if kwargs.get("compression_level") is None:
         kwargs["compression_level"] = job.compression_level
     options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
-    failures = []
+    unreachable: dict[str, str] = {}
     for name in job.locations:
+        spread = None
         try:
-            storage = storage_for(plan.locations[name])
-            with open_repo(
-                settings, None, password_file, operation=f"backup {job_name}", storage=storage
-            ) as repo:
-                result = _run(repo, options)
-        except (StorageError, DrplanError) as exc:
-            if isinstance(exc, UsageError | PartialBackupError):
+            with about_location(name):
+                storage = storage_for(plan.locations[name])
+                with open_repo(
+                    settings, None, password_file, operation=f"backup {job_name}", storage=storage
+                ) as repo:
+                    result = _run(repo, options)
+                    if job.replicate == "after-backup":
+                        others = {
+                            n: partial(storage_for, plan.locations[n])
+                            for n in job.locations
+                            if n != name and n not in unreachable
+                        }
+                        spread = fan_out(name, repo, others, job_name, partial(plan_policies, plan))
+        except DrplanError as exc:
+            if isinstance(exc, UsageError):
                 raise
-            failures.append(f"{name}: {exc.message}")
+            unreachable[name] = exc.message
             continue
-        _report(result, f"{name} ({repo.storage.url})", as_json)
+        if spread is not None:
+            for failed, message in unreachable.items():
+                spread.outcomes[failed] = LocationOutcome(error=message)
+        _report(result, f"{name} ({repo.storage.url})", as_json, spread)
         return
     raise DrplanError(
-        f"job {job_name}: no location could be written: {'; '.join(failures)}",
-        hint="check the locations with `drplan repo init` / the storage",
+        f"job {job_name}: no location could be written: {'; '.join(unreachable.values())}",
+        hint="check the locations with `drplan locations status`",
     )

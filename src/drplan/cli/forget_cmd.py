@@ -14,8 +14,7 @@ from drplan.errors import UsageError
 from drplan.plan.durations import parse_duration
 from drplan.repo.prune import plan_prune, run_prune
 from drplan.repo.repository import SNAPSHOT_PREFIX, Repository
-from drplan.repo.retention import Decision, Policy, apply_policy, group_key
-from drplan.repo.snapshot import Snapshot
+from drplan.repo.retention import Decision, Policy, decide, plan_policies
 
 GROUPINGS = ("host", "paths", "tags", "job")
 
@@ -29,9 +28,7 @@ def _duration(_: click.Context, __: click.Parameter, value: str | None) -> timed
         raise click.BadParameter(str(exc)) from None
 
 
-def _policies(
-    settings: Settings, repo_ref: str | None, flags: Policy, snapshots: list[Snapshot]
-) -> dict[str | None, Policy]:
+def _policies(settings: Settings, repo_ref: str | None, flags: Policy) -> dict[str | None, Policy]:
     """The policy per job: the flags when given, else the plan's retention for each job."""
     if not flags.empty:
         return defaultdict(lambda: flags)
@@ -41,24 +38,7 @@ def _policies(
             "no retention given",
             hint="pass --keep-* flags, or run with a plan whose jobs set retention",
         )
-    location = plan.locations.get(repo_ref or "")
-    policies: dict[str | None, Policy] = defaultdict(Policy)  # no job, no policy: kept
-    for name, job in plan.jobs.items():
-        retention = (
-            location.retention if location and location.retention else None
-        ) or job.retention
-        if retention is not None:
-            policies[name] = Policy.from_plan(retention)
-    return policies
-
-
-def decide(
-    snapshots: list[Snapshot], policies: dict[str | None, Policy], by: tuple[str, ...]
-) -> list[Decision]:
-    groups: dict[tuple[object, ...], list[Snapshot]] = defaultdict(list)
-    for s in snapshots:
-        groups[(s.job, *group_key(s, by))].append(s)
-    return [d for key, members in groups.items() for d in apply_policy(members, policies[key[0]])]  # type: ignore[index]
+    return plan_policies(plan, repo_ref)
 
 
 @click.command("forget")
@@ -133,7 +113,7 @@ def forget_command(
         index=then_prune and not dry_run,
     ) as repo:
         snapshots = [s for s in repo.snapshots() if host is None or s.host == host]
-        decisions = decide(snapshots, _policies(settings, repo_ref, flags, snapshots), by)
+        decisions = decide(snapshots, _policies(settings, repo_ref, flags), by)
         if not dry_run:
             for d in decisions:
                 if not d.keep:

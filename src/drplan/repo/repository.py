@@ -128,8 +128,12 @@ class Repository:
 
     # -- objects ----------------------------------------------------------------------------
 
+    def seal(self, kind: str, body: bytes) -> bytes:
+        """An object's stored bytes; its name is ``object_id`` of them."""
+        return seal_object(self.key, self.cipher, kind, body, self.config.compression_level)
+
     def save_object(self, kind: str, prefix: str, body: bytes) -> str:
-        data = seal_object(self.key, self.cipher, kind, body, self.config.compression_level)
+        data = self.seal(kind, body)
         name = object_id(data)
         self.storage.write(prefix + name, data)
         return name

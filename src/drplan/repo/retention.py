@@ -16,12 +16,13 @@ ever forgotten without a rule saying so.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from drplan.plan.durations import format_duration
-from drplan.plan.model import Retention
+from drplan.plan.model import Plan, Retention
 from drplan.repo.snapshot import Snapshot
 
 Bucket = Callable[[datetime], tuple[int, ...]]
@@ -120,3 +121,30 @@ def group_key(snapshot: Snapshot, by: tuple[str, ...]) -> tuple[object, ...]:
         "job": snapshot.job,
     }
     return tuple(values[k] for k in by)
+
+
+def plan_policies(plan: Plan, location: str | None) -> dict[str | None, Policy]:
+    """The policy for each job's snapshots in ``location``: the location's own retention
+    when it has one, else the job's. Snapshots of no job (or a job without retention)
+    get the empty policy: kept."""
+    where = plan.locations.get(location or "")
+    policies: dict[str | None, Policy] = defaultdict(Policy)
+    for name, job in plan.jobs.items():
+        retention = (where.retention if where and where.retention else None) or job.retention
+        if retention is not None:
+            policies[name] = Policy.from_plan(retention)
+    return policies
+
+
+def decide(
+    snapshots: Iterable[Snapshot], policies: dict[str | None, Policy], by: tuple[str, ...]
+) -> list[Decision]:
+    """Decisions for every snapshot: grouped by job and ``by``, each group with its job's policy."""
+    groups: dict[tuple[object, ...], list[Snapshot]] = defaultdict(list)
+    for s in snapshots:
+        groups[(s.job, *group_key(s, by))].append(s)
+    return [
+        d
+        for (job, *_), members in groups.items()
+        for d in apply_policy(members, policies[job])  # type: ignore[index]
+    ]

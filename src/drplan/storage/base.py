@@ -49,6 +49,12 @@ class Storage(Protocol):
         """Remove the object; NotFound if absent."""
         ...
 
+    def verify(self, name: str, data: bytes) -> None:
+        """Check that the stored object holds exactly ``data``: read back, or where reading is
+        not possible (an archive storage class), the checksum the service computed on
+        receipt. Raises IntegrityError when it differs, NotFound when it is absent."""
+        ...
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose names start with ``prefix`` (e.g. ``snapshots/``), in no set order."""
         ...

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from drplan.errors import IntegrityError
 from drplan.storage.base import NotFound, ObjectInfo, StorageError, TransientError
 
 TEMP_PREFIX = ".tmp-"
@@ -43,6 +44,10 @@ class LocalStorage:
             raise NotFound(f"{self.url}: object {name} does not exist") from None
         except OSError as exc:
             raise _translate(exc, self.url, name) from None
+
+    def verify(self, name: str, data: bytes) -> None:
+        if self.read(name) != data:
+            raise IntegrityError(f"{self.url}: object {name} does not hold what was written")
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)

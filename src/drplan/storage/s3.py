@@ -22,8 +22,10 @@ and the object, never a credential.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
+import hashlib
 import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,7 +45,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from drplan.errors import UsageError
+from drplan.errors import IntegrityError, UsageError
 from drplan.storage.base import NotFound, ObjectInfo, StorageError, TransientError
 from drplan.storage.registry import redact
 
@@ -59,6 +61,8 @@ MAX_ATTEMPTS = 8  # per request, first try included
 CONNECT_TIMEOUT = 10.0  # seconds
 READ_TIMEOUT = 60.0  # seconds
 DATA_PREFIX = "data/"  # the only objects that take a non-STANDARD storage class
+# Storage classes whose objects cannot be read until thawed (RestoreObject).
+COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 # Lock objects are rewritten every few minutes and deleted at the end: retention would
 # only pile up versions of them. Everything else is data worth protecting.
 UNLOCKED_PREFIX = "locks/"
@@ -203,6 +207,9 @@ class S3Storage:
             extra["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
         try:
             if len(data) < self._multipart.multipart_threshold:
+                if self.is_cold(name):  # the service checks it: verify cannot read it back
+                    md5 = hashlib.md5(data, usedforsecurity=False).digest()
+                    extra["ContentMD5"] = base64.b64encode(md5).decode()
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
             else:  # parts in parallel; a failed upload is aborted, so nothing partial shows
                 self.client.upload_fileobj(
@@ -210,6 +217,43 @@ class S3Storage:
                 )
         except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, "writing", name) from None
+
+    def verify(self, name: str, data: bytes) -> None:
+        if not self.is_cold(name):
+            if self.read(name) != data:
+                raise IntegrityError(f"{self.url}: object {name} does not hold what was written")
+            return
+        # An archived object cannot be read back: compare the MD5 the service computed on
+        # receipt (its ETag, unless SSE-KMS, where the Content-MD5 sent with the PUT was
+        # already checked by the service).
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "verifying", name) from None
+        if head["ContentLength"] != len(data):
+            raise IntegrityError(
+                f"{self.url}: object {name} has {head['ContentLength']} bytes, {len(data)} were sent"
+            )
+        if head.get("ServerSideEncryption") == "aws:kms":
+            return
+        if head.get("ETag", "").strip('"') != self._etag(data):
+            raise IntegrityError(f"{self.url}: object {name} does not hold what was written")
+
+    def is_cold(self, name: str) -> bool:
+        """Whether the object is written in an archive class (so reading it needs a thaw)."""
+        return name.startswith(DATA_PREFIX) and self.storage_class in COLD_CLASSES
+
+    def _etag(self, data: bytes) -> str:
+        """The ETag S3 gives an object uploaded by ``write``: MD5, or MD5 of part MD5s."""
+        if len(data) < self._multipart.multipart_threshold:
+            return hashlib.md5(data, usedforsecurity=False).hexdigest()
+        size = self._multipart.multipart_chunksize
+        parts = [
+            hashlib.md5(data[i : i + size], usedforsecurity=False).digest()
+            for i in range(0, len(data), size)
+        ]
+        joined = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
+        return f"{joined}-{len(parts)}"
 
     def delete(self, name: str) -> None:
         self.stat(name)  # DeleteObject succeeds on a missing key; the contract says NotFound

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from drplan.errors import IntegrityError
 from drplan.storage import NotFound, ObjectInfo, Storage, StorageError
 from drplan.storage.local import LocalStorage
 from drplan.storage.s3 import MIN_PART_SIZE, S3Storage
@@ -82,6 +83,16 @@ def test_a_missing_object_is_not_found_for_read_stat_and_delete(backend: Backend
             operation()
         assert PACK in str(info.value)
         assert isinstance(info.value, StorageError)
+
+
+def test_verify_accepts_what_was_written_and_rejects_anything_else(backend: Backend) -> None:
+    storage = backend.storage
+    storage.write(PACK, blob(1000))
+    storage.verify(PACK, blob(1000))
+    with pytest.raises(IntegrityError, match="does not hold what was written"):
+        storage.verify(PACK, blob(1000, seed=2))
+    with pytest.raises(NotFound):
+        storage.verify(OTHER_PACK, blob(10))
 
 
 def test_delete_removes_the_object(backend: Backend) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from drplan.errors import UsageError
+from drplan.errors import IntegrityError, UsageError
 from drplan.storage import NotFound, StorageError, TransientError, open_storage
 from drplan.storage.s3 import MIN_PART_SIZE, S3Storage
 from tests.fixtures.seaweedfs import SeaweedFS, running_seaweedfs, weed_binary
@@ -95,6 +95,28 @@ def test_storage_class_applies_to_packs_only(s3_bucket: S3Storage, seaweedfs: Se
         "index/i1": "STANDARD",
         "snapshots/s1": "STANDARD",
     }
+
+
+def test_packs_in_an_archive_class_are_verified_by_checksum_not_read_back(
+    s3_bucket: S3Storage, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = seaweedfs.storage(
+        s3_bucket.bucket, storage_class="GLACIER", multipart_threshold=MIN_PART_SIZE
+    )
+    storage.write(PACK, blob(1000))
+    storage.write(FAR_PACK, blob(LARGE))  # in parts: the ETag is the MD5 of the part MD5s
+    assert _head(storage, seaweedfs, PACK).get("StorageClass") == "GLACIER"
+
+    def no_reads(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("an archived object was read back")
+
+    monkeypatch.setattr(storage, "read", no_reads)
+    storage.verify(PACK, blob(1000))
+    storage.verify(FAR_PACK, blob(LARGE))
+    with pytest.raises(IntegrityError, match="does not hold what was written"):
+        storage.verify(PACK, blob(1000, seed=2))
+    with pytest.raises(IntegrityError, match="bytes"):
+        storage.verify(FAR_PACK, blob(LARGE - 1))
 
 
 def test_server_side_encryption_is_requested_on_every_write(

@@ -197,6 +197,9 @@ class Job(PlanModel):
     """What to keep; WAL is kept as long as a base backup needs it."""
     locations: list[Name] = Field(min_length=1)
     """Where its snapshots go: written to the first reachable, copied to the others."""
+    replicate: Literal["after-backup", "manual"] = "after-backup"
+    """When snapshots reach the other locations: right after each backup (`after-backup`),
+    or only when `drplan copy` runs (`manual`)."""
     data_classes: list[Name] | None = None
     """The data classes it covers; defaults to all of its system's."""
     timeout: Duration | None = None

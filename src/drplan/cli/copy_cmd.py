@@ -1,0 +1,70 @@
+"""``drplan copy --from LOCATION --to LOCATION [SNAPSHOT...]``: replicate snapshots between locations."""
+
+from __future__ import annotations
+
+import click
+
+from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.repo_access import location_is_name, open_repo, plan_or_none, resolve_storage
+from drplan.locations.copying import about_location, copy_to
+from drplan.repo.retention import plan_policies
+
+
+def _name(ref: str) -> str | None:
+    return ref if location_is_name(ref) else None
+
+
+@click.command("copy")
+@click.option("--from", "source_ref", required=True, metavar="LOCATION", help="Copy from here.")
+@click.option("--to", "target_ref", required=True, metavar="LOCATION", help="Copy to here.")
+@click.argument("snapshot_refs", nargs=-1, metavar="[SNAPSHOT]...")
+@click.option("--job", help="Only snapshots of this job.")
+@click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_settings
+def copy_command(
+    settings: Settings,
+    /,
+    source_ref: str,
+    target_ref: str,
+    snapshot_refs: tuple[str, ...],
+    job: str | None,
+    password_file: str | None,
+    as_json: bool,
+) -> None:
+    """Copy snapshots from one location to another: all of them, or those named.
+
+    An empty target becomes a replica of the source repository. Only what the target
+    lacks is sent, and every object is verified there before the snapshot that needs
+    it appears. Without SNAPSHOT arguments, snapshots that the target's retention in
+    the plan would not keep are not sent.
+    """
+    with (
+        about_location(_name(source_ref)),
+        open_repo(settings, source_ref, password_file, operation="copy") as source,
+    ):
+        if snapshot_refs:
+            snapshots = [source.find_snapshot(ref) for ref in snapshot_refs]
+        else:
+            snapshots = [s for s in source.snapshots() if job is None or s.job == job]
+        plan = None if snapshot_refs else plan_or_none(settings)
+        policies = plan_policies(plan, target_ref) if plan else None
+        with about_location(_name(target_ref)):
+            target = resolve_storage(settings, target_ref)
+            result = copy_to(source, target, snapshots, policies=policies)
+    if as_json:
+        emit_json({"from": source.storage.url, "to": target.url, **result.as_dict()})
+        return
+    if result.created:
+        click.echo(f"{target.url}: created as a replica of {source.storage.url}")
+    click.echo(
+        f"copied {len(result.copied)} snapshot(s) to {target.url}"
+        f" ({len(result.already)} already there): {result.packs_copied} pack(s),"
+        f" {human_bytes(result.bytes_copied)} sent, {result.packs_reused} reused from an"
+        " interrupted copy; every object verified on the target"
+    )
+    for snapshot_id in result.vanished:
+        click.echo(
+            f"warning: snapshot {snapshot_id[:8]} was deleted from the source during the copy",
+            err=True,
+        )

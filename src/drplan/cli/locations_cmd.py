@@ -1,0 +1,128 @@
+"""``drplan locations status``: every location of the plan, reachable or not, and how far behind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
+from drplan.cli.repo_access import password, storage_for
+from drplan.errors import DrplanError, RepositoryNotFoundError, WrongPasswordError
+from drplan.repo.repository import Repository
+
+if TYPE_CHECKING:
+    from drplan.locations.status import LocationState
+    from drplan.plan.model import Location, Plan
+
+
+@click.group("locations")
+def locations_group() -> None:
+    """The plan's locations: primary, secondary, cloud and archive copies."""
+
+
+def _reference(plan: Plan, settings: Settings, password_file: str | None) -> Repository:
+    """The first location that opens: it supplies the key to recognise the others."""
+    problems = []
+    secret = password(settings, password_file)
+    for name, location in plan.locations.items():
+        try:
+            return Repository.open(storage_for(location), secret)
+        except WrongPasswordError:
+            raise  # the same keys everywhere: wrong here is wrong everywhere
+        except DrplanError as exc:
+            problems.append(f"{name}: {exc.message}")
+    raise RepositoryNotFoundError(
+        f"no location of the plan holds a repository that opens ({'; '.join(problems)})",
+        hint="create one with `drplan repo init LOCATION`, then `drplan copy` to the others",
+    )
+
+
+def _protection(location: Location) -> dict[str, Any]:
+    lock = getattr(location, "immutability", None)
+    return {
+        "role": location.role.value,
+        "kind": location.kind,
+        "offsite": location.is_offsite,
+        "storage_class": getattr(location, "storage_class", None),
+        "immutability": f"{lock.mode} {lock.days}d" if lock else None,
+    }
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def _as_dict(state: LocationState, location: Location) -> dict[str, Any]:
+    return {
+        "location": state.name,
+        "url": state.url,
+        "state": state.state,
+        "healthy": state.healthy,
+        "error": state.error,
+        **_protection(location),
+        "snapshots": state.snapshots,
+        "free_bytes": state.free_bytes,
+        "jobs": {
+            job: {
+                "snapshots": lag.snapshots,
+                "newest": lag.newest.isoformat().replace("+00:00", "Z") if lag.newest else None,
+                "missing": lag.missing,
+                "lag_seconds": _seconds(lag.lag),
+                "bytes_behind": lag.bytes_behind,
+            }
+            for job, lag in state.jobs.items()
+        },
+    }
+
+
+def _lag_text(state: LocationState) -> str:
+    parts = []
+    for job, lag in state.jobs.items():
+        if lag.newest is None:
+            parts.append(f"{job}: none yet")
+        elif lag.missing:
+            behind = "?" if lag.bytes_behind is None else human_bytes(lag.bytes_behind)
+            parts.append(f"{job}: {lag.missing} behind ({lag.lag}, {behind})")
+        else:
+            parts.append(f"{job}: current")
+    return "; ".join(parts) or "-"
+
+
+@locations_group.command("status")
+@click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (durations in seconds).")
+@pass_settings
+def status_command(settings: Settings, /, password_file: str | None, as_json: bool) -> None:
+    """Per location: reachable, repository, snapshots, replication lag, free space, protection."""
+    from drplan.locations.status import locations_status  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.repo.retention import plan_policies  # noqa: PLC0415
+
+    plan = settings.load().plan
+    reference = _reference(plan, settings, password_file)
+    reach = {name: partial(storage_for, loc) for name, loc in plan.locations.items()}
+    jobs = {name: list(job.locations) for name, job in plan.jobs.items()}
+    states = locations_status(reference, reach, jobs, partial(plan_policies, plan))
+    if as_json:
+        emit_json([_as_dict(s, plan.locations[s.name]) for s in states])
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table("location", "role", "state", "snapshots", "jobs", "free", "protection")
+    for s in states:
+        info = _protection(plan.locations[s.name])
+        protection = ", ".join(
+            p for p in (info["immutability"], info["storage_class"]) if p and p != "STANDARD"
+        )
+        table.add_row(
+            f"{s.name}\n{s.url}",
+            info["role"],
+            s.state + (f"\n{s.error}" if s.error else ""),
+            str(s.snapshots),
+            _lag_text(s),
+            "-" if s.free_bytes is None else human_bytes(s.free_bytes),
+            protection or "-",
+        )
+    console().print(table)

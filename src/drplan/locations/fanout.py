@@ -1,0 +1,86 @@
+"""After a job's backup: its snapshots reach every other location of the job.
+
+The backup wrote to the first location that could be reached. Each other
+location then receives the job's snapshots it lacks (those its retention keeps),
+and the written location receives any snapshot of the job that only another
+location holds: the backups taken while it was down. So a location that was
+unreachable catches up at the first backup after it returns, and a failure to
+reach one location never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from drplan.errors import DrplanError
+from drplan.locations.copying import about_location, copy_to, worth_copying
+from drplan.repo.locks import RepositoryLock
+from drplan.repo.replication import copy_snapshots, open_replica
+from drplan.repo.repository import Repository
+from drplan.repo.retention import Policy
+from drplan.storage import Storage
+
+
+@dataclass
+class LocationOutcome:
+    copied: list[str] = field(default_factory=list)  # snapshot ids sent there
+    bytes_copied: int = 0
+    error: str | None = None  # why the location did not get them
+
+    def as_dict(self) -> dict[str, object]:
+        return {"copied": self.copied, "bytes_copied": self.bytes_copied, "error": self.error}
+
+
+@dataclass
+class FanOut:
+    written: str  # the location the backup went to
+    outcomes: dict[str, LocationOutcome] = field(default_factory=dict)
+    caught_up: list[str] = field(default_factory=list)  # snapshots brought back to `written`
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {name: o.error for name, o in self.outcomes.items() if o.error is not None}
+
+
+def fan_out(
+    written: str,
+    source: Repository,
+    others: Mapping[str, Callable[[], Storage]],
+    job: str,
+    policies: Callable[[str], dict[str | None, Policy]],
+    report: Callable[[str], None] = lambda _: None,
+) -> FanOut:
+    """Copy job ``job``'s snapshots from ``source`` (location ``written``, locked by the
+    caller) to each location of ``others`` (name -> how to reach it), and back."""
+    outcome = FanOut(written)
+    mine = [s for s in source.snapshots() if s.job == job]
+    for name, reach in others.items():
+        result = outcome.outcomes[name] = LocationOutcome()
+        try:
+            with about_location(name):
+                storage = reach()
+                copied = copy_to(source, storage, mine, policies=policies(name), report=report)
+                result.copied, result.bytes_copied = copied.copied, copied.bytes_copied
+                outcome.caught_up += _catch_up(source, storage, job, policies(written))
+        except DrplanError as exc:
+            result.error = exc.message
+            report(f"{name}: {exc.message}")
+    return outcome
+
+
+def _catch_up(
+    source: Repository, storage: Storage, job: str, policies: dict[str | None, Policy]
+) -> list[str]:
+    """Bring the job's snapshots that only ``storage`` holds back to ``source``."""
+    other, _ = open_replica(source, storage, create=False)
+    with RepositoryLock(other, exclusive=False, operation="copy"):
+        have = {s.id for s in source.snapshots()}
+        missing = [s for s in other.snapshots() if s.job == job and s.id not in have]
+        if not missing:
+            return []
+        missing = worth_copying(missing, [s for s in source.snapshots() if s.job == job], policies)
+        if not missing:
+            return []
+        other.load_index()
+        return copy_snapshots(other, source, missing).copied

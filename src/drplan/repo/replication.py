@@ -1,0 +1,252 @@
+"""Replicas: one repository in many locations, and copying snapshots between them.
+
+Every location of a plan holds a replica of the same repository: the same config
+(id, chunker parameters, cipher) and the same key files, hence the same master key.
+Objects are sealed once and move between replicas as they are: a pack keeps its
+name (the BLAKE3 of its bytes), a snapshot its id. What differs per location is
+which snapshots it holds (each location has its own retention), and so which packs
+and index objects.
+
+A copy writes in the order every writer follows: packs, then an index naming them,
+then the snapshot objects; each object is verified on the target (read back, or by
+the checksum the service computed where an archive class cannot be read) before
+anything that refers to it is written. A copy cut short leaves packs without an
+index: the next copy finds them, checks them against the source and reuses them,
+and prune removes any that no copy comes back for. A snapshot is visible on the
+target only when everything it references is durable and verified there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from drplan.errors import IntegrityError, ReplicaMismatchError
+from drplan.repo.config import RepoConfig
+from drplan.repo.crypto import object_id
+from drplan.repo.index import IndexFile, PackInfo
+from drplan.repo.keys import KEY_PREFIX
+from drplan.repo.objects import open_object
+from drplan.repo.repository import (
+    CONFIG,
+    DATA_PREFIX,
+    INDEX_PREFIX,
+    SNAPSHOT_PREFIX,
+    Repository,
+    pack_name,
+)
+from drplan.repo.snapshot import Snapshot
+from drplan.storage import NotFound, Storage
+
+COPY_WORKERS = 4  # packs in flight: hides S3 latency; each holds one pack in memory
+INDEX_EVERY = 64  # packs per index object written during a copy, so a resume skips them
+
+
+@dataclass
+class CopyResult:
+    created: bool = False  # the target was empty and is now a replica
+    copied: list[str] = field(default_factory=list)  # snapshot ids now on the target
+    already: list[str] = field(default_factory=list)  # wanted, and on the target before
+    vanished: list[str] = field(default_factory=list)  # deleted from the source meanwhile
+    packs_copied: int = 0
+    packs_reused: int = 0  # left on the target by an interrupted copy, verified and kept
+    bytes_copied: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "created": self.created,
+            "copied": self.copied,
+            "already_present": self.already,
+            "vanished": self.vanished,
+            "packs_copied": self.packs_copied,
+            "packs_reused": self.packs_reused,
+            "bytes_copied": self.bytes_copied,
+        }
+
+
+def put_verified(storage: Storage, name: str, data: bytes) -> None:
+    """Write an object and confirm the location holds exactly those bytes."""
+    storage.write(name, data)
+    storage.verify(name, data)
+
+
+def same_repository(source: Repository, target: Storage) -> bool | None:
+    """Whether ``target`` holds a replica of ``source``: None when it holds no repository."""
+    try:
+        sealed = target.read(CONFIG)
+    except NotFound:
+        return None
+    try:
+        body = open_object(source.key, source.cipher, "config", sealed, "config")
+    except IntegrityError:
+        return False  # another master key: another repository
+    return RepoConfig.from_json(body).id == source.config.id
+
+
+def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[Repository, bool]:
+    """``target`` as a replica of ``source``, and whether it was created just now.
+
+    An empty target becomes a replica (key files first, the config last, as ``repo
+    init`` writes them) when ``create`` is set; a target holding another repository,
+    or objects but no config, is refused.
+    """
+    where = target.url
+    match same_repository(source, target):
+        case True:
+            return Repository(target, source.config, source.key, source.key_id), False
+        case False:
+            raise ReplicaMismatchError(
+                f"{where} holds a different repository (it does not open with this one's key)",
+                hint="copy to an empty location, or to a replica of this repository",
+            )
+    foreign = [
+        info.name
+        for prefix in (DATA_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX)
+        for info in target.list(prefix)
+    ]
+    if foreign:
+        raise ReplicaMismatchError(
+            f"{where} holds {len(foreign)} repository objects (e.g. {foreign[0]}) but no config",
+            hint="it is not a replica of this repository; copy to an empty location",
+        )
+    if not create:
+        raise ReplicaMismatchError(
+            f"{where} holds no repository", hint="copy to it first, or run `drplan repo init`"
+        )
+    for info in source.storage.list(KEY_PREFIX):
+        put_verified(target, info.name, source.storage.read(info.name))
+    put_verified(target, CONFIG, source.storage.read(CONFIG))
+    return Repository(target, source.config, source.key, source.key_id), True
+
+
+def target_snapshot_ids(target: Repository) -> set[str]:
+    return {
+        info.name.removeprefix(SNAPSHOT_PREFIX) for info in target.storage.list(SNAPSHOT_PREFIX)
+    }
+
+
+def blobs_of(repo: Repository, snapshots: Iterable[Snapshot]) -> set[bytes]:
+    """Every blob (trees and contents) the snapshots need."""
+    needed: set[bytes] = set()
+    for snapshot in snapshots:
+        stack = [snapshot.tree]
+        while stack:
+            tree_id = stack.pop()
+            if tree_id in needed:
+                continue
+            needed.add(tree_id)
+            for node in repo.load_tree(tree_id):
+                needed.update(node.content)
+                if node.subtree is not None:
+                    stack.append(node.subtree)
+    return needed
+
+
+def packs_to_copy(
+    source: Repository, target: Repository, snapshots: list[Snapshot]
+) -> list[PackInfo]:
+    """The source packs holding blobs the snapshots need and the target lacks."""
+    packs: dict[str, PackInfo] = {}
+    for blob_id in blobs_of(source, snapshots):
+        if blob_id in target.index.blobs:
+            continue
+        where = source.index.lookup(blob_id)
+        if where is None:
+            raise IntegrityError(
+                f"{source.storage.url}: blob {blob_id.hex()[:16]} is not in the index",
+                hint=f"run `drplan check --repo {source.storage.url}`",
+            )
+        packs[where.pack.id] = where.pack
+    return sorted(packs.values(), key=lambda p: p.id)
+
+
+class _Copier:
+    def __init__(
+        self, source: Repository, target: Repository, report: Callable[[str], None]
+    ) -> None:
+        self.source, self.target, self.report = source, target, report
+        self.result = CopyResult()
+        self._lock = threading.Lock()
+        self._indexed: list[PackInfo] = []
+
+    def copy_packs(self, packs: list[PackInfo]) -> None:
+        stored = {info.name: info.size for info in self.target.storage.list(DATA_PREFIX)}
+        with ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="drplan-copy") as pool:
+            for done in pool.map(lambda p: self._copy_pack(p, stored), packs):
+                self._indexed.append(done)
+                if len(self._indexed) >= INDEX_EVERY:
+                    self.write_index()
+        self.write_index()
+
+    def _copy_pack(self, pack: PackInfo, stored: dict[str, int]) -> PackInfo:
+        name = pack_name(pack.id)
+        data = self.source.storage.read(name)
+        if object_id(data) != pack.id:
+            raise IntegrityError(
+                f"{self.source.storage.url}: pack {pack.id[:16]} is damaged; not copied",
+                hint=f"run `drplan check --repo {self.source.storage.url}`",
+            )
+        if stored.get(name) == len(data):
+            try:
+                self.target.storage.verify(name, data)
+            except (IntegrityError, NotFound):
+                pass  # damaged or gone since the listing: write it again
+            else:
+                with self._lock:
+                    self.result.packs_reused += 1
+                return pack
+        put_verified(self.target.storage, name, data)
+        with self._lock:
+            self.result.packs_copied += 1
+            self.result.bytes_copied += len(data)
+        self.report(f"copied pack {pack.id[:16]} ({len(data)} bytes)")
+        return pack
+
+    def write_index(self) -> None:
+        if not self._indexed:
+            return
+        body = IndexFile(self._indexed).encode()
+        data = self.target.seal("index", body)
+        put_verified(self.target.storage, INDEX_PREFIX + object_id(data), data)
+        for pack in self._indexed:
+            self.target.index.add_pack(pack)
+        self._indexed = []
+
+    def copy_snapshot(self, snapshot: Snapshot) -> None:
+        name = SNAPSHOT_PREFIX + snapshot.id
+        try:
+            data = self.source.storage.read(name)
+        except NotFound:
+            self.result.vanished.append(snapshot.id)
+            self.report(f"snapshot {snapshot.short_id} was deleted from the source; skipped")
+            return
+        if object_id(data) != snapshot.id:
+            raise IntegrityError(
+                f"{self.source.storage.url}: snapshot {snapshot.short_id} is damaged"
+            )
+        put_verified(self.target.storage, name, data)
+        self.result.copied.append(snapshot.id)
+        self.report(f"snapshot {snapshot.short_id} copied")
+
+
+def copy_snapshots(
+    source: Repository,
+    target: Repository,
+    snapshots: list[Snapshot],
+    report: Callable[[str], None] = lambda _: None,
+) -> CopyResult:
+    """Copy ``snapshots`` from ``source`` to the replica ``target`` (both locked by the caller).
+
+    Both indexes must be loaded. Snapshots the target has are left alone.
+    """
+    copier = _Copier(source, target, report)
+    present = target_snapshot_ids(target)
+    todo = [s for s in snapshots if s.id not in present]
+    copier.result.already = [s.id for s in snapshots if s.id in present]
+    if todo:
+        copier.copy_packs(packs_to_copy(source, target, todo))
+        for snapshot in sorted(todo, key=lambda s: (s.time, s.id)):
+            copier.copy_snapshot(snapshot)
+    return copier.result
