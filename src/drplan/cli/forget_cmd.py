@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import click
 
+from drplan import clock
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, plan_or_none, repo_options
 from drplan.clock import rfc3339
 from drplan.errors import UsageError
 from drplan.plan.durations import parse_duration
+from drplan.repo.immutability import locks_of, renew_locks
 from drplan.repo.prune import plan_prune, run_prune
 from drplan.repo.repository import SNAPSHOT_PREFIX, Repository
 from drplan.repo.retention import Decision, Policy, decide, plan_policies
@@ -114,16 +116,31 @@ def forget_command(
     ) as repo:
         snapshots = [s for s in repo.snapshots() if host is None or s.host == host]
         decisions = decide(snapshots, _policies(settings, repo_ref, flags), by)
+        now = clock.now()
+        _keep_locked(repo, decisions, now)
+        renewed = 0
         if not dry_run:
             for d in decisions:
                 if not d.keep:
                     repo.storage.delete(SNAPSHOT_PREFIX + d.snapshot.id)
-        _report(decisions, dry_run, as_json)
+            if repo.storage.lock_days:
+                repo.load_index()
+                kept = [d.snapshot for d in decisions if d.keep]
+                renewed = renew_locks(repo, kept, repo.storage.lock_days, now)
+        _report(decisions, dry_run, as_json, renewed)
         if then_prune and not dry_run:
             _prune(repo, dry_run=False, as_json=as_json)
 
 
-def _report(decisions: list[Decision], dry_run: bool, as_json: bool) -> None:
+def _keep_locked(repo: Repository, decisions: list[Decision], now: datetime) -> None:
+    """A snapshot whose object is still locked stays: deleting it would only hide it."""
+    doomed = {SNAPSHOT_PREFIX + d.snapshot.id: d for d in decisions if not d.keep}
+    for name, until in locks_of(repo.storage, doomed, now).items():
+        doomed[name].keep = True
+        doomed[name].reasons.append(f"locked until {rfc3339(until)}")
+
+
+def _report(decisions: list[Decision], dry_run: bool, as_json: bool, renewed: int = 0) -> None:
     if as_json:
         emit_json(
             {
@@ -138,6 +155,7 @@ def _report(decisions: list[Decision], dry_run: bool, as_json: bool) -> None:
                     }
                     for d in decisions
                 ],
+                "locks_renewed": renewed,
             }
         )
         return
@@ -149,6 +167,8 @@ def _report(decisions: list[Decision], dry_run: bool, as_json: bool) -> None:
         )
     gone = sum(1 for d in decisions if not d.keep)
     click.echo(f"{len(decisions) - gone} kept, {gone} {'to remove' if dry_run else 'removed'}")
+    if renewed:
+        click.echo(f"renewed the Object Lock of {renewed} object(s) the kept snapshots need")
 
 
 def _prune(repo: Repository, dry_run: bool, as_json: bool) -> None:
@@ -161,6 +181,7 @@ def _prune(repo: Repository, dry_run: bool, as_json: bool) -> None:
                 f"would delete {len(plan.packs_delete)} packs and repack {len(plan.packs_repack)};"
                 f" {human_bytes(plan.bytes_unused)} of {human_bytes(plan.bytes_total)} unused"
             )
+            _report_locked(plan.locked)
         return
     result = run_prune(repo, plan)
     if as_json:
@@ -176,6 +197,16 @@ def _prune(repo: Repository, dry_run: bool, as_json: bool) -> None:
         click.echo(
             f"pruned: deleted {len(plan.packs_delete)} packs, repacked {len(plan.packs_repack)}"
             f" into {result.new_packs}, freed {human_bytes(result.bytes_freed)}"
+        )
+    _report_locked(plan.locked)
+
+
+def _report_locked(locked: dict[str, datetime]) -> None:
+    if locked:
+        click.echo(
+            f"kept {len(locked)} object(s) still under Object Lock (the last lock ends"
+            f" {rfc3339(max(locked.values()))}); a prune after that removes them",
+            err=True,
         )
 
 

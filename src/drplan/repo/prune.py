@@ -10,6 +10,9 @@ back up). Order, so that a crash at any point loses nothing a snapshot needs:
 
 A crash before 3 leaves extra packs (garbage for the next prune); after 3, the old
 indexes are superseded and ignored even if their deletion did not happen.
+
+Objects under a write-once lock (S3 Object Lock) are neither deleted nor repacked:
+see immutability.py. They are reported with when their locks end.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from drplan import clock
 from drplan.errors import IntegrityError
+from drplan.repo.immutability import locks_of
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
 from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, Repository, pack_name
 from drplan.storage import NotFound
@@ -36,6 +42,7 @@ class PrunePlan:
     bytes_unused: int = 0
     bytes_total: int = 0
     old_indexes: list[str] = field(default_factory=list)
+    locked: dict[str, datetime] = field(default_factory=dict)  # object -> end of its lock
     used: set[bytes] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, object]:
@@ -46,6 +53,8 @@ class PrunePlan:
             "packs_deleted": len(self.packs_delete),
             "bytes_unused": self.bytes_unused,
             "bytes_total": self.bytes_total,
+            "locked_objects": len(self.locked),
+            "locked_until": clock.rfc3339(max(self.locked.values())) if self.locked else None,
         }
 
 
@@ -109,7 +118,23 @@ def plan_prune(repo: Repository, max_unused: float = REPACK_UNUSED_FRACTION) -> 
         else:
             plan.packs_keep.append(pack)
     plan.packs_delete += sorted(stored - packs.keys())  # left by interrupted backups
+    _spare_locked(repo, plan)
     return plan
+
+
+def _spare_locked(repo: Repository, plan: PrunePlan) -> None:
+    """Keep locked packs and indexes out of the deletions: deleting them would free nothing."""
+    now = clock.now()
+    candidates = [pack_name(p) for p in plan.packs_delete]
+    candidates += [pack_name(p.id) for p in plan.packs_repack]
+    candidates += [INDEX_PREFIX + name for name in plan.old_indexes]
+    plan.locked = locks_of(repo.storage, candidates, now)
+    if not plan.locked:
+        return
+    plan.packs_delete = [p for p in plan.packs_delete if pack_name(p) not in plan.locked]
+    spared = [p for p in plan.packs_repack if pack_name(p.id) in plan.locked]
+    plan.packs_repack = [p for p in plan.packs_repack if pack_name(p.id) not in plan.locked]
+    plan.packs_keep += spared
 
 
 def run_prune(
@@ -133,7 +158,8 @@ def run_prune(
     kept = list(repo.index.packs.values())
     repo.save_object("index", INDEX_PREFIX, IndexFile(kept, supersedes=plan.old_indexes).encode())
     for name in plan.old_indexes:
-        _delete(repo, INDEX_PREFIX + name)
+        if INDEX_PREFIX + name not in plan.locked:  # superseded: ignored while it stays
+            _delete(repo, INDEX_PREFIX + name)
     for pack_id in [*plan.packs_delete, *(p.id for p in plan.packs_repack)]:
         try:
             result.bytes_freed += repo.storage.stat(pack_name(pack_id)).size

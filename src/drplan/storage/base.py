@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from drplan.errors import DrplanError
@@ -53,6 +54,19 @@ class Storage(Protocol):
         """Check that the stored object holds exactly ``data``: read back, or where reading is
         not possible (an archive storage class), the checksum the service computed on
         receipt. Raises IntegrityError when it differs, NotFound when it is absent."""
+        ...
+
+    @property
+    def lock_days(self) -> int | None:
+        """Days each object is locked for when written (the location's immutability), if any."""
+        ...
+
+    def locked_until(self, name: str) -> datetime | None:
+        """When the object's write-once lock (S3 Object Lock) ends; None if it has none."""
+        ...
+
+    def lock_until(self, name: str, until: datetime) -> None:
+        """Keep the object locked at least until ``until`` (locks only ever grow)."""
         ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:

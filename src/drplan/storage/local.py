@@ -13,6 +13,7 @@ import errno
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 from drplan.errors import IntegrityError
@@ -48,6 +49,20 @@ class LocalStorage:
     def verify(self, name: str, data: bytes) -> None:
         if self.read(name) != data:
             raise IntegrityError(f"{self.url}: object {name} does not hold what was written")
+
+    @property
+    def lock_days(self) -> int | None:
+        return None
+
+    def locked_until(self, name: str) -> datetime | None:
+        self.stat(name)
+        return None  # a file system has no write-once lock
+
+    def lock_until(self, name: str, until: datetime) -> None:
+        raise StorageError(
+            f"{self.url}: a local location cannot lock objects",
+            hint="use an S3 location with Object Lock for immutable copies",
+        )
 
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)

@@ -255,6 +255,32 @@ class S3Storage:
         joined = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
         return f"{joined}-{len(parts)}"
 
+    @property
+    def lock_days(self) -> int | None:
+        return self.object_lock[1] if self.object_lock else None
+
+    def locked_until(self, name: str) -> dt.datetime | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "reading", name) from None
+        until: dt.datetime | None = head.get("ObjectLockRetainUntilDate")
+        return until
+
+    def lock_until(self, name: str, until: dt.datetime) -> None:
+        current = self.locked_until(name)
+        if current is not None and current >= until:
+            return  # COMPLIANCE locks cannot be shortened, and need not be
+        mode = self.object_lock[0] if self.object_lock else "COMPLIANCE"
+        try:
+            self.client.put_object_retention(
+                Bucket=self.bucket,
+                Key=self._key(name),
+                Retention={"Mode": mode, "RetainUntilDate": until},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "locking", name) from None
+
     def delete(self, name: str) -> None:
         self.stat(name)  # DeleteObject succeeds on a missing key; the contract says NotFound
         try:

@@ -1,0 +1,271 @@
+"""A plan's four locations (local primary and secondary, S3 cloud, locked S3 archive): fan-out,
+status, loss of the primary, and locations that fail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+
+from tests.conftest import Result, clean_plan
+from tests.fixtures.seaweedfs import SeaweedFS
+from tests.integration.conftest import Compare
+
+Run = Callable[..., Result]
+FAST_KDF = ("--kdf-memory", "1024", "--kdf-time", "1")
+
+
+@pytest.fixture
+def s3_secrets(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DR_S3_KEY", seaweedfs.access_key_id)
+    monkeypatch.setenv("DR_S3_SECRET", seaweedfs.secret_access_key)
+    monkeypatch.setenv("DRPLAN_S3_TIMEOUT", "2")
+    monkeypatch.setenv("DRPLAN_S3_ATTEMPTS", "2")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def s3_location(server: SeaweedFS, bucket: str, role: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "role": role,
+        "kind": "s3",
+        "bucket": bucket,
+        "prefix": "drplan",
+        "endpoint": server.endpoint_url,
+        "region": server.region,
+        "access_key_id": "${DR_S3_KEY}",
+        "secret_access_key": "${DR_S3_SECRET}",
+        **extra,
+    }
+
+
+@pytest.fixture
+def four_locations(
+    tmp_path: Path, seaweedfs: SeaweedFS, s3_secrets: None, password: str, source: Path
+) -> Path:
+    """A plan whose files job writes to a local primary and copies to three more locations."""
+    plan = clean_plan()
+    plan["systems"]["web"]["paths"] = [str(source)]
+    plan["locations"] = {
+        "primary": {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")},
+        "secondary": {"role": "secondary", "kind": "local", "path": str(tmp_path / "secondary")},
+        "cloud": s3_location(seaweedfs, seaweedfs.create_bucket(), "cloud"),
+        "archive": s3_location(
+            seaweedfs,
+            seaweedfs.create_bucket(object_lock=True),
+            "archive",
+            immutability={"mode": "compliance", "days": 1},
+            retention={"keep_yearly": 7},
+        ),
+    }
+    plan["data_classes"]["database"]["locations"] = ["primary", "cloud"]
+    for job in plan["jobs"].values():
+        job["locations"] = ["primary", "secondary", "cloud", "archive"]
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    return plan_file
+
+
+def status(run: Run, plan: Path) -> dict[str, dict[str, Any]]:
+    result = run("--plan", str(plan), "locations", "status", "--json")
+    assert result.code == 0, result.err
+    return {entry["location"]: entry for entry in json.loads(result.out)}
+
+
+def test_backups_reach_every_location_and_the_cloud_copy_alone_restores(
+    run: Run, four_locations: Path, source: Path, tmp_path: Path, same_tree: Compare
+) -> None:
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    first = run("--plan", plan, "backup", "web", "--json")
+    assert first.code == 0, first.err
+    report = json.loads(first.out)
+    snapshot = report["snapshot"]
+    assert report["location"].startswith("primary")
+    assert {n: c["copied"] for n, c in report["copies"].items()} == {
+        "secondary": [snapshot],
+        "cloud": [snapshot],
+        "archive": [snapshot],
+    }
+    states = status(run, four_locations)
+    for name in ("primary", "secondary", "cloud", "archive"):
+        assert states[name]["state"] == "ok", states[name]
+        web = states[name]["jobs"]["web"]
+        assert (web["snapshots"], web["missing"], web["lag_seconds"]) == (1, 0, 0.0)
+        assert web["bytes_behind"] == 0
+    assert states["archive"]["immutability"] == "compliance 1d"
+    assert states["primary"]["free_bytes"] > 0
+
+    (source / "late.txt").write_text("written after the first backup\n")
+    second = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    shutil.rmtree(tmp_path / "primary")  # the primary site is gone
+    states = status(run, four_locations)
+    assert states["primary"]["state"] == "lost"
+    assert states["cloud"]["jobs"]["web"]["snapshots"] == 2
+
+    target = tmp_path / "restored"
+    restored = run("--plan", plan, "restore", second, "--target", str(target), "--repo", "cloud")
+    assert restored.code == 0, restored.err
+    same_tree(source, target / source.relative_to("/"))
+
+
+def test_an_unreachable_location_does_not_stop_the_others_and_catches_up(
+    run: Run, four_locations: Path, tmp_path: Path
+) -> None:
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    doc = yaml.safe_load(four_locations.read_text())
+    good_port = doc["locations"]["cloud"]["endpoint"]
+    doc["locations"]["cloud"]["endpoint"] = "http://127.0.0.1:9"  # nothing listens there
+    four_locations.write_text(yaml.safe_dump(doc))
+    result = run("--plan", plan, "backup", "web", "--json")
+    assert result.code == 16, result.err
+    report = json.loads(result.out)
+    assert report["copies"]["cloud"]["error"].startswith("location cloud:")
+    assert report["copies"]["secondary"]["error"] is None
+    assert "not to cloud" in result.err
+    states = status(run, four_locations)
+    assert states["cloud"]["state"] == "unreachable"
+    assert states["secondary"]["state"] == "ok"
+
+    doc["locations"]["cloud"]["endpoint"] = good_port  # back again
+    four_locations.write_text(yaml.safe_dump(doc))
+    states = status(run, four_locations)
+    assert states["cloud"]["state"] == "lost"  # reachable, and it never got the repository
+    again = run("--plan", plan, "backup", "web", "--json")
+    assert again.code == 0, again.err
+    assert len(json.loads(again.out)["copies"]["cloud"]["copied"]) == 2  # the gap is closed
+    states = status(run, four_locations)
+    assert all(s["state"] == "ok" for s in states.values()), states
+
+
+def test_a_primary_that_is_down_sends_the_backup_to_the_next_and_it_comes_back(
+    run: Run, four_locations: Path, tmp_path: Path
+) -> None:
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    assert run("--plan", plan, "backup", "web").code == 0
+    primary = tmp_path / "primary"
+    primary.rename(tmp_path / "primary-offline")
+    primary.write_text("not a directory: the volume is gone")
+    result = run("--plan", plan, "backup", "web", "--json")
+    assert result.code == 16, result.err
+    report = json.loads(result.out)
+    assert report["location"].startswith("secondary")
+    assert report["copies"]["primary"]["error"]
+    primary.unlink()
+    (tmp_path / "primary-offline").rename(primary)
+    back = json.loads(run("--plan", plan, "backup", "web", "--json").out)
+    assert back["location"].startswith("primary")
+    assert len(back["caught_up"]) == 1  # the backup taken while it was down
+    assert status(run, four_locations)["primary"]["jobs"]["web"]["snapshots"] == 3
+
+
+def test_wrong_credentials_for_one_location_name_it_and_never_the_secret(
+    run: Run, four_locations: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    monkeypatch.setenv("DR_S3_SECRET", "wrong-secret-value-1234")
+    result = run("--plan", plan, "backup", "web")
+    assert result.code == 16
+    assert "location cloud:" in result.err
+    assert "location archive:" in result.err
+    assert "wrong-secret-value-1234" not in result.err + result.out
+
+
+def test_a_full_location_is_reported_and_the_others_get_the_copy(
+    run: Run, four_locations: Path, tmp_path: Path
+) -> None:
+    plan = str(four_locations)
+    small = tmp_path / "secondary"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+        result = run("--plan", plan, "backup", "web", "--json")
+        assert result.code == 16, result.err
+        report = json.loads(result.out)
+        assert "no space left" in report["copies"]["secondary"]["error"].lower()
+        assert report["copies"]["cloud"]["copied"]
+        assert report["copies"]["archive"]["copied"]
+        assert not any(small.rglob("snapshots/*"))  # nothing half-visible there
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_locked_objects_survive_forget_prune_and_a_direct_delete(
+    run: Run, four_locations: Path, source: Path, seaweedfs: SeaweedFS
+) -> None:
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    first = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    (source / "late.txt").write_text("second generation\n")
+    second = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    archive = yaml.safe_load(four_locations.read_text())["locations"]["archive"]
+    client, bucket = seaweedfs.client(), archive["bucket"]
+    assert {first, second} <= set(_ids(run, plan, "archive"))
+
+    # Retention lets the first snapshot go, but its lock has a day to run: it stays.
+    result = run("--plan", plan, "forget", "--repo", "archive", "--keep-last", "1", "--json")
+    assert result.code == 0, result.err
+    decisions = {s["id"]: s for s in json.loads(result.out)["snapshots"]}
+    assert decisions[first]["keep"] is True
+    assert any(r.startswith("locked until") for r in decisions[first]["reasons"])
+    assert set(_ids(run, plan, "archive")) == {first, second}
+
+    # Someone deletes the first snapshot behind drplan's back: S3 only hides it behind a
+    # delete marker. Prune then finds packs only it needed, and leaves them: locked.
+    client.delete_object(Bucket=bucket, Key=f"drplan/snapshots/{first}")
+    before = {v["Key"] for v in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    pruned = run("--plan", plan, "prune", "--repo", "archive")
+    assert pruned.code == 0, pruned.err
+    assert "still under Object Lock" in pruned.err
+    after = {v["Key"] for v in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {k for k in before if "/data/" in k} <= after
+
+    # Nobody can remove a locked version, whatever the credentials.
+    versions = client.list_object_versions(Bucket=bucket, Prefix="drplan/data/")["Versions"]
+    assert versions
+    head = client.head_object(Bucket=bucket, Key=versions[0]["Key"])
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    with pytest.raises(ClientError) as denied:
+        client.delete_object(
+            Bucket=bucket, Key=versions[0]["Key"], VersionId=versions[0]["VersionId"]
+        )
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert _ids(run, plan, "archive") == [second]
+    check = run("--plan", plan, "check", "--read-data", "--repo", "archive")
+    assert check.code == 0, check.err + check.out
+
+
+def test_forget_renews_the_locks_of_what_retention_keeps(
+    run: Run, four_locations: Path, seaweedfs: SeaweedFS
+) -> None:
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    snapshot = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    doc = yaml.safe_load(four_locations.read_text())
+    doc["locations"]["archive"]["immutability"]["days"] = 3  # retention now asks for more
+    four_locations.write_text(yaml.safe_dump(doc))
+    result = run("--plan", plan, "forget", "--repo", "archive")
+    assert result.code == 0, result.err
+    assert "renewed the Object Lock" in result.out
+    client, bucket = seaweedfs.client(), doc["locations"]["archive"]["bucket"]
+    key = f"drplan/snapshots/{snapshot}"
+    until = client.head_object(Bucket=bucket, Key=key)["ObjectLockRetainUntilDate"]
+    assert until > dt.datetime.now(dt.UTC) + dt.timedelta(days=2.5)
+
+
+def _ids(run: Run, plan: str, location: str) -> list[str]:
+    result = run("--plan", plan, "snapshots", "--repo", location, "--json")
+    assert result.code == 0, result.err
+    return [s["id"] for s in json.loads(result.out)]
