@@ -14,7 +14,8 @@ The hierarchy::
     ├── IntegrityError           exit 13  data failed authentication or the repository is damaged
     ├── PartialBackupError       exit 14  the snapshot was saved, but some files could not be read
     ├── ReplicaMismatchError     exit 15  a copy target holds another repository (or foreign data)
-    └── IncompleteCopyError      exit 16  some locations got the snapshots, others failed (named)
+    ├── IncompleteCopyError      exit 16  some locations got the snapshots, others failed (named)
+    └── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
 
 Codes are part of the command-line contract: scripts and monitoring depend on
 them, so a code never changes meaning. The table lives in docs/cli.md and a test
@@ -137,6 +138,12 @@ class IncompleteCopyError(DrplanError):
     exit_code = 16
 
 
+class ThawNeededError(DrplanError):
+    """Packs a restore needs are in an archive storage class and not readable yet."""
+
+    exit_code = 17
+
+
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
 EXIT_CODES: dict[int, str] = {
     0: "success",
@@ -153,6 +160,7 @@ EXIT_CODES: dict[int, str] = {
     PartialBackupError.exit_code: "snapshot saved, but some files could not be read (they are listed)",
     ReplicaMismatchError.exit_code: "the copy target holds a different repository: nothing was copied",
     IncompleteCopyError.exit_code: "saved in some locations, but copying to others failed (they are named)",
+    ThawNeededError.exit_code: "the restore needs archived data that is not thawed yet (`--request-thaw`)",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
 }

@@ -269,3 +269,53 @@ def _ids(run: Run, plan: str, location: str) -> list[str]:
     result = run("--plan", plan, "snapshots", "--repo", location, "--json")
     assert result.code == 0, result.err
     return [s["id"] for s in json.loads(result.out)]
+
+
+def test_an_archive_location_lists_without_a_thaw_and_says_what_a_restore_needs(
+    run: Run,
+    four_locations: Path,
+    source: Path,
+    tmp_path: Path,
+    same_tree: Compare,
+    seaweedfs: SeaweedFS,
+) -> None:
+    doc = yaml.safe_load(four_locations.read_text())
+    doc["locations"]["archive"]["storage_class"] = "GLACIER"
+    four_locations.write_text(yaml.safe_dump(doc))
+    plan = str(four_locations)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    result = run("--plan", plan, "backup", "web", "--json")
+    assert result.code == 0, result.err
+    snapshot = json.loads(result.out)["snapshot"]
+
+    client, bucket = seaweedfs.client(), doc["locations"]["archive"]["bucket"]
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="drplan/")["Contents"]
+    classes = {
+        o["Key"]: client.head_object(Bucket=bucket, Key=o["Key"]).get("StorageClass", "STANDARD")
+        for o in listed
+    }
+    packs = {k: c for k, c in classes.items() if "/data/" in k}
+    assert set(packs.values()) == {"GLACIER", "STANDARD"}  # file data archived, listings not
+    assert all(c == "STANDARD" for k, c in classes.items() if "/data/" not in k)
+    assert _ids(run, plan, "archive") == [snapshot]
+    assert run("--plan", plan, "ls", snapshot, "--repo", "archive").code == 0
+
+    target = tmp_path / "restored"
+    cold = run("--plan", plan, "restore", snapshot, "--target", str(target), "--repo", "archive")
+    assert cold.code == 17
+    assert "not readable yet" in cold.err
+    assert "--request-thaw" in cold.err
+    assert cold.err.count("\n") == 1
+    assert not target.exists()
+    ask = run(
+        "--plan", plan, "restore", snapshot, "--target", str(target), "--repo", "archive",
+        "--request-thaw",
+    )  # fmt: skip
+    assert ask.code == 1  # SeaweedFS keeps every class readable and cannot thaw
+    assert "cannot thaw archived objects" in ask.err
+    served = run(
+        "--plan", plan, "restore", snapshot, "--target", str(target), "--repo", "archive",
+        "--no-thaw-check",
+    )  # fmt: skip
+    assert served.code == 0, served.err
+    same_tree(source, target / source.relative_to("/"))

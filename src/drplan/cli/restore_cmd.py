@@ -23,6 +23,31 @@ from drplan.recovery.files import RestoreOptions, restore_files
     help="Restore only matching paths (glob on the snapshot path; repeatable).",
 )
 @click.option("--workers", type=click.IntRange(1, 64), help="Threads writing files.")
+@click.option(
+    "--request-thaw",
+    is_flag=True,
+    help="From an archive location: ask for the archived packs this restore needs to be thawed.",
+)
+@click.option(
+    "--thaw-days",
+    type=click.IntRange(1, 365),
+    default=7,
+    show_default=True,
+    metavar="DAYS",
+    help="How long thawed copies stay readable.",
+)
+@click.option(
+    "--thaw-tier",
+    type=click.Choice(["Standard", "Bulk", "Expedited"]),
+    default="Standard",
+    show_default=True,
+    help="Thaw speed (and price) tier.",
+)
+@click.option(
+    "--no-thaw-check",
+    is_flag=True,
+    help="Read archived packs without checking that they are thawed (for services that ignore classes).",
+)
 @repo_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
@@ -32,6 +57,10 @@ def restore_command(
     target: str,
     includes: tuple[str, ...],
     workers: int | None,
+    request_thaw: bool,
+    thaw_days: int,
+    thaw_tier: str,
+    no_thaw_check: bool,
     repo_ref: str | None,
     password_file: str | None,
     as_json: bool,
@@ -42,6 +71,12 @@ def restore_command(
         options.workers = workers
     with open_repo(settings, repo_ref, password_file, operation="restore") as repo:
         snapshot = repo.find_snapshot(snapshot_ref)
+        if repo.storage.archives and not no_thaw_check:
+            from drplan.recovery.thaw import check_thawed  # noqa: PLC0415 - archive locations only
+
+            check_thawed(
+                repo, snapshot, list(includes), request=request_thaw, days=thaw_days, tier=thaw_tier
+            )
         result = restore_files(repo, snapshot, options)
     if as_json:
         emit_json({"snapshot": snapshot.id, "target": target, **vars(result)})

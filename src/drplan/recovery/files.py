@@ -19,10 +19,12 @@ import os
 import stat
 import threading
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from drplan.errors import DrplanError, IntegrityError
+from drplan.repo.index import Location
 from drplan.repo.packcache import PackCache
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
@@ -122,9 +124,8 @@ class _Restorer:
         with self._lock:
             self.result.warnings.append(message)
 
-    def _hot_packs(self, tree: bytes) -> set[str]:
-        """Packs from which the restore needs many small blobs: worth reading whole."""
-        counts: Counter[str] = Counter()
+    def needed(self, tree: bytes) -> Iterator[Location]:
+        """Where each blob of file contents this restore reads is (repeats included)."""
         lookup = self.repo.index.lookup
         stack = [(tree, "", False)]
         while stack:
@@ -142,8 +143,14 @@ class _Restorer:
                     elif here and entry.get("type") == "file":
                         for blob in entry.get("content") or ():
                             where = lookup(bytes.fromhex(blob))
-                            if where is not None and where.entry.stored_length <= SMALL_BLOB:
-                                counts[where.pack.id] += 1
+                            if where is not None:
+                                yield where
+
+    def _hot_packs(self, tree: bytes) -> set[str]:
+        """Packs from which the restore needs many small blobs: worth reading whole."""
+        counts = Counter(
+            where.pack.id for where in self.needed(tree) if where.entry.stored_length <= SMALL_BLOB
+        )
         return {pack for pack, n in counts.items() if n >= HOT_PACK_BLOBS}
 
     def run(self, snapshot: Snapshot) -> RestoreResult:
@@ -445,6 +452,12 @@ class _DirFiles:
     def _submit(self, files: list[tuple[Node, str]]) -> None:
         r = self.restorer
         self.futures.append(r._pool.submit(r._files, self.dir_fd, files, self.fresh))
+
+
+def packs_needed(repo: Repository, snapshot: Snapshot, includes: list[str]) -> set[str]:
+    """The packs a restore of ``snapshot`` (limited to ``includes``) reads file data from."""
+    restorer = _Restorer(repo, RestoreOptions(target="", includes=includes))
+    return {where.pack.id for where in restorer.needed(snapshot.tree)}
 
 
 def restore_files(repo: Repository, snapshot: Snapshot, options: RestoreOptions) -> RestoreResult:

@@ -29,6 +29,7 @@ from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo
 from drplan.repo.keys import KEY_PREFIX
 from drplan.repo.objects import open_object
+from drplan.repo.pack import TREE
 from drplan.repo.repository import (
     CONFIG,
     DATA_PREFIX,
@@ -66,9 +67,9 @@ class CopyResult:
         }
 
 
-def put_verified(storage: Storage, name: str, data: bytes) -> None:
+def put_verified(storage: Storage, name: str, data: bytes, *, hot: bool = False) -> None:
     """Write an object and confirm the location holds exactly those bytes."""
-    storage.write(name, data)
+    storage.write(name, data, hot=hot)
     storage.verify(name, data)
 
 
@@ -197,7 +198,8 @@ class _Copier:
                 with self._lock:
                     self.result.packs_reused += 1
                 return pack
-        put_verified(self.target.storage, name, data)
+        hot = all(e.type == TREE for e in pack.entries)
+        put_verified(self.target.storage, name, data, hot=hot)
         with self._lock:
             self.result.packs_copied += 1
             self.result.bytes_copied += len(data)

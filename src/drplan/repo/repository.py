@@ -245,7 +245,8 @@ class Repository:
     def _write_pack(self, packer: PackWriter) -> None:
         data = packer.finish()
         pack_id = object_id(data)
-        self.storage.write(pack_name(pack_id), data)
+        hot = all(e.type == TREE for e in packer.entries)  # listings stay out of archive classes
+        self.storage.write(pack_name(pack_id), data, hot=hot)
         info = PackInfo(pack_id, packer.salt, tuple(packer.entries))
         with self._lock:
             self.index.add_pack(info)

@@ -42,8 +42,11 @@ class Storage(Protocol):
         """The object's bytes, or ``length`` bytes from ``offset``; NotFound if absent."""
         ...
 
-    def write(self, name: str, data: bytes) -> None:
-        """Store the object durably and atomically: afterwards it is whole or absent."""
+    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
+        """Store the object durably and atomically: afterwards it is whole or absent.
+
+        ``hot``: a pack of directory listings, kept in the location's readable class
+        even when its packs go to an archive class, so listing never needs a thaw."""
         ...
 
     def delete(self, name: str) -> None:
@@ -67,6 +70,20 @@ class Storage(Protocol):
 
     def lock_until(self, name: str, until: datetime) -> None:
         """Keep the object locked at least until ``until`` (locks only ever grow)."""
+        ...
+
+    @property
+    def archives(self) -> bool:
+        """Whether packs of file data may be in an archive class (reading needs a thaw)."""
+        ...
+
+    def thaw_state(self, name: str) -> str:
+        """``hot`` (readable), ``cold`` (archived, not thawed), ``thawing`` or ``thawed``."""
+        ...
+
+    def request_thaw(self, name: str, days: int, tier: str) -> None:
+        """Ask for a readable copy of an archived object for ``days`` (tier: Standard, Bulk,
+        Expedited)."""
         ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:

@@ -64,7 +64,18 @@ class LocalStorage:
             hint="use an S3 location with Object Lock for immutable copies",
         )
 
-    def write(self, name: str, data: bytes) -> None:
+    @property
+    def archives(self) -> bool:
+        return False
+
+    def thaw_state(self, name: str) -> str:
+        self.stat(name)
+        return "hot"
+
+    def request_thaw(self, name: str, days: int, tier: str) -> None:
+        self.stat(name)  # always readable: nothing to ask for
+
+    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
         path = self._path(name)
         temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:

@@ -88,8 +88,8 @@ _HINTS = {  # permanent failures that have one obvious next step
     "IllegalLocationConstraintException": _REGION_HINT,
     "RequestTimeTooSkewed": "this host's clock is wrong; synchronise it (NTP)",
     "InvalidStorageClass": "use a storage class this service offers for data/",
-    "InvalidObjectState": f"the object is archived: restore it first, and keep {DATA_PREFIX} "
-    "in an instant-access storage class",
+    "InvalidObjectState": "the object is archived: restore with --request-thaw, then run again"
+    " once it is thawed",
 }
 
 
@@ -196,10 +196,10 @@ class S3Storage:
         except BotoCoreError as exc:
             raise self._translate(exc, "reading", name) from None
 
-    def write(self, name: str, data: bytes) -> None:
+    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
         key = self._key(name)
         extra: dict[str, Any] = dict(self._sse)
-        if name.startswith(DATA_PREFIX) and self.storage_class != "STANDARD":
+        if name.startswith(DATA_PREFIX) and self.storage_class != "STANDARD" and not hot:
             extra["StorageClass"] = self.storage_class
         if self.object_lock is not None and not name.startswith(UNLOCKED_PREFIX):
             mode, days = self.object_lock
@@ -207,7 +207,7 @@ class S3Storage:
             extra["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
         try:
             if len(data) < self._multipart.multipart_threshold:
-                if self.is_cold(name):  # the service checks it: verify cannot read it back
+                if self.may_be_cold(name):  # the service checks it: verify may not read it
                     md5 = hashlib.md5(data, usedforsecurity=False).digest()
                     extra["ContentMD5"] = base64.b64encode(md5).decode()
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
@@ -219,17 +219,14 @@ class S3Storage:
             raise self._translate(exc, "writing", name) from None
 
     def verify(self, name: str, data: bytes) -> None:
-        if not self.is_cold(name):
+        head = self._head(name) if self.may_be_cold(name) else None
+        if head is None or head.get("StorageClass") not in COLD_CLASSES:
             if self.read(name) != data:
                 raise IntegrityError(f"{self.url}: object {name} does not hold what was written")
             return
         # An archived object cannot be read back: compare the MD5 the service computed on
         # receipt (its ETag, unless SSE-KMS, where the Content-MD5 sent with the PUT was
         # already checked by the service).
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
-        except (BotoCoreError, ClientError) as exc:
-            raise self._translate(exc, "verifying", name) from None
         if head["ContentLength"] != len(data):
             raise IntegrityError(
                 f"{self.url}: object {name} has {head['ContentLength']} bytes, {len(data)} were sent"
@@ -239,9 +236,47 @@ class S3Storage:
         if head.get("ETag", "").strip('"') != self._etag(data):
             raise IntegrityError(f"{self.url}: object {name} does not hold what was written")
 
-    def is_cold(self, name: str) -> bool:
-        """Whether the object is written in an archive class (so reading it needs a thaw)."""
+    def may_be_cold(self, name: str) -> bool:
+        """Whether the object may be in an archive class (packs of data, not of listings)."""
         return name.startswith(DATA_PREFIX) and self.storage_class in COLD_CLASSES
+
+    def _head(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=self._key(name)))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(exc, "reading", name) from None
+
+    @property
+    def archives(self) -> bool:
+        return self.storage_class in COLD_CLASSES
+
+    def thaw_state(self, name: str) -> str:
+        head = self._head(name)
+        if head.get("StorageClass") not in COLD_CLASSES:
+            return "hot"
+        restore = head.get("Restore") or ""
+        if 'ongoing-request="true"' in restore:
+            return "thawing"
+        return "thawed" if 'ongoing-request="false"' in restore else "cold"
+
+    def request_thaw(self, name: str, days: int, tier: str) -> None:
+        try:
+            self.client.restore_object(
+                Bucket=self.bucket,
+                Key=self._key(name),
+                RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}},  # type: ignore[typeddict-item]
+            )
+        except ClientError as exc:
+            if _code(exc) == "RestoreAlreadyInProgress":
+                return
+            if _code(exc) in ("MethodNotAllowed", "NotImplemented"):
+                raise StorageError(
+                    f"{self.url}: this service cannot thaw archived objects ({_code(exc)})",
+                    hint="it may serve them as they are: restore with --no-thaw-check",
+                ) from None
+            raise self._translate(exc, "thawing", name) from None
+        except BotoCoreError as exc:
+            raise self._translate(exc, "thawing", name) from None
 
     def _etag(self, data: bytes) -> str:
         """The ETag S3 gives an object uploaded by ``write``: MD5, or MD5 of part MD5s."""
