@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`: the SmartWatts plan validated, linted and shown.
+# `make demo`: the SmartWatts plan validated, linted and shown; then a live backup,
+# restore, check and a copy to a second location, on a sample under .demo/.
 #
 # The plan's secrets are ${ENV_VAR} references; the demo sets placeholder values
 # (nothing is sent anywhere) so that validation can check them, and shows that
@@ -79,3 +80,10 @@ diff -r "$work/sample" "$work/restore$work/sample" && echo "restored tree is ide
 
 step "drplan check --read-data --repo .demo/repo"
 drplan check --read-data --repo "$work/repo"
+
+step "drplan copy --from .demo/repo --to .demo/offsite   (a second location: a verified replica)"
+drplan copy --from "$work/repo" --to "$work/offsite"
+rm -rf "$work/repo"
+echo "the primary repository is gone; restoring from the replica alone:"
+drplan restore latest --target "$work/restore-offsite" --repo "$work/offsite"
+diff -r "$work/sample" "$work/restore-offsite$work/sample" && echo "restored from the replica: identical to the source"

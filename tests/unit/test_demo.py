@@ -37,6 +37,8 @@ def test_demo_script_validates_lints_and_shows_the_smartwatts_plan() -> None:
     assert "restored tree is identical to the source" in out
     assert "read back" in out
     assert ": no errors" in out
+    assert "created as a replica" in out
+    assert "restored from the replica: identical to the source" in out
     assert "demo-repository-password" not in out
     assert "\x1b[" not in out  # no escape codes when not on a terminal
     # The demo's placeholder secrets are set, and never printed.
