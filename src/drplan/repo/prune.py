@@ -26,6 +26,7 @@ from drplan import clock
 from drplan.errors import IntegrityError
 from drplan.repo.immutability import locks_of
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
+from drplan.repo.replication import blobs_of
 from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, Repository, pack_name
 from drplan.storage import NotFound
 
@@ -69,23 +70,13 @@ def used_blobs(repo: Repository) -> set[bytes]:
     """Every blob some snapshot needs; raises IntegrityError if a tree cannot be read."""
     used: set[bytes] = set()
     for snapshot in repo.snapshots():
-        stack = [snapshot.tree]
-        while stack:
-            tree_id = stack.pop()
-            if tree_id in used:
-                continue
-            used.add(tree_id)
-            try:
-                nodes = repo.load_tree(tree_id)
-            except IntegrityError as exc:
-                raise IntegrityError(
-                    f"prune stopped: snapshot {snapshot.short_id} has an unreadable tree ({exc.message})",
-                    hint="run `drplan check` and repair the repository first; nothing was deleted",
-                ) from None
-            for node in nodes:
-                used.update(node.content)
-                if node.subtree is not None:
-                    stack.append(node.subtree)
+        try:
+            used |= blobs_of(repo, [snapshot], seen=used)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"prune stopped: snapshot {snapshot.short_id} has an unreadable tree ({exc.message})",
+                hint="run `drplan check` and repair the repository first; nothing was deleted",
+            ) from None
     return used
 
 

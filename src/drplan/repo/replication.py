@@ -128,14 +128,18 @@ def target_snapshot_ids(target: Repository) -> set[str]:
     }
 
 
-def blobs_of(repo: Repository, snapshots: Iterable[Snapshot]) -> set[bytes]:
-    """Every blob (trees and contents) the snapshots need."""
+def blobs_of(
+    repo: Repository, snapshots: Iterable[Snapshot], seen: set[bytes] | None = None
+) -> set[bytes]:
+    """Every blob (trees and contents) the snapshots need, except below trees in ``seen``
+    (already walked: what they need is known)."""
     needed: set[bytes] = set()
+    seen = seen or set()
     for snapshot in snapshots:
         stack = [snapshot.tree]
         while stack:
             tree_id = stack.pop()
-            if tree_id in needed:
+            if tree_id in needed or tree_id in seen:
                 continue
             needed.add(tree_id)
             for node in repo.load_tree(tree_id):
