@@ -42,10 +42,11 @@ docs: $(RUN_DEPS)
 	$(BIN)/python -m drplan.plan.lint.catalog > docs/lint-rules.md
 
 # Benchmarks (never part of `make test`); results go to docs/benchmarks.md.
-# files_bench.py compares with restic: apt-get install restic (and `time`) first.
+# files_bench.py and copy_bench.py compare with restic: apt-get install restic (and `time`) first.
 bench: $(RUN_DEPS)
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/files_bench.py --runs 3
+	$(BIN)/python bench/copy_bench.py --runs 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

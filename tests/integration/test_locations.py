@@ -110,6 +110,11 @@ def test_backups_reach_every_location_and_the_cloud_copy_alone_restores(
     states = status(run, four_locations)
     assert states["primary"]["state"] == "lost"
     assert states["cloud"]["jobs"]["web"]["snapshots"] == 2
+    table = run("--plan", plan, "locations", "status")
+    assert table.code == 0, table.err
+    assert "lost" in table.out
+    assert "compliance 1d" in table.out
+    assert "web: current" in table.out
 
     target = tmp_path / "restored"
     restored = run("--plan", plan, "restore", second, "--target", str(target), "--repo", "cloud")

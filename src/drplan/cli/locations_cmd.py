@@ -88,7 +88,7 @@ def _lag_text(state: LocationState) -> str:
             parts.append(f"{job}: {lag.missing} behind ({lag.lag}, {behind})")
         else:
             parts.append(f"{job}: current")
-    return "; ".join(parts) or "-"
+    return "\n".join(parts) or "-"
 
 
 @locations_group.command("status")

@@ -142,10 +142,15 @@ def blobs_of(
             if tree_id in needed or tree_id in seen:
                 continue
             needed.add(tree_id)
-            for node in repo.load_tree(tree_id):
-                needed.update(node.content)
-                if node.subtree is not None:
-                    stack.append(node.subtree)
+            # Listings as stored, not nodes: only ids are needed, and building a node per
+            # entry was most of the time of an incremental copy.
+            try:
+                for entry in repo.load_listing(tree_id).values():
+                    needed.update(bytes.fromhex(c) for c in entry.get("content") or ())
+                    if subtree := entry.get("subtree"):
+                        stack.append(bytes.fromhex(subtree))
+            except (TypeError, ValueError, AttributeError):
+                raise IntegrityError(f"tree {tree_id.hex()[:16]} is malformed") from None
     return needed
 
 

@@ -20,10 +20,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from drplan.plan.durations import format_duration
-from drplan.plan.model import Plan, Retention
 from drplan.repo.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the plan schema is slow to import; only plan-driven callers pass one
+    from drplan.plan.model import Plan, Retention
 
 Bucket = Callable[[datetime], tuple[int, ...]]
 
@@ -68,7 +70,7 @@ class Policy:
         parts = [f"last {self.last}"] if self.last else []
         parts += [f"{name} {getattr(self, name)}" for name in BUCKETS if getattr(self, name)]
         if self.within is not None:
-            parts.append(f"within {format_duration(self.within)}")
+            parts.append(f"within {_format(self.within)}")
         if self.tags:
             parts.append(f"tags {', '.join(sorted(self.tags))}")
         return ", ".join(parts) or "keep everything"
@@ -103,13 +105,20 @@ def apply_policy(snapshots: Iterable[Snapshot], policy: Policy) -> list[Decision
         cutoff = ordered[0].time - policy.within
         for d in decisions:
             if d.snapshot.time >= cutoff:
-                d.reasons.append(f"within {format_duration(policy.within)}")
+                d.reasons.append(f"within {_format(policy.within)}")
     for d in decisions:
         tagged = policy.tags & set(d.snapshot.tags)
         if tagged:
             d.reasons.append(f"tag {', '.join(sorted(tagged))}")
         d.keep = bool(d.reasons)
     return decisions
+
+
+def _format(duration: timedelta) -> str:
+    # Imported here: durations pulls in pydantic, which a copy or a backup need not load.
+    from drplan.plan.durations import format_duration  # noqa: PLC0415
+
+    return format_duration(duration)
 
 
 def group_key(snapshot: Snapshot, by: tuple[str, ...]) -> tuple[object, ...]:
