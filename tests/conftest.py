@@ -14,7 +14,7 @@ import yaml
 
 from drplan.cli import main
 
-pytest_plugins = ["tests.fixtures.seaweedfs"]
+pytest_plugins = ["tests.fixtures.seaweedfs", "tests.fixtures.postgres"]
 ROOT = Path(__file__).resolve().parent.parent
 SMARTWATTS = ROOT / "examples" / "smartwatts" / "plan.yaml"
 SMARTWATTS_SECRETS = {

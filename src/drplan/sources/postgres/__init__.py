@@ -1,0 +1,1 @@
+"""PostgreSQL as a source: finding its tools, checking a cluster is ready, base backups and WAL."""

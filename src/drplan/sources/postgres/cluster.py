@@ -1,0 +1,155 @@
+"""Reaching a PostgreSQL cluster and checking, before any work, that it can be backed up.
+
+Every check says exactly what is missing and what to change: a backup that fails
+halfway on a setting that could have been read up front wastes an RPO window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import psycopg
+
+from drplan.errors import DrplanError
+from drplan.sources.postgres.binaries import Binaries, BinariesError, find_binaries
+
+SUPPORTED = range(13, 19)  # major versions
+INCREMENTAL_SINCE = 17
+CONNECT_TIMEOUT = 10  # seconds
+Purpose = Literal["full", "incremental", "wal"]
+_SETTINGS = (
+    "server_version_num",
+    "wal_level",
+    "archive_mode",
+    "archive_command",
+    "summarize_wal",
+    "max_wal_senders",
+    "data_directory",
+    "wal_segment_size",
+)
+
+
+class ClusterError(DrplanError):
+    """The cluster cannot be reached, or is not set up for what was asked."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version_num: int
+    system_identifier: str
+    timeline: int
+    role: str
+    can_replicate: bool
+    in_recovery: bool
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+    def setting(self, name: str) -> str:
+        return self.settings.get(name, "")
+
+
+def connect(dsn: str, password: str | None, system: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection to ``dsn`` (libpq syntax; PGPASSWORD and .pgpass apply when no password)."""
+    try:
+        return psycopg.connect(
+            dsn, password=password, connect_timeout=CONNECT_TIMEOUT, autocommit=True
+        )
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ClusterError(
+            f"system {system}: cannot connect to PostgreSQL ({reason})",
+            hint="check the system's connection (host, port, user, dbname) and its password",
+        ) from None
+
+
+def server_info(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
+    with conn.cursor() as cur:
+        settings = {
+            str(name): str(value)
+            for name, value in cur.execute(
+                "select name, setting from pg_settings where name = any(%s)", [list(_SETTINGS)]
+            ).fetchall()
+        }
+        row = cur.execute(
+            "select system_identifier::text, pg_is_in_recovery(),"
+            " r.rolname, r.rolreplication or r.rolsuper"
+            " from pg_control_system(), pg_roles r where r.rolname = current_user"
+        ).fetchone()
+        assert row is not None
+        timeline = cur.execute("select timeline_id from pg_control_checkpoint()").fetchone()
+    return ServerInfo(
+        version_num=int(settings.get("server_version_num", "0")),
+        system_identifier=str(row[0]),
+        timeline=int(timeline[0]) if timeline else 1,  # type: ignore[call-overload]
+        role=str(row[2]),
+        can_replicate=bool(row[3]),
+        in_recovery=bool(row[1]),
+        settings=settings,
+    )
+
+
+def problems(info: ServerInfo, purpose: Purpose) -> list[str]:
+    """What stops a backup of this kind, each with the change that fixes it."""
+    found = []
+    if info.major not in SUPPORTED:
+        found.append(f"PostgreSQL {info.major} is not supported (13 to 18 are); upgrade the server")
+    if info.setting("wal_level") not in ("replica", "logical"):
+        found.append(
+            f"wal_level is {info.setting('wal_level')}: set wal_level = replica and restart the server"
+        )
+    if not info.can_replicate:
+        found.append(
+            f"role {info.role} may not replicate: ALTER ROLE {info.role} REPLICATION"
+            " (and allow it in pg_hba.conf for replication connections)"
+        )
+    if info.setting("max_wal_senders") in ("", "0"):
+        found.append("max_wal_senders is 0: set it to at least 2 and restart the server")
+    if purpose == "wal" and info.setting("archive_mode") not in ("on", "always"):
+        found.append(
+            f"archive_mode is {info.setting('archive_mode') or 'off'}: set archive_mode = on and"
+            " archive_command = 'drplan wal push %p', then restart the server"
+        )
+    if purpose == "incremental":
+        if info.major < INCREMENTAL_SINCE:
+            found.append(
+                f"incremental backups need PostgreSQL {INCREMENTAL_SINCE} or later"
+                f" (this server is {info.major})"
+            )
+        elif info.setting("summarize_wal") != "on":
+            found.append(
+                "summarize_wal is off: incremental backups need it;"
+                " set summarize_wal = on (a reload is enough)"
+            )
+    return found
+
+
+@dataclass(frozen=True)
+class Preflight:
+    info: ServerInfo
+    binaries: Binaries
+
+
+def preflight(
+    dsn: str, password: str | None, bin_dir: str | None, system: str, purpose: Purpose
+) -> Preflight:
+    """Connect, read the server's settings and find matching tools; raise with every
+    problem found, not just the first."""
+    with connect(dsn, password, system) as conn:
+        info = server_info(conn)
+    found = problems(info, purpose)
+    binaries = None
+    try:
+        binaries = find_binaries(bin_dir, info.major)
+    except BinariesError as exc:
+        found.append(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    if found:
+        raise ClusterError(
+            f"system {system} cannot be backed up ({purpose}): " + "; ".join(found),
+            hint="fix the settings named, then run again",
+        )
+    assert binaries is not None
+    return Preflight(info, binaries)
