@@ -32,6 +32,9 @@ class DrplanError(Exception):
     """Base of every error a user may see; carries exit code and hint."""
 
     exit_code = 1
+    # The location an error concerns, once a layer that knows has said so (copies and
+    # fan-out read one location and write another: the message must blame the right one).
+    origin: str | None = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

@@ -225,3 +225,72 @@ def test_copy_to_s3_and_restore_from_there(
     local = str(tmp_path / "rebuilt")
     assert copy(run, cloud, local)["copied"] == [snapshot]
     assert run("check", "--read-data", "--repo", local).code == 0
+
+
+def test_one_damaged_snapshot_does_not_hold_back_the_others(
+    run: Run, repo_dir: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "one.bin").write_bytes(os.urandom(300_000))
+    first = backup(run, repo_dir, data)
+    packs_before = set(objects(Path(repo_dir) / "data"))
+    (data / "two.bin").write_bytes(os.urandom(300_000))
+    second = backup(run, repo_dir, data)
+    # Damage a pack only the second snapshot needs.
+    new = sorted(set(objects(Path(repo_dir) / "data")) - packs_before)
+    biggest = max(new, key=lambda rel: (Path(repo_dir) / "data" / rel).stat().st_size)
+    victim = Path(repo_dir) / "data" / biggest
+    raw = bytearray(victim.read_bytes())
+    raw[100] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    replica = str(tmp_path / "replica")
+    result = run("copy", "--from", repo_dir, "--to", replica, "--json")
+    assert result.code == 13, result.err
+    report = json.loads(result.out)
+    assert report["copied"] == [first]
+    assert list(report["damaged"]) == [second]
+    assert snapshot_ids(run, replica) == [first]
+    assert run("check", "--read-data", "--repo", replica).code == 0
+
+
+def test_a_target_missing_packs_its_index_lists_is_refused(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path
+) -> None:
+    backup(run, repo_dir, source)
+    replica = tmp_path / "replica"
+    copy(run, repo_dir, str(replica))
+    for pack in (replica / "data").rglob("*"):
+        if pack.is_file():
+            pack.unlink()
+    (source / "new.txt").write_text("new\n")
+    backup(run, repo_dir, source)
+    result = run("copy", "--from", repo_dir, "--to", str(replica))
+    assert result.code == 13
+    assert "pack(s) its index lists are missing" in result.err
+    assert "drplan prune" in result.err
+
+
+def test_password_changes_reach_replicas_and_revoked_passwords_stop_working(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup(run, repo_dir, source)
+    replica = str(tmp_path / "replica")
+    copy(run, repo_dir, replica)
+    stale = str(tmp_path / "stale")
+    shutil.copytree(replica, stale)  # a replica left behind with the old password only
+    new_password = tmp_path / "new-password"
+    new_password.write_text("the new password\n")
+    changed = run("key", "passwd", "--repo", repo_dir, "--new-password-file", str(new_password))
+    assert changed.code == 0, changed.err
+    monkeypatch.setenv("DRPLAN_PASSWORD", "the new password")
+    copy(run, repo_dir, replica)  # nothing new to copy; the keys follow anyway
+    assert run("snapshots", "--repo", replica).code == 0
+    monkeypatch.setenv("DRPLAN_PASSWORD", "correct horse battery staple")
+    old = run("snapshots", "--repo", replica)
+    assert old.code == 12, old.err
+    # Copying from the stale replica does not bring the revoked key back to life.
+    copy(run, stale, repo_dir)
+    assert run("snapshots", "--repo", repo_dir).code == 12
+    monkeypatch.setenv("DRPLAN_PASSWORD", "the new password")
+    assert run("snapshots", "--repo", repo_dir).code == 0

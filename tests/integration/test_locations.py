@@ -74,6 +74,14 @@ def four_locations(
     return plan_file
 
 
+def init_all(run: Run, plan: str) -> None:
+    """The repository in the primary, seeded as a replica in every other location."""
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    for name in ("secondary", "cloud", "archive"):
+        seeded = run("--plan", plan, "copy", "--from", "primary", "--to", name)
+        assert seeded.code == 0, seeded.err
+
+
 def status(run: Run, plan: Path) -> dict[str, dict[str, Any]]:
     result = run("--plan", str(plan), "locations", "status", "--json")
     assert result.code == 0, result.err
@@ -84,7 +92,7 @@ def test_backups_reach_every_location_and_the_cloud_copy_alone_restores(
     run: Run, four_locations: Path, source: Path, tmp_path: Path, same_tree: Compare
 ) -> None:
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    init_all(run, plan)
     first = run("--plan", plan, "backup", "web", "--json")
     assert first.code == 0, first.err
     report = json.loads(first.out)
@@ -126,7 +134,7 @@ def test_an_unreachable_location_does_not_stop_the_others_and_catches_up(
     run: Run, four_locations: Path, tmp_path: Path
 ) -> None:
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    init_all(run, plan)
     doc = yaml.safe_load(four_locations.read_text())
     good_port = doc["locations"]["cloud"]["endpoint"]
     doc["locations"]["cloud"]["endpoint"] = "http://127.0.0.1:9"  # nothing listens there
@@ -144,7 +152,8 @@ def test_an_unreachable_location_does_not_stop_the_others_and_catches_up(
     doc["locations"]["cloud"]["endpoint"] = good_port  # back again
     four_locations.write_text(yaml.safe_dump(doc))
     states = status(run, four_locations)
-    assert states["cloud"]["state"] == "lost"  # reachable, and it never got the repository
+    assert states["cloud"]["state"] == "lagging"
+    assert states["cloud"]["jobs"]["web"]["missing"] == 1
     again = run("--plan", plan, "backup", "web", "--json")
     assert again.code == 0, again.err
     assert len(json.loads(again.out)["copies"]["cloud"]["copied"]) == 2  # the gap is closed
@@ -156,7 +165,7 @@ def test_a_primary_that_is_down_sends_the_backup_to_the_next_and_it_comes_back(
     run: Run, four_locations: Path, tmp_path: Path
 ) -> None:
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    init_all(run, plan)
     assert run("--plan", plan, "backup", "web").code == 0
     primary = tmp_path / "primary"
     primary.rename(tmp_path / "primary-offline")
@@ -178,7 +187,7 @@ def test_wrong_credentials_for_one_location_name_it_and_never_the_secret(
     run: Run, four_locations: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    init_all(run, plan)
     monkeypatch.setenv("DR_S3_SECRET", "wrong-secret-value-1234")
     result = run("--plan", plan, "backup", "web")
     assert result.code == 16
@@ -195,7 +204,7 @@ def test_a_full_location_is_reported_and_the_others_get_the_copy(
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
     try:
-        assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+        init_all(run, plan)
         result = run("--plan", plan, "backup", "web", "--json")
         assert result.code == 16, result.err
         report = json.loads(result.out)
@@ -211,7 +220,7 @@ def test_locked_objects_survive_forget_prune_and_a_direct_delete(
     run: Run, four_locations: Path, source: Path, seaweedfs: SeaweedFS
 ) -> None:
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    init_all(run, plan)
     first = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
     (source / "late.txt").write_text("second generation\n")
     second = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
@@ -252,22 +261,30 @@ def test_locked_objects_survive_forget_prune_and_a_direct_delete(
     assert check.code == 0, check.err + check.out
 
 
-def test_forget_renews_the_locks_of_what_retention_keeps(
-    run: Run, four_locations: Path, seaweedfs: SeaweedFS
+def test_forget_renews_the_locks_of_what_retention_keeps_and_only_that(
+    run: Run, four_locations: Path, source: Path, seaweedfs: SeaweedFS
 ) -> None:
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
-    snapshot = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    init_all(run, plan)
+    old = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    (source / "late.txt").write_text("second generation\n")
+    new = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
     doc = yaml.safe_load(four_locations.read_text())
     doc["locations"]["archive"]["immutability"]["days"] = 3  # retention now asks for more
     four_locations.write_text(yaml.safe_dump(doc))
-    result = run("--plan", plan, "forget", "--repo", "archive")
+    client, bucket = seaweedfs.client(), doc["locations"]["archive"]["bucket"]
+
+    def until(snapshot: str) -> dt.datetime:
+        head = client.head_object(Bucket=bucket, Key=f"drplan/snapshots/{snapshot}")
+        value: dt.datetime = head["ObjectLockRetainUntilDate"]
+        return value
+
+    before = until(old)
+    result = run("--plan", plan, "forget", "--repo", "archive", "--keep-last", "1")
     assert result.code == 0, result.err
     assert "renewed the Object Lock" in result.out
-    client, bucket = seaweedfs.client(), doc["locations"]["archive"]["bucket"]
-    key = f"drplan/snapshots/{snapshot}"
-    until = client.head_object(Bucket=bucket, Key=key)["ObjectLockRetainUntilDate"]
-    assert until > dt.datetime.now(dt.UTC) + dt.timedelta(days=2.5)
+    assert until(new) > dt.datetime.now(dt.UTC) + dt.timedelta(days=2.5)
+    assert until(old) == before  # kept only by its lock: left to expire
 
 
 def _ids(run: Run, plan: str, location: str) -> list[str]:
@@ -288,7 +305,7 @@ def test_an_archive_location_lists_without_a_thaw_and_says_what_a_restore_needs(
     doc["locations"]["archive"]["storage_class"] = "GLACIER"
     four_locations.write_text(yaml.safe_dump(doc))
     plan = str(four_locations)
-    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    init_all(run, plan)
     result = run("--plan", plan, "backup", "web", "--json")
     assert result.code == 0, result.err
     snapshot = json.loads(result.out)["snapshot"]
@@ -324,3 +341,23 @@ def test_an_archive_location_lists_without_a_thaw_and_says_what_a_restore_needs(
     )  # fmt: skip
     assert served.code == 0, served.err
     same_tree(source, target / source.relative_to("/"))
+
+
+def test_an_empty_location_is_a_failure_not_a_new_replica(
+    run: Run, four_locations: Path, tmp_path: Path
+) -> None:
+    plan = str(four_locations)
+    init_all(run, plan)
+    secondary = tmp_path / "secondary"
+    secondary.rename(tmp_path / "secondary-disk")
+    secondary.mkdir()  # the mount point, with the disk not mounted
+    result = run("--plan", plan, "backup", "web", "--json")
+    assert result.code == 16, result.err
+    error = json.loads(result.out)["copies"]["secondary"]["error"]
+    assert "holds no repository" in error
+    assert "drplan copy" in error
+    assert list(secondary.iterdir()) == []
+    assert status(run, four_locations)["secondary"]["state"] == "lost"
+    typo = run("--plan", plan, "copy", "--from", "primary", "--to", "secondry")
+    assert typo.code == 2
+    assert "'secondry' is not a location of the plan" in typo.err

@@ -253,6 +253,7 @@ def job_command(
     unreachable: dict[str, str] = {}
     for name in job.locations:
         spread = None
+        saved = False
         try:
             with about_location(name):
                 storage = storage_for(plan.locations[name])
@@ -260,6 +261,7 @@ def job_command(
                     settings, None, password_file, operation=f"backup {job_name}", storage=storage
                 ) as repo:
                     result = _run(repo, options)
+                    saved = True
                     if job.replicate == "after-backup":
                         others = {
                             n: partial(storage_for, plan.locations[n])
@@ -268,8 +270,8 @@ def job_command(
                         }
                         spread = fan_out(name, repo, others, job_name, partial(plan_policies, plan))
         except DrplanError as exc:
-            if isinstance(exc, UsageError):
-                raise
+            if isinstance(exc, UsageError) or saved:
+                raise  # only a location that could not take the backup is worth skipping
             unreachable[name] = exc.message
             continue
         if spread is not None:

@@ -6,11 +6,14 @@ import click
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import location_is_name, open_repo, plan_or_none, resolve_storage
+from drplan.errors import IntegrityError
 from drplan.locations.copying import about_location, copy_to
+from drplan.repo.replication import CopyResult
 from drplan.repo.retention import plan_policies
 
 
 def _name(ref: str) -> str | None:
+    """The plan location ``ref`` names (bare words are names; paths and URLs are not)."""
     return ref if location_is_name(ref) else None
 
 
@@ -47,24 +50,39 @@ def copy_command(
             snapshots = [source.find_snapshot(ref) for ref in snapshot_refs]
         else:
             snapshots = [s for s in source.snapshots() if job is None or s.job == job]
-        plan = None if snapshot_refs else plan_or_none(settings)
+        plan = None if snapshot_refs or not _name(target_ref) else plan_or_none(settings)
         policies = plan_policies(plan, target_ref) if plan else None
         with about_location(_name(target_ref)):
             target = resolve_storage(settings, target_ref)
             result = copy_to(source, target, snapshots, policies=policies)
     if as_json:
         emit_json({"from": source.storage.url, "to": target.url, **result.as_dict()})
-        return
+    else:
+        _print(result, source.storage.url, target.url, target_ref)
+    if result.damaged:
+        raise IntegrityError(
+            f"{len(result.damaged)} snapshot(s) could not be copied: their data is damaged in the source",
+            hint=f"run `drplan check --repo {source.storage.url}`; the others were copied",
+        )
+
+
+def _print(result: CopyResult, source_url: str, target_url: str, target_ref: str) -> None:
     if result.created:
-        click.echo(f"{target.url}: created as a replica of {source.storage.url}")
+        click.echo(f"{target_url}: created as a replica of {source_url}")
     click.echo(
-        f"copied {len(result.copied)} snapshot(s) to {target.url}"
+        f"copied {len(result.copied)} snapshot(s) to {target_url}"
         f" ({len(result.already)} already there): {result.packs_copied} pack(s),"
         f" {human_bytes(result.bytes_copied)} sent, {result.packs_reused} reused from an"
         " interrupted copy; every object verified on the target"
     )
+    if result.not_kept:
+        click.echo(
+            f"{result.not_kept} snapshot(s) left out: {target_ref}'s retention would not keep them"
+        )
     for snapshot_id in result.vanished:
         click.echo(
             f"warning: snapshot {snapshot_id[:8]} was deleted from the source during the copy",
             err=True,
         )
+    for snapshot_id, why in result.damaged.items():
+        click.echo(f"error: snapshot {snapshot_id[:8]} not copied: {why}", err=True)

@@ -117,6 +117,9 @@ def forget_command(
         snapshots = [s for s in repo.snapshots() if host is None or s.host == host]
         decisions = decide(snapshots, _policies(settings, repo_ref, flags), by)
         now = clock.now()
+        # Locks are renewed for what retention keeps, not for what a lock alone keeps:
+        # those must be let go, or nothing would ever expire.
+        retained = [d.snapshot for d in decisions if d.keep]
         _keep_locked(repo, decisions, now)
         renewed = 0
         if not dry_run:
@@ -125,8 +128,7 @@ def forget_command(
                     repo.storage.delete(SNAPSHOT_PREFIX + d.snapshot.id)
             if repo.storage.lock_days:
                 repo.load_index()
-                kept = [d.snapshot for d in decisions if d.keep]
-                renewed = renew_locks(repo, kept, repo.storage.lock_days, now)
+                renewed = renew_locks(repo, retained, repo.storage.lock_days, now)
         _report(decisions, dry_run, as_json, renewed)
         if then_prune and not dry_run:
             _prune(repo, dry_run=False, as_json=as_json)

@@ -11,7 +11,7 @@ from rich.table import Table
 from drplan.cli.context import Settings, console, emit_json, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options
 from drplan.errors import UsageError
-from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, describe
+from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, describe, live_keys, revoke_key
 from drplan.repo.password import read_password
 
 NEW_PASSWORD_ENV = "DRPLAN_NEW_PASSWORD"
@@ -54,7 +54,7 @@ def list_command(
 ) -> None:
     """List key files; the one your password opened is marked."""
     with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
-        keys = [describe(i.name, repo.storage.read(i.name)) for i in repo.storage.list(KEY_PREFIX)]
+        keys = [describe(name, repo.storage.read(name)) for name in live_keys(repo.storage)]
         if as_json:
             emit_json([{**vars(k), "current": k.id == repo.key_id} for k in keys])
             return
@@ -100,7 +100,7 @@ def remove_command(
 ) -> None:
     """Remove a key file (not the one in use, and never the last)."""
     with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
-        names = [i.name.removeprefix(KEY_PREFIX) for i in repo.storage.list(KEY_PREFIX)]
+        names = [n.removeprefix(KEY_PREFIX) for n in live_keys(repo.storage)]
         matches = [n for n in names if n.startswith(key_id)]
         if len(matches) != 1:
             raise UsageError(f"{len(matches)} keys match {key_id!r}", hint="see `drplan key list`")
@@ -109,7 +109,7 @@ def remove_command(
                 "refusing to remove the key you opened the repository with",
                 hint="open with another password to remove this one",
             )
-        repo.storage.delete(KEY_PREFIX + matches[0])
+        revoke_key(repo.storage, matches[0])
         click.echo(f"removed key {matches[0][:12]}")
 
 
@@ -128,5 +128,5 @@ def passwd_command(
         new_id = add_key(
             repo.storage, repo.key, _new_password(new_password_file), KdfParams(), repo.cipher, ""
         )
-        repo.storage.delete(KEY_PREFIX + repo.key_id)
+        revoke_key(repo.storage, repo.key_id)
         click.echo(f"password changed (key {repo.key_id[:12]} replaced by {new_id[:12]})")

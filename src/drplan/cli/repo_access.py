@@ -94,6 +94,12 @@ def resolve_storage(settings: Settings, repo_ref: str | None) -> Storage:
         plan = plan_or_none(settings)
         if plan is not None and repo_ref in plan.locations:
             return storage_for(plan.locations[repo_ref])
+        # A bare word is a location name: a typo must not become a new directory here.
+        known = f"the plan's are {', '.join(plan.locations)}" if plan else "no plan was found"
+        raise UsageError(
+            f"{repo_ref!r} is not a location of the plan ({known})",
+            hint=f"name a location of the plan, or write ./{repo_ref} for a directory here",
+        )
     return open_storage(repo_ref)
 
 

@@ -27,7 +27,8 @@ def about_location(name: str | None) -> Iterator[None]:
     try:
         yield
     except DrplanError as exc:
-        if name and not exc.message.startswith(f"location {name}:"):
+        if name and exc.origin is None:
+            exc.origin = name
             exc.message = f"location {name}: {exc.message}"
         raise
 
@@ -53,19 +54,25 @@ def copy_to(
     *,
     policies: dict[str | None, Policy] | None = None,
     report: Callable[[str], None] = lambda _: None,
+    create: bool = True,
 ) -> CopyResult:
     """Copy ``snapshots`` (filtered by ``policies`` when given) to the replica at ``target_storage``.
 
     The caller holds a shared lock on ``source``; the target is created as a replica
     if empty, and locked shared (like a backup) while the copy runs.
     """
-    target, created = open_replica(source, target_storage, create=True)
+    target, created = open_replica(source, target_storage, create=create)
     with RepositoryLock(target, exclusive=False, operation="copy"):
         target.load_index()
+        not_kept = 0
         if policies is not None:
             present_ids = target_snapshot_ids(target)
             present = [s for s in source.snapshots() if s.id in present_ids]
-            snapshots = worth_copying(snapshots, present, policies)
+            wanted = worth_copying(snapshots, present, policies)
+            not_kept = sum(1 for s in snapshots if s.id not in present_ids) - sum(
+                1 for s in wanted if s.id not in present_ids
+            )
+            snapshots = wanted
         result = copy_snapshots(source, target, snapshots, report)
-    result.created = created
+    result.created, result.not_kept = created, not_kept
     return result

@@ -52,20 +52,43 @@ def fan_out(
     report: Callable[[str], None] = lambda _: None,
 ) -> FanOut:
     """Copy job ``job``'s snapshots from ``source`` (location ``written``, locked by the
-    caller) to each location of ``others`` (name -> how to reach it), and back."""
+    caller) to each location of ``others`` (name -> how to reach it), and back.
+
+    Catching up comes first, so that what returns from one location reaches the others
+    in the same run. A location without a repository is a failure, not a new replica:
+    an empty directory may be an unmounted disk, and a replica is seeded on purpose
+    (``drplan copy``).
+    """
     outcome = FanOut(written)
-    mine = [s for s in source.snapshots() if s.job == job]
+    reachable: dict[str, Storage] = {}
     for name, reach in others.items():
         result = outcome.outcomes[name] = LocationOutcome()
         try:
             with about_location(name):
                 storage = reach()
-                copied = copy_to(source, storage, mine, policies=policies(name), report=report)
-                result.copied, result.bytes_copied = copied.copied, copied.bytes_copied
                 outcome.caught_up += _catch_up(source, storage, job, policies(written))
+                reachable[name] = storage
         except DrplanError as exc:
             result.error = exc.message
-            report(f"{name}: {exc.message}")
+            report(exc.message)
+    mine = [s for s in source.snapshots() if s.job == job]
+    for name, storage in reachable.items():
+        result = outcome.outcomes[name]
+        try:
+            with about_location(name):
+                copied = copy_to(
+                    source, storage, mine, policies=policies(name), report=report, create=False
+                )
+        except DrplanError as exc:
+            result.error = exc.message
+            report(exc.message)
+            continue
+        result.copied, result.bytes_copied = copied.copied, copied.bytes_copied
+        if copied.damaged:
+            result.error = (
+                f"location {name}: {len(copied.damaged)} snapshot(s) not copied, their data is"
+                f" damaged in {written} (run `drplan check --repo {written}`)"
+            )
     return outcome
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+from drplan.repo.index import live_index_files
 from drplan.repo.replication import blobs_of
 from drplan.repo.repository import INDEX_PREFIX, SNAPSHOT_PREFIX, Repository, pack_name
 from drplan.repo.snapshot import Snapshot
@@ -54,7 +55,8 @@ def renew_locks(repo: Repository, kept: list[Snapshot], days: int, now: datetime
         where = repo.index.lookup(blob_id)
         if where is not None:
             names.add(pack_name(where.pack.id))
-    names.update(info.name for info in repo.storage.list(INDEX_PREFIX))
+    # Only the live index: superseded ones must be let go, for prune to remove them.
+    names.update(INDEX_PREFIX + name for name, _ in live_index_files(repo.index_files()))
     until = now + timedelta(days=days)
     soon = now + timedelta(days=days / 2)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import json
 import os
@@ -16,9 +17,12 @@ from cryptography.exceptions import InvalidTag
 from drplan import clock
 from drplan.errors import DrplanError, WrongPasswordError
 from drplan.repo.crypto import KEY_SIZE, NONCE_SIZE, CipherName, MasterKey, aead, object_id
-from drplan.storage import Storage
+from drplan.storage import NotFound, Storage
 
 KEY_PREFIX = "keys/"
+# A removed key leaves a tombstone: replicas learn of the removal from it when copied to,
+# and a key file that comes back (from an old replica) still opens nothing.
+REVOKED_PREFIX = "revoked/"
 KEY_AAD = b"drplan/key/v1"
 
 
@@ -141,10 +145,32 @@ def add_key(
     return key_id
 
 
+def revoked_ids(storage: Storage) -> set[str]:
+    return {info.name.removeprefix(REVOKED_PREFIX) for info in storage.list(REVOKED_PREFIX)}
+
+
+def revoke_key(storage: Storage, key_id: str) -> None:
+    """Remove a key file, leaving its tombstone first (see REVOKED_PREFIX)."""
+    stone = json.dumps({"version": 1, "revoked": clock.rfc3339(clock.now())}).encode()
+    storage.write(REVOKED_PREFIX + key_id, stone)
+    with contextlib.suppress(NotFound):
+        storage.delete(KEY_PREFIX + key_id)
+
+
+def live_keys(storage: Storage) -> list[str]:
+    """Names of the key files that are not revoked, sorted."""
+    revoked = revoked_ids(storage)
+    return sorted(
+        info.name
+        for info in storage.list(KEY_PREFIX)
+        if info.name.removeprefix(KEY_PREFIX) not in revoked
+    )
+
+
 def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, str, CipherName]:
     """The master key, the id of the key file that opened it and the repository's cipher
     (key files are sealed with it); WrongPasswordError when no key file opens."""
-    names = sorted(info.name for info in storage.list(KEY_PREFIX))
+    names = live_keys(storage)
     if not names:
         raise DrplanError(
             f"{storage.url}: the repository has no key files", hint="it cannot be opened"

@@ -18,16 +18,17 @@ target only when everything it references is durable and verified there.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from drplan.errors import IntegrityError, ReplicaMismatchError
+from drplan.errors import DrplanError, IntegrityError, ReplicaMismatchError
 from drplan.repo.config import RepoConfig
 from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo
-from drplan.repo.keys import KEY_PREFIX
+from drplan.repo.keys import KEY_PREFIX, REVOKED_PREFIX, revoked_ids
 from drplan.repo.objects import open_object
 from drplan.repo.pack import TREE
 from drplan.repo.repository import (
@@ -51,6 +52,8 @@ class CopyResult:
     copied: list[str] = field(default_factory=list)  # snapshot ids now on the target
     already: list[str] = field(default_factory=list)  # wanted, and on the target before
     vanished: list[str] = field(default_factory=list)  # deleted from the source meanwhile
+    damaged: dict[str, str] = field(default_factory=dict)  # snapshot id -> why not copied
+    not_kept: int = 0  # left out: the target's retention would not keep them
     packs_copied: int = 0
     packs_reused: int = 0  # left on the target by an interrupted copy, verified and kept
     bytes_copied: int = 0
@@ -61,6 +64,8 @@ class CopyResult:
             "copied": self.copied,
             "already_present": self.already,
             "vanished": self.vanished,
+            "damaged": self.damaged,
+            "not_kept_by_target_retention": self.not_kept,
             "packs_copied": self.packs_copied,
             "packs_reused": self.packs_reused,
             "bytes_copied": self.bytes_copied,
@@ -96,11 +101,14 @@ def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[
     where = target.url
     match same_repository(source, target):
         case True:
+            sync_keys(source.storage, target)
             return Repository(target, source.config, source.key, source.key_id), False
         case False:
             raise ReplicaMismatchError(
-                f"{where} holds a different repository (it does not open with this one's key)",
-                hint="copy to an empty location, or to a replica of this repository",
+                f"{where} holds a different repository, or its config is damaged"
+                " (it does not open with this one's key)",
+                hint="copy to an empty location or to a replica of this repository;"
+                " a damaged config can be copied back from a replica",
             )
     foreign = [
         info.name
@@ -114,12 +122,35 @@ def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[
         )
     if not create:
         raise ReplicaMismatchError(
-            f"{where} holds no repository", hint="copy to it first, or run `drplan repo init`"
+            f"{where} holds no repository (destroyed, unmounted, or never seeded):"
+            " seed it as a replica with `drplan copy --from LOCATION --to LOCATION`",
+            hint="a backup never creates a replica by itself: an empty directory may be a"
+            " disk that is not mounted",
         )
-    for info in source.storage.list(KEY_PREFIX):
-        put_verified(target, info.name, source.storage.read(info.name))
+    sync_keys(source.storage, target)
     put_verified(target, CONFIG, source.storage.read(CONFIG))
     return Repository(target, source.config, source.key, source.key_id), True
+
+
+def sync_keys(source: Storage, target: Storage) -> None:
+    """Bring the target's passwords in line: keys added on the source are added, keys
+    removed on either side (a tombstone under ``revoked/``) are removed on the target."""
+    revoked_there = revoked_ids(target)
+    revoked = revoked_there | revoked_ids(source)
+    for key_id in sorted(revoked - revoked_there):
+        put_verified(target, REVOKED_PREFIX + key_id, source.read(REVOKED_PREFIX + key_id))
+    have = set()
+    for info in target.list(KEY_PREFIX):
+        key_id = info.name.removeprefix(KEY_PREFIX)
+        if key_id in revoked:
+            with contextlib.suppress(NotFound):
+                target.delete(info.name)
+        else:
+            have.add(key_id)
+    for info in source.list(KEY_PREFIX):
+        key_id = info.name.removeprefix(KEY_PREFIX)
+        if key_id not in revoked and key_id not in have:
+            put_verified(target, info.name, source.read(info.name))
 
 
 def target_snapshot_ids(target: Repository) -> set[str]:
@@ -181,8 +212,7 @@ class _Copier:
         self._lock = threading.Lock()
         self._indexed: list[PackInfo] = []
 
-    def copy_packs(self, packs: list[PackInfo]) -> None:
-        stored = {info.name: info.size for info in self.target.storage.list(DATA_PREFIX)}
+    def copy_packs(self, packs: list[PackInfo], stored: dict[str, int]) -> None:
         with ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="drplan-copy") as pool:
             for done in pool.map(lambda p: self._copy_pack(p, stored), packs):
                 self._indexed.append(done)
@@ -192,7 +222,16 @@ class _Copier:
 
     def _copy_pack(self, pack: PackInfo, stored: dict[str, int]) -> PackInfo:
         name = pack_name(pack.id)
-        data = self.source.storage.read(name)
+        try:
+            data = self.source.storage.read(name)
+        except NotFound:
+            raise IntegrityError(
+                f"{self.source.storage.url}: pack {pack.id[:16]} is missing; not copied",
+                hint=f"run `drplan check --repo {self.source.storage.url}`",
+            ) from None
+        except DrplanError as exc:
+            exc.origin = exc.origin or "source"  # the source failed, not the target
+            raise
         if object_id(data) != pack.id:
             raise IntegrityError(
                 f"{self.source.storage.url}: pack {pack.id[:16]} is damaged; not copied",
@@ -210,6 +249,7 @@ class _Copier:
         hot = all(e.type == TREE for e in pack.entries)
         put_verified(self.target.storage, name, data, hot=hot)
         with self._lock:
+            stored[name] = len(data)
             self.result.packs_copied += 1
             self.result.bytes_copied += len(data)
         self.report(f"copied pack {pack.id[:16]} ({len(data)} bytes)")
@@ -256,8 +296,26 @@ def copy_snapshots(
     present = target_snapshot_ids(target)
     todo = [s for s in snapshots if s.id not in present]
     copier.result.already = [s.id for s in snapshots if s.id in present]
-    if todo:
-        copier.copy_packs(packs_to_copy(source, target, todo))
-        for snapshot in sorted(todo, key=lambda s: (s.time, s.id)):
-            copier.copy_snapshot(snapshot)
+    if not todo:
+        return copier.result
+    stored = {info.name: info.size for info in target.storage.list(DATA_PREFIX)}
+    lost = [p for p in target.index.packs if pack_name(p) not in stored]
+    if lost:  # its index would vouch for blobs it does not hold: copying on top hides that
+        raise IntegrityError(
+            f"{target.storage.url}: {len(lost)} pack(s) its index lists are missing"
+            f" (e.g. {lost[0][:16]}); nothing was copied",
+            hint=f"run `drplan prune --repo {target.storage.url}` to drop them from its index,"
+            " then copy again to send what they held",
+        )
+    # One snapshot at a time, oldest first: damage in one does not hold back the others,
+    # and each becomes visible as soon as all it needs is there.
+    for snapshot in sorted(todo, key=lambda s: (s.time, s.id)):
+        try:
+            copier.copy_packs(packs_to_copy(source, target, [snapshot]), stored)
+        except IntegrityError as exc:
+            copier.write_index()  # what did arrive is kept, and indexed
+            copier.result.damaged[snapshot.id] = exc.message
+            report(f"snapshot {snapshot.short_id} not copied: {exc.message}")
+            continue
+        copier.copy_snapshot(snapshot)
     return copier.result
