@@ -113,7 +113,11 @@ def test_backups_reach_every_location_and_the_cloud_copy_alone_restores(
     assert states["primary"]["free_bytes"] > 0
 
     (source / "late.txt").write_text("written after the first backup\n")
-    second = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
+    again = json.loads(run("--plan", plan, "backup", "web", "--json").out)
+    second = again["snapshot"]
+    assert again["copies"]["cloud"]["copied"] == [second]
+    assert again["copies"]["archive"]["copied"] == []  # it keeps one a year: it has this year's
+    assert status(run, four_locations)["archive"]["state"] == "ok"
     shutil.rmtree(tmp_path / "primary")  # the primary site is gone
     states = status(run, four_locations)
     assert states["primary"]["state"] == "lost"
@@ -220,6 +224,9 @@ def test_locked_objects_survive_forget_prune_and_a_direct_delete(
     run: Run, four_locations: Path, source: Path, seaweedfs: SeaweedFS
 ) -> None:
     plan = str(four_locations)
+    doc = yaml.safe_load(four_locations.read_text())
+    doc["locations"]["archive"]["retention"] = {"keep_last": 10}  # every backup goes there
+    four_locations.write_text(yaml.safe_dump(doc))
     init_all(run, plan)
     first = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
     (source / "late.txt").write_text("second generation\n")
@@ -265,6 +272,9 @@ def test_forget_renews_the_locks_of_what_retention_keeps_and_only_that(
     run: Run, four_locations: Path, source: Path, seaweedfs: SeaweedFS
 ) -> None:
     plan = str(four_locations)
+    doc = yaml.safe_load(four_locations.read_text())
+    doc["locations"]["archive"]["retention"] = {"keep_last": 10}  # every backup goes there
+    four_locations.write_text(yaml.safe_dump(doc))
     init_all(run, plan)
     old = json.loads(run("--plan", plan, "backup", "web", "--json").out)["snapshot"]
     (source / "late.txt").write_text("second generation\n")

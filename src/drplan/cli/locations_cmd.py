@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import click
 
 from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import password, storage_for
-from drplan.errors import DrplanError, RepositoryNotFoundError, WrongPasswordError
+from drplan.errors import DrplanError, RepositoryNotFoundError
 from drplan.repo.repository import Repository
 
 if TYPE_CHECKING:
@@ -24,20 +25,28 @@ def locations_group() -> None:
 
 
 def _reference(plan: Plan, settings: Settings, password_file: str | None) -> Repository:
-    """The first location that opens: it supplies the key to recognise the others."""
-    problems = []
+    """The repository most locations hold (the primary's on a tie): it supplies the key
+    that tells replicas from foreign repositories. Trusting whichever location opened
+    first would call every real replica foreign after one location was re-initialised."""
     secret = password(settings, password_file)
+    opened: list[tuple[str, Repository]] = []
+    problems = []
     for name, location in plan.locations.items():
         try:
-            return Repository.open(storage_for(location), secret)
-        except WrongPasswordError:
-            raise  # the same keys everywhere: wrong here is wrong everywhere
-        except DrplanError as exc:
+            opened.append((name, Repository.open(storage_for(location), secret)))
+        except DrplanError as exc:  # wrong password here, lost, unreachable: status says
             problems.append(f"{name}: {exc.message}")
-    raise RepositoryNotFoundError(
-        f"no location of the plan holds a repository that opens ({'; '.join(problems)})",
-        hint="create one with `drplan repo init LOCATION`, then `drplan copy` to the others",
-    )
+    if not opened:
+        raise RepositoryNotFoundError(
+            f"no location of the plan holds a repository this password opens"
+            f" ({'; '.join(problems)})",
+            hint="create one with `drplan repo init LOCATION`, then seed the others with"
+            " `drplan copy`",
+        )
+    votes = Counter(repo.config.id for _, repo in opened)
+    primary = [repo.config.id for name, repo in opened if plan.locations[name].role == "primary"]
+    best = max(votes, key=lambda rid: (votes[rid], rid in primary))
+    return next(repo for _, repo in opened if repo.config.id == best)
 
 
 def _protection(location: Location) -> dict[str, Any]:

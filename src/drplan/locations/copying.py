@@ -14,7 +14,7 @@ from drplan.errors import DrplanError
 from drplan.repo.locks import RepositoryLock
 from drplan.repo.replication import CopyResult, copy_snapshots, open_replica, target_snapshot_ids
 from drplan.repo.repository import Repository
-from drplan.repo.retention import Policy, decide
+from drplan.repo.retention import BUCKETS, Decision, Policy, decide, group_key
 from drplan.repo.snapshot import Snapshot
 from drplan.storage import Storage
 
@@ -38,13 +38,30 @@ def worth_copying(
 ) -> list[Snapshot]:
     """The candidates the target's retention would keep, next to what it already holds.
 
-    A location that keeps one snapshot a year (an archive) gets the newest of each
-    year, not every snapshot only to forget them at its next prune.
+    A snapshot kept only by period rules (hourly ... yearly) is not sent when the
+    target already holds one of each of those periods: a location that keeps one
+    snapshot a year (an archive) receives the first of each year and then nothing more
+    that year, not every backup only to forget it at its next prune (and, under Object
+    Lock, to pay for it for the lock's days).
     """
     held = {s.id for s in present}
     pool = present + [s for s in candidates if s.id not in held]
-    kept = {d.snapshot.id for d in decide(pool, policies, GROUP_BY) if d.keep}
-    return [s for s in candidates if s.id in kept]
+    wanted = set()
+    for d in decide(pool, policies, GROUP_BY):
+        if d.keep and d.snapshot.id not in held and not _period_held(d, present):
+            wanted.add(d.snapshot.id)
+    return [s for s in candidates if s.id in wanted]
+
+
+def _period_held(decision: Decision, present: list[Snapshot]) -> bool:
+    """Whether every rule keeping it is a period rule whose period the target already has."""
+    snapshot = decision.snapshot
+    periods = [reason.split()[0] for reason in decision.reasons]
+    if not periods or any(p not in BUCKETS for p in periods):
+        return False
+    group = group_key(snapshot, GROUP_BY)
+    mates = [s for s in present if s.job == snapshot.job and group_key(s, GROUP_BY) == group]
+    return all(any(BUCKETS[p](s.time) == BUCKETS[p](snapshot.time) for s in mates) for p in periods)
 
 
 def copy_to(

@@ -18,7 +18,7 @@ from drplan import clock
 from drplan.errors import DrplanError
 from drplan.locations.copying import worth_copying
 from drplan.repo.replication import blobs_of, same_repository
-from drplan.repo.repository import Repository
+from drplan.repo.repository import Repository, pack_name
 from drplan.repo.retention import Policy
 from drplan.repo.snapshot import Snapshot
 from drplan.storage import Storage
@@ -120,24 +120,23 @@ def _lag(
 
 
 def _bytes_behind(here: _Opened, missing: list[Snapshot], opened: list[_Opened]) -> int | None:
-    """Stored bytes of the blobs the missing snapshots need that this location lacks."""
+    """Bytes a copy would send: the packs holding blobs the missing snapshots need that this
+    location lacks (copies move whole packs)."""
     if not missing:
         return 0
     assert here.repo is not None
     try:
         here.repo.load_index()  # read-only, unlocked: status writes nothing anywhere
-        total = 0
-        counted: set[bytes] = set()
+        packs: dict[str, Repository] = {}
         for snapshot in missing:
             source = next(o for o in opened if any(s.id == snapshot.id for s in o.snapshots))
             assert source.repo is not None
             if not source.repo.index.packs:
                 source.repo.load_index()
-            for blob_id in blobs_of(source.repo, [snapshot]) - counted:
-                counted.add(blob_id)
+            for blob_id in blobs_of(source.repo, [snapshot]):
                 where = source.repo.index.lookup(blob_id)
                 if blob_id not in here.repo.index.blobs and where is not None:
-                    total += where.entry.stored_length
-        return total
+                    packs[where.pack.id] = source.repo
+        return sum(repo.storage.stat(pack_name(p)).size for p, repo in packs.items())
     except DrplanError:
         return None
