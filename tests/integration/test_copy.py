@@ -289,8 +289,61 @@ def test_password_changes_reach_replicas_and_revoked_passwords_stop_working(
     monkeypatch.setenv("DRPLAN_PASSWORD", "correct horse battery staple")
     old = run("snapshots", "--repo", replica)
     assert old.code == 12, old.err
-    # Copying from the stale replica does not bring the revoked key back to life.
-    copy(run, stale, repo_dir)
+    # The stale replica, opened with the revoked password, cannot bring it back to life.
+    refused = run("copy", "--from", stale, "--to", repo_dir)
+    assert refused.code == 1
+    assert "disagree about passwords" in refused.err
     assert run("snapshots", "--repo", repo_dir).code == 12
     monkeypatch.setenv("DRPLAN_PASSWORD", "the new password")
     assert run("snapshots", "--repo", repo_dir).code == 0
+
+
+def test_locations_that_disagree_about_passwords_are_not_emptied(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup(run, repo_dir, source)
+    other = tmp_path / "other-password"
+    other.write_text("second password\n")
+    assert run("key", "add", "--repo", repo_dir, "--new-password-file", str(other)).code == 0
+    replica = str(tmp_path / "replica")
+    copy(run, repo_dir, replica)
+    keys = json.loads(run("key", "list", "--repo", repo_dir, "--json").out)
+    first = next(k["id"] for k in keys if k["current"])
+    second = next(k["id"] for k in keys if not k["current"])
+    # The primary drops the first password; the replica, independently, the second.
+    monkeypatch.setenv("DRPLAN_PASSWORD", "second password")
+    assert run("key", "remove", first, "--repo", repo_dir).code == 0
+    monkeypatch.setenv("DRPLAN_PASSWORD", "correct horse battery staple")
+    assert run("key", "remove", second, "--repo", replica).code == 0
+    monkeypatch.setenv("DRPLAN_PASSWORD", "second password")
+    result = run("copy", "--from", repo_dir, "--to", replica)
+    assert result.code == 1
+    assert "disagree about passwords" in result.err
+    monkeypatch.setenv("DRPLAN_PASSWORD", "correct horse battery staple")
+    assert run("snapshots", "--repo", replica).code == 0  # still opens
+
+
+def test_a_forged_tombstone_does_not_lock_anyone_out(run: Run, repo_dir: str, source: Path) -> None:
+    backup(run, repo_dir, source)
+    keys = json.loads(run("key", "list", "--repo", repo_dir, "--json").out)
+    (Path(repo_dir) / "revoked").mkdir()
+    (Path(repo_dir) / "revoked" / keys[0]["id"]).write_text('{"version": 1, "revoked": "now"}')
+    assert run("snapshots", "--repo", repo_dir).code == 0
+
+
+def test_a_damaged_snapshot_object_does_not_block_the_others(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path
+) -> None:
+    first = backup(run, repo_dir, source)
+    (source / "more.txt").write_text("more\n")
+    second = backup(run, repo_dir, source)
+    (Path(repo_dir) / "snapshots" / first).write_bytes(b"garbage")
+    replica = str(tmp_path / "replica")
+    result = run("copy", "--from", repo_dir, "--to", replica, "--json")
+    assert result.code == 13, result.err
+    report = json.loads(result.out)
+    assert report["copied"] == [second]
+    assert first in report["damaged"]
+    assert (
+        run("restore", second[:8], "--target", str(tmp_path / "out"), "--repo", repo_dir).code == 0
+    )

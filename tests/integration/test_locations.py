@@ -371,3 +371,35 @@ def test_an_empty_location_is_a_failure_not_a_new_replica(
     typo = run("--plan", plan, "copy", "--from", "primary", "--to", "secondry")
     assert typo.code == 2
     assert "'secondry' is not a location of the plan" in typo.err
+
+
+def test_an_archive_keeping_one_a_year_gets_one_a_year(
+    run: Run, four_locations: Path, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doc = yaml.safe_load(four_locations.read_text())
+    doc["jobs"]["web"]["retention"] = {"keep_daily": 2}
+    doc["locations"]["archive"]["retention"] = {"keep_yearly": 5}
+    four_locations.write_text(yaml.safe_dump(doc))
+    plan = str(four_locations)
+    init_all(run, plan)
+    for day in range(1, 8):
+        monkeypatch.setenv("DRPLAN_NOW", f"2026-03-{day:02d}T02:00:00Z")
+        (source / "daily.txt").write_text(f"day {day}\n")
+        result = run("--plan", plan, "backup", "web", "--json")
+        assert result.code == 0, result.err
+        forgot = run("--plan", plan, "forget", "--repo", "primary", "--prune")
+        assert forgot.code == 0, forgot.err
+    assert len(_ids(run, plan, "primary")) == 2
+    archived = json.loads(run("--plan", plan, "snapshots", "--repo", "archive", "--json").out)
+    assert [s["time"][:10] for s in archived] == ["2026-03-01"]
+
+
+def test_status_with_a_wrong_password_says_so(
+    run: Run, four_locations: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = str(four_locations)
+    init_all(run, plan)
+    monkeypatch.setenv("DRPLAN_PASSWORD", "not the password")
+    result = run("--plan", plan, "locations", "status")
+    assert result.code == 12
+    assert "repo init" not in result.err

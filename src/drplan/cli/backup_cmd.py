@@ -138,7 +138,8 @@ def _report(
     if failed:
         raise IncompleteCopyError(
             f"snapshot {snap.short_id} was saved to {location} but not to {', '.join(failed)}",
-            hint="see `drplan locations status`; the next backup copies what they miss",
+            hint="see `drplan locations status`: one that was unreachable gets what it missed at"
+            " the next backup; one that holds no repository must be seeded with `drplan copy`",
         )
     if result.warnings:
         raise PartialBackupError(

@@ -46,23 +46,27 @@ def copy_command(
         about_location(_name(source_ref)),
         open_repo(settings, source_ref, password_file, operation="copy") as source,
     ):
+        unreadable: dict[str, str] = {}
         if snapshot_refs:
             snapshots = [source.find_snapshot(ref) for ref in snapshot_refs]
         else:
-            snapshots = [s for s in source.snapshots() if job is None or s.job == job]
+            readable, unreadable = source.readable_snapshots()
+            snapshots = [s for s in readable if job is None or s.job == job]
         plan = None if snapshot_refs or not _name(target_ref) else plan_or_none(settings)
         policies = plan_policies(plan, target_ref) if plan else None
         with about_location(_name(target_ref)):
             target = resolve_storage(settings, target_ref)
             result = copy_to(source, target, snapshots, policies=policies)
+            result.damaged.update(unreadable)
     if as_json:
         emit_json({"from": source.storage.url, "to": target.url, **result.as_dict()})
     else:
         _print(result, source.storage.url, target.url, target_ref)
     if result.damaged:
+        rest = "; the others were copied" if result.copied or result.already else ""
         raise IntegrityError(
-            f"{len(result.damaged)} snapshot(s) could not be copied: their data is damaged in the source",
-            hint=f"run `drplan check --repo {source.storage.url}`; the others were copied",
+            f"{len(result.damaged)} snapshot(s) could not be copied: they are damaged in the source",
+            hint=f"run `drplan check --repo {source.storage.url}`{rest}",
         )
 
 

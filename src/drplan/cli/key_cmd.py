@@ -54,7 +54,10 @@ def list_command(
 ) -> None:
     """List key files; the one your password opened is marked."""
     with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
-        keys = [describe(name, repo.storage.read(name)) for name in live_keys(repo.storage)]
+        keys = [
+            describe(name, repo.storage.read(name))
+            for name in live_keys(repo.storage, repo.key, repo.cipher)
+        ]
         if as_json:
             emit_json([{**vars(k), "current": k.id == repo.key_id} for k in keys])
             return
@@ -100,7 +103,7 @@ def remove_command(
 ) -> None:
     """Remove a key file (not the one in use, and never the last)."""
     with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
-        names = [n.removeprefix(KEY_PREFIX) for n in live_keys(repo.storage)]
+        names = [n.removeprefix(KEY_PREFIX) for n in live_keys(repo.storage, repo.key, repo.cipher)]
         matches = [n for n in names if n.startswith(key_id)]
         if len(matches) != 1:
             raise UsageError(f"{len(matches)} keys match {key_id!r}", hint="see `drplan key list`")
@@ -109,7 +112,7 @@ def remove_command(
                 "refusing to remove the key you opened the repository with",
                 hint="open with another password to remove this one",
             )
-        revoke_key(repo.storage, matches[0])
+        revoke_key(repo.storage, repo.key, repo.cipher, matches[0])
         click.echo(f"removed key {matches[0][:12]}")
 
 
@@ -128,5 +131,5 @@ def passwd_command(
         new_id = add_key(
             repo.storage, repo.key, _new_password(new_password_file), KdfParams(), repo.cipher, ""
         )
-        revoke_key(repo.storage, repo.key_id)
+        revoke_key(repo.storage, repo.key, repo.cipher, repo.key_id)
         click.echo(f"password changed (key {repo.key_id[:12]} replaced by {new_id[:12]})")

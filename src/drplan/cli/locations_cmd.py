@@ -11,7 +11,7 @@ import click
 
 from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import password, storage_for
-from drplan.errors import DrplanError, RepositoryNotFoundError
+from drplan.errors import DrplanError, RepositoryNotFoundError, WrongPasswordError
 from drplan.repo.repository import Repository
 
 if TYPE_CHECKING:
@@ -31,11 +31,20 @@ def _reference(plan: Plan, settings: Settings, password_file: str | None) -> Rep
     secret = password(settings, password_file)
     opened: list[tuple[str, Repository]] = []
     problems = []
+    wrong_password: WrongPasswordError | None = None
     for name, location in plan.locations.items():
         try:
             opened.append((name, Repository.open(storage_for(location), secret)))
-        except DrplanError as exc:  # wrong password here, lost, unreachable: status says
+        except WrongPasswordError as exc:
+            wrong_password = exc
             problems.append(f"{name}: {exc.message}")
+        except DrplanError as exc:  # lost, unreachable: status says
+            problems.append(f"{name}: {exc.message}")
+    if not opened and wrong_password is not None:
+        raise WrongPasswordError(
+            f"the password opens no location of the plan ({'; '.join(problems)})",
+            hint=wrong_password.hint,
+        )
     if not opened:
         raise RepositoryNotFoundError(
             f"no location of the plan holds a repository this password opens"

@@ -84,7 +84,7 @@ def copy_to(
         not_kept = 0
         if policies is not None:
             present_ids = target_snapshot_ids(target)
-            present = [s for s in source.snapshots() if s.id in present_ids]
+            present, _ = target.readable_snapshots()  # what the target holds, not the source
             wanted = worth_copying(snapshots, present, policies)
             not_kept = sum(1 for s in snapshots if s.id not in present_ids) - sum(
                 1 for s in wanted if s.id not in present_ids

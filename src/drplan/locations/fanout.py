@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from drplan.errors import DrplanError
 from drplan.locations.copying import about_location, copy_to, worth_copying
 from drplan.repo.locks import RepositoryLock
-from drplan.repo.replication import copy_snapshots, open_replica
+from drplan.repo.replication import CopyResult, copy_snapshots, open_replica
 from drplan.repo.repository import Repository
 from drplan.repo.retention import Policy
 from drplan.storage import Storage
@@ -66,12 +66,20 @@ def fan_out(
         try:
             with about_location(name):
                 storage = reach()
-                outcome.caught_up += _catch_up(source, storage, job, policies(written))
+                back = _catch_up(source, storage, job, policies(written))
+                outcome.caught_up += back.copied
                 reachable[name] = storage
+                if back.damaged:
+                    result.error = (
+                        f"location {name}: {len(back.damaged)} snapshot(s) it alone holds are"
+                        f" damaged there and could not come back to {written}"
+                        f" (run `drplan check --repo {name}`)"
+                    )
         except DrplanError as exc:
             result.error = exc.message
             report(exc.message)
-    mine = [s for s in source.snapshots() if s.job == job]
+    readable, unreadable = source.readable_snapshots()
+    mine = [s for s in readable if s.job == job]
     for name, storage in reachable.items():
         result = outcome.outcomes[name]
         try:
@@ -84,26 +92,29 @@ def fan_out(
             report(exc.message)
             continue
         result.copied, result.bytes_copied = copied.copied, copied.bytes_copied
-        if copied.damaged:
+        damaged = len(copied.damaged) + len(unreadable)
+        if damaged:
             result.error = (
-                f"location {name}: {len(copied.damaged)} snapshot(s) not copied, their data is"
-                f" damaged in {written} (run `drplan check --repo {written}`)"
+                f"location {name}: {damaged} snapshot(s) not copied, they are damaged in"
+                f" {written} (run `drplan check --repo {written}`)"
             )
     return outcome
 
 
 def _catch_up(
     source: Repository, storage: Storage, job: str, policies: dict[str | None, Policy]
-) -> list[str]:
+) -> CopyResult:
     """Bring the job's snapshots that only ``storage`` holds back to ``source``."""
     other, _ = open_replica(source, storage, create=False)
     with RepositoryLock(other, exclusive=False, operation="copy"):
-        have = {s.id for s in source.snapshots()}
-        missing = [s for s in other.snapshots() if s.job == job and s.id not in have]
+        have = {s.id for s in source.readable_snapshots()[0]}
+        theirs, unreadable = other.readable_snapshots()
+        missing = [s for s in theirs if s.job == job and s.id not in have]
+        mine = [s for s in source.readable_snapshots()[0] if s.job == job]
+        missing = worth_copying(missing, mine, policies)
         if not missing:
-            return []
-        missing = worth_copying(missing, [s for s in source.snapshots() if s.job == job], policies)
-        if not missing:
-            return []
+            return CopyResult(damaged=unreadable)
         other.load_index()
-        return copy_snapshots(other, source, missing).copied
+        result = copy_snapshots(other, source, missing)
+        result.damaged.update(unreadable)
+        return result

@@ -78,7 +78,10 @@ def locations_status(
             same = same_repository(reference, storage)
             if same is None:
                 states[name].state = "lost"
-                states[name].error = "no repository here (destroyed, or never initialised)"
+                states[name].error = (
+                    "no repository here (destroyed, unmounted, or not seeded yet):"
+                    " seed it with `drplan copy`, not `repo init`"
+                )
                 continue
             if not same:
                 states[name].state = "foreign"

@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidTag
 from drplan import clock
 from drplan.errors import DrplanError, WrongPasswordError
 from drplan.repo.crypto import KEY_SIZE, NONCE_SIZE, CipherName, MasterKey, aead, object_id
+from drplan.repo.objects import open_object, seal_object
 from drplan.storage import NotFound, Storage
 
 KEY_PREFIX = "keys/"
@@ -145,21 +146,39 @@ def add_key(
     return key_id
 
 
-def revoked_ids(storage: Storage) -> set[str]:
-    return {info.name.removeprefix(REVOKED_PREFIX) for info in storage.list(REVOKED_PREFIX)}
+def revoked_ids(storage: Storage, master: MasterKey, cipher: CipherName) -> set[str]:
+    """Key ids revoked by a tombstone sealed with this repository's master key. Tombstones
+    that do not open are ignored: whoever can write to one location must not be able to
+    lock everyone out of it."""
+    revoked = set()
+    for info in storage.list(REVOKED_PREFIX):
+        key_id = info.name.removeprefix(REVOKED_PREFIX)
+        try:
+            body = json.loads(
+                open_object(master, cipher, "revoked", storage.read(info.name), info.name)
+            )
+        except (DrplanError, ValueError, NotFound):
+            continue
+        if isinstance(body, dict) and body.get("key") == key_id:
+            revoked.add(key_id)
+    return revoked
 
 
-def revoke_key(storage: Storage, key_id: str) -> None:
-    """Remove a key file, leaving its tombstone first (see REVOKED_PREFIX)."""
-    stone = json.dumps({"version": 1, "revoked": clock.rfc3339(clock.now())}).encode()
-    storage.write(REVOKED_PREFIX + key_id, stone)
+def tombstone(master: MasterKey, cipher: CipherName, key_id: str) -> bytes:
+    body = {"version": 1, "key": key_id, "revoked": clock.rfc3339(clock.now())}
+    return seal_object(master, cipher, "revoked", json.dumps(body).encode())
+
+
+def revoke_key(storage: Storage, master: MasterKey, cipher: CipherName, key_id: str) -> None:
+    """Remove a key file, leaving its sealed tombstone first (see REVOKED_PREFIX)."""
+    storage.write(REVOKED_PREFIX + key_id, tombstone(master, cipher, key_id))
     with contextlib.suppress(NotFound):
         storage.delete(KEY_PREFIX + key_id)
 
 
-def live_keys(storage: Storage) -> list[str]:
+def live_keys(storage: Storage, master: MasterKey, cipher: CipherName) -> list[str]:
     """Names of the key files that are not revoked, sorted."""
-    revoked = revoked_ids(storage)
+    revoked = revoked_ids(storage, master, cipher)
     return sorted(
         info.name
         for info in storage.list(KEY_PREFIX)
@@ -169,8 +188,9 @@ def live_keys(storage: Storage) -> list[str]:
 
 def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, str, CipherName]:
     """The master key, the id of the key file that opened it and the repository's cipher
-    (key files are sealed with it); WrongPasswordError when no key file opens."""
-    names = live_keys(storage)
+    (key files are sealed with it); WrongPasswordError when no key file opens. A key
+    file that opens but was revoked (a valid tombstone) does not count."""
+    names = sorted(info.name for info in storage.list(KEY_PREFIX))
     if not names:
         raise DrplanError(
             f"{storage.url}: the repository has no key files", hint="it cannot be opened"
@@ -178,8 +198,11 @@ def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, st
     for name in names:
         stored = storage.read(name)
         master = unwrap(stored, password)
-        if master is not None:
-            return master, name.removeprefix(KEY_PREFIX), _parse(stored)["cipher"]
+        if master is None:
+            continue
+        key_id, cipher = name.removeprefix(KEY_PREFIX), _parse(stored)["cipher"]
+        if key_id not in revoked_ids(storage, master, cipher):
+            return master, key_id, cipher
     raise WrongPasswordError(
         f"{storage.url}: wrong password (it opens none of the {len(names)} key file(s))",
         hint="check $DRPLAN_PASSWORD, --password-file or the plan's password_command",

@@ -11,7 +11,7 @@ from drplan.repo.crypto import SALT_SIZE, CipherName, MasterKey, new_salt
 MAGIC = b"DRPO"
 VERSION = 1
 _HEAD = struct.Struct("<4sB")
-KINDS = ("config", "index", "snapshot", "lock")
+KINDS = ("config", "index", "snapshot", "lock", "revoked")
 
 
 def seal_object(

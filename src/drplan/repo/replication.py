@@ -42,6 +42,14 @@ from drplan.repo.repository import (
 from drplan.repo.snapshot import Snapshot
 from drplan.storage import NotFound, Storage
 
+
+class SourceDamage(IntegrityError):
+    """What a snapshot needs is damaged or missing in the source: that snapshot is skipped.
+    (Failures writing or verifying on the target are not this: they stop the copy.)"""
+
+    origin = "source"
+
+
 COPY_WORKERS = 4  # packs in flight: hides S3 latency; each holds one pack in memory
 INDEX_EVERY = 64  # packs per index object written during a copy, so a resume skips them
 
@@ -101,7 +109,7 @@ def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[
     where = target.url
     match same_repository(source, target):
         case True:
-            sync_keys(source.storage, target)
+            sync_keys(source, target)
             return Repository(target, source.config, source.key, source.key_id), False
         case False:
             raise ReplicaMismatchError(
@@ -127,30 +135,40 @@ def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[
             hint="a backup never creates a replica by itself: an empty directory may be a"
             " disk that is not mounted",
         )
-    sync_keys(source.storage, target)
+    sync_keys(source, target)
     put_verified(target, CONFIG, source.storage.read(CONFIG))
     return Repository(target, source.config, source.key, source.key_id), True
 
 
-def sync_keys(source: Storage, target: Storage) -> None:
-    """Bring the target's passwords in line: keys added on the source are added, keys
-    removed on either side (a tombstone under ``revoked/``) are removed on the target."""
-    revoked_there = revoked_ids(target)
-    revoked = revoked_there | revoked_ids(source)
-    for key_id in sorted(revoked - revoked_there):
-        put_verified(target, REVOKED_PREFIX + key_id, source.read(REVOKED_PREFIX + key_id))
-    have = set()
-    for info in target.list(KEY_PREFIX):
+def sync_keys(source: Repository, target: Storage) -> None:
+    """Bring the target's passwords in line: keys of the source are added, keys revoked on
+    either side (a sealed tombstone under ``revoked/``) are revoked on the target.
+
+    Additions come first, and the key that opened the source always ends up on the
+    target, so the target never loses its last usable key, even if cut short.
+    """
+    master, cipher = source.key, source.cipher
+    revoked_here = revoked_ids(source.storage, master, cipher)
+    revoked_there = revoked_ids(target, master, cipher)
+    if source.key_id in revoked_there:
+        raise DrplanError(
+            f"{target.url} revokes key {source.key_id[:12]}, the one whose password opened"
+            f" {source.storage.url}: the two locations disagree about passwords",
+            hint="open with a password both locations accept (see `drplan key list` on each)",
+        )
+    revoked = revoked_here | revoked_there
+    there = {info.name.removeprefix(KEY_PREFIX) for info in target.list(KEY_PREFIX)}
+    for info in source.storage.list(KEY_PREFIX):
         key_id = info.name.removeprefix(KEY_PREFIX)
-        if key_id in revoked:
-            with contextlib.suppress(NotFound):
-                target.delete(info.name)
-        else:
-            have.add(key_id)
-    for info in source.list(KEY_PREFIX):
-        key_id = info.name.removeprefix(KEY_PREFIX)
-        if key_id not in revoked and key_id not in have:
-            put_verified(target, info.name, source.read(info.name))
+        if key_id not in revoked and key_id not in there:
+            put_verified(target, info.name, source.storage.read(info.name))
+    for key_id in sorted(revoked_here - revoked_there):
+        put_verified(target, REVOKED_PREFIX + key_id, source.storage.read(REVOKED_PREFIX + key_id))
+    for key_id in sorted(there & revoked):
+        # Hygiene only: the tombstone already makes the key useless. A location whose
+        # credentials may not delete (a hardened archive) keeps the file.
+        with contextlib.suppress(DrplanError):
+            target.delete(KEY_PREFIX + key_id)
 
 
 def target_snapshot_ids(target: Repository) -> set[str]:
@@ -190,12 +208,16 @@ def packs_to_copy(
 ) -> list[PackInfo]:
     """The source packs holding blobs the snapshots need and the target lacks."""
     packs: dict[str, PackInfo] = {}
-    for blob_id in blobs_of(source, snapshots):
+    try:
+        needed = blobs_of(source, snapshots)
+    except IntegrityError as exc:
+        raise SourceDamage(exc.message, exc.hint) from None
+    for blob_id in needed:
         if blob_id in target.index.blobs:
             continue
         where = source.index.lookup(blob_id)
         if where is None:
-            raise IntegrityError(
+            raise SourceDamage(
                 f"{source.storage.url}: blob {blob_id.hex()[:16]} is not in the index",
                 hint=f"run `drplan check --repo {source.storage.url}`",
             )
@@ -225,7 +247,7 @@ class _Copier:
         try:
             data = self.source.storage.read(name)
         except NotFound:
-            raise IntegrityError(
+            raise SourceDamage(
                 f"{self.source.storage.url}: pack {pack.id[:16]} is missing; not copied",
                 hint=f"run `drplan check --repo {self.source.storage.url}`",
             ) from None
@@ -233,7 +255,7 @@ class _Copier:
             exc.origin = exc.origin or "source"  # the source failed, not the target
             raise
         if object_id(data) != pack.id:
-            raise IntegrityError(
+            raise SourceDamage(
                 f"{self.source.storage.url}: pack {pack.id[:16]} is damaged; not copied",
                 hint=f"run `drplan check --repo {self.source.storage.url}`",
             )
@@ -274,9 +296,10 @@ class _Copier:
             self.report(f"snapshot {snapshot.short_id} was deleted from the source; skipped")
             return
         if object_id(data) != snapshot.id:
-            raise IntegrityError(
+            self.result.damaged[snapshot.id] = (
                 f"{self.source.storage.url}: snapshot {snapshot.short_id} is damaged"
             )
+            return
         put_verified(self.target.storage, name, data)
         self.result.copied.append(snapshot.id)
         self.report(f"snapshot {snapshot.short_id} copied")
@@ -312,7 +335,7 @@ def copy_snapshots(
     for snapshot in sorted(todo, key=lambda s: (s.time, s.id)):
         try:
             copier.copy_packs(packs_to_copy(source, target, [snapshot]), stored)
-        except IntegrityError as exc:
+        except SourceDamage as exc:
             copier.write_index()  # what did arrive is kept, and indexed
             copier.result.damaged[snapshot.id] = exc.message
             report(f"snapshot {snapshot.short_id} not copied: {exc.message}")

@@ -347,9 +347,28 @@ class Repository:
         ]
         return sorted(found, key=lambda s: (s.time, s.id))
 
+    def readable_snapshots(self) -> tuple[list[Snapshot], dict[str, str]]:
+        """Every snapshot that reads, and why each of the others does not (by id): for work
+        that must go on past one damaged snapshot object (copies)."""
+        found, damaged = [], {}
+        for info in self.storage.list(SNAPSHOT_PREFIX):
+            snapshot_id = info.name.removeprefix(SNAPSHOT_PREFIX)
+            try:
+                found.append(
+                    Snapshot.from_json(self.load_object("snapshot", info.name), snapshot_id)
+                )
+            except NotFound:
+                continue  # forgotten meanwhile
+            except DrplanError as exc:
+                damaged[snapshot_id] = exc.message
+            except (ValueError, KeyError, TypeError) as exc:
+                damaged[snapshot_id] = f"snapshot {snapshot_id[:8]} is malformed ({exc})"
+        return sorted(found, key=lambda s: (s.time, s.id)), damaged
+
     def find_snapshot(self, ref: str) -> Snapshot:
-        """A snapshot by id prefix (at least 4 hex digits) or ``latest``."""
-        snapshots = self.snapshots()
+        """A snapshot by id prefix (at least 4 hex digits) or ``latest``; a damaged snapshot
+        object elsewhere in the repository does not stand in the way (check reports it)."""
+        snapshots, _ = self.readable_snapshots()
         if ref == "latest":
             if not snapshots:
                 raise DrplanError(
