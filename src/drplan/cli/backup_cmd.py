@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from drplan.sources.files.metadata import read_exclude_file
 
 if TYPE_CHECKING:
     from drplan.locations.fanout import FanOut
+    from drplan.plan.model import PostgresSystem
 
 
 class _DefaultToJob(click.Group):
@@ -86,6 +87,33 @@ def _progress_display(progress: BackupProgress) -> Iterator[None]:
         finally:
             stop.set()
             thread.join()
+
+
+def _postgres_full(
+    job_name: str, system_name: str, system: PostgresSystem, kwargs: dict[str, Any]
+) -> Callable[[Repository], BackupResult]:
+    """A full base backup of the system, its cluster checked once before any location."""
+    from drplan.sources.postgres.basebackup import full_backup  # noqa: PLC0415
+    from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
+
+    password = system.password.resolve() if system.password else None
+    ready = preflight(system.connection, password, system.bin_dir, system_name, "full")
+
+    def take(repo: Repository) -> BackupResult:
+        if kwargs.get("compression_level") is not None:
+            repo.compression_level = kwargs["compression_level"]
+        snapshot = full_backup(
+            repo,
+            ready,
+            dsn=system.connection,
+            password=password,
+            system=system_name,
+            job=job_name,
+            tags=kwargs["tags"],
+        )
+        return BackupResult(snapshot, [])
+
+    return take
 
 
 def _run(repo: Repository, options: BackupOptions) -> BackupResult:
@@ -231,7 +259,7 @@ def job_command(
     # Imported here: the plan schema is slow to import, and `backup files` does not need it.
     from drplan.locations.copying import about_location  # noqa: PLC0415
     from drplan.locations.fanout import LocationOutcome, fan_out  # noqa: PLC0415
-    from drplan.plan.model import FilesSystem  # noqa: PLC0415
+    from drplan.plan.model import FilesSystem, PostgresSystem  # noqa: PLC0415
     from drplan.repo.retention import plan_policies  # noqa: PLC0415
 
     plan = settings.load().plan
@@ -241,16 +269,21 @@ def job_command(
             f"the plan has no job {job_name!r}", hint=f"jobs: {', '.join(plan.jobs) or 'none'}"
         )
     system = plan.systems[job.system]
-    if not isinstance(system, FilesSystem):
-        raise UsageError(
-            f"job {job_name!r} backs up a {system.kind} system; this drplan backs up files jobs only"
-        )
-    kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
-    kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
     kwargs["tags"] = [*kwargs["tags"], f"job:{job_name}"]
     if kwargs.get("compression_level") is None:
         kwargs["compression_level"] = job.compression_level
-    options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
+    if isinstance(system, FilesSystem):
+        kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
+        kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
+        options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
+        take: Callable[[Repository], BackupResult] = partial(_run, options=options)
+    elif isinstance(system, PostgresSystem) and job.type == "full":
+        take = _postgres_full(job_name, job.system, system, kwargs)
+    else:
+        raise UsageError(
+            f"job {job_name!r} is a {job.type} backup of a {system.kind} system; this drplan runs"
+            " files jobs and full PostgreSQL backups (incremental and WAL jobs are coming)"
+        )
     unreachable: dict[str, str] = {}
     for name in job.locations:
         spread = None
@@ -261,7 +294,7 @@ def job_command(
                 with open_repo(
                     settings, None, password_file, operation=f"backup {job_name}", storage=storage
                 ) as repo:
-                    result = _run(repo, options)
+                    result = take(repo)
                     saved = True
                     if job.replicate == "after-backup":
                         others = {

@@ -1,0 +1,149 @@
+"""Full base backups of a real PostgreSQL 18 into the repository, restored and started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drplan.repo.locks import RepositoryLock
+from drplan.sources.postgres.basebackup import BaseBackupError, full_backup
+from drplan.sources.postgres.binaries import find_binaries
+from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
+from tests.conftest import Result, clean_plan
+from tests.fixtures.postgres import PgCluster, _free_port
+from tests.integration.conftest import open_repo
+
+Run = Callable[..., Result]
+Start = Callable[..., PgCluster]
+
+
+def take_full(cluster: PgCluster, repo_dir: str) -> dict[str, object]:
+    repo = open_repo(repo_dir)
+    ready = preflight(cluster.dsn, cluster.password, str(cluster.bin_dir), "db", "full")
+    with RepositoryLock(repo, exclusive=False, operation="backup"):
+        snapshot = full_backup(
+            repo, ready, dsn=cluster.dsn, password=cluster.password, system="db", job=None, tags=[]
+        )
+    return {"id": snapshot.id, "source": snapshot.source, "summary": vars(snapshot.summary)}
+
+
+def test_a_full_backup_restores_to_a_cluster_that_starts_with_every_row(
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path
+) -> None:
+    cluster = pg_cluster()
+    cluster.sql("create table readings (meter int, kwh numeric, at timestamptz default now())")
+    cluster.sql(
+        "insert into readings (meter, kwh) select g % 500, g / 7.0 from generate_series(1, 20000) g"
+    )
+    first = take_full(cluster, repo_dir)
+    source = first["source"]
+    assert isinstance(source, dict)
+    assert source["kind"] == "postgres"
+    assert source["type"] == "full"
+    assert source["timeline"] == 1
+    assert source["server_version"] // 10000 == 18
+    assert str(source["start_lsn"]) <= str(source["stop_lsn"]) or "/" in str(source["stop_lsn"])
+
+    # A second full of an almost unchanged cluster stores little: the repository deduplicates.
+    cluster.sql("insert into readings (meter, kwh) values (1, 1.5)")
+    second = take_full(cluster, repo_dir)
+    s1, s2 = first["summary"], second["summary"]
+    assert isinstance(s1, dict)
+    assert isinstance(s2, dict)
+    assert s2["bytes_added"] < s1["bytes_added"] / 3
+
+    # Where the server's unprivileged user can reach (pytest's directories are root's).
+    base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
+    base.chmod(0o755)
+    target = base / "data"
+    try:
+        restored = run(
+            "restore", str(second["id"])[:12], "--target", str(target), "--repo", repo_dir
+        )
+        assert restored.code == 0, restored.err
+        verify = subprocess.run(
+            [str(cluster.bin_dir / "pg_verifybackup"), str(target)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        cluster.stop()  # the original is gone; the restored copy must stand on its own
+        owner = os.stat(cluster.data_dir)
+        target.chmod(0o700)
+        os.chown(target, owner.st_uid, owner.st_gid)
+        sockets = base / "sockets"
+        sockets.mkdir()
+        os.chown(sockets, owner.st_uid, owner.st_gid)
+        port = _free_port()
+        revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
+        revived.pg_ctl("start", "-w", "-t", "60", "-l", str(target / "restored.log"),
+                       "-o", f"-p {port} -k {sockets}")  # fmt: skip
+        try:
+            assert revived.sql("select count(*) from readings") == [(20001,)]
+        finally:
+            revived.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_failing_pg_basebackup_saves_no_snapshot(
+    run: Run, repo_dir: str, pg_cluster: Start
+) -> None:
+    cluster = pg_cluster()
+    cluster.sql("create role plain login password 'pw-for-test-only'")
+    dsn = f"host=127.0.0.1 port={cluster.port} user=plain dbname=postgres"
+    with connect(dsn, "pw-for-test-only", "db") as conn:
+        # Past preflight (which would refuse this role), straight to pg_basebackup.
+        ready = Preflight(server_info(conn), find_binaries(str(cluster.bin_dir), 18))
+    repo = open_repo(repo_dir)
+    with (
+        RepositoryLock(repo, exclusive=False, operation="backup"),
+        pytest.raises(BaseBackupError) as info,
+    ):
+        full_backup(
+            repo, ready, dsn=dsn, password="pw-for-test-only", system="db", job=None, tags=[]
+        )
+    assert "pg_basebackup failed" in info.value.message
+    assert "pw-for-test-only" not in info.value.message
+    assert json.loads(run("snapshots", "--repo", repo_dir, "--json").out) == []
+    assert run("check", "--repo", repo_dir).code == 0
+
+
+def test_backup_job_runs_a_full_backup_from_the_plan(
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = pg_cluster()
+    plan = clean_plan()
+    plan["systems"]["db"]["connection"] = cluster.dsn
+    plan["systems"]["db"]["bin_dir"] = str(cluster.bin_dir)
+    plan["locations"]["local"]["path"] = repo_dir
+    plan["jobs"]["db-full"]["locations"] = ["local"]
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    result = run("--plan", str(plan_file), "backup", "db-full", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["location"].startswith("local")
+    listed = json.loads(run("snapshots", "--repo", repo_dir, "--json").out)
+    assert [s["job"] for s in listed] == ["db-full"]
+    assert cluster.password not in result.out + result.err
+
+    cluster.sql("create role plain login password 'pw-for-test-only'")
+    plan["systems"]["db"]["connection"] = cluster.dsn.replace("user=postgres", "user=plain")
+    plan_file.write_text(yaml.safe_dump(plan))
+    monkeypatch.setenv("TEST_DB_PASSWORD", "pw-for-test-only")
+    refused = run("--plan", str(plan_file), "backup", "db-full")
+    assert refused.code == 1
+    assert "role plain may not replicate: ALTER ROLE plain REPLICATION" in refused.err
+    assert refused.err.count("\n") == 1
+    assert "pw-for-test-only" not in refused.err
