@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from drplan.repo.locks import RepositoryLock
-from drplan.sources.postgres.basebackup import BaseBackupError, full_backup
+from drplan.sources.postgres.basebackup import BaseBackupError, full_backup, latest_base
 from drplan.sources.postgres.binaries import find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
 from tests.conftest import Result, clean_plan
@@ -138,6 +138,26 @@ def test_backup_job_runs_a_full_backup_from_the_plan(
     assert [s["job"] for s in listed] == ["db-full"]
     assert cluster.password not in result.out + result.err
 
+    plan["jobs"]["db-incr"] = {
+        "system": "db",
+        "type": "incremental",
+        "schedule": "*/15 * * * *",
+        "retention": {"keep_within": "30d"},
+        "locations": ["local"],
+    }
+    plan_file.write_text(yaml.safe_dump(plan))
+    incr = run("--plan", str(plan_file), "backup", "db-incr", "--json")
+    assert incr.code == 0, incr.err
+    repo = open_repo(repo_dir)
+    snapshot = repo.find_snapshot(json.loads(incr.out)["snapshot"][:12])
+    assert snapshot.source["type"] == "incremental"
+    assert snapshot.source["chain"] == [report["snapshot"]]
+    cluster.sql("alter system set summarize_wal = off")
+    cluster.sql("select pg_reload_conf()")
+    off = run("--plan", str(plan_file), "backup", "db-incr")
+    assert off.code == 1
+    assert "summarize_wal is off" in off.err
+
     cluster.sql("create role plain login password 'pw-for-test-only'")
     plan["systems"]["db"]["connection"] = cluster.dsn.replace("user=postgres", "user=plain")
     plan_file.write_text(yaml.safe_dump(plan))
@@ -147,3 +167,73 @@ def test_backup_job_runs_a_full_backup_from_the_plan(
     assert "role plain may not replicate: ALTER ROLE plain REPLICATION" in refused.err
     assert refused.err.count("\n") == 1
     assert "pw-for-test-only" not in refused.err
+
+
+def test_incrementals_chain_onto_the_full_and_combine_into_a_cluster_that_starts(
+    run: Run, repo_dir: str, pg_cluster: Start
+) -> None:
+    cluster = pg_cluster()
+    cluster.sql("create table readings (meter int, kwh numeric)")
+    cluster.sql("insert into readings select g, g from generate_series(1, 50000) g")
+    repo = open_repo(repo_dir)
+    ready = preflight(cluster.dsn, cluster.password, str(cluster.bin_dir), "db", "incremental")
+    taken = []
+    with RepositoryLock(repo, exclusive=False, operation="backup"):
+        for rows in (0, 100, 10):
+            if rows:
+                cluster.sql(f"insert into readings select g, g from generate_series(1, {rows}) g")
+            parent = latest_base(repo, "db", ready.info.system_identifier)
+            taken.append(
+                full_backup(
+                    repo, ready, dsn=cluster.dsn, password=cluster.password, system="db",
+                    job=None, tags=[], parent=parent,
+                )
+            )  # fmt: skip
+    full, first, second = taken
+    assert [s.source["type"] for s in taken] == ["full", "incremental", "incremental"]
+    assert second.source["chain"] == [full.id, first.id]
+    assert second.parent == first.id
+    assert first.summary.bytes_stored < full.summary.bytes_stored / 5  # only what changed
+
+    base = Path(tempfile.mkdtemp(prefix="drplan-pg-combine-"))
+    base.chmod(0o755)
+    try:
+        dirs = []
+        for snapshot in taken:
+            out = base / snapshot.short_id
+            restored = run("restore", snapshot.id, "--target", str(out), "--repo", repo_dir)
+            assert restored.code == 0, restored.err
+            dirs.append(str(out))
+        combined = base / "data"
+        subprocess.run(
+            [str(cluster.bin_dir / "pg_combinebackup"), *dirs, "-o", str(combined)],
+            check=True,
+            capture_output=True,
+        )
+        verify = subprocess.run(
+            [str(cluster.bin_dir / "pg_verifybackup"), str(combined)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        cluster.stop()
+        owner = os.stat(cluster.data_dir)
+        for root, names, files in os.walk(combined):
+            for name in [*names, *files]:
+                os.chown(os.path.join(root, name), owner.st_uid, owner.st_gid)
+        os.chown(combined, owner.st_uid, owner.st_gid)
+        combined.chmod(0o700)
+        sockets = base / "sockets"
+        sockets.mkdir()
+        os.chown(sockets, owner.st_uid, owner.st_gid)
+        port = _free_port()
+        revived = PgCluster(combined, port, cluster.password, cluster.bin_dir, cluster.run_as)
+        revived.pg_ctl("start", "-w", "-t", "60", "-l", str(combined / "combined.log"),
+                       "-o", f"-p {port} -k {sockets}")  # fmt: skip
+        try:
+            assert revived.sql("select count(*) from readings") == [(50110,)]
+        finally:
+            revived.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -89,19 +89,32 @@ def _progress_display(progress: BackupProgress) -> Iterator[None]:
             thread.join()
 
 
-def _postgres_full(
-    job_name: str, system_name: str, system: PostgresSystem, kwargs: dict[str, Any]
+def _postgres_base(
+    job_name: str,
+    system_name: str,
+    system: PostgresSystem,
+    incremental: bool,
+    kwargs: dict[str, Any],
 ) -> Callable[[Repository], BackupResult]:
-    """A full base backup of the system, its cluster checked once before any location."""
-    from drplan.sources.postgres.basebackup import full_backup  # noqa: PLC0415
+    """A base backup of the system, its cluster checked once before any location. An
+    incremental builds on the newest base backup of the cluster in the location written;
+    where there is none yet, it is taken as a full."""
+    from drplan.sources.postgres.basebackup import full_backup, latest_base  # noqa: PLC0415
     from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
 
     password = system.password.resolve() if system.password else None
-    ready = preflight(system.connection, password, system.bin_dir, system_name, "full")
+    ready = preflight(
+        system.connection,
+        password,
+        system.bin_dir,
+        system_name,
+        "incremental" if incremental else "full",
+    )
 
     def take(repo: Repository) -> BackupResult:
         if kwargs.get("compression_level") is not None:
             repo.compression_level = kwargs["compression_level"]
+        parent = latest_base(repo, system_name, ready.info.system_identifier)
         snapshot = full_backup(
             repo,
             ready,
@@ -110,6 +123,7 @@ def _postgres_full(
             system=system_name,
             job=job_name,
             tags=kwargs["tags"],
+            parent=parent if incremental else None,
         )
         return BackupResult(snapshot, [])
 
@@ -277,12 +291,12 @@ def job_command(
         kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
         options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
         take: Callable[[Repository], BackupResult] = partial(_run, options=options)
-    elif isinstance(system, PostgresSystem) and job.type == "full":
-        take = _postgres_full(job_name, job.system, system, kwargs)
+    elif isinstance(system, PostgresSystem) and job.type in ("full", "incremental"):
+        take = _postgres_base(job_name, job.system, system, job.type == "incremental", kwargs)
     else:
         raise UsageError(
             f"job {job_name!r} is a {job.type} backup of a {system.kind} system; this drplan runs"
-            " files jobs and full PostgreSQL backups (incremental and WAL jobs are coming)"
+            " files jobs and full and incremental PostgreSQL backups (WAL jobs are coming)"
         )
     unreachable: dict[str, str] = {}
     for name in job.locations:

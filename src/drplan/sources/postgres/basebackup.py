@@ -1,4 +1,4 @@
-"""Full base backups: pg_basebackup's tar stream, stored in the repository as it arrives.
+"""Base backups, full and incremental: pg_basebackup's tar stream, stored as it arrives.
 
 ``pg_basebackup -D - -Ft`` writes one tar of the whole cluster to its standard
 output, ``backup_manifest`` last; nothing is staged on local disk. Each member
@@ -6,7 +6,10 @@ becomes a node of an ordinary snapshot tree (so restores, diffs, checks, copies 
 deduplication work as for files: a daily full of a mostly unchanged cluster stores
 only what changed). What identifies the backup (start and end LSN, timeline, system
 identifier, server version, label, whether WAL is included) goes into the
-snapshot's ``source``.
+snapshot's ``source``. An incremental (PostgreSQL 17+) is taken against the
+manifest of the newest base backup of the same cluster in the repository, and its
+snapshot records the chain (the full, then each incremental) that pg_combinebackup
+needs to rebuild it.
 
 Limits of this first version, each refused with a clear message rather than handled
 wrongly: clusters with tablespaces (pg_basebackup cannot stream them to one tar), and
@@ -24,6 +27,7 @@ import re
 import socket
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -179,6 +183,28 @@ def identity(kept: dict[str, bytes]) -> BackupIdentity:
     return BackupIdentity(start.group(1), stop, timeline, fields.get("LABEL", ""))
 
 
+def latest_base(repo: Repository, system: str, system_identifier: str) -> Snapshot | None:
+    """The newest base backup (full or incremental) of this cluster in the repository:
+    what an incremental backup builds on."""
+    snapshots, _ = repo.readable_snapshots()
+    mine = [
+        s
+        for s in snapshots
+        if s.system == system
+        and s.source.get("kind") == "postgres"
+        and s.source.get("system_identifier") == system_identifier
+    ]
+    return mine[-1] if mine else None
+
+
+def read_manifest(repo: Repository, snapshot: Snapshot) -> bytes:
+    """The backup_manifest stored with a base backup."""
+    for node in repo.load_tree(snapshot.tree):
+        if node.name == MANIFEST.encode() and node.type == "file":
+            return b"".join(repo.read_blob(blob) for blob in node.content)
+    raise BaseBackupError(f"snapshot {snapshot.short_id} holds no backup_manifest")
+
+
 def full_backup(
     repo: Repository,
     ready: Preflight,
@@ -189,10 +215,34 @@ def full_backup(
     job: str | None,
     tags: list[str],
     host: str | None = None,
+    parent: Snapshot | None = None,
 ) -> Snapshot:
-    """Take a full base backup of the cluster behind ``dsn`` into ``repo`` (locked by the
-    caller); the snapshot is visible only once everything it needs is stored."""
+    """Take a base backup of the cluster behind ``dsn`` into ``repo`` (locked by the
+    caller): full, or with ``parent`` incremental on top of it (PostgreSQL 17+, with
+    ``summarize_wal``); the snapshot is visible only once everything it needs is stored."""
+    if parent is None:
+        return _base_backup(repo, ready, dsn, password, system, job, tags, host, None)
+    with tempfile.NamedTemporaryFile(prefix="drplan-manifest-", suffix=".json") as manifest:
+        manifest.write(read_manifest(repo, parent))
+        manifest.flush()
+        return _base_backup(
+            repo, ready, dsn, password, system, job, tags, host, (parent, manifest.name)
+        )
+
+
+def _base_backup(
+    repo: Repository,
+    ready: Preflight,
+    dsn: str,
+    password: str | None,
+    system: str,
+    job: str | None,
+    tags: list[str],
+    host: str | None,
+    parent: tuple[Snapshot, str] | None,
+) -> Snapshot:
     started, start_time = time.monotonic(), clock.now()
+    added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
     label = f"drplan {system} {clock.rfc3339(start_time)}"
     env = dict(os.environ)
     if password is not None:
@@ -212,6 +262,8 @@ def full_backup(
         "--label",
         label,
     ]
+    if parent is not None:
+        argv += ["--incremental", parent[1]]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     errors: list[bytes] = []
     drain = threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True)
@@ -242,11 +294,9 @@ def full_backup(
     ident = identity(builder.kept)
     root = builder.save()
     builder.summary.duration_seconds = round(time.monotonic() - started, 3)
-    stats = repo.stats
-    builder.summary.bytes_added, builder.summary.bytes_stored = (
-        stats.bytes_added,
-        stats.bytes_stored,
-    )
+    stats = repo.stats  # the repository counts across backups: this one's share
+    builder.summary.bytes_added = stats.bytes_added - added_before
+    builder.summary.bytes_stored = stats.bytes_stored - stored_before
     snapshot = Snapshot(
         time=start_time,
         tree=root,
@@ -256,9 +306,12 @@ def full_backup(
         tags=sorted(set(tags)),
         job=job,
         system=system,
+        parent=parent[0].id if parent else None,
         source={
             "kind": "postgres",
-            "type": "full",
+            "type": "incremental" if parent else "full",
+            # The chain a restore combines, oldest first: the full, then each incremental.
+            "chain": [*parent[0].source.get("chain", []), parent[0].id] if parent else [],
             "start_lsn": ident.start_lsn,
             "stop_lsn": ident.stop_lsn,
             "timeline": ident.timeline,
