@@ -237,3 +237,60 @@ def test_incrementals_chain_onto_the_full_and_combine_into_a_cluster_that_starts
             revived.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_restore_postgres_rebuilds_the_chain_and_starts_it(
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = pg_cluster()
+    cluster.sql("create table readings (meter int, kwh numeric)")
+    cluster.sql("insert into readings select g, g from generate_series(1, 1000) g")
+    plan = clean_plan()
+    plan["systems"]["db"]["connection"] = cluster.dsn
+    plan["systems"]["db"]["bin_dir"] = str(cluster.bin_dir)
+    plan["locations"]["local"]["path"] = repo_dir
+    plan["jobs"]["db-full"]["locations"] = ["local"]
+    plan["jobs"]["db-incr"] = {
+        "system": "db",
+        "type": "incremental",
+        "schedule": "*/15 * * * *",
+        "retention": {"keep_within": "30d"},
+        "locations": ["local"],
+    }
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(plan))
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    p = str(plan_file)
+    assert run("--plan", p, "backup", "db-full").code == 0
+    cluster.sql("insert into readings select g, g from generate_series(1, 234) g")
+    assert run("--plan", p, "backup", "db-incr").code == 0
+    cluster.stop()  # the cluster is lost
+
+    base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
+    base.chmod(0o755)
+    target = base / "data"
+    port = _free_port()
+    try:
+        result = run(
+            "--plan", p, "restore", "postgres", "db", "--target-dir", str(target),
+            "--start", "--port", str(port), "--json",
+        )  # fmt: skip
+        assert result.code == 0, result.err
+        report = json.loads(result.out)
+        assert len(report["chain"]) == 2
+        assert report["started_port"] == port
+        revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
+        try:
+            assert revived.sql("select count(*) from readings") == [(1234,)]
+            assert revived.sql("show archive_mode") == [("off",)]  # never into the old archive
+        finally:
+            revived.stop()
+        again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(target))
+        assert again.code == 2
+        assert "is not empty" in again.err
+        pitr = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "x"),
+                   "--to", "2026-11-25 10:15:00+00")  # fmt: skip
+        assert pitr.code == 2
+        assert "WAL archive" in pitr.err
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

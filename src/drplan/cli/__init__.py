@@ -32,7 +32,7 @@ COMMANDS = {
     "snapshots": "drplan.cli.snapshots_cmd:snapshots_command",
     "ls": "drplan.cli.snapshots_cmd:ls_command",
     "diff": "drplan.cli.snapshots_cmd:diff_command",
-    "restore": "drplan.cli.restore_cmd:restore_command",
+    "restore": "drplan.cli.restore_cmd:restore_group",
     "check": "drplan.cli.check_cmd:check_command",
     "forget": "drplan.cli.forget_cmd:forget_command",
     "prune": "drplan.cli.forget_cmd:prune_command",

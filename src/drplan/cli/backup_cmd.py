@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options, storage_for
 from drplan.errors import DrplanError, IncompleteCopyError, PartialBackupError, UsageError
 from drplan.repo.repository import Repository
@@ -25,15 +25,10 @@ if TYPE_CHECKING:
     from drplan.plan.model import PostgresSystem
 
 
-class _DefaultToJob(click.Group):
+class _DefaultToJob(DefaultToCommand):
     """``drplan backup JOB`` runs a plan job; ``drplan backup files ...`` backs up paths."""
 
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            return "job", self.commands["job"], args
-        return super().resolve_command(ctx, args)
+    default_command = "job"
 
 
 @click.group("backup", cls=_DefaultToJob)

@@ -31,6 +31,20 @@ class Settings:
         return load_plan(resolve_plan_path(self.plan_path, self.plan_origin))
 
 
+class DefaultToCommand(click.Group):
+    """A group whose first argument, unless it names a subcommand or is an option, goes to
+    its ``default_command``: ``drplan backup JOB`` beside ``drplan backup files``."""
+
+    default_command = ""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return self.default_command, self.commands[self.default_command], args
+        return super().resolve_command(ctx, args)
+
+
 PIPE_WIDTH = 240
 pass_settings = click.make_pass_decorator(Settings, ensure=True)
 

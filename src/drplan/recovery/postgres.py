@@ -1,0 +1,198 @@
+"""Restoring a PostgreSQL cluster from its base backups: fetch the chain, combine, verify, start.
+
+The chain is the newest base backup of the system (or the one named) with the
+backups it builds on (``source.chain``: the full, then each incremental). Each is
+restored like any snapshot, into a staging directory beside the target (the same file
+system, so ``pg_combinebackup --link`` hard-links unchanged files instead of copying
+them), combined into the target, and checked with ``pg_verifybackup``. A target in use
+(a ``postmaster.pid``) is never touched; a non-empty one only when asked.
+
+Point-in-time recovery on top (restore_command through drplan's WAL archive, a
+recovery target) comes with WAL archiving; until then a cluster is restored to the end
+of its newest base backup, whose WAL each backup carries.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drplan.errors import DrplanError, UsageError
+from drplan.recovery.files import RestoreOptions, restore_files
+from drplan.repo.repository import Repository
+from drplan.repo.snapshot import Snapshot
+from drplan.sources.postgres.binaries import Binaries
+
+START_TIMEOUT = 600  # seconds to wait for a started cluster to accept connections
+
+
+class PostgresRestoreError(DrplanError):
+    """A cluster could not be rebuilt from its base backups."""
+
+
+@dataclass
+class ClusterRestore:
+    chain: list[Snapshot]
+    target: Path
+    stop_lsn: str
+    timeline: int
+    seconds: float = 0.0
+    started_port: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> list[Snapshot]:
+    """The base backups to combine, oldest first, ending with the one asked for (newest by default)."""
+    snapshots, _ = repo.readable_snapshots()
+    bases = [s for s in snapshots if s.system == system and s.source.get("kind") == "postgres"]
+    if not bases:
+        raise PostgresRestoreError(
+            f"{repo.storage.url} holds no base backup of system {system}",
+            hint="run a full backup job of it first, or name another location with --repo",
+        )
+    if snapshot_ref in (None, "latest"):
+        last = bases[-1]
+    else:
+        matches = [s for s in bases if s.id.startswith(str(snapshot_ref).lower())]
+        if len(matches) != 1:
+            raise UsageError(
+                f"{len(matches)} base backups of {system} match {snapshot_ref!r}",
+                hint="see `drplan snapshots`",
+            )
+        last = matches[0]
+    by_id = {s.id: s for s in bases}
+    chain_ids = [*last.source.get("chain", []), last.id]
+    missing = [i[:8] for i in chain_ids if i not in by_id]
+    if missing:
+        raise PostgresRestoreError(
+            f"base backup {last.short_id} builds on {', '.join(missing)}, which"
+            f" {repo.storage.url} no longer holds (forgotten or damaged)",
+            hint="restore an older full backup, or copy the missing ones from another location",
+        )
+    return [by_id[i] for i in chain_ids]
+
+
+def _check_target(target: Path, force: bool) -> None:
+    if (target / "postmaster.pid").exists():
+        raise UsageError(
+            f"{target} belongs to a running (or crashed) PostgreSQL server: refusing to touch it",
+            hint="choose another --target-dir, or stop that server and remove postmaster.pid",
+        )
+    if target.exists() and any(target.iterdir()):
+        if not force:
+            raise UsageError(
+                f"{target} is not empty", hint="choose an empty --target-dir, or pass --force"
+            )
+        shutil.rmtree(target)
+
+
+def restore_cluster(
+    repo: Repository,
+    binaries: Binaries,
+    chain: list[Snapshot],
+    target: Path,
+    *,
+    force: bool = False,
+) -> ClusterRestore:
+    """Rebuild the cluster of ``chain`` in ``target`` and verify it (not started)."""
+    started = time.monotonic()
+    target = target.resolve()
+    _check_target(target, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
+    try:
+        if len(chain) == 1:
+            _restore_one(repo, chain[0], target)
+            owner = os.stat(target / "PG_VERSION")
+        else:
+            parts = []
+            for snapshot in chain:
+                part = staging / snapshot.short_id
+                _restore_one(repo, snapshot, part)
+                parts.append(str(part))
+            owner = os.stat(Path(parts[-1]) / "PG_VERSION")  # as backed up, before combining
+            _run(
+                [binaries.tool("pg_combinebackup"), "--link", *parts, "-o", str(target)],
+                "pg_combinebackup",
+            )
+        _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _own(target, owner.st_uid, owner.st_gid)
+    last = chain[-1]
+    return ClusterRestore(
+        chain,
+        target,
+        str(last.source.get("stop_lsn", "")),
+        int(last.source.get("timeline", 1)),
+        round(time.monotonic() - started, 3),
+    )
+
+
+def _restore_one(repo: Repository, snapshot: Snapshot, into: Path) -> None:
+    result = restore_files(repo, snapshot, RestoreOptions(target=str(into)))
+    if result.failed:
+        raise PostgresRestoreError(
+            f"base backup {snapshot.short_id}: {len(result.failed)} file(s) could not be"
+            f" restored ({result.failed[0]})",
+            hint="run `drplan check --read-data`, or restore from another location",
+        )
+
+
+def _run(argv: list[str], tool: str) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise PostgresRestoreError(
+            f"{tool} failed: {detail[-1] if detail else f'exit {proc.returncode}'}",
+            hint="the restored directory is not usable; nothing was started",
+        )
+
+
+def _own(target: Path, uid: int, gid: int) -> None:
+    """The data directory as PostgreSQL requires: mode 0700 and, when run as root, owned (with
+    everything in it) by the user that owned the backed-up cluster; pg_combinebackup's
+    output is root's otherwise."""
+    if os.geteuid() == 0:
+        for root, dirs, files in os.walk(target):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+        os.chown(target, uid, gid)
+    target.chmod(0o700)
+
+
+def start_cluster(binaries: Binaries, target: Path, port: int) -> None:
+    """Start the restored cluster on ``port`` (as the owner of its files when run as root)
+    and wait until it accepts connections. Archiving is switched off: a restored copy must
+    not push WAL into the archive of the cluster it came from."""
+    owner = os.stat(target)
+    prefix: list[str] = []
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        prefix = ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups"]
+    options = f"-p {port} -k {target} -c archive_mode=off -c listen_addresses=127.0.0.1"
+    argv = [
+        *prefix,
+        binaries.tool("pg_ctl"),
+        "-D",
+        str(target),
+        "-l",
+        str(target / "drplan-restore.log"),
+        "-o",
+        options,
+        "-w",
+        "-t",
+        str(START_TIMEOUT),
+        "start",
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        log = (target / "drplan-restore.log").read_text(errors="replace").strip().splitlines()
+        raise PostgresRestoreError(
+            f"the restored cluster did not start: {log[-1] if log else proc.stderr.strip()}",
+            hint=f"see {target / 'drplan-restore.log'}",
+        )
