@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,6 +24,24 @@ from tests.integration.conftest import open_repo
 
 Run = Callable[..., Result]
 Start = Callable[..., PgCluster]
+
+
+def pg_plan(cluster: PgCluster, repo_dir: str, tmp_path: Path) -> dict[str, Any]:
+    """A plan whose system db is the cluster, with a full and an incremental job to repo_dir."""
+    plan = clean_plan()
+    plan["systems"]["db"]["connection"] = cluster.dsn
+    plan["systems"]["db"]["bin_dir"] = str(cluster.bin_dir)
+    plan["locations"]["local"]["path"] = repo_dir
+    plan["jobs"]["db-full"]["locations"] = ["local"]
+    plan["jobs"]["db-incr"] = {
+        "system": "db",
+        "type": "incremental",
+        "schedule": "*/15 * * * *",
+        "retention": {"keep_within": "30d"},
+        "locations": ["local"],
+    }
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    return plan
 
 
 def take_full(cluster: PgCluster, repo_dir: str) -> dict[str, object]:
@@ -122,13 +141,8 @@ def test_backup_job_runs_a_full_backup_from_the_plan(
     run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cluster = pg_cluster()
-    plan = clean_plan()
-    plan["systems"]["db"]["connection"] = cluster.dsn
-    plan["systems"]["db"]["bin_dir"] = str(cluster.bin_dir)
-    plan["locations"]["local"]["path"] = repo_dir
-    plan["jobs"]["db-full"]["locations"] = ["local"]
+    plan = pg_plan(cluster, repo_dir, tmp_path)
     plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(yaml.safe_dump(plan))
     monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
     result = run("--plan", str(plan_file), "backup", "db-full", "--json")
     assert result.code == 0, result.err
@@ -138,14 +152,6 @@ def test_backup_job_runs_a_full_backup_from_the_plan(
     assert [s["job"] for s in listed] == ["db-full"]
     assert cluster.password not in result.out + result.err
 
-    plan["jobs"]["db-incr"] = {
-        "system": "db",
-        "type": "incremental",
-        "schedule": "*/15 * * * *",
-        "retention": {"keep_within": "30d"},
-        "locations": ["local"],
-    }
-    plan_file.write_text(yaml.safe_dump(plan))
     incr = run("--plan", str(plan_file), "backup", "db-incr", "--json")
     assert incr.code == 0, incr.err
     repo = open_repo(repo_dir)
@@ -245,22 +251,9 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
     cluster = pg_cluster()
     cluster.sql("create table readings (meter int, kwh numeric)")
     cluster.sql("insert into readings select g, g from generate_series(1, 1000) g")
-    plan = clean_plan()
-    plan["systems"]["db"]["connection"] = cluster.dsn
-    plan["systems"]["db"]["bin_dir"] = str(cluster.bin_dir)
-    plan["locations"]["local"]["path"] = repo_dir
-    plan["jobs"]["db-full"]["locations"] = ["local"]
-    plan["jobs"]["db-incr"] = {
-        "system": "db",
-        "type": "incremental",
-        "schedule": "*/15 * * * *",
-        "retention": {"keep_within": "30d"},
-        "locations": ["local"],
-    }
-    plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(yaml.safe_dump(plan))
+    pg_plan(cluster, repo_dir, tmp_path)
     monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
-    p = str(plan_file)
+    p = str(tmp_path / "plan.yaml")
     assert run("--plan", p, "backup", "db-full").code == 0
     cluster.sql("insert into readings select g, g from generate_series(1, 234) g")
     assert run("--plan", p, "backup", "db-incr").code == 0
