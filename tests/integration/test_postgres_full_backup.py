@@ -256,8 +256,13 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
     p = str(tmp_path / "plan.yaml")
     assert run("--plan", p, "backup", "db-full").code == 0
     cluster.sql("insert into readings select g, g from generate_series(1, 234) g")
-    assert run("--plan", p, "backup", "db-incr").code == 0
+    incr = json.loads(run("--plan", p, "backup", "db-incr", "--json").out)["snapshot"]
     cluster.stop()  # the cluster is lost
+    # Copying the incremental alone brings the full it builds on along.
+    replica = str(tmp_path / "replica")
+    copied = run("copy", "--from", repo_dir, "--to", replica, incr[:12], "--json")
+    assert copied.code == 0, copied.err
+    assert len(json.loads(copied.out)["copied"]) == 2
 
     base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
     base.chmod(0o755)
@@ -266,7 +271,7 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
     try:
         result = run(
             "--plan", p, "restore", "postgres", "db", "--target-dir", str(target),
-            "--start", "--port", str(port), "--json",
+            "--start", "--port", str(port), "--json", "--repo", replica,
         )  # fmt: skip
         assert result.code == 0, result.err
         report = json.loads(result.out)

@@ -16,7 +16,7 @@ from drplan.plan.durations import parse_duration
 from drplan.repo.immutability import locks_of, renew_locks
 from drplan.repo.prune import plan_prune, run_prune
 from drplan.repo.repository import SNAPSHOT_PREFIX, Repository
-from drplan.repo.retention import Decision, Policy, decide, plan_policies
+from drplan.repo.retention import Decision, Policy, decide, keep_chains, plan_policies
 
 GROUPINGS = ("host", "paths", "tags", "job")
 
@@ -116,6 +116,7 @@ def forget_command(
     ) as repo:
         snapshots = [s for s in repo.snapshots() if host is None or s.host == host]
         decisions = decide(snapshots, _policies(settings, repo_ref, flags), by)
+        keep_chains(decisions)
         now = clock.now()
         # Locks are renewed for what retention keeps, not for what a lock alone keeps:
         # those must be let go, or nothing would ever expire.

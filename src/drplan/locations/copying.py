@@ -64,6 +64,19 @@ def _period_held(decision: Decision, present: list[Snapshot]) -> bool:
     return all(any(BUCKETS[p](s.time) == BUCKETS[p](snapshot.time) for s in mates) for p in periods)
 
 
+def with_chains(source: Repository, snapshots: list[Snapshot], present: set[str]) -> list[Snapshot]:
+    """``snapshots`` and the base backups they build on that the target lacks, oldest first:
+    an incremental without its full could not be restored there."""
+    wanted = {s.id: s for s in snapshots}
+    if any(s.source.get("chain") for s in snapshots):
+        by_id = {s.id: s for s in source.readable_snapshots()[0]}
+        for snapshot in snapshots:
+            for needed in snapshot.source.get("chain", []):
+                if needed not in present and needed in by_id:
+                    wanted.setdefault(needed, by_id[needed])
+    return sorted(wanted.values(), key=lambda s: (s.time, s.id))
+
+
 def copy_to(
     source: Repository,
     target_storage: Storage,
@@ -90,6 +103,7 @@ def copy_to(
                 1 for s in wanted if s.id not in present_ids
             )
             snapshots = wanted
+        snapshots = with_chains(source, snapshots, target_snapshot_ids(target))
         result = copy_snapshots(source, target, snapshots, report)
     result.created, result.not_kept = created, not_kept
     return result

@@ -157,3 +157,18 @@ def decide(
         for (job, *_), members in groups.items()
         for d in apply_policy(members, policies[job])  # type: ignore[index]
     ]
+
+
+def keep_chains(decisions: list[Decision]) -> None:
+    """Keep every snapshot a kept one builds on (an incremental base backup's full and
+    earlier incrementals, listed in its ``source.chain``): forgetting one would leave
+    the kept snapshot impossible to restore."""
+    by_id = {d.snapshot.id: d for d in decisions}
+    for d in [d for d in decisions if d.keep]:
+        for needed in d.snapshot.source.get("chain", []):
+            base = by_id.get(needed)
+            if base is not None and not base.keep:
+                base.keep = True
+                base.reasons.append(f"needed by {d.snapshot.short_id}")
+            elif base is not None and f"needed by {d.snapshot.short_id}" not in base.reasons:
+                base.reasons.append(f"needed by {d.snapshot.short_id}")

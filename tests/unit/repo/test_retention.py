@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from drplan.repo.retention import Policy, apply_policy
+from drplan.repo.retention import Policy, apply_policy, keep_chains
 from drplan.repo.snapshot import Snapshot
 
 START = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
@@ -72,3 +72,15 @@ def test_weekly_monthly_yearly_buckets() -> None:
     assert len(kept(Policy(weekly=4), snaps)) == 4
     assert kept(Policy(monthly=2), snaps)[-1] == 799
     assert len(kept(Policy(yearly=5), snaps)) == 3  # 2026, 2027, 2028
+
+
+def test_a_kept_incremental_keeps_the_backups_it_builds_on() -> None:
+    snaps = hourly_snapshots(6)
+    full, incr1, incr2 = snaps[0], snaps[3], snaps[5]
+    incr1.source = {"kind": "postgres", "type": "incremental", "chain": [full.id]}
+    incr2.source = {"kind": "postgres", "type": "incremental", "chain": [full.id, incr1.id]}
+    decisions = apply_policy(snaps, Policy(last=1))
+    keep_chains(decisions)
+    by_id = {d.snapshot.id: d for d in decisions}
+    assert {int(i, 16) for i, d in by_id.items() if d.keep} == {0, 3, 5}
+    assert by_id[full.id].reasons == [f"needed by {incr2.short_id}"]
