@@ -129,6 +129,11 @@ class PartialBackupError(DrplanError):
     exit_code = 14
 
 
+class SourceError(DrplanError):
+    """What is being backed up failed (a database, its tools), not a location: trying the
+    next location would only repeat it."""
+
+
 class ReplicaMismatchError(DrplanError):
     """A copy's target holds a different repository, or objects that are not a repository."""
 

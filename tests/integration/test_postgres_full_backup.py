@@ -6,7 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import yaml
 
 from drplan.repo.locks import RepositoryLock
 from drplan.sources.postgres.basebackup import BaseBackupError, full_backup, latest_base
-from drplan.sources.postgres.binaries import find_binaries
+from drplan.sources.postgres.binaries import Binaries, find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
 from tests.conftest import Result, clean_plan
 from tests.fixtures.postgres import PgCluster, _free_port
@@ -182,13 +184,15 @@ def test_incrementals_chain_onto_the_full_and_combine_into_a_cluster_that_starts
     cluster.sql("create table readings (meter int, kwh numeric)")
     cluster.sql("insert into readings select g, g from generate_series(1, 50000) g")
     repo = open_repo(repo_dir)
-    ready = preflight(cluster.dsn, cluster.password, str(cluster.bin_dir), "db", "incremental")
     taken = []
     with RepositoryLock(repo, exclusive=False, operation="backup"):
         for rows in (0, 100, 10):
             if rows:
                 cluster.sql(f"insert into readings select g, g from generate_series(1, {rows}) g")
-            parent = latest_base(repo, "db", ready.info.system_identifier)
+            ready = preflight(
+                cluster.dsn, cluster.password, str(cluster.bin_dir), "db", "incremental"
+            )
+            parent = latest_base(repo, "db", ready.info)
             taken.append(
                 full_backup(
                     repo, ready, dsn=cluster.dsn, password=cluster.password, system="db",
@@ -281,6 +285,9 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
         try:
             assert revived.sql("select count(*) from readings") == [(1234,)]
             assert revived.sql("show archive_mode") == [("off",)]  # never into the old archive
+            # A new timeline: later backups of it cannot be mistaken for the old history's.
+            walfile = revived.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
+            assert str(walfile).startswith("00000002")
         finally:
             revived.stop()
         again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(target))
@@ -292,3 +299,102 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
         assert "WAL archive" in pitr.err
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_backups_after_a_restore_never_build_on_the_history_it_left(
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = pg_cluster()
+    cluster.sql("create table a (v text)")
+    cluster.sql("insert into a select 'base' from generate_series(1, 2000)")
+    plan = pg_plan(cluster, repo_dir, tmp_path)
+    p = str(tmp_path / "plan.yaml")
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    first = json.loads(run("--plan", p, "backup", "db-full", "--json").out)["snapshot"]
+    cluster.sql("update a set v = 'OLD-HISTORY'")
+    assert run("--plan", p, "backup", "db-incr").code == 0  # the history about to be left
+    cluster.stop()
+
+    base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
+    base.chmod(0o755)
+    port = _free_port()
+    try:
+        back = run("--plan", p, "restore", "postgres", "db", "--to", first[:12],
+                   "--target-dir", str(base / "data"), "--start", "--port", str(port))  # fmt: skip
+        assert back.code == 0, back.err
+        revived = PgCluster(base / "data", port, cluster.password, cluster.bin_dir, cluster.run_as)
+        try:
+            revived.sql("insert into a select 'after the restore' from generate_series(1, 10)")
+            plan["systems"]["db"]["connection"] = revived.dsn
+            (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+            after = run("--plan", p, "backup", "db-incr", "--json")
+            assert after.code == 0, after.err
+            snapshot = open_repo(repo_dir).find_snapshot(json.loads(after.out)["snapshot"][:12])
+            assert snapshot.source["type"] == "full"  # nothing on this timeline to build on
+            assert snapshot.source["timeline"] == 2
+        finally:
+            revived.stop()
+        again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "again"),
+                    "--start", "--port", str(port))  # fmt: skip
+        assert again.code == 0, again.err
+        latest = PgCluster(base / "again", port, cluster.password, cluster.bin_dir, cluster.run_as)
+        try:
+            rows = latest.sql("select v, count(*) from a group by v order by v")
+            assert rows == [("after the restore", 10), ("base", 2000)]
+        finally:
+            latest.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_force_never_empties_a_directory_holding_a_server(
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = pg_cluster()
+    pg_plan(cluster, repo_dir, tmp_path)
+    p = str(tmp_path / "plan.yaml")
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    assert run("--plan", p, "backup", "db-full").code == 0
+    parent = cluster.data_dir.parent  # holds the running cluster one level down
+    refused = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(parent), "--force")
+    assert refused.code == 2
+    assert "running (or crashed) PostgreSQL server" in refused.err
+    assert (cluster.data_dir / "PG_VERSION").exists()
+
+
+def test_a_hostile_stream_is_refused_without_hanging(
+    repo_dir: str, pg_cluster: Start, tmp_path: Path
+) -> None:
+    cluster = pg_cluster()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    tool = fake / "pg_basebackup"
+    # A tar whose first member climbs out of the data directory, then megabytes more: the
+    # reader must stop, and pg_basebackup (blocked on a full pipe) must not keep it waiting.
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import io, sys, tarfile\n"
+        "out = tarfile.open(fileobj=sys.stdout.buffer, mode='w|')\n"
+        "for name, size in (('a/../../evil', 10), ('big', 64 << 20)):\n"
+        "    info = tarfile.TarInfo(name); info.size = size\n"
+        "    out.addfile(info, io.BytesIO(bytes(size)))\n"
+        "out.close()\n"
+    )
+    tool.chmod(0o755)
+    with connect(cluster.dsn, cluster.password, "db") as conn:
+        ready = Preflight(server_info(conn), Binaries(fake, "bin_dir"))
+    repo = open_repo(repo_dir)
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            full_backup(repo, ready, dsn=cluster.dsn, password=None, system="db", job=None, tags=[])
+        except BaseException as exc:  # the test inspects it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the backup hung on pg_basebackup"
+    assert isinstance(outcome[0], BaseBackupError)
+    assert "unsafe path" in str(outcome[0])

@@ -13,7 +13,13 @@ import click
 
 from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options, storage_for
-from drplan.errors import DrplanError, IncompleteCopyError, PartialBackupError, UsageError
+from drplan.errors import (
+    DrplanError,
+    IncompleteCopyError,
+    PartialBackupError,
+    SourceError,
+    UsageError,
+)
 from drplan.repo.repository import Repository
 from drplan.sources.files import BackupOptions, BackupResult, backup_files
 from drplan.sources.files.archiver import Progress as BackupProgress
@@ -109,7 +115,7 @@ def _postgres_base(
     def take(repo: Repository) -> BackupResult:
         if kwargs.get("compression_level") is not None:
             repo.compression_level = kwargs["compression_level"]
-        parent = latest_base(repo, system_name, ready.info.system_identifier)
+        parent = latest_base(repo, system_name, ready.info)
         snapshot = full_backup(
             repo,
             ready,
@@ -313,7 +319,7 @@ def job_command(
                         }
                         spread = fan_out(name, repo, others, job_name, partial(plan_policies, plan))
         except DrplanError as exc:
-            if isinstance(exc, UsageError) or saved:
+            if isinstance(exc, UsageError | SourceError) or saved:
                 raise  # only a location that could not take the backup is worth skipping
             unreachable[name] = exc.message
             continue

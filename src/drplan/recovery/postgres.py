@@ -15,6 +15,7 @@ of its newest base backup, whose WAL each backup carries.
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -78,10 +79,19 @@ def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> lis
 
 
 def _check_target(target: Path, force: bool) -> None:
-    if (target / "postmaster.pid").exists():
+    if target.exists() and os.path.ismount(target):
         raise UsageError(
-            f"{target} belongs to a running (or crashed) PostgreSQL server: refusing to touch it",
-            hint="choose another --target-dir, or stop that server and remove postmaster.pid",
+            f"{target} is a mount point: restore into a directory inside it",
+            hint="e.g. --target-dir {target}/data",
+        )
+    in_use = next(
+        (Path(root) for root, _, files in os.walk(target) if "postmaster.pid" in files), None
+    )
+    if in_use is not None:
+        raise UsageError(
+            f"{in_use} belongs to a running (or crashed) PostgreSQL server: refusing to touch"
+            f" {target}",
+            hint="choose another --target-dir, or stop that server and remove its postmaster.pid",
         )
     if target.exists() and any(target.iterdir()):
         if not force:
@@ -105,6 +115,7 @@ def restore_cluster(
     _check_target(target, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
+    done = False
     try:
         if len(chain) == 1:
             _restore_one(repo, chain[0], target)
@@ -121,9 +132,13 @@ def restore_cluster(
                 "pg_combinebackup",
             )
         _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
+        _own(target, owner.st_uid, owner.st_gid)
+        _promote_on_start(target)
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _own(target, owner.st_uid, owner.st_gid)
+        if not done:  # an unverified cluster must not be left for someone to start
+            shutil.rmtree(target, ignore_errors=True)
     last = chain[-1]
     return ClusterRestore(
         chain,
@@ -154,10 +169,40 @@ def _run(argv: list[str], tool: str) -> None:
         )
 
 
+RECOVERY_SETTINGS = """
+# Added by drplan restore: recover to the end of the base backup, then start a new
+# timeline. A restored cluster must not continue the old one: backups taken of it later
+# would otherwise look like successors of backups from the history it left behind.
+restore_command = 'false'
+recovery_target = 'immediate'
+recovery_target_action = 'promote'
+"""
+
+
+def _promote_on_start(target: Path) -> None:
+    # Socket lock files of a server that kept its sockets in the data directory come along
+    # in base backups (the sockets themselves do not) and would stop this one starting.
+    for stale in target.glob(".s.PGSQL.*.lock"):
+        stale.unlink()
+    with open(target / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
+        conf.write(RECOVERY_SETTINGS)
+    (target / "recovery.signal").touch()
+    owner = os.stat(target)
+    if os.geteuid() == 0:
+        os.chown(target / "recovery.signal", owner.st_uid, owner.st_gid)
+
+
 def _own(target: Path, uid: int, gid: int) -> None:
     """The data directory as PostgreSQL requires: mode 0700 and, when run as root, owned (with
     everything in it) by the user that owned the backed-up cluster; pg_combinebackup's
     output is root's otherwise."""
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        raise PostgresRestoreError(
+            f"the backed-up cluster was owned by uid {uid}, which has no user on this host",
+            hint="create the user PostgreSQL runs as with that uid, or restore on its host",
+        ) from None
     if os.geteuid() == 0:
         for root, dirs, files in os.walk(target):
             for name in dirs + files:
@@ -174,7 +219,11 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> None:
     prefix: list[str] = []
     if os.geteuid() == 0 and owner.st_uid != 0:
         prefix = ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups"]
-    options = f"-p {port} -k {target} -c archive_mode=off -c listen_addresses=127.0.0.1"
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        " -c archive_mode=off"
+        " -c max_logical_replication_workers=0"  # no subscription may reach a publisher
+    )
     argv = [
         *prefix,
         binaries.tool("pg_ctl"),

@@ -227,6 +227,21 @@ def test_literal_secret_value_is_never_echoed() -> None:
     assert not any("hunter2" in p for p in problems)
 
 
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "host=db1 user=drplan password=hunter2x",
+        "postgresql://drplan:hunter2x@db1/postgres",
+        "postgresql://db1/postgres?password=hunter2x",
+        "postgresql://db1/postgres?sslmode=require&password=hunter2x",
+    ],
+)
+def test_a_password_in_the_connection_is_refused_and_never_echoed(connection: str) -> None:
+    problems = errors_of(replace_once("host=127.0.0.1 port=5432 user=drplan", connection))
+    assert any("the connection holds a password" in p for p in problems)
+    assert not any("hunter2x" in p for p in problems)
+
+
 def test_every_problem_is_reported_at_once_in_file_order() -> None:
     text = replace_once("tier: important", "tier: medium").replace("critical: 4h", "critical: 4")
     problems = errors_of(text)

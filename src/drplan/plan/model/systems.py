@@ -31,7 +31,11 @@ class SystemBase(PlanModel):
 
 
 def _no_password(value: str) -> str:
-    if re.search(r"://[^/@\s]*:[^/@\s]*@", value) or re.search(r"(^|\s)password\s*=", value):
+    if (
+        re.search(r"://[^/@\s]*:[^/@\s]*@", value)  # postgresql://user:secret@host
+        or re.search(r"(^|\s)password\s*=", value)  # password=secret
+        or re.search(r"[?&]password=", value)  # postgresql://host/db?password=secret
+    ):
         raise ValueError(
             "the connection holds a password: put it in `password: ${VAR}` (or .pgpass) instead"
         )

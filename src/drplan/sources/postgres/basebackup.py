@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from drplan import __version__, clock
-from drplan.errors import DrplanError
+from drplan.errors import SourceError
 from drplan.repo.chunker import Chunker
 from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot, Summary
 from drplan.repo.tree import Node, valid_name
-from drplan.sources.postgres.cluster import Preflight
+from drplan.sources.postgres.cluster import Preflight, ServerInfo
 
 MANIFEST = "backup_manifest"
 LABEL_FILE = "backup_label"
@@ -48,7 +48,7 @@ _LABEL_LINE = re.compile(r"^(START WAL LOCATION|CHECKPOINT LOCATION|START TIMELI
 _LSN_IN = re.compile(r"^([0-9A-F]+/[0-9A-F]+)")
 
 
-class BaseBackupError(DrplanError):
+class BaseBackupError(SourceError):
     """pg_basebackup failed, or its output is not what a base backup must be."""
 
 
@@ -183,18 +183,33 @@ def identity(kept: dict[str, bytes]) -> BackupIdentity:
     return BackupIdentity(start.group(1), stop, timeline, fields.get("LABEL", ""))
 
 
-def latest_base(repo: Repository, system: str, system_identifier: str) -> Snapshot | None:
-    """The newest base backup (full or incremental) of this cluster in the repository:
-    what an incremental backup builds on."""
+def lsn_value(lsn: str) -> int:
+    """``16/B374D848`` as a number, to compare positions in the WAL."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def latest_base(repo: Repository, system: str, server: ServerInfo) -> Snapshot | None:
+    """The newest base backup an incremental of this server can build on, or None (take a
+    full). It must be of this cluster, on the server's current timeline and behind its
+    current position, with its whole chain readable in this repository: a backup from a
+    history the server left (it was restored to an earlier point, or failed over) would
+    combine into a cluster holding the wrong data."""
     snapshots, _ = repo.readable_snapshots()
-    mine = [
-        s
-        for s in snapshots
-        if s.system == system
-        and s.source.get("kind") == "postgres"
-        and s.source.get("system_identifier") == system_identifier
-    ]
-    return mine[-1] if mine else None
+    readable = {s.id for s in snapshots}
+    now = lsn_value(server.current_lsn)
+    for snapshot in reversed(snapshots):
+        source = snapshot.source
+        if (
+            snapshot.system == system
+            and source.get("kind") == "postgres"
+            and source.get("system_identifier") == server.system_identifier
+            and source.get("timeline") == server.timeline
+            and lsn_value(str(source.get("stop_lsn", "FFFFFFFF/FFFFFFFF"))) <= now
+            and all(link in readable for link in source.get("chain", []))
+        ):
+            return snapshot
+    return None
 
 
 def read_manifest(repo: Repository, snapshot: Snapshot) -> bytes:
@@ -277,6 +292,11 @@ def _base_backup(
                 builder.add(member, tar)
     except tarfile.TarError as exc:
         broken = exc  # pg_basebackup's own error, if it failed, says more than this
+    except BaseException:
+        proc.kill()  # it would block for ever on a full pipe nobody reads any more
+        proc.wait()
+        drain.join()
+        raise
     finally:
         if proc.poll() is None and broken is not None:
             proc.kill()

@@ -11,7 +11,7 @@ from typing import Literal
 
 import psycopg
 
-from drplan.errors import DrplanError
+from drplan.errors import SourceError
 from drplan.sources.postgres.binaries import Binaries, BinariesError, find_binaries
 
 SUPPORTED = range(13, 19)  # major versions
@@ -30,7 +30,7 @@ _SETTINGS = (
 )
 
 
-class ClusterError(DrplanError):
+class ClusterError(SourceError):
     """The cluster cannot be reached, or is not set up for what was asked."""
 
 
@@ -42,6 +42,7 @@ class ServerInfo:
     role: str
     can_replicate: bool
     in_recovery: bool
+    current_lsn: str = "0/0"  # where WAL is written now (where it is replayed, in recovery)
     settings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -80,7 +81,17 @@ def server_info(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
             " from pg_control_system(), pg_roles r where r.rolname = current_user"
         ).fetchone()
         assert row is not None
-        timeline = cur.execute("select timeline_id from pg_control_checkpoint()").fetchone()
+        # The timeline WAL is written on now: right after a promotion the last checkpoint
+        # (pg_control_checkpoint) can still be on the old one.
+        timeline = cur.execute(
+            "select case when pg_is_in_recovery() then (select timeline_id from"
+            " pg_control_checkpoint()) else ('x' || substr(pg_walfile_name("
+            "pg_current_wal_lsn()), 1, 8))::bit(32)::int end"
+        ).fetchone()
+        lsn = cur.execute(
+            "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn()"
+            " else pg_current_wal_lsn() end::text"
+        ).fetchone()
     return ServerInfo(
         version_num=int(settings.get("server_version_num", "0")),
         system_identifier=str(row[0]),
@@ -88,6 +99,7 @@ def server_info(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
         role=str(row[2]),
         can_replicate=bool(row[3]),
         in_recovery=bool(row[1]),
+        current_lsn=str(lsn[0]) if lsn and lsn[0] else "0/0",
         settings=settings,
     )
 
