@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +44,34 @@ def pg_plan(cluster: PgCluster, repo_dir: str, tmp_path: Path) -> dict[str, Any]
     return plan
 
 
+def verify_backup(cluster: PgCluster, directory: Path) -> None:
+    verify = subprocess.run(
+        [str(cluster.bin_dir / "pg_verifybackup"), str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def start_copy(cluster: PgCluster, data: Path, scratch: Path) -> PgCluster:
+    """Start a data directory rebuilt by hand, as the server's user, on a free port."""
+    owner = os.stat(cluster.data_dir)
+    for root, names, files in os.walk(data):
+        for name in [*names, *files]:
+            os.chown(os.path.join(root, name), owner.st_uid, owner.st_gid)
+    os.chown(data, owner.st_uid, owner.st_gid)
+    data.chmod(0o700)
+    sockets = scratch / f"sockets-{data.name}"
+    sockets.mkdir()
+    os.chown(sockets, owner.st_uid, owner.st_gid)
+    port = _free_port()
+    copy = PgCluster(data, port, cluster.password, cluster.bin_dir, cluster.run_as)
+    copy.pg_ctl("start", "-w", "-t", "60", "-l", str(data / "copy.log"),
+                "-o", f"-p {port} -k {sockets}")  # fmt: skip
+    return copy
+
+
 def take_full(cluster: PgCluster, repo_dir: str) -> dict[str, object]:
     repo = open_repo(repo_dir)
     ready = preflight(cluster.dsn, cluster.password, str(cluster.bin_dir), "db", "full")
@@ -57,7 +83,7 @@ def take_full(cluster: PgCluster, repo_dir: str) -> dict[str, object]:
 
 
 def test_a_full_backup_restores_to_a_cluster_that_starts_with_every_row(
-    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, pg_scratch: Path
 ) -> None:
     cluster = pg_cluster()
     cluster.sql("create table readings (meter int, kwh numeric, at timestamptz default now())")
@@ -82,38 +108,17 @@ def test_a_full_backup_restores_to_a_cluster_that_starts_with_every_row(
     assert s2["bytes_added"] < s1["bytes_added"] / 3
 
     # Where the server's unprivileged user can reach (pytest's directories are root's).
-    base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
-    base.chmod(0o755)
+    base = pg_scratch
     target = base / "data"
+    restored = run("restore", str(second["id"])[:12], "--target", str(target), "--repo", repo_dir)
+    assert restored.code == 0, restored.err
+    verify_backup(cluster, target)
+    cluster.stop()  # the original is gone; the restored copy must stand on its own
+    revived = start_copy(cluster, target, base)
     try:
-        restored = run(
-            "restore", str(second["id"])[:12], "--target", str(target), "--repo", repo_dir
-        )
-        assert restored.code == 0, restored.err
-        verify = subprocess.run(
-            [str(cluster.bin_dir / "pg_verifybackup"), str(target)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-        cluster.stop()  # the original is gone; the restored copy must stand on its own
-        owner = os.stat(cluster.data_dir)
-        target.chmod(0o700)
-        os.chown(target, owner.st_uid, owner.st_gid)
-        sockets = base / "sockets"
-        sockets.mkdir()
-        os.chown(sockets, owner.st_uid, owner.st_gid)
-        port = _free_port()
-        revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
-        revived.pg_ctl("start", "-w", "-t", "60", "-l", str(target / "restored.log"),
-                       "-o", f"-p {port} -k {sockets}")  # fmt: skip
-        try:
-            assert revived.sql("select count(*) from readings") == [(20001,)]
-        finally:
-            revived.stop()
+        assert revived.sql("select count(*) from readings") == [(20001,)]
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        revived.stop()
 
 
 def test_a_failing_pg_basebackup_saves_no_snapshot(
@@ -178,7 +183,7 @@ def test_backup_job_runs_a_full_backup_from_the_plan(
 
 
 def test_incrementals_chain_onto_the_full_and_combine_into_a_cluster_that_starts(
-    run: Run, repo_dir: str, pg_cluster: Start
+    run: Run, repo_dir: str, pg_cluster: Start, pg_scratch: Path
 ) -> None:
     cluster = pg_cluster()
     cluster.sql("create table readings (meter int, kwh numeric)")
@@ -205,52 +210,35 @@ def test_incrementals_chain_onto_the_full_and_combine_into_a_cluster_that_starts
     assert second.parent == first.id
     assert first.summary.bytes_stored < full.summary.bytes_stored / 5  # only what changed
 
-    base = Path(tempfile.mkdtemp(prefix="drplan-pg-combine-"))
-    base.chmod(0o755)
+    base = pg_scratch
+    dirs = []
+    for snapshot in taken:
+        out = base / snapshot.short_id
+        restored = run("restore", snapshot.id, "--target", str(out), "--repo", repo_dir)
+        assert restored.code == 0, restored.err
+        dirs.append(str(out))
+    combined = base / "data"
+    subprocess.run(
+        [str(cluster.bin_dir / "pg_combinebackup"), *dirs, "-o", str(combined)],
+        check=True,
+        capture_output=True,
+    )
+    verify_backup(cluster, combined)
+    cluster.stop()
+    revived = start_copy(cluster, combined, base)
     try:
-        dirs = []
-        for snapshot in taken:
-            out = base / snapshot.short_id
-            restored = run("restore", snapshot.id, "--target", str(out), "--repo", repo_dir)
-            assert restored.code == 0, restored.err
-            dirs.append(str(out))
-        combined = base / "data"
-        subprocess.run(
-            [str(cluster.bin_dir / "pg_combinebackup"), *dirs, "-o", str(combined)],
-            check=True,
-            capture_output=True,
-        )
-        verify = subprocess.run(
-            [str(cluster.bin_dir / "pg_verifybackup"), str(combined)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-        cluster.stop()
-        owner = os.stat(cluster.data_dir)
-        for root, names, files in os.walk(combined):
-            for name in [*names, *files]:
-                os.chown(os.path.join(root, name), owner.st_uid, owner.st_gid)
-        os.chown(combined, owner.st_uid, owner.st_gid)
-        combined.chmod(0o700)
-        sockets = base / "sockets"
-        sockets.mkdir()
-        os.chown(sockets, owner.st_uid, owner.st_gid)
-        port = _free_port()
-        revived = PgCluster(combined, port, cluster.password, cluster.bin_dir, cluster.run_as)
-        revived.pg_ctl("start", "-w", "-t", "60", "-l", str(combined / "combined.log"),
-                       "-o", f"-p {port} -k {sockets}")  # fmt: skip
-        try:
-            assert revived.sql("select count(*) from readings") == [(50110,)]
-        finally:
-            revived.stop()
+        assert revived.sql("select count(*) from readings") == [(50110,)]
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        revived.stop()
 
 
 def test_restore_postgres_rebuilds_the_chain_and_starts_it(
-    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Run,
+    repo_dir: str,
+    pg_cluster: Start,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_scratch: Path,
 ) -> None:
     cluster = pg_cluster()
     cluster.sql("create table readings (meter int, kwh numeric)")
@@ -268,41 +256,42 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
     assert copied.code == 0, copied.err
     assert len(json.loads(copied.out)["copied"]) == 2
 
-    base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
-    base.chmod(0o755)
+    base = pg_scratch
     target = base / "data"
     port = _free_port()
+    result = run(
+        "--plan", p, "restore", "postgres", "db", "--target-dir", str(target),
+        "--start", "--port", str(port), "--json", "--repo", replica,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert len(report["chain"]) == 2
+    assert report["started_port"] == port
+    revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
     try:
-        result = run(
-            "--plan", p, "restore", "postgres", "db", "--target-dir", str(target),
-            "--start", "--port", str(port), "--json", "--repo", replica,
-        )  # fmt: skip
-        assert result.code == 0, result.err
-        report = json.loads(result.out)
-        assert len(report["chain"]) == 2
-        assert report["started_port"] == port
-        revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
-        try:
-            assert revived.sql("select count(*) from readings") == [(1234,)]
-            assert revived.sql("show archive_mode") == [("off",)]  # never into the old archive
-            # A new timeline: later backups of it cannot be mistaken for the old history's.
-            walfile = revived.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
-            assert str(walfile).startswith("00000002")
-        finally:
-            revived.stop()
-        again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(target))
-        assert again.code == 2
-        assert "is not empty" in again.err
-        pitr = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "x"),
-                   "--to", "2026-11-25 10:15:00+00")  # fmt: skip
-        assert pitr.code == 2
-        assert "WAL archive" in pitr.err
+        assert revived.sql("select count(*) from readings") == [(1234,)]
+        assert revived.sql("show archive_mode") == [("off",)]  # never into the old archive
+        # A new timeline: later backups of it cannot be mistaken for the old history's.
+        walfile = revived.sql("select pg_walfile_name(pg_current_wal_lsn())")[0][0]
+        assert str(walfile).startswith("00000002")
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        revived.stop()
+    again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(target))
+    assert again.code == 2
+    assert "is not empty" in again.err
+    pitr = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "x"),
+               "--to", "2026-11-25 10:15:00+00")  # fmt: skip
+    assert pitr.code == 2
+    assert "WAL archive" in pitr.err
 
 
 def test_backups_after_a_restore_never_build_on_the_history_it_left(
-    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Run,
+    repo_dir: str,
+    pg_cluster: Start,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_scratch: Path,
 ) -> None:
     cluster = pg_cluster()
     cluster.sql("create table a (v text)")
@@ -315,36 +304,32 @@ def test_backups_after_a_restore_never_build_on_the_history_it_left(
     assert run("--plan", p, "backup", "db-incr").code == 0  # the history about to be left
     cluster.stop()
 
-    base = Path(tempfile.mkdtemp(prefix="drplan-pg-restore-"))
-    base.chmod(0o755)
+    base = pg_scratch
     port = _free_port()
+    back = run("--plan", p, "restore", "postgres", "db", "--to", first[:12],
+               "--target-dir", str(base / "data"), "--start", "--port", str(port))  # fmt: skip
+    assert back.code == 0, back.err
+    revived = PgCluster(base / "data", port, cluster.password, cluster.bin_dir, cluster.run_as)
     try:
-        back = run("--plan", p, "restore", "postgres", "db", "--to", first[:12],
-                   "--target-dir", str(base / "data"), "--start", "--port", str(port))  # fmt: skip
-        assert back.code == 0, back.err
-        revived = PgCluster(base / "data", port, cluster.password, cluster.bin_dir, cluster.run_as)
-        try:
-            revived.sql("insert into a select 'after the restore' from generate_series(1, 10)")
-            plan["systems"]["db"]["connection"] = revived.dsn
-            (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
-            after = run("--plan", p, "backup", "db-incr", "--json")
-            assert after.code == 0, after.err
-            snapshot = open_repo(repo_dir).find_snapshot(json.loads(after.out)["snapshot"][:12])
-            assert snapshot.source["type"] == "full"  # nothing on this timeline to build on
-            assert snapshot.source["timeline"] == 2
-        finally:
-            revived.stop()
-        again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "again"),
-                    "--start", "--port", str(port))  # fmt: skip
-        assert again.code == 0, again.err
-        latest = PgCluster(base / "again", port, cluster.password, cluster.bin_dir, cluster.run_as)
-        try:
-            rows = latest.sql("select v, count(*) from a group by v order by v")
-            assert rows == [("after the restore", 10), ("base", 2000)]
-        finally:
-            latest.stop()
+        revived.sql("insert into a select 'after the restore' from generate_series(1, 10)")
+        plan["systems"]["db"]["connection"] = revived.dsn
+        (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+        after = run("--plan", p, "backup", "db-incr", "--json")
+        assert after.code == 0, after.err
+        snapshot = open_repo(repo_dir).find_snapshot(json.loads(after.out)["snapshot"][:12])
+        assert snapshot.source["type"] == "full"  # nothing on this timeline to build on
+        assert snapshot.source["timeline"] == 2
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        revived.stop()
+    again = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "again"),
+                "--start", "--port", str(port))  # fmt: skip
+    assert again.code == 0, again.err
+    latest = PgCluster(base / "again", port, cluster.password, cluster.bin_dir, cluster.run_as)
+    try:
+        rows = latest.sql("select v, count(*) from a group by v order by v")
+        assert rows == [("after the restore", 10), ("base", 2000)]
+    finally:
+        latest.stop()
 
 
 def test_force_never_empties_a_directory_holding_a_server(
