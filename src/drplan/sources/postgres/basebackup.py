@@ -67,6 +67,7 @@ class _TreeBuilder:
         self.root = _Dir(None)
         self.summary = Summary()
         self.kept: dict[str, bytes] = {}  # backup_label and backup_manifest, read as they pass
+        self.files: dict[str, int] = {}  # every regular file received, with its size
 
     def _parent(self, parts: list[bytes]) -> _Dir:
         here = self.root
@@ -119,6 +120,7 @@ class _TreeBuilder:
             stream = tar.extractfile(member)
             assert stream is not None
             node.content, node.size = self._store(stream, member.size, path)
+            self.files[path] = node.size
             self.summary.files_new += 1
             self.summary.bytes_read += node.size
             self.summary.bytes_total += node.size
@@ -161,6 +163,8 @@ class BackupIdentity:
     stop_lsn: str
     timeline: int
     label: str
+    system_identifier: str | None  # manifests of PostgreSQL 17+ say which cluster
+    files: dict[str, int]  # what the manifest lists (path -> size)
 
 
 def identity(kept: dict[str, bytes]) -> BackupIdentity:
@@ -174,13 +178,45 @@ def identity(kept: dict[str, bytes]) -> BackupIdentity:
             fields[match.group(1)] = match.group(2)
     start = _LSN_IN.match(fields.get("START WAL LOCATION", ""))
     try:
-        ranges = json.loads(kept[MANIFEST])["WAL-Ranges"]
+        manifest = json.loads(kept[MANIFEST])
+        ranges = manifest["WAL-Ranges"]
         stop, timeline = ranges[-1]["End-LSN"], int(ranges[-1]["Timeline"])
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        files = {
+            f.get("Path")
+            or bytes.fromhex(f["Encoded-Path"]).decode("utf-8", "surrogateescape"): int(f["Size"])
+            for f in manifest["Files"]
+        }
+        sysid = manifest.get("System-Identifier")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise BaseBackupError(f"unreadable backup_manifest ({exc})") from None
     if start is None:
         raise BaseBackupError("backup_label has no START WAL LOCATION")
-    return BackupIdentity(start.group(1), stop, timeline, fields.get("LABEL", ""))
+    return BackupIdentity(
+        start.group(1),
+        stop,
+        timeline,
+        fields.get("LABEL", ""),
+        str(sysid) if sysid is not None else None,
+        files,
+    )
+
+
+def check_received(ident: BackupIdentity, received: dict[str, int], expected_system: str) -> None:
+    """The stream held every file its manifest lists, at the listed size, and comes from the
+    cluster the preflight checked: nothing is saved as a backup otherwise."""
+    if ident.system_identifier is not None and ident.system_identifier != expected_system:
+        raise BaseBackupError(
+            f"the backup comes from cluster {ident.system_identifier}, the preflight checked"
+            f" {expected_system} (a failover in between, or a connection to several hosts?)",
+            hint="run the backup again",
+        )
+    wrong = [p for p, size in ident.files.items() if received.get(p) != size]
+    if wrong:
+        raise BaseBackupError(
+            f"pg_basebackup's stream does not match its manifest: {len(wrong)} file(s) missing"
+            f" or of another size (e.g. {wrong[0]})",
+            hint="run the backup again; nothing was saved",
+        )
 
 
 def lsn_value(lsn: str) -> int:
@@ -312,6 +348,7 @@ def _base_backup(
             hint="the cluster's log may say more; nothing was saved as a backup",
         )
     ident = identity(builder.kept)
+    check_received(ident, builder.files, ready.info.system_identifier)
     root = builder.save()
     builder.summary.duration_seconds = round(time.monotonic() - started, 3)
     stats = repo.stats  # the repository counts across backups: this one's share
