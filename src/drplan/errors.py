@@ -3,6 +3,7 @@
 The hierarchy::
 
     DrplanError                  exit 1   something failed; the message says what
+    ├── SourceError              exit 1   what is backed up failed (a database), not a location
     ├── UsageError               exit 2   a command line that cannot be carried out
     ├── PlanNotFoundError        exit 3   no plan file where we looked
     ├── PlanInvalidError         exit 4   YAML syntax, schema or reference errors
