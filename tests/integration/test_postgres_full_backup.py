@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -383,3 +384,33 @@ def test_a_hostile_stream_is_refused_without_hanging(
     assert not worker.is_alive(), "the backup hung on pg_basebackup"
     assert isinstance(outcome[0], BaseBackupError)
     assert "unsafe path" in str(outcome[0])
+
+
+def test_restore_postgres_falls_back_to_the_next_location_when_the_first_is_lost(
+    run: Run,
+    repo_dir: str,
+    pg_cluster: Start,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_scratch: Path,
+) -> None:
+    cluster = pg_cluster()
+    plan = pg_plan(cluster, repo_dir, tmp_path)
+    plan["locations"]["second"] = {
+        "role": "secondary",
+        "kind": "local",
+        "path": str(tmp_path / "second"),
+    }
+    plan["jobs"]["db-full"]["locations"] = ["local", "second"]
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    p = str(tmp_path / "plan.yaml")
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    assert run("--plan", p, "copy", "--from", "local", "--to", "second").code == 0
+    backed = run("--plan", p, "backup", "db-full", "--json")
+    assert backed.code == 0, backed.err
+    shutil.rmtree(repo_dir)  # the primary location is gone
+    result = run("--plan", p, "restore", "postgres", "db", "--target-dir",
+                 str(pg_scratch / "data"), "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["chain"] == [json.loads(backed.out)["snapshot"]]
+    assert (pg_scratch / "data" / "PG_VERSION").exists()

@@ -135,5 +135,6 @@ def open_repo(
             repo.load_index()
         yield repo
     finally:
+        repo.settle()  # no write of this process may outlive its lock
         if held:
             held.release()

@@ -4,13 +4,18 @@ and ``drplan restore postgres SYSTEM --target-dir DIR`` (a cluster from its base
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options
-from drplan.errors import IntegrityError, UsageError
+from drplan.errors import IntegrityError, RepositoryNotFoundError, UsageError
 from drplan.recovery.files import RestoreOptions, restore_files
+from drplan.storage import StorageError
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
 
 
 class _DefaultToSnapshot(DefaultToCommand):
@@ -143,7 +148,13 @@ def postgres_command(
 ) -> None:
     """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals)."""
     from drplan.plan.model import PostgresSystem  # noqa: PLC0415 - see cli.COMMANDS
-    from drplan.recovery.postgres import choose_chain, restore_cluster, start_cluster  # noqa: PLC0415
+    from drplan.recovery.postgres import (  # noqa: PLC0415
+        NoBaseBackupError,
+        PostgresRestoreError,
+        choose_chain,
+        restore_cluster,
+        start_cluster,
+    )
     from drplan.sources.postgres.binaries import find_binaries  # noqa: PLC0415
 
     if point != "latest" and not all(c in "0123456789abcdef" for c in point.lower()):
@@ -156,14 +167,28 @@ def postgres_command(
     system = plan.systems.get(system_name)
     if not isinstance(system, PostgresSystem):
         raise UsageError(f"the plan has no PostgreSQL system {system_name!r}")
-    if not repo_ref:
-        jobs = [j for j in plan.jobs.values() if j.system == system_name]
-        repo_ref = jobs[0].locations[0] if jobs else None
-    with open_repo(settings, repo_ref, password_file, operation="restore") as repo:
-        chain = choose_chain(repo, system_name, point)
-        major = int(chain[-1].source.get("server_version", 0)) // 10000
-        binaries = find_binaries(system.bin_dir, major)
-        result = restore_cluster(repo, binaries, chain, Path(target_dir), force=force)
+    # Without --repo, the locations of the system's jobs in plan order: the first that can
+    # be opened and holds a base backup serves (in a disaster, the primary may be gone).
+    candidates = [repo_ref] if repo_ref else _locations_of(plan, system_name)
+    tried: list[str] = []
+    for ref in candidates:
+        try:
+            with open_repo(settings, ref, password_file, operation="restore") as repo:
+                chain = choose_chain(repo, system_name, point)
+                major = int(chain[-1].source.get("server_version", 0)) // 10000
+                binaries = find_binaries(system.bin_dir, major)
+                result = restore_cluster(repo, binaries, chain, Path(target_dir), force=force)
+            break
+        except (RepositoryNotFoundError, StorageError, NoBaseBackupError) as exc:
+            if repo_ref:
+                raise
+            tried.append(f"{ref}: {exc.message}")
+    else:
+        raise PostgresRestoreError(
+            f"no location holds a usable base backup of {system_name}"
+            f" ({'; '.join(tried) or 'the plan names none'})",
+            hint="name one with --repo",
+        )
     if start:
         start_cluster(binaries, result.target, port)
         result.started_port = port
@@ -186,3 +211,11 @@ def postgres_command(
         f" verified with pg_verifybackup, consistent at {result.stop_lsn} in {result.seconds:.1f}s"
         + (f"; started on port {port}" if start else "")
     )
+
+
+def _locations_of(plan: Plan, system_name: str) -> list[str]:
+    seen: list[str] = []
+    for job in plan.jobs.values():
+        if job.system == system_name:
+            seen += [name for name in job.locations if name not in seen]
+    return seen

@@ -36,6 +36,10 @@ class PostgresRestoreError(DrplanError):
     """A cluster could not be rebuilt from its base backups."""
 
 
+class NoBaseBackupError(PostgresRestoreError):
+    """The location holds no base backup of the system (another location may)."""
+
+
 @dataclass
 class ClusterRestore:
     chain: list[Snapshot]
@@ -52,7 +56,7 @@ def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> lis
     snapshots, _ = repo.readable_snapshots()
     bases = [s for s in snapshots if s.system == system and s.source.get("kind") == "postgres"]
     if not bases:
-        raise PostgresRestoreError(
+        raise NoBaseBackupError(
             f"{repo.storage.url} holds no base backup of system {system}",
             hint="run a full backup job of it first, or name another location with --repo",
         )

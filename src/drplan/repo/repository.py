@@ -8,6 +8,7 @@ the write order of docs/repository-format.md.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -234,13 +235,27 @@ class Repository:
             self._failure = error
 
     def _wait_for_writes(self) -> None:
+        """Wait for every pack being written, then raise the first failure: returning at the
+        first would leave other writes running after the caller let go of its lock."""
         with self._lock:
             writes, self._writes = self._writes, []
             writer, self._writer = self._writer, None
+        failure: BaseException | None = None
         for future in writes:
-            future.result()  # the first failure surfaces here
+            try:
+                future.result()
+            except BaseException as exc:
+                failure = failure or exc
         if writer is not None:
             writer.shutdown(wait=True)
+        if failure is not None:
+            raise failure
+
+    def settle(self) -> None:
+        """After a failed operation: let packs still being written finish or fail (and clean up
+        after themselves) before the lock is released. Their errors were reported already."""
+        with contextlib.suppress(BaseException):
+            self._wait_for_writes()
 
     def _write_pack(self, packer: PackWriter) -> None:
         data = packer.finish()
