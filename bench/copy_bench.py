@@ -36,9 +36,9 @@ from files_bench import (
     DRPLAN,
     MIB,
     PASSWORD,
-    BenchError,
     Context,
     Step,
+    bench_main,
     clean_env,
     command_output,
     cpu_model,
@@ -211,25 +211,5 @@ def report(
         )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="dataset scale (1.0 ~ 0.8 GB)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "drplan-bench",
-        help="dataset, repositories and targets go here (default: %(default)s)",
-    )
-    parser.add_argument("--runs", type=int, default=3, help="measurements per tool (median)")
-    args = parser.parse_args()
-    if args.runs < 1 or args.scale <= 0:
-        parser.error("--runs must be at least 1 and --scale positive")
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"copy_bench: error: {exc}", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(__doc__ or "", "copy_bench", run, default_runs=3))

@@ -539,25 +539,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0, help="dataset scale (1.0 ~ 0.9 GB)")
+def bench_main(
+    doc: str, prog: str, body: Callable[[argparse.Namespace], int], default_runs: int
+) -> int:
+    """The command line every dataset benchmark shares: --scale, --workdir, --runs."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="dataset scale (1.0 ~ 0.8 GB)")
     parser.add_argument(
         "--workdir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "drplan-bench",
-        help="dataset, repositories and restores go here (default: %(default)s)",
+        help="dataset, repositories, restores and copies go here (default: %(default)s)",
     )
-    parser.add_argument("--runs", type=int, default=1, help="measurements per tool (median)")
+    parser.add_argument(
+        "--runs", type=int, default=default_runs, help="measurements per tool (median)"
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.scale <= 0:
         parser.error("--runs must be at least 1 and --scale positive")
     try:
-        return run(args)
+        return body(args)
     except BenchError as exc:
-        print(f"files_bench: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(__doc__ or "", "files_bench", run, default_runs=1))

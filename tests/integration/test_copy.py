@@ -17,17 +17,11 @@ from drplan.storage.local import LocalStorage
 from tests.conftest import Result
 from tests.fixtures.seaweedfs import SeaweedFS
 from tests.integration.conftest import Compare, init_repo
+from tests.integration.test_repo_faults import backup
 from tests.integration.test_s3_repository import s3_env
 
 Run = Callable[..., Result]
 DRPLAN = str(Path(sys.executable).parent / "drplan")
-
-
-def backup(run: Run, repo: str, path: Path) -> str:
-    result = run("backup", "files", str(path), "--repo", repo, "--json")
-    assert result.code == 0, result.err
-    snapshot_id: str = json.loads(result.out)["snapshot"]
-    return snapshot_id
 
 
 def copy(run: Run, source: str, target: str, *args: str) -> dict[str, object]:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from drplan.repo.locks import RepositoryLock
-from drplan.sources.postgres.basebackup import BaseBackupError, full_backup, latest_base
+from drplan.sources.postgres.basebackup import BaseBackupError, base_backup, latest_base
 from drplan.sources.postgres.binaries import Binaries, find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
 from tests.conftest import Result, clean_plan
@@ -77,7 +77,7 @@ def take_full(cluster: PgCluster, repo_dir: str) -> dict[str, object]:
     repo = open_repo(repo_dir)
     ready = preflight(cluster.dsn, cluster.password, str(cluster.bin_dir), "db", "full")
     with RepositoryLock(repo, exclusive=False, operation="backup"):
-        snapshot = full_backup(
+        snapshot = base_backup(
             repo, ready, dsn=cluster.dsn, password=cluster.password, system="db", job=None, tags=[]
         )
     return {"id": snapshot.id, "source": snapshot.source, "summary": vars(snapshot.summary)}
@@ -136,7 +136,7 @@ def test_a_failing_pg_basebackup_saves_no_snapshot(
         RepositoryLock(repo, exclusive=False, operation="backup"),
         pytest.raises(BaseBackupError) as info,
     ):
-        full_backup(
+        base_backup(
             repo, ready, dsn=dsn, password="pw-for-test-only", system="db", job=None, tags=[]
         )
     assert "pg_basebackup failed" in info.value.message
@@ -200,7 +200,7 @@ def test_incrementals_chain_onto_the_full_and_combine_into_a_cluster_that_starts
             )
             parent = latest_base(repo, "db", ready.info)
             taken.append(
-                full_backup(
+                base_backup(
                     repo, ready, dsn=cluster.dsn, password=cluster.password, system="db",
                     job=None, tags=[], parent=parent,
                 )
@@ -374,7 +374,7 @@ def test_a_hostile_stream_is_refused_without_hanging(
 
     def attempt() -> None:
         try:
-            full_backup(repo, ready, dsn=cluster.dsn, password=None, system="db", job=None, tags=[])
+            base_backup(repo, ready, dsn=cluster.dsn, password=None, system="db", job=None, tags=[])
         except BaseException as exc:  # the test inspects it
             outcome.append(exc)
 

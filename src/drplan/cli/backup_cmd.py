@@ -100,7 +100,7 @@ def _postgres_base(
     """A base backup of the system, its cluster checked once before any location. An
     incremental builds on the newest base backup of the cluster in the location written;
     where there is none yet, it is taken as a full."""
-    from drplan.sources.postgres.basebackup import full_backup, latest_base  # noqa: PLC0415
+    from drplan.sources.postgres.basebackup import base_backup, latest_base  # noqa: PLC0415
     from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
 
     password = system.password.resolve() if system.password else None
@@ -116,7 +116,7 @@ def _postgres_base(
         if kwargs.get("compression_level") is not None:
             repo.compression_level = kwargs["compression_level"]
         parent = latest_base(repo, system_name, ready.info)
-        snapshot = full_backup(
+        snapshot = base_backup(
             repo,
             ready,
             dsn=system.connection,

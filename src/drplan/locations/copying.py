@@ -95,15 +95,15 @@ def copy_to(
     with RepositoryLock(target, exclusive=False, operation="copy"):
         target.load_index()
         not_kept = 0
+        present_ids = target_snapshot_ids(target)
         if policies is not None:
-            present_ids = target_snapshot_ids(target)
             present, _ = target.readable_snapshots()  # what the target holds, not the source
             wanted = worth_copying(snapshots, present, policies)
             not_kept = sum(1 for s in snapshots if s.id not in present_ids) - sum(
                 1 for s in wanted if s.id not in present_ids
             )
             snapshots = wanted
-        snapshots = with_chains(source, snapshots, target_snapshot_ids(target))
+        snapshots = with_chains(source, snapshots, present_ids)
         result = copy_snapshots(source, target, snapshots, report)
     result.created, result.not_kept = created, not_kept
     return result

@@ -107,10 +107,11 @@ def _catch_up(
     """Bring the job's snapshots that only ``storage`` holds back to ``source``."""
     other, _ = open_replica(source, storage, create=False)
     with RepositoryLock(other, exclusive=False, operation="copy"):
-        have = {s.id for s in source.readable_snapshots()[0]}
+        ours = source.readable_snapshots()[0]  # each is an object read: list them once
+        have = {s.id for s in ours}
         theirs, unreadable = other.readable_snapshots()
         missing = [s for s in theirs if s.job == job and s.id not in have]
-        mine = [s for s in source.readable_snapshots()[0] if s.job == job]
+        mine = [s for s in ours if s.job == job]
         missing = worth_copying(missing, mine, policies)
         if not missing:
             return CopyResult(damaged=unreadable)

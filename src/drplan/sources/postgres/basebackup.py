@@ -256,7 +256,7 @@ def read_manifest(repo: Repository, snapshot: Snapshot) -> bytes:
     raise BaseBackupError(f"snapshot {snapshot.short_id} holds no backup_manifest")
 
 
-def full_backup(
+def base_backup(
     repo: Repository,
     ready: Preflight,
     *,
@@ -271,17 +271,16 @@ def full_backup(
     """Take a base backup of the cluster behind ``dsn`` into ``repo`` (locked by the
     caller): full, or with ``parent`` incremental on top of it (PostgreSQL 17+, with
     ``summarize_wal``); the snapshot is visible only once everything it needs is stored."""
-    if parent is None:
-        return _base_backup(repo, ready, dsn, password, system, job, tags, host, None)
     with tempfile.NamedTemporaryFile(prefix="drplan-manifest-", suffix=".json") as manifest:
-        manifest.write(read_manifest(repo, parent))
-        manifest.flush()
-        return _base_backup(
-            repo, ready, dsn, password, system, job, tags, host, (parent, manifest.name)
+        if parent is not None:  # pg_basebackup reads the parent's manifest from a file
+            manifest.write(read_manifest(repo, parent))
+            manifest.flush()
+        return _stream_backup(
+            repo, ready, dsn, password, system, job, tags, host, parent, manifest.name
         )
 
 
-def _base_backup(
+def _stream_backup(
     repo: Repository,
     ready: Preflight,
     dsn: str,
@@ -290,7 +289,8 @@ def _base_backup(
     job: str | None,
     tags: list[str],
     host: str | None,
-    parent: tuple[Snapshot, str] | None,
+    parent: Snapshot | None,
+    manifest: str,
 ) -> Snapshot:
     started, start_time = time.monotonic(), clock.now()
     added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
@@ -314,7 +314,7 @@ def _base_backup(
         label,
     ]
     if parent is not None:
-        argv += ["--incremental", parent[1]]
+        argv += ["--incremental", manifest]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     errors: list[bytes] = []
     drain = threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True)
@@ -363,12 +363,12 @@ def _base_backup(
         tags=sorted(set(tags)),
         job=job,
         system=system,
-        parent=parent[0].id if parent else None,
+        parent=parent.id if parent else None,
         source={
             "kind": "postgres",
             "type": "incremental" if parent else "full",
             # The chain a restore combines, oldest first: the full, then each incremental.
-            "chain": [*parent[0].source.get("chain", []), parent[0].id] if parent else [],
+            "chain": [*parent.source.get("chain", []), parent.id] if parent else [],
             "start_lsn": ident.start_lsn,
             "stop_lsn": ident.stop_lsn,
             "timeline": ident.timeline,
