@@ -38,6 +38,7 @@ COMMANDS = {
     "prune": "drplan.cli.forget_cmd:prune_command",
     "copy": "drplan.cli.copy_cmd:copy_command",
     "locations": "drplan.cli.locations_cmd:locations_group",
+    "wal": "drplan.cli.wal_cmd:wal_group",
 }
 
 
@@ -122,7 +123,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return INTERNAL_ERROR
     return 0
-
-
-def entry_point() -> None:
-    sys.exit(main())

@@ -3,6 +3,9 @@ and ``drplan restore postgres SYSTEM --target-dir DIR`` (a cluster from its base
 
 from __future__ import annotations
 
+import shlex
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,12 +13,16 @@ import click
 
 from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options
-from drplan.errors import IntegrityError, RepositoryNotFoundError, UsageError
+from drplan.errors import IntegrityError, RepositoryNotFoundError
 from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.storage import StorageError
 
 if TYPE_CHECKING:
-    from drplan.plan.model import Plan
+    from drplan.plan.model import Plan, PostgresSystem
+    from drplan.recovery.pitr import Target
+    from drplan.recovery.postgres import ClusterRestore
+    from drplan.repo.repository import Repository
+    from drplan.sources.postgres.binaries import Binaries
 
 
 class _DefaultToSnapshot(DefaultToCommand):
@@ -125,11 +132,14 @@ def restore_command(
     "point",
     default="latest",
     show_default=True,
-    metavar="latest|SNAPSHOT",
-    help="The newest base backup, or the one named (a snapshot id prefix).",
+    metavar="latest|TIME|LSN|NAME|SNAPSHOT",
+    help="All archived WAL; a time with zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
+    " a restore point (name:NAME); or the end of a base backup (its snapshot id).",
 )
 @click.option("--force", is_flag=True, help="Empty a non-empty --target-dir first.")
-@click.option("--start", is_flag=True, help="Start the restored cluster and wait until it is up.")
+@click.option(
+    "--start", is_flag=True, help="Start the restored cluster and wait until recovery ends."
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=5433, show_default=True)
 @repo_options
 @click.option("--json", "as_json", is_flag=True)
@@ -146,71 +156,149 @@ def postgres_command(
     password_file: str | None,
     as_json: bool,
 ) -> None:
-    """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals)."""
-    from drplan.plan.model import PostgresSystem  # noqa: PLC0415 - see cli.COMMANDS
+    """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals) and,
+    when it starts, replay archived WAL to the point asked for."""
+    from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.recovery.pitr import RecoveryTargetError, parse_target  # noqa: PLC0415
     from drplan.recovery.postgres import (  # noqa: PLC0415
         NoBaseBackupError,
         PostgresRestoreError,
-        choose_chain,
-        restore_cluster,
+        server_running,
         start_cluster,
     )
-    from drplan.sources.postgres.binaries import find_binaries  # noqa: PLC0415
 
-    if point != "latest" and not all(c in "0123456789abcdef" for c in point.lower()):
-        raise UsageError(
-            f"--to {point!r}: restoring to a time, LSN or restore point needs drplan's WAL"
-            " archive, which is not available yet",
-            hint="use --to latest or a base backup's snapshot id",
-        )
-    plan = settings.load().plan
-    system = plan.systems.get(system_name)
-    if not isinstance(system, PostgresSystem):
-        raise UsageError(f"the plan has no PostgreSQL system {system_name!r}")
+    target = parse_target(point)
+    plan_file = settings.load()
+    system_name, system = postgres_system(plan_file.plan, system_name)
     # Without --repo, the locations of the system's jobs in plan order: the first that can
-    # be opened and holds a base backup serves (in a disaster, the primary may be gone).
-    candidates = [repo_ref] if repo_ref else _locations_of(plan, system_name)
+    # be opened and can reach the target serves (in a disaster, the primary may be gone).
+    candidates = [repo_ref] if repo_ref else _locations_of(plan_file.plan, system_name)
     tried: list[str] = []
+    refused: RecoveryTargetError | None = None
     for ref in candidates:
         try:
             with open_repo(settings, ref, password_file, operation="restore") as repo:
-                chain = choose_chain(repo, system_name, point)
-                major = int(chain[-1].source.get("server_version", 0)) // 10000
-                binaries = find_binaries(system.bin_dir, major)
-                result = restore_cluster(repo, binaries, chain, Path(target_dir), force=force)
+                fetch = _restore_command(plan_file.path, system_name, ref, password_file)
+                result, binaries, note = _rebuild(repo, system, system_name, target, fetch)(
+                    Path(target_dir), force
+                )
             break
+        except RecoveryTargetError as exc:
+            if repo_ref:
+                raise
+            refused = refused or exc
+            tried.append(f"{ref}: {exc.message}")
         except (RepositoryNotFoundError, StorageError, NoBaseBackupError) as exc:
             if repo_ref:
                 raise
             tried.append(f"{ref}: {exc.message}")
     else:
+        if refused is not None:
+            refused.message = "; ".join(tried)
+            raise refused
         raise PostgresRestoreError(
             f"no location holds a usable base backup of {system_name}"
             f" ({'; '.join(tried) or 'the plan names none'})",
             hint="name one with --repo",
         )
+    reached = None
     if start:
-        start_cluster(binaries, result.target, port)
+        from drplan.recovery.pitr import wait_for_recovery  # noqa: PLC0415
+
+        log = start_cluster(binaries, result.target, port)
         result.started_port = port
+        reached = wait_for_recovery(
+            binaries.tool("pg_controldata"),
+            result.target,
+            log,
+            lambda: server_running(result.target),
+        )
     if as_json:
         emit_json(
             {
                 "system": system_name,
                 "target": str(result.target),
+                "to": target.describe(),
+                "location": ref,
                 "chain": [s.id for s in result.chain],
                 "stop_lsn": result.stop_lsn,
                 "timeline": result.timeline,
                 "seconds": result.seconds,
                 "started_port": result.started_port,
+                "reached": None
+                if reached is None
+                else {
+                    "lsn": reached.lsn,
+                    "last_transaction": reached.last_transaction.isoformat()
+                    if reached.last_transaction
+                    else None,
+                    "timeline": reached.timeline,
+                },
+                "note": note,
             }
         )
         return
     kinds = " + ".join(str(s.source.get("type")) for s in result.chain)
     click.echo(
-        f"restored {system_name} to {result.target} from {kinds} ({result.chain[-1].short_id}),"
-        f" verified with pg_verifybackup, consistent at {result.stop_lsn} in {result.seconds:.1f}s"
-        + (f"; started on port {port}" if start else "")
+        f"restored {system_name} to {result.target} from {kinds} ({result.chain[-1].short_id}"
+        f" in {ref}), verified with pg_verifybackup, consistent at {result.stop_lsn}"
+        f" in {result.seconds:.1f}s; recovers to {target.describe()}"
     )
+    if note:
+        click.echo(f"note: {note}", err=True)
+    if reached is not None:
+        when = reached.last_transaction.isoformat() if reached.last_transaction else "none replayed"
+        click.echo(
+            f"started on port {port}: recovery reached {reached.lsn or result.stop_lsn}, last"
+            f" transaction {when}, now on timeline {reached.timeline or '?'}"
+        )
+
+
+def _rebuild(
+    repo: Repository, system: PostgresSystem, system_name: str, target: Target, fetch: str
+) -> Callable[[Path, bool], tuple[ClusterRestore, Binaries, str | None]]:
+    """Choose the chain for ``target`` in ``repo`` (raising before anything is written when
+    the location cannot reach it), and return the step that rebuilds it."""
+    from drplan.recovery.pitr import chain_for, choose_base, recovery_settings  # noqa: PLC0415
+    from drplan.recovery.postgres import choose_chain, restore_cluster  # noqa: PLC0415
+    from drplan.sources.postgres.binaries import find_binaries  # noqa: PLC0415
+    from drplan.sources.postgres.wal_status import recoverable_window  # noqa: PLC0415
+
+    recovery = None
+    note = None
+    if target.kind == "snapshot":
+        chain = choose_chain(repo, system_name, target.value)
+    else:
+        window = recoverable_window(repo, system_name)
+        if not window.bases:
+            chain = choose_chain(repo, system_name, None)  # raises NoBaseBackupError
+        if target.kind == "latest" and not window.files:
+            chain = choose_chain(repo, system_name, None)
+            note = f"{repo.storage.url} holds no archived WAL: restored to the end of the newest base backup"
+        else:
+            reach = choose_base(window, target, repo.storage.url)
+            chain = chain_for(reach, window.bases)
+            recovery = recovery_settings(target, fetch)
+    major = int(chain[-1].source.get("server_version", 0)) // 10000
+    binaries = find_binaries(system.bin_dir, major)
+
+    def rebuild(target_dir: Path, force: bool) -> tuple[ClusterRestore, Binaries, str | None]:
+        result = restore_cluster(repo, binaries, chain, target_dir, force=force, recovery=recovery)
+        return result, binaries, note
+
+    return rebuild
+
+
+def _restore_command(plan_path: str, system: str, location: str, password_file: str | None) -> str:
+    """restore_command for the restored cluster: ``drplan wal fetch`` from the location the
+    base backup came from, with the same plan and password file."""
+    program = Path(sys.executable).with_name("drplan")
+    argv = [str(program)] if program.is_file() else [sys.executable, "-m", "drplan"]
+    argv += ["--plan", str(Path(plan_path).resolve()), "wal", "fetch", "--system", system]
+    argv += ["--repo", location]
+    if password_file:
+        argv += ["--password-file", str(Path(password_file).resolve())]
+    return " ".join(shlex.quote(a) for a in argv) + " %f %p"
 
 
 def _locations_of(plan: Plan, system_name: str) -> list[str]:

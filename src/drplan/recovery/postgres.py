@@ -7,9 +7,10 @@ system, so ``pg_combinebackup --link`` hard-links unchanged files instead of cop
 them), combined into the target, and checked with ``pg_verifybackup``. A target in use
 (a ``postmaster.pid``) is never touched; a non-empty one only when asked.
 
-Point-in-time recovery on top (restore_command through drplan's WAL archive, a
-recovery target) comes with WAL archiving; until then a cluster is restored to the end
-of its newest base backup, whose WAL each backup carries.
+What happens when the cluster starts is the recovery configuration written into it:
+by default the end of the base backup (the WAL each backup carries); for
+point-in-time recovery (``recovery.pitr``) archived WAL through ``drplan wal fetch``
+up to a target.
 """
 
 from __future__ import annotations
@@ -112,8 +113,11 @@ def restore_cluster(
     target: Path,
     *,
     force: bool = False,
+    recovery: str | None = None,
 ) -> ClusterRestore:
-    """Rebuild the cluster of ``chain`` in ``target`` and verify it (not started)."""
+    """Rebuild the cluster of ``chain`` in ``target`` and verify it (not started). It
+    recovers, when started, as ``recovery`` (postgresql.auto.conf lines) says, by default
+    to the end of the newest base backup."""
     started = time.monotonic()
     target = target.resolve()
     _check_target(target, force)
@@ -137,7 +141,7 @@ def restore_cluster(
             )
         _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
         _own(target, owner.st_uid, owner.st_gid)
-        _promote_on_start(target)
+        _promote_on_start(target, recovery or RECOVERY_SETTINGS)
         done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,13 +187,13 @@ recovery_target_action = 'promote'
 """
 
 
-def _promote_on_start(target: Path) -> None:
+def _promote_on_start(target: Path, settings: str) -> None:
     # Socket lock files of a server that kept its sockets in the data directory come along
     # in base backups (the sockets themselves do not) and would stop this one starting.
     for stale in target.glob(".s.PGSQL.*.lock"):
         stale.unlink()
     with open(target / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
-        conf.write(RECOVERY_SETTINGS)
+        conf.write(settings)
     (target / "recovery.signal").touch()
     owner = os.stat(target)
     if os.geteuid() == 0:
@@ -215,10 +219,10 @@ def _own(target: Path, uid: int, gid: int) -> None:
     target.chmod(0o700)
 
 
-def start_cluster(binaries: Binaries, target: Path, port: int) -> None:
+def start_cluster(binaries: Binaries, target: Path, port: int) -> Path:
     """Start the restored cluster on ``port`` (as the owner of its files when run as root)
-    and wait until it accepts connections. Archiving is switched off: a restored copy must
-    not push WAL into the archive of the cluster it came from."""
+    and wait until it accepts connections; return its log. Archiving is switched off: a
+    restored copy must not push WAL into the archive of the cluster it came from."""
     owner = os.stat(target)
     prefix: list[str] = []
     if os.geteuid() == 0 and owner.st_uid != 0:
@@ -227,6 +231,7 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> None:
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         " -c archive_mode=off"
         " -c max_logical_replication_workers=0"  # no subscription may reach a publisher
+        " -c lc_messages=C -c log_timezone=UTC"  # the log is read for the point reached
     )
     argv = [
         *prefix,
@@ -249,3 +254,16 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> None:
             f"the restored cluster did not start: {log[-1] if log else proc.stderr.strip()}",
             hint=f"see {target / 'drplan-restore.log'}",
         )
+    return target / "drplan-restore.log"
+
+
+def server_running(target: Path) -> bool:
+    """Whether the postmaster of ``target`` is alive (its pid file names a live process)."""
+    try:
+        pid = int((target / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,4 +1,4 @@
-"""Encrypted standalone objects (config, index, snapshot, lock): the "DRPO" envelope."""
+"""Encrypted standalone objects (config, index, snapshot, lock, WAL file): the "DRPO" envelope."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from drplan.repo.crypto import SALT_SIZE, CipherName, MasterKey, new_salt
 MAGIC = b"DRPO"
 VERSION = 1
 _HEAD = struct.Struct("<4sB")
-KINDS = ("config", "index", "snapshot", "lock", "revoked")
+KINDS = ("config", "index", "snapshot", "lock", "revoked", "wal")
 
 
 def seal_object(

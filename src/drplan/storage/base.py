@@ -28,6 +28,7 @@ class TransientError(StorageError):
 class ObjectInfo:
     name: str
     size: int
+    mtime: float = 0.0  # when it was written (seconds since the epoch), where listings say
 
 
 class Storage(Protocol):

@@ -119,7 +119,8 @@ class LocalStorage:
                 name = filename if rel == "." else f"{rel}/{filename}"
                 if name.startswith(prefix):
                     with contextlib.suppress(FileNotFoundError):
-                        yield ObjectInfo(name, os.stat(os.path.join(dirpath, filename)).st_size)
+                        st = os.stat(os.path.join(dirpath, filename))
+                        yield ObjectInfo(name, st.st_size, st.st_mtime)
 
     def stat(self, name: str) -> ObjectInfo:
         try:

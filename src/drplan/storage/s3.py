@@ -329,7 +329,9 @@ class S3Storage:
         try:
             for page in pages.paginate(Bucket=self.bucket, Prefix=root + prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"][len(root) :], obj["Size"])
+                    yield ObjectInfo(
+                        obj["Key"][len(root) :], obj["Size"], obj["LastModified"].timestamp()
+                    )
         except (BotoCoreError, ClientError) as exc:
             raise self._translate(exc, "listing", prefix or "/") from None
 

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import IO
 
 from drplan import __version__, clock
@@ -375,6 +376,10 @@ def _stream_backup(
             "label": ident.label,
             "system_identifier": ready.info.system_identifier,
             "server_version": ready.info.version_num,
+            # Consistent at stop_lsn no later than this: the earliest time a recovery from
+            # this backup can stop at.
+            "stop_time": clock.now().astimezone(UTC).isoformat(),
+            "wal_segment_size": int(ready.info.setting("wal_segment_size") or 16 * 1024 * 1024),
             "wal": "included",
         },
         summary=builder.summary,

@@ -1,0 +1,233 @@
+"""The WAL agent: pushes WAL files into every WAL location, and fetches (ahead) for recovery.
+
+Started by the quick commands of ``wal_spool`` when none runs, it opens the
+repositories once (one key derivation), works through the spool several files at a
+time, and exits after a while without work. It answers through markers that are
+written only after the work is durable, so a crash at any moment leaves PostgreSQL
+retrying, never believing a file archived that is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from drplan.errors import DrplanError
+from drplan.sources.postgres.wal_archive import (
+    DEFAULT_SEGMENT_SIZE,
+    SEGMENT,
+    WalArchive,
+    segment_name,
+    segment_number,
+)
+from drplan.sources.postgres.wal_spool import mark
+from drplan.storage import StorageError
+
+IDLE_EXIT = 30.0  # seconds without work before the agent exits
+POLL = 0.005  # seconds between looks at the spool while busy
+PUSH_WORKERS = 3
+FETCH_WORKERS = 3
+PREFETCH = 8  # segments fetched ahead of recovery
+
+
+@dataclass(frozen=True)
+class NamedArchive:
+    location: str
+    archive: WalArchive
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, DrplanError):
+        return exc.message + (f"; {exc.hint}" if exc.hint else "")
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def push_file(archives: list[NamedArchive], name: str, data: bytes) -> None:
+    """Store one WAL file in every location; the first failure, naming its location, raises."""
+    for where in archives:
+        try:
+            where.archive.push(name, data)
+        except (DrplanError, StorageError, OSError) as exc:
+            raise DrplanError(f"location {where.location}: {_error_text(exc)}") from exc
+
+
+def run_push_agent(
+    archives: list[NamedArchive], spool: str, *, idle_exit: float = IDLE_EXIT
+) -> None:
+    """Archive what PostgreSQL marked ready and what was asked, until idle for ``idle_exit``."""
+    wal_dir = os.path.dirname(spool)
+    status_dir = os.path.join(wal_dir, "archive_status")
+    busy: dict[str, Future[None]] = {}
+    last_work = time.monotonic()
+
+    def push_one(name: str, path: str) -> None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            push_file(archives, name, data)
+        except BaseException as exc:
+            mark(os.path.join(spool, name + ".error"), _error_text(exc))
+        else:
+            mark(os.path.join(spool, name + ".ok"))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(spool, name + ".req"))
+
+    with ThreadPoolExecutor(PUSH_WORKERS, thread_name_prefix="drplan-wal-push") as pool:
+        while True:
+            todo: dict[str, str] = {}
+            for ready in glob.glob(os.path.join(glob.escape(status_dir), "*.ready")):
+                name = os.path.basename(ready)[: -len(".ready")]
+                todo[name] = os.path.join(wal_dir, name)
+            for request in glob.glob(os.path.join(glob.escape(spool), "*.req")):
+                name = os.path.basename(request)[: -len(".req")]
+                with contextlib.suppress(FileNotFoundError), open(request, encoding="utf-8") as f:
+                    todo[name] = f.read().strip() or os.path.join(wal_dir, name)
+            for name in [n for n, f in busy.items() if f.done()]:
+                del busy[name]
+            started = 0
+            for name in sorted(todo):
+                answered = any(
+                    os.path.exists(os.path.join(spool, name + suffix))
+                    for suffix in (".ok", ".error")
+                )
+                if name in busy or answered:
+                    continue
+                busy[name] = pool.submit(push_one, name, todo[name])
+                started += 1
+            if started or busy:
+                last_work = time.monotonic()
+            elif time.monotonic() - last_work > idle_exit:
+                return
+            time.sleep(POLL)
+
+
+class _Fetcher:
+    """Fetches what recovery asks for, and the segments after it before they are asked for."""
+
+    def __init__(self, archives: list[NamedArchive], spool: str, prefetch: int, size: int) -> None:
+        self.archives = archives
+        self.spool = spool
+        self.prefetch = prefetch
+        self.size = size
+        self.busy: dict[str, Future[None]] = {}
+        self.handed: set[str] = set()  # fetched into the spool once: never again
+        self.listing: dict[str, list[NamedArchive]] = {}
+        self.listed = 0.0
+
+    def refresh(self) -> None:
+        """Which location holds which file: one listing, so most fetches need one read."""
+        self.listing.clear()
+        for where in self.archives:
+            with contextlib.suppress(DrplanError, StorageError, OSError):
+                for wal in where.archive.files():
+                    self.listing.setdefault(wal.file, []).append(where)
+        self.listed = time.monotonic()
+
+    def fetch_one(self, name: str, asked: bool) -> None:
+        target = os.path.join(self.spool, name)
+        try:
+            data, failures = _fetch_anywhere(self.archives, self.listing.get(name), name)
+            if data is None:
+                if failures:  # not found where we could look; elsewhere unknown: do not guess
+                    mark(target + ".error", "; ".join(failures))
+                elif asked:
+                    mark(target + ".missing")
+                return
+            temp = f"{target}.{os.getpid()}.tmp"
+            with open(temp, "wb") as f:
+                f.write(data)
+            os.replace(temp, target)
+        except BaseException as exc:
+            if asked:
+                mark(target + ".error", _error_text(exc))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target + ".req")
+
+    def serve(self, pool: ThreadPoolExecutor, name: str) -> None:
+        """Answer one request, and start fetching the segments that follow it."""
+        if name in self.busy:
+            return
+        if name in self.handed and os.path.exists(os.path.join(self.spool, name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.spool, name + ".req"))
+            return
+        if name not in self.listing and time.monotonic() - self.listed > 1.0:
+            self.refresh()  # archived since the agent started (recovery of a live archive)
+        self.handed.add(name)
+        self.busy[name] = pool.submit(self.fetch_one, name, True)
+        if not SEGMENT.match(name):
+            return
+        number = segment_number(name, self.size)
+        timeline = int(name[:8], 16)
+        for ahead in range(number + 1, number + 1 + self.prefetch):
+            nxt = segment_name(timeline, ahead, self.size)
+            if nxt in self.listing and nxt not in self.handed and nxt not in self.busy:
+                self.handed.add(nxt)
+                self.busy[nxt] = pool.submit(self.fetch_one, nxt, False)
+
+
+def run_fetch_agent(
+    archives: list[NamedArchive],
+    spool: str,
+    *,
+    idle_exit: float = IDLE_EXIT,
+    prefetch: int = PREFETCH,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+) -> None:
+    """Serve recovery's requests until idle for ``idle_exit``, then clear the spool."""
+    fetcher = _Fetcher(archives, spool, prefetch, segment_size)
+    fetcher.refresh()
+    last_work = time.monotonic()
+    with ThreadPoolExecutor(FETCH_WORKERS, thread_name_prefix="drplan-wal-fetch") as pool:
+        while True:
+            for name in [n for n, f in fetcher.busy.items() if f.done()]:
+                del fetcher.busy[name]
+            requests = sorted(
+                os.path.basename(r)[: -len(".req")]
+                for r in glob.glob(os.path.join(glob.escape(spool), "*.req"))
+            )
+            for name in requests:
+                fetcher.serve(pool, name)
+            if requests or fetcher.busy:
+                last_work = time.monotonic()
+            elif time.monotonic() - last_work > idle_exit:
+                _clear_spool(spool)
+                return
+            time.sleep(POLL)
+
+
+def _fetch_anywhere(
+    archives: list[NamedArchive], holders: list[NamedArchive] | None, name: str
+) -> tuple[bytes | None, list[str]]:
+    """The file from the first location that has it; else None and the locations that
+    could not be asked (a file missing from every reachable location may be in those)."""
+    failures = []
+    for where in holders or archives:
+        try:
+            data = where.archive.fetch(name)
+        except (StorageError, OSError) as exc:
+            failures.append(f"location {where.location}: {_error_text(exc)}")
+            continue
+        except DrplanError as exc:  # damaged: another location may hold a good copy
+            failures.append(f"location {where.location}: {_error_text(exc)}")
+            continue
+        if data is not None:
+            return data, []
+    return None, failures
+
+
+def _clear_spool(spool: str) -> None:
+    """Files fetched ahead that recovery never asked for go; the spool itself stays for
+    the lock (an agent started meanwhile may hold it)."""
+    for leftover in glob.glob(os.path.join(glob.escape(spool), "*")):
+        base = os.path.basename(leftover)
+        if base.endswith((".tmp",)) or SEGMENT.match(base) or base.endswith(".history"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)

@@ -1,0 +1,172 @@
+"""The WAL archive inside a repository: one encrypted object per WAL file, found by name.
+
+WAL files are not deduplicated (they hardly ever repeat) nor packed (each must be
+fetchable alone, fast, during recovery). Each is stored as a sealed object named
+``wal/<timeline>/<file name>.<digest>``, where the digest is the repository's keyed
+hash of the file: a listing alone tells whether a file is archived and whether what
+is archived under that name is the same file, so pushing twice is cheap and a
+different file under a stored name is caught without reading anything back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from drplan.errors import DrplanError, IntegrityError
+from drplan.repo.objects import open_object, seal_object
+from drplan.repo.repository import Repository
+from drplan.storage import NotFound
+
+WAL_PREFIX = "wal/"
+DIGEST_HEX = 32  # 128 bits of the keyed BLAKE3 hash: collisions are not a concern
+WAL_LEVEL = 1  # zstd level: WAL compresses well even at 1, and pushing must keep up
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+# Also history files, backup history files and partial segments (from pg_receivewal).
+WAL_FILE = re.compile(r"^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.[0-9A-F]{8}\.backup|\.partial)?)$")
+
+
+class WalConflictError(DrplanError):
+    """The archive holds a different file under the name being pushed."""
+
+    exit_code = 18
+
+
+@dataclass(frozen=True)
+class ArchivedWal:
+    file: str  # the WAL file name, e.g. 000000010000000000000003
+    object: str  # its object name in the repository
+    size: int  # stored (sealed) size
+    mtime: float  # when it was stored
+
+    @property
+    def timeline(self) -> int:
+        return int(self.file[:8], 16)
+
+
+def check_name(file: str) -> str:
+    if not WAL_FILE.match(file):
+        raise DrplanError(
+            f"{file!r} is not the name of a WAL file",
+            hint="pass %f (the file name) and %p (its path) as PostgreSQL does",
+        )
+    return file
+
+
+def segment_number(file: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    """The position of a segment in the WAL stream, whatever its timeline."""
+    per_id = 0x100000000 // segment_size
+    return int(file[8:16], 16) * per_id + int(file[16:24], 16)
+
+
+def segment_name(timeline: int, number: int, segment_size: int = DEFAULT_SEGMENT_SIZE) -> str:
+    per_id = 0x100000000 // segment_size
+    return f"{timeline:08X}{number // per_id:08X}{number % per_id:08X}"
+
+
+def lsn_segment(lsn: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
+    """The segment number holding ``lsn`` (``X/Y``)."""
+    high, low = lsn.split("/")
+    return ((int(high, 16) << 32) | int(low, 16)) // segment_size
+
+
+class WalArchive:
+    """The WAL files of one repository (all systems that archive there share it: the
+    names of their files differ by timeline and position only, so a repository serves
+    one cluster's WAL; pushing another's is caught as a conflict)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    def _digest(self, data: bytes) -> str:
+        return self.repo.key.blob_id(data).hex()[:DIGEST_HEX]
+
+    def stored_as(self, file: str) -> list[str]:
+        """Object names holding ``file`` (normally none or one)."""
+        prefix = f"{WAL_PREFIX}{file[:8]}/{file}."
+        # The prefix also matches longer names (a segment's backup history file):
+        # only the digest may follow the file's name.
+        return [
+            info.name
+            for info in self.repo.storage.list(prefix)
+            if "." not in info.name[len(prefix) :]
+        ]
+
+    def push(self, file: str, data: bytes) -> bool:
+        """Store ``file``; False when the same file was stored already. A different file under
+        the name raises WalConflictError: the archive never silently holds two histories."""
+        check_name(file)
+        digest = self._digest(data)
+        name = f"{WAL_PREFIX}{file[:8]}/{file}.{digest}"
+        stored = self.stored_as(file)
+        if name in stored:
+            return False
+        if stored:
+            raise WalConflictError(
+                f"the archive at {self.repo.storage.url} already holds a different {file}",
+                hint="another cluster (or a restored copy of this one) archives to the same"
+                " location: give each its own location, or switch it to a new timeline",
+            )
+        sealed = seal_object(self.repo.key, self.repo.cipher, "wal", data, WAL_LEVEL)
+        self.repo.storage.write(name, sealed)
+        return True
+
+    def fetch(self, file: str) -> bytes | None:
+        """The file's bytes, None when it is not archived; IntegrityError when damaged."""
+        check_name(file)
+        stored = self.stored_as(file)
+        if not stored:
+            return None
+        if len(stored) > 1:
+            raise IntegrityError(
+                f"the archive holds {len(stored)} different copies of {file}",
+                hint="two clusters archived to one location; restore from another location",
+            )
+        try:
+            sealed = self.repo.storage.read(stored[0])
+        except NotFound:
+            return None
+        data = open_object(self.repo.key, self.repo.cipher, "wal", sealed, stored[0])
+        if self._digest(data) != stored[0].rsplit(".", 1)[1]:
+            raise IntegrityError(f"{stored[0]}: its content does not match its name (damaged)")
+        return data
+
+    def files(self) -> list[ArchivedWal]:
+        """Every archived WAL file, in WAL order (timeline, then position)."""
+        found = []
+        for info in self.repo.storage.list(WAL_PREFIX):
+            file = info.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            if WAL_FILE.match(file):
+                found.append(ArchivedWal(file, info.name, info.size, info.mtime))
+        return sorted(found, key=lambda w: w.file)
+
+
+def segments_by_number(
+    files: Iterable[ArchivedWal], segment_size: int = DEFAULT_SEGMENT_SIZE
+) -> dict[int, ArchivedWal]:
+    """Completed segments by position; where timelines overlap, the newest timeline's."""
+    out: dict[int, ArchivedWal] = {}
+    for wal in files:
+        if SEGMENT.match(wal.file):
+            number = segment_number(wal.file, segment_size)
+            if number not in out or out[number].timeline < wal.timeline:
+                out[number] = wal
+    return out
+
+
+def gaps(present: Iterable[int], first: int, last: int) -> list[tuple[int, int]]:
+    """Runs of missing segment numbers between ``first`` and ``last`` (inclusive)."""
+    have = set(present)
+    runs: list[tuple[int, int]] = []
+    start = None
+    for n in range(first, last + 1):
+        if n not in have:
+            start = n if start is None else start
+        elif start is not None:
+            runs.append((start, n - 1))
+            start = None
+    if start is not None:
+        runs.append((start, last))
+    return runs

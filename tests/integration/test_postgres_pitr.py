@@ -1,0 +1,278 @@
+"""Continuous WAL archiving through `drplan wal push` and point-in-time recovery from it.
+
+The acceptance scenario of the PostgreSQL issue: a stream of timestamped inserts,
+a full and two incremental backups, WAL archived by drplan as archive_command; the
+cluster destroyed; restored to a time T in the middle of the stream (exactly the
+rows committed by T) and to the latest archived WAL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from tests.conftest import Result, clean_plan
+from tests.fixtures.postgres import (
+    PgCluster,
+    _free_port,
+    give_to_server,
+    server_can_run_drplan,
+)
+from tests.integration.conftest import PASSWORD, init_repo
+
+Run = Callable[..., Result]
+Start = Callable[..., PgCluster]
+TIMEOUT = 120.0
+
+
+@dataclass
+class Archived:
+    """A cluster archiving its WAL with drplan, and the plan that says so."""
+
+    cluster: PgCluster
+    plan: Path
+    repo: Path
+    password_file: Path
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = TIMEOUT,
+    explain: Callable[[], str] = str,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{explain()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def archived(
+    pg_cluster: Start, pg_scratch: Path, monkeypatch: pytest.MonkeyPatch, password: str
+) -> Archived:
+    """A cluster whose archive_command is `drplan wal push`, into a local location."""
+    drplan = server_can_run_drplan()
+    repo = pg_scratch / "repo"
+    init_repo_at(repo)
+    password_file = pg_scratch / "password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    give_to_server(repo)
+    give_to_server(password_file)
+    plan_path = pg_scratch / "plan.yaml"
+    command = f"{drplan} --plan {plan_path} wal push --password-file {password_file} %p"
+    cluster = pg_cluster(archive_command=f"'{command}'")
+    plan = clean_plan()
+    plan["systems"]["db"]["connection"] = cluster.dsn
+    plan["systems"]["db"]["bin_dir"] = str(cluster.bin_dir)
+    plan["locations"]["local"]["path"] = str(repo)
+    plan["jobs"]["db-full"]["locations"] = ["local"]
+    plan["jobs"]["db-incr"] = {
+        "system": "db",
+        "type": "incremental",
+        "schedule": "*/15 * * * *",
+        "locations": ["local"],
+    }
+    plan["jobs"]["db-wal"] = {
+        "system": "db",
+        "type": "wal",
+        "schedule": "continuous",
+        "locations": ["local"],
+    }
+    plan_path.write_text(yaml.safe_dump(plan))
+    plan_path.chmod(0o644)
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    monkeypatch.setenv("DRPLAN_PLAN", str(plan_path))
+    return Archived(cluster, plan_path, repo, password_file)
+
+
+def init_repo_at(path: Path) -> None:
+    from drplan.storage.local import LocalStorage  # noqa: PLC0415
+
+    init_repo(LocalStorage(path))
+
+
+@dataclass
+class Stream:
+    """Rows inserted one per transaction, each with when its commit had surely happened."""
+
+    cluster: PgCluster
+    committed: list[tuple[int, float]] = field(default_factory=list)  # (id, time after commit)
+    stop: threading.Event = field(default_factory=threading.Event)
+    failure: list[BaseException] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        try:
+            with self.cluster.connect() as conn:
+                while not self.stop.is_set():
+                    row = conn.execute(
+                        "insert into readings (meter, kwh) values (7, random()) returning id"
+                    ).fetchone()
+                    assert row is not None
+                    self.committed.append((int(str(row[0])), time.time()))
+                    time.sleep(0.01)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.failure.append(exc)
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(30)
+        assert not self.failure, self.failure
+
+    def wait_for(self, more: int) -> None:
+        goal = len(self.committed) + more
+        wait_until(lambda: len(self.committed) >= goal or bool(self.failure), f"{more} inserts")
+        assert not self.failure, self.failure
+
+
+@pytest.fixture
+def stream(archived: Archived) -> Iterator[Stream]:
+    archived.cluster.sql(
+        "create table readings (id serial primary key, meter int, kwh float8,"
+        " at timestamptz default clock_timestamp())"
+    )
+    s = Stream(archived.cluster)
+    s.thread = threading.Thread(target=s.run, daemon=True)
+    s.thread.start()
+    yield s
+    s.stop.set()
+    s.thread.join(30)
+
+
+def switch_and_wait_archived(cluster: PgCluster) -> str:
+    """Close the current WAL segment and wait until drplan has archived it."""
+    row = cluster.sql("select pg_walfile_name(pg_switch_wal())")
+    segment = str(row[0][0])
+
+    def archived() -> bool:
+        done = cluster.sql("select last_archived_wal, last_failed_wal from pg_stat_archiver")
+        return bool(done[0][0]) and str(done[0][0]) >= segment
+
+    def explain() -> str:
+        spool = cluster.data_dir / "pg_wal" / "drplan-archive"
+        return "\n".join(
+            [
+                (cluster.data_dir / "server.log").read_text()[-3000:],
+                str(sorted(p.name for p in spool.iterdir())),
+                (spool / "agent.log").read_text()[-3000:],
+            ]
+        )
+
+    wait_until(archived, f"{segment} to be archived", explain=explain)
+    return segment
+
+
+def restored_ids(port: int, password: str) -> list[int]:
+    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    with psycopg.connect(dsn, password=password, autocommit=True) as conn:
+        return [int(r[0]) for r in conn.execute("select id from readings order by id")]
+
+
+def stop_restored(cluster: PgCluster, data: Path) -> None:
+    subprocess.run(
+        [*cluster.run_as, str(cluster.bin_dir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast"],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def amcheck(cluster: PgCluster, port: int) -> None:
+    proc = subprocess.run(
+        [
+            str(cluster.bin_dir / "pg_amcheck"),
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--username=postgres",
+            "--install-missing",
+            "--heapallindexed",
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PGPASSWORD": cluster.password, "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def restore(run: Run, archived: Archived, target: Path, to: str, port: int) -> dict[str, Any]:
+    result = run(
+        "restore", "postgres", "db", "--to", to, "--target-dir", str(target),
+        "--start", "--port", str(port), "--password-file", str(archived.password_file), "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    data: dict[str, Any] = json.loads(result.out)
+    return data
+
+
+def test_restore_to_a_time_holds_exactly_the_rows_committed_by_then_and_latest_holds_all(
+    run: Run, archived: Archived, stream: Stream, pg_scratch: Path
+) -> None:
+    cluster = archived.cluster
+    stream.wait_for(20)
+    full = run("backup", "db-full", "--json")
+    assert full.code == 0, full.err
+    stream.wait_for(30)
+    first = run("backup", "db-incr", "--json")
+    assert first.code == 0, first.err
+    stream.wait_for(30)
+    # T: right after one commit returned; the next insert starts after it, so exactly the
+    # rows up to this one committed at or before T.
+    chosen_id, chosen_at = stream.committed[-1]
+    stream.wait_for(30)
+    second = run("backup", "db-incr", "--json")
+    assert second.code == 0, second.err
+    assert json.loads(second.out)["source"]["type"] == "incremental"
+    stream.wait_for(30)
+    stream.finish()
+    newest_id = stream.committed[-1][0]
+    switch_and_wait_archived(cluster)
+    status = run("wal", "status", "--json")
+    assert status.code == 0, status.err
+    state = json.loads(status.out)["locations"][0]
+    assert state["gaps"] == []
+    assert state["files"] >= 3
+
+    cluster.stop()
+    shutil.rmtree(cluster.data_dir)  # the disaster
+
+    target_time = datetime.fromtimestamp(chosen_at, UTC).isoformat()
+    port = _free_port()
+    at_t = restore(run, archived, pg_scratch / "at-t", target_time, port)
+    try:
+        assert len(at_t["chain"]) == 2  # the full and the incremental taken before T
+        ids = restored_ids(port, cluster.password)
+        assert ids == list(range(1, int(chosen_id) + 1))
+        assert at_t["reached"]["last_transaction"] is not None
+        reached = datetime.fromisoformat(at_t["reached"]["last_transaction"])
+        assert reached <= datetime.fromtimestamp(chosen_at, UTC)
+        amcheck(cluster, port)
+    finally:
+        stop_restored(cluster, pg_scratch / "at-t")
+
+    port = _free_port()
+    latest = restore(run, archived, pg_scratch / "latest", "latest", port)
+    try:
+        assert len(latest["chain"]) == 3  # the full and both incrementals
+        ids = restored_ids(port, cluster.password)
+        assert ids == list(range(1, newest_id + 1))
+    finally:
+        stop_restored(cluster, pg_scratch / "latest")
