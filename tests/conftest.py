@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,3 +160,19 @@ def write_plan(tmp_path: Path) -> Callable[[dict[str, Any] | str], Path]:
         return path
 
     return _write
+
+
+WAIT_TIMEOUT = 120.0
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = WAIT_TIMEOUT,
+    explain: Callable[[], str] = str,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{explain()}")
+        time.sleep(0.05)

@@ -23,7 +23,9 @@ import psycopg
 import pytest
 import yaml
 
-from tests.conftest import Result, clean_plan
+from drplan.sources.postgres.wal_archive import WAL_PREFIX
+from drplan.storage.local import LocalStorage
+from tests.conftest import Result, clean_plan, wait_until
 from tests.fixtures.postgres import (
     PgCluster,
     _free_port,
@@ -34,7 +36,6 @@ from tests.integration.conftest import PASSWORD, init_repo
 
 Run = Callable[..., Result]
 Start = Callable[..., PgCluster]
-TIMEOUT = 120.0
 
 
 @dataclass
@@ -45,19 +46,6 @@ class Archived:
     plan: Path
     repo: Path
     password_file: Path
-
-
-def wait_until(
-    condition: Callable[[], bool],
-    what: str,
-    timeout: float = TIMEOUT,
-    explain: Callable[[], str] = str,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{explain()}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -101,8 +89,6 @@ def archived(
 
 
 def init_repo_at(path: Path) -> None:
-    from drplan.storage.local import LocalStorage  # noqa: PLC0415
-
     init_repo(LocalStorage(path))
 
 
@@ -276,3 +262,85 @@ def test_restore_to_a_time_holds_exactly_the_rows_committed_by_then_and_latest_h
         assert ids == list(range(1, newest_id + 1))
     finally:
         stop_restored(cluster, pg_scratch / "latest")
+
+
+def segments_with_times(cluster: PgCluster, count: int) -> list[tuple[str, float]]:
+    """Archive ``count`` segments, each holding a committed row; (segment, a time after that
+    commit and before the segment was archived)."""
+    out = []
+    for _ in range(count):
+        cluster.sql("insert into readings (meter, kwh) values (1, 1)")
+        committed = time.time()
+        out.append((switch_and_wait_archived(cluster), committed))
+    return out
+
+
+def test_restore_refuses_targets_outside_the_window_and_gaps_and_stops_at_damage(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    cluster = archived.cluster
+    cluster.sql("create table readings (id serial, meter int, kwh float8)")
+    before_backup = time.time()
+    assert run("backup", "db-full").code == 0
+    segments = segments_with_times(cluster, 4)
+    target = pg_scratch / "restored"
+
+    def restore_to(to: str, *extra: str) -> Result:
+        return run(
+            "restore", "postgres", "db", "--to", to, "--target-dir", str(target),
+            "--password-file", str(archived.password_file), *extra,
+        )  # fmt: skip
+
+    too_early = restore_to(datetime.fromtimestamp(before_backup - 60, UTC).isoformat())
+    assert too_early.code == 19
+    assert "before the oldest point" in too_early.err
+    assert "the window is" in too_early.err
+    too_late = restore_to(datetime.fromtimestamp(time.time() + 3600, UTC).isoformat())
+    assert too_late.code == 19
+    assert "no WAL that recent is archived" in too_late.err
+    assert not target.exists()  # refused before anything was written
+
+    storage = LocalStorage(archived.repo)
+    damaged_name = segments[1][0]
+    victim = next(i.name for i in storage.list(WAL_PREFIX) if f"/{damaged_name}." in i.name)
+    data = bytearray((archived.repo / victim).read_bytes())
+    data[-40] ^= 0x01
+    (archived.repo / victim).write_bytes(bytes(data))
+    cluster.stop()
+    damaged = restore_to("latest", "--start", "--port", str(_free_port()))
+    assert damaged.code == 1, damaged.err  # PostgreSQL stopped instead of ending recovery early
+    assert f"fetching {damaged_name} failed" in damaged.err
+    assert "damaged" in damaged.err
+    stop_restored(cluster, target)
+
+    (archived.repo / victim).unlink()  # now a gap in the middle of the chain
+    status = run("wal", "status", "--json")
+    assert status.code == 1
+    assert json.loads(status.out)["locations"][0]["gaps"][0]["first"] == damaged_name
+    gap = restore_to("latest", "--force")
+    assert gap.code == 19
+    assert f"WAL {damaged_name} to {damaged_name} is missing" in gap.err
+    before_gap = restore_to(datetime.fromtimestamp(segments[0][1], UTC).isoformat(), "--force")
+    assert before_gap.code == 0, before_gap.err  # the part of the window before the gap serves
+
+
+def test_a_restore_that_fills_the_disk_fails_cleanly(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    assert run("backup", "db-full").code == 0
+    small = pg_scratch / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], check=True)
+    try:
+        result = run(
+            "restore", "postgres", "db", "--to", "latest", "--target-dir", str(small / "data"),
+            "--password-file", str(archived.password_file),
+        )  # fmt: skip
+        assert result.code != 0
+        assert "No space left on device" in result.err
+        assert len(result.err.strip().splitlines()) == 1
+        assert "Traceback" not in result.err
+        assert not (small / "data").exists()  # nothing half-restored is left to start
+        assert list(small.iterdir()) == []  # nor staging
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

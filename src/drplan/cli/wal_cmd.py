@@ -196,7 +196,16 @@ def status_command(
     server = server_archiver(system)
     if as_json:
         emit_json({"system": name, "locations": locations, "server": server})
-        return
+    else:
+        _print_status(locations, server)
+    if any("error" in e or e.get("gaps") for e in locations):
+        raise DrplanError(
+            "the WAL archive has gaps or unreachable locations: point-in-time recovery is limited",
+            hint="see above; `drplan check postgres` tells the recoverable window",
+        )
+
+
+def _print_status(locations: list[dict[str, Any]], server: dict[str, Any] | None) -> None:
     for entry in locations:
         if "error" in entry:
             click.echo(f"{entry['location']}: unreachable ({entry['error']})")
@@ -224,8 +233,3 @@ def status_command(
                     else ""
                 )
             )
-    if any("error" in e or e.get("gaps") for e in locations):
-        raise DrplanError(
-            "the WAL archive has gaps or unreachable locations: point-in-time recovery is limited",
-            hint="see above; `drplan check postgres` tells the recoverable window",
-        )

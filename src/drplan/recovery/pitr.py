@@ -15,13 +15,13 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from drplan.errors import DrplanError, UsageError
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.wal_archive import lsn_segment, segment_number
-from drplan.sources.postgres.wal_status import Reach, Window, stop_time
+from drplan.sources.postgres.wal_status import Reach, Window, fmt_time, stop_time
 
 LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 SNAPSHOT_ID = re.compile(r"^[0-9a-f]{4,64}$")
@@ -41,12 +41,8 @@ class Target:
 
     def describe(self) -> str:
         if self.kind == "time" and self.time is not None:
-            return _fmt(self.time)
+            return fmt_time(self.time)
         return self.value or self.kind
-
-
-def _fmt(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
 def parse_target(text: str) -> Target:
@@ -88,7 +84,7 @@ def choose_base(window: Window, target: Target, where: str) -> Reach:
         if chosen.gap is not None:
             raise RecoveryTargetError(
                 f"WAL {chosen.gap[0]} to {chosen.gap[1]} is missing from {where}: the newest"
-                f" point reachable is {_fmt(chosen.last_time)}, not the latest",
+                f" point reachable is {fmt_time(chosen.last_time)}, not the latest",
                 hint="restore --to a time before the gap, or from another location (--repo)",
             )
         return chosen
@@ -110,7 +106,7 @@ def choose_base(window: Window, target: Target, where: str) -> Reach:
             )
             raise RecoveryTargetError(
                 f"{target.describe()} cannot be reached from {where}: {missing}; the newest"
-                f" point reachable is {_fmt(chosen.last_time)} (the window is {window.describe()})",
+                f" point reachable is {fmt_time(chosen.last_time)} (the window is {window.describe()})",
                 hint="choose an earlier time, or restore from another location (--repo)",
             )
         return chosen
@@ -157,7 +153,7 @@ def recovery_settings(target: Target, restore_command: str) -> str:
     ]
     if target.kind == "time":
         assert target.time is not None
-        lines.append(f"recovery_target_time = '{_fmt(target.time)}'")
+        lines.append(f"recovery_target_time = '{fmt_time(target.time)}'")
     elif target.kind == "lsn":
         lines.append(f"recovery_target_lsn = '{target.value}'")
     elif target.kind == "name":
@@ -183,7 +179,6 @@ _LAST_XACT = re.compile(
 )
 _REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
 _TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
-_FATAL = re.compile(r"(?:FATAL|PANIC):\s+(.*)")
 
 
 def wait_for_recovery(
@@ -197,10 +192,10 @@ def wait_for_recovery(
         if state == "in production":
             return read_reached(log)
         if not is_running():
-            text = log.read_text(errors="replace") if log.exists() else ""
-            fatal = _FATAL.findall(text)
+            from drplan.recovery.postgres import failure_reason  # noqa: PLC0415
+
             raise RecoveryTargetError(
-                f"recovery failed: {fatal[-1] if fatal else 'the server stopped during recovery'}",
+                f"recovery failed: {failure_reason(log) or 'the server stopped during recovery'}",
                 hint=f"see {log}",
             )
         time.sleep(0.2)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import secrets
 import shutil
 import subprocess
@@ -248,13 +249,29 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> Path:
         "start",
     ]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    log = target / "drplan-restore.log"
     if proc.returncode != 0:
-        log = (target / "drplan-restore.log").read_text(errors="replace").strip().splitlines()
         raise PostgresRestoreError(
-            f"the restored cluster did not start: {log[-1] if log else proc.stderr.strip()}",
-            hint=f"see {target / 'drplan-restore.log'}",
+            f"the restored cluster did not start: {failure_reason(log) or proc.stderr.strip()}",
+            hint=f"see {log}",
         )
-    return target / "drplan-restore.log"
+    return log
+
+
+_FATAL = re.compile(r"(?:FATAL|PANIC):\s+(.*)")
+
+
+def failure_reason(log: Path) -> str:
+    """Why a server stopped, from its log: drplan's own WAL fetch error when there is one
+    (PostgreSQL's line only says the command failed), else its last FATAL or PANIC."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    ours = [line for line in lines if line.startswith("drplan: ")]
+    if ours:
+        return ours[-1].removeprefix("drplan: ")
+    fatal = [m.group(1) for line in lines if (m := _FATAL.search(line))]
+    if fatal:
+        return fatal[-1]
+    return lines[-1].strip() if lines else ""
 
 
 def server_running(target: Path) -> bool:

@@ -64,6 +64,9 @@ def run_push_agent(
     wal_dir = os.path.dirname(spool)
     status_dir = os.path.join(wal_dir, "archive_status")
     busy: dict[str, Future[None]] = {}
+    # Pushed by this agent: not pushed again for a .ready that PostgreSQL has not renamed
+    # yet (it does so right after archive_command returns), only when asked again.
+    pushed: set[str] = set()
     last_work = time.monotonic()
 
     def push_one(name: str, path: str) -> None:
@@ -75,6 +78,7 @@ def run_push_agent(
             mark(os.path.join(spool, name + ".error"), _error_text(exc))
         else:
             mark(os.path.join(spool, name + ".ok"))
+            pushed.add(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(spool, name + ".req"))
 
@@ -83,7 +87,8 @@ def run_push_agent(
             todo: dict[str, str] = {}
             for ready in glob.glob(os.path.join(glob.escape(status_dir), "*.ready")):
                 name = os.path.basename(ready)[: -len(".ready")]
-                todo[name] = os.path.join(wal_dir, name)
+                if name not in pushed:
+                    todo[name] = os.path.join(wal_dir, name)
             for request in glob.glob(os.path.join(glob.escape(spool), "*.req")):
                 name = os.path.basename(request)[: -len(".req")]
                 with contextlib.suppress(FileNotFoundError), open(request, encoding="utf-8") as f:

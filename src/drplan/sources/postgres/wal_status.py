@@ -78,11 +78,12 @@ class Window:
     def describe(self) -> str:
         if self.start is None or self.end is None:
             return "nothing: no base backup"
-        return f"{_fmt(self.start)} to {_fmt(self.end)}"
+        return f"{fmt_time(self.start)} to {fmt_time(self.end)}"
 
 
-def _fmt(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+def fmt_time(value: datetime) -> str:
+    """As --to takes it, to the microsecond (PostgreSQL's precision)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
 def recoverable_window(repo: Repository, system: str) -> Window:

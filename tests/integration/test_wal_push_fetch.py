@@ -1,0 +1,145 @@
+"""`drplan wal push` and `drplan wal fetch` as PostgreSQL runs them: separate processes,
+one per file, through the spool and the agent (no server needed to prove the contract)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from drplan.sources.postgres.wal_archive import WAL_PREFIX
+from drplan.storage.local import LocalStorage
+from tests.conftest import clean_plan, wait_until
+from tests.integration.conftest import PASSWORD, init_repo
+
+SEGMENT = 16 * 1024 * 1024
+
+
+@pytest.fixture
+def wal_env(tmp_path: Path) -> dict[str, Path]:
+    repo = tmp_path / "repo"
+    init_repo(LocalStorage(repo))
+    plan = clean_plan()
+    plan["locations"]["local"]["path"] = str(repo)
+    plan["jobs"]["db-wal"] = {
+        "system": "db",
+        "type": "wal",
+        "schedule": "continuous",
+        "locations": ["local"],
+    }
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(plan))
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n")
+    pg_wal = tmp_path / "data" / "pg_wal"
+    (pg_wal / "archive_status").mkdir(parents=True)
+    return {"repo": repo, "plan": plan_path, "password": password, "pg_wal": pg_wal}
+
+
+def drplan(env: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    program = Path(sys.executable).with_name("drplan")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRPLAN_")}
+    return subprocess.run(
+        [str(program), "--plan", str(env["plan"]), "wal", args[0],
+         "--password-file", str(env["password"]), *args[1:]],
+        capture_output=True, text=True, timeout=120, env=clean, check=False,
+    )  # fmt: skip
+
+
+def segment(env: dict[str, Path], name: str, fill: bytes) -> Path:
+    path = env["pg_wal"] / name
+    path.write_bytes(fill * (SEGMENT // len(fill)))
+    return path
+
+
+def test_push_is_idempotent_and_refuses_a_different_file_under_an_archived_name(
+    wal_env: dict[str, Path],
+) -> None:
+    first = segment(wal_env, "000000010000000000000001", b"first segment ")
+    pushed = drplan(wal_env, "push", str(first))
+    assert pushed.returncode == 0, pushed.stderr
+    stored = list(LocalStorage(wal_env["repo"]).list(WAL_PREFIX))
+    assert [s.name.split("/")[-1].split(".")[0] for s in stored] == [first.name]
+    assert stored[0].size < SEGMENT // 100  # compressed (and encrypted: not the plain bytes)
+    assert b"first segment" not in (wal_env["repo"] / stored[0].name).read_bytes()
+
+    again = drplan(wal_env, "push", str(first))  # PostgreSQL retries after a crash
+    assert again.returncode == 0, again.stderr
+
+    first.write_bytes(b"another history " * (SEGMENT // 16))
+    conflict = drplan(wal_env, "push", str(first))
+    assert conflict.returncode == 1
+    assert "already holds a different 000000010000000000000001" in conflict.stderr
+    assert len(conflict.stderr.strip().splitlines()) == 1
+    assert len(list(LocalStorage(wal_env["repo"]).list(WAL_PREFIX))) == 1
+
+
+def test_push_archives_what_postgres_marked_ready_ahead_of_being_asked(
+    wal_env: dict[str, Path],
+) -> None:
+    names = [f"0000000100000000000000{n:02X}" for n in range(1, 6)]
+    for name in names:
+        segment(wal_env, name, name.encode())
+        (wal_env["pg_wal"] / "archive_status" / f"{name}.ready").touch()
+    status = wal_env["pg_wal"] / "archive_status"
+
+    def stored() -> set[str]:
+        return {
+            s.name.split("/")[-1].split(".")[0]
+            for s in LocalStorage(wal_env["repo"]).list(WAL_PREFIX)
+        }
+
+    for i, name in enumerate(names):
+        result = drplan(wal_env, "push", str(wal_env["pg_wal"] / name))
+        assert result.returncode == 0, result.stderr
+        (status / f"{name}.ready").rename(status / f"{name}.done")  # as PostgreSQL does
+        if i == 0:  # the agent goes on with every ready file without being asked
+            wait_until(lambda: stored() == set(names), "the ready files to be archived")
+    spool = wal_env["pg_wal"] / "drplan-archive"
+    assert not list(spool.glob("*.ok"))  # every answer was taken
+
+
+def test_fetch_hands_over_archived_files_and_tells_missing_from_damaged(
+    wal_env: dict[str, Path], tmp_path: Path
+) -> None:
+    names = [f"0000000100000000000000{n:02X}" for n in range(1, 4)]
+    for name in names:
+        path = segment(wal_env, name, name.encode())
+        assert drplan(wal_env, "push", str(path)).returncode == 0
+    restored = tmp_path / "restored" / "pg_wal"
+    restored.mkdir(parents=True)
+    target = restored / "RECOVERYXLOG"
+    for name in names:
+        fetched = drplan(wal_env, "fetch", name, str(target))
+        assert fetched.returncode == 0, fetched.stderr
+        assert target.read_bytes() == (wal_env["pg_wal"] / name).read_bytes()
+
+    missing = drplan(wal_env, "fetch", "000000010000000000000009", str(target))
+    assert missing.returncode == 1  # PostgreSQL: the archive ends here
+    history = drplan(wal_env, "fetch", "00000002.history", str(target))
+    assert history.returncode == 1
+
+    storage = LocalStorage(wal_env["repo"])
+    victim = next(s.name for s in storage.list(WAL_PREFIX) if names[1] in s.name)
+    data = bytearray((wal_env["repo"] / victim).read_bytes())
+    data[-40] ^= 0x01
+    (wal_env["repo"] / victim).write_bytes(bytes(data))
+    damaged = drplan(wal_env, "fetch", names[1], str(tmp_path / "restored" / "pg_wal" / "X"))
+    assert damaged.returncode == 255  # above 125: PostgreSQL aborts recovery, not ends it
+    assert names[1] in damaged.stderr
+    assert "Traceback" not in damaged.stderr
+
+
+def test_push_without_a_usable_repository_fails_with_the_reason(
+    wal_env: dict[str, Path],
+) -> None:
+    wal_env["password"].write_text("wrong password\n")
+    path = segment(wal_env, "000000010000000000000001", b"x")
+    result = drplan(wal_env, "push", str(path))
+    assert result.returncode == 1
+    assert "password" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
