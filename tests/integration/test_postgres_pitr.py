@@ -236,6 +236,12 @@ def test_restore_to_a_time_holds_exactly_the_rows_committed_by_then_and_latest_h
     state = json.loads(status.out)["locations"][0]
     assert state["gaps"] == []
     assert state["files"] >= 3
+    checked = run("check", "postgres", "db", "--read-data", "--json")
+    assert checked.code == 0, checked.err
+    report = json.loads(checked.out)["locations"][0]
+    assert len(report["base_backups"]) == 3
+    assert report["wal_read"] == report["wal_files"] >= 3
+    assert report["window"]["end"] >= datetime.fromtimestamp(chosen_at, UTC).isoformat()
 
     cluster.stop()
     shutil.rmtree(cluster.data_dir)  # the disaster
@@ -306,6 +312,9 @@ def test_restore_refuses_targets_outside_the_window_and_gaps_and_stops_at_damage
     data = bytearray((archived.repo / victim).read_bytes())
     data[-40] ^= 0x01
     (archived.repo / victim).write_bytes(bytes(data))
+    checked = run("check", "postgres", "db", "--read-data")
+    assert checked.code == 13
+    assert damaged_name in checked.err
     cluster.stop()
     damaged = restore_to("latest", "--start", "--port", str(_free_port()))
     assert damaged.code == 1, damaged.err  # PostgreSQL stopped instead of ending recovery early
@@ -317,6 +326,9 @@ def test_restore_refuses_targets_outside_the_window_and_gaps_and_stops_at_damage
     status = run("wal", "status", "--json")
     assert status.code == 1
     assert json.loads(status.out)["locations"][0]["gaps"][0]["first"] == damaged_name
+    checked = run("check", "postgres", "db")
+    assert checked.code == 13
+    assert f"WAL {damaged_name} to {damaged_name} is missing" in checked.err
     gap = restore_to("latest", "--force")
     assert gap.code == 19
     assert f"WAL {damaged_name} to {damaged_name} is missing" in gap.err

@@ -172,7 +172,7 @@ def postgres_command(
     system_name, system = postgres_system(plan_file.plan, system_name)
     # Without --repo, the locations of the system's jobs in plan order: the first that can
     # be opened and can reach the target serves (in a disaster, the primary may be gone).
-    candidates = [repo_ref] if repo_ref else _locations_of(plan_file.plan, system_name)
+    candidates = [repo_ref] if repo_ref else locations_of(plan_file.plan, system_name)
     tried: list[str] = []
     refused: RecoveryTargetError | None = None
     for ref in candidates:
@@ -301,7 +301,8 @@ def _restore_command(plan_path: str, system: str, location: str, password_file: 
     return " ".join(shlex.quote(a) for a in argv) + " %f %p"
 
 
-def _locations_of(plan: Plan, system_name: str) -> list[str]:
+def locations_of(plan: Plan, system_name: str) -> list[str]:
+    """Every location of the system's jobs (base backups and WAL), in plan order."""
     seen: list[str] = []
     for job in plan.jobs.values():
         if job.system == system_name:
