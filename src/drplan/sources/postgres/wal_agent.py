@@ -13,7 +13,7 @@ import contextlib
 import glob
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from drplan.errors import DrplanError
@@ -64,9 +64,9 @@ def run_push_agent(
     wal_dir = os.path.dirname(spool)
     status_dir = os.path.join(wal_dir, "archive_status")
     busy: dict[str, Future[None]] = {}
-    # Pushed by this agent: not pushed again for a .ready that PostgreSQL has not renamed
-    # yet (it does so right after archive_command returns), only when asked again.
-    pushed: set[str] = set()
+    # Answered by this agent: a .ready PostgreSQL has not renamed yet (it does so right
+    # after archive_command returns) is not pushed again; a new request (.req) is.
+    answered: set[str] = set()
     last_work = time.monotonic()
 
     def push_one(name: str, path: str) -> None:
@@ -78,36 +78,40 @@ def run_push_agent(
             mark(os.path.join(spool, name + ".error"), _error_text(exc))
         else:
             mark(os.path.join(spool, name + ".ok"))
-            pushed.add(name)
+        answered.add(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(spool, name + ".req"))
 
-    with ThreadPoolExecutor(PUSH_WORKERS, thread_name_prefix="drplan-wal-push") as pool:
-        while True:
-            todo: dict[str, str] = {}
-            for ready in glob.glob(os.path.join(glob.escape(status_dir), "*.ready")):
-                name = os.path.basename(ready)[: -len(".ready")]
-                if name not in pushed:
-                    todo[name] = os.path.join(wal_dir, name)
-            for request in glob.glob(os.path.join(glob.escape(spool), "*.req")):
-                name = os.path.basename(request)[: -len(".req")]
+    def pending() -> dict[str, str]:
+        todo: dict[str, str] = {}
+        for ready in glob.glob(os.path.join(glob.escape(status_dir), "*.ready")):
+            name = os.path.basename(ready)[: -len(".ready")]
+            if name not in answered:
+                todo[name] = os.path.join(wal_dir, name)
+        for request in glob.glob(os.path.join(glob.escape(spool), "*.req")):
+            name = os.path.basename(request)[: -len(".req")]
+            waiting = any(
+                os.path.exists(os.path.join(spool, name + suffix)) for suffix in (".ok", ".error")
+            )
+            if not waiting:  # else the caller has an answer to take
                 with contextlib.suppress(FileNotFoundError), open(request, encoding="utf-8") as f:
                     todo[name] = f.read().strip() or os.path.join(wal_dir, name)
+        return todo
+
+    with ThreadPoolExecutor(PUSH_WORKERS, thread_name_prefix="drplan-wal-push") as pool:
+        while True:
             for name in [n for n, f in busy.items() if f.done()]:
                 del busy[name]
-            started = 0
-            for name in sorted(todo):
-                answered = any(
-                    os.path.exists(os.path.join(spool, name + suffix))
-                    for suffix in (".ok", ".error")
-                )
-                if name in busy or answered:
-                    continue
-                busy[name] = pool.submit(push_one, name, todo[name])
-                started += 1
-            if started or busy:
+            for name, path in sorted(pending().items()):
+                if name not in busy:
+                    answered.discard(name)
+                    busy[name] = pool.submit(push_one, name, path)
+            if busy:
                 last_work = time.monotonic()
-            elif time.monotonic() - last_work > idle_exit:
+                # Wake when a push ends (or for new requests): no busy polling while working.
+                wait(list(busy.values()), timeout=0.05, return_when=FIRST_COMPLETED)
+                continue
+            if time.monotonic() - last_work > idle_exit:
                 return
             time.sleep(POLL)
 

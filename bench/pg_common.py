@@ -1,0 +1,127 @@
+"""Throwaway PostgreSQL clusters for the PostgreSQL benchmarks (not the tests' fixtures:
+these live as long as a benchmark and take their binaries from any directory).
+
+As root, a cluster runs as the tests' unprivileged user (see tests/fixtures/postgres.py),
+under a world-traversable directory of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
+
+from tests.fixtures.postgres import _chown_tree, _free_port, _server_user
+
+
+@dataclass
+class Cluster:
+    bin_dir: Path
+    data: Path
+    port: int
+    password: str
+    run_as: list[str]
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def sql(self, query: str) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.dsn, password=self.password, autocommit=True) as conn:
+            cur = conn.execute(query.encode())
+            return cur.fetchall() if cur.description else []
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-w", "-t", "120", "-l", str(self.data.parent / f"{self.data.name}.log"))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.sql("select 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.pg_ctl("stop", "-m", "fast", "-w")
+
+    def reload(self) -> None:
+        self.pg_ctl("reload")
+
+    def configure(self, **settings: str) -> None:
+        with open(self.data / "postgresql.auto.conf", "a") as f:
+            f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+
+    def pgbench(self, *args: str) -> None:
+        subprocess.run(
+            [str(self.bin_dir / "pgbench"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+             "postgres", *args, "postgres"],
+            check=True, capture_output=True, timeout=7200,
+            env={**os.environ, "PGPASSWORD": self.password},
+        )  # fmt: skip
+
+
+def world_dir(parent: Path, name: str) -> Path:
+    """A directory the server's user can reach and own."""
+    path = parent / name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+    for ancestor in path.parents:
+        mode = ancestor.stat().st_mode
+        if not mode & 0o001:
+            ancestor.chmod(mode | 0o001)
+    return path
+
+
+def new_cluster(bin_dir: Path, base: Path, **settings: str) -> Cluster:
+    """initdb (checksums on), configure for archiving, start on a free loopback port."""
+    run_as, uid, gid = _server_user()
+    _chown_tree(base, uid, gid)
+    password = secrets.token_urlsafe(12)
+    pwfile = base / "pw"
+    pwfile.write_text(password + "\n")
+    os.chown(pwfile, uid, gid)
+    data = base / "data"
+    subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--data-checksums",
+         "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    pwfile.unlink()
+    sockets = base / "sockets"
+    sockets.mkdir()
+    os.chown(sockets, uid, gid)
+    cluster = Cluster(bin_dir, data, _free_port(), password, run_as)
+    cluster.configure(
+        listen_addresses="'127.0.0.1'",
+        port=str(cluster.port),
+        unix_socket_directories=f"'{sockets}'",
+        wal_level="replica",
+        archive_mode="on",
+        max_wal_senders="10",
+        max_wal_size="'4GB'",
+        **settings,
+    )
+    cluster.start()
+    return cluster
