@@ -49,7 +49,9 @@ class Cluster:
         )
 
     def start(self) -> None:
-        self.pg_ctl("start", "-w", "-t", "120", "-l", str(self.data.parent / f"{self.data.name}.log"))
+        self.pg_ctl(
+            "start", "-w", "-t", "120", "-l", str(self.data.parent / f"{self.data.name}.log")
+        )
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -61,7 +61,7 @@ def time_archiving(cluster: Cluster, command: str, ready: int) -> float:
     first = None
     deadline = time.monotonic() + 3600
     while time.monotonic() < deadline:
-        count, failed = cluster.sql("select archived_count, failed_count from pg_stat_archiver")[0]
+        count = cluster.sql("select archived_count from pg_stat_archiver")[0][0]
         count = int(str(count))
         now = time.monotonic()
         if count >= 1 and first is None:

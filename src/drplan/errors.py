@@ -16,7 +16,13 @@ The hierarchy::
     ├── PartialBackupError       exit 14  the snapshot was saved, but some files could not be read
     ├── ReplicaMismatchError     exit 15  a copy target holds another repository (or foreign data)
     ├── IncompleteCopyError      exit 16  some locations got the snapshots, others failed (named)
-    └── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
+    ├── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
+    ├── WalConflictError         exit 18  the WAL archive holds a different file under that name
+    └── RecoveryTargetError      exit 19  a recovery target outside the window, or WAL missing
+
+`drplan wal fetch` (PostgreSQL's restore_command) exits 1 for a file that is not
+archived and 255 for one that is but cannot be read: above 125, PostgreSQL stops
+recovery instead of ending it early and starting up short of its target.
 
 Codes are part of the command-line contract: scripts and monitoring depend on
 them, so a code never changes meaning. The table lives in docs/cli.md and a test
@@ -153,6 +159,20 @@ class ThawNeededError(DrplanError):
     exit_code = 17
 
 
+class WalConflictError(DrplanError):
+    """The WAL archive holds a different file under the name being pushed."""
+
+    exit_code = 18
+
+
+class RecoveryTargetError(DrplanError):
+    """The target lies outside what the location can recover, or WAL on the way is missing."""
+
+    exit_code = 19
+
+
+WAL_FETCH_ABORT = 255
+
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
 EXIT_CODES: dict[int, str] = {
     0: "success",
@@ -170,6 +190,9 @@ EXIT_CODES: dict[int, str] = {
     ReplicaMismatchError.exit_code: "the copy target holds a different repository: nothing was copied",
     IncompleteCopyError.exit_code: "saved in some locations, but copying to others failed (they are named)",
     ThawNeededError.exit_code: "the restore needs archived data that is not thawed yet (`--request-thaw`)",
+    WalConflictError.exit_code: "the WAL archive already holds a different file under that name (another cluster?)",
+    RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
+    WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",
 }

@@ -19,7 +19,7 @@ from drplan.repo.locks import RepositoryLock
 from drplan.sources.postgres.basebackup import BaseBackupError, base_backup, latest_base
 from drplan.sources.postgres.binaries import Binaries, find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
-from tests.conftest import Result, clean_plan
+from tests.conftest import Result, clean_plan, wait_until
 from tests.fixtures.postgres import PgCluster, _free_port
 from tests.integration.conftest import open_repo
 
@@ -168,9 +168,25 @@ def test_backup_job_runs_a_full_backup_from_the_plan(
     assert snapshot.source["chain"] == [report["snapshot"]]
     cluster.sql("alter system set summarize_wal = off")
     cluster.sql("select pg_reload_conf()")
+    # An incremental is impossible now; the job's fallback decides. By default, a full:
+    fallback = run("--plan", str(plan_file), "backup", "db-incr", "--json")
+    assert fallback.code == 0, fallback.err
+    assert "summarize_wal is off" in fallback.err
+    assert "taking a full backup instead" in fallback.err
+    assert json.loads(fallback.out)["source"]["type"] == "full"
+    count = len(json.loads(run("snapshots", "--repo", repo_dir, "--json").out))
+    plan["jobs"]["db-incr"]["incremental_fallback"] = "wal"  # nothing: the WAL archive serves
+    plan_file.write_text(yaml.safe_dump(plan))
+    skipped = run("--plan", str(plan_file), "backup", "db-incr")
+    assert skipped.code == 0, skipped.err
+    assert "no base backup taken (incremental_fallback: wal)" in skipped.err
+    assert len(json.loads(run("snapshots", "--repo", repo_dir, "--json").out)) == count
+    plan["jobs"]["db-incr"]["incremental_fallback"] = "fail"
+    plan_file.write_text(yaml.safe_dump(plan))
     off = run("--plan", str(plan_file), "backup", "db-incr")
     assert off.code == 1
     assert "summarize_wal is off" in off.err
+    assert off.err.count("\n") == 1
 
     cluster.sql("create role plain login password 'pw-for-test-only'")
     plan["systems"]["db"]["connection"] = cluster.dsn.replace("user=postgres", "user=plain")
@@ -282,8 +298,8 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
     assert "is not empty" in again.err
     pitr = run("--plan", p, "restore", "postgres", "db", "--target-dir", str(base / "x"),
                "--to", "2026-11-25 10:15:00+00")  # fmt: skip
-    assert pitr.code == 2
-    assert "WAL archive" in pitr.err
+    assert pitr.code == 19
+    assert "is before the oldest point" in pitr.err
 
 
 def test_backups_after_a_restore_never_build_on_the_history_it_left(
@@ -414,3 +430,61 @@ def test_restore_postgres_falls_back_to_the_next_location_when_the_first_is_lost
     assert result.code == 0, result.err
     assert json.loads(result.out)["chain"] == [json.loads(backed.out)["snapshot"]]
     assert (pg_scratch / "data" / "PG_VERSION").exists()
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command name) of the processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if ppid == pid:
+                found.append((int(entry.name), name))
+    return found
+
+
+def test_a_backup_killed_halfway_leaves_no_snapshot_and_the_next_one_succeeds(
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = pg_cluster()
+    # Random rows: they neither compress nor deduplicate, so the backup takes a while.
+    cluster.sql("create table filler as select md5(random()::text) || repeat(md5(random()::text), 6)"
+                " as t from generate_series(1, 1000000)")  # fmt: skip
+    pg_plan(cluster, repo_dir, tmp_path)
+    env = {**os.environ, "TEST_DB_PASSWORD": cluster.password}
+    argv = [
+        sys.executable,
+        "-m",
+        "drplan",
+        "--plan",
+        str(tmp_path / "plan.yaml"),
+        "backup",
+        "db-full",
+    ]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    packs = Path(repo_dir) / "data"
+    wait_until(
+        lambda: proc.poll() is not None
+        or (any(n == "pg_basebackup" for _, n in _children(proc.pid)) and packs.is_dir()
+            and any(packs.rglob("*"))),
+        "pg_basebackup streaming into the repository",
+    )  # fmt: skip
+    assert proc.poll() is None, "the backup ended before it could be interrupted"
+    proc.kill()
+    proc.wait(30)
+
+    listed = run("snapshots", "--repo", repo_dir, "--json")
+    assert json.loads(listed.out) == []  # nothing half-saved is visible
+    assert run("check", "--repo", repo_dir).code == 0  # leftovers are garbage, not damage
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    again = run("--plan", str(tmp_path / "plan.yaml"), "backup", "db-full", "--json")
+    assert again.code == 0, again.err
+    verify = run("restore", json.loads(again.out)["snapshot"][:12], "--target",
+                 str(tmp_path / "restored"), "--repo", repo_dir)  # fmt: skip
+    assert verify.code == 0, verify.err
+    verify_backup(cluster, tmp_path / "restored")

@@ -23,7 +23,13 @@ import psycopg
 import pytest
 import yaml
 
-from drplan.sources.postgres.wal_archive import WAL_PREFIX
+from drplan.sources.postgres.wal_archive import (
+    WAL_PREFIX,
+    ArchivedWal,
+    WalArchive,
+    lsn_segment,
+    segment_name,
+)
 from drplan.storage.local import LocalStorage
 from tests.conftest import Result, clean_plan, wait_until
 from tests.fixtures.postgres import (
@@ -356,3 +362,120 @@ def test_a_restore_that_fills_the_disk_fails_cleanly(
         assert list(small.iterdir()) == []  # nor staging
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_forget_removes_only_wal_no_kept_base_backup_can_use_and_explains_it(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    cluster = archived.cluster
+    cluster.sql("create table readings (id serial, meter int, kwh float8)")
+    assert run("backup", "db-full").code == 0
+    old = segments_with_times(cluster, 3)
+    second = run("backup", "db-full", "--json")
+    assert second.code == 0, second.err
+    kept_start = json.loads(second.out)["source"]["start_lsn"]
+    segments_with_times(cluster, 2)
+    before = {w.file for w in _archived(archived)}
+
+    dry = run("forget", "--repo", "local", "--keep-last", "1", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    wal = json.loads(dry.out)["wal"][0]
+    assert wal["system"] == "db"
+    assert wal["keep_from"] == segment_of(kept_start)
+    assert "oldest kept base backup" in wal["reason"]
+    assert set(wal["remove"]) >= {name for name, _ in old[:2]}
+    assert all(name < wal["keep_from"] for name in wal["remove"])
+    assert {w.file for w in _archived(archived)} == before  # a dry run deletes nothing
+
+    text = run("forget", "--repo", "local", "--keep-last", "1", "--dry-run")
+    assert f"WAL of db: kept from {wal['keep_from']}" in text.out
+    assert "would remove" in text.out
+
+    done = run("forget", "--repo", "local", "--keep-last", "1")
+    assert done.code == 0, done.err
+    after = {w.file for w in _archived(archived)}
+    assert after == before - set(wal["remove"])
+    assert all(name >= wal["keep_from"] for name in after if len(name) == 24)
+    checked = run("check", "postgres", "db", "--read-data")
+    assert checked.code == 0, checked.err  # what is left still recovers without a gap
+    cluster.stop()
+    port = _free_port()
+    latest = restore(run, archived, pg_scratch / "after-forget", "latest", port)
+    try:
+        assert latest["chain"] == [json.loads(second.out)["snapshot"]]
+        assert restored_ids(port, cluster.password)[-1] == 5
+    finally:
+        stop_restored(cluster, pg_scratch / "after-forget")
+
+
+def _archived(archived: Archived) -> list[ArchivedWal]:
+    from drplan.repo.repository import Repository  # noqa: PLC0415
+
+    repo = Repository.open(LocalStorage(archived.repo), PASSWORD.encode())
+    return WalArchive(repo, "db").files()
+
+
+def segment_of(lsn: str) -> str:
+    return segment_name(1, lsn_segment(lsn))
+
+
+def test_wal_stream_ships_segments_and_the_one_being_written_so_latest_loses_seconds(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    cluster = archived.cluster
+    cluster.sql("alter system set archive_command = '/bin/true'")  # streaming alone
+    cluster.sql("select pg_reload_conf()")
+    cluster.sql("create table readings (id serial, meter int, kwh float8)")
+    received = pg_scratch / "stream"
+    received.mkdir()
+    give_to_server(received)
+    program = server_can_run_drplan()
+    log = pg_scratch / "stream.log"
+
+    def explain() -> str:
+        return f"{sorted(p.name for p in received.iterdir())}\n{log.read_text()}"
+
+    with open(log, "w") as err_file:
+        stream = subprocess.Popen(
+            [*cluster.run_as, program, "--plan", str(archived.plan), "wal", "stream",
+             "--password-file", str(archived.password_file), "--partial-every", "0.5",
+             "--dir", str(received)],
+            stderr=err_file,
+        )  # fmt: skip
+    try:  # streaming starts where the slot was made: receiving, before writing
+        wait_until(lambda: any(received.glob("*.partial")), "pg_receivewal", explain=explain)
+        assert run("backup", "db-full").code == 0
+        cluster.sql("insert into readings (meter, kwh) select 1, 1 from generate_series(1, 10)")
+        segment = str(cluster.sql("select pg_walfile_name(pg_switch_wal())")[0][0])
+        wait_until(
+            lambda: segment in {w.file for w in _archived(archived)},
+            f"{segment} shipped",
+            explain=explain,
+        )
+        cluster.sql("insert into readings (meter, kwh) select 2, 2 from generate_series(1, 5)")
+        written = time.time()
+        wait_until(
+            lambda: any(w.file.endswith(".partial") and w.mtime > written + 0.2
+                        for w in _archived(archived)),
+            "the segment being written to be shipped",
+            explain=explain,
+        )  # fmt: skip
+        assert stream.poll() is None
+    finally:
+        stream.terminate()
+        stream.wait(timeout=60)
+    err = log.read_text()
+    assert stream.returncode == 0, err
+    assert "stopped;" in err
+    assert cluster.password not in err
+    status = run("wal", "status", "--json")
+    assert status.code == 0, status.err
+    assert json.loads(status.out)["locations"][0]["newest"].endswith(".partial")
+
+    cluster.stop()
+    port = _free_port()
+    restore(run, archived, pg_scratch / "streamed", "latest", port)
+    try:  # the last five rows were in no complete segment: only the .partial had them
+        assert restored_ids(port, cluster.password) == list(range(1, 16))
+    finally:
+        stop_restored(cluster, pg_scratch / "streamed")

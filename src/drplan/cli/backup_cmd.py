@@ -28,7 +28,8 @@ from drplan.sources.files.metadata import read_exclude_file
 
 if TYPE_CHECKING:
     from drplan.locations.fanout import FanOut
-    from drplan.plan.model import PostgresSystem
+    from drplan.plan.model import Job, PostgresSystem
+    from drplan.plan.model.systems import System
 
 
 class _DefaultToJob(DefaultToCommand):
@@ -94,23 +95,50 @@ def _postgres_base(
     job_name: str,
     system_name: str,
     system: PostgresSystem,
-    incremental: bool,
+    job: Job,
     kwargs: dict[str, Any],
-) -> Callable[[Repository], BackupResult]:
+) -> Callable[[Repository], BackupResult] | None:
     """A base backup of the system, its cluster checked once before any location. An
     incremental builds on the newest base backup of the cluster in the location written;
-    where there is none yet, it is taken as a full."""
+    where there is none yet, it is taken as a full. Where the server cannot take one
+    at all, the job's ``incremental_fallback`` decides: a full, nothing (None: the WAL
+    archive carries the changes), or a failure."""
     from drplan.sources.postgres.basebackup import base_backup, latest_base  # noqa: PLC0415
-    from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
+    from drplan.sources.postgres.cluster import (  # noqa: PLC0415
+        ClusterError,
+        incremental_problems,
+        preflight,
+    )
 
     password = system.password.resolve() if system.password else None
-    ready = preflight(
-        system.connection,
-        password,
-        system.bin_dir,
-        system_name,
-        "incremental" if incremental else "full",
-    )
+    ready = preflight(system.connection, password, system.bin_dir, system_name, "full")
+    incremental = job.type == "incremental"
+    blocked = incremental_problems(ready.info) if incremental else []
+    if blocked and job.incremental_fallback == "fail":
+        raise ClusterError(
+            f"system {system_name} cannot be backed up (incremental): {'; '.join(blocked)}",
+            hint="fix it, or set the job's incremental_fallback to full or wal",
+        )
+    if blocked and job.incremental_fallback == "wal":
+        if ready.info.setting("archive_mode") not in ("on", "always"):
+            raise ClusterError(
+                f"job {job_name}: {'; '.join(blocked)}, and its fallback (wal) needs WAL"
+                " archiving, but archive_mode is off",
+                hint="set archive_mode = on and archive_command, or incremental_fallback: full",
+            )
+        click.echo(
+            f"job {job_name}: {'; '.join(blocked)}; no base backup taken (incremental_fallback:"
+            " wal): the WAL archive carries the changes since the last base backup",
+            err=True,
+        )
+        return None
+    if blocked:
+        click.echo(
+            f"drplan: warning: job {job_name}: {'; '.join(blocked)}; taking a full backup"
+            " instead (incremental_fallback: full)",
+            err=True,
+        )
+        incremental = False
 
     def take(repo: Repository) -> BackupResult:
         if kwargs.get("compression_level") is not None:
@@ -129,6 +157,29 @@ def _postgres_base(
         return BackupResult(snapshot, [])
 
     return take
+
+
+def _job_backup(
+    job_name: str, job: Job, system: System, kwargs: dict[str, Any]
+) -> Callable[[Repository], BackupResult] | None:
+    """What the job takes, for the location it is written to; None when nothing is due."""
+    from drplan.plan.model import FilesSystem, PostgresSystem  # noqa: PLC0415
+
+    kwargs["tags"] = [*kwargs["tags"], f"job:{job_name}"]
+    if kwargs.get("compression_level") is None:
+        kwargs["compression_level"] = job.compression_level
+    if isinstance(system, FilesSystem):
+        kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
+        kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
+        options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
+        return partial(_run, options=options)
+    if isinstance(system, PostgresSystem) and job.type in ("full", "incremental"):
+        return _postgres_base(job_name, job.system, system, job, kwargs)
+    raise UsageError(
+        f"job {job_name!r} is a {job.type} backup of a {system.kind} system; `drplan backup`"
+        " runs files jobs and full and incremental PostgreSQL backups",
+        hint="WAL jobs run as archive_command (`drplan wal push`), see docs/postgres.md",
+    )
 
 
 def _run(repo: Repository, options: BackupOptions) -> BackupResult:
@@ -274,7 +325,6 @@ def job_command(
     # Imported here: the plan schema is slow to import, and `backup files` does not need it.
     from drplan.locations.copying import about_location  # noqa: PLC0415
     from drplan.locations.fanout import LocationOutcome, fan_out  # noqa: PLC0415
-    from drplan.plan.model import FilesSystem, PostgresSystem  # noqa: PLC0415
     from drplan.repo.retention import plan_policies  # noqa: PLC0415
 
     plan = settings.load().plan
@@ -283,22 +333,11 @@ def job_command(
         raise UsageError(
             f"the plan has no job {job_name!r}", hint=f"jobs: {', '.join(plan.jobs) or 'none'}"
         )
-    system = plan.systems[job.system]
-    kwargs["tags"] = [*kwargs["tags"], f"job:{job_name}"]
-    if kwargs.get("compression_level") is None:
-        kwargs["compression_level"] = job.compression_level
-    if isinstance(system, FilesSystem):
-        kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
-        kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
-        options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
-        take: Callable[[Repository], BackupResult] = partial(_run, options=options)
-    elif isinstance(system, PostgresSystem) and job.type in ("full", "incremental"):
-        take = _postgres_base(job_name, job.system, system, job.type == "incremental", kwargs)
-    else:
-        raise UsageError(
-            f"job {job_name!r} is a {job.type} backup of a {system.kind} system; this drplan runs"
-            " files jobs and full and incremental PostgreSQL backups (WAL jobs are coming)"
-        )
+    take = _job_backup(job_name, job, plan.systems[job.system], kwargs)
+    if take is None:
+        if as_json:
+            emit_json({"snapshot": None, "job": job_name, "skipped": "incremental_fallback: wal"})
+        return
     unreachable: dict[str, str] = {}
     for name in job.locations:
         spread = None

@@ -17,6 +17,12 @@ from drplan.repo.immutability import locks_of, renew_locks
 from drplan.repo.prune import plan_prune, run_prune
 from drplan.repo.repository import SNAPSHOT_PREFIX, Repository
 from drplan.repo.retention import Decision, Policy, decide, keep_chains, plan_policies
+from drplan.sources.postgres.wal_retention import (
+    WalRetention,
+    apply_wal_retention,
+    plan_wal_retention,
+    wal_systems,
+)
 
 GROUPINGS = ("host", "paths", "tags", "job")
 
@@ -123,14 +129,18 @@ def forget_command(
         retained = [d.snapshot for d in decisions if d.keep]
         _keep_locked(repo, decisions, now)
         renewed = 0
+        kept = [d.snapshot for d in decisions if d.keep]
+        wal = [plan_wal_retention(repo, name, kept, now) for name in wal_systems(repo)]
         if not dry_run:
             for d in decisions:
                 if not d.keep:
                     repo.storage.delete(SNAPSHOT_PREFIX + d.snapshot.id)
+            for decision in wal:  # after the snapshots: a crash between leaves extra WAL only
+                apply_wal_retention(repo, decision)
             if repo.storage.lock_days:
                 repo.load_index()
                 renewed = renew_locks(repo, retained, repo.storage.lock_days, now)
-        _report(decisions, dry_run, as_json, renewed)
+        _report(decisions, dry_run, as_json, renewed, wal)
         if then_prune and not dry_run:
             _prune(repo, dry_run=False, as_json=as_json)
 
@@ -143,7 +153,14 @@ def _keep_locked(repo: Repository, decisions: list[Decision], now: datetime) -> 
         doomed[name].reasons.append(f"locked until {rfc3339(until)}")
 
 
-def _report(decisions: list[Decision], dry_run: bool, as_json: bool, renewed: int = 0) -> None:
+def _report(
+    decisions: list[Decision],
+    dry_run: bool,
+    as_json: bool,
+    renewed: int = 0,
+    wal: list[WalRetention] | None = None,
+) -> None:
+    wal = wal or []
     if as_json:
         emit_json(
             {
@@ -159,6 +176,7 @@ def _report(decisions: list[Decision], dry_run: bool, as_json: bool, renewed: in
                     for d in decisions
                 ],
                 "locks_renewed": renewed,
+                "wal": [w.as_dict() for w in wal],
             }
         )
         return
@@ -172,6 +190,17 @@ def _report(decisions: list[Decision], dry_run: bool, as_json: bool, renewed: in
     click.echo(f"{len(decisions) - gone} kept, {gone} {'to remove' if dry_run else 'removed'}")
     if renewed:
         click.echo(f"renewed the Object Lock of {renewed} object(s) the kept snapshots need")
+    for w in wal:
+        verb = "would remove" if dry_run else "removed"
+        if w.keep_from is None:
+            click.echo(f"WAL of {w.system}: all kept ({w.reason})")
+            continue
+        span = f"{w.doomed[0].file} to {w.doomed[-1].file}" if w.doomed else "none"
+        click.echo(
+            f"WAL of {w.system}: kept from {w.keep_from} ({w.reason}); {verb}"
+            f" {len(w.doomed)} older file(s): {span}"
+            + (f"; {len(w.locked)} more stay under Object Lock" if w.locked else "")
+        )
 
 
 def _prune(repo: Repository, dry_run: bool, as_json: bool) -> None:

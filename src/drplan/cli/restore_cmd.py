@@ -13,7 +13,7 @@ import click
 
 from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options
-from drplan.errors import IntegrityError, RepositoryNotFoundError
+from drplan.errors import IntegrityError, RecoveryTargetError, RepositoryNotFoundError
 from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.storage import StorageError
 
@@ -159,7 +159,7 @@ def postgres_command(
     """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals) and,
     when it starts, replay archived WAL to the point asked for."""
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
-    from drplan.recovery.pitr import RecoveryTargetError, parse_target  # noqa: PLC0415
+    from drplan.recovery.pitr import parse_target  # noqa: PLC0415
     from drplan.recovery.postgres import (  # noqa: PLC0415
         NoBaseBackupError,
         PostgresRestoreError,

@@ -116,6 +116,64 @@ def agent_command(
         wal_agent.run_fetch_agent(archives, spool)
 
 
+@wal_group.command("stream")
+@click.option("--system", "system_name", metavar="SYSTEM")
+@click.option("--password-file", metavar="FILE", help="Repository password file.")
+@click.option("--slot", metavar="NAME", help="Replication slot (default drplan_SYSTEM).")
+@click.option(
+    "--partial-every",
+    type=click.FloatRange(0.5),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Ship the segment being written this often: the recovery point is never older.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    metavar="DIR",
+    help="Where WAL is received before it is shipped (default ~/.local/state/drplan/wal-stream/SYSTEM).",
+)
+@pass_settings
+def stream_command(
+    settings: Settings,
+    system_name: str | None,
+    password_file: str | None,
+    slot: str | None,
+    partial_every: float,
+    directory: str | None,
+) -> None:
+    """Receive WAL as it is written (a supervised pg_receivewal with a replication slot) and
+    ship it to every WAL location; runs until stopped (SIGTERM or Ctrl-C)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
+    from drplan.sources.postgres.wal_stream import WalStreamer, slot_name  # noqa: PLC0415
+
+    plan = settings.load().plan
+    name, system = postgres_system(plan, system_name)
+    archives = wal_archives(settings, name, None, password_file)
+    secret = system.password.resolve() if system.password else None
+    ready = preflight(system.connection, secret, system.bin_dir, name, "full")
+    where = Path(directory) if directory else Path.home() / ".local/state/drplan/wal-stream" / name
+    streamer = WalStreamer(
+        ready.binaries,
+        system.connection,
+        secret,
+        archives,
+        where,
+        slot=slot or slot_name(name),
+        partial_every=partial_every,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    streamer.run(stop)
+    streamer.log(f"stopped; {streamer.shipped} file(s) shipped")
+
+
 def postgres_system(plan: Plan, system_name: str | None) -> tuple[str, PostgresSystem]:
     """The system named, or the plan's only PostgreSQL system."""
     from drplan.plan.model import PostgresSystem  # noqa: PLC0415 - see cli.COMMANDS
@@ -158,15 +216,15 @@ def wal_archives(
     from drplan.sources.postgres.wal_archive import WalArchive  # noqa: PLC0415
 
     secret = password(settings, password_file)
-    if repo_ref:
-        storage = resolve_storage(settings, repo_ref)
-        return [NamedArchive(repo_ref, WalArchive(Repository.open(storage, secret)))]
     plan = settings.load().plan
     name, _ = postgres_system(plan, system_name)
+    if repo_ref:
+        storage = resolve_storage(settings, repo_ref)
+        return [NamedArchive(repo_ref, WalArchive(Repository.open(storage, secret), name))]
     archives = []
     for location in wal_locations(plan, name):
         repo = Repository.open(storage_for(plan.locations[location]), secret)
-        archives.append(NamedArchive(location, WalArchive(repo)))
+        archives.append(NamedArchive(location, WalArchive(repo, name)))
     return archives
 
 

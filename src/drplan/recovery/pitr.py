@@ -18,19 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from drplan.errors import DrplanError, UsageError
+from drplan.errors import RecoveryTargetError, UsageError
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.wal_archive import lsn_segment, segment_number
 from drplan.sources.postgres.wal_status import Reach, Window, fmt_time, stop_time
 
 LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 SNAPSHOT_ID = re.compile(r"^[0-9a-f]{4,64}$")
-
-
-class RecoveryTargetError(DrplanError):
-    """The target lies outside what the location can recover, or WAL on the way is missing."""
-
-    exit_code = 19
 
 
 @dataclass(frozen=True)

@@ -206,3 +206,7 @@ class Job(PlanModel):
     """Abandon a run that takes longer than this."""
     compression_level: Annotated[StrictInt, Field(ge=1, le=22)] | None = None
     """zstd level for this job's data; defaults to the repository's."""
+    incremental_fallback: Literal["full", "wal", "fail"] = "full"
+    """When an incremental backup is impossible (PostgreSQL before 17, `summarize_wal`
+    off): take a full instead (`full`), take nothing and rely on the WAL archive since the
+    last base backup (`wal`), or fail (`fail`)."""

@@ -98,7 +98,7 @@ def check_system(repo: Repository, system: str, *, read_wal: bool = False) -> Po
                 " recovered"
             )
     if read_wal:
-        archive = WalArchive(repo)
+        archive = WalArchive(repo, system)
         for wal in window.files:
             try:
                 archive.fetch(wal.file)

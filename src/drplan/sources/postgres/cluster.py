@@ -126,17 +126,23 @@ def problems(info: ServerInfo, purpose: Purpose) -> list[str]:
             " archive_command = 'drplan wal push %p', then restart the server"
         )
     if purpose == "incremental":
-        if info.major < INCREMENTAL_SINCE:
-            found.append(
-                f"incremental backups need PostgreSQL {INCREMENTAL_SINCE} or later"
-                f" (this server is {info.major})"
-            )
-        elif info.setting("summarize_wal") != "on":
-            found.append(
-                "summarize_wal is off: incremental backups need it;"
-                " set summarize_wal = on (a reload is enough)"
-            )
+        found += incremental_problems(info)
     return found
+
+
+def incremental_problems(info: ServerInfo) -> list[str]:
+    """What stops an incremental backup (and not a full) of this server."""
+    if info.major < INCREMENTAL_SINCE:
+        return [
+            f"incremental backups need PostgreSQL {INCREMENTAL_SINCE} or later"
+            f" (this server is {info.major})"
+        ]
+    if info.setting("summarize_wal") != "on":
+        return [
+            "summarize_wal is off: incremental backups need it;"
+            " set summarize_wal = on (a reload is enough)"
+        ]
+    return []
 
 
 @dataclass(frozen=True)

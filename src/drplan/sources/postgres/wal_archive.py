@@ -2,7 +2,7 @@
 
 WAL files are not deduplicated (they hardly ever repeat) nor packed (each must be
 fetchable alone, fast, during recovery). Each is stored as a sealed object named
-``wal/<timeline>/<file name>.<digest>``, where the digest is the repository's keyed
+``wal/<system>/<timeline>/<file name>.<digest>``, where the digest is the repository's keyed
 hash of the file: a listing alone tells whether a file is archived and whether what
 is archived under that name is the same file, so pushing twice is cheap and a
 different file under a stored name is caught without reading anything back.
@@ -10,14 +10,15 @@ different file under a stored name is caught without reading anything back.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from drplan.errors import DrplanError, IntegrityError
+from drplan.errors import DrplanError, IntegrityError, WalConflictError
 from drplan.repo.objects import open_object, seal_object
 from drplan.repo.repository import Repository
-from drplan.storage import NotFound
+from drplan.storage import NotFound, ObjectInfo, StorageError
 
 WAL_PREFIX = "wal/"
 DIGEST_HEX = 32  # 128 bits of the keyed BLAKE3 hash: collisions are not a concern
@@ -26,12 +27,6 @@ DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 # Also history files, backup history files and partial segments (from pg_receivewal).
 WAL_FILE = re.compile(r"^[0-9A-F]{8}(\.history|[0-9A-F]{16}(\.[0-9A-F]{8}\.backup|\.partial)?)$")
-
-
-class WalConflictError(DrplanError):
-    """The archive holds a different file under the name being pushed."""
-
-    exit_code = 18
 
 
 @dataclass(frozen=True)
@@ -73,50 +68,74 @@ def lsn_segment(lsn: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
 
 
 class WalArchive:
-    """The WAL files of one repository (all systems that archive there share it: the
-    names of their files differ by timeline and position only, so a repository serves
-    one cluster's WAL; pushing another's is caught as a conflict)."""
+    """The WAL files of one system in one repository (each system has its own: WAL file
+    names of different clusters collide)."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, system: str) -> None:
         self.repo = repo
+        self.system = system
+        self.prefix = f"{WAL_PREFIX}{system}/"
 
     def _digest(self, data: bytes) -> str:
         return self.repo.key.blob_id(data).hex()[:DIGEST_HEX]
 
-    def stored_as(self, file: str) -> list[str]:
-        """Object names holding ``file`` (normally none or one)."""
-        prefix = f"{WAL_PREFIX}{file[:8]}/{file}."
+    def _stored(self, file: str) -> list[ObjectInfo]:
+        prefix = f"{self.prefix}{file[:8]}/{file}."
         # The prefix also matches longer names (a segment's backup history file):
         # only the digest may follow the file's name.
-        return [
-            info.name
-            for info in self.repo.storage.list(prefix)
-            if "." not in info.name[len(prefix) :]
-        ]
+        return [i for i in self.repo.storage.list(prefix) if "." not in i.name[len(prefix) :]]
+
+    def stored_as(self, file: str) -> list[str]:
+        """Object names holding ``file`` (normally none or one)."""
+        return [i.name for i in self._stored(file)]
 
     def push(self, file: str, data: bytes) -> bool:
         """Store ``file``; False when the same file was stored already. A different file under
         the name raises WalConflictError: the archive never silently holds two histories."""
         check_name(file)
         digest = self._digest(data)
-        name = f"{WAL_PREFIX}{file[:8]}/{file}.{digest}"
+        name = f"{self.prefix}{file[:8]}/{file}.{digest}"
         stored = self.stored_as(file)
         if name in stored:
             return False
         if stored:
             raise WalConflictError(
-                f"the archive at {self.repo.storage.url} already holds a different {file}",
-                hint="another cluster (or a restored copy of this one) archives to the same"
-                " location: give each its own location, or switch it to a new timeline",
+                f"the archive of {self.system} at {self.repo.storage.url} already holds a"
+                f" different {file}",
+                hint="another cluster (or a restored copy of this one) archives as the same"
+                " system: give each its own system in the plan",
             )
         sealed = seal_object(self.repo.key, self.repo.cipher, "wal", data, WAL_LEVEL)
         self.repo.storage.write(name, sealed)
         return True
 
+    def push_partial(self, segment: str, data: bytes) -> bool:
+        """Store the segment being written (``pg_receivewal``'s ``.partial``), replacing the
+        one stored before; False when it has not changed. The new one is durable before the
+        old goes, so a crash leaves one or both, never none."""
+        name = check_name(f"{segment}.partial")
+        digest = self._digest(data)
+        object_name = f"{self.prefix}{name[:8]}/{name}.{digest}"
+        stored = self.stored_as(name)
+        if object_name in stored:
+            return False
+        sealed = seal_object(self.repo.key, self.repo.cipher, "wal", data, WAL_LEVEL)
+        self.repo.storage.write(object_name, sealed)
+        for old in stored:
+            with contextlib.suppress(NotFound, StorageError):  # gone, or under Object Lock
+                self.repo.storage.delete(old)
+        return True
+
     def fetch(self, file: str) -> bytes | None:
-        """The file's bytes, None when it is not archived; IntegrityError when damaged."""
+        """The file's bytes, None when it is not archived; IntegrityError when damaged. A
+        segment archived only while it was being written (its ``.partial``) is returned as
+        that: recovery replays what it holds and ends after it."""
         check_name(file)
         stored = self.stored_as(file)
+        if not stored and SEGMENT.match(file):
+            partials = self._stored(f"{file}.partial")
+            if partials:  # the newest, should an old one have outlived its replacement
+                stored = [max(partials, key=lambda i: i.mtime).name]
         if not stored:
             return None
         if len(stored) > 1:
@@ -136,7 +155,7 @@ class WalArchive:
     def files(self) -> list[ArchivedWal]:
         """Every archived WAL file, in WAL order (timeline, then position)."""
         found = []
-        for info in self.repo.storage.list(WAL_PREFIX):
+        for info in self.repo.storage.list(self.prefix):
             file = info.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
             if WAL_FILE.match(file):
                 found.append(ArchivedWal(file, info.name, info.size, info.mtime))

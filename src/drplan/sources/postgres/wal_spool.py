@@ -40,7 +40,7 @@ AGENT_STARTS = 3  # agents started for one file before giving up
 # restore_command exit codes: 1 = not archived (PostgreSQL ends recovery or looks
 # elsewhere); above 125 = PostgreSQL aborts recovery instead of ending it early.
 NOT_ARCHIVED = 1
-ABORT_RECOVERY = 255
+ABORT_RECOVERY = 255  # errors.WAL_FETCH_ABORT (not imported: this module stays stdlib-only)
 
 
 @dataclass

@@ -16,11 +16,13 @@ from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.wal_archive import (
     DEFAULT_SEGMENT_SIZE,
+    SEGMENT,
     ArchivedWal,
     WalArchive,
     gaps,
     lsn_segment,
     segment_name,
+    segment_number,
     segments_by_number,
 )
 
@@ -89,8 +91,13 @@ def fmt_time(value: datetime) -> str:
 def recoverable_window(repo: Repository, system: str) -> Window:
     bases = base_backups(repo, system)
     size = segment_size(bases)
-    files = WalArchive(repo).files()
+    files = WalArchive(repo, system).files()
     by_number = segments_by_number(files, size)
+    partials = {
+        segment_number(w.file, size): w
+        for w in files
+        if w.file.endswith(".partial") and SEGMENT.match(w.file[:24])
+    }
     window = Window(system, bases, files=files, segment_size=size)
     newest = max(by_number, default=-1)
     for base in bases:
@@ -102,6 +109,8 @@ def recoverable_window(repo: Repository, system: str) -> Window:
             reach.last_segment = by_number[n].file
             reach.last_time = max(reach.last_time, _when(by_number[n]))
             n += 1
+        if n in partials:  # the segment being written when it was last shipped
+            reach.last_time = max(reach.last_time, _when(partials[n]))
         if n <= newest:
             missing = gaps(by_number, n, newest)[0]
             reach.gap = (
@@ -123,10 +132,8 @@ def archive_state(repo: Repository, system: str, now: float) -> dict[str, Any]:
     by_number = segments_by_number(files, window.segment_size)
     newest = files[-1] if files else None
     first = min(by_number, default=0)
-    if window.bases:
-        first = lsn_segment(
-            str(window.bases[0].source.get("start_lsn", "0/0")), window.segment_size
-        )
+    if window.bases:  # each base backup carries the WAL to its end: the archive goes on
+        first = lsn_segment(str(window.bases[0].source.get("stop_lsn", "0/0")), window.segment_size)
     holes = gaps(by_number, first, max(by_number)) if by_number else []
     timeline = newest.timeline if newest else 1
     return {
