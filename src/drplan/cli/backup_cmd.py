@@ -201,6 +201,7 @@ def _report(
             "snapshot": snap.id,
             "location": location,
             "time": snap.time.isoformat().replace("+00:00", "Z"),
+            "parent": snap.parent,
             "paths": snap.paths,
             "source": snap.source,
             "summary": {**vars(s), "errors": s.errors},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -28,7 +28,9 @@ class TransientError(StorageError):
 class ObjectInfo:
     name: str
     size: int
-    mtime: float = 0.0  # when it was written (seconds since the epoch), where listings say
+    # When it was written (seconds since the epoch), where listings say; not part of what
+    # an object is (two listings of one object compare equal whatever they say of it).
+    mtime: float = field(default=0.0, compare=False)
 
 
 class Storage(Protocol):

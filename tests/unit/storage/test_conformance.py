@@ -5,6 +5,7 @@ What only S3 has is in test_s3.py.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +68,16 @@ def test_writing_the_same_name_again_is_allowed_and_keeps_one_object(backend: Ba
     storage.write(PACK, b"same bytes")
     assert storage.read(PACK) == b"same bytes"
     assert list(storage.list("data/")) == [ObjectInfo(PACK, 10)]
+
+
+def test_listings_say_when_each_object_was_written(backend: Backend) -> None:
+    """The WAL archive's age (the recovery point exposure) is read from listings."""
+    storage = backend.storage
+    before = time.time()
+    storage.write(PACK, b"x")
+    (listed,) = storage.list("data/")
+    # S3 stores whole seconds; clocks of a local server agree with ours.
+    assert before - 2 <= listed.mtime <= time.time() + 2
 
 
 def test_a_missing_object_is_not_found_for_read_stat_and_delete(backend: Backend) -> None:
