@@ -19,7 +19,6 @@ The page cache is dropped before each timed step when allowed. Medians of N runs
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import platform
@@ -27,14 +26,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from files_bench import drop_page_cache, probe_drop_caches
-from pg_common import Cluster, new_cluster, world_dir
+from pg_common import PG15, Cluster, bench_args, new_cluster, pgbackrest_config, world_dir
 
 from drplan.repo.repository import Repository
 from drplan.sources.postgres.binaries import wheel_bin_dir
@@ -42,10 +40,9 @@ from drplan.storage.local import LocalStorage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import clean_plan
-from tests.fixtures.postgres import _chown_tree, _server_user
+from tests.fixtures.postgres import _server_user
 
 PASSWORD = "bench password, not a secret"
-PG15 = Path("/usr/lib/postgresql/15/bin")
 DRPLAN = str(Path(sys.executable).with_name("drplan"))
 
 
@@ -99,32 +96,12 @@ class Drplan:
 
 class PgBackRest:
     def __init__(self, base: Path, cluster: Cluster) -> None:
-        self.run_as, uid, gid = _server_user()
+        self.run_as, _, _ = _server_user()
         self.repo = base / "pgbr-repo"
-        self.conf = base / "pgbackrest.conf"
-        self.cluster = cluster
-        self.conf.write_text(
-            "[global]\n"
-            f"repo1-path={self.repo}\n"
-            "repo1-cipher-type=aes-256-cbc\n"
-            f"repo1-cipher-pass={PASSWORD}\n"
-            "compress-type=zst\n"
-            "process-max=2\n"
-            "start-fast=y\n"
-            "archive-check=n\n"  # no WAL archive here: the comparison is of base backups
-            f"log-path={base / 'pgbr-log'}\n"
-            f"lock-path={base / 'pgbr-lock'}\n"
-            f"spool-path={base / 'pgbr-spool'}\n"
-            "log-level-console=warn\n"
-            "[bench]\n"
-            f"pg1-path={cluster.data}\n"
-            f"pg1-port={cluster.port}\n"
-            f"pg1-socket-path={base / 'sockets'}\n"
-            "pg1-user=postgres\n"
+        # start-fast like drplan's checkpoint; no archive check: base backups are compared.
+        self.conf = pgbackrest_config(
+            base, cluster, PASSWORD, **{"start-fast": "y", "archive-check": "n"}
         )
-        for name in ("pgbr-log", "pgbr-lock", "pgbr-spool"):
-            (base / name).mkdir()
-        _chown_tree(base, uid, gid)
         self.pgbr("stanza-create")
 
     def pgbr(self, *args: str) -> None:
@@ -191,16 +168,7 @@ def pg18_run(workdir: Path, scale: int, drop: bool) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="pg_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=100, help="pgbench scale (100: ~1.5 GB)")
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "drplan-bench"
-    )
-    args = parser.parse_args()
-    if shutil.which("pgbackrest") is None or not PG15.is_dir():
-        print("pg_bench: needs Debian's pgbackrest and postgresql-15", file=sys.stderr)
-        return 1
+    args = bench_args("pg_bench", __doc__ or "", "scale", 100, 1)
     drop, drop_note = probe_drop_caches()
     runs: list[dict[str, float]] = []
     for i in range(args.runs):

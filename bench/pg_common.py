@@ -7,11 +7,13 @@ under a world-traversable directory of its own.
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +129,49 @@ def new_cluster(bin_dir: Path, base: Path, **settings: str) -> Cluster:
     )
     cluster.start()
     return cluster
+
+
+PG15 = Path("/usr/lib/postgresql/15/bin")  # Debian's: pgBackRest 2.45 knows no later version
+
+
+def bench_args(prog: str, doc: str, size: str, default: int, runs: int) -> argparse.Namespace:
+    """The command line the PostgreSQL benchmarks share; exits when a peer is missing."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument(f"--{size}", type=int, default=default, help="pgbench scale")
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "drplan-bench"
+    )
+    args = parser.parse_args()
+    if shutil.which("pgbackrest") is None or not PG15.is_dir():
+        parser.exit(1, f"{prog}: needs Debian's pgbackrest and postgresql-15\n")
+    return args
+
+
+def pgbackrest_config(base: Path, cluster: Cluster, password: str, **settings: str) -> Path:
+    """A pgBackRest configuration for ``cluster`` with a repository under ``base`` (zstd,
+    aes-256-cbc, two processes), its directories made and handed to the server's user."""
+    conf = base / "pgbackrest.conf"
+    options = {
+        "repo1-path": str(base / "pgbr-repo"),
+        "repo1-cipher-type": "aes-256-cbc",
+        "repo1-cipher-pass": password,
+        "compress-type": "zst",
+        "process-max": "2",
+        "log-path": str(base / "pgbr-log"),
+        "lock-path": str(base / "pgbr-lock"),
+        "spool-path": str(base / "pgbr-spool"),
+        "log-level-console": "warn",
+        **settings,
+    }
+    conf.write_text(
+        "[global]\n"
+        + "".join(f"{k}={v}\n" for k, v in options.items())
+        + f"[bench]\npg1-path={cluster.data}\npg1-port={cluster.port}\n"
+        + f"pg1-socket-path={base / 'sockets'}\npg1-user=postgres\n"
+    )
+    for name in ("pgbr-log", "pgbr-lock", "pgbr-spool"):
+        (base / name).mkdir(exist_ok=True)
+    _, uid, gid = _server_user()
+    _chown_tree(base, uid, gid)
+    return conf

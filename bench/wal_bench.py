@@ -17,20 +17,18 @@ repositories are on the same disk.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from pg_common import Cluster, new_cluster, world_dir
+from pg_common import PG15, Cluster, bench_args, new_cluster, pgbackrest_config, world_dir
 
 from drplan.repo.repository import Repository
 from drplan.sources.postgres.binaries import wheel_bin_dir
@@ -41,7 +39,6 @@ from tests.conftest import clean_plan
 from tests.fixtures.postgres import _chown_tree, _server_user, server_can_run_drplan
 
 PASSWORD = "bench password, not a secret"
-PG15 = Path("/usr/lib/postgresql/15/bin")
 
 
 def fill(cluster: Cluster, segments: int) -> int:
@@ -102,28 +99,9 @@ def drplan_run(base: Path, segments: int, fast: bool = True) -> float:
 
 
 def pgbackrest_run(base: Path, segments: int) -> float:
-    run_as, uid, gid = _server_user()
+    run_as, _, _ = _server_user()
     cluster = new_cluster(PG15, base, archive_command="'/bin/false'")
-    conf = base / "pgbackrest.conf"
-    conf.write_text(
-        "[global]\n"
-        f"repo1-path={base / 'pgbr-repo'}\n"
-        "repo1-cipher-type=aes-256-cbc\n"
-        f"repo1-cipher-pass={PASSWORD}\n"
-        "compress-type=zst\n"
-        "archive-async=y\n"
-        f"spool-path={base / 'pgbr-spool'}\n"
-        "process-max=2\n"
-        f"log-path={base / 'pgbr-log'}\n"
-        f"lock-path={base / 'pgbr-lock'}\n"
-        "log-level-console=warn\n"
-        "[bench]\n"
-        f"pg1-path={cluster.data}\n"
-        f"pg1-port={cluster.port}\n"
-        f"pg1-socket-path={base / 'sockets'}\n"
-        "pg1-user=postgres\n"
-    )
-    _chown_tree(base, uid, gid)
+    conf = pgbackrest_config(base, cluster, PASSWORD, **{"archive-async": "y"})
     try:
         subprocess.run(
             [*run_as, "pgbackrest", f"--config={conf}", "--stanza=bench", "stanza-create"],
@@ -138,16 +116,7 @@ def pgbackrest_run(base: Path, segments: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="wal_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--segments", type=int, default=100, help="pgbench scale")
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "drplan-bench"
-    )
-    args = parser.parse_args()
-    if shutil.which("pgbackrest") is None or not PG15.is_dir():
-        print("wal_bench: needs Debian's pgbackrest and postgresql-15", file=sys.stderr)
-        return 1
+    args = bench_args("wal_bench", __doc__ or "", "segments", 100, 2)
     rates: dict[str, list[float]] = {"drplan": [], "drplan-python": [], "pgbackrest": []}
     tools: list[tuple[str, Callable[[Path, int], float]]] = [
         ("drplan", drplan_run),

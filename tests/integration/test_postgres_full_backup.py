@@ -83,8 +83,9 @@ def take_full(cluster: PgCluster, repo_dir: str) -> dict[str, object]:
     return {"id": snapshot.id, "source": snapshot.source, "summary": vars(snapshot.summary)}
 
 
+@pytest.mark.parametrize("pg_major", [18, 15], indirect=True)
 def test_a_full_backup_restores_to_a_cluster_that_starts_with_every_row(
-    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, pg_scratch: Path
+    run: Run, repo_dir: str, pg_cluster: Start, tmp_path: Path, pg_scratch: Path, pg_major: int
 ) -> None:
     cluster = pg_cluster()
     cluster.sql("create table readings (meter int, kwh numeric, at timestamptz default now())")
@@ -97,7 +98,7 @@ def test_a_full_backup_restores_to_a_cluster_that_starts_with_every_row(
     assert source["kind"] == "postgres"
     assert source["type"] == "full"
     assert source["timeline"] == 1
-    assert source["server_version"] // 10000 == 18
+    assert source["server_version"] // 10000 == pg_major
     assert str(source["start_lsn"]) <= str(source["stop_lsn"]) or "/" in str(source["stop_lsn"])
 
     # A second full of an almost unchanged cluster stores little: the repository deduplicates.
