@@ -486,3 +486,15 @@ def test_wal_stream_ships_segments_and_the_one_being_written_so_latest_loses_sec
         assert restored_ids(port, cluster.password) == list(range(1, 16))
     finally:
         stop_restored(cluster, pg_scratch / "streamed")
+
+
+def test_wal_status_names_a_server_that_archives_nothing(run: Run, archived: Archived) -> None:
+    cluster = archived.cluster
+    cluster.sql("alter system set archive_mode = off")
+    cluster.restart()
+    assert cluster.sql("show archive_mode") == [("off",)]
+    status = run("wal", "status")
+    assert status.code == 1
+    assert "WAL of db is not being archived: archive_mode is off" in status.err
+    assert "drplan-wal-push" in status.err
+    assert "no drplan wal stream connected" in status.out

@@ -34,7 +34,7 @@ def test_every_missing_setting_is_named_with_its_fix(pg_cluster: Start, pg_binar
         preflight(dsn, "pw-for-test-only", str(pg_binaries), "db", "wal")
     message = info.value.message
     assert "archive_mode is off: set archive_mode = on" in message
-    assert "drplan wal push %p" in message
+    assert "archive_command = 'drplan-wal-push --plan PLAN %p'" in message
     assert "role backup may not replicate: ALTER ROLE backup REPLICATION" in message
     assert "pw-for-test-only" not in message
     with pytest.raises(ClusterError, match="summarize_wal is off"):

@@ -256,6 +256,11 @@ def status_command(
         emit_json({"system": name, "locations": locations, "server": server})
     else:
         _print_status(locations, server)
+    if server.get("problems"):
+        raise DrplanError(
+            f"WAL of {name} is not being archived: {'; '.join(server['problems'])}",
+            hint="fix the server's settings named",
+        )
     if any("error" in e or e.get("gaps") for e in locations):
         raise DrplanError(
             "the WAL archive has gaps or unreachable locations: point-in-time recovery is limited",
@@ -263,7 +268,7 @@ def status_command(
         )
 
 
-def _print_status(locations: list[dict[str, Any]], server: dict[str, Any] | None) -> None:
+def _print_status(locations: list[dict[str, Any]], server: dict[str, Any]) -> None:
     for entry in locations:
         if "error" in entry:
             click.echo(f"{entry['location']}: unreachable ({entry['error']})")
@@ -278,13 +283,14 @@ def _print_status(locations: list[dict[str, Any]], server: dict[str, Any] | None
             f" {entry['files']} files ({human_bytes(entry['bytes'])}),"
             + (f" {len(gaps)} gap(s): first missing {gaps[0]['first']}" if gaps else " no gaps")
         )
-    if server is not None:
+    if server:
         if "error" in server:
             click.echo(f"server: cannot be reached ({server['error']})")
         else:
             click.echo(
                 f"server: last archived {server['last_archived_wal'] or '-'},"
-                f" {server['failed_count']} failures"
+                f" {server['failed_count']} failures,"
+                f" {'a' if server['streaming'] else 'no'} drplan wal stream connected"
                 + (
                     f" (last {server['last_failed_wal']} at {server['last_failed_time']})"
                     if server["failed_count"]

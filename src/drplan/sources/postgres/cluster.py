@@ -123,7 +123,8 @@ def problems(info: ServerInfo, purpose: Purpose) -> list[str]:
     if purpose == "wal" and info.setting("archive_mode") not in ("on", "always"):
         found.append(
             f"archive_mode is {info.setting('archive_mode') or 'off'}: set archive_mode = on and"
-            " archive_command = 'drplan wal push %p', then restart the server"
+            " archive_command = 'drplan-wal-push --plan PLAN %p' (or 'drplan wal push %p'),"
+            " then restart the server, or run `drplan wal stream`"
         )
     if purpose == "incremental":
         found += incremental_problems(info)

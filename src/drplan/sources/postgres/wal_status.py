@@ -156,9 +156,16 @@ def archive_state(repo: Repository, system: str, now: float) -> dict[str, Any]:
     }
 
 
-def server_archiver(system: PostgresSystem) -> dict[str, Any] | None:
-    """pg_stat_archiver of the live server, or why it cannot be read (None: no connection)."""
-    from drplan.sources.postgres.cluster import ClusterError, connect  # noqa: PLC0415
+def server_archiver(system: PostgresSystem) -> dict[str, Any]:
+    """The live server's archiving: pg_stat_archiver, whether a ``drplan wal stream`` is
+    connected (its slot active), and what stops WAL reaching the archive; or why the
+    server cannot be read."""
+    from drplan.sources.postgres.cluster import (  # noqa: PLC0415
+        ClusterError,
+        connect,
+        problems,
+        server_info,
+    )
 
     try:
         secret = system.password.resolve() if system.password else None
@@ -167,6 +174,11 @@ def server_archiver(system: PostgresSystem) -> dict[str, Any] | None:
                 "select archived_count, last_archived_wal, last_archived_time,"
                 " failed_count, last_failed_wal, last_failed_time from pg_stat_archiver"
             ).fetchone()
+            streaming = conn.execute(
+                "select coalesce(bool_or(active), false) from pg_replication_slots"
+                " where slot_name like 'drplan\\_%'"
+            ).fetchone()
+            info = server_info(conn)
     except ClusterError as exc:
         return {"error": exc.message}
     assert row is not None
@@ -178,6 +190,12 @@ def server_archiver(system: PostgresSystem) -> dict[str, Any] | None:
         "last_failed_wal",
         "last_failed_time",
     )
-    return {
+    state: dict[str, Any] = {
         k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in zip(keys, row, strict=True)
     }
+    state["streaming"] = bool(streaming and streaming[0])
+    found = problems(info, "wal")
+    if state["streaming"]:  # pg_receivewal carries the WAL: archiving is not needed
+        found = [p for p in found if not p.startswith("archive_mode")]
+    state["problems"] = found
+    return state
