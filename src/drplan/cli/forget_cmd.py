@@ -22,6 +22,7 @@ from drplan.sources.postgres.wal_retention import (
     apply_wal_retention,
     plan_wal_retention,
     wal_systems,
+    wal_window,
 )
 
 GROUPINGS = ("host", "paths", "tags", "job")
@@ -130,7 +131,17 @@ def forget_command(
         _keep_locked(repo, decisions, now)
         renewed = 0
         kept = [d.snapshot for d in decisions if d.keep]
-        wal = [plan_wal_retention(repo, name, kept, now) for name in wal_systems(repo)]
+        plan = plan_or_none(settings)
+        wal = [
+            plan_wal_retention(
+                repo,
+                name,
+                kept,
+                now,
+                wal_window(plan, name) if plan is not None and name in plan.systems else None,
+            )
+            for name in wal_systems(repo)
+        ]
         if not dry_run:
             for d in decisions:
                 if not d.keep:

@@ -2,8 +2,11 @@
 
 WAL is kept from the start of the oldest base backup that retention keeps in the
 location (a kept incremental keeps its full, so its chain's start counts): every
-point from that backup on stays reachable, which is the recoverable window the
-retention policy implies. History files are always kept (they are tiny, and recovery
+point from that backup on stays reachable. When the plan bounds the point-in-time
+window (the WAL job's ``keep_within``, else the data classes' ``retention.wal``),
+WAL is kept only from the newest kept base backup that was consistent before the
+window began: every point in the window stays reachable, and older base backups stay
+restorable to their own end (each carries the WAL it needs). History files are always kept (they are tiny, and recovery
 follows timelines through them). A location that holds no kept base backup of the
 system keeps all of its WAL: the backups it belongs to may be in another location.
 Objects still under Object Lock stay and are reported.
@@ -12,7 +15,8 @@ Objects still under Object Lock stay and are reported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from drplan.repo.immutability import locks_of
 from drplan.repo.repository import Repository
@@ -26,7 +30,10 @@ from drplan.sources.postgres.wal_archive import (
     segment_name,
     segment_number,
 )
-from drplan.sources.postgres.wal_status import segment_size
+from drplan.sources.postgres.wal_status import segment_size, stop_time
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
 
 
 @dataclass
@@ -53,7 +60,11 @@ def wal_systems(repo: Repository) -> list[str]:
 
 
 def plan_wal_retention(
-    repo: Repository, system: str, kept: list[Snapshot], now: datetime
+    repo: Repository,
+    system: str,
+    kept: list[Snapshot],
+    now: datetime,
+    window: timedelta | None = None,
 ) -> WalRetention:
     bases = [s for s in kept if s.system == system and s.source.get("kind") == "postgres"]
     if not bases:
@@ -61,20 +72,49 @@ def plan_wal_retention(
             system, f"no base backup of {system} is kept here: all of its WAL stays"
         )
     size = segment_size(bases)
-    oldest = min(bases, key=lambda s: lsn_segment(str(s.source.get("start_lsn", "0/0")), size))
-    first = lsn_segment(str(oldest.source.get("start_lsn", "0/0")), size)
+
+    def start(s: Snapshot) -> int:
+        return lsn_segment(str(s.source.get("start_lsn", "0/0")), size)
+
+    oldest = min(bases, key=start)
+    reason = f"the oldest kept base backup of {system}, {oldest.short_id}, starts there"
+    if window is not None:
+        before = [s for s in bases if stop_time(s) <= now - window]
+        if before:
+            oldest = max(before, key=start)
+            reason = (
+                f"base backup {oldest.short_id} of {system}, the newest before the"
+                f" {_days(window)} point-in-time window, starts there"
+            )
+    first = start(oldest)
     timeline = int(oldest.source.get("timeline", 1))
-    decision = WalRetention(
-        system,
-        f"the oldest kept base backup of {system}, {oldest.short_id}, starts there",
-        segment_name(timeline, first, size),
-    )
+    decision = WalRetention(system, reason, segment_name(timeline, first, size))
     for wal in WalArchive(repo, system).files():
         if SEGMENT.match(wal.file[:24]) and segment_number(wal.file, size) < first:
             decision.doomed.append(wal)
     decision.locked = locks_of(repo.storage, [w.object for w in decision.doomed], now)
     decision.doomed = [w for w in decision.doomed if w.object not in decision.locked]
     return decision
+
+
+def _days(window: timedelta) -> str:
+    return f"{window.days}-day" if window.days and not window.seconds else str(window)
+
+
+def wal_window(plan: Plan, system: str) -> timedelta | None:
+    """How far back the plan wants point-in-time recovery for ``system``: its WAL job's
+    ``keep_within``, else the longest ``retention.wal`` of its data classes; None: as
+    far as the kept base backups reach."""
+    for job in plan.jobs.values():
+        retention = job.retention
+        if job.system == system and job.type == "wal" and retention and retention.keep_within:
+            return retention.keep_within
+    spans = [
+        plan.data_classes[name].retention["wal"]
+        for name in plan.systems[system].data_classes
+        if name in plan.data_classes and "wal" in plan.data_classes[name].retention
+    ]
+    return max(spans) if spans else None
 
 
 def apply_wal_retention(repo: Repository, decision: WalRetention) -> None:
