@@ -82,7 +82,7 @@ def test_push_is_idempotent_and_refuses_a_different_file_under_an_archived_name(
 
     first.write_bytes(b"another history " * (SEGMENT // 16))
     conflict = wal_push_script(wal_env, first)  # no answer waiting: it runs drplan wal push
-    assert conflict.returncode == 1
+    assert conflict.returncode == 18  # WalConflictError, as docs/cli.md says
     assert "already holds a different 000000010000000000000001" in conflict.stderr
     assert len(conflict.stderr.strip().splitlines()) == 1
     assert len(list(LocalStorage(wal_env["repo"]).list(WAL_PREFIX))) == 1

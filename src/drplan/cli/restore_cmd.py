@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,13 +15,18 @@ import click
 
 from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import open_repo, repo_options
-from drplan.errors import IntegrityError, RecoveryTargetError, RepositoryNotFoundError
+from drplan.errors import (
+    DrplanError,
+    IntegrityError,
+    RecoveryTargetError,
+    RepositoryNotFoundError,
+)
 from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.storage import StorageError
 
 if TYPE_CHECKING:
     from drplan.plan.model import Plan, PostgresSystem
-    from drplan.recovery.pitr import Target
+    from drplan.recovery.pitr import Reached, Target
     from drplan.recovery.postgres import ClusterRestore
     from drplan.repo.repository import Repository
     from drplan.sources.postgres.binaries import Binaries
@@ -163,6 +170,7 @@ def postgres_command(
     from drplan.recovery.postgres import (  # noqa: PLC0415
         NoBaseBackupError,
         PostgresRestoreError,
+        probe_fetch,
         server_running,
         start_cluster,
     )
@@ -173,15 +181,23 @@ def postgres_command(
     # Without --repo, the locations of the system's jobs in plan order: the first that can
     # be opened and can reach the target serves (in a disaster, the primary may be gone).
     candidates = [repo_ref] if repo_ref else locations_of(plan_file.plan, system_name)
+    if target.kind == "latest" and len(candidates) > 1:
+        # The latest point is the furthest any location reaches: the first location with
+        # a base backup may hold no WAL (or less) while another has it to the last seconds.
+        reach = {ref: _reach(settings, ref, password_file, system_name) for ref in candidates}
+        candidates.sort(
+            key=lambda ref: reach[ref] or datetime.min.replace(tzinfo=UTC), reverse=True
+        )
     tried: list[str] = []
     refused: RecoveryTargetError | None = None
     for ref in candidates:
         try:
             with open_repo(settings, ref, password_file, operation="restore") as repo:
                 fetch = _restore_command(plan_file.path, system_name, ref, password_file)
-                result, binaries, note = _rebuild(repo, system, system_name, target, fetch)(
+                rebuilt = _rebuild(repo, system, system_name, target, fetch)(
                     Path(target_dir), force
                 )
+                result, binaries, note = rebuilt.result, rebuilt.binaries, rebuilt.note
             break
         except RecoveryTargetError as exc:
             if repo_ref:
@@ -205,6 +221,8 @@ def postgres_command(
     if start:
         from drplan.recovery.pitr import wait_for_recovery  # noqa: PLC0415
 
+        if rebuilt.probe:
+            probe_fetch(result.target, fetch, rebuilt.probe)
         log = start_cluster(binaries, result.target, port)
         result.started_port = port
         reached = wait_for_recovery(
@@ -213,6 +231,21 @@ def postgres_command(
             log,
             lambda: server_running(result.target),
         )
+    _report_restore(
+        system_name, target, ref, result, reached, port if start else None, note, as_json
+    )
+
+
+def _report_restore(
+    system_name: str,
+    target: Target,
+    ref: str,
+    result: ClusterRestore,
+    reached: Reached | None,
+    port: int | None,
+    note: str | None,
+    as_json: bool,
+) -> None:
     if as_json:
         emit_json(
             {
@@ -254,9 +287,30 @@ def postgres_command(
         )
 
 
+def _reach(
+    settings: Settings, ref: str, password_file: str | None, system_name: str
+) -> datetime | None:
+    """The newest point ``ref`` can recover the system to, None when it cannot be read."""
+    from drplan.sources.postgres.wal_status import recoverable_window  # noqa: PLC0415
+
+    try:
+        with open_repo(settings, ref, password_file, lock=None, index=False) as repo:
+            return recoverable_window(repo, system_name).end
+    except DrplanError:
+        return None
+
+
+@dataclass
+class _Rebuilt:
+    result: ClusterRestore
+    binaries: Binaries
+    note: str | None
+    probe: str | None  # an archived WAL file recovery will fetch first, if it replays WAL
+
+
 def _rebuild(
     repo: Repository, system: PostgresSystem, system_name: str, target: Target, fetch: str
-) -> Callable[[Path, bool], tuple[ClusterRestore, Binaries, str | None]]:
+) -> Callable[[Path, bool], _Rebuilt]:
     """Choose the chain for ``target`` in ``repo`` (raising before anything is written when
     the location cannot reach it), and return the step that rebuilds it."""
     from drplan.recovery.pitr import chain_for, choose_base, recovery_settings  # noqa: PLC0415
@@ -266,6 +320,7 @@ def _rebuild(
 
     recovery = None
     note = None
+    probe = None
     if target.kind == "snapshot":
         chain = choose_chain(repo, system_name, target.value)
     else:
@@ -279,12 +334,13 @@ def _rebuild(
             reach = choose_base(window, target, repo.storage.url)
             chain = chain_for(reach, window.bases)
             recovery = recovery_settings(target, fetch)
+            probe = reach.last_segment
     major = int(chain[-1].source.get("server_version", 0)) // 10000
     binaries = find_binaries(system.bin_dir, major)
 
-    def rebuild(target_dir: Path, force: bool) -> tuple[ClusterRestore, Binaries, str | None]:
+    def rebuild(target_dir: Path, force: bool) -> _Rebuilt:
         result = restore_cluster(repo, binaries, chain, target_dir, force=force, recovery=recovery)
-        return result, binaries, note
+        return _Rebuilt(result, binaries, note, probe)
 
     return rebuild
 
@@ -298,7 +354,8 @@ def _restore_command(plan_path: str, system: str, location: str, password_file: 
     argv += ["--repo", location]
     if password_file:
         argv += ["--password-file", str(Path(password_file).resolve())]
-    return " ".join(shlex.quote(a) for a in argv) + " %f %p"
+    # PostgreSQL expands %f and %p and turns %% into %: a literal % must be doubled.
+    return " ".join(shlex.quote(a).replace("%", "%%") for a in argv) + " %f %p"
 
 
 def locations_of(plan: Plan, system_name: str) -> list[str]:

@@ -110,10 +110,11 @@ def agent_command(
         )
         raise
     print(f"{datetime.now(UTC).isoformat()} agent {action} started", file=sys.stderr)
+    stop = wal_agent.stop_requested(spool, settings.load().path)
     if action == "push":
-        wal_agent.run_push_agent(archives, spool)
+        wal_agent.run_push_agent(archives, spool, should_stop=stop)
     else:
-        wal_agent.run_fetch_agent(archives, spool)
+        wal_agent.run_fetch_agent(archives, spool, should_stop=stop)
 
 
 @wal_group.command("stream")

@@ -156,7 +156,8 @@ def recovery_settings(target: Target, restore_command: str) -> str:
 
 
 def _quote(value: str) -> str:
-    return value.replace("'", "''")
+    """A value inside '...' of a PostgreSQL configuration file (which reads backslash escapes)."""
+    return value.replace("\\", "\\\\").replace("'", "''")
 
 
 @dataclass

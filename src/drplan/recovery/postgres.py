@@ -188,17 +188,49 @@ recovery_target_action = 'promote'
 """
 
 
+# Settings an earlier restore may have left in postgresql.auto.conf (it travels in every
+# later base backup): kept, they would override or contradict this restore's target.
+RECOVERY_KEYS = frozenset(
+    {
+        "restore_command",
+        "recovery_end_command",
+        "recovery_min_apply_delay",
+        "recovery_target",
+        "recovery_target_action",
+        "recovery_target_inclusive",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_time",
+        "recovery_target_timeline",
+        "recovery_target_xid",
+        "archive_mode",
+    }
+)
+NO_ARCHIVING = """
+# Added by drplan restore: a restored copy must not archive into the archive of the
+# cluster it came from (its new timeline would become part of that history). When
+# this copy becomes the production cluster: ALTER SYSTEM RESET archive_mode; restart.
+archive_mode = 'off'
+"""
+
+
 def _promote_on_start(target: Path, settings: str) -> None:
     # Socket lock files of a server that kept its sockets in the data directory come along
     # in base backups (the sockets themselves do not) and would stop this one starting.
     for stale in target.glob(".s.PGSQL.*.lock"):
         stale.unlink()
-    with open(target / "postgresql.auto.conf", "a", encoding="utf-8") as conf:
-        conf.write(settings)
+    auto = target / "postgresql.auto.conf"
+    kept = [
+        line
+        for line in (auto.read_text(encoding="utf-8").splitlines() if auto.exists() else [])
+        if line.split("=", 1)[0].strip().lower() not in RECOVERY_KEYS
+    ]
+    auto.write_text("\n".join(kept) + "\n" + settings + NO_ARCHIVING, encoding="utf-8")
     (target / "recovery.signal").touch()
     owner = os.stat(target)
     if os.geteuid() == 0:
-        os.chown(target / "recovery.signal", owner.st_uid, owner.st_gid)
+        for made in (auto, target / "recovery.signal"):
+            os.chown(made, owner.st_uid, owner.st_gid)
 
 
 def _own(target: Path, uid: int, gid: int) -> None:
@@ -224,15 +256,14 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> Path:
     """Start the restored cluster on ``port`` (as the owner of its files when run as root)
     and wait until it accepts connections; return its log. Archiving is switched off: a
     restored copy must not push WAL into the archive of the cluster it came from."""
-    owner = os.stat(target)
-    prefix: list[str] = []
-    if os.geteuid() == 0 and owner.st_uid != 0:
-        prefix = ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups"]
+    prefix = _as_owner(target)
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         " -c archive_mode=off"
         " -c max_logical_replication_workers=0"  # no subscription may reach a publisher
-        " -c lc_messages=C -c log_timezone=UTC"  # the log is read for the point reached
+        # The log is read for the point reached: in English, UTC, and in this file.
+        " -c lc_messages=C -c log_timezone=UTC -c logging_collector=off"
+        " -c log_destination=stderr"
     )
     argv = [
         *prefix,
@@ -272,6 +303,54 @@ def failure_reason(log: Path) -> str:
     if fatal:
         return fatal[-1]
     return lines[-1].strip() if lines else ""
+
+
+def _as_owner(target: Path) -> list[str]:
+    """The command prefix that runs a command as the owner of ``target`` (when root)."""
+    owner = os.stat(target)
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        return ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups"]
+    return []
+
+
+def expand_command(command: str, file: str, path: str) -> str:
+    """``command`` as PostgreSQL runs it: %f the file name, %p its path, %% a percent sign."""
+    out, i = [], 0
+    while i < len(command):
+        pair = command[i : i + 2]
+        if pair in ("%f", "%p", "%%"):
+            out.append({"%f": file, "%p": path, "%%": "%"}[pair])
+            i += 2
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out)
+
+
+def probe_fetch(target: Path, command: str, file: str) -> None:
+    """Run the restore_command as the server will (its user, in its data directory) for a
+    file known to be archived. A server whose restore_command cannot run (drplan not
+    reachable by that user, no password for it) would take the failure for the end of
+    the archive, end recovery early and start: this is checked before it starts."""
+    probe = target / "pg_wal" / "drplan-probe"
+    proc = subprocess.run(
+        [*_as_owner(target), "sh", "-c", expand_command(command, file, str(probe))],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    probe.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise PostgresRestoreError(
+            f"the restored cluster's restore_command cannot fetch {file} as its owner"
+            f" (uid {os.stat(target).st_uid}): exit {proc.returncode}"
+            + (f": {lines[-1].removeprefix('drplan: ')}" if lines else ""),
+            hint="the server's user must be able to run drplan and read the plan and the"
+            " password file (--password-file); nothing was started",
+        )
 
 
 def server_running(target: Path) -> bool:

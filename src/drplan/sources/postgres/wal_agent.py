@@ -13,6 +13,7 @@ import contextlib
 import glob
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from drplan.sources.postgres.wal_archive import (
     segment_name,
     segment_number,
 )
-from drplan.sources.postgres.wal_spool import mark
+from drplan.sources.postgres.wal_spool import AGENT_STOP, mark
 from drplan.storage import StorageError
 
 IDLE_EXIT = 30.0  # seconds without work before the agent exits
@@ -54,13 +55,35 @@ def push_file(archives: list[NamedArchive], name: str, data: bytes) -> None:
         try:
             where.archive.push(name, data)
         except (DrplanError, StorageError, OSError) as exc:
-            raise DrplanError(f"location {where.location}: {_error_text(exc)}") from exc
+            failure = DrplanError(f"location {where.location}: {_error_text(exc)}")
+            failure.exit_code = exc.exit_code if isinstance(exc, DrplanError) else 1
+            raise failure from exc
+
+
+def stop_requested(spool: str, plan: str | None) -> Callable[[], bool]:
+    """Whether the agent should finish and exit: asked to (another command line needs the
+    spool), or its plan changed (new locations must get the WAL that follows)."""
+
+    def signature() -> tuple[int, int] | None:
+        try:
+            st = os.stat(plan) if plan else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    first = signature()
+    return lambda: os.path.exists(os.path.join(spool, AGENT_STOP)) or signature() != first
 
 
 def run_push_agent(
-    archives: list[NamedArchive], spool: str, *, idle_exit: float = IDLE_EXIT
+    archives: list[NamedArchive],
+    spool: str,
+    *,
+    idle_exit: float = IDLE_EXIT,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Archive what PostgreSQL marked ready and what was asked, until idle for ``idle_exit``."""
+    """Archive what PostgreSQL marked ready and what was asked, until idle for ``idle_exit``
+    or ``should_stop`` says so (work under way is finished first)."""
     wal_dir = os.path.dirname(spool)
     status_dir = os.path.join(wal_dir, "archive_status")
     busy: dict[str, Future[None]] = {}
@@ -75,7 +98,8 @@ def run_push_agent(
                 data = f.read()
             push_file(archives, name, data)
         except BaseException as exc:
-            mark(os.path.join(spool, name + ".error"), _error_text(exc))
+            code = exc.exit_code if isinstance(exc, DrplanError) else 1
+            mark(os.path.join(spool, name + ".error"), f"{code}\t{_error_text(exc)}")
         else:
             mark(os.path.join(spool, name + ".ok"))
         answered.add(name)
@@ -102,6 +126,9 @@ def run_push_agent(
         while True:
             for name in [n for n, f in busy.items() if f.done()]:
                 del busy[name]
+            if should_stop():
+                wait(list(busy.values()))
+                return
             for name, path in sorted(pending().items()):
                 if name not in busy:
                     answered.discard(name)
@@ -139,31 +166,37 @@ class _Fetcher:
         self.listed = time.monotonic()
 
     def fetch_one(self, name: str, asked: bool) -> None:
+        """Fetch into the spool. Only an asked-for file gets an answer marker (and its request
+        removed): a read-ahead that fails is simply not there, and is fetched again, asked."""
         target = os.path.join(self.spool, name)
         try:
             data, failures = _fetch_anywhere(self.archives, self.listing.get(name), name)
-            if data is None:
-                if failures:  # not found where we could look; elsewhere unknown: do not guess
-                    mark(target + ".error", "; ".join(failures))
-                elif asked:
-                    mark(target + ".missing")
-                return
-            temp = f"{target}.{os.getpid()}.tmp"
-            with open(temp, "wb") as f:
-                f.write(data)
-            os.replace(temp, target)
+            if data is None and not failures and name in self.listing:
+                self.refresh()  # listed, then gone (a .partial replaced): look again
+                data, failures = _fetch_anywhere(self.archives, self.listing.get(name), name)
+            if data is not None:
+                temp = f"{target}.{os.getpid()}.tmp"
+                with open(temp, "wb") as f:
+                    f.write(data)
+                os.replace(temp, target)
+            elif asked and failures:  # not where we could look; elsewhere unknown: no guess
+                mark(target + ".error", "; ".join(failures))
+            elif asked:
+                mark(target + ".missing")
         except BaseException as exc:
             if asked:
                 mark(target + ".error", _error_text(exc))
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target + ".req")
+            if asked:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target + ".req")
 
     def serve(self, pool: ThreadPoolExecutor, name: str) -> None:
-        """Answer one request, and start fetching the segments that follow it."""
+        """Answer one request (once a read-ahead of the same file is over), and start
+        fetching the segments that follow it."""
         if name in self.busy:
-            return
-        if name in self.handed and os.path.exists(os.path.join(self.spool, name)):
+            return  # asked while read ahead: answered on a later round, from its result
+        if os.path.exists(os.path.join(self.spool, name)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.spool, name + ".req"))
             return
@@ -187,17 +220,23 @@ def run_fetch_agent(
     spool: str,
     *,
     idle_exit: float = IDLE_EXIT,
+    should_stop: Callable[[], bool] = lambda: False,
     prefetch: int = PREFETCH,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
 ) -> None:
     """Serve recovery's requests until idle for ``idle_exit``, then clear the spool."""
     fetcher = _Fetcher(archives, spool, prefetch, segment_size)
+    _clear_spool(spool, answers=True)  # answers of an earlier agent may be stale now
     fetcher.refresh()
     last_work = time.monotonic()
     with ThreadPoolExecutor(FETCH_WORKERS, thread_name_prefix="drplan-wal-fetch") as pool:
         while True:
             for name in [n for n, f in fetcher.busy.items() if f.done()]:
                 del fetcher.busy[name]
+            if should_stop():
+                wait(list(fetcher.busy.values()))
+                _clear_spool(spool)
+                return
             requests = sorted(
                 os.path.basename(r)[: -len(".req")]
                 for r in glob.glob(os.path.join(glob.escape(spool), "*.req"))
@@ -232,11 +271,12 @@ def _fetch_anywhere(
     return None, failures
 
 
-def _clear_spool(spool: str) -> None:
-    """Files fetched ahead that recovery never asked for go; the spool itself stays for
-    the lock (an agent started meanwhile may hold it)."""
+def _clear_spool(spool: str, *, answers: bool = False) -> None:
+    """Files fetched ahead that recovery never asked for go (and, for a starting agent,
+    answers nobody took); requests stay, and the spool itself stays for the lock."""
     for leftover in glob.glob(os.path.join(glob.escape(spool), "*")):
         base = os.path.basename(leftover)
-        if base.endswith((".tmp",)) or SEGMENT.match(base) or base.endswith(".history"):
+        fetched = base.endswith(".tmp") or SEGMENT.match(base) or base.endswith(".history")
+        if fetched or (answers and base.endswith((".missing", ".error"))):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)

@@ -93,6 +93,10 @@ class WalArchive:
         """Store ``file``; False when the same file was stored already. A different file under
         the name raises WalConflictError: the archive never silently holds two histories."""
         check_name(file)
+        if file.endswith(".partial"):
+            # Partial segments are replaced, not conflicts: the stream ships one every few
+            # seconds, and a promoted standby archives its own for the same segment.
+            return self.push_partial(file.removesuffix(".partial"), data)
         digest = self._digest(data)
         name = f"{self.prefix}{file[:8]}/{file}.{digest}"
         stored = self.stored_as(file)

@@ -35,6 +35,8 @@ FETCH_SPOOL = "drplan-prefetch"
 AGENT_LOCK = "agent.lock"
 AGENT_ERROR = "agent.error"
 AGENT_LOG = "agent.log"
+AGENT_ARGS = "agent.args"  # the command line of the agent last started here
+AGENT_STOP = "agent.stop"  # asks the running agent to finish its work and exit
 WAIT_SECONDS = 600.0  # for one file, while an agent is alive
 AGENT_STARTS = 3  # agents started for one file before giving up
 # restore_command exit codes: 1 = not archived (PostgreSQL ends recovery or looks
@@ -130,8 +132,11 @@ def _push(call: WalCall) -> int:
     outcome = _await(call, spool, marker)
     if outcome == "ok":
         return 0
-    _say(f"archiving {name} failed: {outcome}")
-    return NOT_ARCHIVED
+    code, _, text = outcome.partition("\t")  # the agent's answer: "EXIT\tmessage"
+    if not (text and code.isdigit()):
+        code, text = str(NOT_ARCHIVED), outcome
+    _say(f"archiving {name} failed: {text}")
+    return int(code) or NOT_ARCHIVED
 
 
 def _fetch(call: WalCall) -> int:
@@ -161,6 +166,11 @@ def _fetch(call: WalCall) -> int:
 def _await(call: WalCall, spool: str, marker: str) -> str:
     """Wait for the agent's answer about one file: "ok", "missing", or why it failed."""
     ok = marker if call.action == "fetch" else marker + ".ok"
+    signature = "\n".join([call.action, *call.global_args, *call.options])
+    if _read(os.path.join(spool, AGENT_ARGS)) not in (None, signature) and _agent_alive(spool):
+        # An agent of another command line (the plan, system or password file changed in
+        # archive_command): it must not answer for this one.
+        mark(os.path.join(spool, AGENT_STOP))
     starts = 0
     started: Any = None  # the agent this call started, until it has the lock or exited
     deadline = time.monotonic() + WAIT_SECONDS
@@ -179,10 +189,12 @@ def _await(call: WalCall, spool: str, marker: str) -> str:
             pass  # still starting (or running): its lock may not be taken yet
         elif not _agent_alive(spool):
             failure = _take(os.path.join(spool, AGENT_ERROR))
-            if failure is not None:
-                return failure
+            if failure is not None and started is not None:
+                return failure  # from the agent this call started (an older one's is stale)
             if starts == AGENT_STARTS:
                 return f"the WAL agent keeps exiting; see {os.path.join(spool, AGENT_LOG)}"
+            _take(os.path.join(spool, AGENT_STOP))
+            mark(os.path.join(spool, AGENT_ARGS), signature)
             started = _start_agent(call, spool)
             starts += 1
             pause = 0.001
@@ -191,6 +203,14 @@ def _await(call: WalCall, spool: str, marker: str) -> str:
     return (
         f"no answer from the WAL agent in {WAIT_SECONDS:.0f}s; see {os.path.join(spool, AGENT_LOG)}"
     )
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
 
 
 def _agent_alive(spool: str) -> bool:

@@ -59,6 +59,7 @@ class Reach:
     last_segment: str | None  # the newest segment reachable without a gap
     last_time: datetime  # when that was archived (the base's stop time when none)
     gap: tuple[str, str] | None = None  # the first run of missing segments after it, if any
+    archived: bool = True  # False: the archive begins after it; it restores to its end only
 
 
 @dataclass
@@ -71,7 +72,9 @@ class Window:
 
     @property
     def start(self) -> datetime | None:
-        return min((stop_time(r.base) for r in self.reaches), default=None)
+        """The earliest point reachable with WAL after it (or the only base backup's end)."""
+        usable = [r for r in self.reaches if r.archived] or self.reaches
+        return min((stop_time(r.base) for r in usable), default=None)
 
     @property
     def end(self) -> datetime | None:
@@ -100,6 +103,7 @@ def recoverable_window(repo: Repository, system: str) -> Window:
     }
     window = Window(system, bases, files=files, segment_size=size)
     newest = max(by_number, default=-1)
+    oldest = min(by_number, default=-1)
     for base in bases:
         first = lsn_segment(str(base.source.get("stop_lsn", "0/0")), size)
         timeline = int(base.source.get("timeline", 1))
@@ -113,10 +117,15 @@ def recoverable_window(repo: Repository, system: str) -> Window:
             reach.last_time = max(reach.last_time, _when(partials[n]))
         if n <= newest:
             missing = gaps(by_number, n, newest)[0]
-            reach.gap = (
-                segment_name(timeline, missing[0], size),
-                segment_name(timeline, missing[1], size),
-            )
+            if missing[0] == first and missing[1] == oldest - 1:
+                # The archive begins after this backup (retention let older WAL go): it
+                # restores to its own end only, which is no hole in the archive.
+                reach.archived = False
+            else:
+                reach.gap = (
+                    segment_name(timeline, missing[0], size),
+                    segment_name(timeline, missing[1], size),
+                )
         window.reaches.append(reach)
     return window
 
@@ -133,7 +142,8 @@ def archive_state(repo: Repository, system: str, now: float) -> dict[str, Any]:
     newest = files[-1] if files else None
     first = min(by_number, default=0)
     if window.bases:  # each base backup carries the WAL to its end: the archive goes on
-        first = lsn_segment(str(window.bases[0].source.get("stop_lsn", "0/0")), window.segment_size)
+        stop = lsn_segment(str(window.bases[0].source.get("stop_lsn", "0/0")), window.segment_size)
+        first = max(first, stop)  # WAL retention may have let older WAL go
     holes = gaps(by_number, first, max(by_number)) if by_number else []
     timeline = newest.timeline if newest else 1
     return {

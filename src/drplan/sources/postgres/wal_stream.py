@@ -86,11 +86,22 @@ class WalStreamer:
     def run(self, stop: threading.Event) -> None:
         """Stream until ``stop`` is set, restarting pg_receivewal when it exits."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.create_slot()
         failures = 0
+        streamed = False
         while not stop.is_set():
             started = time.monotonic()
+            try:  # again before each start: after a failover the new primary has none
+                self.create_slot()
+            except DrplanError as exc:
+                if not streamed:
+                    raise  # never streamed: a setup problem to report, not to wait out
+                failures += 1
+                delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+                self.log(f"{exc.message}; trying again in {delay:.0f}s")
+                stop.wait(delay)
+                continue
             proc = self._start()
+            streamed = True
             self.log(f"pg_receivewal started (slot {self.slot})")
             self._supervise(proc, stop)
             if stop.is_set():
