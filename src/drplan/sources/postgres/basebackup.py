@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import IO
 
 from drplan import __version__, clock
@@ -220,6 +220,21 @@ def check_received(ident: BackupIdentity, received: dict[str, int], expected_sys
         )
 
 
+def _server_time(dsn: str, password: str | None, system: str) -> datetime:
+    """The server's clock, just after the backup ended: recovery targets are compared with
+    the server's commit times, so a skewed clock here must not decide which backup serves."""
+    from drplan.sources.postgres.cluster import ClusterError, connect  # noqa: PLC0415
+
+    try:
+        with connect(dsn, password, system) as conn:
+            row = conn.execute("select clock_timestamp()").fetchone()
+    except ClusterError:
+        row = None
+    if row is None or not isinstance(row[0], datetime):
+        return clock.now().astimezone(UTC)  # the backup stands; the bound is ours then
+    return row[0].astimezone(UTC)
+
+
 def lsn_value(lsn: str) -> int:
     """``16/B374D848`` as a number, to compare positions in the WAL."""
     high, _, low = lsn.partition("/")
@@ -378,7 +393,7 @@ def _stream_backup(
             "server_version": ready.info.version_num,
             # Consistent at stop_lsn no later than this: the earliest time a recovery from
             # this backup can stop at.
-            "stop_time": clock.now().astimezone(UTC).isoformat(),
+            "stop_time": _server_time(dsn, password, system).isoformat(),
             "wal_segment_size": int(ready.info.setting("wal_segment_size") or 16 * 1024 * 1024),
             "wal": "included",
         },

@@ -200,8 +200,15 @@ class _Fetcher:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.spool, name + ".req"))
             return
-        if name not in self.listing and time.monotonic() - self.listed > 1.0:
-            self.refresh()  # archived since the agent started (recovery of a live archive)
+        if (
+            SEGMENT.match(name)
+            and name not in self.listing
+            and time.monotonic() - self.listed > 1.0
+        ):
+            # Archived since the agent started (recovery of a live archive). Not for history
+            # files: recovery probes for ones that never existed, and listing a large
+            # archive for each would cost more than fetching straight away.
+            self.refresh()
         self.handed.add(name)
         self.busy[name] = pool.submit(self.fetch_one, name, True)
         if not SEGMENT.match(name):
