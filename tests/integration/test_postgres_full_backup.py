@@ -20,7 +20,7 @@ from drplan.sources.postgres.basebackup import BaseBackupError, base_backup, lat
 from drplan.sources.postgres.binaries import Binaries, find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
 from tests.conftest import Result, clean_plan, wait_until
-from tests.fixtures.postgres import PgCluster, _free_port
+from tests.fixtures.postgres import PgCluster, _free_port, give_to_server
 from tests.integration.conftest import open_repo
 
 Run = Callable[..., Result]
@@ -489,3 +489,66 @@ def test_a_backup_killed_halfway_leaves_no_snapshot_and_the_next_one_succeeds(
                  str(tmp_path / "restored"), "--repo", repo_dir)  # fmt: skip
     assert verify.code == 0, verify.err
     verify_backup(cluster, tmp_path / "restored")
+
+
+@pytest.mark.parametrize("pg_major", [18, 15], indirect=True)
+def test_a_cluster_with_a_tablespace_is_backed_up_and_restored_with_it(
+    run: Run,
+    repo_dir: str,
+    pg_cluster: Start,
+    tmp_path: Path,
+    pg_scratch: Path,
+    pg_major: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = pg_cluster()
+    original = pg_scratch / "ts-original"
+    original.mkdir()
+    give_to_server(original)
+    cluster.sql(f"create tablespace ts1 location '{original}'")
+    cluster.sql("create table r (id int) tablespace ts1")
+    cluster.sql("insert into r select generate_series(1, 1000)")
+    plan = tmp_path / "plan.yaml"
+    pg_plan(cluster, repo_dir, tmp_path)
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    full = run("--plan", str(plan), "backup", "db-full", "--json")
+    assert full.code == 0, full.err
+    (space,) = json.loads(full.out)["source"]["tablespaces"]
+    assert space["location"] == str(original)
+    cluster.sql("insert into r select generate_series(1001, 1500)")
+    incr = run("--plan", str(plan), "backup", "db-incr", "--json")
+    assert incr.code == 0, incr.err
+    expected = "incremental" if pg_major >= 17 else "full"  # 15: the fallback takes a full
+    assert json.loads(incr.out)["source"]["type"] == expected
+    checked = run("--plan", str(plan), "check", "postgres", "db", "--repo", "local")
+    assert checked.code == 0, checked.err  # stored files match the manifest, tablespace too
+    cluster.stop()
+    before = sorted(p.relative_to(original) for p in original.rglob("*"))
+
+    target, port = pg_scratch / "restored", _free_port()
+    unknown = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
+                  "--tablespace-map", f"{int(space['oid']) + 1}={pg_scratch / 'x'}")  # fmt: skip
+    assert unknown.code == 2
+    assert f"its tablespaces: {space['oid']}" in unknown.err
+    busy = pg_scratch / "busy-ts"
+    busy.mkdir()
+    (busy / "someone-elses").write_text("x")
+    refused = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
+                  "--tablespace-map", f"{space['oid']}={busy}")  # fmt: skip
+    assert refused.code == 2
+    assert f"{busy} is not empty" in refused.err
+    assert not target.exists()
+    restored = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
+                   "--to", json.loads(incr.out)["snapshot"][:12], "--start", "--port", str(port),
+                   "--json")  # fmt: skip
+    assert restored.code == 0, restored.err
+    placed = Path(json.loads(restored.out)["tablespaces"][space["oid"]])
+    assert placed == (pg_scratch / "restored.tablespaces" / space["oid"])
+    revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
+    try:
+        assert revived.sql("select count(*), max(id) from r") == [(1500, 1500)]
+        relation = str(revived.sql("select pg_relation_filepath('r')")[0][0])
+        assert (target / relation).resolve().is_relative_to(placed)
+    finally:
+        revived.stop()
+    assert sorted(p.relative_to(original) for p in original.rglob("*")) == before  # untouched

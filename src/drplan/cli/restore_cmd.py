@@ -20,6 +20,7 @@ from drplan.errors import (
     IntegrityError,
     RecoveryTargetError,
     RepositoryNotFoundError,
+    UsageError,
 )
 from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.storage import StorageError
@@ -145,6 +146,13 @@ def restore_command(
 )
 @click.option("--force", is_flag=True, help="Empty a non-empty --target-dir first.")
 @click.option(
+    "--tablespace-map",
+    "tablespace_map",
+    multiple=True,
+    metavar="OID=DIR",
+    help="Where a tablespace goes (default DIR.tablespaces/OID beside --target-dir).",
+)
+@click.option(
     "--start", is_flag=True, help="Start the restored cluster and wait until recovery ends."
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=5433, show_default=True)
@@ -157,6 +165,7 @@ def postgres_command(
     target_dir: str,
     point: str,
     force: bool,
+    tablespace_map: tuple[str, ...],
     start: bool,
     port: int,
     repo_ref: str | None,
@@ -176,6 +185,7 @@ def postgres_command(
     )
 
     target = parse_target(point)
+    spaces = _tablespace_map(tablespace_map)
     plan_file = settings.load()
     system_name, system = postgres_system(plan_file.plan, system_name)
     # Without --repo, the locations of the system's jobs in plan order: the first that can
@@ -194,9 +204,8 @@ def postgres_command(
         try:
             with open_repo(settings, ref, password_file, operation="restore") as repo:
                 fetch = _restore_command(plan_file.path, system_name, ref, password_file)
-                rebuilt = _rebuild(repo, system, system_name, target, fetch)(
-                    Path(target_dir), force
-                )
+                rebuild = _rebuild(repo, system, system_name, target, fetch)
+                rebuilt = rebuild(Path(target_dir), force, spaces)
                 result, binaries, note = rebuilt.result, rebuilt.binaries, rebuilt.note
             break
         except RecoveryTargetError as exc:
@@ -257,6 +266,7 @@ def _report_restore(
                 "stop_lsn": result.stop_lsn,
                 "timeline": result.timeline,
                 "seconds": result.seconds,
+                "tablespaces": {oid: str(p) for oid, p in result.tablespaces.items()},
                 "started_port": result.started_port,
                 "reached": None
                 if reached is None
@@ -277,6 +287,8 @@ def _report_restore(
         f" in {ref}), verified with pg_verifybackup, consistent at {result.stop_lsn}"
         f" in {result.seconds:.1f}s; recovers to {target.describe()}"
     )
+    for oid, place in result.tablespaces.items():
+        click.echo(f"tablespace {oid} restored to {place}")
     if note:
         click.echo(f"note: {note}", err=True)
     if reached is not None:
@@ -285,6 +297,19 @@ def _report_restore(
             f"started on port {port}: recovery reached {reached.lsn or result.stop_lsn}, last"
             f" transaction {when}, now on timeline {reached.timeline or '?'}"
         )
+
+
+def _tablespace_map(items: tuple[str, ...]) -> dict[str, Path]:
+    mapping = {}
+    for item in items:
+        oid, sep, place = item.partition("=")
+        if not sep or not oid.isdigit() or not place:
+            raise UsageError(
+                f"--tablespace-map {item!r} is not OID=DIR",
+                hint="e.g. --tablespace-map 16384=/srv/ts1",
+            )
+        mapping[oid] = Path(place)
+    return mapping
 
 
 def _reach(
@@ -310,7 +335,7 @@ class _Rebuilt:
 
 def _rebuild(
     repo: Repository, system: PostgresSystem, system_name: str, target: Target, fetch: str
-) -> Callable[[Path, bool], _Rebuilt]:
+) -> Callable[[Path, bool, dict[str, Path]], _Rebuilt]:
     """Choose the chain for ``target`` in ``repo`` (raising before anything is written when
     the location cannot reach it), and return the step that rebuilds it."""
     from drplan.recovery.pitr import chain_for, choose_base, recovery_settings  # noqa: PLC0415
@@ -338,8 +363,10 @@ def _rebuild(
     major = int(chain[-1].source.get("server_version", 0)) // 10000
     binaries = find_binaries(system.bin_dir, major)
 
-    def rebuild(target_dir: Path, force: bool) -> _Rebuilt:
-        result = restore_cluster(repo, binaries, chain, target_dir, force=force, recovery=recovery)
+    def rebuild(target_dir: Path, force: bool, spaces: dict[str, Path]) -> _Rebuilt:
+        result = restore_cluster(
+            repo, binaries, chain, target_dir, force=force, recovery=recovery, tablespaces=spaces
+        )
         return _Rebuilt(result, binaries, note, probe)
 
     return rebuild

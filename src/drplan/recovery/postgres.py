@@ -30,6 +30,7 @@ from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.binaries import Binaries
+from drplan.sources.postgres.protocol import TABLESPACES_DIR
 
 START_TIMEOUT = 600  # seconds to wait for a started cluster to accept connections
 
@@ -50,6 +51,7 @@ class ClusterRestore:
     timeline: int
     seconds: float = 0.0
     started_port: int | None = None
+    tablespaces: dict[str, Path] = field(default_factory=dict)  # oid -> where it went
     warnings: list[str] = field(default_factory=list)
 
 
@@ -107,6 +109,26 @@ def _check_target(target: Path, force: bool) -> None:
         shutil.rmtree(target)
 
 
+def tablespace_places(
+    target: Path, snapshot: Snapshot, mapping: dict[str, Path] | None
+) -> dict[str, Path]:
+    """Where each tablespace of the backup goes: as mapped (by oid), else beside the data
+    directory in ``<target>.tablespaces/<oid>`` (never its original place: that may
+    belong to a server still running)."""
+    mapping = mapping or {}
+    spaces = [str(t["oid"]) for t in snapshot.source.get("tablespaces") or []]
+    unknown = sorted(set(mapping) - set(spaces))
+    if unknown:
+        raise UsageError(
+            f"--tablespace-map names {', '.join(unknown)}, which the backup has no tablespace of",
+            hint=f"its tablespaces: {', '.join(spaces) or 'none'}",
+        )
+    return {
+        oid: mapping.get(oid, target.parent / f"{target.name}.tablespaces" / oid).resolve()
+        for oid in spaces
+    }
+
+
 def restore_cluster(
     repo: Repository,
     binaries: Binaries,
@@ -115,39 +137,49 @@ def restore_cluster(
     *,
     force: bool = False,
     recovery: str | None = None,
+    tablespaces: dict[str, Path] | None = None,
 ) -> ClusterRestore:
     """Rebuild the cluster of ``chain`` in ``target`` and verify it (not started). It
     recovers, when started, as ``recovery`` (postgresql.auto.conf lines) says, by default
-    to the end of the newest base backup."""
+    to the end of the newest base backup. Tablespaces go where ``tablespace_places`` says."""
     started = time.monotonic()
     target = target.resolve()
-    _check_target(target, force)
+    places = tablespace_places(target, chain[-1], tablespaces)
+    for place in [target, *places.values()]:
+        _check_target(place, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
     done = False
     try:
         if len(chain) == 1:
             _restore_one(repo, chain[0], target)
+            _place_tablespaces(target, places)
             owner = os.stat(target / "PG_VERSION")
         else:
             parts = []
             for snapshot in chain:
                 part = staging / snapshot.short_id
                 _restore_one(repo, snapshot, part)
+                # Each input of pg_combinebackup links its own copy of each tablespace.
+                staged = {oid: staging / f"{snapshot.short_id}.ts" / oid for oid in places}
+                _place_tablespaces(part, staged)
                 parts.append(str(part))
             owner = os.stat(Path(parts[-1]) / "PG_VERSION")  # as backed up, before combining
+            relocate = [f"--tablespace-mapping={staged[oid]}={places[oid]}" for oid in places]
             _run(
-                [binaries.tool("pg_combinebackup"), "--link", *parts, "-o", str(target)],
+                [binaries.tool("pg_combinebackup"), "--link", *relocate, *parts, "-o", str(target)],
                 "pg_combinebackup",
             )
         _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
-        _own(target, owner.st_uid, owner.st_gid)
+        for place in [target, *places.values()]:
+            _own(place, owner.st_uid, owner.st_gid)
         _promote_on_start(target, recovery or RECOVERY_SETTINGS)
         done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not done:  # an unverified cluster must not be left for someone to start
-            shutil.rmtree(target, ignore_errors=True)
+            for place in [target, *places.values()]:
+                shutil.rmtree(place, ignore_errors=True)
     last = chain[-1]
     return ClusterRestore(
         chain,
@@ -155,7 +187,28 @@ def restore_cluster(
         str(last.source.get("stop_lsn", "")),
         int(last.source.get("timeline", 1)),
         round(time.monotonic() - started, 3),
+        tablespaces=places,
     )
+
+
+def _place_tablespaces(data: Path, places: dict[str, Path]) -> None:
+    """Move each tablespace out of the restored tree to its place, and point
+    ``pg_tblspc/<oid>`` at it."""
+    held = data / TABLESPACES_DIR
+    for oid, place in places.items():
+        source = held / oid
+        if not source.is_dir():
+            raise PostgresRestoreError(f"the backup holds no files of tablespace {oid}")
+        place.parent.mkdir(parents=True, exist_ok=True)
+        if place.exists():
+            place.rmdir()  # checked empty before anything was written
+        shutil.move(str(source), str(place))
+        link = data / "pg_tblspc" / oid
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.parent.mkdir(exist_ok=True)
+        os.symlink(place, link)
+    shutil.rmtree(held, ignore_errors=True)
 
 
 def _restore_one(repo: Repository, snapshot: Snapshot, into: Path) -> None:

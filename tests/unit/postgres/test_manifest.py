@@ -42,3 +42,13 @@ def test_a_backup_of_another_cluster_is_refused() -> None:
     with pytest.raises(BaseBackupError, match="comes from cluster 8"):
         check_received(identity(kept([], sysid=8)), {}, "7")
     check_received(identity(kept([], sysid=None)), {}, "7")  # PostgreSQL 13-16 do not say
+
+
+def test_tablespaces_on_servers_before_15_are_named_as_the_problem() -> None:
+    from drplan.sources.postgres.cluster import ServerInfo, problems  # noqa: PLC0415
+
+    settings = {"wal_level": "replica", "max_wal_senders": "10", "archive_mode": "on"}
+    old = ServerInfo(140010, "1", 1, "postgres", True, False, tablespaces=2, settings=settings)
+    assert any("2 tablespace(s)" in p and "15 or later" in p for p in problems(old, "full"))
+    new = ServerInfo(150004, "1", 1, "postgres", True, False, tablespaces=2, settings=settings)
+    assert problems(new, "full") == []

@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 from drplan import __version__, clock
@@ -41,6 +42,7 @@ from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot, Summary
 from drplan.repo.tree import Node, valid_name
+from drplan.sources.postgres import protocol
 from drplan.sources.postgres.cluster import Preflight, ServerInfo
 
 MANIFEST = "backup_manifest"
@@ -88,13 +90,18 @@ class _TreeBuilder:
             here = child
         return here
 
-    def add(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def add(
+        self, member: tarfile.TarInfo, tar: tarfile.TarFile, place: str = "", prefix: str = ""
+    ) -> None:
+        """Store one member, at ``place`` + its name in the snapshot (a tablespace's archive
+        goes apart from the main one); the manifest calls it ``prefix`` + its name."""
         path = member.name.removeprefix("./").strip("/")
-        parts = [os.fsencode(p) for p in path.split("/")] if path and path != "." else []
-        if not parts:
+        if not path or path == ".":
             return
-        if not all(valid_name(p) for p in parts):
+        if not all(valid_name(os.fsencode(p)) for p in path.split("/")):
             raise BaseBackupError(f"pg_basebackup sent an unsafe path {member.name!r}")
+        manifest_path, path = prefix + path, place + path
+        parts = [os.fsencode(p) for p in path.split("/")]
         node = Node(
             name=parts[-1],
             type="file",
@@ -121,13 +128,29 @@ class _TreeBuilder:
             stream = tar.extractfile(member)
             assert stream is not None
             node.content, node.size = self._store(stream, member.size, path)
-            self.files[path] = node.size
+            self.files[manifest_path] = node.size
             self.summary.files_new += 1
             self.summary.bytes_read += node.size
             self.summary.bytes_total += node.size
         else:
             return  # pg_basebackup sends files, directories and symlinks only
         parent.children[parts[-1]] = node
+
+    def add_file(self, name: str, data: bytes) -> None:
+        """A file at the root that arrived outside the tar (the manifest, over the protocol)."""
+        self.kept[name] = data
+        content = [self.repo.save_blob(DATA, data)[0]] if data else []
+        self.root.children[os.fsencode(name)] = Node(
+            name=os.fsencode(name),
+            type="file",
+            mode=0o600,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            mtime_ns=time.time_ns(),
+            content=content,
+            size=len(data),
+        )
+        self.files[name] = len(data)
 
     def _store(self, stream: IO[bytes], size: int, path: str) -> tuple[list[bytes], int]:
         if path in (LABEL_FILE, MANIFEST):
@@ -296,21 +319,16 @@ def base_backup(
         )
 
 
-def _stream_backup(
-    repo: Repository,
+def _run_pg_basebackup(
+    builder: _TreeBuilder,
     ready: Preflight,
     dsn: str,
     password: str | None,
+    label: str,
+    parent_manifest: str | None,
     system: str,
-    job: str | None,
-    tags: list[str],
-    host: str | None,
-    parent: Snapshot | None,
-    manifest: str,
-) -> Snapshot:
-    started, start_time = time.monotonic(), clock.now()
-    added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
-    label = f"drplan {system} {clock.rfc3339(start_time)}"
+) -> None:
+    """pg_basebackup's tar stream, member by member, into ``builder``."""
     env = dict(os.environ)
     if password is not None:
         env["PGPASSWORD"] = password  # the environment, never the command line
@@ -329,13 +347,12 @@ def _stream_backup(
         "--label",
         label,
     ]
-    if parent is not None:
-        argv += ["--incremental", manifest]
+    if parent_manifest is not None:
+        argv += ["--incremental", parent_manifest]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     errors: list[bytes] = []
     drain = threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True)
     drain.start()
-    builder = _TreeBuilder(repo)
     broken: tarfile.TarError | None = None
     try:
         assert proc.stdout is not None
@@ -362,6 +379,57 @@ def _stream_backup(
         raise BaseBackupError(
             f"system {system}: pg_basebackup failed (exit {code}): {reason}",
             hint="the cluster's log may say more; nothing was saved as a backup",
+        )
+
+
+def _receive_archives(
+    builder: _TreeBuilder,
+    dsn: str,
+    password: str | None,
+    label: str,
+    parent_manifest: bytes | None,
+    system: str,
+) -> list[dict[str, str]]:
+    """A cluster with tablespaces, over the replication protocol (see ``protocol``); the
+    tablespaces stored, by oid and location."""
+    try:
+        received = protocol.receive(dsn, password, label, parent_manifest, builder.add)
+    except tarfile.TarError as exc:
+        raise BaseBackupError(
+            f"system {system}: the base backup stream broke off ({exc})"
+        ) from None
+    except protocol.ProtocolError as exc:
+        raise BaseBackupError(
+            f"system {system}: {exc.message}",
+            hint="the cluster's log may say more; nothing was saved as a backup",
+        ) from None
+    builder.add_file(MANIFEST, received.manifest)
+    return received.tablespaces
+
+
+def _stream_backup(
+    repo: Repository,
+    ready: Preflight,
+    dsn: str,
+    password: str | None,
+    system: str,
+    job: str | None,
+    tags: list[str],
+    host: str | None,
+    parent: Snapshot | None,
+    manifest: str,
+) -> Snapshot:
+    started, start_time = time.monotonic(), clock.now()
+    added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
+    label = f"drplan {system} {clock.rfc3339(start_time)}"
+    builder = _TreeBuilder(repo)
+    tablespaces: list[dict[str, str]] = []
+    if ready.info.tablespaces:
+        parent_manifest = Path(manifest).read_bytes() if parent is not None else None
+        tablespaces = _receive_archives(builder, dsn, password, label, parent_manifest, system)
+    else:
+        _run_pg_basebackup(
+            builder, ready, dsn, password, label, manifest if parent else None, system
         )
     ident = identity(builder.kept)
     check_received(ident, builder.files, ready.info.system_identifier)
@@ -396,6 +464,7 @@ def _stream_backup(
             "stop_time": _server_time(dsn, password, system).isoformat(),
             "wal_segment_size": int(ready.info.setting("wal_segment_size") or 16 * 1024 * 1024),
             "wal": "included",
+            "tablespaces": tablespaces,
         },
         summary=builder.summary,
         program=f"drplan {__version__}",

@@ -16,6 +16,7 @@ from drplan.repo.browse import walk
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.basebackup import MANIFEST, read_manifest
+from drplan.sources.postgres.protocol import TABLESPACES_DIR
 from drplan.sources.postgres.wal_archive import WalArchive
 from drplan.sources.postgres.wal_status import Window, fmt_time, recoverable_window
 
@@ -63,11 +64,18 @@ def manifest_mismatches(repo: Repository, snapshot: Snapshot) -> list[str]:
         message = exc.message if isinstance(exc, DrplanError) else f"unreadable ({exc})"
         return [f"{MANIFEST}: {message}"]
     stored = {
-        path.lstrip("/"): node.size
+        _manifest_name(path.lstrip("/")): node.size
         for path, node in walk(repo, snapshot.tree)
         if node.type == "file"
     }
     return [p for p, size in listed.items() if stored.get(p) != size]
+
+
+def _manifest_name(path: str) -> str:
+    """How the manifest names a stored file (tablespaces are stored apart, see protocol)."""
+    if path.startswith(TABLESPACES_DIR + "/"):
+        return "pg_tblspc/" + path.removeprefix(TABLESPACES_DIR + "/")
+    return path
 
 
 def check_system(repo: Repository, system: str, *, read_wal: bool = False) -> PostgresCheck:

@@ -13,6 +13,7 @@ import psycopg
 
 from drplan.errors import SourceError
 from drplan.sources.postgres.binaries import Binaries, BinariesError, find_binaries
+from drplan.sources.postgres.protocol import PROTOCOL_SINCE
 
 SUPPORTED = range(13, 19)  # major versions
 INCREMENTAL_SINCE = 17
@@ -43,6 +44,7 @@ class ServerInfo:
     can_replicate: bool
     in_recovery: bool
     current_lsn: str = "0/0"  # where WAL is written now (where it is replayed, in recovery)
+    tablespaces: int = 0  # user tablespaces (besides pg_default and pg_global)
     settings: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -88,6 +90,9 @@ def server_info(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
             " pg_control_checkpoint()) else ('x' || substr(pg_walfile_name("
             "pg_current_wal_lsn()), 1, 8))::bit(32)::int end"
         ).fetchone()
+        spaces = cur.execute(
+            "select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global')"
+        ).fetchone()
         lsn = cur.execute(
             "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn()"
             " else pg_current_wal_lsn() end::text"
@@ -100,6 +105,7 @@ def server_info(conn: psycopg.Connection[tuple[object, ...]]) -> ServerInfo:
         can_replicate=bool(row[3]),
         in_recovery=bool(row[1]),
         current_lsn=str(lsn[0]) if lsn and lsn[0] else "0/0",
+        tablespaces=int(str(spaces[0])) if spaces else 0,
         settings=settings,
     )
 
@@ -128,6 +134,11 @@ def problems(info: ServerInfo, purpose: Purpose) -> list[str]:
         )
     if purpose == "incremental":
         found += incremental_problems(info)
+    if purpose != "wal" and info.tablespaces and info.major < PROTOCOL_SINCE:
+        found.append(
+            f"the cluster has {info.tablespaces} tablespace(s): drplan backs those up on"
+            f" PostgreSQL {PROTOCOL_SINCE} or later (this server is {info.major})"
+        )
     return found
 
 
