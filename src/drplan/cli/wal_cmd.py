@@ -109,6 +109,8 @@ def agent_command(
             exc.message + (f"; {exc.hint}" if exc.hint else ""),
         )
         raise
+    pid_file = os.path.join(spool, wal_spool.AGENT_PID)
+    wal_spool.mark(pid_file, str(os.getpid()))  # drplan-wal-push waits while this one lives
     print(f"{datetime.now(UTC).isoformat()} agent {action} started", file=sys.stderr)
     stop = wal_agent.stop_requested(spool, settings.load().path)
     if action == "push":

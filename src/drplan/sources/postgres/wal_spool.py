@@ -37,6 +37,7 @@ AGENT_ERROR = "agent.error"
 AGENT_LOG = "agent.log"
 AGENT_ARGS = "agent.args"  # the command line of the agent last started here
 AGENT_STOP = "agent.stop"  # asks the running agent to finish its work and exit
+AGENT_PID = "agent.pid"  # the running agent's process id (for the shell script)
 WAIT_SECONDS = 600.0  # for one file, while an agent is alive
 AGENT_STARTS = 3  # agents started for one file before giving up
 # restore_command exit codes: 1 = not archived (PostgreSQL ends recovery or looks
