@@ -79,6 +79,8 @@ class _Archive:
     def read(self, size: int = -1) -> bytes:
         while not self.ended and (size < 0 or len(self.buffer) < size):
             message = self.messages.next()
+            if message is not None and message[:1] == b"p":
+                continue  # progress, sent between data messages of an archive
             if message is None or message[:1] != b"d":
                 if message is not None:
                     self.messages.push_back(message)
