@@ -537,6 +537,10 @@ def test_a_cluster_with_a_tablespace_is_backed_up_and_restored_with_it(
                   "--tablespace-map", f"{space['oid']}={busy}")  # fmt: skip
     assert refused.code == 2
     assert f"{busy} is not empty" in refused.err
+    forced = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
+                 "--tablespace-map", f"{space['oid']}={busy}", "--force")  # fmt: skip
+    assert forced.code == 2  # --force never empties a tablespace directory
+    assert (busy / "someone-elses").read_text() == "x"
     assert not target.exists()
     restored = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
                    "--to", json.loads(incr.out)["snapshot"][:12], "--start", "--port", str(port),
@@ -552,3 +556,36 @@ def test_a_cluster_with_a_tablespace_is_backed_up_and_restored_with_it(
     finally:
         revived.stop()
     assert sorted(p.relative_to(original) for p in original.rglob("*")) == before  # untouched
+
+
+def test_an_incremental_after_create_tablespace_restores_from_a_full_without_it(
+    run: Run,
+    repo_dir: str,
+    pg_cluster: Start,
+    tmp_path: Path,
+    pg_scratch: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = pg_cluster()
+    plan = tmp_path / "plan.yaml"
+    pg_plan(cluster, repo_dir, tmp_path)
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    assert run("--plan", str(plan), "backup", "db-full").code == 0  # no tablespace yet
+    original = pg_scratch / "ts-new"
+    original.mkdir()
+    give_to_server(original)
+    cluster.sql(f"create tablespace ts2 location '{original}'")
+    cluster.sql("create table r tablespace ts2 as select generate_series(1, 700) id")
+    incr = run("--plan", str(plan), "backup", "db-incr", "--json")
+    assert incr.code == 0, incr.err
+    assert json.loads(incr.out)["source"]["type"] == "incremental"
+    cluster.stop()
+    target, port = pg_scratch / "restored", _free_port()
+    restored = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
+                   "--to", json.loads(incr.out)["snapshot"][:12], "--start", "--port", str(port))  # fmt: skip
+    assert restored.code == 0, restored.err
+    revived = PgCluster(target, port, cluster.password, cluster.bin_dir, cluster.run_as)
+    try:
+        assert revived.sql("select count(*) from r") == [(700,)]
+    finally:
+        revived.stop()

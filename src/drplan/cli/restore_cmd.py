@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from drplan.recovery.pitr import Reached, Target
     from drplan.recovery.postgres import ClusterRestore
     from drplan.repo.repository import Repository
+    from drplan.repo.snapshot import Snapshot
     from drplan.sources.postgres.binaries import Binaries
 
 
@@ -230,6 +231,7 @@ def postgres_command(
     if start:
         from drplan.recovery.pitr import wait_for_recovery  # noqa: PLC0415
 
+        _refuse_replayed_tablespaces(rebuilt.created_later)
         if rebuilt.probe:
             probe_fetch(result.target, fetch, rebuilt.probe)
         log = start_cluster(binaries, result.target, port)
@@ -299,6 +301,33 @@ def _report_restore(
         )
 
 
+def _created_after(base: Snapshot, bases: list[Snapshot]) -> dict[str, str]:
+    """Tablespaces later base backups have and ``base`` has not: WAL replay will create
+    them, at their original locations (PostgreSQL offers no mapping for that)."""
+    known = {str(t["oid"]) for t in base.source.get("tablespaces") or []}
+    later: dict[str, str] = {}
+    for other in bases:
+        if other.time > base.time:
+            for space in other.source.get("tablespaces") or []:
+                if str(space["oid"]) not in known:
+                    later[str(space["oid"])] = str(space["location"])
+    return later
+
+
+def _refuse_replayed_tablespaces(created: dict[str, str]) -> None:
+    from drplan.recovery.postgres import PostgresRestoreError  # noqa: PLC0415
+
+    present = {oid: place for oid, place in created.items() if Path(place).exists()}
+    if present:
+        oid, place = next(iter(present.items()))
+        raise PostgresRestoreError(
+            f"recovery would replay the creation of tablespace {oid} at {place}, which exists"
+            " on this host (a live cluster's?) and which replay would empty: not started",
+            hint="restore to a point before it was created, or start the cluster on a host"
+            " without that directory",
+        )
+
+
 def _tablespace_map(items: tuple[str, ...]) -> dict[str, Path]:
     mapping = {}
     for item in items:
@@ -331,6 +360,7 @@ class _Rebuilt:
     binaries: Binaries
     note: str | None
     probe: str | None  # an archived WAL file recovery will fetch first, if it replays WAL
+    created_later: dict[str, str]  # tablespaces (oid: location) made after the base backup
 
 
 def _rebuild(
@@ -346,6 +376,7 @@ def _rebuild(
     recovery = None
     note = None
     probe = None
+    created_later: dict[str, str] = {}
     if target.kind == "snapshot":
         chain = choose_chain(repo, system_name, target.value)
     else:
@@ -360,6 +391,7 @@ def _rebuild(
             chain = chain_for(reach, window.bases)
             recovery = recovery_settings(target, fetch)
             probe = reach.last_segment
+            created_later = _created_after(chain[-1], window.bases)
     major = int(chain[-1].source.get("server_version", 0)) // 10000
     binaries = find_binaries(system.bin_dir, major)
 
@@ -367,7 +399,7 @@ def _rebuild(
         result = restore_cluster(
             repo, binaries, chain, target_dir, force=force, recovery=recovery, tablespaces=spaces
         )
-        return _Rebuilt(result, binaries, note, probe)
+        return _Rebuilt(result, binaries, note, probe, created_later)
 
     return rebuild
 

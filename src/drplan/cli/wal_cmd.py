@@ -7,6 +7,7 @@ agent they start do.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -113,10 +114,14 @@ def agent_command(
     wal_spool.mark(pid_file, str(os.getpid()))  # drplan-wal-push waits while this one lives
     print(f"{datetime.now(UTC).isoformat()} agent {action} started", file=sys.stderr)
     stop = wal_agent.stop_requested(spool, settings.load().path)
-    if action == "push":
-        wal_agent.run_push_agent(archives, spool, should_stop=stop)
-    else:
-        wal_agent.run_fetch_agent(archives, spool, should_stop=stop)
+    try:
+        if action == "push":
+            wal_agent.run_push_agent(archives, spool, should_stop=stop)
+        else:
+            wal_agent.run_fetch_agent(archives, spool, should_stop=stop)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pid_file)  # the shell script stops waiting for this one
 
 
 @wal_group.command("stream")

@@ -87,6 +87,8 @@ def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> lis
 
 
 def _check_target(target: Path, force: bool) -> None:
+    """Refuse a target in use, a mount point, or (without ``force``) a non-empty one.
+    Nothing is deleted here: see ``_empty``."""
     if target.exists() and os.path.ismount(target):
         raise UsageError(
             f"{target} is a mount point: restore into a directory inside it",
@@ -101,11 +103,26 @@ def _check_target(target: Path, force: bool) -> None:
             f" {target}",
             hint="choose another --target-dir, or stop that server and remove its postmaster.pid",
         )
+    if target.exists() and any(target.iterdir()) and not force:
+        raise UsageError(
+            f"{target} is not empty", hint="choose an empty --target-dir, or pass --force"
+        )
+
+
+def _check_tablespace_place(place: Path, original: str) -> None:
+    """A tablespace's place must be empty or absent: ``--force`` never empties one (no
+    postmaster.pid tells that a tablespace is in use), and never its original location
+    when that holds anything (a live cluster's tablespace, on this host)."""
+    if place.exists() and any(place.iterdir()):
+        where = " (its original location)" if str(place) == original else ""
+        raise UsageError(
+            f"tablespace directory {place}{where} is not empty",
+            hint="map it to an empty directory with --tablespace-map OID=DIR",
+        )
+
+
+def _empty(target: Path) -> None:
     if target.exists() and any(target.iterdir()):
-        if not force:
-            raise UsageError(
-                f"{target} is not empty", hint="choose an empty --target-dir, or pass --force"
-            )
         shutil.rmtree(target)
 
 
@@ -145,8 +162,14 @@ def restore_cluster(
     started = time.monotonic()
     target = target.resolve()
     places = tablespace_places(target, chain[-1], tablespaces)
-    for place in [target, *places.values()]:
-        _check_target(place, force)
+    originals = {
+        str(t["oid"]): str(t["location"]) for t in chain[-1].source.get("tablespaces") or []
+    }
+    _check_target(target, force)
+    for oid, place in places.items():
+        _check_target(place, False)
+        _check_tablespace_place(place, originals.get(oid, ""))
+    _empty(target)  # only now that every place is known to be acceptable
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
     done = False
@@ -160,16 +183,24 @@ def restore_cluster(
             for snapshot in chain:
                 part = staging / snapshot.short_id
                 _restore_one(repo, snapshot, part)
-                # Each input of pg_combinebackup links its own copy of each tablespace.
+                # Each input of pg_combinebackup links its own copy of each tablespace; an
+                # older one taken before a tablespace existed has none (the newest, which
+                # pg_combinebackup takes the tablespace's files from, has them all).
                 staged = {oid: staging / f"{snapshot.short_id}.ts" / oid for oid in places}
-                _place_tablespaces(part, staged)
+                _place_tablespaces(part, staged, required=snapshot is chain[-1])
                 parts.append(str(part))
             owner = os.stat(Path(parts[-1]) / "PG_VERSION")  # as backed up, before combining
-            relocate = [f"--tablespace-mapping={staged[oid]}={places[oid]}" for oid in places]
+            relocate = [
+                f"--tablespace-mapping={_escape(staged[oid])}={_escape(places[oid])}"
+                for oid in places
+            ]
+            # Hard links need one file system: a tablespace mapped elsewhere is copied.
+            same = all(_device(place) == _device(staging) for place in places.values())
             _run(
-                [binaries.tool("pg_combinebackup"), "--link", *relocate, *parts, "-o", str(target)],
+                [binaries.tool("pg_combinebackup"), "--link" if same else "--copy", *relocate,
+                 *parts, "-o", str(target)],
                 "pg_combinebackup",
-            )
+            )  # fmt: skip
         _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
         for place in [target, *places.values()]:
             _own(place, owner.st_uid, owner.st_gid)
@@ -191,15 +222,31 @@ def restore_cluster(
     )
 
 
-def _place_tablespaces(data: Path, places: dict[str, Path]) -> None:
+def _device(path: Path) -> int:
+    """The file system ``path`` is (or will be) on: that of its nearest existing ancestor."""
+    while not path.exists():
+        path = path.parent
+    return os.stat(path).st_dev
+
+
+def _escape(path: Path) -> str:
+    """A path in pg_combinebackup's OLDDIR=NEWDIR (an = inside is written \\=)."""
+    return str(path).replace("=", "\\=")
+
+
+def _place_tablespaces(data: Path, places: dict[str, Path], *, required: bool = True) -> None:
     """Move each tablespace out of the restored tree to its place, and point
     ``pg_tblspc/<oid>`` at it."""
     held = data / TABLESPACES_DIR
     for oid, place in places.items():
         source = held / oid
         if not source.is_dir():
+            if not required:
+                continue
             raise PostgresRestoreError(f"the backup holds no files of tablespace {oid}")
-        place.parent.mkdir(parents=True, exist_ok=True)
+        if not place.parent.exists():
+            place.parent.mkdir(parents=True)
+            place.parent.chmod(0o711)  # the server's user must reach its tablespace
         if place.exists():
             place.rmdir()  # checked empty before anything was written
         shutil.move(str(source), str(place))
@@ -257,8 +304,17 @@ RECOVERY_KEYS = frozenset(
         "recovery_target_timeline",
         "recovery_target_xid",
         "archive_mode",
+        "primary_conninfo",
+        "primary_slot_name",
     }
 )
+
+
+def _setting_name(line: str) -> str:
+    """The setting a configuration line sets (``name = value`` or ``name value``)."""
+    return line.split("=", 1)[0].strip().split(None, 1)[0].lower() if line.strip() else ""
+
+
 NO_ARCHIVING = """
 # Added by drplan restore: a restored copy must not archive into the archive of the
 # cluster it came from (its new timeline would become part of that history). When
@@ -272,11 +328,14 @@ def _promote_on_start(target: Path, settings: str) -> None:
     # in base backups (the sockets themselves do not) and would stop this one starting.
     for stale in target.glob(".s.PGSQL.*.lock"):
         stale.unlink()
+    # A backup of a standby carries standby.signal, which would win over recovery.signal:
+    # the copy would follow production as a replica instead of recovering to its target.
+    (target / "standby.signal").unlink(missing_ok=True)
     auto = target / "postgresql.auto.conf"
     kept = [
         line
         for line in (auto.read_text(encoding="utf-8").splitlines() if auto.exists() else [])
-        if line.split("=", 1)[0].strip().lower() not in RECOVERY_KEYS
+        if _setting_name(line) not in RECOVERY_KEYS
     ]
     auto.write_text("\n".join(kept) + "\n" + settings + NO_ARCHIVING, encoding="utf-8")
     (target / "recovery.signal").touch()
@@ -386,8 +445,8 @@ def probe_fetch(target: Path, command: str, file: str) -> None:
     reachable by that user, no password for it) would take the failure for the end of
     the archive, end recovery early and start: this is checked before it starts."""
     probe = target / "pg_wal" / "drplan-probe"
-    proc = subprocess.run(
-        [*_as_owner(target), "sh", "-c", expand_command(command, file, str(probe))],
+    proc = subprocess.run(  # relative, as PostgreSQL passes %p: the target may have spaces
+        [*_as_owner(target), "sh", "-c", expand_command(command, file, "pg_wal/drplan-probe")],
         cwd=target,
         capture_output=True,
         text=True,

@@ -95,7 +95,9 @@ def test_a_restore_clears_recovery_settings_an_earlier_restore_left(tmp_path: Pa
         "recovery_target = 'immediate'\n"
         "Recovery_Target_Time = '2026-01-01 00:00:00+00'\n"
         "archive_mode = on\n"
+        "primary_conninfo 'host=production'\n"
     )
+    (data / "standby.signal").touch()  # a backup of a standby carries it
     _promote_on_start(data, "\nrestore_command = 'drplan wal fetch %f %p'\n")
     conf = (data / "postgresql.auto.conf").read_text()
     assert "work_mem = '64MB'" in conf
@@ -105,4 +107,6 @@ def test_a_restore_clears_recovery_settings_an_earlier_restore_left(tmp_path: Pa
     assert "archive_mode = 'off'" in conf
     assert "archive_mode = on" not in conf
     assert (data / "recovery.signal").exists()
+    assert not (data / "standby.signal").exists()  # it would make the copy follow production
+    assert "primary_conninfo" not in conf
     assert "recovery_target = 'immediate'" in RECOVERY_SETTINGS  # the default still says it

@@ -394,10 +394,6 @@ def _receive_archives(
     tablespaces stored, by oid and location."""
     try:
         received = protocol.receive(dsn, password, label, parent_manifest, builder.add)
-    except tarfile.TarError as exc:
-        raise BaseBackupError(
-            f"system {system}: the base backup stream broke off ({exc})"
-        ) from None
     except protocol.ProtocolError as exc:
         raise BaseBackupError(
             f"system {system}: {exc.message}",

@@ -25,6 +25,7 @@ from drplan.errors import SourceError
 
 TABLESPACES_DIR = ".drplan-tablespaces"
 PROTOCOL_SINCE = 15  # the archive-stream form of BASE_BACKUP
+MANIFEST_CHUNK = 128 * 1024  # bytes of the parent manifest per CopyData message
 
 
 class ProtocolError(SourceError):
@@ -126,14 +127,29 @@ def receive(
     ``parent_manifest``) and hand every member of every archive to ``store(member, tar,
     place, manifest_prefix)``: ``place`` is where in the snapshot the archive goes,
     ``manifest_prefix`` how the manifest names its files."""
+    extra = {"password": password} if password else {}
     conninfo = make_conninfo(
-        dsn, replication="true", **({"password": password} if password else {})
+        dsn,
+        replication="true",
+        connect_timeout="10",
+        # A host that dies mid-backup must not hold the repository's lock for ever.
+        keepalives="1",
+        keepalives_idle="30",
+        keepalives_interval="10",
+        keepalives_count="3",
+        **extra,
     )
     conn = pq.PGconn.connect(conninfo.encode())
     try:
         if conn.status != pq.ConnStatus.OK:
             raise ProtocolError(f"cannot open a replication connection: {_error(conn)}")
         return _run(conn, label, parent_manifest, store)
+    except psycopg.Error as exc:
+        raise ProtocolError(f"the base backup connection failed: {_error(conn) or exc}") from None
+    except tarfile.TarError as exc:
+        # The server's own error, when it sent one, says more than the broken tar does.
+        reason = _error(conn)
+        raise ProtocolError(f"the base backup stream broke off: {reason or exc}") from None
     finally:
         conn.finish()
 
@@ -149,7 +165,8 @@ def _run(
     if parent_manifest is not None:
         conn.send_query(b"UPLOAD_MANIFEST")
         _result(conn, pq.ExecStatus.COPY_IN)
-        conn.put_copy_data(parent_manifest)
+        for at in range(0, len(parent_manifest), MANIFEST_CHUNK):  # as pg_basebackup sends it
+            conn.put_copy_data(parent_manifest[at : at + MANIFEST_CHUNK])
         conn.put_copy_end()
         _result(conn, pq.ExecStatus.COMMAND_OK)
         if conn.get_result() is not None:

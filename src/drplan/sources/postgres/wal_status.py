@@ -117,7 +117,10 @@ def recoverable_window(repo: Repository, system: str) -> Window:
             reach.last_time = max(reach.last_time, _when(partials[n]))
         if n <= newest:
             missing = gaps(by_number, n, newest)[0]
-            if missing[0] == first and missing[1] == oldest - 1:
+            later = any(  # a newer base backup from which the archive is usable
+                lsn_segment(str(b.source.get("stop_lsn", "0/0")), size) >= oldest for b in bases
+            )
+            if missing[0] == first and missing[1] == oldest - 1 and later:
                 # The archive begins after this backup (retention let older WAL go): it
                 # restores to its own end only, which is no hole in the archive.
                 reach.archived = False
