@@ -124,7 +124,7 @@ def pg15_run(workdir: Path, scale: int, drop: bool) -> dict[str, float]:
     try:
         cluster.pgbench("-i", "-q", "-s", str(scale))
         cluster.sql("checkpoint")
-        out: dict[str, float] = {"cluster_bytes": du(cluster.data)}
+        out: dict[str, float] = {"cluster_bytes": du(cluster.data_dir)}
         tar = base / "basebackup"
         out["pg_basebackup_full"] = timed(
             lambda: run([str(PG15 / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(cluster.port),

@@ -14,65 +14,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
 
-from tests.fixtures.postgres import _chown_tree, _free_port, _server_user
+from tests.fixtures.postgres import PgCluster, _chown_tree, _free_port, _server_user
 
 
-@dataclass
-class Cluster:
-    bin_dir: Path
-    data: Path
-    port: int
-    password: str
-    run_as: list[str]
-
-    @property
-    def dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
-
-    def sql(self, query: str) -> list[tuple[object, ...]]:
-        with psycopg.connect(self.dsn, password=self.password, autocommit=True) as conn:
-            cur = conn.execute(query.encode())
-            return cur.fetchall() if cur.description else []
-
-    def pg_ctl(self, *args: str) -> None:
-        subprocess.run(
-            [*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), *args],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
+class Cluster(PgCluster):
+    """The tests' cluster, with what a benchmark needs besides."""
 
     def start(self) -> None:
         self.pg_ctl(
-            "start", "-w", "-t", "120", "-l", str(self.data.parent / f"{self.data.name}.log")
+            "start",
+            "-w",
+            "-t",
+            "120",
+            "-l",
+            str(self.data_dir.with_name(f"{self.data_dir.name}.log")),
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                self.sql("select 1")
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self.pg_ctl("stop", "-m", "fast", "-w")
+        self.wait_ready(60)
 
     def reload(self) -> None:
         self.pg_ctl("reload")
 
     def configure(self, **settings: str) -> None:
-        with open(self.data / "postgresql.auto.conf", "a") as f:
+        with open(self.data_dir / "postgresql.auto.conf", "a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in settings.items())
 
     def pgbench(self, *args: str) -> None:
@@ -116,7 +83,7 @@ def new_cluster(bin_dir: Path, base: Path, **settings: str) -> Cluster:
     sockets = base / "sockets"
     sockets.mkdir()
     os.chown(sockets, uid, gid)
-    cluster = Cluster(bin_dir, data, _free_port(), password, run_as)
+    cluster = Cluster(data, _free_port(), password, bin_dir, run_as)
     cluster.configure(
         listen_addresses="'127.0.0.1'",
         port=str(cluster.port),
@@ -167,7 +134,7 @@ def pgbackrest_config(base: Path, cluster: Cluster, password: str, **settings: s
     conf.write_text(
         "[global]\n"
         + "".join(f"{k}={v}\n" for k, v in options.items())
-        + f"[bench]\npg1-path={cluster.data}\npg1-port={cluster.port}\n"
+        + f"[bench]\npg1-path={cluster.data_dir}\npg1-port={cluster.port}\n"
         + f"pg1-socket-path={base / 'sockets'}\npg1-user=postgres\n"
     )
     for name in ("pgbr-log", "pgbr-lock", "pgbr-spool"):

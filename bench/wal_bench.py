@@ -47,7 +47,7 @@ def fill(cluster: Cluster, segments: int) -> int:
     cluster.sql("select pg_switch_wal()")
     cluster.sql("checkpoint")  # the table data on disk now, not while archiving is timed
     subprocess.run(["sync"], check=True)
-    status = cluster.data / "pg_wal" / "archive_status"
+    status = cluster.data_dir / "pg_wal" / "archive_status"
     return len(list(status.glob("*.ready")))
 
 

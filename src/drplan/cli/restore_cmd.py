@@ -382,7 +382,7 @@ def _rebuild(
     else:
         window = recoverable_window(repo, system_name)
         if not window.bases:
-            chain = choose_chain(repo, system_name, None)  # raises NoBaseBackupError
+            choose_chain(repo, system_name, None)  # raises NoBaseBackupError
         if target.kind == "latest" and not window.files:
             chain = choose_chain(repo, system_name, None)
             note = f"{repo.storage.url} holds no archived WAL: restored to the end of the newest base backup"

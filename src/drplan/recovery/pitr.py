@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from drplan.errors import RecoveryTargetError, UsageError
 from drplan.repo.snapshot import Snapshot
-from drplan.sources.postgres.wal_archive import lsn_segment, segment_number
+from drplan.sources.postgres.wal_archive import lsn_segment, lsn_value, segment_number
 from drplan.sources.postgres.wal_status import Reach, Window, fmt_time, stop_time
 
 LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
@@ -108,7 +109,9 @@ def choose_base(window: Window, target: Target, where: str) -> Reach:
         size = window.segment_size
         wanted = lsn_segment(target.value, size)
         before = [
-            r for r in reaches if _lsn(str(r.base.source.get("stop_lsn"))) <= _lsn(target.value)
+            r
+            for r in reaches
+            if lsn_value(str(r.base.source.get("stop_lsn"))) <= lsn_value(target.value)
         ]
         if not before:
             raise RecoveryTargetError(
@@ -129,11 +132,6 @@ def choose_base(window: Window, target: Target, where: str) -> Reach:
     # backup with no gap after it, which precedes every point the window holds.
     usable = [r for r in reaches if r.gap is None] or reaches
     return usable[0]
-
-
-def _lsn(text: str) -> int:
-    high, low = text.split("/")
-    return (int(high, 16) << 32) | int(low, 16)
 
 
 def recovery_settings(target: Target, restore_command: str) -> str:
@@ -177,11 +175,10 @@ _TIMELINE = re.compile(r"selected new timeline ID: (\d+)")
 
 
 def wait_for_recovery(
-    pg_controldata: str, data_dir: Path, log: Path, is_running: object
+    pg_controldata: str, data_dir: Path, log: Path, is_running: Callable[[], bool]
 ) -> Reached:
     """Wait until the started server has finished recovery ("in production"); raise with the
     server's own reason when it stops instead."""
-    assert callable(is_running)
     while True:
         state = _cluster_state(pg_controldata, data_dir)
         if state == "in production":

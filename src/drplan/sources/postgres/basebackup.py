@@ -34,7 +34,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO
 
 from drplan import __version__, clock
@@ -46,6 +45,7 @@ from drplan.repo.snapshot import Snapshot, Summary
 from drplan.repo.tree import Node, valid_name
 from drplan.sources.postgres import protocol
 from drplan.sources.postgres.cluster import Preflight, ServerInfo
+from drplan.sources.postgres.wal_archive import lsn_value
 
 MANIFEST = "backup_manifest"
 LABEL_FILE = "backup_label"
@@ -260,12 +260,6 @@ def _server_time(dsn: str, password: str | None, system: str) -> datetime:
     return row[0].astimezone(UTC)
 
 
-def lsn_value(lsn: str) -> int:
-    """``16/B374D848`` as a number, to compare positions in the WAL."""
-    high, _, low = lsn.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
 def latest_base(repo: Repository, system: str, server: ServerInfo) -> Snapshot | None:
     """The newest base backup an incremental of this server can build on, or None (take a
     full). It must be of this cluster, on the server's current timeline and behind its
@@ -312,13 +306,56 @@ def base_backup(
     """Take a base backup of the cluster behind ``dsn`` into ``repo`` (locked by the
     caller): full, or with ``parent`` incremental on top of it (PostgreSQL 17+, with
     ``summarize_wal``); the snapshot is visible only once everything it needs is stored."""
-    with tempfile.NamedTemporaryFile(prefix="drplan-manifest-", suffix=".json") as manifest:
-        if parent is not None:  # pg_basebackup reads the parent's manifest from a file
-            manifest.write(read_manifest(repo, parent))
-            manifest.flush()
-        return _stream_backup(
-            repo, ready, dsn, password, system, job, tags, host, parent, manifest.name
-        )
+    started, start_time = time.monotonic(), clock.now()
+    added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
+    label = f"drplan {system} {clock.rfc3339(start_time)}"
+    builder = _TreeBuilder(repo)
+    parent_manifest = read_manifest(repo, parent) if parent is not None else None
+    tablespaces: list[dict[str, str]] = []
+    if ready.info.tablespaces:
+        tablespaces = _receive_archives(builder, dsn, password, label, parent_manifest, system)
+    else:
+        _run_pg_basebackup(builder, ready, dsn, password, label, parent_manifest, system)
+    ident = identity(builder.kept)
+    check_received(ident, builder.files, ready.info.system_identifier)
+    root = builder.save()
+    builder.summary.duration_seconds = round(time.monotonic() - started, 3)
+    stats = repo.stats  # the repository counts across backups: this one's share
+    builder.summary.bytes_added = stats.bytes_added - added_before
+    builder.summary.bytes_stored = stats.bytes_stored - stored_before
+    snapshot = Snapshot(
+        time=start_time,
+        tree=root,
+        paths=[f"postgres:{system}"],
+        host=host or socket.gethostname(),
+        user=getpass.getuser(),
+        tags=sorted(set(tags)),
+        job=job,
+        system=system,
+        parent=parent.id if parent else None,
+        source={
+            "kind": "postgres",
+            "type": "incremental" if parent else "full",
+            # The chain a restore combines, oldest first: the full, then each incremental.
+            "chain": [*parent.source.get("chain", []), parent.id] if parent else [],
+            "start_lsn": ident.start_lsn,
+            "stop_lsn": ident.stop_lsn,
+            "timeline": ident.timeline,
+            "label": ident.label,
+            "system_identifier": ready.info.system_identifier,
+            "server_version": ready.info.version_num,
+            # Consistent at stop_lsn no later than this: the earliest time a recovery from
+            # this backup can stop at.
+            "stop_time": _server_time(dsn, password, system).isoformat(),
+            "wal_segment_size": int(ready.info.setting("wal_segment_size") or 16 * 1024 * 1024),
+            "wal": "included",
+            "tablespaces": tablespaces,
+        },
+        summary=builder.summary,
+        program=f"drplan {__version__}",
+    )
+    repo.save_snapshot(snapshot)
+    return snapshot
 
 
 def _run_pg_basebackup(
@@ -327,7 +364,7 @@ def _run_pg_basebackup(
     dsn: str,
     password: str | None,
     label: str,
-    parent_manifest: str | None,
+    parent_manifest: bytes | None,
     system: str,
 ) -> None:
     """pg_basebackup's tar stream, member by member, into ``builder``."""
@@ -349,8 +386,15 @@ def _run_pg_basebackup(
         "--label",
         label,
     ]
-    if parent_manifest is not None:
-        argv += ["--incremental", parent_manifest]
+    with tempfile.NamedTemporaryFile(prefix="drplan-manifest-", suffix=".json") as manifest:
+        if parent_manifest is not None:  # pg_basebackup reads the parent's manifest from a file
+            manifest.write(parent_manifest)
+            manifest.flush()
+            argv += ["--incremental", manifest.name]
+        _stream_tar(argv, env, builder, system)
+
+
+def _stream_tar(argv: list[str], env: dict[str, str], builder: _TreeBuilder, system: str) -> None:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     _widen_pipe(proc.stdout.fileno())
@@ -359,7 +403,6 @@ def _run_pg_basebackup(
     drain.start()
     broken: tarfile.TarError | None = None
     try:
-        assert proc.stdout is not None
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
             for member in tar:
                 builder.add(member, tar)
@@ -415,69 +458,3 @@ def _receive_archives(
         ) from None
     builder.add_file(MANIFEST, received.manifest)
     return received.tablespaces
-
-
-def _stream_backup(
-    repo: Repository,
-    ready: Preflight,
-    dsn: str,
-    password: str | None,
-    system: str,
-    job: str | None,
-    tags: list[str],
-    host: str | None,
-    parent: Snapshot | None,
-    manifest: str,
-) -> Snapshot:
-    started, start_time = time.monotonic(), clock.now()
-    added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
-    label = f"drplan {system} {clock.rfc3339(start_time)}"
-    builder = _TreeBuilder(repo)
-    tablespaces: list[dict[str, str]] = []
-    if ready.info.tablespaces:
-        parent_manifest = Path(manifest).read_bytes() if parent is not None else None
-        tablespaces = _receive_archives(builder, dsn, password, label, parent_manifest, system)
-    else:
-        _run_pg_basebackup(
-            builder, ready, dsn, password, label, manifest if parent else None, system
-        )
-    ident = identity(builder.kept)
-    check_received(ident, builder.files, ready.info.system_identifier)
-    root = builder.save()
-    builder.summary.duration_seconds = round(time.monotonic() - started, 3)
-    stats = repo.stats  # the repository counts across backups: this one's share
-    builder.summary.bytes_added = stats.bytes_added - added_before
-    builder.summary.bytes_stored = stats.bytes_stored - stored_before
-    snapshot = Snapshot(
-        time=start_time,
-        tree=root,
-        paths=[f"postgres:{system}"],
-        host=host or socket.gethostname(),
-        user=getpass.getuser(),
-        tags=sorted(set(tags)),
-        job=job,
-        system=system,
-        parent=parent.id if parent else None,
-        source={
-            "kind": "postgres",
-            "type": "incremental" if parent else "full",
-            # The chain a restore combines, oldest first: the full, then each incremental.
-            "chain": [*parent.source.get("chain", []), parent.id] if parent else [],
-            "start_lsn": ident.start_lsn,
-            "stop_lsn": ident.stop_lsn,
-            "timeline": ident.timeline,
-            "label": ident.label,
-            "system_identifier": ready.info.system_identifier,
-            "server_version": ready.info.version_num,
-            # Consistent at stop_lsn no later than this: the earliest time a recovery from
-            # this backup can stop at.
-            "stop_time": _server_time(dsn, password, system).isoformat(),
-            "wal_segment_size": int(ready.info.setting("wal_segment_size") or 16 * 1024 * 1024),
-            "wal": "included",
-            "tablespaces": tablespaces,
-        },
-        summary=builder.summary,
-        program=f"drplan {__version__}",
-    )
-    repo.save_snapshot(snapshot)
-    return snapshot

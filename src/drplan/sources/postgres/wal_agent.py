@@ -267,11 +267,8 @@ def _fetch_anywhere(
     for where in holders or archives:
         try:
             data = where.archive.fetch(name)
-        except (StorageError, OSError) as exc:
-            failures.append(f"location {where.location}: {_error_text(exc)}")
-            continue
-        except DrplanError as exc:  # damaged: another location may hold a good copy
-            failures.append(f"location {where.location}: {_error_text(exc)}")
+        except (StorageError, OSError, DrplanError) as exc:  # unreachable or damaged here:
+            failures.append(f"location {where.location}: {_error_text(exc)}")  # try the next
             continue
         if data is not None:
             return data, []

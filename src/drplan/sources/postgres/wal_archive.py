@@ -61,10 +61,15 @@ def segment_name(timeline: int, number: int, segment_size: int = DEFAULT_SEGMENT
     return f"{timeline:08X}{number // per_id:08X}{number % per_id:08X}"
 
 
+def lsn_value(lsn: str) -> int:
+    """``16/B374D848`` as a number, to compare positions in the WAL."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
 def lsn_segment(lsn: str, segment_size: int = DEFAULT_SEGMENT_SIZE) -> int:
     """The segment number holding ``lsn`` (``X/Y``)."""
-    high, low = lsn.split("/")
-    return ((int(high, 16) << 32) | int(low, 16)) // segment_size
+    return lsn_value(lsn) // segment_size
 
 
 class WalArchive:
