@@ -179,6 +179,11 @@ class _Fetcher:
                 with open(temp, "wb") as f:
                     f.write(data)
                 os.replace(temp, target)
+                if asked and not os.path.exists(target + ".req"):
+                    # The caller had it from a read-ahead meanwhile and withdrew its request:
+                    # this second copy would be a stale answer to a later, separate request.
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(target)
             elif asked and failures:  # not where we could look; elsewhere unknown: no guess
                 mark(target + ".error", "; ".join(failures))
             elif asked:
@@ -200,6 +205,8 @@ class _Fetcher:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.spool, name + ".req"))
             return
+        if not os.path.exists(os.path.join(self.spool, name + ".req")):
+            return  # answered by a read-ahead and withdrawn since the spool was listed
         if (
             SEGMENT.match(name)
             and name not in self.listing

@@ -161,9 +161,12 @@ def _fetch(call: WalCall) -> int:
     for attempt in range(2):
         try:
             os.replace(marker, target)  # prefetched: the same file system, one rename
-            return 0
         except FileNotFoundError:
             pass
+        else:
+            if attempt:  # asked and answered: the request is withdrawn (see wal_agent)
+                _take(marker + ".req")
+            return 0
         if _take(marker + ".missing") is not None:
             return NOT_ARCHIVED
         if attempt == 0:
