@@ -6,8 +6,12 @@ after changing a model; a test fails while the file and the models disagree.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import enum
+import inspect
+import itertools
+import textwrap
 import types
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -155,6 +159,27 @@ def _nested(annotation: Any) -> list[tuple[str, Any]]:
     return found
 
 
+def _field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """The docstring under each field (PEP 257's attribute docstrings), from the source of
+    the model and the models it extends."""
+    docs: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not issubclass(cls, BaseModel) or cls is BaseModel:
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+        for field_node, doc_node in itertools.pairwise(body):
+            if (
+                isinstance(field_node, ast.AnnAssign)
+                and isinstance(field_node.target, ast.Name)
+                and isinstance(doc_node, ast.Expr)
+                and isinstance(doc_node.value, ast.Constant)
+                and isinstance(doc_node.value.value, str)
+            ):
+                docs[field_node.target.id] = inspect.cleandoc(doc_node.value.value)
+    return docs
+
+
 def _collect() -> list[_Section]:
     sections: dict[type[BaseModel], _Section] = {}
     queue: list[tuple[type[BaseModel], str]] = [(Plan, "")]
@@ -193,8 +218,10 @@ def render_reference() -> str:
         if section.also:
             out.append("Also at: " + ", ".join(f"`{p}`" for p in section.also) + ".\n")
         out.append("| key | type | default | meaning |\n|---|---|---|---|")
+        docs = _field_docs(model)
         for name, info in model.model_fields.items():
-            description = " ".join((info.description or GENERIC.get(name, "")).split())
+            text = info.description or docs.get(name) or GENERIC.get(name, "")
+            description = " ".join(text.split())
             kind = _type_name(info.annotation, list(info.metadata))
             out.append(f"| `{name}` | {kind} | {_default(info)} | {description} |")
         out.append("")
