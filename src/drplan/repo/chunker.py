@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pyfastcdc import FastCDC
 
 from drplan.repo.config import ChunkerParams
+
+
+class Readable(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int: ...
 
 
 class Chunker:
@@ -27,7 +31,7 @@ class Chunker:
             seed=params.seed,
         )
 
-    def chunks(self, stream: BinaryIO | io.RawIOBase) -> Iterator[memoryview]:
+    def chunks(self, stream: BinaryIO | io.RawIOBase | Readable) -> Iterator[memoryview]:
         """Chunks of ``stream``; each view is valid only until the next one is produced."""
         for chunk in self._cdc.cut_stream(stream):
             yield chunk.data

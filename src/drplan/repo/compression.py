@@ -30,7 +30,9 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def compress(data: bytes | memoryview, level: int) -> tuple[int, bytes | memoryview]:
+def compress(
+    data: bytes | bytearray | memoryview, level: int
+) -> tuple[int, bytes | bytearray | memoryview]:
     """(ZSTD, compressed) when that saves enough, else (NONE, data)."""
     size = len(data)
     if size < 64:

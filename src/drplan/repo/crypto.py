@@ -52,7 +52,7 @@ class MasterKey:
     def __repr__(self) -> str:  # never show key material, even in a debugger dump
         return "MasterKey(<secret>)"
 
-    def blob_id(self, plaintext: bytes | memoryview) -> bytes:
+    def blob_id(self, plaintext: bytes | bytearray | memoryview) -> bytes:
         return blake3.blake3(plaintext, key=self.id_key).digest()
 
     def subkey(self, salt: bytes) -> bytes:
@@ -68,12 +68,14 @@ class Sealer:
     def __init__(self, primitive: AESGCM | ChaCha20Poly1305) -> None:
         self._aead = primitive
 
-    def seal(self, counter: int, plaintext: bytes | memoryview, aad: bytes) -> bytes:
-        return self._aead.encrypt(counter_nonce(counter), bytes(plaintext), aad)
+    def seal(self, counter: int, plaintext: bytes | bytearray | memoryview, aad: bytes) -> bytes:
+        return self._aead.encrypt(counter_nonce(counter), plaintext, aad)
 
-    def open(self, counter: int, ciphertext: bytes | memoryview, aad: bytes, what: str) -> bytes:
+    def open(
+        self, counter: int, ciphertext: bytes | bytearray | memoryview, aad: bytes, what: str
+    ) -> bytes:
         try:
-            return self._aead.decrypt(counter_nonce(counter), bytes(ciphertext), aad)
+            return self._aead.decrypt(counter_nonce(counter), ciphertext, aad)
         except InvalidTag:
             raise IntegrityError(
                 f"{what} failed authentication: it is damaged or was tampered with"
@@ -84,6 +86,6 @@ def new_salt() -> bytes:
     return secrets.token_bytes(SALT_SIZE)
 
 
-def object_id(stored: bytes | memoryview) -> str:
+def object_id(stored: bytes | bytearray | memoryview) -> str:
     """The storage name of an object: hex BLAKE3 of its bytes as stored."""
     return blake3.blake3(stored).hexdigest()

@@ -44,7 +44,7 @@ class PackWriter:
         self.size = 0
 
     def add(
-        self, blob_type: int, blob_id: bytes, plaintext: bytes | memoryview, level: int
+        self, blob_type: int, blob_id: bytes, plaintext: bytes | bytearray | memoryview, level: int
     ) -> PackEntry:
         kind, payload = compression.compress(plaintext, level)
         return self.add_prepared(blob_type, blob_id, kind, payload, len(plaintext))
@@ -54,7 +54,7 @@ class PackWriter:
         blob_type: int,
         blob_id: bytes,
         kind: int,
-        payload: bytes | memoryview,
+        payload: bytes | bytearray | memoryview,
         raw_length: int,
     ) -> PackEntry:
         seq = len(self.entries)

@@ -180,7 +180,10 @@ class Repository:
         return True
 
     def save_blob(
-        self, blob_type: int, plaintext: bytes | memoryview, blob_id: bytes | None = None
+        self,
+        blob_type: int,
+        plaintext: bytes | bytearray | memoryview,
+        blob_id: bytes | None = None,
     ) -> tuple[bytes, bool]:
         """Store a blob unless the repository has it; returns its id and whether it was new."""
         if self._failure is not None:

@@ -6,6 +6,7 @@ import io
 import tarfile
 from typing import Any
 
+from drplan.sources.postgres import tarstream
 from drplan.sources.postgres.protocol import _Archive, _archives, _Messages
 
 
@@ -48,12 +49,9 @@ def test_progress_messages_inside_an_archive_do_not_end_it() -> None:
             manifest = payload
             continue
         archive = _Archive(messages)
-        with tarfile.open(fileobj=archive, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                f = tar.extractfile(member)
-                assert f is not None
-                seen[f"{payload.decode() or 'base'}:{member.name}"] = f.read()
-        archive.drain()
+        for member, data in tarstream.members(archive):
+            seen[f"{payload.decode() or 'base'}:{member.name}"] = bytes(data.read())
+        tarstream.drain(archive)
     assert seen == {
         "16384:PG_18_202506291/5/16385": b"y" * 30_000,
         "base:PG_VERSION": b"18\n",

@@ -22,6 +22,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq.abc import PGconn, PGresult
 
 from drplan.errors import SourceError
+from drplan.sources.postgres import tarstream
 
 TABLESPACES_DIR = ".drplan-tablespaces"
 PROTOCOL_SINCE = 15  # the archive-stream form of BASE_BACKUP
@@ -45,10 +46,11 @@ class _Messages:
 
     def __init__(self, conn: PGconn) -> None:
         self.conn = conn
-        self.held: bytes | None = None
+        self.held: memoryview | None = None
         self.done = False
 
-    def next(self) -> bytes | None:
+    def next(self) -> memoryview | None:
+        """The next message (its type, then its body); a view psycopg frees with it."""
         if self.held is not None:
             message, self.held = self.held, None
             return message
@@ -63,41 +65,40 @@ class _Messages:
             return None
         if size == -2:
             raise ProtocolError(f"the base backup stream broke off: {_error(self.conn)}")
-        return bytes(data)
+        return memoryview(data)
 
-    def push_back(self, message: bytes) -> None:
+    def push_back(self, message: memoryview) -> None:
         self.held = message
 
 
+_DATA, _PROGRESS = ord("d"), ord("p")
+
+
 class _Archive:
-    """A readable file over the ``d`` messages of one archive (tarfile reads from it)."""
+    """One archive's bytes, over its ``d`` messages, for ``tarstream`` to read."""
 
     def __init__(self, messages: _Messages) -> None:
         self.messages = messages
-        self.buffer = b""
+        self.view = memoryview(b"")
         self.ended = False
 
-    def read(self, size: int = -1) -> bytes:
-        while not self.ended and (size < 0 or len(self.buffer) < size):
+    def readinto(self, buffer: memoryview) -> int:
+        while not self.view:
+            if self.ended:
+                return 0
             message = self.messages.next()
-            if message is not None and message[:1] == b"p":
+            if message is not None and message[0] == _PROGRESS:
                 continue  # progress, sent between data messages of an archive
-            if message is None or message[:1] != b"d":
+            if message is None or message[0] != _DATA:
                 if message is not None:
                     self.messages.push_back(message)
                 self.ended = True
-                break
-            self.buffer += message[1:]
-        if size < 0:
-            out, self.buffer = self.buffer, b""
-        else:
-            out, self.buffer = self.buffer[:size], self.buffer[size:]
-        return out
-
-    def drain(self) -> None:
-        while not self.ended:
-            self.read(1 << 20)
-            self.buffer = b""
+                return 0
+            self.view = message[1:]
+        n = min(len(buffer), len(self.view))
+        buffer[:n] = self.view[:n]
+        self.view = self.view[n:]
+        return n
 
 
 def _error(conn: PGconn) -> str:
@@ -121,10 +122,10 @@ def receive(
     password: str | None,
     label: str,
     parent_manifest: bytes | None,
-    store: Callable[[tarfile.TarInfo, tarfile.TarFile, str, str], None],
+    store: Callable[[tarfile.TarInfo, tarstream.MemberData, str, str], None],
 ) -> Received:
     """Run BASE_BACKUP (fast checkpoint, WAL included, with a manifest; incremental on
-    ``parent_manifest``) and hand every member of every archive to ``store(member, tar,
+    ``parent_manifest``) and hand every member of every archive to ``store(member, data,
     place, manifest_prefix)``: ``place`` is where in the snapshot the archive goes,
     ``manifest_prefix`` how the manifest names its files."""
     extra = {"password": password} if password else {}
@@ -146,7 +147,7 @@ def receive(
         return _run(conn, label, parent_manifest, store)
     except psycopg.Error as exc:
         raise ProtocolError(f"the base backup connection failed: {_error(conn) or exc}") from None
-    except tarfile.TarError as exc:
+    except tarstream.TarStreamError as exc:
         # The server's own error, when it sent one, says more than the broken tar does.
         reason = _error(conn)
         raise ProtocolError(f"the base backup stream broke off: {reason or exc}") from None
@@ -158,7 +159,7 @@ def _run(
     conn: PGconn,
     label: str,
     parent_manifest: bytes | None,
-    store: Callable[[tarfile.TarInfo, tarfile.TarFile, str, str], None],
+    store: Callable[[tarfile.TarInfo, tarstream.MemberData, str, str], None],
 ) -> Received:
     options = [f"LABEL {_quote(label)}", "CHECKPOINT 'fast'", "WAL true", "MANIFEST 'yes'"]
     options.append("WAIT false")  # the WAL is in the backup: no need to wait for archiving
@@ -191,10 +192,9 @@ def _run(
         place = f"{TABLESPACES_DIR}/{space}/" if space else ""
         prefix = f"pg_tblspc/{space}/" if space else ""
         archive = _Archive(messages)
-        with tarfile.open(fileobj=archive, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                store(member, tar, place, prefix)
-        archive.drain()
+        for member, data in tarstream.members(archive):
+            store(member, data, place, prefix)
+        tarstream.drain(archive)
     end = _result(conn, pq.ExecStatus.TUPLES_OK)
     received.stop_lsn = (end.get_value(0, 0) or b"").decode()
     _result(conn, pq.ExecStatus.COMMAND_OK)
@@ -207,13 +207,13 @@ def _archives(messages: _Messages) -> Iterator[tuple[str, bytes]]:
         message = messages.next()
         if message is None:
             return
-        kind = message[:1]
+        kind = message[:1].tobytes()
         if kind == b"n":  # archive name, NUL, tablespace location, NUL
-            name = message[1:].split(b"\0", 1)[0].decode()
+            name = message[1:].tobytes().split(b"\0", 1)[0].decode()
             yield "archive", b"" if name == "base.tar" else name.removesuffix(".tar").encode()
         elif kind == b"m":
             chunks = []
-            while (more := messages.next()) is not None and more[:1] == b"d":
+            while (more := messages.next()) is not None and more[0] == _DATA:
                 chunks.append(more[1:])
             if more is not None:
                 messages.push_back(more)
