@@ -148,7 +148,10 @@ def test_a_full_backup_restores_to_a_cluster_that_starts_with_every_row(
 
 @pytest.mark.parametrize(
     ("method", "reason"),
-    [("protocol", "permission denied to start WAL sender"), ("pg_basebackup", "pg_basebackup failed")],
+    [
+        ("protocol", "permission denied to start WAL sender"),
+        ("pg_basebackup", "pg_basebackup failed"),
+    ],
 )
 def test_a_refused_base_backup_saves_no_snapshot(
     run: Run, repo_dir: str, pg_cluster: Start, method: Method, reason: str

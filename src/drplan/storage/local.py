@@ -79,7 +79,7 @@ class LocalStorage:
         path = self._path(name)
         temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(path.parent)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(data)
@@ -139,6 +139,19 @@ class LocalStorage:
         except OSError:
             return None
         return st.f_bavail * st.f_frsize
+
+
+def _make_parents(directory: Path) -> None:
+    """Create ``directory`` and what is missing above it, each made durable in its parent:
+    a crash must not lose the directory of an object reported durable."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
+            created.mkdir()
+        _fsync_dir(created.parent)
 
 
 def _fsync_dir(path: Path) -> None:

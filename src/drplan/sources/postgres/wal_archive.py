@@ -2,10 +2,14 @@
 
 WAL files are not deduplicated (they hardly ever repeat) nor packed (each must be
 fetchable alone, fast, during recovery). Each is stored as a sealed object named
-``wal/<system>/<timeline>/<file name>.<digest>``, where the digest is the repository's keyed
-hash of the file: a listing alone tells whether a file is archived and whether what
-is archived under that name is the same file, so pushing twice is cheap and a
-different file under a stored name is caught without reading anything back.
+``wal/<system>/<timeline>/<log>/<file name>.<digest>``, where the digest is the
+repository's keyed hash of the file: a listing alone tells whether a file is archived
+and whether what is archived under that name is the same file, so pushing twice is
+cheap and a different file under a stored name is caught without reading anything
+back. ``<log>`` is the second eight digits of a segment's name (history files have
+none): a local location lists a whole directory to find one file, and this bounds a
+directory to 256 segments (with 16 MiB segments), where one per timeline would grow
+by 86,400 a day on a server writing a segment a second.
 """
 
 from __future__ import annotations
@@ -84,8 +88,13 @@ class WalArchive:
     def _digest(self, data: bytes) -> str:
         return self.repo.key.blob_id(data).hex()[:DIGEST_HEX]
 
+    def _object(self, file: str, digest: str = "") -> str:
+        """The name ``file`` is stored under (with ``digest``), or its prefix (without)."""
+        log = f"{file[8:16]}/" if len(file) >= 24 else ""  # a history file has no log
+        return f"{self.prefix}{file[:8]}/{log}{file}.{digest}"
+
     def _stored(self, file: str) -> list[ObjectInfo]:
-        prefix = f"{self.prefix}{file[:8]}/{file}."
+        prefix = self._object(file)
         # The prefix also matches longer names (a segment's backup history file):
         # only the digest may follow the file's name.
         return [i for i in self.repo.storage.list(prefix) if "." not in i.name[len(prefix) :]]
@@ -102,8 +111,7 @@ class WalArchive:
             # Partial segments are replaced, not conflicts: the stream ships one every few
             # seconds, and a promoted standby archives its own for the same segment.
             return self.push_partial(file.removesuffix(".partial"), data)
-        digest = self._digest(data)
-        name = f"{self.prefix}{file[:8]}/{file}.{digest}"
+        name = self._object(file, self._digest(data))
         stored = self.stored_as(file)
         if name in stored:
             return False
@@ -123,8 +131,7 @@ class WalArchive:
         one stored before; False when it has not changed. The new one is durable before the
         old goes, so a crash leaves one or both, never none."""
         name = check_name(f"{segment}.partial")
-        digest = self._digest(data)
-        object_name = f"{self.prefix}{name[:8]}/{name}.{digest}"
+        object_name = self._object(name, self._digest(data))
         stored = self.stored_as(name)
         if object_name in stored:
             return False
