@@ -11,8 +11,13 @@ import pytest
 
 from drplan.recovery.postgres import RECOVERY_SETTINGS, _promote_on_start
 from drplan.sources.postgres import wal_spool
-from drplan.sources.postgres.wal_agent import NamedArchive, run_fetch_agent
-from drplan.sources.postgres.wal_archive import WalArchive
+from drplan.sources.postgres.wal_agent import (
+    CATCH_UP_BACKLOG,
+    NamedArchive,
+    run_fetch_agent,
+    run_push_agent,
+)
+from drplan.sources.postgres.wal_archive import CATCH_UP_LEVEL, WAL_LEVEL, WalArchive
 from drplan.storage import TransientError
 from drplan.storage.local import LocalStorage
 from tests.integration.conftest import init_repo
@@ -31,6 +36,18 @@ class Flaky(WalArchive):
             self.failed = True
             raise TransientError(f"reading {file}: connection reset")
         return super().fetch(file)
+
+
+class Recording(WalArchive):
+    """Remembers the compression level each file was pushed at."""
+
+    def __init__(self, archive: WalArchive) -> None:
+        super().__init__(archive.repo, archive.system)
+        self.levels: dict[str, int] = {}
+
+    def push(self, file: str, data: bytes, level: int = WAL_LEVEL) -> bool:
+        self.levels[file] = level
+        return super().push(file, data, level)
 
 
 def names(n: int) -> list[str]:
@@ -110,3 +127,23 @@ def test_a_restore_clears_recovery_settings_an_earlier_restore_left(tmp_path: Pa
     assert not (data / "standby.signal").exists()  # it would make the copy follow production
     assert "primary_conninfo" not in conf
     assert "recovery_target = 'immediate'" in RECOVERY_SETTINGS  # the default still says it
+
+
+@pytest.mark.parametrize("waiting", [2, CATCH_UP_BACKLOG + 4])
+def test_pushing_trades_compression_for_speed_only_while_behind(
+    tmp_path: Path, waiting: int
+) -> None:
+    pg_wal = tmp_path / "pg_wal"
+    (pg_wal / "archive_status").mkdir(parents=True)
+    spool = pg_wal / wal_spool.PUSH_SPOOL
+    spool.mkdir()
+    for name in names(waiting):
+        (pg_wal / name).write_bytes(name.encode() * 4096)
+        (pg_wal / "archive_status" / f"{name}.ready").touch()
+    archive = Recording(WalArchive(init_repo(LocalStorage(tmp_path / "repo")), "db"))
+    run_push_agent([NamedArchive("local", archive)], str(spool), idle_exit=0.2)
+    assert sorted(p.name for p in spool.iterdir()) == [f"{n}.ok" for n in names(waiting)]
+    expected = CATCH_UP_LEVEL if waiting > CATCH_UP_BACKLOG else WAL_LEVEL
+    assert set(archive.levels.values()) == {expected}
+    for name in names(waiting):  # what was stored either way is the file, whole
+        assert archive.fetch(name) == name.encode() * 4096

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 from drplan.errors import DrplanError
 from drplan.sources.postgres.wal_archive import (
+    CATCH_UP_LEVEL,
     DEFAULT_SEGMENT_SIZE,
     SEGMENT,
+    WAL_LEVEL,
     WalArchive,
     segment_name,
     segment_number,
@@ -31,6 +33,9 @@ from drplan.storage import StorageError
 IDLE_EXIT = 30.0  # seconds without work before the agent exits
 POLL = 0.005  # seconds between looks at the spool while busy
 PUSH_WORKERS = 3
+# Files waiting beyond which pushing trades compression for speed until it catches up:
+# WAL piling up in pg_wal can fill the server's disk, a larger archive cannot.
+CATCH_UP_BACKLOG = 2 * PUSH_WORKERS
 FETCH_WORKERS = 3
 PREFETCH = 8  # segments fetched ahead of recovery
 
@@ -49,11 +54,13 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def push_file(archives: list[NamedArchive], name: str, data: bytes) -> None:
+def push_file(
+    archives: list[NamedArchive], name: str, data: bytes, level: int = WAL_LEVEL
+) -> None:
     """Store one WAL file in every location; the first failure, naming its location, raises."""
     for where in archives:
         try:
-            where.archive.push(name, data)
+            where.archive.push(name, data, level)
         except (DrplanError, StorageError, OSError) as exc:
             failure = DrplanError(f"location {where.location}: {_error_text(exc)}")
             failure.exit_code = exc.exit_code if isinstance(exc, DrplanError) else 1
@@ -92,11 +99,11 @@ def run_push_agent(
     answered: set[str] = set()
     last_work = time.monotonic()
 
-    def push_one(name: str, path: str) -> None:
+    def push_one(name: str, path: str, level: int) -> None:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            push_file(archives, name, data)
+            push_file(archives, name, data, level)
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, DrplanError) else 1
             mark(os.path.join(spool, name + ".error"), f"{code}\t{_error_text(exc)}")
@@ -129,10 +136,12 @@ def run_push_agent(
             if should_stop():
                 wait(list(busy.values()))
                 return
-            for name, path in sorted(pending().items()):
+            todo = pending()
+            level = CATCH_UP_LEVEL if len(todo) > CATCH_UP_BACKLOG else WAL_LEVEL
+            for name, path in sorted(todo.items()):
                 if name not in busy:
                     answered.discard(name)
-                    busy[name] = pool.submit(push_one, name, path)
+                    busy[name] = pool.submit(push_one, name, path, level)
             if busy:
                 last_work = time.monotonic()
                 # Wake when a push ends (or for new requests): no busy polling while working.
