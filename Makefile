@@ -48,8 +48,8 @@ bench: $(RUN_DEPS)
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/files_bench.py --runs 3
 	$(BIN)/python bench/copy_bench.py --runs 3
-	$(BIN)/python bench/pg_bench.py --scale 100
-	$(BIN)/python bench/wal_bench.py --segments 50
+	$(BIN)/python bench/pg_bench.py --scale 100 --runs 3
+	$(BIN)/python bench/wal_bench.py --segments 100 --runs 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info
