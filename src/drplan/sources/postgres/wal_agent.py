@@ -54,9 +54,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def push_file(
-    archives: list[NamedArchive], name: str, data: bytes, level: int = WAL_LEVEL
-) -> None:
+def push_file(archives: list[NamedArchive], name: str, data: bytes, level: int = WAL_LEVEL) -> None:
     """Store one WAL file in every location; the first failure, naming its location, raises."""
     for where in archives:
         try:
