@@ -78,6 +78,24 @@ class Schedule:
             return list(_cron_runs(self.cron, tz, after.astimezone(UTC), count))
         return []
 
+    def previous_run(self, at_or_before: datetime, tz: str = "UTC") -> datetime | None:
+        """The newest run time at or before ``at_or_before``, in UTC; None for schedules
+        without run times, or a cron expression that never matched before then."""
+        if self.kind is ScheduleKind.INTERVAL:
+            assert self.interval is not None
+            step = self.interval.total_seconds()
+            return datetime.fromtimestamp(int(at_or_before.timestamp() // step) * step, UTC)
+        if self.kind is ScheduleKind.CRON:
+            assert self.cron is not None
+            # croniter looks strictly before its start; cron fires on whole minutes.
+            start = at_or_before.astimezone(ZoneInfo(tz)) + timedelta(seconds=1)
+            try:
+                found = croniter(self.cron, start).get_prev(datetime).astimezone(UTC)
+            except CroniterBadDateError:
+                return None
+            return found if found <= at_or_before else None
+        return None
+
     def worst_gap(self, tz: str = "UTC", now: datetime | None = None) -> timedelta | None:
         """The longest time between two runs: what the schedule adds to data loss.
 
