@@ -18,7 +18,8 @@ The hierarchy::
     ├── IncompleteCopyError      exit 16  some locations got the snapshots, others failed (named)
     ├── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
     ├── WalConflictError         exit 18  the WAL archive holds a different file under that name
-    └── RecoveryTargetError      exit 19  a recovery target outside the window, or WAL missing
+    ├── RecoveryTargetError      exit 19  a recovery target outside the window, or WAL missing
+    └── CatalogError             exit 20  the catalog database cannot be reached or read
 
 `drplan wal fetch` (PostgreSQL's restore_command) exits 1 for a file that is not
 archived and 255 for one that is but cannot be read: above 125, PostgreSQL stops
@@ -171,6 +172,12 @@ class RecoveryTargetError(DrplanError):
     exit_code = 19
 
 
+class CatalogError(DrplanError):
+    """The catalog database cannot be reached, or holds what this drplan cannot read."""
+
+    exit_code = 20
+
+
 WAL_FETCH_ABORT = 255
 
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
@@ -192,6 +199,7 @@ EXIT_CODES: dict[int, str] = {
     ThawNeededError.exit_code: "the restore needs archived data that is not thawed yet (`--request-thaw`)",
     WalConflictError.exit_code: "the WAL archive already holds a different file under that name (another cluster?)",
     RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing",
+    CatalogError.exit_code: "the catalog database cannot be reached, or was written by a newer drplan",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

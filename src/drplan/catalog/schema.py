@@ -1,0 +1,90 @@
+"""The catalog's tables (SQLAlchemy Core) and the migrations that create them, in order.
+
+Each migration is applied once, in a transaction, and the version it reached is
+recorded in ``catalog_meta``: a catalog written by an older drplan is upgraded on
+open; one written by a newer drplan is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+)
+
+metadata = MetaData()
+
+catalog_meta = Table(
+    "catalog_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(128), nullable=False),
+    Column("slot", DateTime(timezone=True)),  # the scheduled time; None when asked for
+    Column("attempt", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+    Column("snapshot", String(64)),
+    Column("location", String(128)),
+    Column("bytes_added", BigInteger),
+    Column("bytes_stored", BigInteger),
+    Column("error", Text),
+    Index("runs_by_job", "job", "started_at"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(128), nullable=False),
+    Column("problem", String(255), nullable=False),  # the de-duplication key
+    Column("event", String(16), nullable=False),  # trigger, resolve, info
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # sent, failed, suppressed
+    Column("detail", Text),
+    Index("notifications_by_problem", "problem", "at"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    for table in (runs, notifications, leases):
+        table.create(conn)
+
+
+# Appended to, never edited: the catalog's version is the number of steps applied.
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+VERSION_KEY = "schema_version"
+
+
+def schema_version(conn: Connection) -> int:
+    row = conn.execute(
+        select(catalog_meta.c.value).where(catalog_meta.c.key == VERSION_KEY)
+    ).first()
+    return int(row[0]) if row else 0

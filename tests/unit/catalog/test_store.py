@@ -1,0 +1,106 @@
+"""The catalog on SQLite: runs recorded and read back in UTC, orphans of a dead daemon
+closed, leases held by one holder until they expire, and a catalog from a newer drplan
+refused rather than misread."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from drplan.catalog.schema import MIGRATIONS
+from drplan.catalog.store import ABANDONED, FAILED, RUNNING, SUCCEEDED, Catalog, sqlite_url
+from drplan.errors import CatalogError
+
+T0 = datetime(2026, 11, 26, 10, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+
+
+def test_runs_are_recorded_and_read_back_newest_first_in_utc(catalog: Catalog) -> None:
+    berlin = timezone(timedelta(hours=1))
+    first = catalog.start_run("db-full", "host-a", T0.astimezone(berlin), slot=T0)
+    catalog.finish_run(first, SUCCEEDED, T0 + timedelta(minutes=3), snapshot="ab12",
+                       location="primary", bytes_added=1000, bytes_stored=400)  # fmt: skip
+    second = catalog.start_run(
+        "db-full", "host-a", T0 + timedelta(days=1), slot=T0 + timedelta(days=1)
+    )
+    catalog.finish_run(
+        second, FAILED, T0 + timedelta(days=1, minutes=1), error="location primary: no space left"
+    )
+    catalog.start_run("db-wal", "host-a", T0, slot=None)  # fmt: skip
+    runs = catalog.runs("db-full")
+    assert [r.id for r in runs] == [second, first]
+    assert runs[1].started_at == T0
+    assert runs[1].started_at.tzinfo is not None
+    assert (runs[1].status, runs[1].snapshot, runs[1].bytes_added) == (SUCCEEDED, "ab12", 1000)
+    assert runs[0].error == "location primary: no space left"
+    assert catalog.last_slot("db-full") == T0 + timedelta(days=1)
+    assert catalog.last_slot("db-wal") is None  # asked-for runs have no slot
+    assert len(catalog.runs()) == 3
+
+
+def test_runs_a_dead_daemon_left_running_are_closed_as_abandoned(tmp_path: Path) -> None:
+    url = sqlite_url(str(tmp_path / "catalog.db"))
+    before = Catalog.open(url)
+    orphan = before.start_run("db-full", "host-a", T0, slot=T0)
+    other = before.start_run("db-full", "host-b", T0, slot=T0)
+    before.close()
+    after = Catalog.open(url)  # the daemon on host-a starts again
+    assert after.abandon_orphans("host-a", T0 + timedelta(hours=1)) == 1
+    status = {r.id: r.status for r in after.runs()}
+    assert status == {orphan: ABANDONED, other: RUNNING}
+
+
+def test_a_lease_has_one_holder_until_it_expires(catalog: Catalog) -> None:
+    until = T0 + timedelta(seconds=30)
+    assert catalog.acquire("job:db-full", "a", T0, until)
+    assert not catalog.acquire("job:db-full", "b", T0 + timedelta(seconds=10), until)
+    assert catalog.acquire("job:db-full", "a", T0 + timedelta(seconds=10), until)  # renewal
+    # a dies: once its lease has expired, b takes over
+    assert catalog.acquire(
+        "job:db-full", "b", until + timedelta(seconds=1), until + timedelta(minutes=1)
+    )
+    assert not catalog.acquire("job:db-full", "a", until + timedelta(seconds=2), until)
+    catalog.release("job:db-full", "b")
+    assert catalog.acquire(
+        "job:db-full", "a", until + timedelta(seconds=3), until + timedelta(minutes=1)
+    )
+
+
+def test_two_catalog_handles_on_one_file_share_leases(tmp_path: Path) -> None:
+    url = sqlite_url(str(tmp_path / "catalog.db"))
+    one, two = Catalog.open(url), Catalog.open(url)
+    assert one.acquire("job:x", "one", T0, T0 + timedelta(minutes=1))
+    assert not two.acquire("job:x", "two", T0, T0 + timedelta(minutes=1))
+
+
+def test_a_catalog_from_a_newer_drplan_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    Catalog.open(sqlite_url(str(path))).close()
+    with sqlite3.connect(path) as db:
+        db.execute("update catalog_meta set value = ? where key = 'schema_version'",
+                   (str(len(MIGRATIONS) + 1),))  # fmt: skip
+    with pytest.raises(CatalogError, match="schema version") as info:
+        Catalog.open(sqlite_url(str(path)))
+    assert info.value.exit_code == 20
+
+
+def test_reopening_a_catalog_keeps_its_history(tmp_path: Path) -> None:
+    url = sqlite_url(str(tmp_path / "catalog.db"))
+    first = Catalog.open(url)
+    run = first.start_run("db-full", "h", T0, slot=T0)
+    first.close()
+    assert [r.id for r in Catalog.open(url).runs()] == [run]  # migrations not re-applied
+
+
+def test_an_unreachable_catalog_is_one_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "catalog.db"
+    with pytest.raises(CatalogError, match="cannot be used") as info:
+        Catalog.open(sqlite_url(str(missing)))
+    assert "reachable" in (info.value.hint or "")
