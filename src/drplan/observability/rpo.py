@@ -1,0 +1,154 @@
+"""The RPO engine: exposure per data class and location against the plan's objectives,
+and each PostgreSQL system's recoverable window.
+
+``gather`` reads every location once (snapshots, and the WAL window of each
+PostgreSQL system); ``assess`` and ``windows`` are pure functions of what it read and
+the clock, so the daemon, ``drplan status`` and ``/metrics`` agree, and tests need no
+waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from drplan.errors import DrplanError
+from drplan.plan.model import Plan
+from drplan.repo.repository import Repository
+from drplan.repo.snapshot import Snapshot
+from drplan.sources.postgres.wal_status import Window, recoverable_window, stop_time
+
+OK, AT_RISK, BREACHED, UNKNOWN = "ok", "at_risk", "breached", "unknown"
+
+
+@dataclass
+class LocationFacts:
+    """What one location holds, as read once."""
+
+    location: str
+    error: str | None = None  # why it could not be read
+    snapshots: list[Snapshot] = field(default_factory=list)
+    windows: dict[str, Window] = field(default_factory=dict)  # by PostgreSQL system
+
+
+@dataclass(frozen=True)
+class Exposure:
+    data_class: str
+    location: str
+    objective: timedelta
+    status: str  # ok, at_risk, breached, unknown
+    newest: datetime | None = None  # the newest recoverable point (None: none, or unknown)
+    source: str | None = None  # what that point is
+    error: str | None = None
+
+    def exposure(self, now: datetime) -> timedelta | None:
+        return None if self.newest is None else now - self.newest
+
+
+def gather(plan: Plan, open_location: Callable[[str], Repository]) -> list[LocationFacts]:
+    """Read every location of the plan once; a location that fails is reported, not raised."""
+    postgres = [name for name, s in plan.systems.items() if s.kind == "postgres"]
+    facts = []
+    for location in plan.locations:
+        try:
+            repo = open_location(location)
+            snapshots, _ = repo.readable_snapshots()
+            here = LocationFacts(location, snapshots=snapshots)
+            for system in postgres:
+                window = recoverable_window(repo, system)
+                if window.reaches:
+                    here.windows[system] = window
+        except DrplanError as exc:
+            here = LocationFacts(location, error=exc.message)
+        facts.append(here)
+    return facts
+
+
+def class_locations(plan: Plan, data_class: str) -> list[str]:
+    """Where a data class must be recoverable from: the locations it requires, and every
+    location a job covering it writes to, in the plan's order."""
+    wanted = set(plan.data_classes[data_class].locations if data_class in plan.data_classes else [])
+    for job in plan.jobs.values():
+        if data_class in plan.job_data_classes(job):
+            wanted.update(job.locations)
+    return [name for name in plan.locations if name in wanted]
+
+
+def assess(plan: Plan, facts: list[LocationFacts], now: datetime) -> list[Exposure]:
+    """Exposure of every data class with an RPO in every location it must be in."""
+    by_location = {f.location: f for f in facts}
+    at_risk = plan.objectives.at_risk
+    out = []
+    for data_class, objective in plan.objectives.rpo.items():
+        jobs = {name for name, job in plan.jobs.items() if data_class in plan.job_data_classes(job)}
+        systems = [
+            name for name, s in plan.systems.items()
+            if s.kind == "postgres" and data_class in s.data_classes
+        ]  # fmt: skip
+        for location in class_locations(plan, data_class):
+            here = by_location.get(location)
+            if here is None or here.error is not None:
+                error = here.error if here else "not read"
+                out.append(Exposure(data_class, location, objective, UNKNOWN, error=error))
+                continue
+            newest, source = _newest_point(here, jobs, systems)
+            status = BREACHED
+            if newest is not None:
+                age = now - newest
+                status = (
+                    OK if age <= objective * at_risk else AT_RISK if age <= objective else BREACHED
+                )
+            out.append(Exposure(data_class, location, objective, status, newest, source))
+    return out
+
+
+def _newest_point(
+    here: LocationFacts, jobs: set[str], systems: list[str]
+) -> tuple[datetime | None, str | None]:
+    best: tuple[datetime | None, str | None] = (None, None)
+    for snapshot in here.snapshots:
+        if snapshot.job not in jobs:
+            continue
+        point = stop_time(snapshot) if snapshot.source.get("kind") == "postgres" else snapshot.time
+        if best[0] is None or point > best[0]:
+            best = (point, f"snapshot {snapshot.short_id} of job {snapshot.job}")
+    for system in systems:
+        window = here.windows.get(system)
+        if (
+            window is not None
+            and window.end is not None
+            and (best[0] is None or window.end > best[0])
+        ):
+            best = (window.end, f"WAL of {system} archived up to then")
+    return best
+
+
+def overall(exposures: list[Exposure]) -> dict[str, Exposure]:
+    """Per data class, the location it can be recovered from with the least loss."""
+    best: dict[str, Exposure] = {}
+    for e in exposures:
+        held = best.get(e.data_class)
+        if held is None or _better(e, held):
+            best[e.data_class] = e
+    return best
+
+
+def _better(a: Exposure, b: Exposure) -> bool:
+    if a.newest is None or b.newest is None:
+        return a.newest is not None
+    return a.newest > b.newest
+
+
+def windows(facts: list[LocationFacts]) -> Mapping[str, tuple[datetime | None, datetime | None]]:
+    """Per PostgreSQL system, the oldest and newest point reachable from any location."""
+    out: dict[str, tuple[datetime | None, datetime | None]] = {}
+    for here in facts:
+        for system, window in here.windows.items():
+            start, end = out.get(system, (None, None))
+            if window.start is not None and (start is None or window.start < start):
+                start = window.start
+            if window.end is not None and (end is None or window.end > end):
+                end = window.end
+            out[system] = (start, end)
+    return out
