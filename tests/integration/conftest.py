@@ -13,6 +13,7 @@ from drplan.repo.keys import KdfParams
 from drplan.repo.repository import Repository
 from drplan.storage import Storage
 from drplan.storage.local import LocalStorage
+from tests.fixtures.seaweedfs import SeaweedFS
 
 PASSWORD = "correct horse battery staple"
 FAST_KDF = KdfParams(time_cost=1, memory_kib=1024, parallelism=1)
@@ -121,3 +122,15 @@ def same_tree() -> Compare:
             assert left[key] == right[key], key
 
     return compare
+
+
+@pytest.fixture
+def s3_secrets(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 credentials a plan's locations reference as ${DR_S3_KEY} and ${DR_S3_SECRET},
+    with short timeouts so an unreachable location fails fast."""
+    monkeypatch.setenv("DR_S3_KEY", seaweedfs.access_key_id)
+    monkeypatch.setenv("DR_S3_SECRET", seaweedfs.secret_access_key)
+    monkeypatch.setenv("DRPLAN_S3_TIMEOUT", "2")
+    monkeypatch.setenv("DRPLAN_S3_ATTEMPTS", "2")
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)

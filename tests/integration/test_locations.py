@@ -23,16 +23,6 @@ Run = Callable[..., Result]
 FAST_KDF = ("--kdf-memory", "1024", "--kdf-time", "1")
 
 
-@pytest.fixture
-def s3_secrets(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DR_S3_KEY", seaweedfs.access_key_id)
-    monkeypatch.setenv("DR_S3_SECRET", seaweedfs.secret_access_key)
-    monkeypatch.setenv("DRPLAN_S3_TIMEOUT", "2")
-    monkeypatch.setenv("DRPLAN_S3_ATTEMPTS", "2")
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def s3_location(server: SeaweedFS, bucket: str, role: str, **extra: Any) -> dict[str, Any]:
     return {
         "role": role,

@@ -8,6 +8,7 @@ holds, which ``abandon_orphans`` closes on the next start.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,8 +49,26 @@ class Run:
     error: str | None
 
 
+CATALOG_ENV = "DRPLAN_CATALOG"
+STATE_DIR_ENV = "DRPLAN_STATE_DIR"
+
+
 def sqlite_url(path: str) -> str:
     return f"sqlite:///{path}"
+
+
+def state_dir() -> str:
+    """Where the daemon keeps its state: ``$DRPLAN_STATE_DIR``, else the XDG state
+    directory (``~/.local/state/drplan``)."""
+    if os.environ.get(STATE_DIR_ENV):
+        return os.environ[STATE_DIR_ENV]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "drplan")
+
+
+def default_url() -> str:
+    """``$DRPLAN_CATALOG``, else SQLite in the state directory."""
+    return os.environ.get(CATALOG_ENV) or sqlite_url(os.path.join(state_dir(), "catalog.db"))
 
 
 class Catalog:
@@ -167,6 +186,10 @@ class Catalog:
             for column in ("slot", "started_at", "ended_at"):
                 row[column] = _utc(row[column])
         return [Run(**row) for row in rows]
+
+    def last_run(self, job: str) -> Run | None:
+        runs = self.runs(job, limit=1)
+        return runs[0] if runs else None
 
     def last_slot(self, job: str) -> datetime | None:
         """The slot of the job's newest scheduled run, whatever its outcome: a failed run is

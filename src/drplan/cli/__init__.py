@@ -39,6 +39,7 @@ COMMANDS = {
     "copy": "drplan.cli.copy_cmd:copy_command",
     "locations": "drplan.cli.locations_cmd:locations_group",
     "wal": "drplan.cli.wal_cmd:wal_group",
+    "status": "drplan.cli.status_cmd:status_command",
 }
 
 

@@ -1,0 +1,155 @@
+"""``drplan status``: every data class against its RPO, every job, every location, on one screen."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from drplan import clock
+from drplan.cli.context import Settings, console, emit_json, pass_settings
+from drplan.cli.repo_access import password, storage_for
+from drplan.errors import CatalogError, DrplanError
+from drplan.repo.repository import Repository
+
+if TYPE_CHECKING:
+    from drplan.observability.status import JobRun, Status
+    from drplan.plan.model import Plan
+
+COLOURS = {"ok": "green", "at_risk": "yellow", "breached": "bold red", "unknown": "bold red"}
+
+
+@click.command("status")
+@click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option(
+    "--catalog",
+    metavar="URL",
+    help="The daemon's catalog, for the outcome of each job's last run"
+    " (default $DRPLAN_CATALOG, else SQLite in the state directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (durations in seconds).")
+@pass_settings
+def status_command(
+    settings: Settings, /, password_file: str | None, catalog: str | None, as_json: bool
+) -> None:
+    """RPO exposure per data class against its objective, each job's newest backup, next
+    run and last outcome, each location's state. Exit 1 when a data class is breached or
+    cannot be judged somewhere it must be recoverable from."""
+    from drplan.observability.rpo import gather  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.observability.status import as_json as status_json  # noqa: PLC0415
+    from drplan.observability.status import build_status  # noqa: PLC0415
+
+    plan = settings.load().plan
+    secret = password(settings, password_file)
+    facts = gather(plan, lambda name: Repository.open(storage_for(plan.locations[name]), secret))
+    status = build_status(plan, facts, clock.now(), _last_runs(plan, catalog))
+    if as_json:
+        emit_json(status_json(status))
+    else:
+        _render(plan, status)
+    if not status.healthy:
+        bad = sorted(
+            {e.data_class for e in status.exposures if e.status in ("breached", "unknown")}
+        )
+        raise DrplanError(
+            f"recovery point objective breached or unknown for {', '.join(bad)}",
+            hint="see above: which location, since when, and why",
+        )
+
+
+def _last_runs(plan: Plan, url: str | None) -> dict[str, JobRun]:
+    """The last run of each job from the catalog; none when there is no catalog yet."""
+    from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
+    from drplan.observability.status import JobRun  # noqa: PLC0415
+
+    url = url or default_url()
+    if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
+        return {}  # no daemon has run here: nothing to tell, and nothing to create
+    try:
+        catalog = Catalog.open(url)
+    except CatalogError as exc:
+        console().print(f"[yellow]catalog unavailable, last runs not shown: {exc.message}[/]")
+        return {}
+    try:
+        found = {name: catalog.last_run(name) for name in plan.jobs}
+    finally:
+        catalog.close()
+    return {
+        name: JobRun(run.status, run.ended_at, run.error)
+        for name, run in found.items()
+        if run is not None
+    }
+
+
+def _ago(value: timedelta | None) -> str:
+    if value is None:
+        return "never"
+    seconds = int(value.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def _render(plan: Plan, status: Status) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    out = console()
+    now = status.now
+    classes = Table("data class", "RPO", "exposure", "status", "from", "newest point")
+    for name, best in status.best.items():
+        colour = COLOURS[best.status]
+        worst = [e for e in status.exposures if e.data_class == name and e.status != "ok"]
+        notes = "; ".join(
+            f"{e.location}: {e.status.replace('_', ' ')}"
+            + (f" ({e.error})" if e.error else f" ({_ago(e.exposure(now))})")
+            for e in worst
+        )
+        classes.add_row(
+            name,
+            _ago(best.objective),
+            _ago(best.exposure(now)),
+            f"[{colour}]{best.status.replace('_', ' ')}[/]" + (f"\n{notes}" if notes else ""),
+            best.location,
+            best.source or "-",
+        )
+    out.print(classes)
+    jobs = Table("job", "schedule", "newest backup", "next run", "last run")
+    for name, job in status.jobs.items():
+        run = job["last_run"]
+        last = "-" if run is None else run.status + (f": {run.error}" if run.error else "")
+        if job["failing"]:
+            last = f"[bold red]{last}[/]"
+        newest = job["newest"]
+        jobs.add_row(
+            name,
+            job["schedule"],
+            "never" if newest is None else f"{_ago(now - newest)} ago",
+            "-" if job["next_run"] is None else f"in {_ago(job['next_run'] - now)}",
+            last,
+        )
+    out.print(jobs)
+    places = Table("location", "role", "state", "snapshots", "behind on")
+    for name, loc in status.locations.items():
+        state = loc["state"]
+        colour = "green" if state == "ok" else "yellow" if state == "lagging" else "bold red"
+        behind = ", ".join(
+            f"{job} ({'none yet' if lag is None else _ago(lag)})"
+            for job, lag in loc["lagging"].items()
+        )
+        places.add_row(
+            name,
+            plan.locations[name].role.value,
+            f"[{colour}]{state}[/]" + (f"\n{loc['error']}" if loc["error"] else ""),
+            str(loc["snapshots"]),
+            behind or "-",
+        )
+    out.print(places)
+    for system, (start, end) in status.windows.items():
+        if start is not None and end is not None:
+            out.print(f"{system}: recoverable from {clock.rfc3339(start)} to {clock.rfc3339(end)}")

@@ -1,0 +1,141 @@
+"""The plan at a glance: per data class its exposure against its RPO, per job its newest
+snapshot, next run and last outcome, per location whether it can be read and which
+jobs it lags behind on. One value, rendered by ``drplan status`` as text or JSON and
+served by the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from drplan.clock import rfc3339
+from drplan.observability.rpo import (
+    AT_RISK,
+    BREACHED,
+    OK,
+    UNKNOWN,
+    Exposure,
+    LocationFacts,
+    assess,
+    overall,
+    windows,
+)
+from drplan.plan.model import Plan
+from drplan.plan.schedule import NeverFiresError
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """The outcome of a job's last run, as the catalog has it."""
+
+    status: str
+    ended_at: datetime | None
+    error: str | None
+
+
+@dataclass
+class Status:
+    now: datetime
+    exposures: list[Exposure]
+    best: dict[str, Exposure]
+    windows: dict[str, tuple[datetime | None, datetime | None]]
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        """No data class breached or unknown in any location it must be in."""
+        return all(e.status in (OK, AT_RISK) for e in self.exposures)
+
+
+def build_status(
+    plan: Plan, facts: list[LocationFacts], now: datetime, last_runs: dict[str, JobRun]
+) -> Status:
+    exposures = assess(plan, facts, now)
+    status = Status(now, exposures, overall(exposures), dict(windows(facts)))
+    readable = [f for f in facts if f.error is None]
+    for name, job in plan.jobs.items():
+        newest = {
+            f.location: max((s.time for s in f.snapshots if s.job == name), default=None)
+            for f in readable
+        }
+        anywhere = max((t for t in newest.values() if t is not None), default=None)
+        try:
+            upcoming = job.schedule.next_runs(now, plan.job_timezone(job))
+        except NeverFiresError:
+            upcoming = []
+        run = last_runs.get(name)
+        status.jobs[name] = {
+            "system": job.system,
+            "type": job.type.value,
+            "schedule": str(job.schedule),
+            "newest": anywhere,
+            "next_run": upcoming[0] if upcoming else None,
+            "last_run": run,
+            "failing": run is not None and run.status not in ("succeeded", "running"),
+        }
+        for location in job.locations:
+            here = newest.get(location)
+            if location in newest and anywhere is not None and (here is None or here < anywhere):
+                lag = status.locations.setdefault(location, {}).setdefault("lagging", {})
+                lag[name] = None if here is None else anywhere - here
+    for f in facts:
+        entry = status.locations.setdefault(f.location, {})
+        entry["state"] = "unreachable" if f.error else ("lagging" if entry.get("lagging") else "ok")
+        entry["error"] = f.error
+        entry["snapshots"] = len(f.snapshots)
+        entry.setdefault("lagging", {})
+    return status
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds(), 3)
+
+
+def as_json(status: Status) -> dict[str, Any]:
+    """Times RFC 3339 UTC, durations in seconds: the shape of `drplan status --json`."""
+    now = status.now
+
+    def exposure(e: Exposure) -> dict[str, Any]:
+        return {
+            "data_class": e.data_class, "location": e.location, "status": e.status,
+            "objective_seconds": _seconds(e.objective),
+            "exposure_seconds": _seconds(e.exposure(now)),
+            "newest_point": _time(e.newest), "source": e.source, "error": e.error,
+        }  # fmt: skip
+
+    return {
+        "time": _time(now),
+        "healthy": status.healthy,
+        "data_classes": {name: exposure(e) for name, e in status.best.items()},
+        "exposures": [exposure(e) for e in status.exposures],
+        "windows": {
+            system: {"oldest": _time(start), "newest": _time(end)}
+            for system, (start, end) in status.windows.items()
+        },
+        "jobs": {name: _job_json(job) for name, job in status.jobs.items()},
+        "locations": {
+            name: {**loc, "lagging": {j: _seconds(lag) for j, lag in loc["lagging"].items()}}
+            for name, loc in status.locations.items()
+        },
+    }
+
+
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    run: JobRun | None = job["last_run"]
+    return {
+        **{k: v for k, v in job.items() if k not in ("newest", "next_run", "last_run")},
+        "newest": _time(job["newest"]),
+        "next_run": _time(job["next_run"]),
+        "last_run": None
+        if run is None
+        else {"status": run.status, "ended_at": _time(run.ended_at), "error": run.error},
+    }
+
+
+__all__ = ["AT_RISK", "BREACHED", "OK", "UNKNOWN", "JobRun", "Status", "as_json", "build_status"]
