@@ -6,13 +6,16 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from drplan.repo.keys import KdfParams
 from drplan.repo.repository import Repository
 from drplan.storage import Storage
 from drplan.storage.local import LocalStorage
+from tests.conftest import clean_plan
 from tests.fixtures.seaweedfs import SeaweedFS
 
 PASSWORD = "correct horse battery staple"
@@ -134,3 +137,22 @@ def s3_secrets(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRPLAN_S3_ATTEMPTS", "2")
     for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
+
+
+def files_job_plan(
+    tmp_path: Path, source: Path, locations: dict[str, Any], every: str = "1h"
+) -> Path:
+    """A plan of one files job, `web`, backing up ``source`` (data class configuration,
+    RPO 4h) on ``every`` to ``locations``, in their order; written to tmp_path/plan.yaml."""
+    plan: dict[str, Any] = clean_plan()
+    plan["objectives"]["rpo"] = {"configuration": "4h"}
+    plan["data_classes"] = {}
+    plan["systems"] = {"web": {**plan["systems"]["web"], "paths": [str(source)]}}
+    plan["systems"]["web"].pop("depends_on", None)
+    plan["locations"] = locations
+    plan["jobs"] = {"web": {**plan["jobs"]["web"], "locations": list(locations), "schedule": every}}
+    for key in ("scenarios", "runbooks", "drills"):
+        plan.pop(key, None)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path

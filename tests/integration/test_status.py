@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from drplan.catalog.store import FAILED, Catalog, sqlite_url
-from tests.conftest import Result, clean_plan
+from tests.conftest import Result
 from tests.fixtures.seaweedfs import SeaweedFS
+from tests.integration.conftest import files_job_plan
 from tests.integration.test_locations import FAST_KDF, s3_location
 
 Run = Callable[..., Result]
@@ -27,21 +27,10 @@ def files_plan(
     tmp_path: Path, seaweedfs: SeaweedFS, s3_secrets: None, password: str, source: Path
 ) -> Path:
     """Configuration (RPO 4h) backed up hourly to a local primary and copied to S3."""
-    plan: dict[str, Any] = clean_plan()
-    plan["objectives"]["rpo"] = {"configuration": "4h"}
-    plan["data_classes"] = {}
-    plan["systems"] = {"web": {**plan["systems"]["web"], "paths": [str(source)]}}
-    plan["systems"]["web"].pop("depends_on", None)
-    plan["locations"] = {
+    return files_job_plan(tmp_path, source, {
         "primary": {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")},
         "cloud": s3_location(seaweedfs, seaweedfs.create_bucket(), "cloud"),
-    }
-    plan["jobs"] = {"web": {**plan["jobs"]["web"], "locations": ["primary", "cloud"]}}
-    for key in ("scenarios", "runbooks", "drills"):
-        plan.pop(key, None)
-    path = tmp_path / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan))
-    return path
+    })  # fmt: skip
 
 
 def status_at(run: Run, plan: Path, now: datetime, monkeypatch: pytest.MonkeyPatch,

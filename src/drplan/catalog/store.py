@@ -22,9 +22,10 @@ from drplan.catalog.schema import runs as runs_table
 from drplan.errors import CatalogError
 from drplan.storage.registry import redact
 
-RUNNING, SUCCEEDED, FAILED, ABANDONED, TIMED_OUT = (
+RUNNING, SUCCEEDED, PARTIAL, FAILED, ABANDONED, TIMED_OUT = (
     "running",
     "succeeded",
+    "partial",  # saved, but not everywhere or not everything: see the error
     "failed",
     "abandoned",
     "timed_out",

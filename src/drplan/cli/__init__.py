@@ -40,6 +40,7 @@ COMMANDS = {
     "locations": "drplan.cli.locations_cmd:locations_group",
     "wal": "drplan.cli.wal_cmd:wal_group",
     "status": "drplan.cli.status_cmd:status_command",
+    "serve": "drplan.cli.serve_cmd:serve_command",
 }
 
 

@@ -1,0 +1,242 @@
+"""``drplan serve``'s loop: run every job of the plan on its schedule, once per slot.
+
+Each tick the daemon looks at every job with a cron or interval schedule: a job whose
+slot has come (see ``timing``), that is not running and whose lease it can take,
+starts as a child process (see ``runs``) and is recorded in the catalog; a running
+job is polled, stopped past its timeout, and its outcome recorded. A failed run is
+retried with jittered backoff until the job's next slot supersedes it. A run still
+going when its next slot comes is reported as overrunning once, and never doubled.
+
+Stopping (SIGTERM, SIGINT) ends the loop: running jobs get ``STOP_GRACE`` to finish,
+then are killed and recorded as abandoned. SIGHUP re-reads the plan; an invalid plan
+is refused and the old one keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from drplan.catalog.store import ABANDONED, PARTIAL, RUNNING, SUCCEEDED, Catalog
+from drplan.errors import DrplanError
+from drplan.plan.model import Plan
+from drplan.scheduler.runs import JobProcess, Outcome
+from drplan.scheduler.timing import due, next_slot, retry_delay
+
+log = logging.getLogger("drplan.serve")
+
+TICK = timedelta(seconds=1)  # the longest the loop sleeps: runs are noticed within it
+LEASE = timedelta(seconds=60)  # renewed every tick while a run goes on
+STOP_GRACE = timedelta(seconds=30)
+STOPPED = "the daemon stopped during the run"
+
+
+@dataclass
+class _Running:
+    process: JobProcess
+    run_id: int
+    slot: datetime
+    attempt: int
+    overrun_reported: bool = False
+
+
+@dataclass
+class _Retry:
+    slot: datetime
+    attempt: int  # the attempt to make
+    at: datetime
+
+
+@dataclass
+class JobEvents:
+    """What happened to one job since the daemon started, for metrics and tests."""
+
+    started: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    overruns: int = 0
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    last_outcome: Outcome | None = None
+
+
+class Daemon:
+    def __init__(
+        self,
+        plan: Plan,
+        plan_path: str,
+        catalog: Catalog,
+        clock: Callable[[], datetime],
+        *,
+        host: str | None = None,
+        env: dict[str, str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.plan = plan
+        self.plan_path = plan_path
+        self.catalog = catalog
+        self.clock = clock
+        self.host = host or socket.gethostname()
+        self.holder = f"{self.host}:{id(self):x}"  # unique per daemon, also on one host
+        self.env = env
+        self.rng = rng or random.Random()
+        self.since = clock()
+        self.running: dict[str, _Running] = {}
+        self.retries: dict[str, _Retry] = {}
+        self.events: dict[str, JobEvents] = {}
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.reload: Callable[[], Plan] | None = None  # reads the plan file again
+        orphans = catalog.abandon_orphans(self.host, self.since)
+        if orphans:
+            log.warning("%d run(s) left running by an earlier daemon marked abandoned", orphans)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Tick until asked to stop, then stop the runs still going."""
+        while not self.stopping.is_set():
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            try:
+                self.tick()
+            except DrplanError as exc:  # the catalog went away: keep trying, say so
+                log.error("%s", exc.message)
+            self.stopping.wait(self._sleep().total_seconds())
+        self.shutdown()
+
+    def _sleep(self) -> timedelta:
+        now = self.clock()
+        wake = now + TICK
+        for name, job in self.plan.jobs.items():
+            if name in self.running:
+                continue
+            upcoming = next_slot(job.schedule, self.plan.job_timezone(job), now)
+            if upcoming is not None and upcoming < wake:
+                wake = upcoming
+        return max(timedelta(0), min(wake - now, TICK))
+
+    def _reload(self) -> None:
+        if self.reload is None:
+            return
+        try:
+            plan = self.reload()
+        except DrplanError as exc:
+            log.error("the plan was not reloaded, the old one keeps running: %s", exc.message)
+            return
+        self.plan = plan
+        log.info("plan reloaded: %d job(s)", len(plan.jobs))
+
+    def tick(self) -> None:
+        now = self.clock()
+        for name in list(self.running):
+            self._poll(name, now)
+        for name, job in self.plan.jobs.items():
+            if name in self.running:
+                self._check_overrun(name, now)
+                continue
+            tz = self.plan.job_timezone(job)
+            slot_due = due(job.schedule, tz, now, self.catalog.last_slot(name), self.since)
+            retry = self.retries.get(name)
+            if slot_due is not None:
+                if slot_due.missed:
+                    log.warning("job %s: %d run(s) missed while down; running once", name,
+                                slot_due.missed)  # fmt: skip
+                self.retries.pop(name, None)
+                self._start(name, slot_due.slot, 1, now)
+            elif retry is not None and now >= retry.at:
+                self._start(name, retry.slot, retry.attempt, now)
+
+    def _start(self, name: str, slot: datetime, attempt: int, now: datetime) -> None:
+        if not self.catalog.acquire(f"job:{name}", self.holder, now, now + LEASE):
+            return  # another daemon runs it
+        job = self.plan.jobs[name]
+        run_id = self.catalog.start_run(name, self.host, now, slot, attempt)
+        process = JobProcess(self.plan_path, name, now, job.timeout, self.env)
+        self.running[name] = _Running(process, run_id, slot, attempt)
+        self.retries.pop(name, None)
+        events = self.events.setdefault(name, JobEvents())
+        events.started += 1
+        events.last_attempt = now
+        log.info("job %s: started for %s (attempt %d, pid %d)", name, slot.isoformat(),
+                 attempt, process.pid)  # fmt: skip
+
+    def _poll(self, name: str, now: datetime) -> None:
+        running = self.running[name]
+        outcome = running.process.poll(now)
+        if outcome is None:
+            self.catalog.acquire(f"job:{name}", self.holder, now, now + LEASE)  # renew
+            return
+        del self.running[name]
+        if self.stopping.is_set() and outcome.status not in (SUCCEEDED, PARTIAL):
+            outcome = Outcome(ABANDONED, outcome.report, STOPPED, outcome.exit_code)
+        report = outcome.report
+        location = str(report.get("location", "")).split(" (", 1)[0] or None
+        summary = report.get("summary") or {}
+        self.catalog.finish_run(
+            running.run_id,
+            outcome.status,
+            now,
+            snapshot=report.get("snapshot"),
+            location=location,
+            bytes_added=summary.get("bytes_added"),
+            bytes_stored=summary.get("bytes_stored"),
+            error=outcome.error,
+        )
+        self.catalog.release(f"job:{name}", self.holder)
+        events = self.events.setdefault(name, JobEvents())
+        events.outcomes[outcome.status] = events.outcomes.get(outcome.status, 0) + 1
+        events.last_outcome = outcome
+        if outcome.status in (SUCCEEDED, PARTIAL):
+            events.last_success = now
+            log.info("job %s: %s", name, outcome.status)
+            return
+        if outcome.status == ABANDONED:
+            return
+        delay = retry_delay(running.attempt, rng=self.rng)
+        self.retries[name] = _Retry(running.slot, running.attempt + 1, now + delay)
+        log.error("job %s: %s: %s; retry in %ds", name, outcome.status, outcome.error,
+                  int(delay.total_seconds()))  # fmt: skip
+
+    def _check_overrun(self, name: str, now: datetime) -> None:
+        running = self.running[name]
+        if running.overrun_reported:
+            return
+        job = self.plan.jobs.get(name)
+        if job is None:
+            return
+        upcoming = next_slot(job.schedule, self.plan.job_timezone(job), running.slot)
+        if upcoming is not None and now >= upcoming:
+            running.overrun_reported = True
+            self.events.setdefault(name, JobEvents()).overruns += 1
+            log.warning("job %s: still running at its next slot (%s); not started twice",
+                        name, upcoming.isoformat())  # fmt: skip
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Let running jobs finish for STOP_GRACE, then kill them and record them abandoned."""
+        if not self.running:
+            return
+        log.info("stopping: waiting up to %ds for %d running job(s)",
+                 int(STOP_GRACE.total_seconds()), len(self.running))  # fmt: skip
+        for running in self.running.values():
+            running.process.terminate()
+        deadline = self.clock() + STOP_GRACE
+        while self.running and self.clock() < deadline:
+            for name in list(self.running):
+                self._poll(name, self.clock())
+            threading.Event().wait(0.1)
+        for name, running in list(self.running.items()):
+            running.process.kill()
+            self.catalog.finish_run(running.run_id, ABANDONED, self.clock(), error=STOPPED)
+            self.catalog.release(f"job:{name}", self.holder)
+            del self.running[name]
+
+
+__all__ = ["RUNNING", "Daemon", "JobEvents"]

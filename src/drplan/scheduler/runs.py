@@ -1,0 +1,122 @@
+"""One run of a job, as a child process: ``drplan backup JOB --json``.
+
+A child, not a thread: a run that hangs past its timeout can be killed (with
+everything it started, pg_basebackup included: it leads its own process group),
+and a run that crashes cannot take the daemon with it. The child writes its report
+as JSON on standard output and, on failure, its one-line error on standard error;
+the exit code says how it ended (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+from drplan.catalog.store import FAILED, PARTIAL, SUCCEEDED, TIMED_OUT
+
+KILL_GRACE = timedelta(seconds=10)  # after SIGTERM, before SIGKILL
+# Exit codes that mean the snapshot was saved, though not everything went well.
+SAVED_CODES = {14: "some files could not be read", 16: "some locations did not get it"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded, partial, failed, timed_out
+    report: dict[str, Any]
+    error: str | None
+    exit_code: int | None
+
+
+class JobProcess:
+    """A running ``drplan backup JOB``; ``poll`` until it returns an Outcome."""
+
+    def __init__(
+        self,
+        plan_path: str,
+        job: str,
+        started: datetime,
+        timeout: timedelta | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.job = job
+        self.timeout = timeout
+        self.deadline = started + timeout if timeout else None
+        self._killed_at: datetime | None = None
+        # Files, not pipes: a child writing a large report never blocks on a full pipe
+        # while the daemon is busy elsewhere.
+        self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _outcome
+        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        argv = [sys.executable, "-m", "drplan", "--plan", plan_path, "backup", job, "--json"]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            env=env,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self, now: datetime) -> Outcome | None:
+        """The outcome once the run has ended; past its deadline it is stopped first."""
+        code = self.proc.poll()
+        if code is None:
+            if self.deadline is not None and now >= self.deadline:
+                self._stop(now)
+            return None
+        return self._outcome(code)
+
+    def _stop(self, now: datetime) -> None:
+        if self._killed_at is None:
+            self._killed_at = now
+            self._signal(signal.SIGTERM)
+        elif now - self._killed_at >= KILL_GRACE:
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+            os.killpg(self.proc.pid, sig)
+
+    def terminate(self) -> None:
+        """Ask the run to stop (the daemon is shutting down)."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def _outcome(self, code: int) -> Outcome:
+        self._out.seek(0)
+        self._err.seek(0)
+        out, err = self._out.read(), self._err.read()
+        self._out.close()
+        self._err.close()
+        try:
+            report = json.loads(out) if out.strip() else {}
+        except ValueError:
+            report = {}
+        lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+        message = next((ln for ln in reversed(lines) if ln.startswith("drplan:")), None)
+        error = (
+            message.removeprefix("drplan:").strip() if message else (lines[-1] if lines else None)
+        )
+        if self._killed_at is not None:
+            return Outcome(
+                TIMED_OUT, report, f"stopped: it ran past its timeout ({self.timeout})", code
+            )
+        if code == 0:
+            return Outcome(SUCCEEDED, report, None, code)
+        if code in SAVED_CODES and report.get("snapshot"):
+            return Outcome(PARTIAL, report, error or SAVED_CODES[code], code)
+        return Outcome(FAILED, report, error or f"exit code {code}", code)

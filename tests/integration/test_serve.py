@@ -1,0 +1,131 @@
+"""`drplan serve` runs the plan on its own: a job on a two-second interval runs once per
+slot, each run recorded in the catalog with its snapshot; SIGHUP with a broken plan
+keeps the old one running; SIGTERM stops cleanly, leaving no run marked running."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog, sqlite_url
+from drplan.plan.loader import load_plan
+from drplan.scheduler.daemon import Daemon
+from drplan.scheduler.timing import RETRY_BASE
+from tests.conftest import wait_until
+from tests.integration.conftest import files_job_plan
+from tests.integration.test_locations import FAST_KDF
+
+
+def files_plan(tmp_path: Path, source: Path, every: str) -> Path:
+    primary = {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")}
+    return files_job_plan(tmp_path, source, {"primary": primary}, every)
+
+
+def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
+    tmp_path: Path, source: Path, password: str
+) -> None:
+    plan = files_plan(tmp_path, source, "2s")
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
+    env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}
+    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    daemon = subprocess.Popen([*drplan, "serve"], env=env, stdout=log, stderr=log)
+    catalog_url = env["DRPLAN_CATALOG"]
+
+    def succeeded() -> list[Any]:
+        if not (tmp_path / "catalog.db").exists():
+            return []
+        catalog = Catalog.open(catalog_url)
+        try:
+            return [r for r in catalog.runs("web") if r.status == SUCCEEDED]
+        finally:
+            catalog.close()
+
+    def explain() -> str:
+        return (tmp_path / "serve.log").read_text()
+
+    try:
+        wait_until(lambda: len(succeeded()) >= 3, "three scheduled runs", 60, explain)
+        # A broken plan on SIGHUP is refused; the daemon goes on with the old one.
+        good = plan.read_text()
+        plan.write_text(good.replace("schedule: 2s", "schedule: every blue moon"))
+        done = len(succeeded())
+        daemon.send_signal(signal.SIGHUP)
+        wait_until(lambda: "not reloaded" in explain(), "the reload to be refused", 30, explain)
+        plan.write_text(good)
+        wait_until(lambda: len(succeeded()) >= done + 2, "runs after the refused reload", 60,
+                   explain)  # fmt: skip
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+        log.close()
+    assert code == 0, explain()
+    catalog = Catalog.open(catalog_url)
+    runs = catalog.runs("web", limit=1000)
+    catalog.close()
+    assert all(r.status != RUNNING for r in runs)
+    slots = sorted(r.slot for r in runs if r.slot is not None)
+    assert len(slots) == len(set(slots))  # never two runs for one slot
+    assert all(b - a >= timedelta(seconds=2) for a, b in itertools.pairwise(slots))
+    assert all(s.timestamp() % 2 == 0 for s in slots)  # on the interval's rhythm
+    ok = [r for r in runs if r.status == SUCCEEDED]
+    assert all(r.snapshot and r.location == "primary" for r in ok)
+    listed = subprocess.run([*drplan, "snapshots", "--repo", str(tmp_path / "primary"),
+                             "--json"], env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert {r.snapshot for r in ok} <= {s["id"] for s in json.loads(listed.stdout)}
+
+
+def test_a_failed_run_is_retried_with_backoff_until_the_next_slot_supersedes_it(
+    tmp_path: Path, source: Path, password: str
+) -> None:
+    """The daemon's decisions under a clock the test moves: a run that fails (no repository
+    in its location) is retried for the same slot after a jittered delay, and the next
+    slot, once come, starts a fresh first attempt instead."""
+    plan_path = files_plan(tmp_path, source, "10m")
+    plan = load_plan(plan_path).plan
+    now = [datetime(2026, 11, 26, 10, 0, 5, tzinfo=UTC)]
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0], rng=random.Random(1),
+                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+
+    def ended() -> bool:
+        daemon.tick()
+        return not daemon.running
+
+    def settle() -> None:  # let the child run end, and the daemon notice
+        wait_until(ended, "the run to end", 60)
+
+    now[0] = datetime(2026, 11, 26, 10, 10, 1, tzinfo=UTC)  # the 10:10 slot has come
+    daemon.tick()
+    assert "web" in daemon.running
+    settle()
+    (first,) = catalog.runs("web")
+    assert (first.status, first.attempt) == (FAILED, 1)
+    assert "no repository" in (first.error or "")
+    retry = daemon.retries["web"]
+    assert retry.slot == datetime(2026, 11, 26, 10, 10, tzinfo=UTC)
+    assert retry.attempt == 2
+    assert now[0] < retry.at <= now[0] + RETRY_BASE
+    daemon.tick()
+    assert "web" not in daemon.running  # not before its delay
+    now[0] = retry.at
+    daemon.tick()
+    settle()
+    second = catalog.runs("web")[0]
+    assert (second.slot, second.attempt, second.status) == (retry.slot, 2, FAILED)
+    assert daemon.retries["web"].at - now[0] <= 2 * RETRY_BASE
+    now[0] = datetime(2026, 11, 26, 10, 20, 0, tzinfo=UTC)  # the next slot supersedes
+    daemon.tick()
+    settle()
+    third = catalog.runs("web")[0]
+    assert (third.slot, third.attempt) == (now[0], 1)
+    catalog.close()
