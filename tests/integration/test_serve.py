@@ -11,15 +11,22 @@ import random
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog, sqlite_url
 from drplan.plan.loader import load_plan
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.timing import RETRY_BASE
 from tests.conftest import wait_until
+from tests.fixtures.postgres import _free_port
 from tests.integration.conftest import files_job_plan
 from tests.integration.test_locations import FAST_KDF
 
@@ -27,6 +34,40 @@ from tests.integration.test_locations import FAST_KDF
 def files_plan(tmp_path: Path, source: Path, every: str) -> Path:
     primary = {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")}
     return files_job_plan(tmp_path, source, {"primary": primary}, every)
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def check_endpoints(port: int, explain: Callable[[], str]) -> None:
+    """/metrics in the Prometheus format with the job's runs and the RPO exposure;
+    /status as `drplan status --json`; /healthz and, once assessed, /readyz."""
+    assert get(port, "/healthz") == (200, "ok\n")
+    wait_until(lambda: get(port, "/readyz")[0] == 200, "the daemon to be ready", 30, explain)
+    code, text = get(port, "/metrics")
+    assert code == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    job = (("job", "web"),)
+    assert samples[("drplan_job_runs_total", (("job", "web"), ("outcome", "succeeded")))] >= 3
+    assert time.time() - samples[("drplan_job_last_success_timestamp_seconds", job)] < 30
+    where = (("data_class", "configuration"), ("location", "primary"))
+    assert 0 <= samples[("drplan_rpo_exposure_seconds", where)] < 60
+    assert samples[("drplan_rpo_objective_seconds", (("data_class", "configuration"),))] == 14400
+    assert samples[("drplan_rpo_status", (*where, ("status", "ok")))] == 1
+    assert samples[("drplan_location_up", (("location", "primary"),))] == 1
+    code, body = get(port, "/status")
+    assert code == 200
+    assert json.loads(body)["data_classes"]["configuration"]["status"] == "ok"
+    assert get(port, "/nothing")[0] == 404
 
 
 def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
@@ -38,7 +79,11 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
     subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
                    capture_output=True)  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")
-    daemon = subprocess.Popen([*drplan, "serve"], env=env, stdout=log, stderr=log)
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [*drplan, "serve", "--listen", f"127.0.0.1:{port}", "--watch-every", "1s"],
+        env=env, stdout=log, stderr=log,
+    )  # fmt: skip
     catalog_url = env["DRPLAN_CATALOG"]
 
     def succeeded() -> list[Any]:
@@ -55,6 +100,7 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
 
     try:
         wait_until(lambda: len(succeeded()) >= 3, "three scheduled runs", 60, explain)
+        check_endpoints(port, explain)
         # A broken plan on SIGHUP is refused; the daemon goes on with the old one.
         good = plan.read_text()
         plan.write_text(good.replace("schedule: 2s", "schedule: every blue moon"))

@@ -1,16 +1,22 @@
-"""``drplan serve``: the daemon that runs the plan (see drplan.scheduler.daemon)."""
+"""``drplan serve``: the daemon that runs the plan (see drplan.scheduler.service)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-from types import FrameType
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
 
-from drplan import clock
 from drplan.cli.context import Settings, pass_settings
+from drplan.cli.repo_access import password, storage_for
+from drplan.errors import UsageError
+from drplan.repo.password import PASSWORD_FILE_ENV
+from drplan.repo.repository import Repository
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
 
 
 @click.command("serve")
@@ -20,43 +26,70 @@ from drplan.cli.context import Settings, pass_settings
     help="Where run history goes: sqlite:///PATH or postgresql://... (default"
     " $DRPLAN_CATALOG, else SQLite in $DRPLAN_STATE_DIR or ~/.local/state/drplan).",
 )
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default="127.0.0.1:9760",
+    show_default=True,
+    help="Where /metrics, /status, /healthz and /readyz answer.",
+)
+@click.option(
+    "--watch-every",
+    metavar="DURATION",
+    default="60s",
+    show_default=True,
+    help="How often every location is read to assess RPO exposure.",
+)
+@click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
 @pass_settings
-def serve_command(settings: Settings, /, catalog: str | None) -> None:
+def serve_command(
+    settings: Settings,
+    /,
+    catalog: str | None,
+    listen: str,
+    watch_every: str,
+    password_file: str | None,
+) -> None:
     """Run every job of the plan on its schedule until stopped (SIGTERM, Ctrl-C).
 
     SIGHUP re-reads the plan (an invalid one is refused; the old keeps running).
     Each run is a child `drplan backup JOB`, recorded in the catalog.
     """
-    from drplan.catalog.store import Catalog, default_url, state_dir  # noqa: PLC0415
-    from drplan.scheduler.daemon import Daemon  # noqa: PLC0415
+    from drplan.catalog.store import CATALOG_ENV, default_url, state_dir  # noqa: PLC0415
+    from drplan.scheduler.service import ServeOptions, child_env, serve  # noqa: PLC0415
 
     plan_file = settings.load()
-    url = catalog or default_url()
-    if not catalog and not os.environ.get("DRPLAN_CATALOG"):
+    plan_path = os.path.abspath(plan_file.path)
+    if not catalog and not os.environ.get(CATALOG_ENV):
         os.makedirs(state_dir(), mode=0o700, exist_ok=True)
-    store = Catalog.open(url)
+    secret = password(settings, password_file)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
-    plan_path = os.path.abspath(plan_file.path)
-    env = {**os.environ, "DRPLAN_PLAN": plan_path}
-    env.pop("DRPLAN_NOW", None)  # runs record when they really happen
-    daemon = Daemon(plan_file.plan, plan_path, store, clock.now, env=env)
-    daemon.reload = lambda: settings.load(plan_path).plan
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        daemon.stopping.set()
-
-    def reload(signum: int, _frame: FrameType | None) -> None:
-        daemon.reload_requested.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
-    logging.getLogger("drplan.serve").info(
-        "serving %s: %d job(s), catalog %s", plan_path, len(plan_file.plan.jobs), store.url
+    options = ServeOptions(
+        plan_path=plan_path,
+        catalog_url=catalog or default_url(),
+        listen=listen,
+        watch_every=_positive_duration(watch_every),
+        env=child_env(
+            plan_path,
+            (PASSWORD_FILE_ENV, os.path.abspath(password_file)) if password_file else None,
+        ),
     )
+
+    def open_location(plan: Plan, name: str) -> Repository:
+        return Repository.open(storage_for(plan.locations[name]), secret)
+
+    serve(options, plan_file.plan, lambda: settings.load(plan_path).plan, open_location)
+
+
+def _positive_duration(text: str) -> timedelta:
+    from drplan.plan.durations import parse_duration  # noqa: PLC0415
+
     try:
-        daemon.serve()
-    finally:
-        store.close()
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--watch-every {text!r}: {exc}", hint="e.g. 30s, 5m") from None
+    if value <= timedelta(0):
+        raise UsageError(f"--watch-every {text!r} must be positive", hint="e.g. 30s, 5m")
+    return value

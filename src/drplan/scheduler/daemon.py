@@ -42,6 +42,7 @@ class _Running:
     run_id: int
     slot: datetime
     attempt: int
+    started: datetime
     overrun_reported: bool = False
 
 
@@ -62,6 +63,8 @@ class JobEvents:
     last_attempt: datetime | None = None
     last_success: datetime | None = None
     last_outcome: Outcome | None = None
+    last_duration: timedelta | None = None
+    last_added: int | None = None  # bytes of new data the last successful run stored
 
 
 class Daemon:
@@ -158,7 +161,7 @@ class Daemon:
         job = self.plan.jobs[name]
         run_id = self.catalog.start_run(name, self.host, now, slot, attempt)
         process = JobProcess(self.plan_path, name, now, job.timeout, self.env)
-        self.running[name] = _Running(process, run_id, slot, attempt)
+        self.running[name] = _Running(process, run_id, slot, attempt, now)
         self.retries.pop(name, None)
         events = self.events.setdefault(name, JobEvents())
         events.started += 1
@@ -192,8 +195,10 @@ class Daemon:
         events = self.events.setdefault(name, JobEvents())
         events.outcomes[outcome.status] = events.outcomes.get(outcome.status, 0) + 1
         events.last_outcome = outcome
+        events.last_duration = now - running.started
         if outcome.status in (SUCCEEDED, PARTIAL):
             events.last_success = now
+            events.last_added = summary.get("bytes_added")
             log.info("job %s: %s", name, outcome.status)
             return
         if outcome.status == ABANDONED:

@@ -1,0 +1,165 @@
+"""``/metrics``: the daemon's state in the Prometheus text format (docs/metrics.md).
+
+A collector renders what the daemon knows at scrape time (its job events and the
+watcher's latest status) into metric families; nothing is kept in module globals,
+and a registry belongs to one daemon. Names follow Prometheus conventions: a
+``drplan_`` prefix, base units (seconds, bytes), ``_total`` for counters,
+``_timestamp_seconds`` for points in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from drplan.observability.rpo import AT_RISK, BREACHED, OK, UNKNOWN
+from drplan.observability.status import Status
+from drplan.scheduler.daemon import JobEvents
+
+STATUSES = (OK, AT_RISK, BREACHED, UNKNOWN)
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+class DaemonCollector(Collector):
+    def __init__(
+        self,
+        events: Callable[[], dict[str, JobEvents]],
+        status: Callable[[], Status | None],
+        running: Callable[[], set[str]],
+    ) -> None:
+        self.events = events
+        self.status = status
+        self.running = running
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._jobs()
+        status = self.status()
+        if status is not None:
+            yield from self._rpo(status)
+            yield from self._locations(status)
+
+    def _jobs(self) -> Iterator[Metric]:
+        events = self.events()
+        running = self.running()
+        last_success = GaugeMetricFamily(
+            "drplan_job_last_success_timestamp_seconds",
+            "When the job's last successful run ended (Unix time).",
+            labels=["job"],
+        )
+        last_attempt = GaugeMetricFamily(
+            "drplan_job_last_attempt_timestamp_seconds",
+            "When the job's last run started (Unix time).",
+            labels=["job"],
+        )
+        runs = CounterMetricFamily(
+            "drplan_job_runs", "Runs of the job that ended, by outcome.", labels=["job", "outcome"]
+        )
+        overruns = CounterMetricFamily(
+            "drplan_job_overruns", "Times the job was still running at its next slot.",
+            labels=["job"],
+        )  # fmt: skip
+        is_running = GaugeMetricFamily(
+            "drplan_job_running", "1 while a run of the job is going on.", labels=["job"]
+        )
+        duration = GaugeMetricFamily(
+            "drplan_job_last_duration_seconds", "How long the job's last ended run took.",
+            labels=["job"],
+        )  # fmt: skip
+        added = GaugeMetricFamily(
+            "drplan_job_last_added_bytes",
+            "Bytes of new data the job's last successful run added to the repository.",
+            labels=["job"],
+        )
+        for job, e in sorted(events.items()):
+            if e.last_success is not None:
+                last_success.add_metric([job], e.last_success.timestamp())
+            if e.last_attempt is not None:
+                last_attempt.add_metric([job], e.last_attempt.timestamp())
+            for outcome, count in sorted(e.outcomes.items()):
+                runs.add_metric([job, outcome], count)
+            overruns.add_metric([job], e.overruns)
+            is_running.add_metric([job], 1.0 if job in running else 0.0)
+            if e.last_duration is not None:
+                duration.add_metric([job], e.last_duration.total_seconds())
+            if e.last_added is not None:
+                added.add_metric([job], e.last_added)
+        yield from (last_success, last_attempt, runs, overruns, is_running, duration, added)
+
+    def _rpo(self, status: Status) -> Iterator[Metric]:
+        exposure = GaugeMetricFamily(
+            "drplan_rpo_exposure_seconds",
+            "Now minus the newest point the data class can be restored to from the location.",
+            labels=["data_class", "location"],
+        )
+        objective = GaugeMetricFamily(
+            "drplan_rpo_objective_seconds", "The data class's recovery point objective.",
+            labels=["data_class"],
+        )  # fmt: skip
+        state = GaugeMetricFamily(
+            "drplan_rpo_status",
+            "1 for the data class's current RPO status in the location (ok, at_risk,"
+            " breached, unknown), 0 for the others.",
+            labels=["data_class", "location", "status"],
+        )
+        newest = GaugeMetricFamily(
+            "drplan_rpo_newest_point_timestamp_seconds",
+            "The newest point the data class can be restored to from the location.",
+            labels=["data_class", "location"],
+        )
+        seen: set[str] = set()
+        for e in status.exposures:
+            age = e.exposure(status.now)
+            if age is not None:
+                exposure.add_metric([e.data_class, e.location], age.total_seconds())
+                newest.add_metric([e.data_class, e.location], e.newest.timestamp())  # type: ignore[union-attr]
+            for name in STATUSES:
+                state.add_metric([e.data_class, e.location, name], 1.0 if e.status == name else 0.0)
+            if e.data_class not in seen:
+                seen.add(e.data_class)
+                objective.add_metric([e.data_class], e.objective.total_seconds())
+        window = GaugeMetricFamily(
+            "drplan_recoverable_window_seconds",
+            "Span of the points a PostgreSQL system can be recovered to, from any location.",
+            labels=["system"],
+        )
+        for system, (start, end) in sorted(status.windows.items()):
+            if start is not None and end is not None:
+                window.add_metric([system], (end - start).total_seconds())
+        assessed = GaugeMetricFamily(
+            "drplan_rpo_assessed_timestamp_seconds", "When the locations were last read."
+        )
+        assessed.add_metric([], status.now.timestamp())
+        yield from (exposure, objective, state, newest, window, assessed)
+
+    def _locations(self, status: Status) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "drplan_location_up", "1 when the location's repository could be read.",
+            labels=["location"],
+        )  # fmt: skip
+        snapshots = GaugeMetricFamily(
+            "drplan_location_snapshots", "Snapshots in the location.", labels=["location"]
+        )
+        lag = GaugeMetricFamily(
+            "drplan_location_lag_seconds",
+            "How far the location's newest snapshot of a job is behind the newest anywhere.",
+            labels=["location", "job"],
+        )
+        for name, loc in sorted(status.locations.items()):
+            up.add_metric([name], 0.0 if loc.get("error") else 1.0)
+            snapshots.add_metric([name], float(loc.get("snapshots", 0)))
+            for job, behind in sorted(loc.get("lagging", {}).items()):
+                if behind is not None:
+                    lag.add_metric([name, job], behind.total_seconds())
+        yield from (up, snapshots, lag)
+
+
+def registry(collector: DaemonCollector) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    return reg

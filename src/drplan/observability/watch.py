@@ -1,0 +1,65 @@
+"""The daemon's watch on the plan's recoverability: every ``every`` seconds, read every
+location once (see ``rpo.gather``) and keep the resulting status for metrics, the
+status endpoint and alerts. In a thread of its own: a slow or hanging location must
+not hold up the schedule."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from drplan.observability.rpo import gather
+from drplan.observability.status import JobRun, Status, build_status
+from drplan.plan.model import Plan
+from drplan.repo.repository import Repository
+
+log = logging.getLogger("drplan.serve")
+
+WATCH_EVERY = timedelta(seconds=60)
+
+
+class Watcher:
+    def __init__(
+        self,
+        plan: Callable[[], Plan],
+        open_location: Callable[[Plan, str], Repository],
+        last_runs: Callable[[], dict[str, JobRun]],
+        clock: Callable[[], datetime],
+        every: timedelta = WATCH_EVERY,
+    ) -> None:
+        self.plan = plan
+        self.open_location = open_location
+        self.last_runs = last_runs
+        self.clock = clock
+        self.every = every
+        self.latest: Status | None = None
+        self.assessed_at: datetime | None = None
+        self.stopping = threading.Event()
+        self.updated = threading.Event()  # set after each assessment (tests wait on it)
+        self._thread = threading.Thread(target=self._loop, name="drplan-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._thread.join(timeout=30)
+
+    def assess(self) -> Status:
+        plan = self.plan()
+        facts = gather(plan, lambda name: self.open_location(plan, name))
+        now = self.clock()
+        status = build_status(plan, facts, now, self.last_runs())
+        self.latest, self.assessed_at = status, now
+        self.updated.set()
+        return status
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.assess()
+            except Exception:  # a bug here must not end the watch; it is logged with its trace
+                log.exception("assessing recoverability failed")
+            self.stopping.wait(self.every.total_seconds())

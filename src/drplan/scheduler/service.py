@@ -1,0 +1,105 @@
+"""``drplan serve`` assembled: the catalog, the daemon's loop, the watch on recoverability
+and the HTTP endpoints, wired together and run until a signal stops them. The CLI
+parses flags into ``ServeOptions``; everything else happens here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from types import FrameType
+
+from drplan import clock
+from drplan.catalog.store import Catalog
+from drplan.errors import DrplanError
+from drplan.observability.http import Endpoints
+from drplan.observability.metrics import DaemonCollector, registry
+from drplan.observability.status import JobRun, as_json
+from drplan.observability.watch import Watcher
+from drplan.plan.model import Plan
+from drplan.repo.repository import Repository
+from drplan.scheduler.daemon import Daemon
+
+log = logging.getLogger("drplan.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    plan_path: str  # absolute: children run elsewhere
+    catalog_url: str
+    listen: str
+    watch_every: timedelta
+    env: dict[str, str]  # for the children: the password's source, the plan
+
+
+def serve(
+    options: ServeOptions,
+    plan: Plan,
+    load_plan: Callable[[], Plan],
+    open_location: Callable[[Plan, str], Repository],
+) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the plan through ``load_plan``."""
+    store = Catalog.open(options.catalog_url)
+    daemon = Daemon(plan, options.plan_path, store, clock.now, env=options.env)
+    daemon.reload = load_plan
+
+    def last_runs() -> dict[str, JobRun]:
+        found = {name: store.last_run(name) for name in daemon.plan.jobs}
+        return {n: JobRun(r.status, r.ended_at, r.error) for n, r in found.items() if r}
+
+    watcher = Watcher(lambda: daemon.plan, open_location, last_runs, clock.now, options.watch_every)
+
+    def ready() -> str | None:
+        if watcher.latest is None:
+            return "the locations have not been read yet"
+        try:
+            store.last_run("")  # the catalog answers
+        except DrplanError as exc:
+            return exc.message
+        return None
+
+    collector = DaemonCollector(
+        lambda: daemon.events, lambda: watcher.latest, lambda: set(daemon.running)
+    )
+    endpoints = Endpoints(
+        options.listen,
+        registry(collector),
+        ready,
+        lambda: as_json(watcher.latest) if watcher.latest else None,
+    )
+    _handle_signals(daemon)
+    endpoints.start()
+    watcher.start()
+    log.info("serving %s: %d job(s), catalog %s, http://%s/metrics",
+             options.plan_path, len(plan.jobs), store.url, endpoints.address)  # fmt: skip
+    try:
+        daemon.serve()
+    finally:
+        watcher.stop()
+        endpoints.stop()
+        store.close()
+
+
+def _handle_signals(daemon: Daemon) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        daemon.stopping.set()
+
+    def reload(signum: int, _frame: FrameType | None) -> None:
+        daemon.reload_requested.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+
+
+def child_env(plan_path: str, password_file_env: tuple[str, str] | None) -> dict[str, str]:
+    """The environment of each run: this one's, naming the plan (and the password file),
+    without a pinned clock: runs record when they really happen."""
+    env = {**os.environ, "DRPLAN_PLAN": plan_path}
+    if password_file_env:
+        env[password_file_env[0]] = password_file_env[1]
+    env.pop("DRPLAN_NOW", None)
+    return env
