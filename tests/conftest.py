@@ -15,7 +15,11 @@ import yaml
 
 from drplan.cli import main
 
-pytest_plugins = ["tests.fixtures.seaweedfs", "tests.fixtures.postgres"]
+pytest_plugins = [
+    "tests.fixtures.seaweedfs",
+    "tests.fixtures.postgres",
+    "tests.fixtures.receivers",
+]
 ROOT = Path(__file__).resolve().parent.parent
 SMARTWATTS = ROOT / "examples" / "smartwatts" / "plan.yaml"
 SMARTWATTS_SECRETS = {

@@ -17,7 +17,14 @@ from sqlalchemy import Connection, Engine, create_engine, event, insert, select,
 from sqlalchemy.exc import IntegrityError as DuplicateKey
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from drplan.catalog.schema import MIGRATIONS, VERSION_KEY, catalog_meta, leases, schema_version
+from drplan.catalog.schema import (
+    MIGRATIONS,
+    VERSION_KEY,
+    catalog_meta,
+    leases,
+    notifications,
+    schema_version,
+)
 from drplan.catalog.schema import runs as runs_table
 from drplan.errors import CatalogError
 from drplan.storage.registry import redact
@@ -204,6 +211,28 @@ class Catalog:
         with self._begin() as conn:
             row = conn.execute(query).first()
         return _utc(row[0]) if row else None
+
+    # -- notifications ------------------------------------------------------------------------
+
+    def log_notification(
+        self, channel: str, problem: str, event: str, at: datetime, status: str, detail: str
+    ) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                insert(notifications).values(
+                    channel=channel, problem=problem, event=event, at=_utc(at),
+                    status=status, detail=detail,
+                )
+            )  # fmt: skip
+
+    def notifications(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest first: channel, problem, event, at, status, detail."""
+        query = select(notifications).order_by(notifications.c.id.desc()).limit(limit)
+        with self._begin() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+        for row in rows:
+            row["at"] = _utc(row["at"])
+        return rows
 
     # -- leases -----------------------------------------------------------------------------
 

@@ -132,6 +132,9 @@ def _response(plan: Plan) -> Iterator[Found]:
         for audience, spec in comm.audiences.items():
             at = ("communication", "audiences", audience, "channels")
             yield from _refs(at, spec.channels, "channel", plan.channels)
+    for i, route in enumerate(plan.alerting.routes):
+        at = ("alerting", "routes", i, "channels")
+        yield from _refs(at, route.channels, "channel", plan.channels)
 
 
 def _drills(plan: Plan) -> Iterator[Found]:

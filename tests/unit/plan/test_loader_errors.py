@@ -56,7 +56,7 @@ CASES = [
         BASE + "backups: {}\n",
         "backups: {}",
         "backups",
-        r"unknown key 'backups' \(allowed: channels, communication, ",
+        r"unknown key 'backups' \(allowed: alerting, channels, communication, ",
     ),
     (
         "missing-required-key",

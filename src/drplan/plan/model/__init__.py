@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from drplan.plan.durations import Duration
+from drplan.plan.model.alerting import Alerting, AlertRoute, Severity
 from drplan.plan.model.assurance import (
     Compression,
     Document,
@@ -87,6 +88,8 @@ class Plan(PlanModel):
     """Where notifications go (Slack, PagerDuty, e-mail, webhook, status page, phone)."""
     communication: Communication | None = None
     """Which channel is used for what, internally and externally."""
+    alerting: Alerting = Field(default_factory=Alerting)
+    """Which problems the daemon tells whom (RPO at risk or breached, failing jobs)."""
     drills: dict[Name, Drill] = Field(default_factory=dict)
     """Recovery tests and their schedule."""
     success_criteria: SuccessCriteria = Field(default_factory=SuccessCriteria)
@@ -116,6 +119,8 @@ class Plan(PlanModel):
 
 __all__ = [
     "JOB_TYPES_BY_KIND",
+    "AlertRoute",
+    "Alerting",
     "Audience",
     "Channel",
     "CommandSystem",
@@ -144,6 +149,7 @@ __all__ = [
     "Runbook",
     "S3Location",
     "Scenario",
+    "Severity",
     "Site",
     "Step",
     "SuccessCriteria",

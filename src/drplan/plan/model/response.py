@@ -201,7 +201,13 @@ class PagerDutyChannel(ChannelBase):
     routing_key: Secret
     """Events API v2 integration key reference."""
     severity: Literal["critical", "error", "warning", "info"] = "critical"
-    """Severity of the events sent."""
+    """Severity of events sent for incidents (drills, declared incidents); alerts carry
+    their problem's own severity."""
+    events_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://"
+    )
+    """Events API v2 endpoint (the EU service region's is
+    https://events.eu.pagerduty.com/v2/enqueue)."""
 
 
 class EmailChannel(ChannelBase):

@@ -1,0 +1,196 @@
+"""Sending one message to one channel, in each provider's documented format.
+
+* Slack incoming webhook: ``{"text": fallback, "blocks": [...]}``; a 429 answer is
+  retried after its ``Retry-After``.
+* PagerDuty Events API v2: ``trigger`` with ``payload.summary``, ``source`` and
+  ``severity``, ``resolve`` with the same ``dedup_key`` (the problem's key).
+* Webhook: the event as JSON, signed with HMAC-SHA256 over ``timestamp.body`` in
+  ``X-Drplan-Signature: sha256=<hex>`` when the channel has a signing secret.
+* E-mail over SMTP, with STARTTLS and login when the channel says so.
+
+Secrets (webhook URLs, keys, passwords) are resolved only here, when sending, and
+never appear in errors: a failure names the channel and what went wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+from drplan.clock import rfc3339
+from drplan.notify.problems import Problem
+from drplan.plan.model import Channel
+
+TIMEOUT = 10.0  # seconds per request: a hanging endpoint must not hold messages up for long
+MAX_RETRY_AFTER = 60.0
+
+
+class SendError(Exception):
+    """A message could not be delivered; the text names the channel, never a secret."""
+
+
+@dataclass(frozen=True)
+class Event:
+    action: str  # trigger, repeat, resolve
+    problem: Problem
+    at: datetime
+    source: str  # the host the daemon runs on
+
+
+def send(name: str, channel: Channel, event: Event) -> None:
+    """Deliver ``event`` to channel ``name``; SendError when it cannot be."""
+    kind = channel.kind
+    try:
+        if kind == "slack":
+            _slack(name, channel.webhook_url.resolve(), event)  # type: ignore[union-attr]
+        elif kind == "pagerduty":
+            _pagerduty(name, channel, event)
+        elif kind == "webhook":
+            _webhook(name, channel, event)
+        elif kind == "email":
+            _email(name, channel, event)
+        else:
+            raise SendError(f"channel {name}: a {kind} channel takes no alerts")
+    except SendError:
+        raise
+    except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
+        raise SendError(f"channel {name}: {type(exc).__name__}: {_safe(exc)}") from None
+
+
+def _safe(exc: BaseException) -> str:
+    """An error's text without URLs (which may carry tokens)."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        return str(exc.reason)
+    text = str(exc)
+    return " ".join(w if "://" not in w else "<url>" for w in text.split())
+
+
+def _post(name: str, url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+          attempts: int = 3) -> None:  # fmt: skip
+    data = json.dumps(body).encode()
+    for attempt in range(1, attempts + 1):
+        request = urllib.request.Request(
+            url, data=data, method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "drplan", **(headers or {})},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+                answer.read()
+                return
+        except urllib.error.HTTPError as exc:
+            retry_after = exc.headers.get("Retry-After") if exc.headers else None
+            if exc.code == 429 and attempt < attempts:
+                time.sleep(min(float(retry_after or 1), MAX_RETRY_AFTER))
+                continue
+            if exc.code >= 500 and attempt < attempts:
+                time.sleep(attempt)  # a passing failure of the provider
+                continue
+            raise SendError(f"channel {name}: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, TimeoutError) as exc:
+            if attempt < attempts:
+                time.sleep(attempt)
+                continue
+            raise SendError(f"channel {name}: {_safe(exc)}") from None
+
+
+def _title(event: Event) -> str:
+    p = event.problem
+    if event.action == "resolve":
+        return f"Resolved: {p.summary}"
+    prefix = "Still open" if event.action == "repeat" else p.severity.value.upper()
+    return f"{prefix}: {p.summary}"
+
+
+def _slack(name: str, url: str, event: Event) -> None:
+    p = event.problem
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in p.details.items() if v][:10]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _title(event)[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": p.summary[:3000]}},
+    ]
+    if fields and event.action != "resolve":
+        blocks.append({"type": "section", "fields": fields})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": f"drplan on {event.source} · {rfc3339(event.at)} · `{p.key}`"}
+    ]})  # fmt: skip
+    _post(name, url, {"text": _title(event), "blocks": blocks})
+
+
+PAGERDUTY_SEVERITIES = {
+    "critical": "critical",
+    "error": "error",
+    "warning": "warning",
+    "info": "info",
+}
+
+
+def _pagerduty(name: str, channel: Any, event: Event) -> None:
+    p = event.problem
+    body: dict[str, Any] = {
+        "routing_key": channel.routing_key.resolve(),
+        "dedup_key": p.key,
+        "event_action": "resolve" if event.action == "resolve" else "trigger",
+    }
+    if event.action != "resolve":
+        body["payload"] = {
+            "summary": p.summary[:1024],
+            "source": event.source,
+            "severity": PAGERDUTY_SEVERITIES[p.severity.value],
+            "timestamp": rfc3339(event.at),
+            "component": p.details.get("data class") or p.details.get("job") or "drplan",
+            "group": p.details.get("location") or p.details.get("system") or "drplan",
+            "class": p.key.split(":", 1)[0],
+            "custom_details": p.details,
+        }
+    _post(name, channel.events_url, body)
+
+
+def _webhook(name: str, channel: Any, event: Event) -> None:
+    p = event.problem
+    body = {
+        "event": event.action,
+        "problem": p.key,
+        "severity": p.severity.value,
+        "summary": p.summary,
+        "details": p.details,
+        "time": rfc3339(event.at),
+        "source": event.source,
+    }
+    headers = {}
+    if channel.signing_secret is not None:
+        stamp = str(int(event.at.timestamp()))
+        payload = stamp.encode() + b"." + json.dumps(body).encode()
+        digest = hmac.new(channel.signing_secret.resolve().encode(), payload, hashlib.sha256)
+        headers = {
+            "X-Drplan-Timestamp": stamp,
+            "X-Drplan-Signature": f"sha256={digest.hexdigest()}",
+        }
+    _post(name, channel.url.resolve(), body, headers)
+
+
+def _email(name: str, channel: Any, event: Event) -> None:
+    message = EmailMessage()
+    message["Subject"] = f"[drplan] {_title(event)}"[:200]
+    message["From"] = channel.sender
+    message["To"] = ", ".join(channel.to)
+    lines = [event.problem.summary, ""]
+    lines += [f"{k}: {v}" for k, v in event.problem.details.items() if v]
+    lines += ["", f"problem {event.problem.key}, {rfc3339(event.at)}, drplan on {event.source}"]
+    message.set_content("\n".join(lines) + "\n")
+    with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT) as smtp:
+        if channel.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if channel.username:
+            secret = channel.password.resolve() if channel.password else ""
+            smtp.login(channel.username, secret)
+        smtp.send_message(message)

@@ -1,0 +1,79 @@
+"""Which problems the plan's state shows, with their severity (see drplan.notify)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from drplan.observability.rpo import AT_RISK, BREACHED, UNKNOWN
+from drplan.observability.status import Status
+from drplan.plan.model import Plan, Severity
+from drplan.plan.model.objectives import Tier
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # stable while the problem lasts
+    severity: Severity
+    summary: str  # one line a person reads first
+    tier: Tier | None = None  # the most urgent tier of the systems concerned
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobFailures:
+    """A job's failed runs in a row, and the last error."""
+
+    count: int = 0
+    error: str | None = None
+
+
+def _tier_of_class(plan: Plan, data_class: str) -> Tier | None:
+    tiers = [s.tier for s in plan.systems.values() if data_class in s.data_classes]
+    return min(tiers, key=lambda t: t.rank) if tiers else None
+
+
+def problems(plan: Plan, status: Status | None, failures: dict[str, JobFailures]) -> list[Problem]:
+    found: list[Problem] = []
+    if status is not None:
+        for e in status.exposures:
+            tier = _tier_of_class(plan, e.data_class)
+            key = f"rpo:{e.data_class}:{e.location}"
+            age = e.exposure(status.now)
+            details = {
+                "data class": e.data_class,
+                "location": e.location,
+                "objective": str(e.objective),
+                "exposure": "never backed up" if age is None else str(age).split(".")[0],
+                "newest point": e.newest.isoformat() if e.newest else "none",
+            }
+            if e.status == BREACHED:
+                severity = Severity.CRITICAL if tier == Tier.CRITICAL else Severity.ERROR
+                summary = (
+                    f"RPO breached: {e.data_class} in {e.location} can be restored to"
+                    f" {details['exposure']} ago; the objective is {e.objective}"
+                    if age is not None
+                    else f"RPO breached: {e.data_class} was never backed up to {e.location}"
+                )
+                found.append(Problem(key, severity, summary, tier, details))
+            elif e.status == AT_RISK:
+                summary = (
+                    f"RPO at risk: {e.data_class} in {e.location} is {details['exposure']}"
+                    f" behind, objective {e.objective}"
+                )
+                found.append(Problem(key, Severity.WARNING, summary, tier, details))
+            elif e.status == UNKNOWN:
+                summary = f"location {e.location} cannot be read: {e.error}"
+                found.append(
+                    Problem(key, Severity.ERROR, summary, tier, {**details, "error": e.error or ""})
+                )
+    limit = plan.alerting.failures_before_alert
+    for job_name, failed in failures.items():
+        job = plan.jobs.get(job_name)
+        if job is None or failed.count < limit:
+            continue
+        tier = plan.systems[job.system].tier if job.system in plan.systems else None
+        severity = Severity.CRITICAL if tier == Tier.CRITICAL else Severity.ERROR
+        summary = f"job {job_name} failed {failed.count} runs in a row: {failed.error}"
+        found.append(Problem(f"job:{job_name}", severity, summary, tier,
+                             {"job": job_name, "system": job.system, "error": failed.error or ""}))  # fmt: skip
+    return found
