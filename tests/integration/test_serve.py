@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog, sqlite_url
@@ -27,6 +29,7 @@ from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.timing import RETRY_BASE
 from tests.conftest import wait_until
 from tests.fixtures.postgres import _free_port
+from tests.fixtures.receivers import HttpReceiver
 from tests.integration.conftest import files_job_plan
 from tests.integration.test_locations import FAST_KDF
 
@@ -175,3 +178,57 @@ def test_a_failed_run_is_retried_with_backoff_until_the_next_slot_supersedes_it(
     third = catalog.runs("web")[0]
     assert (third.slot, third.attempt) == (now[0], 1)
     catalog.close()
+
+
+def test_backups_that_stop_page_on_the_breach_and_resolve_when_they_resume(
+    tmp_path: Path, source: Path, password: str, receiver: HttpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The daemon's whole loop: runs on a 2 s interval keep a 10 s RPO; when they stop
+    (the plan reloaded with the job manual), exposure climbs past the objective and
+    PagerDuty gets a trigger; once they run again the incident is resolved under the
+    same dedup_key."""
+    primary = {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")}
+    plan_path = files_job_plan(tmp_path, source, {"primary": primary}, "2s")
+    raw = yaml.safe_load(plan_path.read_text())
+    raw["objectives"]["rpo"] = {"configuration": "10s"}
+    raw["systems"]["web"]["tier"] = "critical"
+    raw["channels"] = {"pager": {"kind": "pagerduty", "routing_key": "${PD_KEY}",
+                                 "events_url": f"{receiver.url}/pagerduty"}}  # fmt: skip
+    raw["alerting"] = {"routes": [{"channels": ["pager"], "min_severity": "critical"}]}
+    plan_path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789abcdefABCDEF")
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan_path)]
+    env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}
+    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}",
+                               "--watch-every", "1s"], env=env, stdout=log, stderr=log)  # fmt: skip
+
+    def explain() -> str:
+        return (tmp_path / "serve.log").read_text() + f"\n{receiver.requests}"
+
+    def actions() -> list[tuple[str, str]]:
+        return [(b["event_action"], b["dedup_key"]) for b in receiver.bodies("/pagerduty")]
+
+    key = "rpo:configuration:primary"
+    try:
+        wait_until(lambda: explain().count("job web: succeeded") >= 2, "backups", 60, explain)
+        assert actions() == []  # kept within the RPO from the start: nobody paged
+        running = plan_path.read_text()
+        plan_path.write_text(running.replace("schedule: 2s", "schedule: manual"))
+        daemon.send_signal(signal.SIGHUP)  # the backups stop
+        wait_until(lambda: ("trigger", key) in actions(), "a PagerDuty trigger", 90, explain)
+        plan_path.write_text(running)
+        daemon.send_signal(signal.SIGHUP)  # and start again
+        wait_until(lambda: ("resolve", key) in actions(), "the incident resolved", 90, explain)
+        assert actions()[-1] == ("resolve", key)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+    triggers = [b for b in receiver.bodies("/pagerduty") if b["event_action"] == "trigger"]
+    assert triggers[-1]["payload"]["severity"] == "critical"
+    assert "RPO breached: configuration in primary" in triggers[-1]["payload"]["summary"]
+    assert receiver.violations == []

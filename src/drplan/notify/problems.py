@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from drplan.observability.rpo import AT_RISK, BREACHED, UNKNOWN
 from drplan.observability.status import Status
@@ -32,10 +33,25 @@ def _tier_of_class(plan: Plan, data_class: str) -> Tier | None:
     return min(tiers, key=lambda t: t.rank) if tiers else None
 
 
-def problems(plan: Plan, status: Status | None, failures: dict[str, JobFailures]) -> list[Problem]:
+def problems(
+    plan: Plan,
+    status: Status | None,
+    failures: dict[str, JobFailures],
+    since: datetime | None = None,
+) -> list[Problem]:
+    """The problems ``status`` and the jobs' failures show. With ``since`` (when the daemon
+    began to watch), a class never backed up somewhere is judged as if its newest point
+    were then: a daemon just started, or a location just added, is not an emergency
+    before the jobs have had the class's RPO to run."""
     found: list[Problem] = []
     if status is not None:
         for e in status.exposures:
+            if e.newest is None and e.status == BREACHED and since is not None:
+                waited = status.now - since
+                if waited <= e.objective * plan.objectives.at_risk:
+                    continue
+                if waited <= e.objective:
+                    e = replace(e, status=AT_RISK)  # noqa: PLW2901
             tier = _tier_of_class(plan, e.data_class)
             key = f"rpo:{e.data_class}:{e.location}"
             age = e.exposure(status.now)
@@ -59,6 +75,8 @@ def problems(plan: Plan, status: Status | None, failures: dict[str, JobFailures]
                 summary = (
                     f"RPO at risk: {e.data_class} in {e.location} is {details['exposure']}"
                     f" behind, objective {e.objective}"
+                    if age is not None
+                    else f"RPO at risk: {e.data_class} has not been backed up to {e.location} yet"
                 )
                 found.append(Problem(key, Severity.WARNING, summary, tier, details))
             elif e.status == UNKNOWN:

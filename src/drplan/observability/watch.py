@@ -28,12 +28,14 @@ class Watcher:
         last_runs: Callable[[], dict[str, JobRun]],
         clock: Callable[[], datetime],
         every: timedelta = WATCH_EVERY,
+        on_assessed: Callable[[Status], None] | None = None,
     ) -> None:
         self.plan = plan
         self.open_location = open_location
         self.last_runs = last_runs
         self.clock = clock
         self.every = every
+        self.on_assessed = on_assessed  # e.g. alerting on the problems the status shows
         self.latest: Status | None = None
         self.assessed_at: datetime | None = None
         self.stopping = threading.Event()
@@ -53,6 +55,8 @@ class Watcher:
         now = self.clock()
         status = build_status(plan, facts, now, self.last_runs())
         self.latest, self.assessed_at = status, now
+        if self.on_assessed is not None:
+            self.on_assessed(status)
         self.updated.set()
         return status
 

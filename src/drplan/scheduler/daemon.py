@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from drplan.catalog.store import ABANDONED, PARTIAL, RUNNING, SUCCEEDED, Catalog
 from drplan.errors import DrplanError
+from drplan.notify.problems import JobFailures
 from drplan.plan.model import Plan
 from drplan.scheduler.runs import JobProcess, Outcome
 from drplan.scheduler.timing import due, next_slot, retry_delay
@@ -91,6 +92,7 @@ class Daemon:
         self.running: dict[str, _Running] = {}
         self.retries: dict[str, _Retry] = {}
         self.events: dict[str, JobEvents] = {}
+        self.failures: dict[str, JobFailures] = {}  # failed runs in a row, per job
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.reload: Callable[[], Plan] | None = None  # reads the plan file again
@@ -199,10 +201,13 @@ class Daemon:
         if outcome.status in (SUCCEEDED, PARTIAL):
             events.last_success = now
             events.last_added = summary.get("bytes_added")
+            self.failures.pop(name, None)
             log.info("job %s: %s", name, outcome.status)
             return
         if outcome.status == ABANDONED:
             return
+        failed = self.failures.setdefault(name, JobFailures())
+        failed.count, failed.error = failed.count + 1, outcome.error
         delay = retry_delay(running.attempt, rng=self.rng)
         self.retries[name] = _Retry(running.slot, running.attempt + 1, now + delay)
         log.error("job %s: %s: %s; retry in %ds", name, outcome.status, outcome.error,

@@ -15,9 +15,11 @@ from types import FrameType
 from drplan import clock
 from drplan.catalog.store import Catalog
 from drplan.errors import DrplanError
+from drplan.notify.notifier import Notifier
+from drplan.notify.problems import problems
 from drplan.observability.http import Endpoints
 from drplan.observability.metrics import DaemonCollector, registry
-from drplan.observability.status import JobRun, as_json
+from drplan.observability.status import JobRun, Status, as_json
 from drplan.observability.watch import Watcher
 from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
@@ -50,7 +52,14 @@ def serve(
         found = {name: store.last_run(name) for name in daemon.plan.jobs}
         return {n: JobRun(r.status, r.ended_at, r.error) for n, r in found.items() if r}
 
-    watcher = Watcher(lambda: daemon.plan, open_location, last_runs, clock.now, options.watch_every)
+    notifier = Notifier(lambda: daemon.plan, store, clock.now, daemon.host)
+
+    def alert(status: Status) -> None:
+        notifier.update(problems(daemon.plan, status, dict(daemon.failures), daemon.since))
+
+    watcher = Watcher(
+        lambda: daemon.plan, open_location, last_runs, clock.now, options.watch_every, alert
+    )
 
     def ready() -> str | None:
         if watcher.latest is None:
@@ -79,6 +88,7 @@ def serve(
         daemon.serve()
     finally:
         watcher.stop()
+        notifier.stop()
         endpoints.stop()
         store.close()
 
