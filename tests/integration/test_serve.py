@@ -28,7 +28,7 @@ from drplan.plan.loader import load_plan
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.timing import RETRY_BASE
 from tests.conftest import wait_until
-from tests.fixtures.postgres import _free_port
+from tests.fixtures.postgres import PgCluster, _free_port
 from tests.fixtures.receivers import HttpReceiver
 from tests.integration.conftest import files_job_plan
 from tests.integration.test_locations import FAST_KDF
@@ -232,3 +232,67 @@ def test_backups_that_stop_page_on_the_breach_and_resolve_when_they_resume(
     assert triggers[-1]["payload"]["severity"] == "critical"
     assert "RPO breached: configuration in primary" in triggers[-1]["payload"]["summary"]
     assert receiver.violations == []
+
+
+def test_two_daemons_on_one_postgresql_catalog_run_each_slot_once_and_survive_a_death(
+    tmp_path: Path, source: Path, password: str, pg_cluster: Callable[..., PgCluster]
+) -> None:
+    """Two daemons share a 2 s schedule through a PostgreSQL catalog: every slot runs
+    once; when one is killed, the other takes its job over once the lease expires."""
+    cluster = pg_cluster()
+    url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
+    plan = files_plan(tmp_path, source, "2s")
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
+    env = {**os.environ, "DRPLAN_CATALOG": url}
+    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    logs = [(tmp_path / f"serve{i}.log").open("wb") for i in range(2)]
+    daemons = [
+        subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}"],
+                         env=env, stdout=log, stderr=log)
+        for log in logs
+    ]  # fmt: skip
+
+    def runs() -> list[Any]:
+        catalog = Catalog.open(url)
+        try:
+            return catalog.runs("web", limit=1000)
+        finally:
+            catalog.close()
+
+    def explain() -> str:
+        return "\n".join((tmp_path / f"serve{i}.log").read_text() for i in range(2))
+
+    try:
+        wait_until(lambda: sum(r.status == SUCCEEDED for r in runs()) >= 4, "runs", 60, explain)
+        by_pid = {d.pid: d for d in daemons}
+
+        def running_now() -> int | None:
+            for r in runs():
+                pid = int(r.host.rsplit(":", 1)[1])
+                if r.status == RUNNING and pid in by_pid:
+                    return pid
+            return None
+
+        wait_until(lambda: running_now() is not None, "a run under way", 60, explain)
+        victim = by_pid[running_now() or 0]
+        victim.kill()  # mid-run, no goodbye: its lease must expire before the job moves
+        victim.wait(30)
+        dead = f":{victim.pid}"
+        killed_at = time.time()
+        wait_until(
+            lambda: sum(r.status == SUCCEEDED and not r.host.endswith(dead)
+                        and r.started_at.timestamp() > killed_at for r in runs()) >= 2,
+            "the survivor to take the job over", 120, explain,
+        )  # fmt: skip
+    finally:
+        for daemon in daemons:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(60)
+        for log in logs:
+            log.close()
+    slots = [r.slot for r in runs() if r.attempt == 1]
+    assert len(slots) == len(set(slots)), "a slot ran twice"
+    left = [r for r in runs() if r.host.endswith(dead)]
+    assert RUNNING not in {r.status for r in left}  # the dead daemon's run: abandoned

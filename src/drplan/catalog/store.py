@@ -3,7 +3,7 @@
 SQLite (one file, WAL mode, for one daemon) or PostgreSQL (for daemons on several
 hosts, which share work through leases). Every write is its own short transaction: a
 daemon killed at any moment leaves at most a run marked ``running`` that no daemon
-holds, which ``abandon_orphans`` closes on the next start.
+holds, which ``abandon_orphans`` closes once its lease has expired.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ RUNNING, SUCCEEDED, PARTIAL, FAILED, ABANDONED, TIMED_OUT = (
     "abandoned",
     "timed_out",
 )
+ORPHANED = "the daemon running it stopped or died during the run"
 SQLITE_BUSY_MS = 10_000  # another process writing: wait this long before failing
 
 
@@ -171,17 +172,29 @@ class Catalog:
                 )
             )  # fmt: skip
 
-    def abandon_orphans(self, host: str, now: datetime) -> int:
-        """Close the runs this host left ``running`` when it died; how many there were."""
+    def abandon_orphans(self, now: datetime) -> int:
+        """Close the runs left ``running`` by a daemon that died: those whose daemon (the
+        run's ``host``, a lease holder) no longer holds its job's lease (``job:NAME``),
+        expired or taken over. How many there were."""
         with self._begin() as conn:
-            result = conn.execute(
-                update(runs_table)
-                .where(runs_table.c.host == host, runs_table.c.status == RUNNING)
-                .values(
-                    status=ABANDONED, ended_at=_utc(now), error="the daemon stopped during the run"
+            running = conn.execute(
+                select(runs_table.c.id, runs_table.c.job, runs_table.c.host).where(
+                    runs_table.c.status == RUNNING
                 )
-            )
-            return int(result.rowcount or 0)
+            ).all()
+            alive = {
+                (row.name.removeprefix("job:"), row.holder)
+                for row in conn.execute(select(leases))
+                if (_utc(row.expires_at) or now) > now
+            }
+            orphans = [row.id for row in running if (row.job, row.host) not in alive]
+            if orphans:
+                conn.execute(
+                    update(runs_table)
+                    .where(runs_table.c.id.in_(orphans))
+                    .values(status=ABANDONED, ended_at=_utc(now), error=ORPHANED)
+                )
+            return len(orphans)
 
     def runs(self, job: str | None = None, limit: int = 100) -> list[Run]:
         """The newest runs first (of one job, or of all)."""

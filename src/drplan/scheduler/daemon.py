@@ -15,6 +15,7 @@ is refused and the old one keeps running.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 import threading
@@ -32,7 +33,8 @@ from drplan.scheduler.timing import due, next_slot, retry_delay
 log = logging.getLogger("drplan.serve")
 
 TICK = timedelta(seconds=1)  # the longest the loop sleeps: runs are noticed within it
-LEASE = timedelta(seconds=60)  # renewed every tick while a run goes on
+LEASE = timedelta(seconds=30)  # renewed every tick while a run goes on; a dead holder's
+# runs are taken over by another daemon this long after it stopped renewing
 STOP_GRACE = timedelta(seconds=30)
 STOPPED = "the daemon stopped during the run"
 
@@ -85,7 +87,7 @@ class Daemon:
         self.catalog = catalog
         self.clock = clock
         self.host = host or socket.gethostname()
-        self.holder = f"{self.host}:{id(self):x}"  # unique per daemon, also on one host
+        self.holder = f"{self.host}:{os.getpid()}"  # unique per daemon, also on one host
         self.env = env
         self.rng = rng or random.Random()
         self.since = clock()
@@ -96,9 +98,10 @@ class Daemon:
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.reload: Callable[[], Plan] | None = None  # reads the plan file again
-        orphans = catalog.abandon_orphans(self.host, self.since)
+        self._orphans_checked = self.since
+        orphans = catalog.abandon_orphans(self.since)
         if orphans:
-            log.warning("%d run(s) left running by an earlier daemon marked abandoned", orphans)
+            log.warning("%d run(s) left running by a daemon that died marked abandoned", orphans)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -139,6 +142,10 @@ class Daemon:
 
     def tick(self) -> None:
         now = self.clock()
+        if now - self._orphans_checked >= LEASE:
+            self._orphans_checked = now
+            if self.catalog.abandon_orphans(now):
+                log.warning("runs of a daemon that died marked abandoned")
         for name in list(self.running):
             self._poll(name, now)
         for name, job in self.plan.jobs.items():
@@ -160,8 +167,15 @@ class Daemon:
     def _start(self, name: str, slot: datetime, attempt: int, now: datetime) -> None:
         if not self.catalog.acquire(f"job:{name}", self.holder, now, now + LEASE):
             return  # another daemon runs it
+        last = self.catalog.last_slot(name)
+        if attempt == 1 and last is not None and last >= slot:
+            # Another daemon ran this slot between our look and our lease.
+            self.catalog.release(f"job:{name}", self.holder)
+            return
+        if self.catalog.abandon_orphans(now):  # the job's lease was a dead daemon's
+            log.warning("job %s: the run of a daemon that died marked abandoned", name)
         job = self.plan.jobs[name]
-        run_id = self.catalog.start_run(name, self.host, now, slot, attempt)
+        run_id = self.catalog.start_run(name, self.holder, now, slot, attempt)
         process = JobProcess(self.plan_path, name, now, job.timeout, self.env)
         self.running[name] = _Running(process, run_id, slot, attempt, now)
         self.retries.pop(name, None)

@@ -45,16 +45,21 @@ def test_runs_are_recorded_and_read_back_newest_first_in_utc(catalog: Catalog) -
     assert len(catalog.runs()) == 3
 
 
-def test_runs_a_dead_daemon_left_running_are_closed_as_abandoned(tmp_path: Path) -> None:
+def test_runs_a_dead_daemon_left_running_are_closed_once_its_lease_expires(
+    tmp_path: Path,
+) -> None:
     url = sqlite_url(str(tmp_path / "catalog.db"))
     before = Catalog.open(url)
-    orphan = before.start_run("db-full", "host-a", T0, slot=T0)
-    other = before.start_run("db-full", "host-b", T0, slot=T0)
+    orphan = before.start_run("db-full", "host-a:1", T0, slot=T0)
+    assert before.acquire("job:db-full", "host-a:1", T0, T0 + timedelta(seconds=30))
+    watched = before.start_run("web", "host-b:2", T0, slot=T0)
+    assert before.acquire("job:web", "host-b:2", T0, T0 + timedelta(hours=2))
     before.close()
-    after = Catalog.open(url)  # the daemon on host-a starts again
-    assert after.abandon_orphans("host-a", T0 + timedelta(hours=1)) == 1
+    after = Catalog.open(url)  # a daemon starts; host-a's died, host-b's lives on
+    assert after.abandon_orphans(T0 + timedelta(seconds=10)) == 0  # host-a's lease holds
+    assert after.abandon_orphans(T0 + timedelta(minutes=1)) == 1
     status = {r.id: r.status for r in after.runs()}
-    assert status == {orphan: ABANDONED, other: RUNNING}
+    assert status == {orphan: ABANDONED, watched: RUNNING}
 
 
 def test_a_lease_has_one_holder_until_it_expires(catalog: Catalog) -> None:
