@@ -41,6 +41,7 @@ COMMANDS = {
     "wal": "drplan.cli.wal_cmd:wal_group",
     "status": "drplan.cli.status_cmd:status_command",
     "serve": "drplan.cli.serve_cmd:serve_command",
+    "observability": "drplan.cli.observability_cmd:observability_group",
 }
 
 
