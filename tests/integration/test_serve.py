@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,14 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, Catalog, sqlite_url
+from drplan.catalog.store import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    Catalog,
+    sqlite_url,
+)
 from drplan.plan.loader import load_plan
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.timing import RETRY_BASE
@@ -296,3 +304,64 @@ def test_two_daemons_on_one_postgresql_catalog_run_each_slot_once_and_survive_a_
     assert len(slots) == len(set(slots)), "a slot ran twice"
     left = [r for r in runs() if r.host.endswith(dead)]
     assert RUNNING not in {r.status for r in left}  # the dead daemon's run: abandoned
+
+
+def test_a_run_that_hangs_is_reported_overrunning_then_stopped_at_its_timeout(
+    tmp_path: Path, source: Path, password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's only location is an S3 endpoint that accepts connections and never
+    answers: the run hangs; at its next slot it is reported overrunning (and not
+    started twice), and at its timeout it is stopped, process group and all."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts (the kernel does), never reads nor answers
+    location = {"role": "primary", "kind": "s3", "bucket": "blackhole", "region": "us-east-1",
+                "endpoint": f"http://127.0.0.1:{hole.getsockname()[1]}",
+                "access_key_id": "${HOLE_KEY}", "secret_access_key": "${HOLE_SECRET}"}  # fmt: skip
+    plan_path = files_job_plan(tmp_path, source, {"hole": location}, "2s")
+    raw = yaml.safe_load(plan_path.read_text())
+    raw["jobs"]["web"]["timeout"] = "5s"
+    plan_path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
+           "HOLE_KEY": "key", "HOLE_SECRET": "secret", "DRPLAN_S3_TIMEOUT": "60"}  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "drplan", "--plan", str(plan_path), "serve",
+         "--listen", f"127.0.0.1:{_free_port()}"], env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+
+    def explain() -> str:
+        return (tmp_path / "serve.log").read_text()
+
+    def outcomes() -> list[Any]:
+        if not (tmp_path / "catalog.db").exists():
+            return []
+        catalog = Catalog.open(env["DRPLAN_CATALOG"])
+        try:
+            return catalog.runs("web")
+        finally:
+            catalog.close()
+
+    try:
+        wait_until(
+            lambda: daemon.poll() is not None or any(r.status == TIMED_OUT for r in outcomes()),
+            "a timeout",
+            60,
+            explain,
+        )
+        assert daemon.poll() is None, explain()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+        hole.close()
+    timed_out = next(r for r in outcomes() if r.status == TIMED_OUT)
+    assert "ran past its timeout (0:00:05)" in (timed_out.error or "")
+    assert timed_out.ended_at is not None
+    assert 5 <= (timed_out.ended_at - timed_out.started_at).total_seconds() < 15
+    assert "still running at its next slot" in explain()
+    slots = [r.slot for r in outcomes()]
+    assert len(slots) == len(set(slots))
+    leftovers = subprocess.run(["pgrep", "-f", f"--plan {plan_path} backup web"],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+    assert leftovers.stdout.strip() == "", "a killed run left processes behind"

@@ -46,8 +46,10 @@ class Watcher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching. An assessment still waiting on a location that does not answer is
+        left behind (the thread is a daemon thread): it must not hold the daemon's exit."""
         self.stopping.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=1)
 
     def assess(self) -> Status:
         plan = self.plan()

@@ -157,8 +157,12 @@ class Daemon:
             retry = self.retries.get(name)
             if slot_due is not None:
                 if slot_due.missed:
-                    log.warning("job %s: %d run(s) missed while down; running once", name,
-                                slot_due.missed)  # fmt: skip
+                    log.warning(
+                        "job %s: %d slot(s) passed without a run (the daemon was down, or"
+                        " the last run overran); running once for the newest",
+                        name,
+                        slot_due.missed,
+                    )
                 self.retries.pop(name, None)
                 self._start(name, slot_due.slot, 1, now)
             elif retry is not None and now >= retry.at:
