@@ -47,6 +47,17 @@ def files_plan(tmp_path: Path, source: Path, every: str) -> Path:
     return files_job_plan(tmp_path, source, {"primary": primary}, every)
 
 
+def prepared(tmp_path: Path, source: Path, catalog_url: str) -> tuple[list[str], dict[str, str]]:
+    """A 2 s files job's plan with its repository made; the command prefix and environment
+    of daemons using ``catalog_url``."""
+    plan = files_plan(tmp_path, source, "2s")
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
+    env = {**os.environ, "DRPLAN_CATALOG": catalog_url}
+    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    return drplan, env
+
+
 def get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
@@ -249,11 +260,7 @@ def test_two_daemons_on_one_postgresql_catalog_run_each_slot_once_and_survive_a_
     once; when one is killed, the other takes its job over once the lease expires."""
     cluster = pg_cluster()
     url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
-    plan = files_plan(tmp_path, source, "2s")
-    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
-    env = {**os.environ, "DRPLAN_CATALOG": url}
-    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    drplan, env = prepared(tmp_path, source, url)
     logs = [(tmp_path / f"serve{i}.log").open("wb") for i in range(2)]
     daemons = [
         subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}"],
@@ -365,3 +372,59 @@ def test_a_run_that_hangs_is_reported_overrunning_then_stopped_at_its_timeout(
     leftovers = subprocess.run(["pgrep", "-f", f"--plan {plan_path} backup web"],
                                capture_output=True, text=True, check=False)  # fmt: skip
     assert leftovers.stdout.strip() == "", "a killed run left processes behind"
+
+
+def test_the_catalog_going_away_is_logged_and_the_daemon_carries_on_when_it_returns(
+    tmp_path: Path, source: Path, password: str, pg_cluster: Callable[..., PgCluster]
+) -> None:
+    cluster = pg_cluster()
+    url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
+    drplan, env = prepared(tmp_path, source, url)
+    log = (tmp_path / "serve.log").open("wb")
+    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}",
+                               "--watch-every", "1s"], env=env, stdout=log, stderr=log)  # fmt: skip
+
+    def explain() -> str:
+        return (tmp_path / "serve.log").read_text()
+
+    def succeeded() -> int:
+        catalog = Catalog.open(url)
+        try:
+            return sum(r.status == SUCCEEDED for r in catalog.runs("web", limit=1000))
+        finally:
+            catalog.close()
+
+    try:
+        wait_until(lambda: succeeded() >= 2, "runs", 60, explain)
+        cluster.stop()
+        wait_until(lambda: "cannot be used" in explain(), "the outage logged", 60, explain)
+        assert daemon.poll() is None, explain()  # still serving
+        outage = explain().count("cannot be used")
+        cluster.start()
+        before = succeeded()
+        wait_until(lambda: succeeded() >= before + 2, "runs after the outage", 60, explain)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+        log.close()
+    assert code == 0, explain()
+    assert "Traceback" not in explain()
+    assert outage >= 1
+    assert cluster.password not in explain()
+
+
+def test_an_unreachable_catalog_at_start_is_one_line_and_exit_20(
+    tmp_path: Path, source: Path
+) -> None:
+    plan = files_plan(tmp_path, source, "2s")
+    dead = f"postgresql://drplan:catalog-secret@127.0.0.1:{_free_port()}/catalog"
+    started = subprocess.run(
+        [sys.executable, "-m", "drplan", "--plan", str(plan), "serve", "--catalog", dead],
+        env={**os.environ, "DRPLAN_PASSWORD": "x"}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert started.returncode == 20, started.stderr
+    lines = started.stderr.strip().splitlines()
+    assert len(lines) == 1, started.stderr
+    assert lines[0].startswith("drplan: catalog")
+    assert "catalog-secret" not in started.stderr

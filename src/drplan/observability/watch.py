@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from drplan.errors import DrplanError
 from drplan.observability.rpo import gather
 from drplan.observability.status import JobRun, Status, build_status
 from drplan.plan.model import Plan
@@ -66,6 +67,8 @@ class Watcher:
         while not self.stopping.is_set():
             try:
                 self.assess()
+            except DrplanError as exc:  # the catalog away: said once a round, no trace
+                log.error("assessing recoverability failed: %s", exc.message)
             except Exception:  # a bug here must not end the watch; it is logged with its trace
                 log.exception("assessing recoverability failed")
             self.stopping.wait(self.every.total_seconds())

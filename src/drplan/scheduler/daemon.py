@@ -47,6 +47,7 @@ class _Running:
     attempt: int
     started: datetime
     overrun_reported: bool = False
+    outcome: Outcome | None = None  # ended, not yet recorded (the catalog was away)
 
 
 @dataclass
@@ -191,13 +192,14 @@ class Daemon:
 
     def _poll(self, name: str, now: datetime) -> None:
         running = self.running[name]
-        outcome = running.process.poll(now)
+        outcome = running.outcome or running.process.poll(now)
         if outcome is None:
             self.catalog.acquire(f"job:{name}", self.holder, now, now + LEASE)  # renew
             return
-        del self.running[name]
         if self.stopping.is_set() and outcome.status not in (SUCCEEDED, PARTIAL):
             outcome = Outcome(ABANDONED, outcome.report, STOPPED, outcome.exit_code)
+        # Kept until recorded: with the catalog away, the outcome waits for it to return.
+        running.outcome = outcome
         report = outcome.report
         location = str(report.get("location", "")).split(" (", 1)[0] or None
         summary = report.get("summary") or {}
@@ -211,6 +213,7 @@ class Daemon:
             bytes_stored=summary.get("bytes_stored"),
             error=outcome.error,
         )
+        del self.running[name]
         self.catalog.release(f"job:{name}", self.holder)
         events = self.events.setdefault(name, JobEvents())
         events.outcomes[outcome.status] = events.outcomes.get(outcome.status, 0) + 1
@@ -262,8 +265,11 @@ class Daemon:
             threading.Event().wait(0.1)
         for name, running in list(self.running.items()):
             running.process.kill()
-            self.catalog.finish_run(running.run_id, ABANDONED, self.clock(), error=STOPPED)
-            self.catalog.release(f"job:{name}", self.holder)
+            try:
+                self.catalog.finish_run(running.run_id, ABANDONED, self.clock(), error=STOPPED)
+                self.catalog.release(f"job:{name}", self.holder)
+            except DrplanError as exc:  # the next daemon's orphan check closes it
+                log.error("job %s: its end could not be recorded: %s", name, exc.message)
             del self.running[name]
 
 
