@@ -66,6 +66,15 @@ def get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics answer, by name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 def check_endpoints(port: int, explain: Callable[[], str]) -> None:
     """/metrics in the Prometheus format with the job's runs and the RPO exposure;
     /status as `drplan status --json`; /healthz and, once assessed, /readyz."""
@@ -73,11 +82,7 @@ def check_endpoints(port: int, explain: Callable[[], str]) -> None:
     wait_until(lambda: get(port, "/readyz")[0] == 200, "the daemon to be ready", 30, explain)
     code, text = get(port, "/metrics")
     assert code == 200
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    samples = metric_samples(text)
     job = (("job", "web"),)
     assert samples[("drplan_job_runs_total", (("job", "web"), ("outcome", "succeeded")))] >= 3
     assert time.time() - samples[("drplan_job_last_success_timestamp_seconds", job)] < 30
