@@ -52,7 +52,7 @@ def prepared(tmp_path: Path, source: Path, catalog_url: str) -> tuple[list[str],
     of daemons using ``catalog_url``."""
     plan = files_plan(tmp_path, source, "2s")
     drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
-    env = {**os.environ, "DRPLAN_CATALOG": catalog_url}
+    env = {**os.environ, "DRPLAN_CATALOG": catalog_url, "DRPLAN_STATE_DIR": str(tmp_path / "state")}
     subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
                    capture_output=True)  # fmt: skip
     return drplan, env
@@ -102,7 +102,11 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
 ) -> None:
     plan = files_plan(tmp_path, source, "2s")
     drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
-    env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}
+    env = {
+        **os.environ,
+        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
+        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
+    }
     subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
                    capture_output=True)  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")
@@ -132,7 +136,10 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
         good = plan.read_text()
         plan.write_text(good.replace("schedule: 2s", "schedule: every blue moon"))
         done = len(succeeded())
-        daemon.send_signal(signal.SIGHUP)
+        asked = subprocess.run([*drplan, "serve", "--reload"], env=env, capture_output=True,
+                               text=True, check=False)  # fmt: skip
+        assert asked.returncode == 0, asked.stderr
+        assert f"pid {daemon.pid}" in asked.stdout
         wait_until(lambda: "not reloaded" in explain(), "the reload to be refused", 30, explain)
         plan.write_text(good)
         wait_until(lambda: len(succeeded()) >= done + 2, "runs after the refused reload", 60,
@@ -142,6 +149,11 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
         code = daemon.wait(60)
         log.close()
     assert code == 0, explain()
+    assert not (tmp_path / "state" / "serve.pid").exists()  # gone with the daemon
+    nobody = subprocess.run([*drplan, "serve", "--reload"], env=env, capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert nobody.returncode == 1
+    assert nobody.stderr.startswith("drplan: no drplan serve is running")
     catalog = Catalog.open(catalog_url)
     runs = catalog.runs("web", limit=1000)
     catalog.close()
@@ -223,7 +235,11 @@ def test_backups_that_stop_page_on_the_breach_and_resolve_when_they_resume(
     plan_path.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789abcdefABCDEF")
     drplan = [sys.executable, "-m", "drplan", "--plan", str(plan_path)]
-    env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}
+    env = {
+        **os.environ,
+        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
+        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
+    }
     subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
                    capture_output=True)  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")
@@ -335,7 +351,7 @@ def test_a_run_that_hangs_is_reported_overrunning_then_stopped_at_its_timeout(
     raw["jobs"]["web"]["timeout"] = "5s"
     plan_path.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
-           "HOLE_KEY": "key", "HOLE_SECRET": "secret", "DRPLAN_S3_TIMEOUT": "60"}  # fmt: skip
+           "DRPLAN_STATE_DIR": str(tmp_path / "state"), "HOLE_KEY": "key", "HOLE_SECRET": "secret", "DRPLAN_S3_TIMEOUT": "60"}  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "drplan", "--plan", str(plan_path), "serve",
@@ -425,7 +441,7 @@ def test_an_unreachable_catalog_at_start_is_one_line_and_exit_20(
     dead = f"postgresql://drplan:catalog-secret@127.0.0.1:{_free_port()}/catalog"
     started = subprocess.run(
         [sys.executable, "-m", "drplan", "--plan", str(plan), "serve", "--catalog", dead],
-        env={**os.environ, "DRPLAN_PASSWORD": "x"}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DRPLAN_PASSWORD": "x", "DRPLAN_STATE_DIR": str(tmp_path / "s")}, capture_output=True, text=True, timeout=60,
         check=False,
     )  # fmt: skip
     assert started.returncode == 20, started.stderr

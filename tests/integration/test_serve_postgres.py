@@ -67,7 +67,11 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
     assert full.code in (0, 16), full.err  # the cloud copy of a database-only snapshot: fine
 
     port = _free_port()
-    env = {**os.environ, "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}
+    env = {
+        **os.environ,
+        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
+        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
+    }
     log = (tmp_path / "serve.log").open("wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "drplan", "--plan", str(archived.plan), "serve",

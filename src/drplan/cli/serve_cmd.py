@@ -41,6 +41,12 @@ if TYPE_CHECKING:
     help="How often every location is read to assess RPO exposure.",
 )
 @click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option(
+    "--reload",
+    "reload_running",
+    is_flag=True,
+    help="Ask the daemon running with this state directory to re-read the plan, and exit.",
+)
 @pass_settings
 def serve_command(
     settings: Settings,
@@ -49,24 +55,31 @@ def serve_command(
     listen: str,
     watch_every: str,
     password_file: str | None,
+    reload_running: bool,
 ) -> None:
     """Run every job of the plan on its schedule until stopped (SIGTERM, Ctrl-C).
 
-    SIGHUP re-reads the plan (an invalid one is refused; the old keeps running).
-    Each run is a child `drplan backup JOB`, recorded in the catalog.
+    SIGHUP (or `drplan serve --reload`) re-reads the plan: an invalid one is refused
+    and the old keeps running. Each run is a child `drplan backup JOB`, recorded in
+    the catalog.
     """
-    from drplan.catalog.store import CATALOG_ENV, default_url, state_dir  # noqa: PLC0415
+    from drplan.catalog.store import default_url, state_dir  # noqa: PLC0415
+    from drplan.scheduler.pidfile import signal_reload  # noqa: PLC0415
     from drplan.scheduler.service import ServeOptions, child_env, serve  # noqa: PLC0415
 
+    if reload_running:
+        pid = signal_reload(state_dir())
+        click.echo(f"asked drplan serve (pid {pid}) to re-read the plan; its log says how it went")
+        return
     plan_file = settings.load()
     plan_path = os.path.abspath(plan_file.path)
-    if not catalog and not os.environ.get(CATALOG_ENV):
-        os.makedirs(state_dir(), mode=0o700, exist_ok=True)
+    os.makedirs(state_dir(), mode=0o700, exist_ok=True)
     secret = password(settings, password_file)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
     options = ServeOptions(
+        state_dir=state_dir(),
         plan_path=plan_path,
         catalog_url=catalog or default_url(),
         listen=listen,

@@ -24,12 +24,14 @@ from drplan.observability.watch import Watcher
 from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
 from drplan.scheduler.daemon import Daemon
+from drplan.scheduler.pidfile import remove_pidfile, write_pidfile
 
 log = logging.getLogger("drplan.serve")
 
 
 @dataclass(frozen=True)
 class ServeOptions:
+    state_dir: str  # where serve.pid tells `drplan serve --reload` whom to signal
     plan_path: str  # absolute: children run elsewhere
     catalog_url: str
     listen: str
@@ -80,6 +82,7 @@ def serve(
         lambda: as_json(watcher.latest) if watcher.latest else None,
     )
     _handle_signals(daemon)
+    pidfile = write_pidfile(options.state_dir)
     endpoints.start()
     watcher.start()
     log.info("serving %s: %d job(s), catalog %s, http://%s/metrics",
@@ -91,6 +94,7 @@ def serve(
         notifier.stop()
         endpoints.stop()
         store.close()
+        remove_pidfile(pidfile)
 
 
 def _handle_signals(daemon: Daemon) -> None:
