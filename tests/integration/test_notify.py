@@ -6,7 +6,9 @@ retried; a flood is rate-limited; every message is logged; no secret leaks."""
 from __future__ import annotations
 
 import copy
+import functools
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from drplan.catalog.store import Catalog, sqlite_url
+from drplan.notify.channels import send
 from drplan.notify.notifier import Notifier
 from drplan.notify.problems import JobFailures, Problem, problems
 from drplan.observability.rpo import LocationFacts
@@ -179,3 +182,22 @@ def test_email_goes_over_starttls_with_a_login(
     assert mail_server.logins == [SMTP_USER]
     assert mail_server.tls_sessions == 1
     assert SMTP_PASSWORD not in str(catalog.notifications(10))
+
+
+def test_a_channel_that_hangs_holds_up_nothing_but_its_own_message(
+    receiver: HttpReceiver, secrets: None, tmp_path: Path
+) -> None:
+    plan = alert_plan(receiver)
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    receiver.hang.set()  # every endpoint accepts and never answers
+    notifier = Notifier(lambda: plan, catalog, lambda: NOW, "db1",
+                        sender=functools.partial(send, timeout=0.5))  # fmt: skip
+    started = time.monotonic()
+    notifier.update([Problem("job:x", Severity.ERROR, "job x failing", Tier.IMPORTANT)])
+    assert time.monotonic() - started < 0.5  # the caller (the daemon's watch) moves on
+    notifier.flush(60)
+    rows = {row["channel"]: row for row in catalog.notifications(10)}
+    assert rows["slack"]["status"] == "failed"
+    assert "timed out" in rows["slack"]["detail"]
+    assert rows["hook"]["status"] == "failed"
+    assert HOOK_TOKEN not in str(rows)

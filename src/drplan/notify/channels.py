@@ -47,18 +47,19 @@ class Event:
     source: str  # the host the daemon runs on
 
 
-def send(name: str, channel: Channel, event: Event) -> None:
-    """Deliver ``event`` to channel ``name``; SendError when it cannot be."""
+def send(name: str, channel: Channel, event: Event, timeout: float = TIMEOUT) -> None:
+    """Deliver ``event`` to channel ``name`` (``timeout`` seconds per request); SendError
+    when it cannot be."""
     kind = channel.kind
     try:
         if kind == "slack":
-            _slack(name, channel.webhook_url.resolve(), event)  # type: ignore[union-attr]
+            _slack(name, channel.webhook_url.resolve(), event, timeout)  # type: ignore[union-attr]
         elif kind == "pagerduty":
-            _pagerduty(name, channel, event)
+            _pagerduty(name, channel, event, timeout)
         elif kind == "webhook":
-            _webhook(name, channel, event)
+            _webhook(name, channel, event, timeout)
         elif kind == "email":
-            _email(name, channel, event)
+            _email(name, channel, event, timeout)
         else:
             raise SendError(f"channel {name}: a {kind} channel takes no alerts")
     except SendError:
@@ -75,8 +76,8 @@ def _safe(exc: BaseException) -> str:
     return " ".join(w if "://" not in w else "<url>" for w in text.split())
 
 
-def _post(name: str, url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
-          attempts: int = 3) -> None:  # fmt: skip
+def _post(name: str, url: str, body: dict[str, Any], timeout: float,
+          headers: dict[str, str] | None = None, attempts: int = 3) -> None:  # fmt: skip
     data = json.dumps(body).encode()
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
@@ -84,7 +85,7 @@ def _post(name: str, url: str, body: dict[str, Any], headers: dict[str, str] | N
             headers={"Content-Type": "application/json", "User-Agent": "drplan", **(headers or {})},
         )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
                 answer.read()
                 return
         except urllib.error.HTTPError as exc:
@@ -111,7 +112,7 @@ def _title(event: Event) -> str:
     return f"{prefix}: {p.summary}"
 
 
-def _slack(name: str, url: str, event: Event) -> None:
+def _slack(name: str, url: str, event: Event, timeout: float) -> None:
     p = event.problem
     fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in p.details.items() if v][:10]
     blocks: list[dict[str, Any]] = [
@@ -123,7 +124,7 @@ def _slack(name: str, url: str, event: Event) -> None:
     blocks.append({"type": "context", "elements": [
         {"type": "mrkdwn", "text": f"drplan on {event.source} · {rfc3339(event.at)} · `{p.key}`"}
     ]})  # fmt: skip
-    _post(name, url, {"text": _title(event), "blocks": blocks})
+    _post(name, url, {"text": _title(event), "blocks": blocks}, timeout)
 
 
 PAGERDUTY_SEVERITIES = {
@@ -134,7 +135,7 @@ PAGERDUTY_SEVERITIES = {
 }
 
 
-def _pagerduty(name: str, channel: Any, event: Event) -> None:
+def _pagerduty(name: str, channel: Any, event: Event, timeout: float) -> None:
     p = event.problem
     body: dict[str, Any] = {
         "routing_key": channel.routing_key.resolve(),
@@ -152,10 +153,10 @@ def _pagerduty(name: str, channel: Any, event: Event) -> None:
             "class": p.key.split(":", 1)[0],
             "custom_details": p.details,
         }
-    _post(name, channel.events_url, body)
+    _post(name, channel.events_url, body, timeout)
 
 
-def _webhook(name: str, channel: Any, event: Event) -> None:
+def _webhook(name: str, channel: Any, event: Event, timeout: float) -> None:
     p = event.problem
     body = {
         "event": event.action,
@@ -175,10 +176,10 @@ def _webhook(name: str, channel: Any, event: Event) -> None:
             "X-Drplan-Timestamp": stamp,
             "X-Drplan-Signature": f"sha256={digest.hexdigest()}",
         }
-    _post(name, channel.url.resolve(), body, headers)
+    _post(name, channel.url.resolve(), body, timeout, headers)
 
 
-def _email(name: str, channel: Any, event: Event) -> None:
+def _email(name: str, channel: Any, event: Event, timeout: float) -> None:
     message = EmailMessage()
     message["Subject"] = f"[drplan] {_title(event)}"[:200]
     message["From"] = channel.sender
@@ -187,7 +188,7 @@ def _email(name: str, channel: Any, event: Event) -> None:
     lines += [f"{k}: {v}" for k, v in event.problem.details.items() if v]
     lines += ["", f"problem {event.problem.key}, {rfc3339(event.at)}, drplan on {event.source}"]
     message.set_content("\n".join(lines) + "\n")
-    with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=TIMEOUT) as smtp:
+    with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout) as smtp:
         if channel.starttls:
             smtp.starttls(context=ssl.create_default_context())
         if channel.username:
