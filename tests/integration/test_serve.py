@@ -34,6 +34,7 @@ from drplan.catalog.store import (
 )
 from drplan.plan.loader import load_plan
 from drplan.scheduler.daemon import Daemon
+from drplan.scheduler.tasks import tasks
 from drplan.scheduler.timing import RETRY_BASE
 from tests.conftest import wait_until
 from tests.fixtures.postgres import PgCluster, _free_port
@@ -449,3 +450,51 @@ def test_an_unreachable_catalog_at_start_is_one_line_and_exit_20(
     assert len(lines) == 1, started.stderr
     assert lines[0].startswith("drplan: catalog")
     assert "catalog-secret" not in started.stderr
+
+
+def test_the_daemon_also_forgets_daily_and_checks_on_the_classes_verify_schedule(
+    tmp_path: Path, source: Path, password: str
+) -> None:
+    """Upkeep the plan implies: `forget --prune` per location every day, and a rotating
+    `check --read-data-subset` on the most frequent `verify` schedule of the data classes
+    that must be in the location; each runs alone on its location, after the backup."""
+    primary = {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")}
+    plan_path = files_job_plan(tmp_path, source, {"primary": primary}, "1h")
+    raw = yaml.safe_load(plan_path.read_text())
+    raw["data_classes"] = {"configuration": {"locations": ["primary"], "verify": "@hourly"}}
+    raw["jobs"]["web"]["retention"] = {"keep_last": 1}
+    plan_path.write_text(yaml.safe_dump(raw))
+    subprocess.run([sys.executable, "-m", "drplan", "--plan", str(plan_path), "repo", "init",
+                    "primary", *FAST_KDF], check=True, capture_output=True)  # fmt: skip
+    plan = load_plan(plan_path).plan
+    assert {t.name for t in tasks(plan)} == {"web", "forget:primary", "check:primary"}
+    now = [datetime(2026, 11, 26, 22, 30, tzinfo=UTC)]
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
+                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+
+    def settle() -> None:
+        def ended() -> bool:
+            daemon.tick()
+            return not daemon.running
+
+        wait_until(ended, "the runs to end", 120)
+
+    def outcome(name: str) -> str:
+        (last,) = catalog.runs(name, limit=1)
+        return f"{last.status} {last.error or ''}"
+
+    for hour in (23, 24):  # two backups an hour apart, each followed by a check
+        now[0] = datetime(2026, 11, 26, 0, 0, 30, tzinfo=UTC) + timedelta(hours=hour)
+        daemon.tick()
+        assert set(daemon.running) == {"web"}  # upkeep waits: the location is busy
+        settle()  # then forget (at midnight) and check run, one after the other
+        assert outcome("web").startswith("succeeded"), outcome("web")
+        assert outcome("check:primary").startswith("succeeded"), outcome("check:primary")
+    # 00:00:30 on the 27th: the day's forget ran too, keeping the last snapshot only
+    assert outcome("forget:primary").startswith("succeeded"), outcome("forget:primary")
+    listed = subprocess.run([sys.executable, "-m", "drplan", "snapshots", "--repo",
+                             str(tmp_path / "primary"), "--json"], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert len(json.loads(listed.stdout)) == 1
+    catalog.close()

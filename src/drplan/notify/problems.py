@@ -86,8 +86,13 @@ def problems(
                 )
     limit = plan.alerting.failures_before_alert
     for job_name, failed in failures.items():
+        if failed.count < limit:
+            continue
         job = plan.jobs.get(job_name)
-        if job is None or failed.count < limit:
+        if job is None:  # upkeep (forget:LOCATION, check:LOCATION): no system of its own
+            summary = f"{job_name} failed {failed.count} runs in a row: {failed.error}"
+            found.append(Problem(f"job:{job_name}", Severity.ERROR, summary, None,
+                                 {"task": job_name, "error": failed.error or ""}))  # fmt: skip
             continue
         tier = plan.systems[job.system].tier if job.system in plan.systems else None
         severity = Severity.CRITICAL if tier == Tier.CRITICAL else Severity.ERROR

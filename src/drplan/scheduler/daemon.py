@@ -28,6 +28,7 @@ from drplan.errors import DrplanError
 from drplan.notify.problems import JobFailures
 from drplan.plan.model import Plan
 from drplan.scheduler.runs import JobProcess, Outcome
+from drplan.scheduler.tasks import Task, conflicts, tasks
 from drplan.scheduler.timing import due, next_slot, retry_delay
 
 log = logging.getLogger("drplan.serve")
@@ -46,6 +47,7 @@ class _Running:
     slot: datetime
     attempt: int
     started: datetime
+    task: Task
     overrun_reported: bool = False
     outcome: Outcome | None = None  # ended, not yet recorded (the catalog was away)
 
@@ -122,10 +124,10 @@ class Daemon:
     def _sleep(self) -> timedelta:
         now = self.clock()
         wake = now + TICK
-        for name, job in self.plan.jobs.items():
-            if name in self.running:
+        for task in tasks(self.plan):
+            if task.name in self.running:
                 continue
-            upcoming = next_slot(job.schedule, self.plan.job_timezone(job), now)
+            upcoming = next_slot(task.schedule, task.timezone, now)
             if upcoming is not None and upcoming < wake:
                 wake = upcoming
         return max(timedelta(0), min(wake - now, TICK))
@@ -149,12 +151,14 @@ class Daemon:
                 log.warning("runs of a daemon that died marked abandoned")
         for name in list(self.running):
             self._poll(name, now)
-        for name, job in self.plan.jobs.items():
+        for task in tasks(self.plan):
+            name = task.name
             if name in self.running:
                 self._check_overrun(name, now)
                 continue
-            tz = self.plan.job_timezone(job)
-            slot_due = due(job.schedule, tz, now, self.catalog.last_slot(name), self.since)
+            slot_due = due(
+                task.schedule, task.timezone, now, self.catalog.last_slot(name), self.since
+            )
             retry = self.retries.get(name)
             if slot_due is not None:
                 if slot_due.missed:
@@ -165,11 +169,14 @@ class Daemon:
                         slot_due.missed,
                     )
                 self.retries.pop(name, None)
-                self._start(name, slot_due.slot, 1, now)
+                self._start(task, slot_due.slot, 1, now)
             elif retry is not None and now >= retry.at:
-                self._start(name, retry.slot, retry.attempt, now)
+                self._start(task, retry.slot, retry.attempt, now)
 
-    def _start(self, name: str, slot: datetime, attempt: int, now: datetime) -> None:
+    def _start(self, task: Task, slot: datetime, attempt: int, now: datetime) -> None:
+        name = task.name
+        if any(conflicts(task, other.task) for other in self.running.values()):
+            return  # its location is busy: still due, started on a later tick
         if not self.catalog.acquire(f"job:{name}", self.holder, now, now + LEASE):
             return  # another daemon runs it
         last = self.catalog.last_slot(name)
@@ -179,10 +186,9 @@ class Daemon:
             return
         if self.catalog.abandon_orphans(now):  # the job's lease was a dead daemon's
             log.warning("job %s: the run of a daemon that died marked abandoned", name)
-        job = self.plan.jobs[name]
         run_id = self.catalog.start_run(name, self.holder, now, slot, attempt)
-        process = JobProcess(self.plan_path, name, now, job.timeout, self.env)
-        self.running[name] = _Running(process, run_id, slot, attempt, now)
+        process = JobProcess(self.plan_path, name, task.argv, now, task.timeout, self.env)
+        self.running[name] = _Running(process, run_id, slot, attempt, now, task)
         self.retries.pop(name, None)
         events = self.events.setdefault(name, JobEvents())
         events.started += 1
@@ -238,10 +244,10 @@ class Daemon:
         running = self.running[name]
         if running.overrun_reported:
             return
-        job = self.plan.jobs.get(name)
-        if job is None:
+        task = next((t for t in tasks(self.plan) if t.name == name), None)
+        if task is None:
             return
-        upcoming = next_slot(job.schedule, self.plan.job_timezone(job), running.slot)
+        upcoming = next_slot(task.schedule, task.timezone, running.slot)
         if upcoming is not None and now >= upcoming:
             running.overrun_reported = True
             self.events.setdefault(name, JobEvents()).overruns += 1

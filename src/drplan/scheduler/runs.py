@@ -1,4 +1,5 @@
-"""One run of a job, as a child process: ``drplan backup JOB --json``.
+"""One run of a task, as a child process: ``drplan backup JOB --json``, ``drplan forget``,
+``drplan check`` (see ``tasks``).
 
 A child, not a thread: a run that hangs past its timeout can be killed (with
 everything it started, pg_basebackup included: it leads its own process group),
@@ -42,6 +43,7 @@ class JobProcess:
         self,
         plan_path: str,
         job: str,
+        argv: tuple[str, ...],
         started: datetime,
         timeout: timedelta | None,
         env: dict[str, str] | None = None,
@@ -54,9 +56,8 @@ class JobProcess:
         # while the daemon is busy elsewhere.
         self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _outcome
         self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        argv = [sys.executable, "-m", "drplan", "--plan", plan_path, "backup", job, "--json"]
         self.proc = subprocess.Popen(
-            argv,
+            [sys.executable, "-m", "drplan", "--plan", plan_path, *argv],
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._err,

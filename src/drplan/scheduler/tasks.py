@@ -1,0 +1,78 @@
+"""What the daemon runs: the plan's backup jobs, and the upkeep the plan implies.
+
+* every backup job with a cron or interval schedule: ``drplan backup JOB``;
+* per location, daily (midnight in the plan's time zone): ``drplan forget --prune``,
+  applying the retention the plan gives that location's jobs;
+* per location that a data class with a ``verify`` schedule must be in, on the most
+  frequent such schedule: ``drplan check --read-data-subset 5%``, so every pack is
+  read back over twenty runs.
+
+Each is a ``Task``: a name (the job's, or ``forget:LOCATION``, ``check:LOCATION``), a
+schedule and the command line of its runs. Upkeep takes a location's exclusive lock,
+so it waits while anything else works there, and the rest waits for it: a slot that
+came meanwhile is run when the location is free (it stays due), not failed on a lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from drplan.plan.model import Plan
+from drplan.plan.schedule import Schedule, ScheduleKind, parse_schedule
+
+UPKEEP_SCHEDULE = parse_schedule("@daily")
+CHECK_SUBSET = "5%"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    schedule: Schedule
+    timezone: str
+    argv: tuple[str, ...]  # after `drplan --plan PLAN`
+    timeout: timedelta | None = None
+    job: str | None = None  # the backup job it runs, if it is one
+    locations: tuple[str, ...] = ()  # where it works
+
+    @property
+    def upkeep(self) -> bool:
+        """Forget and check: they lock a location for themselves, so they run alone there."""
+        return self.job is None
+
+
+def conflicts(a: Task, b: Task) -> bool:
+    """Whether ``a`` must wait while ``b`` runs: upkeep and anything else on one location."""
+    return (a.upkeep or b.upkeep) and bool(set(a.locations) & set(b.locations))
+
+
+def tasks(plan: Plan) -> list[Task]:
+    found = [
+        Task(name, job.schedule, plan.job_timezone(job), ("backup", name, "--json"),
+             job.timeout, job=name, locations=tuple(job.locations))
+        for name, job in plan.jobs.items()
+        if job.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL)
+    ]  # fmt: skip
+    written = {loc for job in plan.jobs.values() for loc in job.locations}
+    for location in plan.locations:
+        if location in written:
+            found.append(Task(f"forget:{location}", UPKEEP_SCHEDULE, plan.timezone,
+                              ("forget", "--repo", location, "--prune", "--json"),
+                              locations=(location,)))  # fmt: skip
+    checks: dict[str, Schedule] = {}
+    for spec in plan.data_classes.values():
+        if spec.verify is None:
+            continue
+        for location in spec.locations:
+            held = checks.get(location)
+            if held is None or _gap(spec.verify, plan.timezone) < _gap(held, plan.timezone):
+                checks[location] = spec.verify
+    for location, schedule in checks.items():
+        found.append(Task(f"check:{location}", schedule, plan.timezone,
+                          ("check", "--repo", location, "--read-data-subset", CHECK_SUBSET),
+                          locations=(location,)))  # fmt: skip
+    return found
+
+
+def _gap(schedule: Schedule, tz: str) -> timedelta:
+    return schedule.worst_gap(tz) or timedelta.max
