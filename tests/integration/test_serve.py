@@ -48,12 +48,15 @@ def files_plan(tmp_path: Path, source: Path, every: str) -> Path:
     return files_job_plan(tmp_path, source, {"primary": primary}, every)
 
 
-def prepared(tmp_path: Path, source: Path, catalog_url: str) -> tuple[list[str], dict[str, str]]:
-    """A 2 s files job's plan with its repository made; the command prefix and environment
-    of daemons using ``catalog_url``."""
-    plan = files_plan(tmp_path, source, "2s")
+def prepared(plan: Path, catalog_url: str) -> tuple[list[str], dict[str, str]]:
+    """The repository of ``plan``'s location `primary` made; the command prefix and the
+    environment of daemons using ``catalog_url`` (state beside the plan)."""
     drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
-    env = {**os.environ, "DRPLAN_CATALOG": catalog_url, "DRPLAN_STATE_DIR": str(tmp_path / "state")}
+    env = {
+        **os.environ,
+        "DRPLAN_CATALOG": catalog_url,
+        "DRPLAN_STATE_DIR": str(plan.parent / "state"),
+    }
     subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
                    capture_output=True)  # fmt: skip
     return drplan, env
@@ -102,14 +105,7 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
     tmp_path: Path, source: Path, password: str
 ) -> None:
     plan = files_plan(tmp_path, source, "2s")
-    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
-    env = {
-        **os.environ,
-        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
-        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
-    }
-    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    drplan, env = prepared(plan, sqlite_url(str(tmp_path / "catalog.db")))
     log = (tmp_path / "serve.log").open("wb")
     port = _free_port()
     daemon = subprocess.Popen(
@@ -235,14 +231,7 @@ def test_backups_that_stop_page_on_the_breach_and_resolve_when_they_resume(
     raw["alerting"] = {"routes": [{"channels": ["pager"], "min_severity": "critical"}]}
     plan_path.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789abcdefABCDEF")
-    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan_path)]
-    env = {
-        **os.environ,
-        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
-        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
-    }
-    subprocess.run([*drplan, "repo", "init", "primary", *FAST_KDF], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    drplan, env = prepared(plan_path, sqlite_url(str(tmp_path / "catalog.db")))
     log = (tmp_path / "serve.log").open("wb")
     daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}",
                                "--watch-every", "1s"], env=env, stdout=log, stderr=log)  # fmt: skip
@@ -282,7 +271,7 @@ def test_two_daemons_on_one_postgresql_catalog_run_each_slot_once_and_survive_a_
     once; when one is killed, the other takes its job over once the lease expires."""
     cluster = pg_cluster()
     url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
-    drplan, env = prepared(tmp_path, source, url)
+    drplan, env = prepared(files_plan(tmp_path, source, "2s"), url)
     logs = [(tmp_path / f"serve{i}.log").open("wb") for i in range(2)]
     daemons = [
         subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}"],
@@ -401,7 +390,7 @@ def test_the_catalog_going_away_is_logged_and_the_daemon_carries_on_when_it_retu
 ) -> None:
     cluster = pg_cluster()
     url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
-    drplan, env = prepared(tmp_path, source, url)
+    drplan, env = prepared(files_plan(tmp_path, source, "2s"), url)
     log = (tmp_path / "serve.log").open("wb")
     daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}",
                                "--watch-every", "1s"], env=env, stdout=log, stderr=log)  # fmt: skip

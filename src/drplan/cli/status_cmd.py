@@ -62,7 +62,7 @@ def status_command(
 def _last_runs(plan: Plan, url: str | None) -> dict[str, JobRun]:
     """The last run of each job from the catalog; none when there is no catalog yet."""
     from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
-    from drplan.observability.status import JobRun  # noqa: PLC0415
+    from drplan.observability.status import last_runs  # noqa: PLC0415
 
     url = url or default_url()
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
@@ -73,14 +73,9 @@ def _last_runs(plan: Plan, url: str | None) -> dict[str, JobRun]:
         console().print(f"[yellow]catalog unavailable, last runs not shown: {exc.message}[/]")
         return {}
     try:
-        found = {name: catalog.last_run(name) for name in plan.jobs}
+        return last_runs(catalog, plan.jobs)
     finally:
         catalog.close()
-    return {
-        name: JobRun(run.status, run.ended_at, run.error)
-        for name, run in found.items()
-        if run is not None
-    }
 
 
 def _ago(value: timedelta | None) -> str:

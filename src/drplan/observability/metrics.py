@@ -10,7 +10,6 @@ and a registry belongs to one daemon. Names follow Prometheus conventions: a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -20,10 +19,6 @@ from drplan.observability.status import Status
 from drplan.scheduler.daemon import JobEvents
 
 STATUSES = (OK, AT_RISK, BREACHED, UNKNOWN)
-
-
-def _ts(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
 
 
 class DaemonCollector(Collector):

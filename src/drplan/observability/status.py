@@ -5,10 +5,12 @@ served by the daemon."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from drplan.catalog.store import Catalog
 from drplan.clock import rfc3339
 from drplan.observability.rpo import (
     AT_RISK,
@@ -32,6 +34,12 @@ class JobRun:
     status: str
     ended_at: datetime | None
     error: str | None
+
+
+def last_runs(catalog: Catalog, jobs: Iterable[str]) -> dict[str, JobRun]:
+    """Each job's last run, as the catalog has it (jobs never run are left out)."""
+    found = {name: catalog.last_run(name) for name in jobs}
+    return {n: JobRun(r.status, r.ended_at, r.error) for n, r in found.items() if r is not None}
 
 
 @dataclass
@@ -138,4 +146,14 @@ def _job_json(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["AT_RISK", "BREACHED", "OK", "UNKNOWN", "JobRun", "Status", "as_json", "build_status"]
+__all__ = [
+    "AT_RISK",
+    "BREACHED",
+    "OK",
+    "UNKNOWN",
+    "JobRun",
+    "Status",
+    "as_json",
+    "build_status",
+    "last_runs",
+]

@@ -38,9 +38,7 @@ class Watcher:
         self.every = every
         self.on_assessed = on_assessed  # e.g. alerting on the problems the status shows
         self.latest: Status | None = None
-        self.assessed_at: datetime | None = None
         self.stopping = threading.Event()
-        self.updated = threading.Event()  # set after each assessment (tests wait on it)
         self._thread = threading.Thread(target=self._loop, name="drplan-watch", daemon=True)
 
     def start(self) -> None:
@@ -57,10 +55,9 @@ class Watcher:
         facts = gather(plan, lambda name: self.open_location(plan, name))
         now = self.clock()
         status = build_status(plan, facts, now, self.last_runs())
-        self.latest, self.assessed_at = status, now
+        self.latest = status
         if self.on_assessed is not None:
             self.on_assessed(status)
-        self.updated.set()
         return status
 
     def _loop(self) -> None:

@@ -68,7 +68,6 @@ class JobEvents:
     overruns: int = 0
     last_attempt: datetime | None = None
     last_success: datetime | None = None
-    last_outcome: Outcome | None = None
     last_duration: timedelta | None = None
     last_added: int | None = None  # bytes of new data the last successful run stored
 
@@ -86,6 +85,7 @@ class Daemon:
         rng: random.Random | None = None,
     ) -> None:
         self.plan = plan
+        self.tasks = tasks(plan)
         self.plan_path = plan_path
         self.catalog = catalog
         self.clock = clock
@@ -124,7 +124,7 @@ class Daemon:
     def _sleep(self) -> timedelta:
         now = self.clock()
         wake = now + TICK
-        for task in tasks(self.plan):
+        for task in self.tasks:
             if task.name in self.running:
                 continue
             upcoming = next_slot(task.schedule, task.timezone, now)
@@ -140,7 +140,7 @@ class Daemon:
         except DrplanError as exc:
             log.error("the plan was not reloaded, the old one keeps running: %s", exc.message)
             return
-        self.plan = plan
+        self.plan, self.tasks = plan, tasks(plan)
         log.info("plan reloaded: %d job(s)", len(plan.jobs))
 
     def tick(self) -> None:
@@ -151,7 +151,7 @@ class Daemon:
                 log.warning("runs of a daemon that died marked abandoned")
         for name in list(self.running):
             self._poll(name, now)
-        for task in tasks(self.plan):
+        for task in self.tasks:
             name = task.name
             if name in self.running:
                 self._check_overrun(name, now)
@@ -223,7 +223,6 @@ class Daemon:
         self.catalog.release(f"job:{name}", self.holder)
         events = self.events.setdefault(name, JobEvents())
         events.outcomes[outcome.status] = events.outcomes.get(outcome.status, 0) + 1
-        events.last_outcome = outcome
         events.last_duration = now - running.started
         if outcome.status in (SUCCEEDED, PARTIAL):
             events.last_success = now
@@ -244,9 +243,7 @@ class Daemon:
         running = self.running[name]
         if running.overrun_reported:
             return
-        task = next((t for t in tasks(self.plan) if t.name == name), None)
-        if task is None:
-            return
+        task = running.task
         upcoming = next_slot(task.schedule, task.timezone, running.slot)
         if upcoming is not None and now >= upcoming:
             running.overrun_reported = True

@@ -19,7 +19,7 @@ from drplan.notify.notifier import Notifier
 from drplan.notify.problems import problems
 from drplan.observability.http import Endpoints
 from drplan.observability.metrics import DaemonCollector, registry
-from drplan.observability.status import JobRun, Status, as_json
+from drplan.observability.status import Status, as_json, last_runs
 from drplan.observability.watch import Watcher
 from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
@@ -50,17 +50,18 @@ def serve(
     daemon = Daemon(plan, options.plan_path, store, clock.now, env=options.env)
     daemon.reload = load_plan
 
-    def last_runs() -> dict[str, JobRun]:
-        found = {name: store.last_run(name) for name in daemon.plan.jobs}
-        return {n: JobRun(r.status, r.ended_at, r.error) for n, r in found.items() if r}
-
     notifier = Notifier(lambda: daemon.plan, store, clock.now, daemon.host)
 
     def alert(status: Status) -> None:
         notifier.update(problems(daemon.plan, status, dict(daemon.failures), daemon.since))
 
     watcher = Watcher(
-        lambda: daemon.plan, open_location, last_runs, clock.now, options.watch_every, alert
+        lambda: daemon.plan,
+        open_location,
+        lambda: last_runs(store, daemon.plan.jobs),
+        clock.now,
+        options.watch_every,
+        alert,
     )
 
     def ready() -> str | None:
