@@ -7,6 +7,7 @@ under the same dedup_key."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from tests.integration.test_locations import s3_location
 from tests.integration.test_postgres_pitr import (  # the fixtures, by name
     Archived,
     Stream,
+    _archived,
     archived,  # noqa: F401
     stream,  # noqa: F401
 )
@@ -123,3 +125,64 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
     trigger = next(b for b in receiver.bodies("/pagerduty") if b["event_action"] == "trigger")
     assert trigger["payload"]["severity"] == "critical"
     assert receiver.violations == []
+
+
+def test_serve_keeps_the_wal_stream_running_and_restarts_it_when_it_dies(
+    archived: Archived,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cluster = archived.cluster
+    cluster.sql("alter system set archive_command = '/bin/true'")  # the stream alone
+    cluster.sql("select pg_reload_conf()")
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["jobs"]["db-wal"]["stream"] = True
+    plan["jobs"]["db-full"]["schedule"] = "manual"
+    plan["jobs"]["db-incr"]["schedule"] = "manual"
+    archived.plan.write_text(yaml.safe_dump(plan))
+    env = {
+        **os.environ,
+        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
+        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
+        "DRPLAN_PASSWORD_FILE": str(archived.password_file),
+    }
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "drplan", "--plan", str(archived.plan), "serve",
+         "--listen", f"127.0.0.1:{_free_port()}"],
+        env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+
+    def explain() -> str:
+        return log_path.read_text()
+
+    def stream_pids() -> list[int]:
+        return [int(p) for p in re.findall(r"job db-wal: started .* pid (\d+)", explain())]
+
+    def shipped(segment: str) -> bool:
+        return segment in {w.file for w in _archived(archived)}
+
+    def switch() -> str:
+        cluster.sql("create table if not exists t (i int); insert into t values (1)")
+        return str(cluster.sql("select pg_walfile_name(pg_switch_wal())")[0][0])
+
+    try:
+        wait_until(lambda: len(stream_pids()) == 1, "the stream started", 60, explain)
+        # Its log is the daemon's: pg_receivewal has its slot and receives.
+        wait_until(lambda: "pg_receivewal started" in explain(), "its log", 60, explain)
+        first = switch()
+        wait_until(lambda: shipped(first), f"{first} streamed", 60, explain)
+
+        os.killpg(stream_pids()[0], signal.SIGKILL)  # with its pg_receivewal
+        wait_until(lambda: len(stream_pids()) == 2, "the stream restarted", 60, explain)
+        wait_until(lambda: explain().count("pg_receivewal started") == 2, "receiving", 60, explain)
+        assert "job db-wal: failed" in explain()
+        second = switch()
+        wait_until(lambda: shipped(second), f"{second} streamed after the restart", 60, explain)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+        log.close()
+    assert code == 0, explain()
+    assert "stopped;" in explain()  # the stream was asked to finish, and shipped what it had
+    assert cluster.password not in explain()

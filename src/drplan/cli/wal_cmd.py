@@ -140,7 +140,8 @@ def agent_command(
     "--dir",
     "directory",
     metavar="DIR",
-    help="Where WAL is received before it is shipped (default ~/.local/state/drplan/wal-stream/SYSTEM).",
+    help="Where WAL is received before it is shipped (default STATE_DIR/wal-stream/SYSTEM:"
+    " $DRPLAN_STATE_DIR, else ~/.local/state/drplan).",
 )
 @pass_settings
 def stream_command(
@@ -157,6 +158,7 @@ def stream_command(
     import threading  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
+    from drplan.catalog.store import state_dir  # noqa: PLC0415
     from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
     from drplan.sources.postgres.wal_stream import WalStreamer, slot_name  # noqa: PLC0415
 
@@ -165,7 +167,7 @@ def stream_command(
     archives = wal_archives(settings, name, None, password_file)
     secret = system.password.resolve() if system.password else None
     ready = preflight(system.connection, secret, system.bin_dir, name, "full")
-    where = Path(directory) if directory else Path.home() / ".local/state/drplan/wal-stream" / name
+    where = Path(directory) if directory else Path(state_dir()) / "wal-stream" / name
     streamer = WalStreamer(
         ready.binaries,
         system.connection,

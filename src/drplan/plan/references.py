@@ -9,6 +9,7 @@ import difflib
 from collections.abc import Iterable, Iterator
 
 from drplan.plan.model import JOB_TYPES_BY_KIND, Plan
+from drplan.plan.schedule import ScheduleKind
 from drplan.plan.source import PathKey
 
 Found = tuple[PathKey, str]
@@ -77,6 +78,8 @@ def _jobs(plan: Plan) -> Iterator[Found]:
                 f"a {system.kind} system cannot run a '{job.type}' job"
                 f" (allowed: {', '.join(t.value for t in allowed)})",
             )
+        if job.stream and (job.type != "wal" or job.schedule.kind != ScheduleKind.CONTINUOUS):
+            yield (*base, "stream"), "only a wal job with schedule `continuous` can stream"
         extra = [c for c in job.data_classes or [] if c not in system.data_classes]
         for cls in extra:
             index = (job.data_classes or []).index(cls)

@@ -6,6 +6,8 @@ starts as a child process (see ``runs``) and is recorded in the catalog; a runni
 job is polled, stopped past its timeout, and its outcome recorded. A failed run is
 retried with jittered backoff until the job's next slot supersedes it. A run still
 going when its next slot comes is reported as overrunning once, and never doubled.
+A continuous task (the WAL stream) is started when the daemon starts and restarted,
+with backoff, whenever it ends; each of its runs is one row in the catalog.
 
 Stopping (SIGTERM, SIGINT) ends the loop: running jobs get ``STOP_GRACE`` to finish,
 then are killed and recorded as abandoned. SIGHUP re-reads the plan; an invalid plan
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from drplan.catalog.store import ABANDONED, PARTIAL, RUNNING, SUCCEEDED, Catalog
+from drplan.catalog.store import ABANDONED, FAILED, PARTIAL, RUNNING, SUCCEEDED, Catalog
 from drplan.errors import DrplanError
 from drplan.notify.problems import JobFailures
 from drplan.plan.model import Plan
@@ -38,6 +40,12 @@ LEASE = timedelta(seconds=30)  # renewed every tick while a run goes on; a dead 
 # runs are taken over by another daemon this long after it stopped renewing
 STOP_GRACE = timedelta(seconds=30)
 STOPPED = "the daemon stopped during the run"
+# A stream that ends is restarted after a jittered delay doubling from STREAM_RETRY up to
+# STREAM_RETRY_CAP, and from STREAM_RETRY again once it had run STREAM_STEADY: a server
+# restart costs seconds of WAL, a server that stays down is not hammered.
+STREAM_RETRY = timedelta(seconds=2)
+STREAM_RETRY_CAP = timedelta(minutes=2)
+STREAM_STEADY = timedelta(minutes=1)
 
 
 @dataclass
@@ -156,6 +164,11 @@ class Daemon:
             if name in self.running:
                 self._check_overrun(name, now)
                 continue
+            if task.continuous:
+                retry = self.retries.get(name)
+                if retry is None or now >= retry.at:
+                    self._start(task, now, retry.attempt if retry else 1, now)
+                continue
             slot_due = due(
                 task.schedule, task.timezone, now, self.catalog.last_slot(name), self.since
             )
@@ -187,7 +200,9 @@ class Daemon:
         if self.catalog.abandon_orphans(now):  # the job's lease was a dead daemon's
             log.warning("job %s: the run of a daemon that died marked abandoned", name)
         run_id = self.catalog.start_run(name, self.holder, now, slot, attempt)
-        process = JobProcess(self.plan_path, name, task.argv, now, task.timeout, self.env)
+        process = JobProcess(
+            self.plan_path, name, task.argv, now, task.timeout, self.env, follow=task.continuous
+        )
         self.running[name] = _Running(process, run_id, slot, attempt, now, task)
         self.retries.pop(name, None)
         events = self.events.setdefault(name, JobEvents())
@@ -204,6 +219,10 @@ class Daemon:
             return
         if self.stopping.is_set() and outcome.status not in (SUCCEEDED, PARTIAL):
             outcome = Outcome(ABANDONED, outcome.report, STOPPED, outcome.exit_code)
+        elif running.task.continuous and not self.stopping.is_set():
+            # It should never end: however it did, it is a failure, and it restarts.
+            error = outcome.error or f"it ended (exit code {outcome.exit_code})"
+            outcome = Outcome(FAILED, outcome.report, error, outcome.exit_code)
         # Kept until recorded: with the catalog away, the outcome waits for it to return.
         running.outcome = outcome
         report = outcome.report
@@ -234,8 +253,14 @@ class Daemon:
             return
         failed = self.failures.setdefault(name, JobFailures())
         failed.count, failed.error = failed.count + 1, outcome.error
-        delay = retry_delay(running.attempt, rng=self.rng)
-        self.retries[name] = _Retry(running.slot, running.attempt + 1, now + delay)
+        attempt = running.attempt
+        if running.task.continuous:
+            if now - running.started >= STREAM_STEADY:
+                attempt = 1  # it ran well for a while: this is a new trouble
+            delay = retry_delay(attempt, STREAM_RETRY, STREAM_RETRY_CAP, rng=self.rng)
+        else:
+            delay = retry_delay(attempt, rng=self.rng)
+        self.retries[name] = _Retry(running.slot, attempt + 1, now + delay)
         log.error("job %s: %s: %s; retry in %ds", name, outcome.status, outcome.error,
                   int(delay.total_seconds()))  # fmt: skip
 
@@ -244,6 +269,8 @@ class Daemon:
         if running.overrun_reported:
             return
         task = running.task
+        if task.continuous:
+            return
         upcoming = next_slot(task.schedule, task.timezone, running.slot)
         if upcoming is not None and now >= upcoming:
             running.overrun_reported = True

@@ -5,23 +5,30 @@ A child, not a thread: a run that hangs past its timeout can be killed (with
 everything it started, pg_basebackup included: it leads its own process group),
 and a run that crashes cannot take the daemon with it. The child writes its report
 as JSON on standard output and, on failure, its one-line error on standard error;
-the exit code says how it ended (docs/cli.md).
+the exit code says how it ended (docs/cli.md). A continuous task (the WAL stream)
+runs for days: its standard error is passed on to the daemon's log line by line as it
+comes, and only the last lines are kept, for the error when it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import IO, Any
 
 from drplan.catalog.store import FAILED, PARTIAL, SUCCEEDED, TIMED_OUT
+
+log = logging.getLogger("drplan.serve")
 
 KILL_GRACE = timedelta(seconds=10)  # after SIGTERM, before SIGKILL
 # Exit codes that mean the snapshot was saved, though not everything went well.
@@ -47,6 +54,8 @@ class JobProcess:
         started: datetime,
         timeout: timedelta | None,
         env: dict[str, str] | None = None,
+        *,
+        follow: bool = False,
     ) -> None:
         self.job = job
         self.timeout = timeout
@@ -55,15 +64,31 @@ class JobProcess:
         # Files, not pipes: a child writing a large report never blocks on a full pipe
         # while the daemon is busy elsewhere.
         self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _outcome
-        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self._err: IO[bytes] | None = None if follow else tempfile.TemporaryFile()  # noqa: SIM115
+        self._tail: deque[str] = deque(maxlen=20)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "drplan", "--plan", plan_path, *argv],
             stdin=subprocess.DEVNULL,
             stdout=self._out,
-            stderr=self._err,
+            stderr=subprocess.PIPE if follow else self._err,
             env=env,
             start_new_session=True,
         )
+        self._follower: threading.Thread | None = None
+        if follow:
+            self._follower = threading.Thread(
+                target=self._follow, name=f"drplan-{job}-log", daemon=True
+            )
+            self._follower.start()
+
+    def _follow(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:
+            for raw in self.proc.stderr:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    self._tail.append(line)
+                    log.info("%s: %s", self.job, line)
 
     @property
     def pid(self) -> int:
@@ -99,15 +124,21 @@ class JobProcess:
 
     def _outcome(self, code: int) -> Outcome:
         self._out.seek(0)
-        self._err.seek(0)
-        out, err = self._out.read(), self._err.read()
+        out = self._out.read()
         self._out.close()
-        self._err.close()
+        if self._err is not None:
+            self._err.seek(0)
+            err = self._err.read().decode("utf-8", "replace")
+            self._err.close()
+        else:
+            assert self._follower is not None
+            self._follower.join(timeout=5)  # the child is gone: its pipe ends soon
+            err = "\n".join(self._tail)
         try:
             report = json.loads(out) if out.strip() else {}
         except ValueError:
             report = {}
-        lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
         message = next((ln for ln in reversed(lines) if ln.startswith("drplan:")), None)
         error = (
             message.removeprefix("drplan:").strip() if message else (lines[-1] if lines else None)

@@ -1,6 +1,8 @@
 """What the daemon runs: the plan's backup jobs, and the upkeep the plan implies.
 
 * every backup job with a cron or interval schedule: ``drplan backup JOB``;
+* every ``wal`` job with ``stream: true``: ``drplan wal stream``, kept running
+  (``continuous``: restarted with backoff when it ends, never scheduled);
 * per location, daily (midnight in the plan's time zone): ``drplan forget --prune``,
   applying the retention the plan gives that location's jobs;
 * per location that a data class with a ``verify`` schedule must be in, on the most
@@ -40,9 +42,18 @@ class Task:
         """Forget and check: they lock a location for themselves, so they run alone there."""
         return self.job is None
 
+    @property
+    def continuous(self) -> bool:
+        """Kept running rather than run per slot (the WAL stream)."""
+        return self.schedule.kind is ScheduleKind.CONTINUOUS
+
 
 def conflicts(a: Task, b: Task) -> bool:
-    """Whether ``a`` must wait while ``b`` runs: upkeep and anything else on one location."""
+    """Whether ``a`` must wait while ``b`` runs: upkeep and anything else on one location.
+    The WAL stream takes no lock (WAL objects are written whole, under names of their
+    own), so it conflicts with nothing: upkeep cannot wait for it, it never ends."""
+    if a.continuous or b.continuous:
+        return False
     return (a.upkeep or b.upkeep) and bool(set(a.locations) & set(b.locations))
 
 
@@ -52,6 +63,12 @@ def tasks(plan: Plan) -> list[Task]:
              job.timeout, job=name, locations=tuple(job.locations))
         for name, job in plan.jobs.items()
         if job.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL)
+    ]  # fmt: skip
+    found += [
+        Task(name, job.schedule, plan.job_timezone(job), ("wal", "stream", "--system", job.system),
+             job=name, locations=tuple(job.locations))
+        for name, job in plan.jobs.items()
+        if job.stream
     ]  # fmt: skip
     written = {loc for job in plan.jobs.values() for loc in job.locations}
     for location in plan.locations:

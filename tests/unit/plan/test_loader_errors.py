@@ -153,6 +153,13 @@ CASES = [
         r"a files system cannot run a 'full' job \(allowed: files\)",
     ),
     (
+        "stream-on-a-files-job",
+        replace_once("type: files", "type: files\n    stream: true"),
+        "true\n    schedule",
+        "jobs.web.stream",
+        r"only a wal job with schedule `continuous` can stream",
+    ),
+    (
         "percentage-out-of-range",
         BASE + "success_criteria: {rto_achievement: 150%}\n",
         "150%",

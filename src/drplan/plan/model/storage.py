@@ -200,6 +200,10 @@ class Job(PlanModel):
     replicate: Literal["after-backup", "manual"] = "after-backup"
     """When snapshots reach the other locations: right after each backup (`after-backup`),
     or only when `drplan copy` runs (`manual`)."""
+    stream: StrictBool = False
+    """For a `continuous` wal job: also receive WAL as it is written (`drplan wal stream`,
+    kept running by `drplan serve`), so the recovery point is seconds old on a quiet
+    server too, not only when archive_command hands over a full segment."""
     data_classes: list[Name] | None = None
     """The data classes it covers; defaults to all of its system's."""
     timeout: Duration | None = None
