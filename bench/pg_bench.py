@@ -40,7 +40,8 @@ from drplan.storage.local import LocalStorage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import clean_plan
-from tests.fixtures.postgres import _server_user
+
+from drplan.sources.postgres.scratch import server_user
 
 PASSWORD = "bench password, not a secret"
 DRPLAN = str(Path(sys.executable).with_name("drplan"))
@@ -96,7 +97,7 @@ class Drplan:
 
 class PgBackRest:
     def __init__(self, base: Path, cluster: Cluster) -> None:
-        self.run_as, _, _ = _server_user()
+        self.run_as, _, _ = server_user()
         self.repo = base / "pgbr-repo"
         # start-fast like drplan's checkpoint; no archive check: base backups are compared.
         self.conf = pgbackrest_config(
@@ -112,7 +113,7 @@ class PgBackRest:
 
     def restore(self, target: Path) -> None:
         target.mkdir()
-        _, uid, gid = _server_user()
+        _, uid, gid = server_user()
         os.chown(target, uid, gid)
         target.chmod(0o700)
         self.pgbr("restore", f"--pg1-path={target}")

@@ -1,8 +1,8 @@
 """Throwaway PostgreSQL clusters for the PostgreSQL benchmarks (not the tests' fixtures:
 these live as long as a benchmark and take their binaries from any directory).
 
-As root, a cluster runs as the tests' unprivileged user (see tests/fixtures/postgres.py),
-under a world-traversable directory of its own.
+As root, a cluster runs as drplan's unprivileged server user (see
+drplan.sources.postgres.scratch), under a world-traversable directory of its own.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures
-
-from tests.fixtures.postgres import PgCluster, _chown_tree, _free_port, _server_user
+from drplan.sources.postgres.scratch import LocalServer, chown_tree, initdb, server_user
 
 
-class Cluster(PgCluster):
-    """The tests' cluster, with what a benchmark needs besides."""
+class Cluster(LocalServer):
+    """drplan's local server, with what a benchmark needs besides."""
 
     def start(self) -> None:
         self.pg_ctl(
@@ -38,7 +35,7 @@ class Cluster(PgCluster):
     def reload(self) -> None:
         self.pg_ctl("reload")
 
-    def configure(self, **settings: str) -> None:
+    def set(self, **settings: str) -> None:
         with open(self.data_dir / "postgresql.auto.conf", "a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in settings.items())
 
@@ -67,33 +64,18 @@ def world_dir(parent: Path, name: str) -> Path:
 
 def new_cluster(bin_dir: Path, base: Path, **settings: str) -> Cluster:
     """initdb (checksums on), configure for archiving, start on a free loopback port."""
-    run_as, uid, gid = _server_user()
-    _chown_tree(base, uid, gid)
+    _, uid, gid = server_user()
+    chown_tree(base, uid, gid)
     password = secrets.token_urlsafe(12)
-    pwfile = base / "pw"
-    pwfile.write_text(password + "\n")
-    os.chown(pwfile, uid, gid)
     data = base / "data"
-    subprocess.run(
-        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--data-checksums",
-         "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"],
-        check=True, capture_output=True, timeout=600,
+    initdb(bin_dir, data, password)
+    cluster = Cluster.configure(
+        data,
+        bin_dir,
+        password,
+        {"wal_level": "replica", "archive_mode": "on", "max_wal_senders": "10",
+         "max_wal_size": "'4GB'", **settings},
     )  # fmt: skip
-    pwfile.unlink()
-    sockets = base / "sockets"
-    sockets.mkdir()
-    os.chown(sockets, uid, gid)
-    cluster = Cluster(data, _free_port(), password, bin_dir, run_as)
-    cluster.configure(
-        listen_addresses="'127.0.0.1'",
-        port=str(cluster.port),
-        unix_socket_directories=f"'{sockets}'",
-        wal_level="replica",
-        archive_mode="on",
-        max_wal_senders="10",
-        max_wal_size="'4GB'",
-        **settings,
-    )
     cluster.start()
     return cluster
 
@@ -139,6 +121,6 @@ def pgbackrest_config(base: Path, cluster: Cluster, password: str, **settings: s
     )
     for name in ("pgbr-log", "pgbr-lock", "pgbr-spool"):
         (base / name).mkdir(exist_ok=True)
-    _, uid, gid = _server_user()
-    _chown_tree(base, uid, gid)
+    _, uid, gid = server_user()
+    chown_tree(base, uid, gid)
     return conf

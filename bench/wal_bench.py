@@ -36,7 +36,9 @@ from drplan.storage.local import LocalStorage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import clean_plan
-from tests.fixtures.postgres import _chown_tree, _server_user, server_can_run_drplan
+from tests.fixtures.postgres import server_can_run_drplan
+
+from drplan.sources.postgres.scratch import chown_tree, server_user
 
 PASSWORD = "bench password, not a secret"
 
@@ -57,7 +59,7 @@ def time_archiving(cluster: Cluster, command: str, ready: int) -> float:
     One connection polls: a new one every 10 ms (SCRAM authentication and a backend
     forked each time) took a large share of the two cores from the tools measured.
     """
-    cluster.configure(archive_command=f"'{command}'")
+    cluster.set(archive_command=f"'{command}'")
     cluster.reload()
     first = None
     deadline = time.monotonic() + 3600
@@ -90,9 +92,9 @@ def drplan_run(base: Path, segments: int, fast: bool = True) -> float:
     }  # fmt: skip
     plan_path = base / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(plan))
-    _, uid, gid = _server_user()
+    _, uid, gid = server_user()
     cluster = new_cluster(wheel_bin_dir() or Path(), base, archive_command="'/bin/false'")
-    _chown_tree(base, uid, gid)
+    chown_tree(base, uid, gid)
     try:
         ready = fill(cluster, segments)
         verb = "" if fast else " wal push"
@@ -104,7 +106,7 @@ def drplan_run(base: Path, segments: int, fast: bool = True) -> float:
 
 
 def pgbackrest_run(base: Path, segments: int) -> float:
-    run_as, _, _ = _server_user()
+    run_as, _, _ = server_user()
     cluster = new_cluster(PG15, base, archive_command="'/bin/false'")
     conf = pgbackrest_config(base, cluster, PASSWORD, **{"archive-async": "y"})
     try:

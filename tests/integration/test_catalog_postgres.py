@@ -12,7 +12,7 @@ import pytest
 
 from drplan.catalog.store import Catalog
 from drplan.errors import CatalogError
-from tests.fixtures.postgres import PgCluster, _free_port
+from tests.fixtures.postgres import PgCluster, free_port
 
 T0 = datetime(2026, 11, 26, 10, 15, tzinfo=UTC)
 
@@ -58,7 +58,7 @@ def test_of_daemons_racing_for_a_lease_exactly_one_wins(
 
 
 def test_an_unreachable_catalog_server_is_one_clear_error_without_its_password() -> None:
-    dead = f"postgresql://drplan:s3cret-catalog-pw@127.0.0.1:{_free_port()}/catalog"
+    dead = f"postgresql://drplan:s3cret-catalog-pw@127.0.0.1:{free_port()}/catalog"
     with pytest.raises(CatalogError) as info:
         Catalog.open(dead)
     assert info.value.exit_code == 20

@@ -25,7 +25,7 @@ from drplan.sources.postgres.basebackup import (
 from drplan.sources.postgres.binaries import Binaries, find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
 from tests.conftest import Result, clean_plan, wait_until
-from tests.fixtures.postgres import PgCluster, _free_port, give_to_server
+from tests.fixtures.postgres import PgCluster, free_port, give_to_server
 from tests.integration.conftest import open_repo
 
 Run = Callable[..., Result]
@@ -71,7 +71,7 @@ def start_copy(cluster: PgCluster, data: Path, scratch: Path) -> PgCluster:
     sockets = scratch / f"sockets-{data.name}"
     sockets.mkdir()
     os.chown(sockets, owner.st_uid, owner.st_gid)
-    port = _free_port()
+    port = free_port()
     copy = PgCluster(data, port, cluster.password, cluster.bin_dir, cluster.run_as)
     copy.pg_ctl("start", "-w", "-t", "60", "-l", str(data / "copy.log"),
                 "-o", f"-p {port} -k {sockets}")  # fmt: skip
@@ -313,7 +313,7 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
 
     base = pg_scratch
     target = base / "data"
-    port = _free_port()
+    port = free_port()
     result = run(
         "--plan", p, "restore", "postgres", "db", "--target-dir", str(target),
         "--start", "--port", str(port), "--json", "--repo", replica,
@@ -360,7 +360,7 @@ def test_backups_after_a_restore_never_build_on_the_history_it_left(
     cluster.stop()
 
     base = pg_scratch
-    port = _free_port()
+    port = free_port()
     back = run("--plan", p, "restore", "postgres", "db", "--to", first[:12],
                "--target-dir", str(base / "data"), "--start", "--port", str(port))  # fmt: skip
     assert back.code == 0, back.err
@@ -553,7 +553,7 @@ def test_a_cluster_with_a_tablespace_is_backed_up_and_restored_with_it(
     cluster.stop()
     before = sorted(p.relative_to(original) for p in original.rglob("*"))
 
-    target, port = pg_scratch / "restored", _free_port()
+    target, port = pg_scratch / "restored", free_port()
     unknown = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
                   "--tablespace-map", f"{int(space['oid']) + 1}={pg_scratch / 'x'}")  # fmt: skip
     assert unknown.code == 2
@@ -608,7 +608,7 @@ def test_an_incremental_after_create_tablespace_restores_from_a_full_without_it(
     assert incr.code == 0, incr.err
     assert json.loads(incr.out)["source"]["type"] == "incremental"
     cluster.stop()
-    target, port = pg_scratch / "restored", _free_port()
+    target, port = pg_scratch / "restored", free_port()
     restored = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
                    "--to", json.loads(incr.out)["snapshot"][:12], "--start", "--port", str(port))  # fmt: skip
     assert restored.code == 0, restored.err

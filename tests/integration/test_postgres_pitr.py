@@ -34,7 +34,7 @@ from drplan.storage.local import LocalStorage
 from tests.conftest import Result, clean_plan, wait_until
 from tests.fixtures.postgres import (
     PgCluster,
-    _free_port,
+    free_port,
     give_to_server,
     server_can_run_drplan,
 )
@@ -258,7 +258,7 @@ def test_restore_to_a_time_holds_exactly_the_rows_committed_by_then_and_latest_h
     shutil.rmtree(cluster.data_dir)  # the disaster
 
     target_time = datetime.fromtimestamp(chosen_at, UTC).isoformat()
-    port = _free_port()
+    port = free_port()
     at_t = restore(run, archived, pg_scratch / "at-t", target_time, port)
     try:
         # The full and the incremental taken before T (on 15: the full taken instead).
@@ -272,7 +272,7 @@ def test_restore_to_a_time_holds_exactly_the_rows_committed_by_then_and_latest_h
     finally:
         stop_restored(cluster, pg_scratch / "at-t")
 
-    port = _free_port()
+    port = free_port()
     latest = restore(run, archived, pg_scratch / "latest", "latest", port)
     try:
         assert len(latest["chain"]) == (3 if incremental else 1)  # full and both incrementals
@@ -329,7 +329,7 @@ def test_restore_refuses_targets_outside_the_window_and_gaps_and_stops_at_damage
     assert checked.code == 13
     assert damaged_name in checked.err
     cluster.stop()
-    damaged = restore_to("latest", "--start", "--port", str(_free_port()))
+    damaged = restore_to("latest", "--start", "--port", str(free_port()))
     assert damaged.code == 1, damaged.err  # PostgreSQL stopped instead of ending recovery early
     assert f"fetching {damaged_name} failed" in damaged.err
     assert "damaged" in damaged.err
@@ -407,7 +407,7 @@ def test_forget_removes_only_wal_no_kept_base_backup_can_use_and_explains_it(
     checked = run("check", "postgres", "db", "--read-data")
     assert checked.code == 0, checked.err  # what is left still recovers without a gap
     cluster.stop()
-    port = _free_port()
+    port = free_port()
     latest = restore(run, archived, pg_scratch / "after-forget", "latest", port)
     try:
         assert latest["chain"] == [json.loads(second.out)["snapshot"]]
@@ -482,7 +482,7 @@ def test_wal_stream_ships_segments_and_the_one_being_written_so_latest_loses_sec
     assert json.loads(status.out)["locations"][0]["newest"].endswith(".partial")
 
     cluster.stop()
-    port = _free_port()
+    port = free_port()
     restore(run, archived, pg_scratch / "streamed", "latest", port)
     try:  # the last five rows were in no complete segment: only the .partial had them
         assert restored_ids(port, cluster.password) == list(range(1, 16))

@@ -37,7 +37,7 @@ from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.tasks import tasks
 from drplan.scheduler.timing import RETRY_BASE
 from tests.conftest import wait_until
-from tests.fixtures.postgres import PgCluster, _free_port
+from tests.fixtures.postgres import PgCluster, free_port
 from tests.fixtures.receivers import HttpReceiver
 from tests.integration.conftest import files_job_plan
 from tests.integration.test_locations import FAST_KDF
@@ -107,7 +107,7 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
     plan = files_plan(tmp_path, source, "2s")
     drplan, env = prepared(plan, sqlite_url(str(tmp_path / "catalog.db")))
     log = (tmp_path / "serve.log").open("wb")
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [*drplan, "serve", "--listen", f"127.0.0.1:{port}", "--watch-every", "1s"],
         env=env, stdout=log, stderr=log,
@@ -233,7 +233,7 @@ def test_backups_that_stop_page_on_the_breach_and_resolve_when_they_resume(
     monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789abcdefABCDEF")
     drplan, env = prepared(plan_path, sqlite_url(str(tmp_path / "catalog.db")))
     log = (tmp_path / "serve.log").open("wb")
-    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}",
+    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{free_port()}",
                                "--watch-every", "1s"], env=env, stdout=log, stderr=log)  # fmt: skip
 
     def explain() -> str:
@@ -274,7 +274,7 @@ def test_two_daemons_on_one_postgresql_catalog_run_each_slot_once_and_survive_a_
     drplan, env = prepared(files_plan(tmp_path, source, "2s"), url)
     logs = [(tmp_path / f"serve{i}.log").open("wb") for i in range(2)]
     daemons = [
-        subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}"],
+        subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{free_port()}"],
                          env=env, stdout=log, stderr=log)
         for log in logs
     ]  # fmt: skip
@@ -345,7 +345,7 @@ def test_a_run_that_hangs_is_reported_overrunning_then_stopped_at_its_timeout(
     log = (tmp_path / "serve.log").open("wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "drplan", "--plan", str(plan_path), "serve",
-         "--listen", f"127.0.0.1:{_free_port()}"], env=env, stdout=log, stderr=log,
+         "--listen", f"127.0.0.1:{free_port()}"], env=env, stdout=log, stderr=log,
     )  # fmt: skip
 
     def explain() -> str:
@@ -392,7 +392,7 @@ def test_the_catalog_going_away_is_logged_and_the_daemon_carries_on_when_it_retu
     url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
     drplan, env = prepared(files_plan(tmp_path, source, "2s"), url)
     log = (tmp_path / "serve.log").open("wb")
-    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{_free_port()}",
+    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{free_port()}",
                                "--watch-every", "1s"], env=env, stdout=log, stderr=log)  # fmt: skip
 
     def explain() -> str:
@@ -428,7 +428,7 @@ def test_an_unreachable_catalog_at_start_is_one_line_and_exit_20(
     tmp_path: Path, source: Path
 ) -> None:
     plan = files_plan(tmp_path, source, "2s")
-    dead = f"postgresql://drplan:catalog-secret@127.0.0.1:{_free_port()}/catalog"
+    dead = f"postgresql://drplan:catalog-secret@127.0.0.1:{free_port()}/catalog"
     started = subprocess.run(
         [sys.executable, "-m", "drplan", "--plan", str(plan), "serve", "--catalog", dead],
         env={**os.environ, "DRPLAN_PASSWORD": "x", "DRPLAN_STATE_DIR": str(tmp_path / "s")}, capture_output=True, text=True, timeout=60,

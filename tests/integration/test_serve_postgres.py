@@ -19,7 +19,7 @@ import yaml
 
 from drplan.catalog.store import sqlite_url
 from tests.conftest import Result, wait_until
-from tests.fixtures.postgres import _free_port
+from tests.fixtures.postgres import free_port
 from tests.fixtures.receivers import HttpReceiver
 from tests.fixtures.seaweedfs import SeaweedFS
 from tests.integration.test_locations import s3_location
@@ -68,7 +68,7 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
     full = run("--plan", str(archived.plan), "backup", "db-full")
     assert full.code in (0, 16), full.err  # the cloud copy of a database-only snapshot: fine
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
@@ -149,7 +149,7 @@ def test_serve_keeps_the_wal_stream_running_and_restarts_it_when_it_dies(
     log = log_path.open("wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "drplan", "--plan", str(archived.plan), "serve",
-         "--listen", f"127.0.0.1:{_free_port()}"],
+         "--listen", f"127.0.0.1:{free_port()}"],
         env=env, stdout=log, stderr=log,
     )  # fmt: skip
 
