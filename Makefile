@@ -18,21 +18,22 @@ $(BIN)/python:
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 
 $(RUN_DEPS): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[postgres]'
 	@touch $@
 
 $(TEST_DEPS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@ $(RUN_DEPS)
 
-# The main job on embedded defaults: for now, validate, lint and show the SmartWatts plan.
+# The main job on embedded defaults: the SmartWatts plan checked and shown, then run by
+# `drplan serve` against an embedded PostgreSQL with live meter readings, until Ctrl-C.
 demo: $(RUN_DEPS)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/smartwatts/demo.sh
 
 # Style and types first, so they cannot drift, then the whole suite.
 test: $(TEST_DEPS)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the SmartWatts plan validated, linted and shown; then a live backup,
-# restore, check and a copy to a second location, on a sample under .demo/.
+# `make demo`: the SmartWatts plan validated, linted and shown; a backup, restore, check
+# and copy to a second location, on a sample under .demo/; then live.py: SmartWatts on an
+# embedded PostgreSQL with meter readings arriving, run by `drplan serve` until Ctrl-C.
 #
 # The plan's secrets are ${ENV_VAR} references; the demo sets placeholder values
 # (nothing is sent anywhere) so that validation can check them, and shows that
@@ -87,3 +88,6 @@ rm -rf "$work/repo"
 echo "the primary repository is gone; restoring from the replica alone:"
 drplan restore latest --target "$work/restore-offsite" --repo "$work/offsite"
 diff -r "$work/sample" "$work/restore-offsite$work/sample" && echo "restored from the replica: identical to the source"
+
+step "Live: SmartWatts on an embedded PostgreSQL, run by drplan serve"
+exec python3 live.py

@@ -23,7 +23,7 @@ from drplan.observability.rpo import (
     overall,
     windows,
 )
-from drplan.plan.model import Plan
+from drplan.plan.model import Job, JobType, Plan
 from drplan.plan.schedule import NeverFiresError
 
 
@@ -64,10 +64,7 @@ def build_status(
     status = Status(now, exposures, overall(exposures), dict(windows(facts)))
     readable = [f for f in facts if f.error is None]
     for name, job in plan.jobs.items():
-        newest = {
-            f.location: max((s.time for s in f.snapshots if s.job == name), default=None)
-            for f in readable
-        }
+        newest = {f.location: _newest(f, name, job) for f in readable}
         anywhere = max((t for t in newest.values() if t is not None), default=None)
         try:
             upcoming = job.schedule.next_runs(now, plan.job_timezone(job))
@@ -83,7 +80,8 @@ def build_status(
             "last_run": run,
             "failing": run is not None and run.status not in ("succeeded", "running"),
         }
-        for location in job.locations:
+        for location in job.locations if job.type is not JobType.WAL else ():
+            # (WAL reaches each location within seconds of the others: no lag to show)
             here = newest.get(location)
             if location in newest and anywhere is not None and (here is None or here < anywhere):
                 lag = status.locations.setdefault(location, {}).setdefault("lagging", {})
@@ -95,6 +93,15 @@ def build_status(
         entry["snapshots"] = len(f.snapshots)
         entry.setdefault("lagging", {})
     return status
+
+
+def _newest(facts: LocationFacts, name: str, job: Job) -> datetime | None:
+    """The newest backup of a job in a location: its newest snapshot, or for a wal job
+    the end of the WAL archived there."""
+    if job.type is JobType.WAL:
+        window = facts.windows.get(job.system)
+        return window.end if window is not None else None
+    return max((s.time for s in facts.snapshots if s.job == name), default=None)
 
 
 def _time(value: datetime | None) -> str | None:

@@ -131,6 +131,7 @@ class LocalServer:
             check=True,
             capture_output=True,
             timeout=PG_CTL_TIMEOUT,
+            start_new_session=True,  # the server is not stopped by a Ctrl-C meant for us
         )
 
     def start(self) -> None:
