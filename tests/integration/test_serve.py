@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from drplan.catalog.store import (
@@ -32,7 +33,10 @@ from drplan.catalog.store import (
     Catalog,
     sqlite_url,
 )
+from drplan.notify.problems import problems
+from drplan.observability.metrics import DaemonCollector, registry
 from drplan.plan.loader import load_plan
+from drplan.plan.model.alerting import Severity
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.tasks import tasks
 from drplan.scheduler.timing import RETRY_BASE
@@ -486,4 +490,26 @@ def test_the_daemon_also_forgets_daily_and_checks_on_the_classes_verify_schedule
                              str(tmp_path / "primary"), "--json"], capture_output=True,
                             text=True, check=True)  # fmt: skip
     assert len(json.loads(listed.stdout)) == 1
+
+    def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        collector = DaemonCollector(lambda: daemon.events, lambda: None, set)
+        return metric_samples(generate_latest(registry(collector)).decode())
+
+    where = (("location", "primary"),)
+    assert scraped()[("drplan_check_errors", where)] == 0
+    assert scraped()[("drplan_check_last_timestamp_seconds", where)] == now[0].timestamp()
+    assert problems(plan, None, daemon.failures) == []
+
+    # The packs are lost: the next check finds it, and that is told at once, critically.
+    for pack in (tmp_path / "primary" / "data").rglob("*"):
+        if pack.is_file():
+            pack.unlink()
+    now[0] += timedelta(hours=1, minutes=1)  # past the next backup and check slots
+    daemon.tick()
+    settle()
+    assert outcome("check:primary").startswith("failed"), outcome("check:primary")
+    assert scraped()[("drplan_check_errors", where)] > 0
+    (found,) = [p for p in problems(plan, None, daemon.failures) if p.key == "job:check:primary"]
+    assert found.severity is Severity.CRITICAL
+    assert "found damaged data" in found.summary
     catalog.close()

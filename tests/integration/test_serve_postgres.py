@@ -103,6 +103,17 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
         wait_until(lambda: status_is("ok"), "the database within its RPO", 60, explain)
         samples = metric_samples(get(port, "/metrics")[1])
         assert samples[("drplan_job_runs_total", (("job", "web"), ("outcome", "succeeded")))] >= 2
+        for kind in ("data", "wal", "metadata"):
+            assert (
+                samples[("drplan_location_size_bytes", (("kind", kind), ("location", "local")))] > 0
+            )
+        assert (
+            samples[("drplan_location_size_bytes", (("kind", "wal"), ("location", "cloud")))] == 0
+        )
+        assert (
+            samples[("drplan_wal_archive_age_seconds", (("location", "local"), ("system", "db")))]
+            < 15
+        )
         assert actions() == []
         stream.wait_for(50)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from drplan import clock
-from drplan.cli.context import Settings, console, emit_json, pass_settings
+from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import password, storage_for
 from drplan.errors import CatalogError, DrplanError
 from drplan.repo.repository import Repository
@@ -129,7 +129,7 @@ def _render(plan: Plan, status: Status) -> None:
             last,
         )
     out.print(jobs)
-    places = Table("location", "role", "state", "snapshots", "behind on")
+    places = Table("location", "role", "state", "snapshots", "stored", "behind on")
     for name, loc in status.locations.items():
         state = loc["state"]
         colour = "green" if state == "ok" else "yellow" if state == "lagging" else "bold red"
@@ -142,6 +142,7 @@ def _render(plan: Plan, status: Status) -> None:
             plan.locations[name].role.value,
             f"[{colour}]{state}[/]" + (f"\n{loc['error']}" if loc["error"] else ""),
             str(loc["snapshots"]),
+            human_bytes(sum(loc["size"].values())) if loc["size"] else "-",
             behind or "-",
         )
     out.print(places)

@@ -26,6 +26,7 @@ class JobFailures:
 
     count: int = 0
     error: str | None = None
+    damaged: bool = False  # the last run found data damaged (exit 13): told at once
 
 
 def _tier_of_class(plan: Plan, data_class: str) -> Tier | None:
@@ -86,6 +87,11 @@ def problems(
                 )
     limit = plan.alerting.failures_before_alert
     for job_name, failed in failures.items():
+        if failed.damaged:  # no retry mends damage: the sooner known, the more can be saved
+            summary = f"{job_name} found damaged data: {failed.error}"
+            found.append(Problem(f"job:{job_name}", Severity.CRITICAL, summary, None,
+                                 {"task": job_name, "error": failed.error or ""}))  # fmt: skip
+            continue
         if failed.count < limit:
             continue
         job = plan.jobs.get(job_name)

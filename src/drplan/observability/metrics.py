@@ -85,6 +85,7 @@ class DaemonCollector(Collector):
             if e.last_added is not None:
                 added.add_metric([job], e.last_added)
         yield from (last_success, last_attempt, runs, overruns, is_running, duration, added)
+        yield from _checks(events)
 
     def _rpo(self, status: Status) -> Iterator[Metric]:
         exposure = GaugeMetricFamily(
@@ -145,13 +146,51 @@ class DaemonCollector(Collector):
             "How far the location's newest snapshot of a job is behind the newest anywhere.",
             labels=["location", "job"],
         )
+        size = GaugeMetricFamily(
+            "drplan_location_size_bytes",
+            "Bytes stored in the location: snapshot data, archived WAL, metadata.",
+            labels=["location", "kind"],
+        )
+        wal_age = GaugeMetricFamily(
+            "drplan_wal_archive_age_seconds",
+            "Now minus the newest point the WAL archived in the location reaches.",
+            labels=["location", "system"],
+        )
         for name, loc in sorted(status.locations.items()):
             up.add_metric([name], 0.0 if loc.get("error") else 1.0)
             snapshots.add_metric([name], float(loc.get("snapshots", 0)))
             for job, behind in sorted(loc.get("lagging", {}).items()):
                 if behind is not None:
                     lag.add_metric([name, job], behind.total_seconds())
-        yield from (up, snapshots, lag)
+            for kind, stored in sorted(loc.get("size", {}).items()):
+                size.add_metric([name, kind], float(stored))
+            for system, end in sorted(loc.get("wal", {}).items()):
+                if end is not None:
+                    wal_age.add_metric([name, system], (status.now - end).total_seconds())
+        yield from (up, snapshots, lag, size, wal_age)
+
+
+def _checks(events: dict[str, JobEvents]) -> Iterator[Metric]:
+    """The last ``check`` of each location (the tasks named ``check:LOCATION``)."""
+    last = GaugeMetricFamily(
+        "drplan_check_last_timestamp_seconds", "When the location's last check ended.",
+        labels=["location"],
+    )  # fmt: skip
+    errors = GaugeMetricFamily(
+        "drplan_check_errors", "Errors the location's last check found (0: none).",
+        labels=["location"],
+    )  # fmt: skip
+    read = GaugeMetricFamily(
+        "drplan_check_read_bytes", "Bytes of packs the location's last check read back.",
+        labels=["location"],
+    )  # fmt: skip
+    for task, e in sorted(events.items()):
+        if e.check is not None:
+            location = task.removeprefix("check:")
+            last.add_metric([location], e.check.at.timestamp())
+            errors.add_metric([location], float(e.check.errors))
+            read.add_metric([location], float(e.check.bytes_read))
+    yield from (last, errors, read)
 
 
 def registry(collector: DaemonCollector) -> CollectorRegistry:

@@ -30,6 +30,20 @@ class LocationFacts:
     error: str | None = None  # why it could not be read
     snapshots: list[Snapshot] = field(default_factory=list)
     windows: dict[str, Window] = field(default_factory=dict)  # by PostgreSQL system
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes stored, by SIZE_KINDS
+
+
+# What a location's bytes are: packs of snapshot data, archived WAL, and the rest
+# (snapshots, indexes, keys: metadata), by the first part of an object's name.
+SIZE_KINDS = {"data": "data", "wal": "wal"}
+
+
+def stored_sizes(repo: Repository) -> dict[str, int]:
+    """Bytes stored in the repository by kind (one listing of every object)."""
+    sizes = {"data": 0, "wal": 0, "metadata": 0}
+    for info in repo.storage.list(""):
+        sizes[SIZE_KINDS.get(info.name.split("/", 1)[0], "metadata")] += info.size
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,7 @@ def gather(plan: Plan, open_location: Callable[[str], Repository]) -> list[Locat
         try:
             repo = open_location(location)
             snapshots, _ = repo.readable_snapshots()
-            here = LocationFacts(location, snapshots=snapshots)
+            here = LocationFacts(location, snapshots=snapshots, sizes=stored_sizes(repo))
             for system in postgres:
                 window = recoverable_window(repo, system)
                 if window.reaches:

@@ -100,6 +100,10 @@ def rules(plan: Plan, watch_every: timedelta = timedelta(seconds=60)) -> dict[st
             "DrplanLocationUnreadable", "drplan_location_up == 0", "5m", "error",
             "location {{ $labels.location }} cannot be read",
         ),
+        _rule(
+            "DrplanCheckFoundDamage", "drplan_check_errors > 0", "0m", "critical",
+            "the last check of {{ $labels.location }} found {{ $value }} error(s)",
+        ),
     ]  # fmt: skip
     stale = watch_every * 3 + timedelta(minutes=2)
     daemon = [
@@ -177,6 +181,14 @@ def dashboard(plan: Plan) -> dict[str, Any]:
         [("drplan_job_last_added_bytes", "{{job}}")],
         "bytes",
     )
+    panel("Stored per location", "timeseries", [
+        ("sum by (location) (drplan_location_size_bytes)", "{{location}}"),
+        ("drplan_location_size_bytes", "{{location}} {{kind}}"),
+    ], "bytes")  # fmt: skip
+    panel("WAL archive age and check errors", "timeseries", [
+        ("drplan_wal_archive_age_seconds", "WAL {{system}} in {{location}}"),
+        ("drplan_check_errors", "check errors {{location}}"),
+    ], "none")  # fmt: skip
     return {
         "title": f"drplan: {plan.name}",
         "uid": "drplan",

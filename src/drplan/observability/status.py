@@ -91,6 +91,8 @@ def build_status(
         entry["state"] = "unreachable" if f.error else ("lagging" if entry.get("lagging") else "ok")
         entry["error"] = f.error
         entry["snapshots"] = len(f.snapshots)
+        entry["size"] = dict(f.sizes)
+        entry["wal"] = {system: w.end for system, w in sorted(f.windows.items())}
         entry.setdefault("lagging", {})
     return status
 
@@ -135,7 +137,11 @@ def as_json(status: Status) -> dict[str, Any]:
         },
         "jobs": {name: _job_json(job) for name, job in status.jobs.items()},
         "locations": {
-            name: {**loc, "lagging": {j: _seconds(lag) for j, lag in loc["lagging"].items()}}
+            name: {
+                **loc,
+                "lagging": {j: _seconds(lag) for j, lag in loc["lagging"].items()},
+                "wal": {system: _time(end) for system, end in loc.get("wal", {}).items()},
+            }
             for name, loc in status.locations.items()
         },
     }

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from drplan.catalog.store import ABANDONED, FAILED, PARTIAL, RUNNING, SUCCEEDED, Catalog
-from drplan.errors import DrplanError
+from drplan.errors import DrplanError, IntegrityError
 from drplan.notify.problems import JobFailures
 from drplan.plan.model import Plan
 from drplan.scheduler.runs import JobProcess, Outcome
@@ -67,6 +67,15 @@ class _Retry:
     at: datetime
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What the last ``check`` of a location found."""
+
+    at: datetime
+    errors: int
+    bytes_read: int
+
+
 @dataclass
 class JobEvents:
     """What happened to one job since the daemon started, for metrics and tests."""
@@ -78,6 +87,7 @@ class JobEvents:
     last_success: datetime | None = None
     last_duration: timedelta | None = None
     last_added: int | None = None  # bytes of new data the last successful run stored
+    check: CheckResult | None = None  # for a check task: its last report
 
 
 class Daemon:
@@ -243,6 +253,9 @@ class Daemon:
         events = self.events.setdefault(name, JobEvents())
         events.outcomes[outcome.status] = events.outcomes.get(outcome.status, 0) + 1
         events.last_duration = now - running.started
+        if running.task.argv[0] == "check" and "ok" in report:
+            errors = [f for f in report.get("findings", []) if f.get("severity") == "error"]
+            events.check = CheckResult(now, len(errors), int(report.get("bytes_read") or 0))
         if outcome.status in (SUCCEEDED, PARTIAL):
             events.last_success = now
             events.last_added = summary.get("bytes_added")
@@ -253,6 +266,7 @@ class Daemon:
             return
         failed = self.failures.setdefault(name, JobFailures())
         failed.count, failed.error = failed.count + 1, outcome.error
+        failed.damaged = outcome.exit_code == IntegrityError.exit_code
         attempt = running.attempt
         if running.task.continuous:
             if now - running.started >= STREAM_STEADY:

@@ -86,7 +86,7 @@ def tasks(plan: Plan) -> list[Task]:
                 checks[location] = spec.verify
     for location, schedule in checks.items():
         found.append(Task(f"check:{location}", schedule, plan.timezone,
-                          ("check", "--repo", location, "--read-data-subset", CHECK_SUBSET),
+                          ("check", "--repo", location, "--read-data-subset", CHECK_SUBSET, "--json"),
                           locations=(location,)))  # fmt: skip
     return found
 
