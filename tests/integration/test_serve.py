@@ -513,3 +513,58 @@ def test_the_daemon_also_forgets_daily_and_checks_on_the_classes_verify_schedule
     assert found.severity is Severity.CRITICAL
     assert "found damaged data" in found.summary
     catalog.close()
+
+
+def test_a_location_that_missed_a_backup_is_caught_up_by_the_next_copy_not_the_next_backup(
+    tmp_path: Path, source: Path, password: str
+) -> None:
+    locations = {
+        "primary": {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")},
+        "second": {"role": "secondary", "kind": "local", "path": str(tmp_path / "second")},
+    }
+    plan_path = files_job_plan(tmp_path, source, locations, "1d")
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan_path)]
+    for argv in (["repo", "init", "primary", *FAST_KDF], ["copy", "--from", "primary", "--to",
+                                                          "second"]):  # fmt: skip
+        subprocess.run([*drplan, *argv], check=True, capture_output=True)
+    plan = load_plan(plan_path).plan
+    assert "copy:primary:second" in {t.name for t in tasks(plan)}
+    now = [datetime(2026, 11, 25, 23, 59, 0, tzinfo=UTC)]
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
+                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+
+    def settle() -> None:
+        def ended() -> bool:
+            daemon.tick()
+            return not daemon.running
+
+        wait_until(ended, "the runs to end", 120)
+
+    def snapshots(location: str) -> int:
+        listed = subprocess.run([*drplan, "snapshots", "--repo", location, "--json"],
+                                capture_output=True, text=True, check=True)  # fmt: skip
+        return len(json.loads(listed.stdout))
+
+    away = tmp_path / "second-unplugged"
+    (tmp_path / "second").rename(away)  # the second disk is away during the backup
+    (tmp_path / "second").write_text("not a repository")
+    now[0] = datetime(2026, 11, 26, 0, 0, 30, tzinfo=UTC)  # the backup's and the copy's slot
+    daemon.tick()
+    assert set(daemon.running) == {"web"}  # the copy waits for the job it copies
+    settle()
+    (last,) = catalog.runs("web", limit=1)
+    assert last.status == "partial", last.error  # saved, not everywhere
+    (failed,) = catalog.runs("copy:primary:second", limit=1)
+    assert failed.status == FAILED
+    (tmp_path / "second").unlink()
+    away.rename(tmp_path / "second")
+    assert snapshots("second") == 0
+
+    now[0] += timedelta(minutes=15)  # the copy's next slot; the job's is a day away
+    settle()  # (the day's forget of `second` is retried too, and the copy waits for it)
+    (copied,) = catalog.runs("copy:primary:second", limit=1)
+    assert copied.status == SUCCEEDED, copied.error
+    assert snapshots("second") == 1
+    assert [r.status for r in catalog.runs("web")] == ["partial"]  # no backup meanwhile
+    catalog.close()

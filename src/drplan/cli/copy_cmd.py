@@ -21,7 +21,7 @@ def _name(ref: str) -> str | None:
 @click.option("--from", "source_ref", required=True, metavar="LOCATION", help="Copy from here.")
 @click.option("--to", "target_ref", required=True, metavar="LOCATION", help="Copy to here.")
 @click.argument("snapshot_refs", nargs=-1, metavar="[SNAPSHOT]...")
-@click.option("--job", help="Only snapshots of this job.")
+@click.option("--job", "jobs", multiple=True, help="Only snapshots of this job (repeatable).")
 @click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_settings
@@ -31,7 +31,7 @@ def copy_command(
     source_ref: str,
     target_ref: str,
     snapshot_refs: tuple[str, ...],
-    job: str | None,
+    jobs: tuple[str, ...],
     password_file: str | None,
     as_json: bool,
 ) -> None:
@@ -51,7 +51,7 @@ def copy_command(
             snapshots = [source.find_snapshot(ref) for ref in snapshot_refs]
         else:
             readable, unreadable = source.readable_snapshots()
-            snapshots = [s for s in readable if job is None or s.job == job]
+            snapshots = [s for s in readable if not jobs or s.job in jobs]
         plan = None if snapshot_refs or not _name(target_ref) else plan_or_none(settings)
         policies = plan_policies(plan, target_ref) if plan else None
         with about_location(_name(target_ref)):

@@ -7,10 +7,15 @@
   applying the retention the plan gives that location's jobs;
 * per location that a data class with a ``verify`` schedule must be in, on the most
   frequent such schedule: ``drplan check --read-data-subset 5%``, so every pack is
-  read back over twenty runs.
+  read back over twenty runs;
+* per pair of a job's first location and each of its others (jobs that replicate
+  after each backup), every ``COPY_EVERY``: ``drplan copy --from FIRST --to OTHER --job
+  JOB...``. Each backup copies its snapshot itself; this catches a location up on what
+  it missed while it was unreachable, instead of leaving it behind until the job's
+  next backup (a day, for a daily full).
 
 Each is a ``Task``: a name (the job's, or ``forget:LOCATION``, ``check:LOCATION``), a
-schedule and the command line of its runs. Upkeep takes a location's exclusive lock,
+schedule and the command line of its runs. Forget and check take a location's exclusive lock,
 so it waits while anything else works there, and the rest waits for it: a slot that
 came meanwhile is run when the location is free (it stays due), not failed on a lock.
 """
@@ -24,6 +29,7 @@ from drplan.plan.model import Plan
 from drplan.plan.schedule import Schedule, ScheduleKind, parse_schedule
 
 UPKEEP_SCHEDULE = parse_schedule("@daily")
+COPY_EVERY = parse_schedule("15m")
 CHECK_SUBSET = "5%"
 
 
@@ -36,11 +42,9 @@ class Task:
     timeout: timedelta | None = None
     job: str | None = None  # the backup job it runs, if it is one
     locations: tuple[str, ...] = ()  # where it works
-
-    @property
-    def upkeep(self) -> bool:
-        """Forget and check: they lock a location for themselves, so they run alone there."""
-        return self.job is None
+    exclusive: bool = False  # forget and check: they lock a location for themselves
+    waits_for: tuple[str, ...] = ()  # tasks it never runs beside (a copy: the jobs it copies,
+    # whose own fan-out would send the same snapshot at the same time)
 
     @property
     def continuous(self) -> bool:
@@ -49,12 +53,15 @@ class Task:
 
 
 def conflicts(a: Task, b: Task) -> bool:
-    """Whether ``a`` must wait while ``b`` runs: upkeep and anything else on one location.
+    """Whether ``a`` must wait while ``b`` runs: forget or check and anything else on one
+    location.
     The WAL stream takes no lock (WAL objects are written whole, under names of their
     own), so it conflicts with nothing: upkeep cannot wait for it, it never ends."""
     if a.continuous or b.continuous:
         return False
-    return (a.upkeep or b.upkeep) and bool(set(a.locations) & set(b.locations))
+    if a.name in b.waits_for or b.name in a.waits_for:
+        return True
+    return (a.exclusive or b.exclusive) and bool(set(a.locations) & set(b.locations))
 
 
 def tasks(plan: Plan) -> list[Task]:
@@ -75,7 +82,7 @@ def tasks(plan: Plan) -> list[Task]:
         if location in written:
             found.append(Task(f"forget:{location}", UPKEEP_SCHEDULE, plan.timezone,
                               ("forget", "--repo", location, "--prune", "--json"),
-                              locations=(location,)))  # fmt: skip
+                              locations=(location,), exclusive=True))  # fmt: skip
     checks: dict[str, Schedule] = {}
     for spec in plan.data_classes.values():
         if spec.verify is None:
@@ -87,7 +94,17 @@ def tasks(plan: Plan) -> list[Task]:
     for location, schedule in checks.items():
         found.append(Task(f"check:{location}", schedule, plan.timezone,
                           ("check", "--repo", location, "--read-data-subset", CHECK_SUBSET, "--json"),
-                          locations=(location,)))  # fmt: skip
+                          locations=(location,), exclusive=True))  # fmt: skip
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for name, job in plan.jobs.items():
+        if job.replicate == "after-backup":
+            for target in job.locations[1:]:
+                pairs.setdefault((job.locations[0], target), []).append(name)
+    for (source, target), jobs in pairs.items():
+        argv = ("copy", "--from", source, "--to", target,
+                *(arg for job in jobs for arg in ("--job", job)), "--json")  # fmt: skip
+        found.append(Task(f"copy:{source}:{target}", COPY_EVERY, plan.timezone, argv,
+                          locations=(source, target), waits_for=tuple(jobs)))  # fmt: skip
     return found
 
 

@@ -1,17 +1,24 @@
-"""Which tasks must wait for which: upkeep runs alone on its location, except beside
-the WAL stream, which takes no lock and never ends."""
+"""Which tasks must wait for which: forget and check run alone on their location, except
+beside the WAL stream, which takes no lock and never ends; a catch-up copy never runs
+beside a backup of a job it copies."""
 
 from __future__ import annotations
 
 from drplan.plan.schedule import parse_schedule
-from drplan.scheduler.tasks import UPKEEP_SCHEDULE, Task, conflicts
+from drplan.scheduler.tasks import COPY_EVERY, UPKEEP_SCHEDULE, Task, conflicts
 
 BACKUP = Task("web", parse_schedule("1h"), "UTC", ("backup", "web"), job="web",
               locations=("primary", "cloud"))  # fmt: skip
 STREAM = Task("db-wal", parse_schedule("continuous"), "UTC", ("wal", "stream"), job="db-wal",
               locations=("primary",))  # fmt: skip
-FORGET = Task("forget:primary", UPKEEP_SCHEDULE, "UTC", ("forget",), locations=("primary",))
-CHECK_CLOUD = Task("check:cloud", UPKEEP_SCHEDULE, "UTC", ("check",), locations=("cloud",))
+FORGET = Task("forget:primary", UPKEEP_SCHEDULE, "UTC", ("forget",), locations=("primary",),
+              exclusive=True)  # fmt: skip
+CHECK_CLOUD = Task("check:cloud", UPKEEP_SCHEDULE, "UTC", ("check",), locations=("cloud",),
+                   exclusive=True)  # fmt: skip
+COPY = Task("copy:primary:cloud", COPY_EVERY, "UTC", ("copy",), locations=("primary", "cloud"),
+            waits_for=("web",))  # fmt: skip
+OTHER = Task("db", parse_schedule("1h"), "UTC", ("backup", "db"), job="db",
+             locations=("primary", "cloud"))  # fmt: skip
 
 
 def test_upkeep_and_backups_on_one_location_wait_for_each_other() -> None:
@@ -27,3 +34,12 @@ def test_the_wal_stream_holds_nothing_up_and_waits_for_nothing() -> None:
     assert not BACKUP.continuous
     assert not conflicts(FORGET, STREAM)
     assert not conflicts(STREAM, FORGET)
+
+
+def test_a_catch_up_copy_waits_for_the_jobs_it_copies_and_for_upkeep_only() -> None:
+    assert conflicts(COPY, BACKUP)
+    assert conflicts(BACKUP, COPY)
+    assert conflicts(COPY, FORGET)
+    assert conflicts(CHECK_CLOUD, COPY)
+    assert not conflicts(COPY, OTHER)  # another job writes there too: locks allow it
+    assert not conflicts(COPY, STREAM)
