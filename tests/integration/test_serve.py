@@ -568,3 +568,60 @@ def test_a_location_that_missed_a_backup_is_caught_up_by_the_next_copy_not_the_n
     assert snapshots("second") == 1
     assert [r.status for r in catalog.runs("web")] == ["partial"]  # no backup meanwhile
     catalog.close()
+
+
+def test_a_clock_jump_neither_kills_a_run_nor_runs_a_slot_twice(
+    tmp_path: Path, password: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The wall clock set forward four hours while a run goes on (a suspended VM, NTP):
+    the run is not timed out (timeouts are monotonic), and the missed slots are run once.
+    Set back again: nothing runs until the clock passes the slot already run."""
+    primary = {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")}
+    plan_path = files_job_plan(tmp_path, tmp_path, {"primary": primary}, "1h")
+    raw = yaml.safe_load(plan_path.read_text())
+    raw["systems"] = {"meters": {"kind": "command", "tier": "important",
+                                 "data_classes": ["configuration"],
+                                 "command": "sleep 2; echo reading"}}  # fmt: skip
+    raw["jobs"] = {"meters": {"system": "meters", "type": "command", "schedule": "1h",
+                              "timeout": "10m", "locations": ["primary"]}}  # fmt: skip
+    plan_path.write_text(yaml.safe_dump(raw))
+    subprocess.run([sys.executable, "-m", "drplan", "--plan", str(plan_path), "repo", "init",
+                    "primary", *FAST_KDF], check=True, capture_output=True)  # fmt: skip
+    plan = load_plan(plan_path).plan
+    now = [datetime(2026, 11, 26, 0, 59, 50, tzinfo=UTC)]
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
+                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+    meters = next(t for t in daemon.tasks if t.name == "meters")
+    daemon.tasks = [meters]  # the backup job alone: no upkeep in the way
+
+    def settle() -> None:
+        def ended() -> bool:
+            daemon.tick()
+            return not daemon.running
+
+        wait_until(ended, "the runs to end", 120)
+
+    def slots() -> list[tuple[str, str]]:
+        runs = reversed(catalog.runs("meters"))
+        return [(r.slot.strftime("%H:%M") if r.slot else "-", r.status) for r in runs]
+
+    now[0] = datetime(2026, 11, 26, 1, 0, 1, tzinfo=UTC)
+    daemon.tick()
+    assert set(daemon.running) == {"meters"}
+    now[0] += timedelta(hours=4)  # the jump, while it runs (timeout 10m)
+    settle()  # it ends well; then 05:00 is due, and 02:00 to 04:00 passed: run once
+    assert slots() == [("01:00", "succeeded"), ("05:00", "succeeded")]
+    assert "3 slot(s) passed without a run" in caplog.text
+    assert "abandoned" not in caplog.text  # its own run is no orphan, whatever its lease says
+
+    for back in (datetime(2026, 11, 26, 2, 30, tzinfo=UTC),  # set back past both runs
+                 datetime(2026, 11, 26, 5, 30, tzinfo=UTC)):  # fmt: skip
+        now[0] = back
+        daemon.tick()
+        assert not daemon.running
+    now[0] = datetime(2026, 11, 26, 6, 0, 5, tzinfo=UTC)
+    daemon.tick()
+    settle()
+    assert slots() == [("01:00", "succeeded"), ("05:00", "succeeded"), ("06:00", "succeeded")]
+    catalog.close()

@@ -172,10 +172,11 @@ class Catalog:
                 )
             )  # fmt: skip
 
-    def abandon_orphans(self, now: datetime) -> int:
+    def abandon_orphans(self, now: datetime, caller: str | None = None) -> int:
         """Close the runs left ``running`` by a daemon that died: those whose daemon (the
         run's ``host``, a lease holder) no longer holds its job's lease (``job:NAME``),
-        expired or taken over. How many there were."""
+        expired or taken over. The ``caller``'s own runs are never orphans: it is alive,
+        whatever its lease says after its clock jumped. How many there were."""
         with self._begin() as conn:
             running = conn.execute(
                 select(runs_table.c.id, runs_table.c.job, runs_table.c.host).where(
@@ -187,7 +188,9 @@ class Catalog:
                 for row in conn.execute(select(leases))
                 if (_utc(row.expires_at) or now) > now
             }
-            orphans = [row.id for row in running if (row.job, row.host) not in alive]
+            orphans = [
+                row.id for row in running if (row.job, row.host) not in alive and row.host != caller
+            ]
             if orphans:
                 conn.execute(
                     update(runs_table)

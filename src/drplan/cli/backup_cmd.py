@@ -163,7 +163,7 @@ def _job_backup(
     job_name: str, job: Job, system: System, kwargs: dict[str, Any]
 ) -> Callable[[Repository], BackupResult] | None:
     """What the job takes, for the location it is written to; None when nothing is due."""
-    from drplan.plan.model import FilesSystem, PostgresSystem  # noqa: PLC0415
+    from drplan.plan.model import CommandSystem, FilesSystem, PostgresSystem  # noqa: PLC0415
 
     kwargs["tags"] = [*kwargs["tags"], f"job:{job_name}"]
     if kwargs.get("compression_level") is None:
@@ -175,11 +175,25 @@ def _job_backup(
         return partial(_run, options=options)
     if isinstance(system, PostgresSystem) and job.type in ("full", "incremental"):
         return _postgres_base(job_name, job.system, system, job, kwargs)
+    if isinstance(system, CommandSystem):
+        return partial(_command, command=system.command, system=job.system, job=job_name,
+                       kwargs=kwargs)  # fmt: skip
     raise UsageError(
         f"job {job_name!r} is a {job.type} backup of a {system.kind} system; `drplan backup`"
-        " runs files jobs and full and incremental PostgreSQL backups",
+        " runs files, command, and full and incremental PostgreSQL backups",
         hint="WAL jobs run as archive_command (`drplan wal push`), see docs/postgres.md",
     )
+
+
+def _command(
+    repo: Repository, command: str, system: str, job: str, kwargs: dict[str, Any]
+) -> BackupResult:
+    from drplan.sources.command import command_backup  # noqa: PLC0415
+
+    if kwargs.get("compression_level") is not None:
+        repo.compression_level = kwargs["compression_level"]
+    snapshot = command_backup(repo, command=command, system=system, job=job, tags=kwargs["tags"])
+    return BackupResult(snapshot, [])
 
 
 def _run(repo: Repository, options: BackupOptions) -> BackupResult:

@@ -21,6 +21,7 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,7 +55,6 @@ class _Running:
     run_id: int
     slot: datetime
     attempt: int
-    started: datetime
     task: Task
     overrun_reported: bool = False
     outcome: Outcome | None = None  # ended, not yet recorded (the catalog was away)
@@ -120,7 +120,7 @@ class Daemon:
         self.reload_requested = threading.Event()
         self.reload: Callable[[], Plan] | None = None  # reads the plan file again
         self._orphans_checked = self.since
-        orphans = catalog.abandon_orphans(self.since)
+        orphans = catalog.abandon_orphans(self.since, self.holder)
         if orphans:
             log.warning("%d run(s) left running by a daemon that died marked abandoned", orphans)
 
@@ -165,7 +165,7 @@ class Daemon:
         now = self.clock()
         if now - self._orphans_checked >= LEASE:
             self._orphans_checked = now
-            if self.catalog.abandon_orphans(now):
+            if self.catalog.abandon_orphans(now, self.holder):
                 log.warning("runs of a daemon that died marked abandoned")
         for name in list(self.running):
             self._poll(name, now)
@@ -207,13 +207,13 @@ class Daemon:
             # Another daemon ran this slot between our look and our lease.
             self.catalog.release(f"job:{name}", self.holder)
             return
-        if self.catalog.abandon_orphans(now):  # the job's lease was a dead daemon's
+        if self.catalog.abandon_orphans(now, self.holder):  # the job's lease was a dead daemon's
             log.warning("job %s: the run of a daemon that died marked abandoned", name)
         run_id = self.catalog.start_run(name, self.holder, now, slot, attempt)
         process = JobProcess(
-            self.plan_path, name, task.argv, now, task.timeout, self.env, follow=task.continuous
+            self.plan_path, name, task.argv, task.timeout, self.env, follow=task.continuous
         )
-        self.running[name] = _Running(process, run_id, slot, attempt, now, task)
+        self.running[name] = _Running(process, run_id, slot, attempt, task)
         self.retries.pop(name, None)
         events = self.events.setdefault(name, JobEvents())
         events.started += 1
@@ -223,7 +223,7 @@ class Daemon:
 
     def _poll(self, name: str, now: datetime) -> None:
         running = self.running[name]
-        outcome = running.outcome or running.process.poll(now)
+        outcome = running.outcome or running.process.poll()
         if outcome is None:
             self.catalog.acquire(f"job:{name}", self.holder, now, now + LEASE)  # renew
             return
@@ -252,7 +252,7 @@ class Daemon:
         self.catalog.release(f"job:{name}", self.holder)
         events = self.events.setdefault(name, JobEvents())
         events.outcomes[outcome.status] = events.outcomes.get(outcome.status, 0) + 1
-        events.last_duration = now - running.started
+        events.last_duration = running.process.elapsed
         if running.task.argv[0] == "check" and "ok" in report:
             errors = [f for f in report.get("findings", []) if f.get("severity") == "error"]
             events.check = CheckResult(now, len(errors), int(report.get("bytes_read") or 0))
@@ -269,7 +269,7 @@ class Daemon:
         failed.damaged = outcome.exit_code == IntegrityError.exit_code
         attempt = running.attempt
         if running.task.continuous:
-            if now - running.started >= STREAM_STEADY:
+            if running.process.elapsed >= STREAM_STEADY:
                 attempt = 1  # it ran well for a while: this is a new trouble
             delay = retry_delay(attempt, STREAM_RETRY, STREAM_RETRY_CAP, rng=self.rng)
         else:
@@ -302,8 +302,8 @@ class Daemon:
                  int(STOP_GRACE.total_seconds()), len(self.running))  # fmt: skip
         for running in self.running.values():
             running.process.terminate()
-        deadline = self.clock() + STOP_GRACE
-        while self.running and self.clock() < deadline:
+        deadline = time.monotonic() + STOP_GRACE.total_seconds()
+        while self.running and time.monotonic() < deadline:
             for name in list(self.running):
                 self._poll(name, self.clock())
             threading.Event().wait(0.1)

@@ -21,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import IO, Any
 
 from drplan.catalog.store import FAILED, PARTIAL, SUCCEEDED, TIMED_OUT
@@ -51,7 +52,6 @@ class JobProcess:
         plan_path: str,
         job: str,
         argv: tuple[str, ...],
-        started: datetime,
         timeout: timedelta | None,
         env: dict[str, str] | None = None,
         *,
@@ -59,8 +59,11 @@ class JobProcess:
     ) -> None:
         self.job = job
         self.timeout = timeout
-        self.deadline = started + timeout if timeout else None
-        self._killed_at: datetime | None = None
+        self.started = time.monotonic()
+        # Timeouts on the monotonic clock: the wall clock set forward (NTP, a suspended
+        # VM) must not kill a run that has not taken its time.
+        self.deadline = time.monotonic() + timeout.total_seconds() if timeout else None
+        self._killed_at: float | None = None
         # Files, not pipes: a child writing a large report never blocks on a full pipe
         # while the daemon is busy elsewhere.
         self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _outcome
@@ -94,20 +97,25 @@ class JobProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def poll(self, now: datetime) -> Outcome | None:
+    @property
+    def elapsed(self) -> timedelta:
+        """How long it has run, on the monotonic clock (a wall clock jump changes nothing)."""
+        return timedelta(seconds=time.monotonic() - self.started)
+
+    def poll(self) -> Outcome | None:
         """The outcome once the run has ended; past its deadline it is stopped first."""
         code = self.proc.poll()
         if code is None:
-            if self.deadline is not None and now >= self.deadline:
-                self._stop(now)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self._stop()
             return None
         return self._outcome(code)
 
-    def _stop(self, now: datetime) -> None:
+    def _stop(self) -> None:
         if self._killed_at is None:
-            self._killed_at = now
+            self._killed_at = time.monotonic()
             self._signal(signal.SIGTERM)
-        elif now - self._killed_at >= KILL_GRACE:
+        elif time.monotonic() - self._killed_at >= KILL_GRACE.total_seconds():
             self._signal(signal.SIGKILL)
 
     def _signal(self, sig: signal.Signals) -> None:
