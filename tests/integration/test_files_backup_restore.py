@@ -187,6 +187,24 @@ def test_unreadable_files_are_reported_and_the_rest_saved(
     assert "private" not in listing
 
 
+def test_paths_that_do_not_exist_are_partial_and_none_existing_is_a_failure(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path
+) -> None:
+    """A vanished path beside others: exit 14, the rest saved. Every path vanished: an
+    empty snapshot would pass for a backup, so nothing is saved and the backup fails."""
+    gone = tmp_path / "unmounted"
+    partial = run("backup", "files", str(source), str(gone), "--repo", repo_dir)
+    assert partial.code == 14, partial.err
+    assert f"{gone}: cannot be backed up (No such file or directory)" in partial.err
+    failed = run("backup", "files", str(gone), str(tmp_path / "also-gone"), "--repo", repo_dir)
+    assert failed.code == 1
+    (line,) = failed.err.strip().splitlines()
+    assert line.startswith(
+        f"drplan: nothing was backed up: no path can be read: {tmp_path}/also-gone"
+    )
+    assert len(json.loads(run("snapshots", "--repo", repo_dir, "--json").out)) == 1
+
+
 def test_restore_include_and_resume(run: Run, repo_dir: str, source: Path, tmp_path: Path) -> None:
     # Large enough for several chunks (4 MiB at most each), so half of it holds whole ones.
     (source / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))

@@ -625,3 +625,39 @@ def test_a_clock_jump_neither_kills_a_run_nor_runs_a_slot_twice(
     settle()
     assert slots() == [("01:00", "succeeded"), ("05:00", "succeeded"), ("06:00", "succeeded")]
     catalog.close()
+
+
+def test_partial_runs_in_a_row_are_a_problem_though_each_saved_a_snapshot(
+    tmp_path: Path, source: Path, password: str
+) -> None:
+    """Part of the source vanished (an unmounted volume): each run saves what it can read,
+    which counts as a recoverable point, so the partial runs themselves are told."""
+    plan_path = files_plan(tmp_path, source, "1h")
+    raw = yaml.safe_load(plan_path.read_text())
+    raw["systems"]["web"]["paths"] = [str(source), str(tmp_path / "unmounted")]
+    plan_path.write_text(yaml.safe_dump(raw))
+    prepared(plan_path, sqlite_url(str(tmp_path / "unused.db")))
+    plan = load_plan(plan_path).plan
+    now = [datetime(2026, 11, 26, 0, 59, 0, tzinfo=UTC)]
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
+                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+    daemon.tasks = [t for t in daemon.tasks if t.name == "web"]
+    for hour in (1, 2):
+        now[0] = datetime(2026, 11, 26, hour, 0, 5, tzinfo=UTC)
+        daemon.tick()
+
+        def ended() -> bool:
+            daemon.tick()
+            return not daemon.running
+
+        wait_until(ended, "the run to end", 120)
+        (last,) = catalog.runs("web", limit=1)
+        assert last.status == "partial"
+        assert last.snapshot
+        found = problems(plan, None, daemon.failures, None, daemon.partials)
+        assert [p.key for p in found] == ([] if hour == 1 else ["partial:web"])
+    assert found[0].severity is Severity.WARNING
+    assert "saved only part of what it should, 2 runs in a row" in found[0].summary
+    assert "unmounted" in found[0].summary
+    catalog.close()

@@ -39,52 +39,67 @@ def problems(
     status: Status | None,
     failures: dict[str, JobFailures],
     since: datetime | None = None,
+    partials: dict[str, JobFailures] | None = None,
 ) -> list[Problem]:
     """The problems ``status`` and the jobs' failures show. With ``since`` (when the daemon
     began to watch), a class never backed up somewhere is judged as if its newest point
     were then: a daemon just started, or a location just added, is not an emergency
-    before the jobs have had the class's RPO to run."""
+    before the jobs have had the class's RPO to run. ``partials``: jobs whose runs saved
+    a snapshot but not everything (unreadable files, a location missed), in a row; a
+    partial snapshot counts as a recoverable point, so without this a source that
+    lost part of its data would look backed up."""
+    found = _rpo_problems(plan, status, since) if status is not None else []
+    found += _failure_problems(plan, failures)
+    found += _partial_problems(plan, partials or {})
+    return found
+
+
+def _rpo_problems(plan: Plan, status: Status, since: datetime | None) -> list[Problem]:
     found: list[Problem] = []
-    if status is not None:
-        for e in status.exposures:
-            if e.newest is None and e.status == BREACHED and since is not None:
-                waited = status.now - since
-                if waited <= e.objective * plan.objectives.at_risk:
-                    continue
-                if waited <= e.objective:
-                    e = replace(e, status=AT_RISK)  # noqa: PLW2901
-            tier = _tier_of_class(plan, e.data_class)
-            key = f"rpo:{e.data_class}:{e.location}"
-            age = e.exposure(status.now)
-            details = {
-                "data class": e.data_class,
-                "location": e.location,
-                "objective": str(e.objective),
-                "exposure": "never backed up" if age is None else str(age).split(".")[0],
-                "newest point": e.newest.isoformat() if e.newest else "none",
-            }
-            if e.status == BREACHED:
-                severity = Severity.CRITICAL if tier == Tier.CRITICAL else Severity.ERROR
-                summary = (
-                    f"RPO breached: {e.data_class} in {e.location} can be restored to"
-                    f" {details['exposure']} ago; the objective is {e.objective}"
-                    if age is not None
-                    else f"RPO breached: {e.data_class} was never backed up to {e.location}"
-                )
-                found.append(Problem(key, severity, summary, tier, details))
-            elif e.status == AT_RISK:
-                summary = (
-                    f"RPO at risk: {e.data_class} in {e.location} is {details['exposure']}"
-                    f" behind, objective {e.objective}"
-                    if age is not None
-                    else f"RPO at risk: {e.data_class} has not been backed up to {e.location} yet"
-                )
-                found.append(Problem(key, Severity.WARNING, summary, tier, details))
-            elif e.status == UNKNOWN:
-                summary = f"location {e.location} cannot be read: {e.error}"
-                found.append(
-                    Problem(key, Severity.ERROR, summary, tier, {**details, "error": e.error or ""})
-                )
+    for e in status.exposures:
+        if e.newest is None and e.status == BREACHED and since is not None:
+            waited = status.now - since
+            if waited <= e.objective * plan.objectives.at_risk:
+                continue
+            if waited <= e.objective:
+                e = replace(e, status=AT_RISK)  # noqa: PLW2901
+        tier = _tier_of_class(plan, e.data_class)
+        key = f"rpo:{e.data_class}:{e.location}"
+        age = e.exposure(status.now)
+        details = {
+            "data class": e.data_class,
+            "location": e.location,
+            "objective": str(e.objective),
+            "exposure": "never backed up" if age is None else str(age).split(".")[0],
+            "newest point": e.newest.isoformat() if e.newest else "none",
+        }
+        if e.status == BREACHED:
+            severity = Severity.CRITICAL if tier == Tier.CRITICAL else Severity.ERROR
+            summary = (
+                f"RPO breached: {e.data_class} in {e.location} can be restored to"
+                f" {details['exposure']} ago; the objective is {e.objective}"
+                if age is not None
+                else f"RPO breached: {e.data_class} was never backed up to {e.location}"
+            )
+            found.append(Problem(key, severity, summary, tier, details))
+        elif e.status == AT_RISK:
+            summary = (
+                f"RPO at risk: {e.data_class} in {e.location} is {details['exposure']}"
+                f" behind, objective {e.objective}"
+                if age is not None
+                else f"RPO at risk: {e.data_class} has not been backed up to {e.location} yet"
+            )
+            found.append(Problem(key, Severity.WARNING, summary, tier, details))
+        elif e.status == UNKNOWN:
+            summary = f"location {e.location} cannot be read: {e.error}"
+            found.append(
+                Problem(key, Severity.ERROR, summary, tier, {**details, "error": e.error or ""})
+            )
+    return found
+
+
+def _failure_problems(plan: Plan, failures: dict[str, JobFailures]) -> list[Problem]:
+    found: list[Problem] = []
     limit = plan.alerting.failures_before_alert
     for job_name, failed in failures.items():
         if failed.damaged:  # no retry mends damage: the sooner known, the more can be saved
@@ -105,4 +120,18 @@ def problems(
         summary = f"job {job_name} failed {failed.count} runs in a row: {failed.error}"
         found.append(Problem(f"job:{job_name}", severity, summary, tier,
                              {"job": job_name, "system": job.system, "error": failed.error or ""}))  # fmt: skip
+    return found
+
+
+def _partial_problems(plan: Plan, partials: dict[str, JobFailures]) -> list[Problem]:
+    found: list[Problem] = []
+    for job_name, partial in partials.items():
+        if partial.count < plan.alerting.failures_before_alert:
+            continue
+        job = plan.jobs.get(job_name)
+        tier = plan.systems[job.system].tier if job and job.system in plan.systems else None
+        summary = (f"job {job_name} saved only part of what it should, {partial.count} runs"
+                   f" in a row: {partial.error}")  # fmt: skip
+        found.append(Problem(f"partial:{job_name}", Severity.WARNING, summary, tier,
+                             {"job": job_name, "error": partial.error or ""}))  # fmt: skip
     return found

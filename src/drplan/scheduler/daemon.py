@@ -116,6 +116,7 @@ class Daemon:
         self.retries: dict[str, _Retry] = {}
         self.events: dict[str, JobEvents] = {}
         self.failures: dict[str, JobFailures] = {}  # failed runs in a row, per job
+        self.partials: dict[str, JobFailures] = {}  # partial runs in a row (exit 14, 16)
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.reload: Callable[[], Plan] | None = None  # reads the plan file again
@@ -260,7 +261,13 @@ class Daemon:
             events.last_success = now
             events.last_added = summary.get("bytes_added")
             self.failures.pop(name, None)
-            log.info("job %s: %s", name, outcome.status)
+            if outcome.status == PARTIAL:
+                partial = self.partials.setdefault(name, JobFailures())
+                partial.count, partial.error = partial.count + 1, outcome.error
+                log.warning("job %s: partial: %s", name, outcome.error)
+            else:
+                self.partials.pop(name, None)
+                log.info("job %s: %s", name, outcome.status)
             return
         if outcome.status == ABANDONED:
             return

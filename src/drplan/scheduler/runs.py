@@ -158,5 +158,10 @@ class JobProcess:
         if code == 0:
             return Outcome(SUCCEEDED, report, None, code)
         if code in SAVED_CODES and report.get("snapshot"):
-            return Outcome(PARTIAL, report, error or SAVED_CODES[code], code)
+            # What was left out, by name, rather than "see the warnings above".
+            missed = (report.get("summary") or {}).get("errors") or []
+            shown = "; ".join(missed[:3]) + (
+                f" (and {len(missed) - 3} more)" if len(missed) > 3 else ""
+            )
+            return Outcome(PARTIAL, report, shown or error or SAVED_CODES[code], code)
         return Outcome(FAILED, report, error or f"exit code {code}", code)

@@ -53,7 +53,8 @@ def serve(
     notifier = Notifier(lambda: daemon.plan, store, clock.now, daemon.host)
 
     def alert(status: Status) -> None:
-        notifier.update(problems(daemon.plan, status, dict(daemon.failures), daemon.since))
+        notifier.update(problems(daemon.plan, status, dict(daemon.failures), daemon.since,
+                                 dict(daemon.partials)))  # fmt: skip
 
     watcher = Watcher(
         lambda: daemon.plan,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from drplan import __version__, clock
+from drplan.errors import SourceError
 from drplan.repo.chunker import Chunker
 from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
@@ -336,6 +337,7 @@ class _Archiver:
         started = time.monotonic()
         start_time = clock.now()
         paths = sorted({os.path.abspath(p) for p in self.options.paths})
+        _refuse_when_nothing_exists(paths)
         parent_root = self.options.parent.tree if self.options.parent else None
         try:
             root = self._tree_for(paths, b"/", parent_root)
@@ -402,6 +404,23 @@ class _Archiver:
         node = node_from_stat(name, st)
         node.subtree = self._tree_for(paths, path, _subtree_of(parent.get(name)))
         return node
+
+
+def _refuse_when_nothing_exists(paths: list[str]) -> None:
+    """Fail, saving nothing, when not one path can be examined: an empty snapshot would
+    pass for a backup (and keep a vanished source looking backed up) while holding nothing.
+    With some paths there, the others are warnings and the snapshot is partial."""
+    problems = []
+    for path in paths:
+        try:
+            os.lstat(path)
+            return
+        except OSError as exc:
+            problems.append(f"{path} ({exc.strerror})")
+    raise SourceError(
+        f"nothing was backed up: no path can be read: {', '.join(problems)}",
+        hint="check the paths (the system's `paths` in the plan); nothing was saved",
+    )
 
 
 class _Kept(NamedTuple):
