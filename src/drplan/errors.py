@@ -178,6 +178,19 @@ class CatalogError(DrplanError):
     exit_code = 20
 
 
+class DrillFailedError(DrplanError):
+    """A drill ran and did not pass: a validation failed, or it missed its RTO or RPO."""
+
+    exit_code = 21
+
+
+class DrillRefusedError(DrplanError):
+    """A drill was not started: its scratch target looks like production, or another drill
+    of the same systems is running."""
+
+    exit_code = 22
+
+
 WAL_FETCH_ABORT = 255
 
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
@@ -200,6 +213,8 @@ EXIT_CODES: dict[int, str] = {
     WalConflictError.exit_code: "the WAL archive already holds a different file under that name (another cluster?)",
     RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing",
     CatalogError.exit_code: "the catalog database cannot be reached, or was written by a newer drplan",
+    DrillFailedError.exit_code: "a drill did not pass: a validation failed, or it missed its RTO or RPO (the report says which)",
+    DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, or another drill of those systems runs",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -73,13 +74,41 @@ leases = Table(
 )
 
 
+# One row per drill run: the figures KPIs are computed from, and the evidence file
+# (with the SHA-256 of its content) that holds everything else.
+drills = Table(
+    "drills",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run", String(64), nullable=False, unique=True),
+    Column("drill", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("passed", Integer, nullable=False),  # 1 or 0
+    Column("rto_seconds", Float),  # the slowest system's, None when it did not recover
+    Column("rto_met", Integer),
+    Column("rpo_seconds", Float),  # the largest loss
+    Column("rpo_met", Integer),
+    Column("integrity", Integer),  # 1 when every validation passed (or did not apply)
+    Column("evidence", Text),  # path of the JSON evidence file
+    Column("sha256", String(64)),
+    Column("summary", Text),  # the failures, or empty
+    Index("drills_by_name", "drill", "started_at"),
+)
+
+
 def _v1(conn: Connection) -> None:
     for table in (runs, notifications, leases):
         table.create(conn)
 
 
+def _v2(conn: Connection) -> None:
+    drills.create(conn)
+
+
 # Appended to, never edited: the catalog's version is the number of steps applied.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 VERSION_KEY = "schema_version"
 
 

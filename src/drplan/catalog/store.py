@@ -8,6 +8,7 @@ holds, which ``abandon_orphans`` closes once its lease has expired.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from drplan.catalog.schema import (
     notifications,
     schema_version,
 )
+from drplan.catalog.schema import drills as drills_table
 from drplan.catalog.schema import runs as runs_table
 from drplan.errors import CatalogError
 from drplan.storage.registry import redact
@@ -102,6 +104,10 @@ class Catalog:
                 hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
             ) from None
         if engine.dialect.name == "sqlite":
+            database = engine.url.database
+            if database and database != ":memory:":  # the state directory, on first use
+                with contextlib.suppress(OSError):  # else opening it says what is wrong
+                    os.makedirs(os.path.dirname(os.path.abspath(database)), 0o700, exist_ok=True)
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
         catalog = cls(engine, shown)
@@ -248,6 +254,28 @@ class Catalog:
             rows = [dict(row._mapping) for row in conn.execute(query)]
         for row in rows:
             row["at"] = _utc(row["at"])
+        return rows
+
+    # -- drills -----------------------------------------------------------------------------
+
+    def record_drill(self, row: dict[str, Any]) -> None:
+        """One drill run (see schema.drills for the columns)."""
+        values = {k: (_utc(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+        with self._begin() as conn:
+            conn.execute(insert(drills_table).values(**values))
+
+    def drills(self, drill: str | None = None, since: datetime | None = None,
+               limit: int = 1000) -> list[dict[str, Any]]:  # fmt: skip
+        """Drill runs, the newest first (of one drill; since a time)."""
+        query = select(drills_table).order_by(drills_table.c.started_at.desc()).limit(limit)
+        if drill is not None:
+            query = query.where(drills_table.c.drill == drill)
+        if since is not None:
+            query = query.where(drills_table.c.started_at >= _utc(since))
+        with self._begin() as conn:
+            rows = [dict(row._mapping) for row in conn.execute(query)]
+        for row in rows:
+            row["started_at"], row["ended_at"] = _utc(row["started_at"]), _utc(row["ended_at"])
         return rows
 
     # -- leases -----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ COMMANDS = {
     "status": "drplan.cli.status_cmd:status_command",
     "serve": "drplan.cli.serve_cmd:serve_command",
     "observability": "drplan.cli.observability_cmd:observability_group",
+    "drill": "drplan.cli.drill_cmd:drill_group",
 }
 
 

@@ -94,8 +94,8 @@ def _check_postgres(
     read_wal: bool,
     as_json: bool,
 ) -> None:
-    from drplan.cli.restore_cmd import locations_of  # noqa: PLC0415 - see cli.COMMANDS
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415
+    from drplan.recovery.recover import locations_of  # noqa: PLC0415 - see cli.COMMANDS
     from drplan.sources.postgres.check import check_system  # noqa: PLC0415
 
     plan = settings.load().plan

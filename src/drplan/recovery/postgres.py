@@ -53,6 +53,9 @@ class ClusterRestore:
     started_port: int | None = None
     tablespaces: dict[str, Path] = field(default_factory=dict)  # oid -> where it went
     warnings: list[str] = field(default_factory=list)
+    # Seconds per step: fetch (files out of the repository), rebuild (pg_combinebackup),
+    # verify (pg_verifybackup): a drill reports its RTO by these.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> list[Snapshot]:
@@ -173,11 +176,13 @@ def restore_cluster(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
     done = False
+    phases: dict[str, float] = {}
     try:
         if len(chain) == 1:
             _restore_one(repo, chain[0], target)
             _place_tablespaces(target, places)
             owner = os.stat(target / "PG_VERSION")
+            phases["fetch"] = time.monotonic() - started
         else:
             parts = []
             for snapshot in chain:
@@ -190,6 +195,7 @@ def restore_cluster(
                 _place_tablespaces(part, staged, required=snapshot is chain[-1])
                 parts.append(str(part))
             owner = os.stat(Path(parts[-1]) / "PG_VERSION")  # as backed up, before combining
+            phases["fetch"] = time.monotonic() - started
             relocate = [
                 f"--tablespace-mapping={_escape(staged[oid])}={_escape(places[oid])}"
                 for oid in places
@@ -201,7 +207,10 @@ def restore_cluster(
                  *parts, "-o", str(target)],
                 "pg_combinebackup",
             )  # fmt: skip
+            phases["rebuild"] = time.monotonic() - started - phases["fetch"]
+        verifying = time.monotonic()
         _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
+        phases["verify"] = time.monotonic() - verifying
         for place in [target, *places.values()]:
             _own(place, owner.st_uid, owner.st_gid)
         _promote_on_start(target, recovery or RECOVERY_SETTINGS)
@@ -219,6 +228,7 @@ def restore_cluster(
         int(last.source.get("timeline", 1)),
         round(time.monotonic() - started, 3),
         tablespaces=places,
+        phases={k: round(v, 3) for k, v in phases.items()},
     )
 
 
@@ -364,7 +374,13 @@ def _own(target: Path, uid: int, gid: int) -> None:
     target.chmod(0o700)
 
 
-def start_cluster(binaries: Binaries, target: Path, port: int) -> Path:
+def start_cluster(
+    binaries: Binaries,
+    target: Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    extra_options: str = "",
+) -> Path:
     """Start the restored cluster on ``port`` (as the owner of its files when run as root)
     and wait until it accepts connections; return its log. Archiving is switched off: a
     restored copy must not push WAL into the archive of the cluster it came from."""
@@ -377,6 +393,8 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> Path:
         " -c lc_messages=C -c log_timezone=UTC -c logging_collector=off"
         " -c log_destination=stderr"
     )
+    if extra_options:
+        options += " " + extra_options
     argv = [
         *prefix,
         binaries.tool("pg_ctl"),
@@ -391,7 +409,7 @@ def start_cluster(binaries: Binaries, target: Path, port: int) -> Path:
         str(START_TIMEOUT),
         "start",
     ]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     log = target / "drplan-restore.log"
     if proc.returncode != 0:
         raise PostgresRestoreError(

@@ -105,7 +105,15 @@ def test_reopening_a_catalog_keeps_its_history(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_catalog_is_one_clear_error(tmp_path: Path) -> None:
-    missing = tmp_path / "no" / "such" / "dir" / "catalog.db"
+    (tmp_path / "not-a-dir").write_text("")
+    unreachable = tmp_path / "not-a-dir" / "catalog.db"
     with pytest.raises(CatalogError, match="cannot be used") as info:
-        Catalog.open(sqlite_url(str(missing)))
+        Catalog.open(sqlite_url(str(unreachable)))
     assert "reachable" in (info.value.hint or "")
+
+
+def test_a_catalog_in_a_state_directory_not_made_yet_is_created(tmp_path: Path) -> None:
+    fresh = tmp_path / "state" / "drplan" / "catalog.db"
+    Catalog.open(sqlite_url(str(fresh))).close()
+    assert fresh.exists()
+    assert (fresh.parent.stat().st_mode & 0o777) == 0o700

@@ -5,11 +5,56 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import Field, StrictInt, model_validator
+from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from drplan.plan.durations import Duration
 from drplan.plan.model.base import Name, Percent, PlanModel
 from drplan.plan.schedule import ScheduleField
+
+
+class SqlCheck(PlanModel):
+    name: str
+    """What it proves, as a person would say it (e.g. `readings in the last hour`)."""
+    query: str
+    """A query returning one row whose first column is true when the check passes (e.g.
+    `select count(*) > 0 from readings where taken_at > '{point}'::timestamptz - interval '1 hour'`);
+    `{point}` is the recovery point reached, `{disaster}` the moment the drill declared."""
+    database: str | None = None
+    """Database to run it in; defaults to the system's connection's."""
+
+
+class CommandCheck(PlanModel):
+    name: str
+    """What it proves (e.g. `API smoke test`)."""
+    run: str
+    """Shell command; it gets the scratch cluster in PGHOST, PGPORT, PGUSER, PGDATABASE and
+    PGPASSWORD (for PostgreSQL) or DRPLAN_RESTORED (the restored directory); exit 0 passes."""
+    timeout: Duration | None = None
+    """Stop it and fail after this long (default 10 minutes)."""
+
+
+class TableCheck(PlanModel):
+    table: str
+    """Table to compare between the source and the recovered cluster (e.g. `public.meters`)."""
+    where: str | None = None
+    """Rows to compare (SQL condition); `{disaster}` is the moment the drill declared, e.g.
+    `taken_at < '{disaster}'::timestamptz - interval '1 minute'` for an append-only table
+    that goes on growing at the source."""
+    database: str | None = None
+    """Database it is in; defaults to the system's connection's."""
+
+
+class DrillValidations(PlanModel):
+    amcheck: StrictBool = True
+    """`pg_amcheck` over every relation and index of every database (heap and B-tree)."""
+    checksums: StrictBool = True
+    """`pg_checksums --check` on the stopped cluster (when it has data checksums)."""
+    tables: list[TableCheck] = Field(default_factory=list)
+    """Row counts and checksums compared with the source."""
+    sql: list[SqlCheck] = Field(default_factory=list)
+    """The plan's own checks in SQL."""
+    commands: list[CommandCheck] = Field(default_factory=list)
+    """Smoke tests with the scratch connection in their environment."""
 
 
 class Drill(PlanModel):
@@ -28,6 +73,15 @@ class Drill(PlanModel):
     """`latest`, `random`, a time, an LSN or a restore point name."""
     budget: Duration | None = None
     """Time the drill may take; defaults to the RTO of its systems."""
+    sentinel: StrictBool = True
+    """Write a row into the source (`drplan.drill_sentinel`, created when missing) at the
+    disaster moment, to measure the data lost; off for sources drplan may not write to
+    (the loss is then measured from the last transaction replayed)."""
+    validations: DrillValidations = Field(default_factory=DrillValidations)
+    """What proves the recovery good, each reported on its own."""
+    scratch_dir: str | None = None
+    """Where scratch targets are made (default: the state directory's `drills/`); never a
+    system's data directory or inside one."""
 
     @model_validator(mode="after")
     def _systems_named(self) -> Drill:

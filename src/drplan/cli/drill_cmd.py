@@ -1,0 +1,189 @@
+"""``drplan drill run DRILL`` (a recovery rehearsed into a scratch target, measured and
+judged) and ``drplan drill list`` (the plan's drills and how each last went)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from drplan import clock
+from drplan.cli.context import Settings, console, emit_json, pass_settings
+from drplan.cli.repo_access import open_repo, password
+from drplan.errors import CatalogError, DrillFailedError
+from drplan.repo.password import PASSWORD_ENV
+
+if TYPE_CHECKING:
+    from drplan.catalog.store import Catalog
+    from drplan.drills.runner import DrillResult
+
+CATALOG_HELP = "The catalog drills are recorded in (default $DRPLAN_CATALOG, else SQLite in the state directory)."
+
+
+@click.group("drill")
+def drill_group() -> None:
+    """Recoveries rehearsed for real: `drplan drill run DRILL`, `drplan drill list`."""
+
+
+@drill_group.command("run")
+@click.argument("name", metavar="DRILL")
+@click.option("--keep", is_flag=True, help="Leave the scratch target (stopped) for a look.")
+@click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_settings
+def run_command(
+    settings: Settings,
+    /,
+    name: str,
+    keep: bool,
+    password_file: str | None,
+    catalog: str | None,
+    as_json: bool,
+) -> None:
+    """Recover the drill's systems into scratch targets, validate them, measure RTO and RPO
+    against the plan's objectives, record the result and its evidence; exit 21 when the
+    drill did not pass. The scratch targets are always torn down (unless --keep)."""
+    from drplan.catalog.store import state_dir  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.cli.restore_cmd import reach_of  # noqa: PLC0415
+    from drplan.drills.evidence import catalog_row, write_evidence  # noqa: PLC0415
+    from drplan.drills.runner import DrillContext, run_drill  # noqa: PLC0415
+
+    plan_file = settings.load()
+    secret = password(settings, password_file).decode()
+    # The scratch server's restore_command (drplan wal fetch) reads the password from its
+    # environment: no file to hand over, nothing on a command line.
+    server_env = {**os.environ, PASSWORD_ENV: secret}
+    ctx = DrillContext(
+        plan_file.plan,
+        plan_file.path,
+        open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
+        reach_of=lambda ref, system: reach_of(settings, ref, password_file, system),
+        password_file=None,
+        server_env=server_env,
+        keep=keep,
+    )
+    store = _open_catalog(catalog)
+    try:
+        ctx.acquire, ctx.release = store.acquire, store.release
+        result = run_drill(ctx, name)
+        path, digest = write_evidence(result, Path(state_dir()) / "drills" / "evidence")
+        store.record_drill(catalog_row(result, path, digest))
+    finally:
+        store.close()
+    if as_json:
+        emit_json({**result.as_dict(), "evidence": str(path), "sha256": digest})
+    else:
+        _print(result, path, digest)
+    if not result.passed:
+        raise DrillFailedError(
+            f"drill {name} did not pass: {'; '.join(result.failures)}",
+            hint=f"the evidence is in {path}",
+        )
+
+
+def _open_catalog(url: str | None) -> Catalog:
+    from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
+
+    return Catalog.open(url or default_url())
+
+
+def _print(result: DrillResult, path: Path, digest: str) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    out = console()
+    verdict = "[bold green]passed[/]" if result.passed else "[bold red]failed[/]"
+    out.print(f"drill {result.drill} ({result.kind}): {verdict}")
+    for system in result.systems:
+        out.print(f"\n[bold]{system.system}[/] from {system.location or '?'} to"
+                  f" {system.recovery_point}, disaster at {clock.rfc3339(system.disaster)}")  # fmt: skip
+        phases = Table("phase", "seconds")
+        for phase, seconds in system.phases.items():
+            phases.add_row(phase, f"{seconds:.1f}")
+        out.print(phases)
+        out.print(_measure("RTO", system.rto_seconds, system.rto_objective_seconds))
+        out.print(_measure("RPO", system.rpo_seconds, system.rpo_objective_seconds)
+                  + _sentinel(system.sentinel_found))  # fmt: skip
+        checks = Table("validation", "outcome", "seconds", "detail")
+        colours = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
+        for v in system.validations:
+            checks.add_row(v.name, f"[{colours[v.outcome]}]{v.outcome}[/]", f"{v.seconds:.1f}",
+                           v.detail)  # fmt: skip
+        out.print(checks)
+        if system.error:
+            out.print(f"[bold red]recovery failed:[/] {system.error}")
+    if result.error:
+        out.print(f"[bold red]{result.error}[/]")
+    if result.kept:
+        out.print(f"scratch target kept in {result.kept}")
+    out.print(f"evidence: {path} (sha256 {digest})")
+
+
+def _measure(what: str, seconds: float | None, objective: float | None) -> str:
+    if seconds is None:
+        return f"{what}: not measured"
+    if objective is None:
+        return f"{what} {seconds:.1f}s (no objective)"
+    met = "[green]met[/]" if seconds <= objective else "[bold red]missed[/]"
+    return f"{what} {seconds:.1f}s against an objective of {objective:.0f}s: {met}"
+
+
+def _sentinel(found: bool | None) -> str:
+    if found is None:
+        return " (no sentinel: measured from the last transaction replayed)"
+    return " (the sentinel was recovered)" if found else " (the sentinel was lost)"
+
+
+@drill_group.command("list")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def list_command(settings: Settings, /, catalog: str | None, as_json: bool) -> None:
+    """The plan's drills: kind, systems, schedule, and the last run of each."""
+    plan = settings.load().plan
+    last: dict[str, dict[str, Any]] = {}
+    try:
+        store = _open_catalog(catalog)
+        try:
+            for row in store.drills():
+                last.setdefault(row["drill"], row)
+        finally:
+            store.close()
+    except CatalogError as exc:
+        if not as_json:
+            console().print(f"[yellow]catalog unavailable, last runs not shown: {exc.message}[/]")
+    rows: list[dict[str, Any]] = [
+        {
+            "drill": name,
+            "kind": drill.kind,
+            "systems": drill.systems,
+            "schedule": str(drill.schedule),
+            "from_location": drill.from_location,
+            "last_run": None if name not in last else {
+                "started_at": clock.rfc3339(last[name]["started_at"]),
+                "passed": bool(last[name]["passed"]),
+                "rto_seconds": last[name]["rto_seconds"],
+                "rpo_seconds": last[name]["rpo_seconds"],
+                "evidence": last[name]["evidence"],
+            },
+        }
+        for name, drill in plan.drills.items()
+    ]  # fmt: skip
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table("drill", "kind", "systems", "schedule", "last run")
+    for row in rows:
+        run = row["last_run"]
+        shown = "never" if run is None else (
+            f"{run['started_at']} {'passed' if run['passed'] else 'failed'}"
+            + (f", RTO {run['rto_seconds']:.0f}s" if run["rto_seconds"] is not None else "")
+            + (f", RPO {run['rpo_seconds']:.0f}s" if run["rpo_seconds"] is not None else "")
+        )  # fmt: skip
+        table.add_row(row["drill"], row["kind"], ", ".join(row["systems"]) or "all",
+                      row["schedule"], shown)  # fmt: skip
+    console().print(table)

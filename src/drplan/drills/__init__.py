@@ -1,0 +1,1 @@
+"""Drills: recoveries rehearsed into scratch targets, measured against the plan (docs/drills.md)."""

@@ -1,0 +1,456 @@
+"""``drplan drill run``: a recovery rehearsed for real, measured and judged.
+
+For each PostgreSQL system of a database drill, in turn:
+
+1. the disaster is declared: a sentinel row is written into the source (unless the
+   drill says not to) and its commit time is the disaster moment;
+2. the system is recovered into a scratch target (see ``scratch``) from the drill's
+   location, to its recovery point, timed by phase: fetch (files out of the repository),
+   rebuild (pg_combinebackup), verify (pg_verifybackup), start (until consistent), replay
+   (WAL, until promoted), then validate;
+3. the validations run (see ``validations``), each on its own;
+4. the measured RTO (disaster to validated) and RPO (disaster back to the newest data
+   present: nothing lost when the sentinel is there, else the last transaction replayed)
+   are held against the system's objectives;
+5. the scratch target is torn down, also on failure, Ctrl-C or the budget running out.
+
+The drill passes when every validation passed (or did not apply) and every system met
+its RTO and RPO. The time budget (the drill's ``budget``, else the tightest RTO of its
+systems) stops the drill where it is and fails it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from drplan import __version__, clock
+from drplan.drills import sentinel
+from drplan.drills.scratch import Scratch, make_scratch, scratch_base
+from drplan.drills.validations import (
+    Validation,
+    amcheck,
+    checksums,
+    command_check,
+    compare_table,
+    sql_check,
+    timed,
+)
+from drplan.errors import DrillRefusedError, DrplanError, UsageError
+from drplan.plan.model import Plan, PostgresSystem
+from drplan.plan.model.assurance import Drill
+from drplan.recovery.pitr import Target, parse_target
+from drplan.recovery.recover import OpenLocation, Recovered, recover
+from drplan.sources.postgres.cluster import connect
+from drplan.sources.postgres.scratch import server_user
+from drplan.sources.postgres.wal_status import recoverable_window
+
+LEASE_MARGIN = timedelta(minutes=5)  # past the budget: the drill tears down and records
+PHASES = ("fetch", "rebuild", "verify", "start", "replay", "validate")
+
+
+class BudgetExceeded(BaseException):
+    """The drill ran past its time budget. Not an Exception: raised from a signal wherever
+    the drill is, it must not be taken for that code's own failure (a damaged snapshot)."""
+
+
+@dataclass
+class SystemResult:
+    system: str
+    disaster: datetime
+    location: str | None = None
+    snapshots: list[str] = field(default_factory=list)
+    recovery_point: str = "latest"
+    reached_lsn: str | None = None
+    last_transaction: datetime | None = None
+    sentinel_found: bool | None = None  # None: no sentinel was written
+    phases: dict[str, float] = field(default_factory=dict)
+    validations: list[Validation] = field(default_factory=list)
+    rto_seconds: float | None = None
+    rto_objective_seconds: float = 0.0
+    rpo_seconds: float | None = None
+    rpo_objective_seconds: float | None = None
+    server_version: int | None = None
+    error: str | None = None  # why the recovery itself failed
+
+    @property
+    def failures(self) -> list[str]:
+        found = [f"{self.system}: {self.error}"] if self.error else []
+        found += [f"{self.system}: {v.name} failed: {v.detail}" for v in self.validations
+                  if v.outcome == "failed"]  # fmt: skip
+        if self.rto_seconds is not None and self.rto_seconds > self.rto_objective_seconds:
+            found.append(f"{self.system}: RTO {self.rto_seconds:.0f}s is over its objective"
+                         f" {self.rto_objective_seconds:.0f}s")  # fmt: skip
+        if (self.rpo_seconds is not None and self.rpo_objective_seconds is not None
+                and self.rpo_seconds > self.rpo_objective_seconds):  # fmt: skip
+            found.append(f"{self.system}: RPO {self.rpo_seconds:.0f}s is over its objective"
+                         f" {self.rpo_objective_seconds:.0f}s")  # fmt: skip
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "disaster": clock.rfc3339(self.disaster),
+            "location": self.location,
+            "snapshots": self.snapshots,
+            "recovery_point": self.recovery_point,
+            "reached": {
+                "lsn": self.reached_lsn,
+                "last_transaction": self.last_transaction.isoformat()
+                if self.last_transaction
+                else None,
+                "sentinel_found": self.sentinel_found,
+            },
+            "phases": {p: self.phases[p] for p in PHASES if p in self.phases},
+            "rto": {
+                "seconds": _round(self.rto_seconds),
+                "objective_seconds": self.rto_objective_seconds,
+                "met": self.rto_seconds is not None
+                and self.rto_seconds <= self.rto_objective_seconds,
+            },
+            "rpo": {
+                "seconds": _round(self.rpo_seconds),
+                "objective_seconds": self.rpo_objective_seconds,
+                "met": self.rpo_seconds is not None
+                and (
+                    self.rpo_objective_seconds is None
+                    or self.rpo_seconds <= self.rpo_objective_seconds
+                ),
+            },
+            "validations": [v.as_dict() for v in self.validations],
+            "server_version": self.server_version,
+            "error": self.error,
+        }
+
+
+@dataclass
+class DrillResult:
+    drill: str
+    kind: str
+    scenario: str | None
+    run: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    budget_seconds: float = 0.0
+    systems: list[SystemResult] = field(default_factory=list)
+    error: str | None = None  # why the drill as a whole stopped (budget, refusal)
+    kept: str | None = None  # the scratch directory, when --keep
+
+    @property
+    def failures(self) -> list[str]:
+        found = [self.error] if self.error else []
+        for system in self.systems:
+            found += system.failures
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and bool(self.systems)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "drill": self.drill,
+            "kind": self.kind,
+            "scenario": self.scenario,
+            "run": self.run,
+            "started_at": clock.rfc3339(self.started_at),
+            "ended_at": clock.rfc3339(self.ended_at) if self.ended_at else None,
+            "budget_seconds": self.budget_seconds,
+            "passed": self.passed,
+            "failures": self.failures,
+            "systems": [s.as_dict() for s in self.systems],
+            "kept": self.kept,
+            "drplan_version": __version__,
+        }
+
+
+@dataclass
+class DrillContext:
+    plan: Plan
+    plan_path: str
+    open_location: OpenLocation
+    reach_of: Callable[[str, str], datetime | None]  # (location, system): newest point
+    password_file: str | None
+    server_env: dict[str, str]  # the scratch server's (its restore_command's) environment
+    keep: bool = False
+    rng: random.Random = field(default_factory=random.Random)
+    # Leases (the catalog's): one drill per system at a time, on any host.
+    acquire: Callable[[str, str, datetime, datetime], bool] | None = None
+    release: Callable[[str, str], None] | None = None
+
+
+def run_drill(ctx: DrillContext, name: str) -> DrillResult:
+    plan = ctx.plan
+    if name not in plan.drills:
+        known = ", ".join(plan.drills) or "none"
+        raise UsageError(f"the plan has no drill {name!r} (it has {known})",
+                         hint="see `drplan drill list`")  # fmt: skip
+    drill = plan.drills[name]
+    if drill.kind != "database":
+        raise UsageError(
+            f"drill {name} is a {drill.kind} drill; this drplan runs database drills",
+            hint="full-platform and service drills are not built yet (see docs/drills.md)",
+        )
+    systems = _postgres_systems(plan, name, drill)
+    budget = drill.budget or min(plan.rto_of(s) for s in systems)
+    result = DrillResult(name, drill.kind, drill.scenario, secrets.token_hex(6), clock.now(),
+                         budget_seconds=budget.total_seconds())  # fmt: skip
+    holder = f"{socket.gethostname()}:{os.getpid()}:{result.run}"
+    held = _hold(ctx, systems, holder, budget)
+    try:
+        with _budget(budget):
+            for system_name in systems:
+                result.systems.append(_drill_system(ctx, name, drill, system_name, result))
+    except BudgetExceeded:
+        result.error = f"the drill ran past its budget of {budget}: stopped and torn down"
+    except DrillRefusedError:
+        raise
+    except DrplanError as exc:
+        result.error = exc.message
+    finally:
+        if ctx.release is not None:
+            for lease in held:
+                ctx.release(lease, holder)
+    result.ended_at = clock.now()
+    return result
+
+
+def _hold(ctx: DrillContext, systems: list[str], holder: str, budget: timedelta) -> list[str]:
+    """Take each system's drill lease for the budget (and a margin), or refuse the drill."""
+    if ctx.acquire is None:
+        return []
+    now, held = clock.now(), list[str]()
+    for system in systems:
+        lease = f"drill:{system}"
+        if not ctx.acquire(lease, holder, now, now + budget + LEASE_MARGIN):
+            for taken in held:
+                if ctx.release is not None:
+                    ctx.release(taken, holder)
+            raise DrillRefusedError(
+                f"another drill of {system} is running: two at once would measure each other",
+                hint="wait for it to end (`drplan drill list` shows it when it has)",
+            )
+        held.append(lease)
+    return held
+
+
+def _postgres_systems(plan: Plan, name: str, drill: Drill) -> list[str]:
+    wrong = [s for s in drill.systems if not isinstance(plan.systems.get(s), PostgresSystem)]
+    if wrong:
+        raise UsageError(
+            f"drill {name} recovers {', '.join(wrong)}, which is not a PostgreSQL system",
+            hint="a database drill names PostgreSQL systems",
+        )
+    return list(drill.systems)
+
+
+def _drill_system(
+    ctx: DrillContext, name: str, drill: Drill, system_name: str, result: DrillResult
+) -> SystemResult:
+    plan = ctx.plan
+    system = plan.systems[system_name]
+    assert isinstance(system, PostgresSystem)
+    password = system.password.resolve() if system.password else None
+    target = _target(ctx, drill, system_name)
+    base = scratch_base(drill.scratch_dir)
+    scratch = make_scratch(plan, base, name)  # refused before anything is written
+    began = time.monotonic()
+    if drill.sentinel:
+        disaster = sentinel.write(system.connection, password, system_name, name, result.run)
+    else:
+        disaster = clock.now()
+    outcome = SystemResult(system_name, disaster, recovery_point=target.describe())
+    outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
+    objectives = [plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo]
+    outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
+    run_as, pg_ctl = [], None
+    try:
+        recovered = recover(
+            plan, ctx.plan_path, system_name, system, target, scratch.data_dir,
+            open_location=ctx.open_location,
+            reach_of=lambda ref: ctx.reach_of(ref, system_name),
+            location=drill.from_location, password_file=ctx.password_file,
+            start=True, port=scratch.port, server_env=ctx.server_env,
+            prepare=lambda data: _prepare(scratch, data),
+        )  # fmt: skip
+        pg_ctl = recovered.binaries.tool("pg_ctl")
+        run_as = _owner_prefix(scratch.data_dir)
+        _record_recovery(outcome, recovered)
+        validating = time.monotonic()
+        _validate(ctx, drill, system, outcome, recovered, scratch, password, run_as, result.run)
+        outcome.phases["validate"] = round(time.monotonic() - validating, 3)
+        outcome.rto_seconds = time.monotonic() - began
+    except DrillRefusedError:
+        raise
+    except DrplanError as exc:
+        outcome.error = exc.message
+    finally:
+        if ctx.keep:
+            result.kept = str(scratch.root)
+        else:
+            scratch.teardown(run_as or _owner_prefix(scratch.data_dir), pg_ctl or _pg_ctl(system))
+    return outcome
+
+
+def _target(ctx: DrillContext, drill: Drill, system_name: str) -> Target:
+    """The recovery point: as the drill says; ``random`` picks a time in the window."""
+    if drill.recovery_point != "random":
+        return parse_target(drill.recovery_point)
+    where = drill.from_location or next(iter(ctx.plan.locations))
+    with ctx.open_location(where) as repo:
+        window = recoverable_window(repo, system_name)
+    if window.start is None or window.end is None:
+        raise DrplanError(f"{where} holds nothing to recover {system_name} to",
+                          hint="back the system up first")  # fmt: skip
+    span = (window.end - window.start).total_seconds()
+    point = window.start + timedelta(seconds=ctx.rng.uniform(0, span))
+    return parse_target(point.isoformat())
+
+
+def _prepare(scratch: Scratch, data: Path) -> str:
+    owner = os.stat(data)
+    scratch.prepare_server(owner.st_uid, owner.st_gid)
+    return scratch.server_options()
+
+
+def _owner_prefix(data: Path) -> list[str]:
+    """Run as the owner of the restored files (PostgreSQL refuses root)."""
+    if os.geteuid() != 0 or not data.exists():
+        return []
+    owner = os.stat(data)
+    if owner.st_uid == 0:
+        return server_user()[0]
+    return ["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups"]
+
+
+def _pg_ctl(system: PostgresSystem) -> str | None:
+    from drplan.sources.postgres.binaries import BinariesError, find_binaries  # noqa: PLC0415
+
+    try:
+        return find_binaries(system.bin_dir).tool("pg_ctl")
+    except BinariesError:
+        return None
+
+
+def _record_recovery(outcome: SystemResult, recovered: Recovered) -> None:
+    outcome.location = recovered.location
+    outcome.snapshots = [s.id for s in recovered.result.chain]
+    outcome.phases.update(recovered.phases)
+    outcome.server_version = recovered.result.chain[-1].source.get("server_version")
+    reached = recovered.reached
+    if reached is not None:
+        outcome.reached_lsn = reached.lsn
+        outcome.last_transaction = reached.last_transaction
+
+
+def _validate(
+    ctx: DrillContext,
+    drill: Drill,
+    system: PostgresSystem,
+    outcome: SystemResult,
+    recovered: Recovered,
+    scratch: Scratch,
+    password: str | None,
+    run_as: list[str],
+    run: str,
+) -> None:
+    checks = drill.validations
+    outcome.validations.append(Validation("pg_verifybackup", "verifybackup", "passed",
+                                          recovered.phases.get("verify", 0.0),
+                                          "every file against the backup manifest"))  # fmt: skip
+    params = conninfo_to_dict(system.connection)
+    database = str(params.get("dbname") or "postgres")
+    user = str(params.get("user") or "postgres")
+
+    def scratch_conn(dbname: str = database) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(host=str(scratch.socket_dir), port=scratch.port, user=user,
+                               dbname=dbname, autocommit=True, connect_timeout=10)  # fmt: skip
+
+    with scratch_conn() as conn:
+        found = sentinel.find(conn, run) if drill.sentinel else None
+        row = conn.execute("select rolname from pg_roles where oid = 10").fetchone()
+        superuser = str(row[0]) if row else user
+    outcome.sentinel_found = (found is not None) if drill.sentinel else None
+    newest = found or outcome.last_transaction or _base_end(recovered)
+    outcome.rpo_seconds = max(0.0, (outcome.disaster - newest).total_seconds()) if newest else None
+    point = outcome.last_transaction or outcome.disaster
+    binaries = recovered.binaries
+    if checks.amcheck:
+        outcome.validations.append(timed("pg_amcheck", "amcheck", lambda: amcheck(
+            binaries.tool("pg_amcheck"), str(scratch.socket_dir), scratch.port, superuser)))  # fmt: skip
+    for table in checks.tables:
+        db = table.database or database
+
+        def compare(table: Any = table, db: str = db) -> Any:
+            with connect(make_conninfo(system.connection, dbname=db), password, outcome.system) as src, \
+                    scratch_conn(db) as got:  # fmt: skip
+                return compare_table(src, got, table, outcome.disaster)
+
+        outcome.validations.append(timed(f"table {table.table}", "table", compare))
+    for check in checks.sql:
+
+        def run_sql(check: Any = check) -> Any:
+            with scratch_conn(check.database or database) as conn:
+                return sql_check(conn, check, point, outcome.disaster)
+
+        outcome.validations.append(timed(check.name, "sql", run_sql))
+    env = {**os.environ, "PGHOST": str(scratch.socket_dir), "PGPORT": str(scratch.port),
+           "PGUSER": user, "PGDATABASE": database}  # fmt: skip
+    for command in checks.commands:
+        outcome.validations.append(timed(command.name, "command",
+                                         partial(command_check, command, env)))  # fmt: skip
+    stopped = subprocess.run(
+        [*run_as, binaries.tool("pg_ctl"), "-D", str(scratch.data_dir), "stop", "-m", "fast", "-w"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    if checks.checksums:
+        if stopped.returncode != 0:
+            outcome.validations.append(Validation("pg_checksums", "checksums", "failed", 0.0,
+                                                  "the scratch server did not stop cleanly"))  # fmt: skip
+        else:
+            outcome.validations.append(timed("pg_checksums", "checksums", lambda: checksums(
+                binaries.tool("pg_checksums"), run_as, str(scratch.data_dir))))  # fmt: skip
+
+
+def _base_end(recovered: Recovered) -> datetime | None:
+    stop = recovered.result.chain[-1].source.get("stop_time")
+    return datetime.fromisoformat(stop) if stop else None
+
+
+@contextlib.contextmanager
+def _budget(limit: timedelta) -> Iterator[None]:
+    """Raise BudgetExceeded in this (the main) thread when ``limit`` has passed."""
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        raise BudgetExceeded(f"the drill ran past its budget of {limit}")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(limit.total_seconds(), 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+__all__ = ["DrillContext", "DrillResult", "SystemResult", "run_drill"]

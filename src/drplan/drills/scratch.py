@@ -1,0 +1,143 @@
+"""Scratch targets for drills: a fresh directory and a free loopback port, refused when
+they look like production, and always torn down.
+
+A drill restores real data; a mistake in where it lands must not touch a live system.
+So before anything is written, the target is held against every system of the plan: it
+may not be a PostgreSQL system's data directory, lie inside one or hold one; it may not
+lie inside a files system's paths; and its port may not be one a system on this host
+listens on. The scratch server listens on 127.0.0.1, accepts connections only on a
+socket in the scratch directory (no password over TCP from anyone else on the host),
+and is stopped and removed at the end, on failure and on Ctrl-C too, unless kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+
+from drplan.catalog.store import state_dir
+from drplan.errors import DrillRefusedError
+from drplan.plan.model import FilesSystem, Plan, PostgresSystem
+from drplan.sources.postgres.scratch import free_port
+
+LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+DEFAULT_PG_PORT = 5432
+
+
+@dataclass
+class Scratch:
+    root: Path  # the drill's own directory (removed by teardown)
+    port: int
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.root / "socket"
+
+    @property
+    def hba_file(self) -> Path:
+        return self.root / "pg_hba.conf"
+
+    def server_options(self) -> str:
+        """Extra server options: its socket here, and only socket connections allowed."""
+        return f"-c unix_socket_directories='{self.socket_dir}' -c hba_file='{self.hba_file}'"
+
+    def prepare_server(self, uid: int, gid: int) -> None:
+        """The socket directory and pg_hba.conf for a server running as ``uid``."""
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chown(self.socket_dir, uid, gid)
+        self.hba_file.write_text("# drplan drill: the socket only, which only its owner reaches\n"
+                                 "local all all trust\n")  # fmt: skip
+        os.chown(self.hba_file, uid, gid)
+
+    def teardown(self, run_as: list[str], pg_ctl: str | None) -> None:
+        """Stop the scratch server (immediately: it is thrown away) and remove everything."""
+        if pg_ctl and (self.data_dir / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                subprocess.run(
+                    [*run_as, pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate", "-w"],
+                    capture_output=True, timeout=60, check=False,
+                )  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def scratch_base(configured: str | None) -> Path:
+    """Where scratch directories are made: the drill's ``scratch_dir``, else the state
+    directory's ``drills/`` (as root ``/var/tmp/drplan-drills``: the restored server runs
+    as the files' owner, who must be able to reach it, and root's home is closed)."""
+    if configured:
+        return Path(configured)
+    if os.geteuid() == 0 and not os.environ.get("DRPLAN_STATE_DIR"):
+        return Path("/var/tmp/drplan-drills")
+    return Path(state_dir()) / "drills"
+
+
+def make_scratch(plan: Plan, base: Path, name: str) -> Scratch:
+    """A new scratch directory under ``base`` and a free port, refused when either looks
+    like production."""
+    base = base.resolve()
+    refuse_production(plan, base)
+    base.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+    root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
+    for parent in root.parents:  # ... and can reach it (the x bit only: nothing listable)
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            with contextlib.suppress(PermissionError):
+                parent.chmod(mode | 0o001)
+    port = free_port()
+    refuse_port(plan, port)
+    return Scratch(root, port)
+
+
+def refuse_production(plan: Plan, target: Path) -> None:
+    """Raise DrillRefusedError when ``target`` is, holds or lies inside a system's data."""
+    target = target.resolve()
+    for name, system in plan.systems.items():
+        places: list[str] = []
+        if isinstance(system, PostgresSystem) and system.data_dir:
+            places = [system.data_dir]
+        elif isinstance(system, FilesSystem):
+            places = list(system.paths)
+        for place in places:
+            live = Path(place).resolve()
+            if (
+                target == live
+                or live in target.parents
+                or (isinstance(system, PostgresSystem) and target in live.parents)
+            ):
+                raise DrillRefusedError(
+                    f"the drill's scratch directory {target} overlaps system {name}'s {live}:"
+                    " a drill never restores over production",
+                    hint="set the drill's scratch_dir to a directory of its own",
+                )
+
+
+def refuse_port(plan: Plan, port: int) -> None:
+    """Raise DrillRefusedError when ``port`` is one a PostgreSQL system on this host uses."""
+    for name, system in plan.systems.items():
+        if not isinstance(system, PostgresSystem):
+            continue
+        try:
+            params = conninfo_to_dict(system.connection)
+        except Exception:
+            continue
+        host = str(params.get("host") or "")
+        if host.startswith("/"):
+            host = ""  # a socket directory: this host
+        if host in LOCAL_HOSTS and int(params.get("port") or DEFAULT_PG_PORT) == port:
+            raise DrillRefusedError(
+                f"port {port} is system {name}'s: a drill never starts a server where"
+                " production listens",
+                hint="run the drill again (another free port is chosen)",
+            )

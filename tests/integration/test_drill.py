@@ -1,0 +1,182 @@
+"""Drills: a database recovered into a scratch target while the source goes on taking
+inserts, validated, and measured against the plan's RTO and RPO; the result recorded in
+the catalog and as evidence; the scratch target torn down."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Result
+from tests.fixtures.postgres import give_to_server
+from tests.integration.test_postgres_pitr import (  # the fixtures, by name
+    Archived,
+    Stream,
+    archived,  # noqa: F401
+    stream,  # noqa: F401
+    switch_and_wait_archived,
+)
+
+Run = Callable[..., Result]
+
+
+def drill_plan(source: Archived, scratch: Path, **drill: Any) -> None:
+    plan = yaml.safe_load(source.plan.read_text())
+    plan["data_classes"]["database"]["locations"] = ["local"]
+    plan["drills"] = {"monthly-database": {
+        "kind": "database", "systems": ["db"], "schedule": "0 3 1 * *",
+        "from_location": "local", "scratch_dir": str(scratch), **drill,
+    }}  # fmt: skip
+    source.plan.write_text(yaml.safe_dump(plan))
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path / "state"))  # catalog, evidence
+
+
+@pytest.fixture
+def scratch(archived: Archived) -> Path:  # noqa: F811
+    place = archived.repo.parent / "drills"
+    place.mkdir()
+    give_to_server(place)
+    return place
+
+
+def test_a_database_drill_recovers_validates_and_measures_rto_and_rpo(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+    scratch: Path,
+) -> None:
+    cluster = archived.cluster
+    cluster.sql("alter system set archive_timeout = '1s'")  # a segment a second under load
+    cluster.sql("select pg_reload_conf()")
+    cluster.sql("create table meters (id int primary key, site text);"
+                " insert into meters select i, 'site-' || i % 7 from generate_series(1, 100) i")  # fmt: skip
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    stream.wait_for(100)  # WAL after the base backup: the drill replays it
+    drill_plan(archived, scratch, validations={
+        "tables": [{"table": "public.meters"},
+                   {"table": "readings", "where": "at < '{disaster}'::timestamptz - interval '5 seconds'"}],
+        "sql": [{"name": "readings up to the disaster",
+                 "query": "select count(*) > 0 from readings"
+                          " where at > '{point}'::timestamptz - interval '1 minute'"}],
+        "commands": [{"name": "smoke test",
+                      "run": f"{cluster.bin_dir}/psql -tAc 'select count(*) from meters' | grep -qx 100"}],
+    })  # fmt: skip
+
+    done = run("drill", "run", "monthly-database", "--json")
+    assert done.code == 0, done.out + done.err
+    result = json.loads(done.out)
+    assert result["passed"] is True, result["failures"]
+    (system,) = result["systems"]
+    assert list(system["phases"]) == ["fetch", "verify", "start", "replay", "validate"]
+    assert 0 < system["rto"]["seconds"] < 120
+    assert system["rto"]["met"] is True
+    assert system["rto"]["objective_seconds"] == 4 * 3600
+    assert 0 <= system["rpo"]["seconds"] < 15  # seconds of data lost, not the backup's age
+    assert system["rpo"]["met"] is True
+    assert system["reached"]["last_transaction"] is not None
+    outcomes = {v["name"]: v["outcome"] for v in system["validations"]}
+    assert outcomes == {
+        "pg_verifybackup": "passed", "pg_amcheck": "passed", "table public.meters": "passed",
+        "table readings": "passed", "readings up to the disaster": "passed",
+        "smoke test": "passed", "pg_checksums": "passed",
+    }  # fmt: skip
+    assert next(v for v in system["validations"] if v["name"] == "table public.meters")[
+        "detail"] == "100 rows, same checksum as the source"  # fmt: skip
+
+    evidence = Path(result["evidence"])
+    assert hashlib.sha256(evidence.read_bytes()).hexdigest() == result["sha256"]
+    assert evidence.with_name(evidence.name + ".sha256").read_text() == (
+        f"{result['sha256']}  {evidence.name}\n"
+    )
+    assert json.loads(evidence.read_text())["run"] == result["run"]
+    assert list(scratch.iterdir()) == []  # torn down
+    listed = json.loads(run("drill", "list", "--json").out)
+    assert listed[0]["last_run"]["passed"] is True
+    assert listed[0]["last_run"]["evidence"] == str(evidence)
+    sentinel = cluster.sql("select run from drplan.drill_sentinel")
+    assert sentinel == [(result["run"],)]
+    stream.finish()
+
+
+def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+    scratch: Path,
+) -> None:
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    for _ in range(2):  # two segments archived after the base backup
+        stream.wait_for(20)
+        switch_and_wait_archived(archived.cluster)
+    stream.finish()
+
+    def drill(**settings: Any) -> tuple[Result, dict[str, Any]]:
+        drill_plan(archived, scratch, **settings)
+        done = run("drill", "run", "monthly-database", "--json")
+        assert list(scratch.iterdir()) == []  # torn down, whatever happened
+        return done, json.loads(done.out) if done.out.strip() else {}
+
+    # A validation query that errors: that check fails, the others still run.
+    done, result = drill(validations={"sql": [
+        {"name": "broken check", "query": "select count(*) > 0 from no_such_table"}]})  # fmt: skip
+    assert done.code == 21, done.err
+    checks = {v["name"]: v for v in result["systems"][0]["validations"]}
+    assert checks["broken check"]["outcome"] == "failed"
+    assert 'relation "no_such_table" does not exist' in checks["broken check"]["detail"]
+    assert checks["pg_amcheck"]["outcome"] == "passed"
+    assert done.err.strip().startswith("drplan: drill monthly-database did not pass:")
+    assert len(done.err.strip().splitlines()) == 1
+
+    # Past its budget: stopped where it was, torn down, a failure against the RTO.
+    done, result = drill(budget="1s")
+    assert done.code == 21
+    assert "ran past its budget of 0:00:01" in " ".join(result["failures"])
+
+    # Another drill of the same system holds its lease: refused, nothing started.
+    from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
+    from drplan.clock import now  # noqa: PLC0415
+
+    store = Catalog.open(default_url())
+    assert store.acquire("drill:db", "elsewhere:1:x", now(), now() + timedelta(minutes=5))
+    done, _ = drill()
+    assert done.code == 22
+    assert "another drill of db is running" in done.err
+    store.release("drill:db", "elsewhere:1:x")
+    store.close()
+
+    # WAL missing on the way to the recovery point: the drill fails naming the gap.
+    segments = sorted(p for p in (archived.repo / "wal").rglob("*") if p.is_file()
+                      and len(p.name.split(".")[0]) == 24)  # fmt: skip
+    segments[-2].unlink()  # between the base backup and the newest
+    done, result = drill()
+    assert done.code == 21
+    assert "missing" in " ".join(result["failures"]), result["failures"]
+
+
+def test_a_scratch_target_that_overlaps_production_is_refused(
+    run: Run,
+    archived: Archived,  # noqa: F811
+) -> None:
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["systems"]["db"]["data_dir"] = str(archived.cluster.data_dir)
+    archived.plan.write_text(yaml.safe_dump(plan))
+    before = sorted(p.name for p in archived.cluster.data_dir.iterdir())
+    drill_plan(archived, archived.cluster.data_dir / "pg_drill")
+    done = run("drill", "run", "monthly-database")
+    assert done.code == 22
+    (line,) = done.err.strip().splitlines()
+    assert "a drill never restores over production" in line
+    assert sorted(p.name for p in archived.cluster.data_dir.iterdir()) == before
