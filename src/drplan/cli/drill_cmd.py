@@ -143,12 +143,13 @@ def _sentinel(found: bool | None) -> str:
 def list_command(settings: Settings, /, catalog: str | None, as_json: bool) -> None:
     """The plan's drills: kind, systems, schedule, and the last run of each."""
     plan = settings.load().plan
+    from drplan.drills.schedule import newest_drills  # noqa: PLC0415
+
     last: dict[str, dict[str, Any]] = {}
     try:
         store = _open_catalog(catalog)
         try:
-            for row in store.drills():
-                last.setdefault(row["drill"], row)
+            last = newest_drills(store, plan)
         finally:
             store.close()
     except CatalogError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -44,7 +44,8 @@ def status_command(
     plan = settings.load().plan
     secret = password(settings, password_file)
     facts = gather(plan, lambda name: Repository.open(storage_for(plan.locations[name]), secret))
-    status = build_status(plan, facts, clock.now(), _last_runs(plan, catalog))
+    runs, drills = _history(plan, catalog)
+    status = build_status(plan, facts, clock.now(), runs, drills)
     if as_json:
         emit_json(status_json(status))
     else:
@@ -59,21 +60,23 @@ def status_command(
         )
 
 
-def _last_runs(plan: Plan, url: str | None) -> dict[str, JobRun]:
-    """The last run of each job from the catalog; none when there is no catalog yet."""
+def _history(plan: Plan, url: str | None) -> tuple[dict[str, JobRun], dict[str, dict[str, Any]]]:
+    """The last run of each job and of each drill from the catalog; none when there is
+    no catalog yet."""
     from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
+    from drplan.drills.schedule import newest_drills  # noqa: PLC0415
     from drplan.observability.status import last_runs  # noqa: PLC0415
 
     url = url or default_url()
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
-        return {}  # no daemon has run here: nothing to tell, and nothing to create
+        return {}, {}  # no daemon nor drill has run here: nothing to tell, nothing to create
     try:
         catalog = Catalog.open(url)
     except CatalogError as exc:
         console().print(f"[yellow]catalog unavailable, last runs not shown: {exc.message}[/]")
-        return {}
+        return {}, {}
     try:
-        return last_runs(catalog, plan.jobs)
+        return last_runs(catalog, plan.jobs), newest_drills(catalog, plan)
     finally:
         catalog.close()
 
@@ -149,3 +152,16 @@ def _render(plan: Plan, status: Status) -> None:
     for system, (start, end) in status.windows.items():
         if start is not None and end is not None:
             out.print(f"{system}: recoverable from {clock.rfc3339(start)} to {clock.rfc3339(end)}")
+    if status.drills:
+        drills = Table("drill", "schedule", "last run", "next run")
+        for name, d in status.drills.items():
+            if d["last_started"] is None:
+                last = "never"
+            else:
+                verdict = "[green]passed[/]" if d["last_passed"] else "[bold red]failed[/]"
+                last = f"{_ago(now - d['last_started'])} ago, {verdict}"
+            if d["overdue_since"] is not None:
+                last += f" [bold red]overdue since {clock.rfc3339(d['overdue_since'])}[/]"
+            upcoming = "-" if d["next_run"] is None else f"in {_ago(d['next_run'] - now)}"
+            drills.add_row(name, d["schedule"], last, upcoming)
+        out.print(drills)

@@ -49,6 +49,7 @@ def problems(
     partial snapshot counts as a recoverable point, so without this a source that
     lost part of its data would look backed up."""
     found = _rpo_problems(plan, status, since) if status is not None else []
+    found += _drill_problems(plan, status) if status is not None else []
     found += _failure_problems(plan, failures)
     found += _partial_problems(plan, partials or {})
     return found
@@ -98,10 +99,34 @@ def _rpo_problems(plan: Plan, status: Status, since: datetime | None) -> list[Pr
     return found
 
 
+def _drill_problems(plan: Plan, status: Status) -> list[Problem]:
+    """Drills the testing schedule says should have run and did not: like a failing backup,
+    an untested recovery is a risk nobody sees until the day it is needed."""
+    found = []
+    for name, state in status.drills.items():
+        if state["overdue_since"] is None:
+            continue
+        drill = plan.drills[name]
+        tiers = [plan.systems[s].tier for s in drill.systems or plan.systems if s in plan.systems]
+        tier = min(tiers, key=lambda t: t.rank) if tiers else None
+        last = state["last_started"]
+        summary = (f"drill {name} is overdue: its slot of {state['overdue_since'].isoformat()}"
+                   f" ({state['schedule']}) passed without a run; last run"
+                   f" {last.isoformat() if last else 'never'}")  # fmt: skip
+        found.append(Problem(f"drill:{name}", Severity.ERROR, summary, tier,
+                             {"drill": name, "schedule": state["schedule"]}))  # fmt: skip
+    return found
+
+
 def _failure_problems(plan: Plan, failures: dict[str, JobFailures]) -> list[Problem]:
     found: list[Problem] = []
     limit = plan.alerting.failures_before_alert
     for job_name, failed in failures.items():
+        if job_name.startswith("drill:"):  # a failed drill is a finding, told at once
+            summary = f"{job_name.replace(':', ' ', 1)} failed: {failed.error}"
+            found.append(Problem(f"job:{job_name}", Severity.ERROR, summary, None,
+                                 {"task": job_name, "error": failed.error or ""}))  # fmt: skip
+            continue
         if failed.damaged:  # no retry mends damage: the sooner known, the more can be saved
             summary = f"{job_name} found damaged data: {failed.error}"
             found.append(Problem(f"job:{job_name}", Severity.CRITICAL, summary, None,

@@ -38,6 +38,7 @@ class DaemonCollector(Collector):
         if status is not None:
             yield from self._rpo(status)
             yield from self._locations(status)
+            yield from _drills(status)
 
     def _jobs(self) -> Iterator[Metric]:
         events = self.events()
@@ -172,18 +173,15 @@ class DaemonCollector(Collector):
 
 def _checks(events: dict[str, JobEvents]) -> Iterator[Metric]:
     """The last ``check`` of each location (the tasks named ``check:LOCATION``)."""
-    last = GaugeMetricFamily(
-        "drplan_check_last_timestamp_seconds", "When the location's last check ended.",
-        labels=["location"],
-    )  # fmt: skip
-    errors = GaugeMetricFamily(
-        "drplan_check_errors", "Errors the location's last check found (0: none).",
-        labels=["location"],
-    )  # fmt: skip
-    read = GaugeMetricFamily(
-        "drplan_check_read_bytes", "Bytes of packs the location's last check read back.",
-        labels=["location"],
-    )  # fmt: skip
+    last = _gauge(
+        "drplan_check_last_timestamp_seconds", "When the location's last check ended.", "location"
+    )
+    errors = _gauge(
+        "drplan_check_errors", "Errors the location's last check found (0: none).", "location"
+    )
+    read = _gauge(
+        "drplan_check_read_bytes", "Bytes of packs the location's last check read back.", "location"
+    )
     for task, e in sorted(events.items()):
         if e.check is not None:
             location = task.removeprefix("check:")
@@ -191,6 +189,45 @@ def _checks(events: dict[str, JobEvents]) -> Iterator[Metric]:
             errors.add_metric([location], float(e.check.errors))
             read.add_metric([location], float(e.check.bytes_read))
     yield from (last, errors, read)
+
+
+def _drills(status: Status) -> Iterator[Metric]:
+    """Each drill's last run (from the catalog: manual runs too) and whether it is overdue."""
+    last = _gauge(
+        "drplan_drill_last_run_timestamp_seconds", "When the drill's last run started.", "drill"
+    )
+    passed = _gauge(
+        "drplan_drill_last_passed", "1 when the drill's last run passed, 0 when it failed.", "drill"
+    )
+    rto = _gauge(
+        "drplan_drill_last_rto_seconds",
+        "The RTO the drill's last run measured (slowest system).",
+        "drill",
+    )
+    rpo = _gauge(
+        "drplan_drill_last_rpo_seconds",
+        "The RPO the drill's last run measured (largest loss).",
+        "drill",
+    )
+    overdue = _gauge(
+        "drplan_drill_overdue",
+        "1 when a slot of the drill's schedule passed without a run.",
+        "drill",
+    )
+    for name, d in sorted(status.drills.items()):
+        overdue.add_metric([name], 0.0 if d["overdue_since"] is None else 1.0)
+        if d["last_started"] is not None:
+            last.add_metric([name], d["last_started"].timestamp())
+            passed.add_metric([name], 1.0 if d["last_passed"] else 0.0)
+            if d["last_rto_seconds"] is not None:
+                rto.add_metric([name], d["last_rto_seconds"])
+            if d["last_rpo_seconds"] is not None:
+                rpo.add_metric([name], d["last_rpo_seconds"])
+    yield from (last, passed, rto, rpo, overdue)
+
+
+def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
 def registry(collector: DaemonCollector) -> CollectorRegistry:

@@ -12,6 +12,7 @@ from typing import Any
 
 from drplan.catalog.store import Catalog
 from drplan.clock import rfc3339
+from drplan.drills.schedule import drill_states
 from drplan.observability.rpo import (
     AT_RISK,
     BREACHED,
@@ -50,6 +51,7 @@ class Status:
     windows: dict[str, tuple[datetime | None, datetime | None]]
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    drills: dict[str, dict[str, Any]] = field(default_factory=dict)  # see drills.schedule
 
     @property
     def healthy(self) -> bool:
@@ -58,10 +60,18 @@ class Status:
 
 
 def build_status(
-    plan: Plan, facts: list[LocationFacts], now: datetime, last_runs: dict[str, JobRun]
+    plan: Plan,
+    facts: list[LocationFacts],
+    now: datetime,
+    last_runs: dict[str, JobRun],
+    last_drills: dict[str, dict[str, Any]] | None = None,
+    since: datetime | None = None,
 ) -> Status:
+    """``last_drills``: each drill's newest catalog row; ``since``: when the daemon began
+    to watch (a drill never run is not overdue before a slot after it)."""
     exposures = assess(plan, facts, now)
     status = Status(now, exposures, overall(exposures), dict(windows(facts)))
+    status.drills = drill_states(plan, last_drills or {}, now, since)
     readable = [f for f in facts if f.error is None]
     for name, job in plan.jobs.items():
         newest = {f.location: _newest(f, name, job) for f in readable}
@@ -136,6 +146,7 @@ def as_json(status: Status) -> dict[str, Any]:
             for system, (start, end) in status.windows.items()
         },
         "jobs": {name: _job_json(job) for name, job in status.jobs.items()},
+        "drills": {name: _drill_json(d) for name, d in status.drills.items()},
         "locations": {
             name: {
                 **loc,
@@ -145,6 +156,11 @@ def as_json(status: Status) -> dict[str, Any]:
             for name, loc in status.locations.items()
         },
     }
+
+
+def _drill_json(state: dict[str, Any]) -> dict[str, Any]:
+    times = ("last_started", "next_run", "overdue_since")
+    return {k: _time(v) if k in times else v for k, v in state.items()}
 
 
 def _job_json(job: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from drplan.errors import DrplanError
 from drplan.observability.rpo import gather
@@ -30,6 +31,8 @@ class Watcher:
         clock: Callable[[], datetime],
         every: timedelta = WATCH_EVERY,
         on_assessed: Callable[[Status], None] | None = None,
+        last_drills: Callable[[], dict[str, dict[str, Any]]] | None = None,
+        since: datetime | None = None,
     ) -> None:
         self.plan = plan
         self.open_location = open_location
@@ -37,6 +40,8 @@ class Watcher:
         self.clock = clock
         self.every = every
         self.on_assessed = on_assessed  # e.g. alerting on the problems the status shows
+        self.last_drills = last_drills  # each drill's newest run, for overdue drills
+        self.since = since
         self.latest: Status | None = None
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drplan-watch", daemon=True)
@@ -54,7 +59,8 @@ class Watcher:
         plan = self.plan()
         facts = gather(plan, lambda name: self.open_location(plan, name))
         now = self.clock()
-        status = build_status(plan, facts, now, self.last_runs())
+        drills = self.last_drills() if self.last_drills else None
+        status = build_status(plan, facts, now, self.last_runs(), drills, self.since)
         self.latest = status
         if self.on_assessed is not None:
             self.on_assessed(status)

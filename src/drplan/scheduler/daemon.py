@@ -274,6 +274,11 @@ class Daemon:
         failed = self.failures.setdefault(name, JobFailures())
         failed.count, failed.error = failed.count + 1, outcome.error
         failed.damaged = outcome.exit_code == IntegrityError.exit_code
+        codes = running.task.retry_codes
+        if codes is not None and outcome.exit_code not in codes:
+            log.error("job %s: %s: %s; not retried: it runs again at its next slot", name,
+                      outcome.status, outcome.error)  # fmt: skip
+            return
         attempt = running.attempt
         if running.task.continuous:
             if running.process.elapsed >= STREAM_STEADY:

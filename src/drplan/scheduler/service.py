@@ -14,6 +14,7 @@ from types import FrameType
 
 from drplan import clock
 from drplan.catalog.store import Catalog
+from drplan.drills.schedule import newest_drills
 from drplan.errors import DrplanError
 from drplan.notify.notifier import Notifier
 from drplan.notify.problems import problems
@@ -63,6 +64,8 @@ def serve(
         clock.now,
         options.watch_every,
         alert,
+        lambda: newest_drills(store, daemon.plan),
+        daemon.since,
     )
 
     def ready() -> str | None:

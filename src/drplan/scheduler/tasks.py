@@ -8,6 +8,9 @@
 * per location that a data class with a ``verify`` schedule must be in, on the most
   frequent such schedule: ``drplan check --read-data-subset 5%``, so every pack is
   read back over twenty runs;
+* every drill with a cron or interval schedule: ``drplan drill run DRILL``, not retried
+  when it fails (a failed drill is a finding; it runs again at its next slot) unless it
+  was refused because another drill of its systems ran;
 * per pair of a job's first location and each of its others (jobs that replicate
   after each backup), every ``COPY_EVERY``: ``drplan copy --from FIRST --to OTHER --job
   JOB...``. Each backup copies its snapshot itself; this catches a location up on what
@@ -25,11 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from drplan.errors import DrillRefusedError
 from drplan.plan.model import Plan
 from drplan.plan.schedule import Schedule, ScheduleKind, parse_schedule
 
 UPKEEP_SCHEDULE = parse_schedule("@daily")
 COPY_EVERY = parse_schedule("15m")
+# Past its budget a drill stops itself and tears down; the daemon kills it only later.
+DRILL_TEARDOWN = timedelta(minutes=10)
 CHECK_SUBSET = "5%"
 
 
@@ -43,6 +49,7 @@ class Task:
     job: str | None = None  # the backup job it runs, if it is one
     locations: tuple[str, ...] = ()  # where it works
     exclusive: bool = False  # forget and check: they lock a location for themselves
+    retry_codes: tuple[int, ...] | None = None  # exit codes retried (None: every failure)
     waits_for: tuple[str, ...] = ()  # tasks it never runs beside (a copy: the jobs it copies,
     # whose own fan-out would send the same snapshot at the same time)
 
@@ -65,6 +72,10 @@ def conflicts(a: Task, b: Task) -> bool:
 
 
 def tasks(plan: Plan) -> list[Task]:
+    return _jobs(plan) + _upkeep(plan) + _drills(plan) + _copies(plan)
+
+
+def _jobs(plan: Plan) -> list[Task]:
     found = [
         Task(name, job.schedule, plan.job_timezone(job), ("backup", name, "--json"),
              job.timeout, job=name, locations=tuple(job.locations))
@@ -77,6 +88,11 @@ def tasks(plan: Plan) -> list[Task]:
         for name, job in plan.jobs.items()
         if job.stream
     ]  # fmt: skip
+    return found
+
+
+def _upkeep(plan: Plan) -> list[Task]:
+    found = []
     written = {loc for job in plan.jobs.values() for loc in job.locations}
     for location in plan.locations:
         if location in written:
@@ -95,6 +111,24 @@ def tasks(plan: Plan) -> list[Task]:
         found.append(Task(f"check:{location}", schedule, plan.timezone,
                           ("check", "--repo", location, "--read-data-subset", CHECK_SUBSET, "--json"),
                           locations=(location,), exclusive=True))  # fmt: skip
+    return found
+
+
+def _drills(plan: Plan) -> list[Task]:
+    found = []
+    for name, drill in plan.drills.items():
+        if drill.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL):
+            systems = drill.systems or list(plan.systems)
+            budget = drill.budget or min((plan.rto_of(s) for s in systems), default=None)
+            found.append(Task(f"drill:{name}", drill.schedule, plan.timezone,
+                              ("drill", "run", name, "--json"),
+                              timeout=budget + DRILL_TEARDOWN if budget else None,
+                              retry_codes=(DrillRefusedError.exit_code,)))  # fmt: skip
+    return found
+
+
+def _copies(plan: Plan) -> list[Task]:
+    found = []
     pairs: dict[tuple[str, str], list[str]] = {}
     for name, job in plan.jobs.items():
         if job.replicate == "after-backup":
