@@ -105,6 +105,16 @@ def rules(plan: Plan, watch_every: timedelta = timedelta(seconds=60)) -> dict[st
             "the last check of {{ $labels.location }} found {{ $value }} error(s)",
         ),
     ]  # fmt: skip
+    drills = [
+        _rule(
+            "DrplanDrillOverdue", "drplan_drill_overdue == 1", "0m", "error",
+            "drill {{ $labels.drill }} is overdue: the testing schedule is not kept",
+        ),
+        _rule(
+            "DrplanDrillFailed", "drplan_drill_last_passed == 0", "0m", "error",
+            "the last run of drill {{ $labels.drill }} failed",
+        ),
+    ]  # fmt: skip
     stale = watch_every * 3 + timedelta(minutes=2)
     daemon = [
         _rule(
@@ -121,6 +131,7 @@ def rules(plan: Plan, watch_every: timedelta = timedelta(seconds=60)) -> dict[st
         "groups": [
             {"name": "drplan-jobs", "rules": jobs},
             {"name": "drplan-rpo", "rules": rpo},
+            {"name": "drplan-drills", "rules": drills},
             {"name": "drplan-daemon", "rules": daemon},
         ]
     }
@@ -185,6 +196,10 @@ def dashboard(plan: Plan) -> dict[str, Any]:
         ("sum by (location) (drplan_location_size_bytes)", "{{location}}"),
         ("drplan_location_size_bytes", "{{location}} {{kind}}"),
     ], "bytes")  # fmt: skip
+    panel("Drills: measured RTO and RPO", "timeseries", [
+        ("drplan_drill_last_rto_seconds", "RTO {{drill}}"),
+        ("drplan_drill_last_rpo_seconds", "RPO {{drill}}"),
+    ], "s")  # fmt: skip
     panel("WAL archive age and check errors", "timeseries", [
         ("drplan_wal_archive_age_seconds", "WAL {{system}} in {{location}}"),
         ("drplan_check_errors", "check errors {{location}}"),
