@@ -54,6 +54,14 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     assert "2000 meters, 336,000 readings" in out
     assert "valid plan 'SmartWatts live demo'" in out
     assert "the WAL stream is shipping" in out
+    # The drill, a newcomer's first look at measured recovery: RTO by phase, RPO, checks.
+    assert "drill monthly-database (database): passed" in out
+    for phase in ("fetch", "verify", "start", "replay", "validate"):
+        assert f"│ {phase} " in out
+    assert "against an objective of 14400s: met" in out  # RTO, critical tier
+    assert "against an objective of 60s: met" in out  # RPO of the database class
+    assert "table public.readings" in out
+    assert "same checksum as the source" in out
     assert "WAL of smartwatts-db archived up to then" in out
     assert "/metrics" in out
     assert "stop with Ctrl-C" in out

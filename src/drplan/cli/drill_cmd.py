@@ -13,7 +13,7 @@ from drplan import clock
 from drplan.cli.context import Settings, console, emit_json, pass_settings
 from drplan.cli.repo_access import open_repo, password
 from drplan.errors import CatalogError, DrillFailedError
-from drplan.repo.password import PASSWORD_ENV
+from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV
 
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
@@ -56,6 +56,7 @@ def run_command(
     # The scratch server's restore_command (drplan wal fetch) reads the password from its
     # environment: no file to hand over, nothing on a command line.
     server_env = {**os.environ, PASSWORD_ENV: secret}
+    server_env.pop(PASSWORD_FILE_ENV, None)  # a file the server's user may not read
     ctx = DrillContext(
         plan_file.plan,
         plan_file.path,
@@ -97,15 +98,17 @@ def _print(result: DrillResult, path: Path, digest: str) -> None:
     verdict = "[bold green]passed[/]" if result.passed else "[bold red]failed[/]"
     out.print(f"drill {result.drill} ({result.kind}): {verdict}")
     for system in result.systems:
-        out.print(f"\n[bold]{system.system}[/] from {system.location or '?'} to"
+        out.print(f"\n[bold]{system.system}[/] from {system.location or 'no location'} to"
                   f" {system.recovery_point}, disaster at {clock.rfc3339(system.disaster)}")  # fmt: skip
         phases = Table("phase", "seconds")
         for phase, seconds in system.phases.items():
             phases.add_row(phase, f"{seconds:.1f}")
         out.print(phases)
         out.print(_measure("RTO", system.rto_seconds, system.rto_objective_seconds))
-        out.print(_measure("RPO", system.rpo_seconds, system.rpo_objective_seconds)
-                  + _sentinel(system.sentinel_found))  # fmt: skip
+        rpo = _measure("RPO", system.rpo_seconds, system.rpo_objective_seconds)
+        out.print(
+            rpo + (_sentinel(system.sentinel_found) if system.rpo_seconds is not None else "")
+        )
         checks = Table("validation", "outcome", "seconds", "detail")
         colours = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
         for v in system.validations:

@@ -275,7 +275,9 @@ def _drill_system(
         disaster = sentinel.write(system.connection, password, system_name, name, result.run)
     else:
         disaster = clock.now()
-    outcome = SystemResult(system_name, disaster, recovery_point=target.describe())
+    outcome = SystemResult(
+        system_name, disaster, drill.from_location, recovery_point=target.describe()
+    )
     outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
     objectives = [plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo]
     outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
@@ -287,7 +289,7 @@ def _drill_system(
             reach_of=lambda ref: ctx.reach_of(ref, system_name),
             location=drill.from_location, password_file=ctx.password_file,
             start=True, port=scratch.port, server_env=ctx.server_env,
-            prepare=lambda data: _prepare(scratch, data),
+            prepare=lambda data: _prepare(scratch, data), staged_wal=scratch.wal_dir,
         )  # fmt: skip
         pg_ctl = recovered.binaries.tool("pg_ctl")
         run_as = _owner_prefix(scratch.data_dir)

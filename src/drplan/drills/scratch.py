@@ -41,6 +41,11 @@ class Scratch:
         return self.root / "data"
 
     @property
+    def wal_dir(self) -> Path:
+        """WAL the drill fetched for recovery, which the server copies from."""
+        return self.root / "wal"
+
+    @property
     def socket_dir(self) -> Path:
         return self.root / "socket"
 

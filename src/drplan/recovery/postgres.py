@@ -457,7 +457,7 @@ def expand_command(command: str, file: str, path: str) -> str:
     return "".join(out)
 
 
-def probe_fetch(target: Path, command: str, file: str) -> None:
+def probe_fetch(target: Path, command: str, file: str, env: dict[str, str] | None = None) -> None:
     """Run the restore_command as the server will (its user, in its data directory) for a
     file known to be archived. A server whose restore_command cannot run (drplan not
     reachable by that user, no password for it) would take the failure for the end of
@@ -470,6 +470,7 @@ def probe_fetch(target: Path, command: str, file: str) -> None:
         text=True,
         check=False,
         timeout=900,
+        env=env,  # the server's, which it will run restore_command with
     )
     probe.unlink(missing_ok=True)
     if proc.returncode != 0:

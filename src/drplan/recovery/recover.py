@@ -9,10 +9,12 @@ less WAL than another); the first that can be opened and can reach the target se
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,9 +43,18 @@ from drplan.recovery.postgres import (
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.binaries import Binaries, find_binaries
+from drplan.sources.postgres.scratch import drplan_reachable_by_servers
+from drplan.sources.postgres.wal_archive import (
+    DEFAULT_SEGMENT_SIZE,
+    SEGMENT,
+    WalArchive,
+    lsn_segment,
+    segment_number,
+)
 from drplan.sources.postgres.wal_status import recoverable_window
 from drplan.storage import StorageError
 
+STAGE_WORKERS = 4  # WAL files fetched at once (each a read and a decryption)
 OpenLocation = Callable[[str], AbstractContextManager[Repository]]
 
 
@@ -77,51 +88,49 @@ def recover(
     port: int = 5433,
     server_env: dict[str, str] | None = None,
     prepare: Callable[[Path], str] | None = None,
+    staged_wal: Path | None = None,
 ) -> Recovered:
     """Rebuild ``system`` in ``target_dir`` for ``target``, from ``location`` or the first
     of the system's locations that serves; with ``start``, start it on ``port`` and wait
     until recovery has ended. ``server_env`` is the started server's environment (its
     restore_command runs with it); ``prepare``, given the rebuilt data directory, readies
-    what the server needs besides and returns more server options."""
+    what the server needs besides and returns more server options. With ``staged_wal``,
+    the WAL recovery needs is fetched there first (the ``fetch`` phase) and the server
+    copies it from there: it then needs neither drplan, nor the repository's password,
+    nor access to the location (a drill's scratch server)."""
     candidates = [location] if location else locations_of(plan, system_name)
     if target.kind == "latest" and len(candidates) > 1:
         reach = {ref: reach_of(ref) for ref in candidates}
         candidates.sort(
             key=lambda ref: reach[ref] or datetime.min.replace(tzinfo=UTC), reverse=True
         )
-    tried: list[str] = []
-    refused: RecoveryTargetError | None = None
-    for ref in candidates:
-        try:
-            with open_location(ref) as repo:
-                fetch = restore_command(plan_path, system_name, ref, password_file)
-                rebuild = rebuild_step(repo, system, system_name, target, fetch)
-                rebuilt = rebuild(target_dir, force, spaces or {})
-            break
-        except RecoveryTargetError as exc:
-            if location:
-                raise
-            refused = refused or exc
-            tried.append(f"{ref}: {exc.message}")
-        except (RepositoryNotFoundError, StorageError, NoBaseBackupError) as exc:
-            if location:
-                raise
-            tried.append(f"{ref}: {exc.message}")
-    else:
-        if refused is not None:
-            refused.message = "; ".join(tried)
-            raise refused
-        raise PostgresRestoreError(
-            f"no location holds a usable base backup of {system_name}"
-            f" ({'; '.join(tried) or 'the plan names none'})",
-            hint="name one with --repo",
+
+    def rebuild_from(repo: Repository, ref: str) -> tuple[Rebuilt, str]:
+        if staged_wal is not None:
+            fetch = copy_command(staged_wal)
+        else:
+            fetch = restore_command(plan_path, system_name, ref, password_file)
+        rebuilt = rebuild_step(repo, system, system_name, target, fetch)(
+            target_dir, force, spaces or {}
         )
+        if staged_wal is not None:
+            staging = time.monotonic()
+            stage_wal(repo, system_name, rebuilt.result.chain, staged_wal, target_dir)
+            phases = rebuilt.result.phases
+            phases["fetch"] = round(phases.get("fetch", 0.0) + time.monotonic() - staging, 3)
+        return rebuilt, fetch
+
+    (rebuilt, fetch), ref = _first_that_serves(
+        candidates, location, system_name, open_location, rebuild_from
+    )
     result = rebuilt.result
     recovered = Recovered(result, ref, rebuilt.binaries, rebuilt.note, phases=dict(result.phases))
     if start:
         refuse_replayed_tablespaces(rebuilt.created_later)
+        if os.geteuid() == 0 and staged_wal is None:  # restore_command runs as the owner
+            drplan_reachable_by_servers()
         if rebuilt.probe:
-            probe_fetch(result.target, fetch, rebuilt.probe)
+            probe_fetch(result.target, fetch, rebuilt.probe, server_env)
         options = prepare(result.target) if prepare else ""
         starting = time.monotonic()
         log = start_cluster(rebuilt.binaries, result.target, port, server_env, options)
@@ -138,6 +147,40 @@ def recover(
     return recovered
 
 
+def _first_that_serves(
+    candidates: list[str],
+    location: str | None,
+    system_name: str,
+    open_location: OpenLocation,
+    rebuild_from: Callable[[Repository, str], tuple[Rebuilt, str]],
+) -> tuple[tuple[Rebuilt, str], str]:
+    """``rebuild_from`` the first candidate that can be opened and reach the target (only
+    ``location`` when one is named: its refusal is final); each refusal is reported."""
+    tried: list[str] = []
+    refused: RecoveryTargetError | None = None
+    for ref in candidates:
+        try:
+            with open_location(ref) as repo:
+                return rebuild_from(repo, ref), ref
+        except RecoveryTargetError as exc:
+            if location:
+                raise
+            refused = refused or exc
+            tried.append(f"{ref}: {exc.message}")
+        except (RepositoryNotFoundError, StorageError, NoBaseBackupError) as exc:
+            if location:
+                raise
+            tried.append(f"{ref}: {exc.message}")
+    if refused is not None:
+        refused.message = "; ".join(tried)
+        raise refused
+    raise PostgresRestoreError(
+        f"no location holds a usable base backup of {system_name}"
+        f" ({'; '.join(tried) or 'the plan names none'})",
+        hint="name one with --repo",
+    )
+
+
 def locations_of(plan: Plan, system_name: str) -> list[str]:
     """Every location of the system's jobs (base backups and WAL), in plan order."""
     seen: list[str] = []
@@ -145,6 +188,52 @@ def locations_of(plan: Plan, system_name: str) -> list[str]:
         if job.system == system_name:
             seen += [name for name in job.locations if name not in seen]
     return seen
+
+
+def copy_command(staged: Path) -> str:
+    """restore_command copying from a directory of staged WAL (absent: not archived)."""
+    quoted = shlex.quote(str(staged)).replace("%", "%%")
+    return f'test -f {quoted}/%f && cp {quoted}/%f "%p"'
+
+
+def stage_wal(
+    repo: Repository, system: str, chain: list[Snapshot], into: Path, owner_of: Path
+) -> int:
+    """Fetch every WAL file recovery from ``chain`` may ask for into ``into``: history
+    files, and each segment from the base backup's start on (a segment archived only while
+    it was being written under its own name, as ``drplan wal fetch`` serves it), owned by
+    the owner of ``owner_of`` (the rebuilt data directory). How many were fetched."""
+    archive = WalArchive(repo, system)
+    files = archive.files()
+    size = int(chain[-1].source.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
+    first = lsn_segment(str(chain[0].source.get("start_lsn", "0/0")), size)
+    complete = {w.file for w in files if SEGMENT.match(w.file)}
+    wanted = set()
+    for wal in files:
+        name = wal.file.removesuffix(".partial")
+        if wal.file.endswith(".history"):
+            wanted.add(wal.file)
+        elif (
+            SEGMENT.match(name)
+            and segment_number(name, size) >= first
+            and (wal.file == name or name not in complete)
+        ):
+            wanted.add(name)
+    into.mkdir(mode=0o700, exist_ok=True)
+    owner = os.stat(owner_of)
+
+    def fetch(name: str) -> None:
+        data = archive.fetch(name)
+        if data is None:  # forgotten meanwhile: recovery will find the gap itself
+            return
+        path = into / name
+        path.write_bytes(data)
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+    with ThreadPoolExecutor(STAGE_WORKERS) as pool:
+        list(pool.map(fetch, sorted(wanted)))
+    os.chown(into, owner.st_uid, owner.st_gid)
+    return len(wanted)
 
 
 def created_after(base: Snapshot, bases: list[Snapshot]) -> dict[str, str]:

@@ -14,6 +14,7 @@ import os
 import pwd
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,21 @@ def server_user() -> tuple[list[str], int, int]:
         entry = pwd.getpwnam(SERVER_USER)
     prefix = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
     return prefix, entry.pw_uid, entry.pw_gid
+
+
+def drplan_reachable_by_servers() -> None:
+    """Let a server's user run drplan (restore_command, archive_command run as the server):
+    the interpreter, the virtualenv or drplan itself may sit under a directory only root
+    may enter (``/root``). Directories on the way get the others-may-traverse bit (x, not
+    r): nothing becomes listable or readable that was not."""
+    import drplan  # noqa: PLC0415 - its own location
+
+    program = Path(sys.executable).with_name("drplan")
+    for path in (Path(os.path.realpath(sys.executable)), program, Path(drplan.__file__).resolve()):
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
 
 
 def free_port() -> int:
