@@ -34,6 +34,9 @@ def drill_plan(source: Archived, scratch: Path, **drill: Any) -> None:
         "kind": "database", "systems": ["db"], "schedule": "0 3 1 * *",
         "from_location": "local", "scratch_dir": str(scratch), **drill,
     }}  # fmt: skip
+    plan["drills"]["monthly-database"] = {
+        k: v for k, v in plan["drills"]["monthly-database"].items() if v is not None
+    }
     source.plan.write_text(yaml.safe_dump(plan))
 
 
@@ -180,3 +183,68 @@ def test_a_scratch_target_that_overlaps_production_is_refused(
     (line,) = done.err.strip().splitlines()
     assert "a drill never restores over production" in line
     assert sorted(p.name for p in archived.cluster.data_dir.iterdir()) == before
+
+
+def test_the_corruption_scenario_detects_the_damage_and_recovers_before_it(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+    scratch: Path,
+) -> None:
+    archived.cluster.sql("create table meters as select i as id from generate_series(1, 5000) i")
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    stream.wait_for(20)
+    switch_and_wait_archived(archived.cluster)
+    drill_plan(archived, scratch, simulate="corruption",
+               validations={"tables": [{"table": "meters"}]})  # fmt: skip
+    done = run("drill", "run", "monthly-database", "--json")
+    stream.finish()
+    assert done.code == 0, done.out + done.err
+    result = json.loads(done.out)
+    stages = [s["stage"] for s in result["systems"]]
+    assert stages == ["recovery", "corruption", "recovery before the corruption"]
+    _, damaged, again = result["systems"]
+    detections = {v["name"]: v for v in damaged["validations"]}
+    assert detections["pg_checksums finds the damage"]["outcome"] == "passed"
+    assert "found the damage to base/" in detections["pg_checksums finds the damage"]["detail"]
+    assert detections["pg_amcheck finds the damage"]["outcome"] == "passed"
+    assert again["recovery_point"] == first_lsn(result)  # the last point before the damage
+    assert all(v["outcome"] == "passed" for v in again["validations"]), again["validations"]
+    assert again["rpo"]["seconds"] == 0  # everything up to that point is there
+    assert list(scratch.iterdir()) == []
+
+
+def first_lsn(result: dict[str, Any]) -> str:
+    return str(result["systems"][0]["reached"]["lsn"])
+
+
+def test_a_data_center_drill_restores_only_from_the_locations_its_scenario_leaves(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    scratch: Path,
+) -> None:
+    dr_site = archived.repo.parent / "dr-site"
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["locations"]["dr"] = {"role": "secondary", "kind": "local", "path": str(dr_site)}
+    for job in ("db-full", "db-wal"):
+        plan["jobs"][job]["locations"] = ["local", "dr"]
+    plan["scenarios"]["site-loss"] = {"title": "Data center failure", "tier": 1,
+                                      "runbook": "rb", "recover_from": ["dr"]}  # fmt: skip
+    archived.plan.write_text(yaml.safe_dump(plan))
+    assert run("copy", "--from", "local", "--to", "dr").code == 0
+    give_to_server(dr_site)  # the server archives its WAL there too
+    assert run("backup", "db-full").code == 0
+    archived.cluster.sql("create table t as select 1 as i")
+    switch_and_wait_archived(archived.cluster)
+
+    drill_plan(archived, scratch, scenario="site-loss", from_location=None)
+    done = run("drill", "run", "monthly-database", "--json")
+    assert done.code == 0, done.out + done.err
+    (system,) = json.loads(done.out)["systems"]
+    assert system["location"] == "dr"  # the primary is declared lost
+
+    drill_plan(archived, scratch, scenario="site-loss", from_location="local")
+    refused = run("drill", "run", "monthly-database")
+    assert refused.code == 2
+    assert "which its scenario site-loss declares lost" in refused.err

@@ -17,7 +17,7 @@ from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV
 
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
-    from drplan.drills.runner import DrillResult
+    from drplan.drills.results import DrillResult
 
 CATALOG_HELP = "The catalog drills are recorded in (default $DRPLAN_CATALOG, else SQLite in the state directory)."
 
@@ -98,17 +98,21 @@ def _print(result: DrillResult, path: Path, digest: str) -> None:
     verdict = "[bold green]passed[/]" if result.passed else "[bold red]failed[/]"
     out.print(f"drill {result.drill} ({result.kind}): {verdict}")
     for system in result.systems:
-        out.print(f"\n[bold]{system.system}[/] from {system.location or 'no location'} to"
-                  f" {system.recovery_point}, disaster at {clock.rfc3339(system.disaster)}")  # fmt: skip
-        phases = Table("phase", "seconds")
-        for phase, seconds in system.phases.items():
-            phases.add_row(phase, f"{seconds:.1f}")
-        out.print(phases)
-        out.print(_measure("RTO", system.rto_seconds, system.rto_objective_seconds))
-        rpo = _measure("RPO", system.rpo_seconds, system.rpo_objective_seconds)
-        out.print(
-            rpo + (_sentinel(system.sentinel_found) if system.rpo_seconds is not None else "")
-        )
+        if system.stage == "corruption":
+            out.print(f"\n[bold]{system.system}[/] (the recovered copy damaged: are the checks"
+                      " catching it?)")  # fmt: skip
+        else:
+            stage = "" if system.stage == "recovery" else f" ({system.stage})"
+            out.print(f"\n[bold]{system.system}[/]{stage} from {system.location or 'no location'}"
+                      f" to {system.recovery_point}, disaster at {clock.rfc3339(system.disaster)}")  # fmt: skip
+            phases = Table("phase", "seconds")
+            for phase, seconds in system.phases.items():
+                phases.add_row(phase, f"{seconds:.1f}")
+            out.print(phases)
+            out.print(_measure("RTO", system.rto_seconds, system.rto_objective_seconds))
+            rpo = _measure("RPO", system.rpo_seconds, system.rpo_objective_seconds)
+            measured = system.rpo_seconds is not None
+            out.print(rpo + (_sentinel(system.sentinel_found) if measured else ""))
         checks = Table("validation", "outcome", "seconds", "detail")
         colours = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
         for v in system.validations:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from drplan.drills.runner import DrillResult
+from drplan.drills.results import DrillResult
 
 
 def write_evidence(result: DrillResult, directory: Path) -> tuple[Path, str]:

@@ -40,8 +40,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from drplan import __version__, clock
+from drplan import clock
 from drplan.drills import sentinel
+from drplan.drills.corruption import corrupt_and_detect
+from drplan.drills.results import DrillResult, SystemResult
 from drplan.drills.scratch import Scratch, make_scratch, scratch_base
 from drplan.drills.validations import (
     Validation,
@@ -56,128 +58,17 @@ from drplan.errors import DrillRefusedError, DrplanError, UsageError
 from drplan.plan.model import Plan, PostgresSystem
 from drplan.plan.model.assurance import Drill
 from drplan.recovery.pitr import Target, parse_target
-from drplan.recovery.recover import OpenLocation, Recovered, recover
+from drplan.recovery.recover import OpenLocation, Recovered, locations_of, recover
 from drplan.sources.postgres.cluster import connect
 from drplan.sources.postgres.scratch import server_user
 from drplan.sources.postgres.wal_status import recoverable_window
 
 LEASE_MARGIN = timedelta(minutes=5)  # past the budget: the drill tears down and records
-PHASES = ("fetch", "rebuild", "verify", "start", "replay", "validate")
 
 
 class BudgetExceeded(BaseException):
     """The drill ran past its time budget. Not an Exception: raised from a signal wherever
     the drill is, it must not be taken for that code's own failure (a damaged snapshot)."""
-
-
-@dataclass
-class SystemResult:
-    system: str
-    disaster: datetime
-    location: str | None = None
-    snapshots: list[str] = field(default_factory=list)
-    recovery_point: str = "latest"
-    reached_lsn: str | None = None
-    last_transaction: datetime | None = None
-    sentinel_found: bool | None = None  # None: no sentinel was written
-    phases: dict[str, float] = field(default_factory=dict)
-    validations: list[Validation] = field(default_factory=list)
-    rto_seconds: float | None = None
-    rto_objective_seconds: float = 0.0
-    rpo_seconds: float | None = None
-    rpo_objective_seconds: float | None = None
-    server_version: int | None = None
-    error: str | None = None  # why the recovery itself failed
-
-    @property
-    def failures(self) -> list[str]:
-        found = [f"{self.system}: {self.error}"] if self.error else []
-        found += [f"{self.system}: {v.name} failed: {v.detail}" for v in self.validations
-                  if v.outcome == "failed"]  # fmt: skip
-        if self.rto_seconds is not None and self.rto_seconds > self.rto_objective_seconds:
-            found.append(f"{self.system}: RTO {self.rto_seconds:.0f}s is over its objective"
-                         f" {self.rto_objective_seconds:.0f}s")  # fmt: skip
-        if (self.rpo_seconds is not None and self.rpo_objective_seconds is not None
-                and self.rpo_seconds > self.rpo_objective_seconds):  # fmt: skip
-            found.append(f"{self.system}: RPO {self.rpo_seconds:.0f}s is over its objective"
-                         f" {self.rpo_objective_seconds:.0f}s")  # fmt: skip
-        return found
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "system": self.system,
-            "disaster": clock.rfc3339(self.disaster),
-            "location": self.location,
-            "snapshots": self.snapshots,
-            "recovery_point": self.recovery_point,
-            "reached": {
-                "lsn": self.reached_lsn,
-                "last_transaction": self.last_transaction.isoformat()
-                if self.last_transaction
-                else None,
-                "sentinel_found": self.sentinel_found,
-            },
-            "phases": {p: self.phases[p] for p in PHASES if p in self.phases},
-            "rto": {
-                "seconds": _round(self.rto_seconds),
-                "objective_seconds": self.rto_objective_seconds,
-                "met": self.rto_seconds is not None
-                and self.rto_seconds <= self.rto_objective_seconds,
-            },
-            "rpo": {
-                "seconds": _round(self.rpo_seconds),
-                "objective_seconds": self.rpo_objective_seconds,
-                "met": self.rpo_seconds is not None
-                and (
-                    self.rpo_objective_seconds is None
-                    or self.rpo_seconds <= self.rpo_objective_seconds
-                ),
-            },
-            "validations": [v.as_dict() for v in self.validations],
-            "server_version": self.server_version,
-            "error": self.error,
-        }
-
-
-@dataclass
-class DrillResult:
-    drill: str
-    kind: str
-    scenario: str | None
-    run: str
-    started_at: datetime
-    ended_at: datetime | None = None
-    budget_seconds: float = 0.0
-    systems: list[SystemResult] = field(default_factory=list)
-    error: str | None = None  # why the drill as a whole stopped (budget, refusal)
-    kept: str | None = None  # the scratch directory, when --keep
-
-    @property
-    def failures(self) -> list[str]:
-        found = [self.error] if self.error else []
-        for system in self.systems:
-            found += system.failures
-        return found
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures and bool(self.systems)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "drill": self.drill,
-            "kind": self.kind,
-            "scenario": self.scenario,
-            "run": self.run,
-            "started_at": clock.rfc3339(self.started_at),
-            "ended_at": clock.rfc3339(self.ended_at) if self.ended_at else None,
-            "budget_seconds": self.budget_seconds,
-            "passed": self.passed,
-            "failures": self.failures,
-            "systems": [s.as_dict() for s in self.systems],
-            "kept": self.kept,
-            "drplan_version": __version__,
-        }
 
 
 @dataclass
@@ -208,6 +99,8 @@ def run_drill(ctx: DrillContext, name: str) -> DrillResult:
             hint="full-platform and service drills are not built yet (see docs/drills.md)",
         )
     systems = _postgres_systems(plan, name, drill)
+    for system_name in systems:  # a plan that contradicts itself is refused up front
+        _candidates(plan, name, drill, system_name)
     budget = drill.budget or min(plan.rto_of(s) for s in systems)
     result = DrillResult(name, drill.kind, drill.scenario, secrets.token_hex(6), clock.now(),
                          budget_seconds=budget.total_seconds())  # fmt: skip
@@ -216,7 +109,7 @@ def run_drill(ctx: DrillContext, name: str) -> DrillResult:
     try:
         with _budget(budget):
             for system_name in systems:
-                result.systems.append(_drill_system(ctx, name, drill, system_name, result))
+                result.systems += _drill_system(ctx, name, drill, system_name, result)
     except BudgetExceeded:
         result.error = f"the drill ran past its budget of {budget}: stopped and torn down"
     except DrillRefusedError:
@@ -261,33 +154,47 @@ def _postgres_systems(plan: Plan, name: str, drill: Drill) -> list[str]:
 
 
 def _drill_system(
-    ctx: DrillContext, name: str, drill: Drill, system_name: str, result: DrillResult
-) -> SystemResult:
+    ctx: DrillContext,
+    name: str,
+    drill: Drill,
+    system_name: str,
+    result: DrillResult,
+    *,
+    target: Target | None = None,
+    stage: str = "recovery",
+    point: datetime | None = None,
+) -> list[SystemResult]:
+    """Recover, validate and measure one system; with ``simulate: corruption``, then
+    damage the recovered copy, show the validations catch it, and recover again to the
+    last point before the damage (``stage`` names which recovery this is; ``point`` is
+    the time of the target a later stage recovers to, its data loss measured from it)."""
     plan = ctx.plan
     system = plan.systems[system_name]
     assert isinstance(system, PostgresSystem)
     password = system.password.resolve() if system.password else None
-    target = _target(ctx, drill, system_name)
-    base = scratch_base(drill.scratch_dir)
-    scratch = make_scratch(plan, base, name)  # refused before anything is written
-    began = time.monotonic()
-    if drill.sentinel:
+    target = target or _target(ctx, drill, system_name)
+    candidates = _candidates(plan, name, drill, system_name)
+    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name)  # refused before
+    began = time.monotonic()  # anything is written
+    if point is not None:
+        disaster = point  # the point asked for: what is missing before it is lost
+    elif drill.sentinel:
         disaster = sentinel.write(system.connection, password, system_name, name, result.run)
     else:
         disaster = clock.now()
-    outcome = SystemResult(
-        system_name, disaster, drill.from_location, recovery_point=target.describe()
-    )
+    outcome = SystemResult(system_name, disaster, candidates[0] if len(candidates) == 1 else None,
+                           recovery_point=target.describe(), stage=stage)  # fmt: skip
     outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
     objectives = [plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo]
     outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
+    outcomes = [outcome]
     run_as, pg_ctl = [], None
     try:
         recovered = recover(
             plan, ctx.plan_path, system_name, system, target, scratch.data_dir,
             open_location=ctx.open_location,
             reach_of=lambda ref: ctx.reach_of(ref, system_name),
-            location=drill.from_location, password_file=ctx.password_file,
+            candidates=candidates, password_file=ctx.password_file,
             start=True, port=scratch.port, server_env=ctx.server_env,
             prepare=lambda data: _prepare(scratch, data), staged_wal=scratch.wal_dir,
         )  # fmt: skip
@@ -295,9 +202,15 @@ def _drill_system(
         run_as = _owner_prefix(scratch.data_dir)
         _record_recovery(outcome, recovered)
         validating = time.monotonic()
-        _validate(ctx, drill, system, outcome, recovered, scratch, password, run_as, result.run)
+        _validate(ctx, drill, system, outcome, recovered, scratch, password, run_as,
+                  result.run if stage == "recovery" else None)  # fmt: skip
         outcome.phases["validate"] = round(time.monotonic() - validating, 3)
         outcome.rto_seconds = time.monotonic() - began
+        if drill.simulate == "corruption" and stage == "recovery":
+            user = str(conninfo_to_dict(system.connection).get("user") or "postgres")
+            outcomes.append(
+                corrupt_and_detect(outcome, recovered, scratch, run_as, ctx.server_env, user)
+            )
     except DrillRefusedError:
         raise
     except DrplanError as exc:
@@ -307,7 +220,31 @@ def _drill_system(
             result.kept = str(scratch.root)
         else:
             scratch.teardown(run_as or _owner_prefix(scratch.data_dir), pg_ctl or _pg_ctl(system))
-    return outcome
+    if len(outcomes) > 1:  # the damage was shown: recover to the last point before it
+        # By LSN: a time target needs a commit after it to be known reached.
+        before = parse_target(outcome.reached_lsn) if outcome.reached_lsn else target
+        outcomes += _drill_system(ctx, name, drill, system_name, result, target=before,
+                                  stage="recovery before the corruption",
+                                  point=outcome.last_transaction or outcome.disaster)  # fmt: skip
+    return outcomes
+
+
+def _candidates(plan: Plan, name: str, drill: Drill, system_name: str) -> list[str]:
+    """The locations the drill may restore from: its ``from_location``; for a scenario that
+    names where to recover from (the data center is lost), only those; else every
+    location of the system's jobs."""
+    scenario = plan.scenarios.get(drill.scenario) if drill.scenario else None
+    allowed = scenario.recover_from if scenario and scenario.recover_from else None
+    if drill.from_location:
+        if allowed is not None and drill.from_location not in allowed:
+            raise UsageError(
+                f"drill {name} restores from"
+                f" {drill.from_location}, which its scenario {drill.scenario} declares lost",
+                hint=f"restore from one of {', '.join(allowed)}",
+            )
+        return [drill.from_location]
+    mine = locations_of(plan, system_name)
+    return [loc for loc in mine if allowed is None or loc in allowed]
 
 
 def _target(ctx: DrillContext, drill: Drill, system_name: str) -> Target:
@@ -370,8 +307,9 @@ def _validate(
     scratch: Scratch,
     password: str | None,
     run_as: list[str],
-    run: str,
+    run: str | None,
 ) -> None:
+    """Run the drill's checks; ``run`` is the sentinel to look for (None: none written)."""
     checks = drill.validations
     outcome.validations.append(Validation("pg_verifybackup", "verifybackup", "passed",
                                           recovered.phases.get("verify", 0.0),
@@ -385,10 +323,10 @@ def _validate(
                                dbname=dbname, autocommit=True, connect_timeout=10)  # fmt: skip
 
     with scratch_conn() as conn:
-        found = sentinel.find(conn, run) if drill.sentinel else None
+        found = sentinel.find(conn, run) if run else None
         row = conn.execute("select rolname from pg_roles where oid = 10").fetchone()
         superuser = str(row[0]) if row else user
-    outcome.sentinel_found = (found is not None) if drill.sentinel else None
+    outcome.sentinel_found = (found is not None) if run else None
     newest = found or outcome.last_transaction or _base_end(recovered)
     outcome.rpo_seconds = max(0.0, (outcome.disaster - newest).total_seconds()) if newest else None
     point = outcome.last_transaction or outcome.disaster
@@ -449,10 +387,6 @@ def _budget(limit: timedelta) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 __all__ = ["DrillContext", "DrillResult", "SystemResult", "run_drill"]

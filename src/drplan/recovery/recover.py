@@ -81,6 +81,7 @@ def recover(
     open_location: OpenLocation,
     reach_of: Callable[[str], datetime | None],
     location: str | None = None,
+    candidates: list[str] | None = None,
     password_file: str | None = None,
     force: bool = False,
     spaces: dict[str, Path] | None = None,
@@ -98,7 +99,10 @@ def recover(
     the WAL recovery needs is fetched there first (the ``fetch`` phase) and the server
     copies it from there: it then needs neither drplan, nor the repository's password,
     nor access to the location (a drill's scratch server)."""
-    candidates = [location] if location else locations_of(plan, system_name)
+    if candidates is None:
+        candidates = [location] if location else locations_of(plan, system_name)
+    else:
+        candidates = list(candidates)
     if target.kind == "latest" and len(candidates) > 1:
         reach = {ref: reach_of(ref) for ref in candidates}
         candidates.sort(

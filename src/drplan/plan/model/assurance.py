@@ -73,6 +73,9 @@ class Drill(PlanModel):
     """`latest`, `random`, a time, an LSN or a restore point name."""
     budget: Duration | None = None
     """Time the drill may take; defaults to the RTO of its systems."""
+    simulate: Literal["none", "corruption"] = "none"
+    """What the drill does to the recovered copy: `corruption` damages relation pages,
+    shows the validations catch it, then recovers again to the last point before it."""
     sentinel: StrictBool = True
     """Write a row into the source (`drplan.drill_sentinel`, created when missing) at the
     disaster moment, to measure the data lost; off for sources drplan may not write to
