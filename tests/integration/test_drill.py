@@ -248,3 +248,47 @@ def test_a_data_center_drill_restores_only_from_the_locations_its_scenario_leave
     refused = run("drill", "run", "monthly-database")
     assert refused.code == 2
     assert "which its scenario site-loss declares lost" in refused.err
+
+
+def test_a_full_platform_drill_recovers_in_dependency_order_on_its_critical_path(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    scratch: Path,
+    tmp_path: Path,
+) -> None:
+    plan = yaml.safe_load(archived.plan.read_text())
+    for name in ("web", "config"):
+        source = tmp_path / name
+        (source / "etc").mkdir(parents=True)
+        for i in range(20):
+            (source / "etc" / f"{name}-{i}.conf").write_text(f"{name} setting {i}\n" * 50)
+        plan["systems"][name] = {"kind": "files", "tier": "important", "paths": [str(source)],
+                                 "data_classes": ["configuration"]}  # fmt: skip
+        plan["jobs"][name] = {"system": name, "type": "files", "schedule": "1h",
+                              "locations": ["local"]}  # fmt: skip
+    plan["systems"]["web"]["depends_on"] = ["db"]  # config depends on nothing
+    archived.plan.write_text(yaml.safe_dump(plan))
+    for job in ("db-full", "web", "config"):
+        assert run("backup", job).code == 0
+    archived.cluster.sql("create table t as select 1 as i")
+    switch_and_wait_archived(archived.cluster)
+    drill_plan(archived, scratch, kind="full_platform", systems=[])
+
+    first = run("drill", "run", "monthly-database", "--json")
+    assert first.code == 0, first.out + first.err
+    result = json.loads(first.out)
+    assert result["passed"] is True, result["failures"]
+    order = [s["system"] for s in result["systems"]]
+    assert sorted(order) == ["config", "db", "web"]
+    assert order.index("web") > order.index("db")  # after what it depends on
+    web = next(s for s in result["systems"] if s["system"] == "web")
+    assert web["validations"][0]["name"] == "files match the snapshot"
+    assert web["validations"][0]["detail"].startswith("20 files, ")
+    critical = result["critical_path"]
+    assert critical["systems"] == ["db", "web"]
+    assert critical["objective_seconds"] == 12 * 3600
+    assert critical["predicted_seconds"] is None  # no drill before this one
+    assert list(scratch.iterdir()) == []
+
+    again = json.loads(run("drill", "run", "monthly-database", "--json").out)
+    assert again["critical_path"]["predicted_seconds"] > 0  # from the first one's evidence

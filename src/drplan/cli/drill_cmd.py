@@ -69,6 +69,7 @@ def run_command(
     store = _open_catalog(catalog)
     try:
         ctx.acquire, ctx.release = store.acquire, store.release
+        ctx.history = [Path(r["evidence"]) for r in store.drills(limit=100) if r["evidence"]]
         result = run_drill(ctx, name)
         path, digest = write_evidence(result, Path(state_dir()) / "drills" / "evidence")
         store.record_drill(catalog_row(result, path, digest))
@@ -121,6 +122,14 @@ def _print(result: DrillResult, path: Path, digest: str) -> None:
         out.print(checks)
         if system.error:
             out.print(f"[bold red]recovery failed:[/] {system.error}")
+    if result.critical_path:
+        predicted = (f"; {result.predicted_seconds:.1f}s predicted from past drills"
+                     if result.predicted_seconds is not None else "")  # fmt: skip
+        out.print(f"\ncritical path: {' -> '.join(result.critical_path)},"
+                  f" {result.critical_seconds or 0:.1f}s{predicted}")  # fmt: skip
+        if result.critical_objective_seconds is not None:
+            out.print(_measure("full-platform RTO", result.critical_seconds,
+                               result.critical_objective_seconds))  # fmt: skip
     if result.error:
         out.print(f"[bold red]{result.error}[/]")
     if result.kept:

@@ -98,12 +98,22 @@ class DrillResult:
     systems: list[SystemResult] = field(default_factory=list)
     error: str | None = None  # why the drill as a whole stopped (budget, refusal)
     kept: str | None = None  # the scratch directory, when --keep
+    # Service and full-platform drills: the chain of dependencies that took longest, its
+    # time, the full-platform RTO, and what past drills predicted before this one began.
+    critical_path: list[str] = field(default_factory=list)
+    critical_seconds: float | None = None
+    critical_objective_seconds: float | None = None
+    predicted_seconds: float | None = None
 
     @property
     def failures(self) -> list[str]:
         found = [self.error] if self.error else []
         for system in self.systems:
             found += system.failures
+        if (self.critical_seconds is not None and self.critical_objective_seconds is not None
+                and self.critical_seconds > self.critical_objective_seconds):  # fmt: skip
+            found.append(f"the platform's critical path took {self.critical_seconds:.0f}s, over"
+                         f" the full-platform RTO of {self.critical_objective_seconds:.0f}s")  # fmt: skip
         return found
 
     @property
@@ -123,6 +133,12 @@ class DrillResult:
             "failures": self.failures,
             "systems": [s.as_dict() for s in self.systems],
             "kept": self.kept,
+            "critical_path": {
+                "systems": self.critical_path,
+                "seconds": _round(self.critical_seconds),
+                "objective_seconds": self.critical_objective_seconds,
+                "predicted_seconds": _round(self.predicted_seconds),
+            },
             "drplan_version": __version__,
         }
 

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -41,10 +42,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from drplan import clock
-from drplan.drills import sentinel
+from drplan.drills import platform, sentinel
 from drplan.drills.corruption import corrupt_and_detect
 from drplan.drills.results import DrillResult, SystemResult
 from drplan.drills.scratch import Scratch, make_scratch, scratch_base
+from drplan.drills.snapshots import drill_snapshot_system
 from drplan.drills.validations import (
     Validation,
     amcheck,
@@ -82,6 +84,7 @@ class DrillContext:
     keep: bool = False
     rng: random.Random = field(default_factory=random.Random)
     # Leases (the catalog's): one drill per system at a time, on any host.
+    history: list[Path] = field(default_factory=list)  # past evidence, for predictions
     acquire: Callable[[str, str, datetime, datetime], bool] | None = None
     release: Callable[[str, str], None] | None = None
 
@@ -93,23 +96,25 @@ def run_drill(ctx: DrillContext, name: str) -> DrillResult:
         raise UsageError(f"the plan has no drill {name!r} (it has {known})",
                          hint="see `drplan drill list`")  # fmt: skip
     drill = plan.drills[name]
-    if drill.kind != "database":
-        raise UsageError(
-            f"drill {name} is a {drill.kind} drill; this drplan runs database drills",
-            hint="full-platform and service drills are not built yet (see docs/drills.md)",
-        )
-    systems = _postgres_systems(plan, name, drill)
+    systems = _systems(plan, name, drill)
     for system_name in systems:  # a plan that contradicts itself is refused up front
         _candidates(plan, name, drill, system_name)
-    budget = drill.budget or min(plan.rto_of(s) for s in systems)
+    budget = drill.budget or (
+        plan.objectives.rto.full_platform
+        if drill.kind == "full_platform"
+        else min(plan.rto_of(s) for s in systems)
+    )
     result = DrillResult(name, drill.kind, drill.scenario, secrets.token_hex(6), clock.now(),
                          budget_seconds=budget.total_seconds())  # fmt: skip
+    order = platform.levels(plan, systems)
+    if drill.kind != "database":
+        result.predicted_seconds = platform.predicted(plan, systems, ctx.history)
     holder = f"{socket.gethostname()}:{os.getpid()}:{result.run}"
     held = _hold(ctx, systems, holder, budget)
     try:
         with _budget(budget):
-            for system_name in systems:
-                result.systems += _drill_system(ctx, name, drill, system_name, result)
+            for level in order:
+                _recover_level(ctx, name, drill, level, result)
     except BudgetExceeded:
         result.error = f"the drill ran past its budget of {budget}: stopped and torn down"
     except DrillRefusedError:
@@ -121,7 +126,48 @@ def run_drill(ctx: DrillContext, name: str) -> DrillResult:
             for lease in held:
                 ctx.release(lease, holder)
     result.ended_at = clock.now()
+    if drill.kind != "database":
+        _critical_path(plan, drill, systems, result)
     return result
+
+
+def _critical_path(plan: Plan, drill: Drill, systems: list[str], result: DrillResult) -> None:
+    """The chain that took longest, once every system recovered; for a full-platform
+    drill, held against the full-platform RTO."""
+    durations = {s.system: s.rto_seconds for s in result.systems
+                 if s.stage == "recovery" and s.rto_seconds is not None}  # fmt: skip
+    found = platform.critical_path(plan, durations) if len(durations) == len(systems) else None
+    if found is not None:
+        result.critical_path, result.critical_seconds = found
+    if drill.kind == "full_platform":
+        result.critical_objective_seconds = plan.objectives.rto.full_platform.total_seconds()
+
+
+def _recover_level(
+    ctx: DrillContext, name: str, drill: Drill, level: list[str], result: DrillResult
+) -> None:
+    """Recover the systems of one level, at the same time (each in its own scratch target)."""
+    if len(level) == 1:
+        result.systems += _drill_any(ctx, name, drill, level[0], result)
+        return
+    with ThreadPoolExecutor(len(level), thread_name_prefix="drplan-drill") as pool:
+        futures = [pool.submit(_drill_any, ctx, name, drill, system, result) for system in level]
+        for future in futures:
+            result.systems += future.result()
+
+
+def _drill_any(
+    ctx: DrillContext, name: str, drill: Drill, system_name: str, result: DrillResult
+) -> list[SystemResult]:
+    if isinstance(ctx.plan.systems[system_name], PostgresSystem):
+        return _drill_system(ctx, name, drill, system_name, result)
+    outcome, kept = drill_snapshot_system(
+        ctx.plan, name, drill, system_name, _candidates(ctx.plan, name, drill, system_name),
+        ctx.open_location, ctx.keep,
+    )  # fmt: skip
+    if kept:
+        result.kept = kept
+    return [outcome]
 
 
 def _hold(ctx: DrillContext, systems: list[str], holder: str, budget: timedelta) -> list[str]:
@@ -143,14 +189,17 @@ def _hold(ctx: DrillContext, systems: list[str], holder: str, budget: timedelta)
     return held
 
 
-def _postgres_systems(plan: Plan, name: str, drill: Drill) -> list[str]:
-    wrong = [s for s in drill.systems if not isinstance(plan.systems.get(s), PostgresSystem)]
-    if wrong:
-        raise UsageError(
-            f"drill {name} recovers {', '.join(wrong)}, which is not a PostgreSQL system",
-            hint="a database drill names PostgreSQL systems",
-        )
-    return list(drill.systems)
+def _systems(plan: Plan, name: str, drill: Drill) -> list[str]:
+    """The systems the drill recovers: a database drill's must be PostgreSQL systems; a
+    full-platform drill naming none recovers every system of the plan."""
+    if drill.kind == "database":
+        wrong = [s for s in drill.systems if not isinstance(plan.systems.get(s), PostgresSystem)]
+        if wrong:
+            raise UsageError(
+                f"drill {name} recovers {', '.join(wrong)}, which is not a PostgreSQL system",
+                hint="a database drill names PostgreSQL systems; a service drill any",
+            )
+    return list(drill.systems) or list(plan.systems)
 
 
 def _drill_system(
