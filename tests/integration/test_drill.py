@@ -112,6 +112,15 @@ def test_a_database_drill_recovers_validates_and_measures_rto_and_rpo(
     assert sentinel == [(result["run"],)]
     stream.finish()
 
+    # The report and the KPIs count it.
+    kpis = json.loads(run("report", "--format", "json").out)["kpis"]
+    assert kpis["30d"]["all"]["recoveries"] == 1
+    assert kpis["30d"]["tier:critical"]["within_rto"] == 1.0
+    assert kpis["30d"]["class:database"]["integrity"] == 1.0
+    md = run("drill", "report").out
+    assert "| 30d | all | 1 | 100% | 100% | 100% | yes |" in md
+    assert f"(sha256 {result['sha256'][:12]})" in md
+
 
 def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     run: Run,

@@ -43,6 +43,7 @@ COMMANDS = {
     "serve": "drplan.cli.serve_cmd:serve_command",
     "observability": "drplan.cli.observability_cmd:observability_group",
     "drill": "drplan.cli.drill_cmd:drill_group",
+    "report": "drplan.cli.report_cmd:report_command",
 }
 
 

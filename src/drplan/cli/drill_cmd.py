@@ -4,8 +4,9 @@ judged) and ``drplan drill list`` (the plan's drills and how each last went)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
     from drplan.drills.results import DrillResult
 
+F = TypeVar("F", bound=Callable[..., Any])
 CATALOG_HELP = "The catalog drills are recorded in (default $DRPLAN_CATALOG, else SQLite in the state directory)."
 
 
@@ -204,3 +206,77 @@ def list_command(settings: Settings, /, catalog: str | None, as_json: bool) -> N
         table.add_row(row["drill"], row["kind"], ", ".join(row["systems"]) or "all",
                       row["schedule"], shown)  # fmt: skip
     console().print(table)
+
+
+def report_options(fn: F) -> F:
+    """--since, --format, --output and --catalog: `drill report` and `report` share them."""
+    for option in reversed([
+        click.option("--since", default="365d", show_default=True, metavar="DURATION|DATE",
+                     help="Since this long ago (e.g. 90d) or this date (2026-01-01)."),
+        click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]),
+                     default="md", show_default=True),
+        click.option("-o", "--output", metavar="FILE",
+                     help="Write to FILE instead of standard output."),
+        click.option("--catalog", metavar="URL", help=CATALOG_HELP),
+    ]):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+@drill_group.command("report")
+@report_options
+@pass_settings
+def report_command(
+    settings: Settings, /, since: str, fmt: str, output: str | None, catalog: str | None
+) -> None:
+    """Every drill run since then, each system's restore times as a trend, and the plan's
+    recovery KPIs (within RTO, within RPO, data integrity) per window, tier and data
+    class against its success criteria."""
+    write_report(settings, since, fmt, output, catalog, runs=True)
+
+
+def write_report(
+    settings: Settings, since: str, fmt: str, output: str | None, catalog: str | None, runs: bool
+) -> None:
+    import json  # noqa: PLC0415
+
+    from drplan.drills.report import as_html, markdown, report  # noqa: PLC0415
+
+    plan = settings.load().plan
+    now = clock.now()
+    start = _since(since, now)
+    store = _open_catalog(catalog)
+    try:
+        rows = store.drills(since=start, limit=100_000)
+    finally:
+        store.close()
+    data = report(plan, rows, now)
+    if not runs:
+        data.pop("runs")
+    if fmt == "json":
+        text = json.dumps(data, indent=2) + "\n"
+    elif fmt == "html":
+        text = as_html(data)
+    else:
+        text = markdown(data)
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _since(text: str, now: Any) -> Any:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from drplan.errors import UsageError  # noqa: PLC0415
+    from drplan.plan.durations import parse_duration  # noqa: PLC0415
+
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        raise UsageError(f"--since {text!r} is neither a duration nor a date",
+                         hint="e.g. --since 90d or --since 2026-01-01") from None  # fmt: skip

@@ -39,6 +39,7 @@ class DaemonCollector(Collector):
             yield from self._rpo(status)
             yield from self._locations(status)
             yield from _drills(status)
+            yield from _kpis(status)
 
     def _jobs(self) -> Iterator[Metric]:
         events = self.events()
@@ -224,6 +225,29 @@ def _drills(status: Status) -> Iterator[Metric]:
             if d["last_rpo_seconds"] is not None:
                 rpo.add_metric([name], d["last_rpo_seconds"])
     yield from (last, passed, rto, rpo, overdue)
+
+
+def _kpis(status: Status) -> Iterator[Metric]:
+    """The recovery KPIs per window and group (all, tier:T, class:C), from the drills."""
+    count = _gauge("drplan_kpi_recoveries", "Recoveries (drilled systems) in the window.",
+                   "window", "group")  # fmt: skip
+    labels = ("window", "group")
+    ratios = {
+        "within_rto": _gauge("drplan_kpi_within_rto_ratio",
+                             "Share of the window's recoveries within their RTO.", *labels),
+        "within_rpo": _gauge("drplan_kpi_within_rpo_ratio",
+                             "Share of the window's recoveries within their RPO.", *labels),
+        "integrity": _gauge("drplan_kpi_integrity_ratio",
+                            "Share of the window's recoveries that passed every validation.",
+                            *labels),
+    }  # fmt: skip
+    for window, groups in sorted(status.kpis.items()):
+        for group, k in sorted(groups.items()):
+            count.add_metric([window, group], float(k["recoveries"]))
+            for key, gauge in ratios.items():
+                if k[key] is not None:
+                    gauge.add_metric([window, group], float(k[key]))
+    yield from (count, *ratios.values())
 
 
 def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:

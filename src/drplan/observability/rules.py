@@ -114,6 +114,21 @@ def rules(plan: Plan, watch_every: timedelta = timedelta(seconds=60)) -> dict[st
             "DrplanDrillFailed", "drplan_drill_last_passed == 0", "0m", "error",
             "the last run of drill {{ $labels.drill }} failed",
         ),
+        *(
+            _rule(
+                f"DrplanKpi{title}",
+                f'drplan_kpi_{metric}_ratio{{window="90d",group="all"}} < {target}', "0m",
+                "warning", f"{what} over 90 days is below the plan's {target:.0%}",
+            )
+            for title, metric, what, target in (
+                ("RtoAchievement", "within_rto", "recoveries within RTO",
+                 plan.success_criteria.rto_achievement),
+                ("RpoAchievement", "within_rpo", "recoveries within RPO",
+                 plan.success_criteria.rpo_achievement),
+                ("DataIntegrity", "integrity", "recoveries passing every validation",
+                 plan.success_criteria.data_integrity),
+            )
+        ),
     ]  # fmt: skip
     stale = watch_every * 3 + timedelta(minutes=2)
     daemon = [

@@ -52,6 +52,7 @@ class Status:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
     drills: dict[str, dict[str, Any]] = field(default_factory=dict)  # see drills.schedule
+    kpis: dict[str, Any] = field(default_factory=dict)  # see drills.report.kpi_table
 
     @property
     def healthy(self) -> bool:

@@ -33,6 +33,7 @@ class Watcher:
         on_assessed: Callable[[Status], None] | None = None,
         last_drills: Callable[[], dict[str, dict[str, Any]]] | None = None,
         since: datetime | None = None,
+        kpis: Callable[[datetime], dict[str, Any]] | None = None,
     ) -> None:
         self.plan = plan
         self.open_location = open_location
@@ -42,6 +43,7 @@ class Watcher:
         self.on_assessed = on_assessed  # e.g. alerting on the problems the status shows
         self.last_drills = last_drills  # each drill's newest run, for overdue drills
         self.since = since
+        self.kpis = kpis  # the recovery KPIs from the drills' records
         self.latest: Status | None = None
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drplan-watch", daemon=True)
@@ -61,6 +63,8 @@ class Watcher:
         now = self.clock()
         drills = self.last_drills() if self.last_drills else None
         status = build_status(plan, facts, now, self.last_runs(), drills, self.since)
+        if self.kpis is not None:
+            status.kpis = self.kpis(now)
         self.latest = status
         if self.on_assessed is not None:
             self.on_assessed(status)

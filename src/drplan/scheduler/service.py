@@ -14,6 +14,7 @@ from types import FrameType
 
 from drplan import clock
 from drplan.catalog.store import Catalog
+from drplan.drills.report import KPI_SPAN, current_kpis
 from drplan.drills.schedule import newest_drills
 from drplan.errors import DrplanError
 from drplan.notify.notifier import Notifier
@@ -66,6 +67,7 @@ def serve(
         alert,
         lambda: newest_drills(store, daemon.plan),
         daemon.since,
+        lambda now: current_kpis(daemon.plan, store.drills(since=now - KPI_SPAN), now),
     )
 
     def ready() -> str | None:

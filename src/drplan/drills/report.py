@@ -1,0 +1,255 @@
+"""What the drills have shown over time: every run, each system's restore times as a
+trend, and the plan's recovery KPIs against its success criteria.
+
+A **recovery** is one system recovered by one drill run (its first recovery; the later
+stages of a scenario are not counted twice). Over rolling windows (30, 90 and 365 days)
+the KPIs are the share of recoveries that finished within their RTO, that lost no more
+than their RPO, and that passed every validation (data integrity), overall, per tier
+and per data class; each is held against the plan's ``success_criteria``. The figures
+come from the catalog's rows and the evidence files they point to; a run whose evidence
+is gone counts with what its row holds.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drplan import clock
+from drplan.plan.model import Plan
+
+WINDOWS = {"30d": timedelta(days=30), "90d": timedelta(days=90), "365d": timedelta(days=365)}
+KPI_SPAN = max(WINDOWS.values())
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """One system recovered by one drill run."""
+
+    at: datetime
+    drill: str
+    system: str
+    rto_met: bool
+    rpo_met: bool
+    intact: bool
+    rto_seconds: float | None
+    rpo_seconds: float | None
+
+
+@dataclass
+class Kpis:
+    recoveries: int = 0
+    within_rto: float | None = None  # fractions of recoveries
+    within_rpo: float | None = None
+    integrity: float | None = None
+    met: dict[str, bool] = field(default_factory=dict)  # against the success criteria
+
+
+def recoveries(rows: list[dict[str, Any]]) -> list[Recovery]:
+    """The recoveries of the drill runs in ``rows`` (catalog rows), oldest first."""
+    found = []
+    for row in rows:
+        systems = _evidence_systems(row.get("evidence"))
+        if systems is None:  # evidence gone: the row's figures, as one recovery
+            found.append(Recovery(row["started_at"], row["drill"], "?", bool(row["rto_met"]),
+                                  bool(row["rpo_met"]), bool(row["integrity"]),
+                                  row["rto_seconds"], row["rpo_seconds"]))  # fmt: skip
+            continue
+        for system in systems:
+            if system.get("stage", "recovery") != "recovery":
+                continue
+            rto, rpo = system.get("rto") or {}, system.get("rpo") or {}
+            intact = system.get("error") is None and all(
+                v.get("outcome") != "failed" for v in system.get("validations", [])
+            )
+            found.append(Recovery(row["started_at"], row["drill"], system["system"],
+                                  bool(rto.get("met")), bool(rpo.get("met")), intact,
+                                  rto.get("seconds"), rpo.get("seconds")))  # fmt: skip
+    return sorted(found, key=lambda r: r.at)
+
+
+def _evidence_systems(path: str | None) -> list[dict[str, Any]] | None:
+    if not path:
+        return None
+    try:
+        systems: list[dict[str, Any]] = json.loads(Path(path).read_text())["systems"]
+        return systems
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def kpis(plan: Plan, found: list[Recovery]) -> Kpis:
+    out = Kpis(len(found))
+    if not found:
+        return out
+    out.within_rto = sum(r.rto_met for r in found) / len(found)
+    out.within_rpo = sum(r.rpo_met for r in found) / len(found)
+    out.integrity = sum(r.intact for r in found) / len(found)
+    criteria = plan.success_criteria
+    out.met = {
+        "rto_achievement": out.within_rto >= criteria.rto_achievement,
+        "rpo_achievement": out.within_rpo >= criteria.rpo_achievement,
+        "data_integrity": out.integrity >= criteria.data_integrity,
+    }
+    return out
+
+
+def current_kpis(plan: Plan, rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """The KPI table from the catalog's rows of the last year (for /metrics)."""
+    return kpi_table(plan, recoveries(rows), now)
+
+
+def kpi_table(plan: Plan, found: list[Recovery], now: datetime) -> dict[str, Any]:
+    """KPIs per window: overall, per tier and per data class."""
+    table: dict[str, Any] = {}
+    for window, span in WINDOWS.items():
+        recent = [r for r in found if r.at >= now - span]
+        groups: dict[str, list[Recovery]] = {"all": recent}
+        for r in recent:
+            system = plan.systems.get(r.system)
+            if system is None:
+                continue
+            groups.setdefault(f"tier:{system.tier.value}", []).append(r)
+            for data_class in system.data_classes:
+                groups.setdefault(f"class:{data_class}", []).append(r)
+        table[window] = {name: vars(kpis(plan, group)) for name, group in groups.items()}
+    return table
+
+
+def trends(found: list[Recovery]) -> dict[str, dict[str, Any]]:
+    """Per system: its measured RTOs oldest first, and how the last compares with the
+    median of the ones before it."""
+    by_system: dict[str, list[Recovery]] = {}
+    for r in found:
+        if r.rto_seconds is not None and r.system != "?":
+            by_system.setdefault(r.system, []).append(r)
+    out = {}
+    for system, runs in sorted(by_system.items()):
+        times = [float(r.rto_seconds or 0.0) for r in runs]
+        before = times[:-1]
+        change = (
+            (times[-1] / statistics.median(before) - 1)
+            if before and statistics.median(before)
+            else None
+        )
+        out[system] = {
+            "rto_seconds": [round(t, 3) for t in times],
+            "at": [clock.rfc3339(r.at) for r in runs],
+            "median_seconds": round(statistics.median(times), 3),
+            "last_seconds": round(times[-1], 3),
+            "change_from_median": None if change is None else round(change, 3),
+        }
+    return out
+
+
+def report(plan: Plan, rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """The drill report: runs (newest first), restore-time trends, KPIs."""
+    found = recoveries(rows)
+    return {
+        "time": clock.rfc3339(now),
+        "runs": [_run(r) for r in rows],
+        "trends": trends(found),
+        "kpis": kpi_table(plan, found, now),
+        "success_criteria": {
+            "rto_achievement": plan.success_criteria.rto_achievement,
+            "rpo_achievement": plan.success_criteria.rpo_achievement,
+            "data_integrity": plan.success_criteria.data_integrity,
+        },
+    }
+
+
+def _run(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "drill": row["drill"],
+        "started_at": clock.rfc3339(row["started_at"]),
+        "passed": bool(row["passed"]),
+        "rto_seconds": row["rto_seconds"],
+        "rpo_seconds": row["rpo_seconds"],
+        "failures": row["summary"] or "",
+        "evidence": row["evidence"],
+        "sha256": row["sha256"],
+    }
+
+
+def _met(met: dict[str, bool]) -> str:
+    if not met:
+        return "-"  # no recoveries to judge
+    missed = [name for name, ok in met.items() if not ok]
+    return "no: " + ", ".join(missed) if missed else "yes"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [f"# Drill report ({data['time']})", "", "## Recovery KPIs", ""]
+    goals = data["success_criteria"]
+    lines += [
+        f"Success criteria: within RTO {_pct(goals['rto_achievement'])}, within RPO"
+        f" {_pct(goals['rpo_achievement'])}, data integrity {_pct(goals['data_integrity'])}.",
+        "",
+        "| window | group | recoveries | within RTO | within RPO | integrity | criteria met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for window, groups in data["kpis"].items():
+        for group, k in groups.items():
+            lines.append(f"| {window} | {group} | {k['recoveries']} | {_pct(k['within_rto'])} |"
+                         f" {_pct(k['within_rpo'])} | {_pct(k['integrity'])} | {_met(k['met'])} |")  # fmt: skip
+    lines += ["", "## Restore time per system", "",
+              "| system | drills | median | last | change from median | RTOs, oldest first |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for system, t in data["trends"].items():
+        change = t["change_from_median"]
+        shown = "-" if change is None else f"{change * 100:+.0f}%"
+        lines.append(f"| {system} | {len(t['rto_seconds'])} | {_secs(t['median_seconds'])} |"
+                     f" {_secs(t['last_seconds'])} | {shown} |"
+                     f" {', '.join(_secs(s) for s in t['rto_seconds'])} |")  # fmt: skip
+    lines += ["", "## Runs", "", "| started | drill | result | RTO | RPO | evidence |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for run in data["runs"]:
+        result = "passed" if run["passed"] else f"failed: {run['failures']}"
+        lines.append(f"| {run['started_at']} | {run['drill']} | {result} |"
+                     f" {_secs(run['rto_seconds'])} | {_secs(run['rpo_seconds'])} |"
+                     f" {run['evidence']} (sha256 {str(run['sha256'])[:12]}) |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def as_html(data: dict[str, Any]) -> str:
+    """The markdown report's tables as a self-contained HTML page (no scripts, no fetches)."""
+    body, table = [], False
+    for line in markdown(data).splitlines():
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("| "):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split(" | ")]
+            tag = "td" if table else "th"
+            if not table:
+                body.append("<table>")
+                table = True
+            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+        else:
+            if table:
+                body.append("</table>")
+                table = False
+            if line:
+                body.append(f"<p>{html.escape(line)}</p>")
+    if table:
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}")  # fmt: skip
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Drill report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
