@@ -185,8 +185,8 @@ class DrillFailedError(DrplanError):
 
 
 class DrillRefusedError(DrplanError):
-    """A drill was not started: its scratch target looks like production, or another drill
-    of the same systems is running."""
+    """A drill was not started: its scratch target looks like production, has no free port
+    or no room, or another drill of the same systems is running."""
 
     exit_code = 22
 
@@ -214,7 +214,7 @@ EXIT_CODES: dict[int, str] = {
     RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing",
     CatalogError.exit_code: "the catalog database cannot be reached, or was written by a newer drplan",
     DrillFailedError.exit_code: "a drill did not pass: a validation failed, or it missed its RTO or RPO (the report says which)",
-    DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, or another drill of those systems runs",
+    DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, has no free port or no room, or another drill of those systems runs",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

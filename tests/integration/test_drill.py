@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import socket
+import subprocess
+import sys
+from collections import namedtuple
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Result
+from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import give_to_server
 from tests.integration.test_postgres_pitr import (  # the fixtures, by name
     Archived,
@@ -25,6 +30,7 @@ from tests.integration.test_postgres_pitr import (  # the fixtures, by name
 )
 
 Run = Callable[..., Result]
+Usage = namedtuple("Usage", "total used free")  # as shutil.disk_usage answers
 
 
 def drill_plan(source: Archived, scratch: Path, **drill: Any) -> None:
@@ -122,11 +128,25 @@ def test_a_database_drill_recovers_validates_and_measures_rto_and_rpo(
     assert f"(sha256 {result['sha256'][:12]})" in md
 
 
+def scratch_servers(scratch: Path) -> list[str]:
+    """Command lines of processes running on a scratch data directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(scratch) in cmdline and "postgres" in cmdline:
+            found.append(cmdline)
+    return found
+
+
 def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     run: Run,
     archived: Archived,  # noqa: F811
     stream: Stream,  # noqa: F811
     scratch: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stream.wait_for(20)
     assert run("backup", "db-full").code == 0
@@ -168,6 +188,33 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     assert "another drill of db is running" in done.err
     store.release("drill:db", "elsewhere:1:x")
     store.close()
+
+    # No free port among the drill's scratch_ports: refused, nothing started.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = held.getsockname()[1]
+        done, _ = drill(scratch_ports=f"{busy}-{busy}")
+    assert done.code == 22
+    assert f"no free port in the drill's scratch_ports {busy}-{busy}" in done.err
+
+    # No room for the restore: refused before anything is written.
+    with monkeypatch.context() as m:
+        m.setattr("drplan.drills.scratch.shutil.disk_usage", lambda _: Usage(10, 10, 1 << 20))
+        done, _ = drill()
+    assert done.code == 22
+    assert "has 1 MiB free; the recovery needs about" in done.err
+
+    # Ctrl-C while it recovers: stopped, torn down, no server left behind.
+    drill_plan(archived, scratch)
+    proc = subprocess.Popen([sys.executable, "-m", "drplan", "drill", "run", "monthly-database"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_until(lambda: any(scratch.iterdir()) or proc.poll() is not None, "the scratch target")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert list(scratch.iterdir()) == []
+    assert scratch_servers(scratch) == [], "a scratch server was left running"
 
     # WAL missing on the way to the recovery point: the drill fails naming the gap.
     segments = sorted(p for p in (archived.repo / "wal").rglob("*") if p.is_file()

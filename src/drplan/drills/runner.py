@@ -45,7 +45,7 @@ from drplan import clock
 from drplan.drills import platform, sentinel
 from drplan.drills.corruption import corrupt_and_detect
 from drplan.drills.results import DrillResult, SystemResult
-from drplan.drills.scratch import Scratch, make_scratch, scratch_base
+from drplan.drills.scratch import Scratch, make_scratch, room_needed, scratch_base
 from drplan.drills.snapshots import drill_snapshot_system
 from drplan.drills.validations import (
     Validation,
@@ -223,8 +223,9 @@ def _drill_system(
     password = system.password.resolve() if system.password else None
     target = target or _target(ctx, drill, system_name)
     candidates = _candidates(plan, name, drill, system_name)
-    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name)  # refused before
-    began = time.monotonic()  # anything is written
+    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
+                           room_needed(ctx.open_location, candidates, system_name))  # fmt: skip
+    began = time.monotonic()  # refused before anything is written
     if point is not None:
         disaster = point  # the point asked for: what is missing before it is lost
     elif drill.sentinel:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict
 
 from drplan.catalog.store import state_dir
-from drplan.errors import DrillRefusedError
+from drplan.errors import DrillRefusedError, DrplanError
 from drplan.plan.model import FilesSystem, Plan, PostgresSystem
+from drplan.recovery.recover import OpenLocation
 from drplan.sources.postgres.scratch import free_port
 
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
@@ -76,6 +78,19 @@ class Scratch:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def room_needed(open_location: OpenLocation, candidates: list[str], system: str) -> int:
+    """About the bytes a recovery of ``system`` writes: its largest snapshot in the first
+    location that can be read (0 when none can: the restore then says what is wrong)."""
+    for ref in candidates:
+        try:
+            with open_location(ref) as repo:
+                snapshots, _ = repo.readable_snapshots()
+        except DrplanError:
+            continue
+        return max((s.summary.bytes_total for s in snapshots if s.system == system), default=0)
+    return 0
+
+
 def scratch_base(configured: str | None) -> Path:
     """Where scratch directories are made: the drill's ``scratch_dir``, else the state
     directory's ``drills/`` (as root ``/var/tmp/drplan-drills``: the restored server runs
@@ -87,12 +102,24 @@ def scratch_base(configured: str | None) -> Path:
     return Path(state_dir()) / "drills"
 
 
-def make_scratch(plan: Plan, base: Path, name: str) -> Scratch:
-    """A new scratch directory under ``base`` and a free port, refused when either looks
-    like production."""
+def make_scratch(
+    plan: Plan, base: Path, name: str, ports: str | None = None, needs: int = 0
+) -> Scratch:
+    """A new scratch directory under ``base`` and a free port (in ``ports``, ``LOW-HIGH``,
+    when given), refused when either looks like production, when no port is free, or when
+    ``base`` has not ``needs`` bytes free."""
     base = base.resolve()
     refuse_production(plan, base)
     base.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(base).free
+    if needs and free < needs:
+        raise DrillRefusedError(
+            f"the scratch directory {base} has {_size(free)} free; the recovery needs about"
+            f" {_size(needs)}",
+            hint="free some space there, or set the drill's scratch_dir to a larger disk",
+        )
+    port = _port(ports)
+    refuse_port(plan, port)
     root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
     root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
     for parent in root.parents:  # ... and can reach it (the x bit only: nothing listable)
@@ -100,9 +127,29 @@ def make_scratch(plan: Plan, base: Path, name: str) -> Scratch:
         if not mode & 0o001:
             with contextlib.suppress(PermissionError):
                 parent.chmod(mode | 0o001)
-    port = free_port()
-    refuse_port(plan, port)
     return Scratch(root, port)
+
+
+def _port(ports: str | None) -> int:
+    """A port nothing listens on: any, or the first free one of ``LOW-HIGH``."""
+    if ports is None:
+        return free_port()
+    low, _, high = ports.partition("-")
+    for port in range(int(low), int(high or low) + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise DrillRefusedError(
+        f"no free port in the drill's scratch_ports {ports}",
+        hint="wait for what holds them, or widen scratch_ports",
+    )
+
+
+def _size(count: int) -> str:
+    return f"{count / (1 << 30):.1f} GiB" if count >= 1 << 30 else f"{count / (1 << 20):.0f} MiB"
 
 
 def refuse_production(plan: Plan, target: Path) -> None:

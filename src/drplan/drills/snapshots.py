@@ -14,7 +14,7 @@ import time
 
 from drplan import clock
 from drplan.drills.results import SystemResult
-from drplan.drills.scratch import make_scratch, scratch_base
+from drplan.drills.scratch import make_scratch, room_needed, scratch_base
 from drplan.drills.validations import Validation
 from drplan.errors import DrplanError
 from drplan.plan.model import Plan
@@ -36,7 +36,8 @@ def drill_snapshot_system(
     """Restore and check ``system_name``'s newest snapshot; the result, and the scratch
     directory when kept."""
     system = plan.systems[system_name]
-    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name)
+    needs = room_needed(open_location, candidates, system_name)
+    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports, needs)
     began = time.monotonic()
     outcome = SystemResult(system_name, clock.now(), None, recovery_point="latest")
     outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()

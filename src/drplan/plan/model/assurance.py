@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
@@ -82,6 +82,8 @@ class Drill(PlanModel):
     (the loss is then measured from the last transaction replayed)."""
     validations: DrillValidations = Field(default_factory=DrillValidations)
     """What proves the recovery good, each reported on its own."""
+    scratch_ports: Annotated[str, Field(pattern=r"^[0-9]{1,5}(-[0-9]{1,5})?$")] | None = None
+    """Ports a scratch server may listen on, `LOW-HIGH` (default: any free one)."""
     scratch_dir: str | None = None
     """Where scratch targets are made (default: the state directory's `drills/`); never a
     system's data directory or inside one."""
