@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -299,6 +300,15 @@ def test_a_data_center_drill_restores_only_from_the_locations_its_scenario_leave
     assert done.code == 0, done.out + done.err
     (system,) = json.loads(done.out)["systems"]
     assert system["location"] == "dr"  # the primary is declared lost
+
+    # A random point: somewhere the archive surely holds, an LSN after the base backup.
+    archived.cluster.sql("insert into t select 2")
+    switch_and_wait_archived(archived.cluster)
+    drill_plan(archived, scratch, recovery_point="random")
+    done = run("drill", "run", "monthly-database", "--json")
+    assert done.code == 0, done.out + done.err
+    (system,) = json.loads(done.out)["systems"]
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", system["recovery_point"]), system
 
     drill_plan(archived, scratch, scenario="site-loss", from_location="local")
     refused = run("drill", "run", "monthly-database")

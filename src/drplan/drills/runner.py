@@ -63,6 +63,7 @@ from drplan.recovery.pitr import Target, parse_target
 from drplan.recovery.recover import OpenLocation, Recovered, locations_of, recover
 from drplan.sources.postgres.cluster import connect
 from drplan.sources.postgres.scratch import server_user
+from drplan.sources.postgres.wal_archive import lsn_segment, segment_number
 from drplan.sources.postgres.wal_status import recoverable_window
 
 LEASE_MARGIN = timedelta(minutes=5)  # past the budget: the drill tears down and records
@@ -225,46 +226,50 @@ def _drill_system(
     candidates = _candidates(plan, name, drill, system_name)
     scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
                            room_needed(ctx.open_location, candidates, system_name))  # fmt: skip
-    began = time.monotonic()  # refused before anything is written
-    if point is not None:
-        disaster = point  # the point asked for: what is missing before it is lost
-    elif drill.sentinel:
-        disaster = sentinel.write(system.connection, password, system_name, name, result.run)
-    else:
-        disaster = clock.now()
-    outcome = SystemResult(system_name, disaster, candidates[0] if len(candidates) == 1 else None,
-                           recovery_point=target.describe(), stage=stage)  # fmt: skip
-    outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
-    objectives = [plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo]
-    outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
-    outcomes = [outcome]
-    run_as, pg_ctl = [], None
-    try:
-        recovered = recover(
-            plan, ctx.plan_path, system_name, system, target, scratch.data_dir,
-            open_location=ctx.open_location,
-            reach_of=lambda ref: ctx.reach_of(ref, system_name),
-            candidates=candidates, password_file=ctx.password_file,
-            start=True, port=scratch.port, server_env=ctx.server_env,
-            prepare=lambda data: _prepare(scratch, data), staged_wal=scratch.wal_dir,
-        )  # fmt: skip
-        pg_ctl = recovered.binaries.tool("pg_ctl")
-        run_as = _owner_prefix(scratch.data_dir)
-        _record_recovery(outcome, recovered)
-        validating = time.monotonic()
-        _validate(ctx, drill, system, outcome, recovered, scratch, password, run_as,
-                  result.run if stage == "recovery" else None)  # fmt: skip
-        outcome.phases["validate"] = round(time.monotonic() - validating, 3)
-        outcome.rto_seconds = time.monotonic() - began
-        if drill.simulate == "corruption" and stage == "recovery":
-            user = str(conninfo_to_dict(system.connection).get("user") or "postgres")
-            outcomes.append(
-                corrupt_and_detect(outcome, recovered, scratch, run_as, ctx.server_env, user)
-            )
-    except DrillRefusedError:
-        raise
-    except DrplanError as exc:
-        outcome.error = exc.message
+    run_as: list[str] = []
+    pg_ctl: str | None = None
+    try:  # from here on, the scratch target is torn down whatever happens
+        began = time.monotonic()
+        if point is not None:
+            disaster = point  # the point asked for: what is missing before it is lost
+        elif drill.sentinel:
+            disaster = sentinel.write(system.connection, password, system_name, name, result.run)
+        else:
+            disaster = clock.now()
+        outcome = SystemResult(system_name, disaster, candidates[0] if len(candidates) == 1 else None,
+                               recovery_point=target.describe(), stage=stage)  # fmt: skip
+        outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
+        objectives = [
+            plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo
+        ]
+        outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
+        outcomes = [outcome]
+        try:
+            recovered = recover(
+                plan, ctx.plan_path, system_name, system, target, scratch.data_dir,
+                open_location=ctx.open_location,
+                reach_of=lambda ref: ctx.reach_of(ref, system_name),
+                candidates=candidates, password_file=ctx.password_file,
+                start=True, port=scratch.port, server_env=ctx.server_env,
+                prepare=lambda data: _prepare(scratch, data), staged_wal=scratch.wal_dir,
+            )  # fmt: skip
+            pg_ctl = recovered.binaries.tool("pg_ctl")
+            run_as = _owner_prefix(scratch.data_dir)
+            _record_recovery(outcome, recovered)
+            validating = time.monotonic()
+            _validate(ctx, drill, system, outcome, recovered, scratch, password, run_as,
+                      result.run if stage == "recovery" else None)  # fmt: skip
+            outcome.phases["validate"] = round(time.monotonic() - validating, 3)
+            outcome.rto_seconds = time.monotonic() - began
+            if drill.simulate == "corruption" and stage == "recovery":
+                user = str(conninfo_to_dict(system.connection).get("user") or "postgres")
+                outcomes.append(
+                    corrupt_and_detect(outcome, recovered, scratch, run_as, ctx.server_env, user)
+                )
+        except DrillRefusedError:
+            raise
+        except DrplanError as exc:
+            outcome.error = exc.message
     finally:
         if ctx.keep:
             result.kept = str(scratch.root)
@@ -298,18 +303,26 @@ def _candidates(plan: Plan, name: str, drill: Drill, system_name: str) -> list[s
 
 
 def _target(ctx: DrillContext, drill: Drill, system_name: str) -> Target:
-    """The recovery point: as the drill says; ``random`` picks a time in the window."""
+    """The recovery point: as the drill says. ``random`` picks a point the archive surely
+    holds: the start of a complete segment after a base backup, chosen at random among
+    all such segments of the location (a random *time* could fall after the last commit
+    archived, which PostgreSQL cannot know it reached); ``latest`` when there is none."""
     if drill.recovery_point != "random":
         return parse_target(drill.recovery_point)
-    where = drill.from_location or next(iter(ctx.plan.locations))
+    where = drill.from_location or locations_of(ctx.plan, system_name)[0]
     with ctx.open_location(where) as repo:
         window = recoverable_window(repo, system_name)
-    if window.start is None or window.end is None:
-        raise DrplanError(f"{where} holds nothing to recover {system_name} to",
-                          hint="back the system up first")  # fmt: skip
-    span = (window.end - window.start).total_seconds()
-    point = window.start + timedelta(seconds=ctx.rng.uniform(0, span))
-    return parse_target(point.isoformat())
+    size = window.segment_size
+    points: set[int] = set()
+    for reach in window.reaches:
+        if reach.last_segment is None:
+            continue
+        stop = lsn_segment(str(reach.base.source.get("stop_lsn", "0/0")), size)
+        points.update(range(stop + 1, segment_number(reach.last_segment, size) + 1))
+    if not points:
+        return parse_target("latest")
+    lsn = ctx.rng.choice(sorted(points)) * size
+    return parse_target(f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}")
 
 
 def _prepare(scratch: Scratch, data: Path) -> str:

@@ -121,12 +121,16 @@ def make_scratch(
     port = _port(ports)
     refuse_port(plan, port)
     root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
-    root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
-    for parent in root.parents:  # ... and can reach it (the x bit only: nothing listable)
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            with contextlib.suppress(PermissionError):
-                parent.chmod(mode | 0o001)
+    try:
+        root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
+        for parent in root.parents:  # ... and can reach it (the x bit only: nothing listable)
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                with contextlib.suppress(PermissionError):
+                    parent.chmod(mode | 0o001)
+    except BaseException:  # Ctrl-C included: nothing is left behind
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     return Scratch(root, port)
 
 

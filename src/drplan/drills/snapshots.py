@@ -36,14 +36,14 @@ def drill_snapshot_system(
     """Restore and check ``system_name``'s newest snapshot; the result, and the scratch
     directory when kept."""
     system = plan.systems[system_name]
-    needs = room_needed(open_location, candidates, system_name)
-    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports, needs)
-    began = time.monotonic()
     outcome = SystemResult(system_name, clock.now(), None, recovery_point="latest")
     outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
     objectives = [plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo]
     outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
     tried = []
+    began = time.monotonic()
+    needs = room_needed(open_location, candidates, system_name)
+    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports, needs)
     try:
         for ref in candidates:
             try:

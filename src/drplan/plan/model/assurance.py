@@ -70,7 +70,8 @@ class Drill(PlanModel):
     from_location: Name | None = None
     """Restore from this location, to prove that copy; defaults to the first reachable."""
     recovery_point: str = "latest"
-    """`latest`, `random`, a time, an LSN or a restore point name."""
+    """`latest`, `random` (a point picked at random in what the location holds), a time,
+    an LSN or a restore point (`name:NAME`)."""
     budget: Duration | None = None
     """Time the drill may take; defaults to the RTO of its systems."""
     simulate: Literal["none", "corruption"] = "none"
