@@ -74,8 +74,9 @@ leases = Table(
 )
 
 
-# One row per drill run: the figures KPIs are computed from, and the evidence file
-# (with the SHA-256 of its content) that holds everything else.
+# One row per drill run: the figures KPIs are computed from, the whole result (so that a
+# catalog shared by several hosts has it all), and where its evidence file is, with the
+# SHA-256 of that file's content.
 drills = Table(
     "drills",
     metadata,
@@ -94,6 +95,7 @@ drills = Table(
     Column("evidence", Text),  # path of the JSON evidence file
     Column("sha256", String(64)),
     Column("summary", Text),  # the failures, or empty
+    Column("result", Text),  # the whole result as JSON, as in the evidence file
     Index("drills_by_name", "drill", "started_at"),
 )
 

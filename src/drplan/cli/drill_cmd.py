@@ -71,7 +71,7 @@ def run_command(
     store = _open_catalog(catalog)
     try:
         ctx.acquire, ctx.release = store.acquire, store.release
-        ctx.history = [Path(r["evidence"]) for r in store.drills(limit=100) if r["evidence"]]
+        ctx.history = store.drills(limit=100)
         result = run_drill(ctx, name)
         path, digest = write_evidence(result, Path(state_dir()) / "drills" / "evidence")
         store.record_drill(catalog_row(result, path, digest))

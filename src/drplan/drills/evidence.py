@@ -59,6 +59,7 @@ def catalog_row(result: DrillResult, path: Path, digest: str) -> dict[str, Any]:
         "evidence": str(path),
         "sha256": digest,
         "summary": "; ".join(result.failures),
+        "result": json.dumps(result.as_dict(), sort_keys=True),
     }
 
 

@@ -6,17 +6,16 @@ The order is the plan's ``depends_on``, by levels: level 0 depends on nothing in
 drill, level n on systems of lower levels only. The critical path is the chain of
 dependencies whose recovery times add up to the most: with enough parallel hands, the
 platform cannot be back sooner. The prediction adds up, along the same graph, each
-system's median measured RTO over its last drills (from their evidence files).
+system's median measured RTO over its last drills (from the catalog).
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
+from drplan.drills.report import systems_of
 from drplan.plan.model import Plan
 
 HISTORY = 5  # past measurements per system the prediction is the median of
@@ -59,16 +58,12 @@ def critical_path(plan: Plan, durations: dict[str, float]) -> tuple[list[str], f
     return path, seconds
 
 
-def predicted(plan: Plan, systems: list[str], evidence: Iterable[Path]) -> float | None:
-    """The critical path the systems' past drills predict; None without a measurement of
-    every one of them."""
+def predicted(plan: Plan, systems: list[str], history: Iterable[dict[str, Any]]) -> float | None:
+    """The critical path the systems' past drills (catalog rows, newest first) predict;
+    None without a measurement of every one of them."""
     measured: dict[str, list[float]] = {}
-    for path in evidence:
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # gone, or not evidence: nothing to learn from it
-        for system in data.get("systems", []):
+    for row in history:
+        for system in systems_of(row) or []:
             seconds = (system.get("rto") or {}).get("seconds")
             name = system.get("system")
             if name in systems and seconds is not None and system.get("stage") == "recovery":

@@ -6,8 +6,8 @@ stages of a scenario are not counted twice). Over rolling windows (30, 90 and 36
 the KPIs are the share of recoveries that finished within their RTO, that lost no more
 than their RPO, and that passed every validation (data integrity), overall, per tier
 and per data class; each is held against the plan's ``success_criteria``. The figures
-come from the catalog's rows and the evidence files they point to; a run whose evidence
-is gone counts with what its row holds.
+come from the catalog (each row holds the run's whole result; older rows point to their
+evidence file); a run whose details are gone counts with what its row's figures say.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def recoveries(rows: list[dict[str, Any]]) -> list[Recovery]:
     """The recoveries of the drill runs in ``rows`` (catalog rows), oldest first."""
     found = []
     for row in rows:
-        systems = _evidence_systems(row.get("evidence"))
+        systems = systems_of(row)
         if systems is None:  # evidence gone: the row's figures, as one recovery
             found.append(Recovery(row["started_at"], row["drill"], "?", bool(row["rto_met"]),
                                   bool(row["rpo_met"]), bool(row["integrity"]),
@@ -73,14 +73,19 @@ def recoveries(rows: list[dict[str, Any]]) -> list[Recovery]:
     return sorted(found, key=lambda r: r.at)
 
 
-def _evidence_systems(path: str | None) -> list[dict[str, Any]] | None:
-    if not path:
-        return None
+def systems_of(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A run's systems: from the catalog's copy of its result, else its evidence file."""
     try:
-        systems: list[dict[str, Any]] = json.loads(Path(path).read_text())["systems"]
-        return systems
+        if row.get("result"):
+            text = row["result"]
+        elif row.get("evidence"):
+            text = Path(row["evidence"]).read_text()
+        else:
+            return None
+        systems: list[dict[str, Any]] = json.loads(text)["systems"]
     except (OSError, ValueError, KeyError):
         return None
+    return systems
 
 
 def kpis(plan: Plan, found: list[Recovery]) -> Kpis:

@@ -85,7 +85,7 @@ class DrillContext:
     keep: bool = False
     rng: random.Random = field(default_factory=random.Random)
     # Leases (the catalog's): one drill per system at a time, on any host.
-    history: list[Path] = field(default_factory=list)  # past evidence, for predictions
+    history: list[dict[str, Any]] = field(default_factory=list)  # past runs, newest first
     acquire: Callable[[str, str, datetime, datetime], bool] | None = None
     release: Callable[[str, str], None] | None = None
 
