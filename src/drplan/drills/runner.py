@@ -222,7 +222,7 @@ def _drill_system(
     system = plan.systems[system_name]
     assert isinstance(system, PostgresSystem)
     password = system.password.resolve() if system.password else None
-    target = target or _target(ctx, drill, system_name)
+    target = target or _target(ctx, name, drill, system_name)
     candidates = _candidates(plan, name, drill, system_name)
     scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
                            room_needed(ctx.open_location, candidates, system_name))  # fmt: skip
@@ -302,14 +302,14 @@ def _candidates(plan: Plan, name: str, drill: Drill, system_name: str) -> list[s
     return [loc for loc in mine if allowed is None or loc in allowed]
 
 
-def _target(ctx: DrillContext, drill: Drill, system_name: str) -> Target:
+def _target(ctx: DrillContext, name: str, drill: Drill, system_name: str) -> Target:
     """The recovery point: as the drill says. ``random`` picks a point the archive surely
     holds: the start of a complete segment after a base backup, chosen at random among
     all such segments of the location (a random *time* could fall after the last commit
     archived, which PostgreSQL cannot know it reached); ``latest`` when there is none."""
     if drill.recovery_point != "random":
         return parse_target(drill.recovery_point)
-    where = drill.from_location or locations_of(ctx.plan, system_name)[0]
+    where = _candidates(ctx.plan, name, drill, system_name)[0]
     with ctx.open_location(where) as repo:
         window = recoverable_window(repo, system_name)
     size = window.segment_size
