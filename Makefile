@@ -44,13 +44,14 @@ docs: $(RUN_DEPS)
 
 # Benchmarks (never part of `make test`); results go to docs/benchmarks.md.
 # files_bench.py and copy_bench.py compare with restic: apt-get install restic (and `time`) first;
-# pg_bench.py and wal_bench.py with pgBackRest: apt-get install pgbackrest postgresql-15.
+# pg_bench.py, wal_bench.py and drill_bench.py with pgBackRest: apt-get install pgbackrest postgresql-15.
 bench: $(RUN_DEPS)
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/files_bench.py --runs 3
 	$(BIN)/python bench/copy_bench.py --runs 3
 	$(BIN)/python bench/pg_bench.py --scale 100 --runs 3
 	$(BIN)/python bench/wal_bench.py --segments 100 --runs 3
+	$(BIN)/python bench/drill_bench.py --scale 50 --runs 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

@@ -117,7 +117,7 @@ def pgbackrest_config(base: Path, cluster: Cluster, password: str, **settings: s
         "[global]\n"
         + "".join(f"{k}={v}\n" for k, v in options.items())
         + f"[bench]\npg1-path={cluster.data_dir}\npg1-port={cluster.port}\n"
-        + f"pg1-socket-path={base / 'sockets'}\npg1-user=postgres\n"
+        + f"pg1-socket-path={cluster.socket_dir}\npg1-user=postgres\n"
     )
     for name in ("pgbr-log", "pgbr-lock", "pgbr-spool"):
         (base / name).mkdir(exist_ok=True)

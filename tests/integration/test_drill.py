@@ -151,9 +151,10 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
 ) -> None:
     stream.wait_for(20)
     assert run("backup", "db-full").code == 0
-    for _ in range(2):  # two segments archived after the base backup
+    after_base = []  # two segments archived after the base backup
+    for _ in range(2):
         stream.wait_for(20)
-        switch_and_wait_archived(archived.cluster)
+        after_base.append(switch_and_wait_archived(archived.cluster))
     stream.finish()
 
     def drill(**settings: Any) -> tuple[Result, dict[str, Any]]:
@@ -208,8 +209,14 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
 
     # Ctrl-C while it recovers: stopped, torn down, no server left behind.
     drill_plan(archived, scratch)
-    proc = subprocess.Popen([sys.executable, "-m", "drplan", "drill", "run", "monthly-database"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # Ctrl-C as at a terminal: a test run started in the background (`cmd &` in a script)
+    # ignores SIGINT, and a child inherits an ignored signal (a handled one is reset).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "drplan", "drill", "run", "monthly-database"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, before)
     wait_until(lambda: any(scratch.iterdir()) or proc.poll() is not None, "the scratch target")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -218,12 +225,12 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     assert scratch_servers(scratch) == [], "a scratch server was left running"
 
     # WAL missing on the way to the recovery point: the drill fails naming the gap.
-    segments = sorted(p for p in (archived.repo / "wal").rglob("*") if p.is_file()
-                      and len(p.name.split(".")[0]) == 24)  # fmt: skip
-    segments[-2].unlink()  # between the base backup and the newest
+    (gone,) = (archived.repo / "wal").rglob(f"{after_base[0]}.*")
+    gone.unlink()  # between the base backup and the newest
     done, result = drill()
     assert done.code == 21
     assert "missing" in " ".join(result["failures"]), result["failures"]
+    assert after_base[0] in " ".join(result["failures"])  # the gap, named
 
 
 def test_a_scratch_target_that_overlaps_production_is_refused(

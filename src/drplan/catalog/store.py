@@ -333,6 +333,9 @@ class _Transaction:
             self._context.__exit__(*exc_info)
         except OperationalError as exc:
             raise _unreachable(self.catalog.url, exc) from None
+        failure = exc_info[1]
+        if isinstance(failure, OperationalError):  # the database went away mid-statement
+            raise _unreachable(self.catalog.url, failure) from None
 
 
 def _unreachable(url: str, exc: OperationalError) -> CatalogError:

@@ -10,6 +10,7 @@ from typing import Any
 
 from drplan import __version__, clock
 from drplan.drills.validations import Validation
+from drplan.plan.model import Plan
 
 PHASES = ("fetch", "rebuild", "verify", "start", "replay", "validate")
 
@@ -141,6 +142,24 @@ class DrillResult:
             },
             "drplan_version": __version__,
         }
+
+
+def new_result(
+    plan: Plan,
+    system: str,
+    disaster: datetime,
+    location: str | None,
+    recovery_point: str,
+    stage: str = "recovery",
+) -> SystemResult:
+    """A system's result with its objectives: its RTO (its own, else its tier's) and the
+    tightest RPO of its data classes."""
+    outcome = SystemResult(system, disaster, location, recovery_point=recovery_point, stage=stage)
+    outcome.rto_objective_seconds = plan.rto_of(system).total_seconds()
+    classes = plan.systems[system].data_classes
+    objectives = [plan.objectives.rpo[c] for c in classes if c in plan.objectives.rpo]
+    outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
+    return outcome
 
 
 def _round(value: float | None) -> float | None:

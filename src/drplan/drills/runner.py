@@ -44,8 +44,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from drplan import clock
 from drplan.drills import platform, sentinel
 from drplan.drills.corruption import corrupt_and_detect
-from drplan.drills.results import DrillResult, SystemResult
-from drplan.drills.scratch import Scratch, make_scratch, room_needed, scratch_base
+from drplan.drills.results import DrillResult, SystemResult, new_result
+from drplan.drills.scratch import SHIELD, Scratch, make_scratch, room_needed, scratch_base
 from drplan.drills.snapshots import drill_snapshot_system
 from drplan.drills.validations import (
     Validation,
@@ -224,25 +224,17 @@ def _drill_system(
     password = system.password.resolve() if system.password else None
     target = target or _target(ctx, name, drill, system_name)
     candidates = _candidates(plan, name, drill, system_name)
-    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
-                           room_needed(ctx.open_location, candidates, system_name))  # fmt: skip
+    needs = room_needed(ctx.open_location, candidates, system_name)
     run_as: list[str] = []
     pg_ctl: str | None = None
-    try:  # from here on, the scratch target is torn down whatever happens
+    scratch: Scratch | None = None
+    try:  # the scratch target is torn down whatever happens, once it exists
+        scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
+                               needs)  # fmt: skip
         began = time.monotonic()
-        if point is not None:
-            disaster = point  # the point asked for: what is missing before it is lost
-        elif drill.sentinel:
-            disaster = sentinel.write(system.connection, password, system_name, name, result.run)
-        else:
-            disaster = clock.now()
-        outcome = SystemResult(system_name, disaster, candidates[0] if len(candidates) == 1 else None,
-                               recovery_point=target.describe(), stage=stage)  # fmt: skip
-        outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
-        objectives = [
-            plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo
-        ]
-        outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
+        disaster = point or _declare(drill, system, password, system_name, name, result.run)
+        only = candidates[0] if len(candidates) == 1 else None
+        outcome = new_result(plan, system_name, disaster, only, target.describe(), stage)
         outcomes = [outcome]
         try:
             recovered = recover(
@@ -271,7 +263,9 @@ def _drill_system(
         except DrplanError as exc:
             outcome.error = exc.message
     finally:
-        if ctx.keep:
+        if scratch is None:
+            pass  # refused: nothing was made
+        elif ctx.keep:
             result.kept = str(scratch.root)
         else:
             scratch.teardown(run_as or _owner_prefix(scratch.data_dir), pg_ctl or _pg_ctl(system))
@@ -282,6 +276,20 @@ def _drill_system(
                                   stage="recovery before the corruption",
                                   point=outcome.last_transaction or outcome.disaster)  # fmt: skip
     return outcomes
+
+
+def _declare(
+    drill: Drill,
+    system: PostgresSystem,
+    password: str | None,
+    system_name: str,
+    name: str,
+    run: str,
+) -> datetime:
+    """The disaster moment: the sentinel's commit time when the drill writes one."""
+    if drill.sentinel:
+        return sentinel.write(system.connection, password, system_name, name, run)
+    return clock.now()
 
 
 def _candidates(plan: Plan, name: str, drill: Drill, system_name: str) -> list[str]:
@@ -440,8 +448,14 @@ def _base_end(recovered: Recovered) -> datetime | None:
 def _budget(limit: timedelta) -> Iterator[None]:
     """Raise BudgetExceeded in this (the main) thread when ``limit`` has passed."""
 
-    def expired(signum: int, frame: FrameType | None) -> None:
+    def stop() -> None:
         raise BudgetExceeded(f"the drill ran past its budget of {limit}")
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        if SHIELD.depth:  # a teardown is running: it finishes first
+            SHIELD.pending = stop
+            return
+        stop()
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, max(limit.total_seconds(), 0.001))

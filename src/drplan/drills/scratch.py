@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,29 @@ from drplan.sources.postgres.scratch import free_port
 
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 DEFAULT_PG_PORT = 5432
+
+
+class Shield:
+    """Tearing down is not cut short by a drill's budget running out: while a teardown
+    runs, the budget's interruption waits, and is raised when the last one is done."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: Callable[[], None] | None = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.pending is not None:
+                pending, self.pending = self.pending, None
+                pending()  # raises
+
+
+SHIELD = Shield()
 
 
 @dataclass
@@ -69,13 +93,14 @@ class Scratch:
 
     def teardown(self, run_as: list[str], pg_ctl: str | None) -> None:
         """Stop the scratch server (immediately: it is thrown away) and remove everything."""
-        if pg_ctl and (self.data_dir / "postmaster.pid").exists():
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                subprocess.run(
-                    [*run_as, pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate", "-w"],
-                    capture_output=True, timeout=60, check=False,
-                )  # fmt: skip
-        shutil.rmtree(self.root, ignore_errors=True)
+        with SHIELD.hold():
+            if pg_ctl and (self.data_dir / "postmaster.pid").exists():
+                with contextlib.suppress(subprocess.SubprocessError, OSError):
+                    subprocess.run(
+                        [*run_as, pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate",
+                         "-w"], capture_output=True, timeout=60, check=False,
+                    )  # fmt: skip
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def room_needed(open_location: OpenLocation, candidates: list[str], system: str) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from drplan import clock
-from drplan.drills.results import SystemResult
+from drplan.drills.results import SystemResult, new_result
 from drplan.drills.scratch import make_scratch, room_needed, scratch_base
 from drplan.drills.validations import Validation
 from drplan.errors import DrplanError
@@ -35,16 +35,14 @@ def drill_snapshot_system(
 ) -> tuple[SystemResult, str | None]:
     """Restore and check ``system_name``'s newest snapshot; the result, and the scratch
     directory when kept."""
-    system = plan.systems[system_name]
-    outcome = SystemResult(system_name, clock.now(), None, recovery_point="latest")
-    outcome.rto_objective_seconds = plan.rto_of(system_name).total_seconds()
-    objectives = [plan.objectives.rpo[c] for c in system.data_classes if c in plan.objectives.rpo]
-    outcome.rpo_objective_seconds = min(objectives).total_seconds() if objectives else None
+    outcome = new_result(plan, system_name, clock.now(), None, "latest")
     tried = []
     began = time.monotonic()
     needs = room_needed(open_location, candidates, system_name)
-    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports, needs)
+    scratch = None
     try:
+        scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
+                               needs)  # fmt: skip
         for ref in candidates:
             try:
                 with open_location(ref) as repo:
@@ -70,9 +68,9 @@ def drill_snapshot_system(
         else:
             outcome.error = f"no location could restore {system_name}: {'; '.join(tried)}"
     finally:
-        if not keep:
+        if scratch is not None and not keep:
             scratch.teardown([], None)
-    return outcome, str(scratch.root) if keep else None
+    return outcome, str(scratch.root) if keep and scratch is not None else None
 
 
 def _newest(snapshots: list[Snapshot], system: str) -> Snapshot | None:

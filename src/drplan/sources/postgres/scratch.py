@@ -95,6 +95,11 @@ def initdb(bin_dir: Path, data_dir: Path, password: str) -> None:
         pwfile.unlink(missing_ok=True)
 
 
+def socket_dir_of(data_dir: Path) -> Path:
+    """Beside the data directory, not in it: a base backup would meet the socket file."""
+    return data_dir.with_name(data_dir.name + "-sockets")
+
+
 @dataclass
 class LocalServer:
     data_dir: Path
@@ -111,7 +116,7 @@ class LocalServer:
         directory beside it, with ``settings`` (postgresql.conf syntax) on top; the
         data directory is handed to the server's user. Not started."""
         run_as, uid, gid = server_user()
-        sockets = data_dir.with_name(data_dir.name + "-sockets")
+        sockets = socket_dir_of(data_dir)
         sockets.mkdir(exist_ok=True)
         os.chown(sockets, uid, gid)
         port = free_port()
@@ -126,6 +131,10 @@ class LocalServer:
         chown_tree(data_dir, uid, gid)
         data_dir.chmod(0o700)
         return cls(data_dir, port, password, bin_dir, run_as)
+
+    @property
+    def socket_dir(self) -> Path:
+        return socket_dir_of(self.data_dir)
 
     @property
     def dsn(self) -> str:
