@@ -180,7 +180,8 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     assert "ran past its budget of 0:00:01" in " ".join(result["failures"])
 
     # Another drill of the same system holds its lease: refused, nothing started.
-    from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
+    from drplan.catalog.paths import default_url  # noqa: PLC0415
+    from drplan.catalog.store import Catalog  # noqa: PLC0415
     from drplan.clock import now  # noqa: PLC0415
 
     store = Catalog.open(default_url())

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from drplan.catalog.store import Catalog, sqlite_url
+from drplan.catalog.paths import sqlite_url
+from drplan.catalog.store import Catalog
 from drplan.notify.channels import send
 from drplan.notify.notifier import Notifier
 from drplan.notify.problems import JobFailures, Problem, problems

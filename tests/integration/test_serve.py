@@ -25,14 +25,8 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from drplan.catalog.store import (
-    FAILED,
-    RUNNING,
-    SUCCEEDED,
-    TIMED_OUT,
-    Catalog,
-    sqlite_url,
-)
+from drplan.catalog.paths import sqlite_url
+from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Catalog
 from drplan.notify.problems import problems
 from drplan.observability.metrics import DaemonCollector, registry
 from drplan.plan.loader import load_plan

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drplan.catalog.store import sqlite_url
+from drplan.catalog.paths import sqlite_url
 from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import free_port
 from tests.fixtures.receivers import HttpReceiver

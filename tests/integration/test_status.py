@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from drplan.catalog.store import FAILED, Catalog, sqlite_url
+from drplan.catalog.paths import sqlite_url
+from drplan.catalog.store import FAILED, Catalog
 from tests.conftest import Result
 from tests.fixtures.seaweedfs import SeaweedFS
 from tests.integration.conftest import files_job_plan

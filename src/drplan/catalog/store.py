@@ -60,28 +60,6 @@ class Run:
     error: str | None
 
 
-CATALOG_ENV = "DRPLAN_CATALOG"
-STATE_DIR_ENV = "DRPLAN_STATE_DIR"
-
-
-def sqlite_url(path: str) -> str:
-    return f"sqlite:///{path}"
-
-
-def state_dir() -> str:
-    """Where the daemon keeps its state: ``$DRPLAN_STATE_DIR``, else the XDG state
-    directory (``~/.local/state/drplan``)."""
-    if os.environ.get(STATE_DIR_ENV):
-        return os.environ[STATE_DIR_ENV]
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "drplan")
-
-
-def default_url() -> str:
-    """``$DRPLAN_CATALOG``, else SQLite in the state directory."""
-    return os.environ.get(CATALOG_ENV) or sqlite_url(os.path.join(state_dir(), "catalog.db"))
-
-
 class Catalog:
     """One catalog database. Open with ``Catalog.open(url)``; ``close`` when done."""
 

@@ -48,7 +48,7 @@ def run_command(
     """Recover the drill's systems into scratch targets, validate them, measure RTO and RPO
     against the plan's objectives, record the result and its evidence; exit 21 when the
     drill did not pass. The scratch targets are always torn down (unless --keep)."""
-    from drplan.catalog.store import state_dir  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415 - see cli.COMMANDS
     from drplan.cli.restore_cmd import reach_of  # noqa: PLC0415
     from drplan.drills.evidence import catalog_row, write_evidence  # noqa: PLC0415
     from drplan.drills.runner import DrillContext, run_drill  # noqa: PLC0415
@@ -89,7 +89,8 @@ def run_command(
 
 
 def _open_catalog(url: str | None) -> Catalog:
-    from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
+    from drplan.catalog.paths import default_url  # noqa: PLC0415
+    from drplan.catalog.store import Catalog  # noqa: PLC0415
 
     return Catalog.open(url or default_url())
 

@@ -63,7 +63,7 @@ def serve_command(
     and the old keeps running. Each run is a child `drplan backup JOB`, recorded in
     the catalog.
     """
-    from drplan.catalog.store import default_url, state_dir  # noqa: PLC0415
+    from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415
     from drplan.scheduler.pidfile import signal_reload  # noqa: PLC0415
     from drplan.scheduler.service import ServeOptions, child_env, serve  # noqa: PLC0415
 

@@ -63,13 +63,15 @@ def status_command(
 def _history(plan: Plan, url: str | None) -> tuple[dict[str, JobRun], dict[str, dict[str, Any]]]:
     """The last run of each job and of each drill from the catalog; none when there is
     no catalog yet."""
-    from drplan.catalog.store import Catalog, default_url  # noqa: PLC0415
-    from drplan.drills.schedule import newest_drills  # noqa: PLC0415
-    from drplan.observability.status import last_runs  # noqa: PLC0415
+    from drplan.catalog.paths import default_url  # noqa: PLC0415
 
     url = url or default_url()
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
         return {}, {}  # no daemon nor drill has run here: nothing to tell, nothing to create
+    from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy: only when needed
+    from drplan.drills.schedule import newest_drills  # noqa: PLC0415
+    from drplan.observability.status import last_runs  # noqa: PLC0415
+
     try:
         catalog = Catalog.open(url)
     except CatalogError as exc:

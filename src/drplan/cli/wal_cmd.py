@@ -158,7 +158,7 @@ def stream_command(
     import threading  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    from drplan.catalog.store import state_dir  # noqa: PLC0415
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
     from drplan.sources.postgres.cluster import preflight  # noqa: PLC0415
     from drplan.sources.postgres.wal_stream import WalStreamer, slot_name  # noqa: PLC0415
 

@@ -10,11 +10,13 @@ plan is not an alarm before its first slot has come and gone.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drplan.catalog.store import Catalog
 from drplan.plan.model import Plan
 from drplan.plan.schedule import NeverFiresError, ScheduleKind
+
+if TYPE_CHECKING:  # the catalog (SQLAlchemy) is imported only where it is used
+    from drplan.catalog.store import Catalog
 
 GRACE = timedelta(minutes=15)
 EARLY = timedelta(minutes=1)  # a run started just before its slot counts for it

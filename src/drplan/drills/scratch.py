@@ -24,7 +24,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-from drplan.catalog.store import state_dir
+from drplan.catalog.paths import state_dir
 from drplan.errors import DrillRefusedError, DrplanError
 from drplan.plan.model import FilesSystem, Plan, PostgresSystem
 from drplan.recovery.recover import OpenLocation

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drplan.catalog.store import Catalog
 from drplan.clock import rfc3339
 from drplan.drills.schedule import drill_states
 from drplan.observability.rpo import (
@@ -26,6 +25,9 @@ from drplan.observability.rpo import (
 )
 from drplan.plan.model import Job, JobType, Plan
 from drplan.plan.schedule import NeverFiresError
+
+if TYPE_CHECKING:  # the catalog (SQLAlchemy) is imported only where it is used
+    from drplan.catalog.store import Catalog
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from drplan.catalog.paths import sqlite_url
 from drplan.catalog.schema import MIGRATIONS
-from drplan.catalog.store import ABANDONED, FAILED, RUNNING, SUCCEEDED, Catalog, sqlite_url
+from drplan.catalog.store import ABANDONED, FAILED, RUNNING, SUCCEEDED, Catalog
 from drplan.errors import CatalogError
 
 T0 = datetime(2026, 11, 26, 10, 15, tzinfo=UTC)
