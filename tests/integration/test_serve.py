@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Catalog
 from drplan.notify.problems import problems
 from drplan.observability.metrics import DaemonCollector, registry
 from drplan.plan.loader import load_plan
+from drplan.plan.model import Plan
 from drplan.plan.model.alerting import Severity
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.tasks import tasks
@@ -97,6 +99,34 @@ def check_endpoints(port: int, explain: Callable[[], str]) -> None:
     assert code == 200
     assert json.loads(body)["data_classes"]["configuration"]["status"] == "ok"
     assert get(port, "/nothing")[0] == 404
+
+
+@dataclass
+class InProcess:
+    """A daemon in this process on a clock the test moves; its runs are real children."""
+
+    plan: Plan
+    now: list[datetime]  # the clock: set now[0]
+    catalog: Catalog
+    daemon: Daemon
+
+    def settle(self) -> None:
+        """Tick until every run started has ended and been recorded."""
+
+        def ended() -> bool:
+            self.daemon.tick()
+            return not self.daemon.running
+
+        wait_until(ended, "the runs to end", 120)
+
+
+def in_process(plan_path: Path, tmp_path: Path, start: datetime, **options: Any) -> InProcess:
+    plan = load_plan(plan_path).plan
+    now = [start]
+    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
+                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)}, **options)  # fmt: skip
+    return InProcess(plan, now, catalog, daemon)
 
 
 def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
@@ -171,18 +201,9 @@ def test_a_failed_run_is_retried_with_backoff_until_the_next_slot_supersedes_it(
     in its location) is retried for the same slot after a jittered delay, and the next
     slot, once come, starts a fresh first attempt instead."""
     plan_path = files_plan(tmp_path, source, "10m")
-    plan = load_plan(plan_path).plan
-    now = [datetime(2026, 11, 26, 10, 0, 5, tzinfo=UTC)]
-    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
-    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0], rng=random.Random(1),
-                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
-
-    def ended() -> bool:
-        daemon.tick()
-        return not daemon.running
-
-    def settle() -> None:  # let the child run end, and the daemon notice
-        wait_until(ended, "the run to end", 60)
+    here = in_process(plan_path, tmp_path, datetime(2026, 11, 26, 10, 0, 5, tzinfo=UTC),
+                      rng=random.Random(1))  # fmt: skip
+    now, catalog, daemon, settle = here.now, here.catalog, here.daemon, here.settle
 
     now[0] = datetime(2026, 11, 26, 10, 10, 1, tzinfo=UTC)  # the 10:10 slot has come
     daemon.tick()
@@ -453,19 +474,9 @@ def test_the_daemon_also_forgets_daily_and_checks_on_the_classes_verify_schedule
     plan_path.write_text(yaml.safe_dump(raw))
     subprocess.run([sys.executable, "-m", "drplan", "--plan", str(plan_path), "repo", "init",
                     "primary", *FAST_KDF], check=True, capture_output=True)  # fmt: skip
-    plan = load_plan(plan_path).plan
+    here = in_process(plan_path, tmp_path, datetime(2026, 11, 26, 22, 30, tzinfo=UTC))
+    plan, now, catalog, daemon, settle = here.plan, here.now, here.catalog, here.daemon, here.settle
     assert {t.name for t in tasks(plan)} == {"web", "forget:primary", "check:primary"}
-    now = [datetime(2026, 11, 26, 22, 30, tzinfo=UTC)]
-    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
-    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
-                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
-
-    def settle() -> None:
-        def ended() -> bool:
-            daemon.tick()
-            return not daemon.running
-
-        wait_until(ended, "the runs to end", 120)
 
     def outcome(name: str) -> str:
         (last,) = catalog.runs(name, limit=1)
@@ -521,19 +532,9 @@ def test_a_location_that_missed_a_backup_is_caught_up_by_the_next_copy_not_the_n
     for argv in (["repo", "init", "primary", *FAST_KDF], ["copy", "--from", "primary", "--to",
                                                           "second"]):  # fmt: skip
         subprocess.run([*drplan, *argv], check=True, capture_output=True)
-    plan = load_plan(plan_path).plan
-    assert "copy:primary:second" in {t.name for t in tasks(plan)}
-    now = [datetime(2026, 11, 25, 23, 59, 0, tzinfo=UTC)]
-    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
-    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
-                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
-
-    def settle() -> None:
-        def ended() -> bool:
-            daemon.tick()
-            return not daemon.running
-
-        wait_until(ended, "the runs to end", 120)
+    here = in_process(plan_path, tmp_path, datetime(2026, 11, 25, 23, 59, 0, tzinfo=UTC))
+    now, catalog, daemon, settle = here.now, here.catalog, here.daemon, here.settle
+    assert "copy:primary:second" in {t.name for t in tasks(here.plan)}
 
     def snapshots(location: str) -> int:
         listed = subprocess.run([*drplan, "snapshots", "--repo", location, "--json"],
@@ -581,20 +582,10 @@ def test_a_clock_jump_neither_kills_a_run_nor_runs_a_slot_twice(
     plan_path.write_text(yaml.safe_dump(raw))
     subprocess.run([sys.executable, "-m", "drplan", "--plan", str(plan_path), "repo", "init",
                     "primary", *FAST_KDF], check=True, capture_output=True)  # fmt: skip
-    plan = load_plan(plan_path).plan
-    now = [datetime(2026, 11, 26, 0, 59, 50, tzinfo=UTC)]
-    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
-    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
-                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+    here = in_process(plan_path, tmp_path, datetime(2026, 11, 26, 0, 59, 50, tzinfo=UTC))
+    now, catalog, daemon, settle = here.now, here.catalog, here.daemon, here.settle
     meters = next(t for t in daemon.tasks if t.name == "meters")
     daemon.tasks = [meters]  # the backup job alone: no upkeep in the way
-
-    def settle() -> None:
-        def ended() -> bool:
-            daemon.tick()
-            return not daemon.running
-
-        wait_until(ended, "the runs to end", 120)
 
     def slots() -> list[tuple[str, str]]:
         runs = reversed(catalog.runs("meters"))
@@ -631,21 +622,13 @@ def test_partial_runs_in_a_row_are_a_problem_though_each_saved_a_snapshot(
     raw["systems"]["web"]["paths"] = [str(source), str(tmp_path / "unmounted")]
     plan_path.write_text(yaml.safe_dump(raw))
     prepared(plan_path, sqlite_url(str(tmp_path / "unused.db")))
-    plan = load_plan(plan_path).plan
-    now = [datetime(2026, 11, 26, 0, 59, 0, tzinfo=UTC)]
-    catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
-    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
-                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)})  # fmt: skip
+    here = in_process(plan_path, tmp_path, datetime(2026, 11, 26, 0, 59, 0, tzinfo=UTC))
+    plan, now, catalog, daemon = here.plan, here.now, here.catalog, here.daemon
     daemon.tasks = [t for t in daemon.tasks if t.name == "web"]
     for hour in (1, 2):
         now[0] = datetime(2026, 11, 26, hour, 0, 5, tzinfo=UTC)
         daemon.tick()
-
-        def ended() -> bool:
-            daemon.tick()
-            return not daemon.running
-
-        wait_until(ended, "the run to end", 120)
+        here.settle()
         (last,) = catalog.runs("web", limit=1)
         assert last.status == "partial"
         assert last.snapshot

@@ -44,15 +44,15 @@ class DaemonCollector(Collector):
     def _jobs(self) -> Iterator[Metric]:
         events = self.events()
         running = self.running()
-        last_success = GaugeMetricFamily(
+        last_success = _gauge(
             "drplan_job_last_success_timestamp_seconds",
             "When the job's last successful run ended (Unix time).",
-            labels=["job"],
+            "job",
         )
-        last_attempt = GaugeMetricFamily(
+        last_attempt = _gauge(
             "drplan_job_last_attempt_timestamp_seconds",
             "When the job's last run started (Unix time).",
-            labels=["job"],
+            "job",
         )
         runs = CounterMetricFamily(
             "drplan_job_runs", "Runs of the job that ended, by outcome.", labels=["job", "outcome"]
@@ -61,17 +61,14 @@ class DaemonCollector(Collector):
             "drplan_job_overruns", "Times the job was still running at its next slot.",
             labels=["job"],
         )  # fmt: skip
-        is_running = GaugeMetricFamily(
-            "drplan_job_running", "1 while a run of the job is going on.", labels=["job"]
+        is_running = _gauge("drplan_job_running", "1 while a run of the job is going on.", "job")
+        duration = _gauge(
+            "drplan_job_last_duration_seconds", "How long the job's last ended run took.", "job"
         )
-        duration = GaugeMetricFamily(
-            "drplan_job_last_duration_seconds", "How long the job's last ended run took.",
-            labels=["job"],
-        )  # fmt: skip
-        added = GaugeMetricFamily(
+        added = _gauge(
             "drplan_job_last_added_bytes",
             "Bytes of new data the job's last successful run added to the repository.",
-            labels=["job"],
+            "job",
         )
         for job, e in sorted(events.items()):
             if e.last_success is not None:
@@ -90,25 +87,30 @@ class DaemonCollector(Collector):
         yield from _checks(events)
 
     def _rpo(self, status: Status) -> Iterator[Metric]:
-        exposure = GaugeMetricFamily(
+        exposure = _gauge(
             "drplan_rpo_exposure_seconds",
             "Now minus the newest point the data class can be restored to from the location.",
-            labels=["data_class", "location"],
+            "data_class",
+            "location",
         )
-        objective = GaugeMetricFamily(
-            "drplan_rpo_objective_seconds", "The data class's recovery point objective.",
-            labels=["data_class"],
-        )  # fmt: skip
-        state = GaugeMetricFamily(
+        objective = _gauge(
+            "drplan_rpo_objective_seconds",
+            "The data class's recovery point objective.",
+            "data_class",
+        )
+        state = _gauge(
             "drplan_rpo_status",
             "1 for the data class's current RPO status in the location (ok, at_risk,"
             " breached, unknown), 0 for the others.",
-            labels=["data_class", "location", "status"],
+            "data_class",
+            "location",
+            "status",
         )
-        newest = GaugeMetricFamily(
+        newest = _gauge(
             "drplan_rpo_newest_point_timestamp_seconds",
             "The newest point the data class can be restored to from the location.",
-            labels=["data_class", "location"],
+            "data_class",
+            "location",
         )
         seen: set[str] = set()
         for e in status.exposures:
@@ -121,10 +123,10 @@ class DaemonCollector(Collector):
             if e.data_class not in seen:
                 seen.add(e.data_class)
                 objective.add_metric([e.data_class], e.objective.total_seconds())
-        window = GaugeMetricFamily(
+        window = _gauge(
             "drplan_recoverable_window_seconds",
             "Span of the points a PostgreSQL system can be recovered to, from any location.",
-            labels=["system"],
+            "system",
         )
         for system, (start, end) in sorted(status.windows.items()):
             if start is not None and end is not None:
@@ -136,27 +138,27 @@ class DaemonCollector(Collector):
         yield from (exposure, objective, state, newest, window, assessed)
 
     def _locations(self, status: Status) -> Iterator[Metric]:
-        up = GaugeMetricFamily(
-            "drplan_location_up", "1 when the location's repository could be read.",
-            labels=["location"],
-        )  # fmt: skip
-        snapshots = GaugeMetricFamily(
-            "drplan_location_snapshots", "Snapshots in the location.", labels=["location"]
+        up = _gauge(
+            "drplan_location_up", "1 when the location's repository could be read.", "location"
         )
-        lag = GaugeMetricFamily(
+        snapshots = _gauge("drplan_location_snapshots", "Snapshots in the location.", "location")
+        lag = _gauge(
             "drplan_location_lag_seconds",
             "How far the location's newest snapshot of a job is behind the newest anywhere.",
-            labels=["location", "job"],
+            "location",
+            "job",
         )
-        size = GaugeMetricFamily(
+        size = _gauge(
             "drplan_location_size_bytes",
             "Bytes stored in the location: snapshot data, archived WAL, metadata.",
-            labels=["location", "kind"],
+            "location",
+            "kind",
         )
-        wal_age = GaugeMetricFamily(
+        wal_age = _gauge(
             "drplan_wal_archive_age_seconds",
             "Now minus the newest point the WAL archived in the location reaches.",
-            labels=["location", "system"],
+            "location",
+            "system",
         )
         for name, loc in sorted(status.locations.items()):
             up.add_metric([name], 0.0 if loc.get("error") else 1.0)

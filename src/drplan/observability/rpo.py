@@ -60,15 +60,21 @@ class Exposure:
         return None if self.newest is None else now - self.newest
 
 
-def gather(plan: Plan, open_location: Callable[[str], Repository]) -> list[LocationFacts]:
-    """Read every location of the plan once; a location that fails is reported, not raised."""
+def gather(
+    plan: Plan, open_location: Callable[[str], Repository], sizes: bool = True
+) -> list[LocationFacts]:
+    """Read every location of the plan once; a location that fails is reported, not raised.
+    ``sizes``: also list every object for what the location stores (the one read that
+    grows with the data, not with the snapshots)."""
     postgres = [name for name, s in plan.systems.items() if s.kind == "postgres"]
     facts = []
     for location in plan.locations:
         try:
             repo = open_location(location)
             snapshots, _ = repo.readable_snapshots()
-            here = LocationFacts(location, snapshots=snapshots, sizes=stored_sizes(repo))
+            here = LocationFacts(location, snapshots=snapshots)
+            if sizes:
+                here.sizes = stored_sizes(repo)
             for system in postgres:
                 window = recoverable_window(repo, system)
                 if window.reaches:

@@ -20,6 +20,9 @@ from drplan.repo.repository import Repository
 log = logging.getLogger("drplan.serve")
 
 WATCH_EVERY = timedelta(seconds=60)
+# What a location stores is listed object by object: on a large S3 repository that is
+# many requests, so it is counted this often, and the last count shown in between.
+SIZES_EVERY = timedelta(minutes=15)
 
 
 class Watcher:
@@ -44,6 +47,8 @@ class Watcher:
         self.last_drills = last_drills  # each drill's newest run, for overdue drills
         self.since = since
         self.kpis = kpis  # the recovery KPIs from the drills' records
+        self._sizes: dict[str, dict[str, int]] = {}  # per location, as last counted
+        self._sized_at: datetime | None = None
         self.latest: Status | None = None
         self.stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="drplan-watch", daemon=True)
@@ -59,8 +64,15 @@ class Watcher:
 
     def assess(self) -> Status:
         plan = self.plan()
-        facts = gather(plan, lambda name: self.open_location(plan, name))
         now = self.clock()
+        count = self._sized_at is None or abs(now - self._sized_at) >= SIZES_EVERY
+        facts = gather(plan, lambda name: self.open_location(plan, name), sizes=count)
+        if count:
+            self._sized_at = now
+            self._sizes = {f.location: f.sizes for f in facts if f.error is None}
+        for f in facts:
+            if not count and f.error is None:
+                f.sizes = self._sizes.get(f.location, {})
         drills = self.last_drills() if self.last_drills else None
         status = build_status(plan, facts, now, self.last_runs(), drills, self.since)
         if self.kpis is not None:
