@@ -175,7 +175,8 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     assert len(done.err.strip().splitlines()) == 1
 
     # Past its budget: stopped where it was, torn down, a failure against the RTO.
-    done, result = drill(budget="1s")
+    done, result = drill(budget="1s", validations={"commands": [
+        {"name": "a smoke test slower than the budget", "run": "sleep 30"}]})  # fmt: skip
     assert done.code == 21
     assert "ran past its budget of 0:00:01" in " ".join(result["failures"])
 
