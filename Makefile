@@ -1,11 +1,15 @@
 # The README's two commands: `make demo` and `make test`. Each creates .venv when
 # missing and installs what it needs; nothing but Python 3.11+ and make is assumed.
+# `make test` and `make bench` also need Debian packages (scripts/system-packages.list):
+# they install them first when they can (root or passwordless sudo), else stop at once
+# with the apt-get line to run.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DEPS := $(VENV)/.run-deps
 TEST_DEPS := $(VENV)/.test-deps
+BENCH_DEPS := $(VENV)/.bench-deps
 PYTEST_ARGS ?=
 
 .PHONY: demo test docs bench clean
@@ -25,15 +29,22 @@ $(TEST_DEPS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@ $(RUN_DEPS)
 
+$(BENCH_DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	@touch $@ $(RUN_DEPS)
+
 # The main job on embedded defaults: the SmartWatts plan checked and shown, then run by
 # `drplan serve` against an embedded PostgreSQL with live meter readings, until Ctrl-C.
 demo: $(RUN_DEPS)
 	@PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/smartwatts/demo.sh
 
-# Style and types first, so they cannot drift, then the whole suite.
-test: $(TEST_DEPS)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+# The Debian packages first (nothing runs without them), then style and types, so they
+# cannot drift, then the whole suite; pytest's summary is the last line.
+test:
+	@PYTHON=$(PYTHON) scripts/system-packages test
+	@$(MAKE) --no-print-directory $(TEST_DEPS)
+	$(BIN)/ruff check src tests testbed bench examples
+	$(BIN)/ruff format --check src tests testbed bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -42,10 +53,12 @@ docs: $(RUN_DEPS)
 	$(BIN)/python -m drplan.plan.reference > docs/plan-reference.md
 	$(BIN)/python -m drplan.plan.lint.catalog > docs/lint-rules.md
 
-# Benchmarks (never part of `make test`); results go to docs/benchmarks.md.
-# files_bench.py and copy_bench.py compare with restic: apt-get install restic (and `time`) first;
-# pg_bench.py, wal_bench.py and drill_bench.py with pgBackRest: apt-get install pgbackrest postgresql-15.
-bench: $(RUN_DEPS)
+# Benchmarks (never part of `make test`); results go to docs/benchmarks.md. Their peers are
+# Debian packages (restic for files and copies, pgBackRest and PostgreSQL 15 for PostgreSQL),
+# installed first as for `make test`.
+bench:
+	@PYTHON=$(PYTHON) scripts/system-packages bench
+	@$(MAKE) --no-print-directory $(BENCH_DEPS)
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/files_bench.py --runs 3
 	$(BIN)/python bench/copy_bench.py --runs 3

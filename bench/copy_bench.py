@@ -51,9 +51,8 @@ from files_bench import (
     run_step,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fixtures: the S3 server
-
-from tests.fixtures.seaweedfs import SeaweedFS, running_seaweedfs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed: the S3 server
+from testbed.seaweedfs import SeaweedFS, running_seaweedfs
 
 TOOLS = ("drplan", "restic")
 TARGETS = ("local", "s3")

@@ -2,8 +2,8 @@
 
     python bench/files_bench.py [--scale S] [--workdir DIR] [--runs N]
 
-The dataset comes from ``../shared/bench/make_dataset.py`` next to the repository
-(scale 1.0: about 0.9 GB of small JSON files, compressible logs and random blobs)
+The dataset comes from ``../shared/bench/make_dataset.py`` next to the repository, or
+its copy ``bench/make_dataset.py`` in a clone without it (scale 1.0: about 0.9 GB of small JSON files, compressible logs and random blobs)
 and is reused while its marker file says it was completed at the same scale.
 
 For each tool, in the same run and under the same work directory, the script
@@ -56,7 +56,10 @@ from pathlib import Path
 
 from drplan.repo.config import FORMAT_VERSION
 
-MAKE_DATASET = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_dataset.py"
+SHARED_DATASET = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_dataset.py"
+MAKE_DATASET = (
+    SHARED_DATASET if SHARED_DATASET.is_file() else Path(__file__).with_name("make_dataset.py")
+)
 DRPLAN = Path(sys.executable).parent / "drplan"
 GNU_TIME = Path("/usr/bin/time")
 PASSWORD = "drplan-bench-not-a-secret"

@@ -1,86 +1,28 @@
-"""Throwaway PostgreSQL clusters for the PostgreSQL benchmarks (not the tests' fixtures:
-these live as long as a benchmark and take their binaries from any directory).
-
-As root, a cluster runs as drplan's unprivileged server user (see
-drplan.sources.postgres.scratch), under a world-traversable directory of its own.
+"""What the PostgreSQL benchmarks share: their command line, pgBackRest's configuration,
+and clusters from :mod:`testbed.postgres` (the tests' own start-up code, not the tests)
+with a benchmark's settings.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import shutil
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from drplan.sources.postgres.scratch import LocalServer, chown_tree, initdb, server_user
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # testbed, beside bench/
+from drplan.sources.postgres.scratch import chown_tree, server_user
+from testbed.postgres import PG15_BIN, Cluster, world_dir
+from testbed.postgres import new_cluster as _new_cluster
 
-
-class Cluster(LocalServer):
-    """drplan's local server, with what a benchmark needs besides."""
-
-    def start(self) -> None:
-        self.pg_ctl(
-            "start",
-            "-w",
-            "-t",
-            "120",
-            "-l",
-            str(self.data_dir.with_name(f"{self.data_dir.name}.log")),
-        )
-        self.wait_ready(60)
-
-    def reload(self) -> None:
-        self.pg_ctl("reload")
-
-    def set(self, **settings: str) -> None:
-        with open(self.data_dir / "postgresql.auto.conf", "a") as f:
-            f.writelines(f"{k} = {v}\n" for k, v in settings.items())
-
-    def pgbench(self, *args: str) -> None:
-        subprocess.run(
-            [str(self.bin_dir / "pgbench"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-             "postgres", *args, "postgres"],
-            check=True, capture_output=True, timeout=7200,
-            env={**os.environ, "PGPASSWORD": self.password},
-        )  # fmt: skip
-
-
-def world_dir(parent: Path, name: str) -> Path:
-    """A directory the server's user can reach and own."""
-    path = parent / name
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    path.chmod(0o755)
-    for ancestor in path.parents:
-        mode = ancestor.stat().st_mode
-        if not mode & 0o001:
-            ancestor.chmod(mode | 0o001)
-    return path
+__all__ = ["PG15", "Cluster", "bench_args", "new_cluster", "pgbackrest_config", "world_dir"]
+PG15 = PG15_BIN  # pgBackRest 2.45 knows no later version
 
 
 def new_cluster(bin_dir: Path, base: Path, **settings: str) -> Cluster:
-    """initdb (checksums on), configure for archiving, start on a free loopback port."""
-    _, uid, gid = server_user()
-    chown_tree(base, uid, gid)
-    password = secrets.token_urlsafe(12)
-    data = base / "data"
-    initdb(bin_dir, data, password)
-    cluster = Cluster.configure(
-        data,
-        bin_dir,
-        password,
-        {"wal_level": "replica", "archive_mode": "on", "max_wal_senders": "10",
-         "max_wal_size": "'4GB'", **settings},
-    )  # fmt: skip
-    cluster.start()
-    return cluster
-
-
-PG15 = Path("/usr/lib/postgresql/15/bin")  # Debian's: pgBackRest 2.45 knows no later version
+    """A started cluster with room for a benchmark's WAL between checkpoints."""
+    return _new_cluster(bin_dir, base, **{"max_wal_size": "'4GB'", **settings})
 
 
 def bench_args(prog: str, doc: str, size: str, default: int, runs: int) -> argparse.Namespace:

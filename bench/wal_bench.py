@@ -32,13 +32,10 @@ from pg_common import PG15, Cluster, bench_args, new_cluster, pgbackrest_config,
 
 from drplan.repo.repository import Repository
 from drplan.sources.postgres.binaries import wheel_bin_dir
-from drplan.storage.local import LocalStorage
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import clean_plan
-from tests.fixtures.postgres import server_can_run_drplan
-
 from drplan.sources.postgres.scratch import chown_tree, server_user
+from drplan.storage.local import LocalStorage
+from testbed.plans import clean_plan
+from testbed.postgres import server_can_run_drplan
 
 PASSWORD = "bench password, not a secret"
 

