@@ -23,6 +23,7 @@ from drplan.sources.postgres.scratch import (
     drplan_reachable_by_servers,
     initdb,
     server_user,
+    traversable_to,
 )
 from testbed import Unavailable
 
@@ -77,10 +78,7 @@ def world_dir(parent: Path, name: str) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True)
     path.chmod(0o755)
-    for ancestor in path.parents:
-        mode = ancestor.stat().st_mode
-        if not mode & 0o001:
-            ancestor.chmod(mode | 0o001)
+    traversable_to(path)
     return path
 
 

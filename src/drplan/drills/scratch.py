@@ -28,7 +28,7 @@ from drplan.catalog.paths import state_dir
 from drplan.errors import DrillRefusedError, DrplanError
 from drplan.plan.model import FilesSystem, Plan, PostgresSystem
 from drplan.recovery.recover import OpenLocation
-from drplan.sources.postgres.scratch import free_port
+from drplan.sources.postgres.scratch import free_port, traversable_to
 
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 DEFAULT_PG_PORT = 5432
@@ -148,11 +148,7 @@ def make_scratch(
     root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
     try:
         root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
-        for parent in root.parents:  # ... and can reach it (the x bit only: nothing listable)
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
-                with contextlib.suppress(PermissionError):
-                    parent.chmod(mode | 0o001)
+        traversable_to(root)  # ... and can reach it (the x bit only: nothing listable)
     except BaseException:  # Ctrl-C included: nothing is left behind
         shutil.rmtree(root, ignore_errors=True)
         raise

@@ -10,6 +10,7 @@ root, every server command runs as the unprivileged system user ``drplanpg``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import socket
@@ -53,10 +54,21 @@ def drplan_reachable_by_servers() -> None:
 
     program = Path(sys.executable).with_name("drplan")
     for path in (Path(os.path.realpath(sys.executable)), program, Path(drplan.__file__).resolve()):
-        for parent in path.parents:
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
+        traversable_to(path)
+
+
+def traversable_to(path: Path) -> list[Path]:
+    """Give every directory above ``path`` the others-may-traverse bit (x, not r), so that
+    a server's user can reach ``path`` itself: nothing becomes listable or readable that
+    was not. A directory we may not change is left as it is. Returns those changed."""
+    changed = []
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            with contextlib.suppress(PermissionError):
                 parent.chmod(mode | 0o001)
+                changed.append(parent)
+    return changed
 
 
 def free_port() -> int:
