@@ -15,7 +15,7 @@ from drplan.repo.keys import KdfParams
 from drplan.repo.repository import Repository
 from drplan.storage import Storage
 from drplan.storage.local import LocalStorage
-from tests.conftest import clean_plan
+from testbed.plans import clean_plan
 from tests.fixtures.seaweedfs import SeaweedFS
 
 PASSWORD = "correct horse battery staple"

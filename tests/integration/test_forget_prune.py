@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import Result, clean_plan
+from testbed.plans import clean_plan
+from tests.conftest import Result
 
 Run = Callable[..., Result]
 DRPLAN = str(Path(sys.executable).parent / "drplan")

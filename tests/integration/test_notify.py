@@ -24,7 +24,7 @@ from drplan.observability.rpo import LocationFacts
 from drplan.observability.status import build_status
 from drplan.plan.model import Plan, Severity
 from drplan.plan.model.objectives import Tier
-from tests.conftest import clean_plan
+from testbed.plans import clean_plan
 from tests.fixtures.receivers import SMTP_PASSWORD, SMTP_USER, HttpReceiver, MailServer
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

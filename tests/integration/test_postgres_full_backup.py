@@ -24,7 +24,8 @@ from drplan.sources.postgres.basebackup import (
 )
 from drplan.sources.postgres.binaries import Binaries, find_binaries
 from drplan.sources.postgres.cluster import Preflight, connect, preflight, server_info
-from tests.conftest import Result, clean_plan, wait_until
+from testbed.plans import clean_plan
+from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import PgCluster, free_port, give_to_server
 from tests.integration.conftest import open_repo
 

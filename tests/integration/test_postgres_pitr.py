@@ -31,7 +31,8 @@ from drplan.sources.postgres.wal_archive import (
     segment_name,
 )
 from drplan.storage.local import LocalStorage
-from tests.conftest import Result, clean_plan, wait_until
+from testbed.plans import clean_plan
+from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import (
     PgCluster,
     free_port,

@@ -13,7 +13,8 @@ import yaml
 
 from drplan.sources.postgres.wal_archive import WAL_PREFIX
 from drplan.storage.local import LocalStorage
-from tests.conftest import clean_plan, wait_until
+from testbed.plans import clean_plan
+from tests.conftest import wait_until
 from tests.integration.conftest import PASSWORD, init_repo
 
 SEGMENT = 16 * 1024 * 1024

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Result, clean_plan, dump
+from testbed.plans import clean_plan
+from tests.conftest import Result, dump
 
 Run = Callable[..., Result]
 BASE = dump(clean_plan())

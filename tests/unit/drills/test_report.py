@@ -10,7 +10,7 @@ from typing import Any
 
 from drplan.drills.report import as_html, markdown, report
 from drplan.plan.model import Plan
-from tests.conftest import clean_plan
+from testbed.plans import clean_plan
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -28,7 +28,7 @@ from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.wal_archive import WalArchive
 from drplan.storage.local import LocalStorage
-from tests.conftest import clean_plan
+from testbed.plans import clean_plan
 from tests.integration.conftest import PASSWORD, init_repo
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

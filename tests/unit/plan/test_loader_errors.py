@@ -9,7 +9,8 @@ import pytest
 
 from drplan.errors import PlanInvalidError, PlanNotFoundError
 from drplan.plan.loader import load_plan, load_plan_text, resolve_plan_path
-from tests.conftest import clean_plan, dump
+from testbed.plans import clean_plan
+from tests.conftest import dump
 
 BASE = dump(clean_plan())
 
