@@ -19,7 +19,10 @@ The hierarchy::
     ├── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
     ├── WalConflictError         exit 18  the WAL archive holds a different file under that name
     ├── RecoveryTargetError      exit 19  a recovery target outside the window, or WAL missing
-    └── CatalogError             exit 20  the catalog database cannot be reached or read
+    ├── CatalogError             exit 20  the catalog database cannot be reached or read
+    ├── DrillFailedError         exit 21  a drill ran and did not pass
+    ├── DrillRefusedError        exit 22  a drill was not started (production-like target, ...)
+    └── LocationDownError        exit 23  `locations status`: a location cannot be used (named)
 
 `drplan wal fetch` (PostgreSQL's restore_command) exits 1 for a file that is not
 archived and 255 for one that is but cannot be read: above 125, PostgreSQL stops
@@ -191,6 +194,13 @@ class DrillRefusedError(DrplanError):
     exit_code = 22
 
 
+class LocationDownError(DrplanError):
+    """A location of the plan cannot be used: unreachable, holding no repository (lost) or
+    another one (foreign). `locations status` shows every location first, then says which."""
+
+    exit_code = 23
+
+
 WAL_FETCH_ABORT = 255
 
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
@@ -215,6 +225,7 @@ EXIT_CODES: dict[int, str] = {
     CatalogError.exit_code: "the catalog database cannot be reached, or was written by a newer drplan",
     DrillFailedError.exit_code: "a drill did not pass: a validation failed, or it missed its RTO or RPO (the report says which)",
     DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, has no free port or no room, or another drill of those systems runs",
+    LocationDownError.exit_code: "`locations status` only: a location cannot be used (unreachable, lost or foreign); its row says why",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from tests.conftest import Result, clean_plan
+from testbed.plans import clean_plan
+from tests.conftest import Result
 from tests.fixtures.seaweedfs import SeaweedFS
 from tests.integration.conftest import Compare
 
@@ -72,9 +73,10 @@ def init_all(run: Run, plan: str) -> None:
         assert seeded.code == 0, seeded.err
 
 
-def status(run: Run, plan: Path) -> dict[str, dict[str, Any]]:
+def status(run: Run, plan: Path, code: int = 0) -> dict[str, dict[str, Any]]:
+    """Each location's state; ``code`` 23 when one is down (unreachable, lost, foreign)."""
     result = run("--plan", str(plan), "locations", "status", "--json")
-    assert result.code == 0, result.err
+    assert result.code == code, result.err
     return {entry["location"]: entry for entry in json.loads(result.out)}
 
 
@@ -109,11 +111,12 @@ def test_backups_reach_every_location_and_the_cloud_copy_alone_restores(
     assert again["copies"]["archive"]["copied"] == []  # it keeps one a year: it has this year's
     assert status(run, four_locations)["archive"]["state"] == "ok"
     shutil.rmtree(tmp_path / "primary")  # the primary site is gone
-    states = status(run, four_locations)
+    states = status(run, four_locations, code=23)
     assert states["primary"]["state"] == "lost"
     assert states["cloud"]["jobs"]["web"]["snapshots"] == 2
     table = run("--plan", plan, "locations", "status")
-    assert table.code == 0, table.err
+    assert table.code == 23, table.err
+    assert "primary (lost)" in table.err
     assert "lost" in table.out
     assert "compliance 1d" in table.out
     assert "web: current" in table.out
@@ -139,7 +142,7 @@ def test_an_unreachable_location_does_not_stop_the_others_and_catches_up(
     assert report["copies"]["cloud"]["error"].startswith("location cloud:")
     assert report["copies"]["secondary"]["error"] is None
     assert "not to cloud" in result.err
-    states = status(run, four_locations)
+    states = status(run, four_locations, code=23)
     assert states["cloud"]["state"] == "unreachable"
     assert states["secondary"]["state"] == "ok"
 
@@ -357,7 +360,7 @@ def test_an_empty_location_is_a_failure_not_a_new_replica(
     assert "holds no repository" in error
     assert "drplan copy" in error
     assert list(secondary.iterdir()) == []
-    assert status(run, four_locations)["secondary"]["state"] == "lost"
+    assert status(run, four_locations, code=23)["secondary"]["state"] == "lost"
     typo = run("--plan", plan, "copy", "--from", "primary", "--to", "secondry")
     assert typo.code == 2
     assert "'secondry' is not a location of the plan" in typo.err

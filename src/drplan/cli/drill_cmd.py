@@ -18,7 +18,7 @@ from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV
 
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
-    from drplan.drills.results import DrillResult
+    from drplan.drills.results import DrillResult, SystemResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 CATALOG_HELP = "The catalog drills are recorded in (default $DRPLAN_CATALOG, else SQLite in the state directory)."
@@ -29,7 +29,7 @@ def drill_group() -> None:
     """Recoveries rehearsed for real: `drplan drill run DRILL`, `drplan drill list`."""
 
 
-@drill_group.command("run")
+@drill_group.command("run", short_help="Recover, validate, and measure RTO and RPO, for real.")
 @click.argument("name", metavar="DRILL")
 @click.option("--keep", is_flag=True, help="Leave the scratch target (stopped) for a look.")
 @click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
@@ -116,7 +116,7 @@ def _print(result: DrillResult, path: Path, digest: str) -> None:
             out.print(_measure("RTO", system.rto_seconds, system.rto_objective_seconds))
             rpo = _measure("RPO", system.rpo_seconds, system.rpo_objective_seconds)
             measured = system.rpo_seconds is not None
-            out.print(rpo + (_sentinel(system.sentinel_found) if measured else ""))
+            out.print(rpo + (f" ({explain_rpo(system)})" if measured else ""))
         checks = Table("validation", "outcome", "seconds", "detail")
         colours = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
         for v in system.validations:
@@ -149,13 +149,22 @@ def _measure(what: str, seconds: float | None, objective: float | None) -> str:
     return f"{what} {seconds:.1f}s against an objective of {objective:.0f}s: {met}"
 
 
-def _sentinel(found: bool | None) -> str:
-    if found is None:
-        return " (no sentinel: measured from the last transaction replayed)"
-    return " (the sentinel was recovered)" if found else " (the sentinel was lost)"
+def explain_rpo(system: SystemResult) -> str:
+    """What a measured RPO means for the data, in words a user knows (the marker row is
+    what the plan calls the drill's ``sentinel``)."""
+    if system.sentinel_found:
+        return "nothing lost: the marker row the drill wrote at the disaster moment was recovered"
+    lost = f"{system.rpo_seconds or 0.0:.1f}s"
+    if system.sentinel_found is False:
+        return (f"the last {lost} of writes before the disaster were not recovered: the marker"
+                " row the drill wrote at the disaster moment is missing from the recovered copy")  # fmt: skip
+    if system.last_transaction is None:
+        return f"the recovered copy lacks the last {lost} of writes before the disaster"
+    return (f"the recovered copy holds the writes up to {clock.rfc3339(system.last_transaction)},"
+            f" {lost} before the disaster")  # fmt: skip
 
 
-@drill_group.command("list")
+@drill_group.command("list", short_help="The plan's drills and the last run of each.")
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
@@ -179,7 +188,7 @@ def list_command(settings: Settings, /, catalog: str | None, as_json: bool) -> N
             "drill": name,
             "kind": drill.kind,
             "systems": drill.systems,
-            "schedule": str(drill.schedule),
+            "schedule": None if drill.schedule is None else str(drill.schedule),
             "from_location": drill.from_location,
             "last_run": None if name not in last else {
                 "started_at": clock.rfc3339(last[name]["started_at"]),
@@ -199,13 +208,14 @@ def list_command(settings: Settings, /, catalog: str | None, as_json: bool) -> N
     table = Table("drill", "kind", "systems", "schedule", "last run")
     for row in rows:
         run = row["last_run"]
+        drill = plan.drills[row["drill"]]
         shown = "never" if run is None else (
             f"{run['started_at']} {'passed' if run['passed'] else 'failed'}"
             + (f", RTO {run['rto_seconds']:.0f}s" if run["rto_seconds"] is not None else "")
             + (f", RPO {run['rpo_seconds']:.0f}s" if run["rpo_seconds"] is not None else "")
         )  # fmt: skip
         table.add_row(row["drill"], row["kind"], ", ".join(row["systems"]) or "all",
-                      row["schedule"], shown)  # fmt: skip
+                      drill.schedule_text, shown)  # fmt: skip
     console().print(table)
 
 
@@ -224,7 +234,7 @@ def report_options(fn: F) -> F:
     return fn
 
 
-@drill_group.command("report")
+@drill_group.command("report", short_help="Every drill run since a date, with the recovery KPIs.")
 @report_options
 @pass_settings
 def report_command(
@@ -251,9 +261,7 @@ def write_report(
         rows = store.drills(since=start, limit=100_000)
     finally:
         store.close()
-    data = report(plan, rows, now)
-    if not runs:
-        data.pop("runs")
+    data = report(plan, rows, now, runs=runs)
     if fmt == "json":
         text = json.dumps(data, indent=2) + "\n"
     elif fmt == "html":

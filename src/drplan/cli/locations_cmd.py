@@ -1,4 +1,7 @@
-"""``drplan locations status``: every location of the plan, reachable or not, and how far behind."""
+"""``drplan locations status``: every location of the plan, reachable or not, and how far behind.
+
+Every location is shown, however many are down; then, when one is, the command fails
+(exit 23) naming them, so scripts and monitoring can tell without reading the table."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import click
 
 from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
 from drplan.cli.repo_access import password, storage_for
-from drplan.errors import DrplanError, RepositoryNotFoundError, WrongPasswordError
+from drplan.errors import DrplanError, LocationDownError, WrongPasswordError
 from drplan.repo.repository import Repository
 
 if TYPE_CHECKING:
@@ -24,38 +27,34 @@ def locations_group() -> None:
     """The plan's locations: primary, secondary, cloud and archive copies."""
 
 
-def _reference(plan: Plan, settings: Settings, password_file: str | None) -> Repository:
+def _reference(
+    plan: Plan, settings: Settings, password_file: str | None
+) -> tuple[Repository | None, dict[str, DrplanError]]:
     """The repository most locations hold (the primary's on a tie): it supplies the key
     that tells replicas from foreign repositories. Trusting whichever location opened
-    first would call every real replica foreign after one location was re-initialised."""
+    first would call every real replica foreign after one location was re-initialised.
+    With it, what opening each other location raised; None when no location opened
+    (each is then shown with why), unless it was the password: that is the thing to fix."""
     secret = password(settings, password_file)
     opened: list[tuple[str, Repository]] = []
-    problems = []
-    wrong_password: WrongPasswordError | None = None
+    failed: dict[str, DrplanError] = {}
     for name, location in plan.locations.items():
         try:
             opened.append((name, Repository.open(storage_for(location), secret)))
-        except WrongPasswordError as exc:
-            wrong_password = exc
-            problems.append(f"{name}: {exc.message}")
         except DrplanError as exc:  # lost, unreachable: status says
-            problems.append(f"{name}: {exc.message}")
-    if not opened and wrong_password is not None:
+            failed[name] = exc
+    wrong = [exc for exc in failed.values() if isinstance(exc, WrongPasswordError)]
+    if not opened and wrong:
+        problems = "; ".join(f"{name}: {exc.message}" for name, exc in failed.items())
         raise WrongPasswordError(
-            f"the password opens no location of the plan ({'; '.join(problems)})",
-            hint=wrong_password.hint,
+            f"the password opens no location of the plan ({problems})", hint=wrong[0].hint
         )
     if not opened:
-        raise RepositoryNotFoundError(
-            f"no location of the plan holds a repository this password opens"
-            f" ({'; '.join(problems)})",
-            hint="create one with `drplan repo init LOCATION`, then seed the others with"
-            " `drplan copy`",
-        )
+        return None, failed
     votes = Counter(repo.config.id for _, repo in opened)
     primary = [repo.config.id for name, repo in opened if plan.locations[name].role == "primary"]
     best = max(votes, key=lambda rid: (votes[rid], rid in primary))
-    return next(repo for _, repo in opened if repo.config.id == best)
+    return next(repo for _, repo in opened if repo.config.id == best), failed
 
 
 def _protection(location: Location) -> dict[str, Any]:
@@ -109,7 +108,7 @@ def _lag_text(state: LocationState) -> str:
     return "\n".join(parts) or "-"
 
 
-@locations_group.command("status")
+@locations_group.command("status", short_help="Per location: state, snapshots, lag, free space.")
 @click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (durations in seconds).")
 @pass_settings
@@ -119,13 +118,25 @@ def status_command(settings: Settings, /, password_file: str | None, as_json: bo
     from drplan.repo.retention import plan_policies  # noqa: PLC0415
 
     plan = settings.load().plan
-    reference = _reference(plan, settings, password_file)
+    reference, failed = _reference(plan, settings, password_file)
     reach = {name: partial(storage_for, loc) for name, loc in plan.locations.items()}
     jobs = {name: list(job.locations) for name, job in plan.jobs.items()}
-    states = locations_status(reference, reach, jobs, partial(plan_policies, plan))
+    states = locations_status(reference, reach, jobs, partial(plan_policies, plan), failed=failed)
     if as_json:
         emit_json([_as_dict(s, plan.locations[s.name]) for s in states])
-        return
+    else:
+        _print_table(plan, states)
+    down = [s for s in states if s.down]
+    if down:
+        raise LocationDownError(
+            f"{len(down)} of {len(states)} locations cannot be used:"
+            f" {', '.join(f'{s.name} ({s.state})' for s in down)}",
+            hint="each one's row says why and what to do; a location that comes back gets what"
+            " it missed at the next backup",
+        )
+
+
+def _print_table(plan: Plan, states: list[LocationState]) -> None:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table("location", "role", "state", "snapshots", "jobs", "free", "protection")

@@ -167,7 +167,7 @@ def _drills(summary: PlanSummary) -> Table:
             name,
             drill.kind,
             ", ".join(drill.systems) or "all",
-            str(drill.schedule),
+            drill.schedule_text,
             _next(summary.drills[name]),
             drill.from_location or "first reachable",
         )

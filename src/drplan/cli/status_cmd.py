@@ -165,5 +165,5 @@ def _render(plan: Plan, status: Status) -> None:
             if d["overdue_since"] is not None:
                 last += f" [bold red]overdue since {clock.rfc3339(d['overdue_since'])}[/]"
             upcoming = "-" if d["next_run"] is None else f"in {_ago(d['next_run'] - now)}"
-            drills.add_row(name, d["schedule"], last, upcoming)
+            drills.add_row(name, plan.drills[name].schedule_text, last, upcoming)
         out.print(drills)

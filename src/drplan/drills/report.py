@@ -23,6 +23,8 @@ from typing import Any
 from drplan import clock
 from drplan.plan.model import Plan
 
+DRILL_TITLE = "Drill report"
+KPI_TITLE = "Recovery KPI report"
 WINDOWS = {"30d": timedelta(days=30), "90d": timedelta(days=90), "365d": timedelta(days=365)}
 KPI_SPAN = max(WINDOWS.values())
 
@@ -152,12 +154,15 @@ def trends(found: list[Recovery]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def report(plan: Plan, rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """The drill report: runs (newest first), restore-time trends, KPIs."""
+def report(
+    plan: Plan, rows: list[dict[str, Any]], now: datetime, *, runs: bool = True
+) -> dict[str, Any]:
+    """The drill report: runs (newest first), restore-time trends, KPIs; without ``runs``,
+    the plan's recovery KPI report (trends and KPIs only)."""
     found = recoveries(rows)
-    return {
+    data: dict[str, Any] = {
+        "title": DRILL_TITLE if runs else KPI_TITLE,
         "time": clock.rfc3339(now),
-        "runs": [_run(r) for r in rows],
         "trends": trends(found),
         "kpis": kpi_table(plan, found, now),
         "success_criteria": {
@@ -166,6 +171,9 @@ def report(plan: Plan, rows: list[dict[str, Any]], now: datetime) -> dict[str, A
             "data_integrity": plan.success_criteria.data_integrity,
         },
     }
+    if runs:
+        data["runs"] = [_run(r) for r in rows]
+    return data
 
 
 def _run(row: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +205,8 @@ def _secs(value: float | None) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    lines = [f"# Drill report ({data['time']})", "", "## Recovery KPIs", ""]
+    """The report as Markdown: the sections ``data`` holds (runs only in a drill report)."""
+    lines = [f"# {data['title']} ({data['time']})", "", "## Recovery KPIs", ""]
     goals = data["success_criteria"]
     lines += [
         f"Success criteria: within RTO {_pct(goals['rto_achievement'])}, within RPO"
@@ -210,23 +219,40 @@ def markdown(data: dict[str, Any]) -> str:
         for group, k in groups.items():
             lines.append(f"| {window} | {group} | {k['recoveries']} | {_pct(k['within_rto'])} |"
                          f" {_pct(k['within_rpo'])} | {_pct(k['integrity'])} | {_met(k['met'])} |")  # fmt: skip
-    lines += ["", "## Restore time per system", "",
-              "| system | drills | median | last | change from median | RTOs, oldest first |",
+    lines += _trends(data["trends"])
+    if "runs" in data:
+        lines += _runs(data["runs"])
+    return "\n".join(lines) + "\n"
+
+
+def _trends(trends: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["", "## Restore time per system", ""]
+    if not trends:
+        return [*lines, "No drill has measured a restore time yet."]
+    lines += ["| system | drills | median | last | change from median | RTOs, oldest first |",
               "|---|---|---|---|---|---|"]  # fmt: skip
-    for system, t in data["trends"].items():
+    for system, t in trends.items():
         change = t["change_from_median"]
         shown = "-" if change is None else f"{change * 100:+.0f}%"
         lines.append(f"| {system} | {len(t['rto_seconds'])} | {_secs(t['median_seconds'])} |"
                      f" {_secs(t['last_seconds'])} | {shown} |"
                      f" {', '.join(_secs(s) for s in t['rto_seconds'])} |")  # fmt: skip
-    lines += ["", "## Runs", "", "| started | drill | result | RTO | RPO | evidence |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
-    for run in data["runs"]:
-        result = "passed" if run["passed"] else f"failed: {run['failures']}"
+    return lines
+
+
+def _runs(runs: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Runs", ""]
+    if not runs:
+        return [*lines, "No drill has run in this period."]
+    lines += ["| started | drill | result | RTO | RPO | evidence |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        # A pipe in a failure's text would split the table's cell.
+        failures = str(run["failures"]).replace("|", "\\|")
+        result = "passed" if run["passed"] else f"failed: {failures}"
         lines.append(f"| {run['started_at']} | {run['drill']} | {result} |"
                      f" {_secs(run['rto_seconds'])} | {_secs(run['rpo_seconds'])} |"
                      f" {run['evidence']} (sha256 {str(run['sha256'])[:12]}) |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def as_html(data: dict[str, Any]) -> str:
@@ -240,7 +266,8 @@ def as_html(data: dict[str, Any]) -> str:
         elif line.startswith("|---"):
             continue
         elif line.startswith("| "):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split(" | ")]
+            cells = [html.escape(c.strip().replace("\\|", "|"))
+                     for c in line.strip("|").split(" | ")]  # fmt: skip
             tag = "td" if table else "th"
             if not table:
                 body.append("<table>")
@@ -256,5 +283,6 @@ def as_html(data: dict[str, Any]) -> str:
         body.append("</table>")
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Drill report</title>"
+    title = html.escape(f"{data['title']} ({data['time']})")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip

@@ -1,5 +1,6 @@
 """Whether the plan's testing schedule is kept: each scheduled drill's last run, next
-slot, and whether it is overdue, which is reported like a failing backup.
+slot, and whether it is overdue, which is reported like a failing backup. A drill run
+only by hand (no schedule, ``manual`` or ``on EVENT``) has no slot and is never overdue.
 
 A drill is overdue when a slot of its schedule passed more than its budget (the time it
 may take) and ``GRACE`` ago, and no run of it started since that slot. A drill that has
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from drplan.plan.model import Plan
-from drplan.plan.schedule import NeverFiresError, ScheduleKind
+from drplan.plan.schedule import NeverFiresError
 
 if TYPE_CHECKING:  # the catalog (SQLAlchemy) is imported only where it is used
     from drplan.catalog.store import Catalog
@@ -37,7 +38,7 @@ def drill_states(
         started = row["started_at"] if row else None
         state: dict[str, Any] = {
             "kind": drill.kind,
-            "schedule": str(drill.schedule),
+            "schedule": None if drill.schedule is None else str(drill.schedule),
             "last_started": started,
             "last_passed": bool(row["passed"]) if row else None,
             "last_rto_seconds": row["rto_seconds"] if row else None,
@@ -45,7 +46,7 @@ def drill_states(
             "next_run": None,
             "overdue_since": None,
         }
-        if drill.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL):
+        if drill.schedule is not None and drill.scheduled:
             try:
                 upcoming = drill.schedule.next_runs(now, plan.timezone)
                 slot = drill.schedule.previous_run(now, plan.timezone)

@@ -5,7 +5,12 @@ any location: the time between that snapshot and the newest one here, and the
 bytes this location would have to receive to hold every snapshot of the job that
 its retention keeps and it lacks. A location that answers but holds no repository
 is *lost* (destroyed, or never initialised); one that holds another repository is
-*foreign*; one that cannot be reached is *unreachable*.
+*foreign*; one that cannot be reached is *unreachable*. Those three are *down*: the
+location cannot be used, and its ``error`` says why in one line.
+
+When no location opens with the password there is no key to tell a replica from a
+foreign repository: each location is then only unreachable, lost (no repository), or
+foreign (a repository the password does not open).
 """
 
 from __future__ import annotations
@@ -18,10 +23,20 @@ from drplan import clock
 from drplan.errors import DrplanError
 from drplan.locations.copying import worth_copying
 from drplan.repo.replication import blobs_of, same_repository
-from drplan.repo.repository import Repository, pack_name
+from drplan.repo.repository import CONFIG, Repository, pack_name
 from drplan.repo.retention import Policy
 from drplan.repo.snapshot import Snapshot
-from drplan.storage import Storage
+from drplan.storage import NotFound, Storage, StorageError
+
+DOWN = ("unreachable", "lost", "foreign")
+LOST = (
+    "no repository here (destroyed, unmounted, or not seeded yet):"
+    " seed it with `drplan copy`, not `repo init`"
+)
+NOTHING_ANYWHERE = (
+    "no repository here, nor in any location of the plan: create one with"
+    " `drplan repo init {name}`, then seed the others with `drplan copy`"
+)
 
 
 @dataclass
@@ -47,6 +62,11 @@ class LocationState:
     def healthy(self) -> bool:
         return self.state == "ok"
 
+    @property
+    def down(self) -> bool:
+        """It cannot be used: unreachable, lost or foreign (lagging is not down)."""
+        return self.state in DOWN
+
 
 @dataclass
 class _Opened:
@@ -57,43 +77,56 @@ class _Opened:
 
 
 def locations_status(
-    reference: Repository,
+    reference: Repository | None,
     locations: Mapping[str, Callable[[], Storage]],
     jobs: Mapping[str, list[str]],
     policies: Callable[[str], dict[str | None, Policy]],
     now: datetime | None = None,
+    failed: Mapping[str, DrplanError] | None = None,
 ) -> list[LocationState]:
     """The state of each of ``locations`` (name -> how to reach it), in their order.
 
-    ``reference`` is any opened replica (it supplies the key); ``jobs`` maps each job
-    to the locations it writes to: a location's lag counts only the jobs it serves.
+    ``reference`` is any opened replica (it supplies the key), None when none opened;
+    ``jobs`` maps each job to the locations it writes to: a location's lag counts only
+    the jobs it serves. ``failed``: what opening a location has already raised; one that
+    could not be reached is not tried again (an S3 endpoint that is down costs its
+    retries once).
     """
     now = now or clock.now()
+    failed = failed or {}
     opened: list[_Opened] = []
     states: dict[str, LocationState] = {}
     for name, reach in locations.items():
         try:
             storage = reach()
             states[name] = LocationState(name, storage.url, "ok")
-            same = same_repository(reference, storage)
+            earlier = failed.get(name)
+            if isinstance(earlier, StorageError) and not isinstance(earlier, NotFound):
+                raise earlier
+            same = _holds(storage) if reference is None else same_repository(reference, storage)
             if same is None:
                 states[name].state = "lost"
-                states[name].error = (
-                    "no repository here (destroyed, unmounted, or not seeded yet):"
-                    " seed it with `drplan copy`, not `repo init`"
-                )
+                states[name].error = LOST
                 continue
             if not same:
                 states[name].state = "foreign"
-                states[name].error = "holds a different repository"
+                states[name].error = (
+                    "holds a repository this password does not open, or a damaged one"
+                    if reference is None
+                    else "holds a different repository"
+                )
                 continue
+            assert reference is not None  # _holds never says True
             repo = Repository(storage, reference.config, reference.key, reference.key_id)
             opened.append(_Opened(name, storage, repo, repo.snapshots()))
             states[name].snapshots = len(opened[-1].snapshots)
             states[name].free_bytes = storage.free_space()
         except DrplanError as exc:
             url = states[name].url if name in states else "?"
-            states[name] = LocationState(name, url, "unreachable", exc.message)
+            states[name] = LocationState(name, url, "unreachable", _reason(exc, url))
+    if reference is None and all(s.state == "lost" for s in states.values()):
+        for state in states.values():  # a plan before its first `repo init`
+            state.error = NOTHING_ANYWHERE.format(name=state.name)
     everything = {s.id: s for o in opened for s in o.snapshots}
     for o in opened:
         state = states[o.name]
@@ -103,6 +136,21 @@ def locations_status(
         if any(lag.missing for lag in state.jobs.values()):
             state.state = "lagging"
     return [states[name] for name in locations]
+
+
+def _holds(storage: Storage) -> bool | None:
+    """None when ``storage`` holds no repository; False when it holds one (that did not
+    open: without a reference, it cannot be called a replica)."""
+    try:
+        storage.stat(CONFIG)
+    except NotFound:
+        return None
+    return False
+
+
+def _reason(exc: DrplanError, url: str) -> str:
+    """The error in one line, without the location's URL: its row shows that already."""
+    return exc.message.removeprefix(f"{url}: ")
 
 
 def _lag(

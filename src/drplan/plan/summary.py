@@ -34,7 +34,9 @@ class Timing:
         }
 
 
-def timing(schedule: Schedule, tz: str, now: datetime, count: int = 3) -> Timing:
+def timing(schedule: Schedule | None, tz: str, now: datetime, count: int = 3) -> Timing:
+    if schedule is None:  # a drill run only by hand
+        return Timing([], None)
     try:
         return Timing(schedule.next_runs(now, tz, count), schedule.worst_gap(tz, now))
     except NeverFiresError:

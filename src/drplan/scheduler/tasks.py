@@ -8,8 +8,8 @@
 * per location that a data class with a ``verify`` schedule must be in, on the most
   frequent such schedule: ``drplan check --read-data-subset 5%``, so every pack is
   read back over twenty runs;
-* every drill with a cron or interval schedule: ``drplan drill run DRILL``, not retried
-  when it fails (a failed drill is a finding; it runs again at its next slot) unless it
+* every drill with a cron or interval schedule (the others run only by hand):
+  ``drplan drill run DRILL``, not retried when it fails (a failed drill is a finding; it runs again at its next slot) unless it
   was refused because another drill of its systems ran;
 * per pair of a job's first location and each of its others (jobs that replicate
   after each backup), every ``COPY_EVERY``: ``drplan copy --from FIRST --to OTHER --job
@@ -117,7 +117,7 @@ def _upkeep(plan: Plan) -> list[Task]:
 def _drills(plan: Plan) -> list[Task]:
     found = []
     for name, drill in plan.drills.items():
-        if drill.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL):
+        if drill.schedule is not None and drill.scheduled:  # the others run by hand
             systems = drill.systems or list(plan.systems)
             budget = drill.budget or min((plan.rto_of(s) for s in systems), default=None)
             found.append(Task(f"drill:{name}", drill.schedule, plan.timezone,

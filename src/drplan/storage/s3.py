@@ -367,9 +367,10 @@ class S3Storage:
                 hint="check the endpoint URL and the CA bundle (AWS_CA_BUNDLE)",
             )
         if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+            why = _os_reason(exc)
             return TransientError(
-                f"{where}: {redact(self.client.meta.endpoint_url)} did not answer "
-                f"({type(exc).__name__}, {self.max_attempts} attempts)",
+                f"{where}: {redact(self.client.meta.endpoint_url)} did not answer"
+                f"{f': {why}' if why else ''} ({type(exc).__name__}, {self.max_attempts} attempts)",
                 hint="check the network and that the S3 service is up, then run again",
             )
         if not isinstance(exc, ClientError):
@@ -402,6 +403,21 @@ class S3Storage:
                 failed, hint=f"Object Lock needs a bucket created with it; {self.bucket} was not"
             )
         return StorageError(failed)
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """What the operating system said under a connection error (`connection refused`,
+    `timed out`), found down the chain of exceptions botocore and urllib3 wrapped it in."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a few levels deep; bounded, as a chain may loop
+        if seen is None:
+            break
+        if isinstance(seen, TimeoutError):
+            return "timed out"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _code(exc: ClientError) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import SMARTWATTS, SMARTWATTS_SECRETS, Result
 
@@ -134,7 +135,7 @@ def test_lint_json_and_rule_list(run: Run) -> None:
     first = data["findings"][0]
     assert set(first) == {"rule", "name", "severity", "path", "message", "hint", "line", "column"}
     rules = json.loads(run("plan", "lint", "--list-rules", "--json").out)
-    assert len(rules) == 20
+    assert len(rules) == 21
 
 
 def test_lint_unknown_rule_is_a_usage_error(run: Run) -> None:
@@ -183,6 +184,35 @@ def test_show_yaml_round_trips(run: Run, write_plan: Callable[..., Path]) -> Non
     path = write_plan(exported)
     assert run("plan", "validate", "--no-env", str(path)).code == 0
     assert run("plan", "show", "--yaml", "--json", str(SMARTWATTS)).code == 2
+
+
+def test_a_plan_whose_drills_all_run_by_hand_validates_shows_and_lints_the_gap(
+    run: Run,
+    write_plan: Callable[..., Path],
+    plan_data: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_DB_PASSWORD", "not-used")
+    plan_data["drills"] = {"db-by-hand": {"kind": "database", "systems": ["db"]}}
+    path = write_plan(plan_data)
+    validated = run("plan", "validate", str(path))
+    assert validated.code == 0, validated.out + validated.err
+
+    table = run("plan", "show", str(path))
+    assert table.code == 0, table.err
+    (row,) = [line for line in table.out.splitlines() if "db-by-hand" in line]
+    assert "by hand" in row
+    data = json.loads(run("plan", "show", "--json", str(path)).out)
+    assert data["drills"]["db-by-hand"]["schedule"] is None
+    assert data["derived"]["drills"]["db-by-hand"]["next_runs"] == []
+    exported = run("plan", "show", "--yaml", str(path)).out
+    assert "schedule" not in yaml.safe_load(exported)["drills"]["db-by-hand"]
+    assert run("plan", "validate", "--no-env", str(write_plan(exported))).code == 0
+
+    linted = run("plan", "lint", str(path))
+    assert linted.code == 0  # warnings: the plan is usable, its testing schedule is not kept
+    assert "warning DR021 system-drilled-only-by-hand: critical system 'db'" in linted.out
+    assert "hint: give drill 'db-by-hand' a schedule" in linted.out
 
 
 def test_console_script_has_no_traceback_for_user_errors(tmp_path: Path) -> None:

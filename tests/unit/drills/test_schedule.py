@@ -8,11 +8,11 @@ from typing import Any
 
 from drplan.drills.schedule import drill_states
 from drplan.notify.problems import JobFailures, problems
-from drplan.observability.status import build_status
+from drplan.observability.status import as_json, build_status
 from drplan.plan.model import Plan
 from drplan.plan.model.alerting import Severity
 from drplan.scheduler.tasks import tasks
-from tests.conftest import clean_plan
+from testbed.plans import clean_plan
 
 SLOT = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)  # "0 3 1 * *"
 
@@ -61,3 +61,25 @@ def test_an_overdue_drill_is_a_problem_and_a_scheduled_drill_is_a_daemon_task() 
     assert task.argv == ("drill", "run", "monthly-database", "--json")
     assert task.timeout == timedelta(hours=1, minutes=10)
     assert task.retry_codes == (22,)
+
+
+def test_a_drill_run_only_by_hand_is_never_overdue_nor_a_daemon_task() -> None:
+    raw = clean_plan()
+    raw["drills"]["db-by-hand"] = {"kind": "database", "systems": ["db"]}  # no schedule
+    raw["drills"]["db-after-changes"] = {"kind": "database", "systems": ["db"],
+                                         "schedule": "on major-change"}  # fmt: skip
+    plan = Plan.model_validate(raw)
+    now = SLOT + timedelta(days=400)
+    watched_since = SLOT - timedelta(days=400)  # a year of slots passed, had there been any
+    states = drill_states(plan, {}, now, since=watched_since)
+    assert states["db-by-hand"] == {
+        "kind": "database", "schedule": None, "last_started": None, "last_passed": None,
+        "last_rto_seconds": None, "last_rpo_seconds": None, "next_run": None,
+        "overdue_since": None,
+    }  # fmt: skip
+    assert states["db-after-changes"]["overdue_since"] is None
+    status = build_status(plan, [], now, {}, {}, since=watched_since)
+    assert as_json(status)["drills"]["db-by-hand"]["schedule"] is None
+    drills_told = [p.key for p in problems(plan, status, {}) if "drill" in p.key]
+    assert drills_told == ["drill:quarterly"]  # the scheduled one, never run: overdue
+    assert sorted(t.name for t in tasks(plan) if t.name.startswith("drill:")) == ["drill:quarterly"]

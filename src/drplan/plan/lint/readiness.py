@@ -8,8 +8,7 @@ from itertools import pairwise
 
 from drplan.plan.durations import format_duration as fmt
 from drplan.plan.lint.engine import Hit, LintContext
-from drplan.plan.model import Tier
-from drplan.plan.schedule import ScheduleKind
+from drplan.plan.model import Drill, Plan, Tier
 
 
 def depends_on_lower_tier(ctx: LintContext) -> Iterator[Hit]:
@@ -64,14 +63,17 @@ def tier_rto_order(ctx: LintContext) -> Iterator[Hit]:
             )
 
 
+def _recovered_by(plan: Plan, drill: Drill) -> list[str]:
+    return drill.systems or (list(plan.systems) if drill.kind == "full_platform" else [])
+
+
 def tier_without_drill(ctx: LintContext) -> Iterator[Hit]:
     plan = ctx.plan
     tested: set[Tier] = set()
     for drill in plan.drills.values():
-        if drill.schedule.kind not in (ScheduleKind.CRON, ScheduleKind.INTERVAL):
+        if not drill.scheduled:
             continue  # ad-hoc drills prove nothing on a schedule
-        names = drill.systems or (list(plan.systems) if drill.kind == "full_platform" else [])
-        tested.update(plan.systems[n].tier for n in names)
+        tested.update(plan.systems[n].tier for n in _recovered_by(plan, drill))
     for tier in Tier:
         systems = sorted(n for n, s in plan.systems.items() if s.tier is tier)
         if systems and tier not in tested:
@@ -81,6 +83,38 @@ def tier_without_drill(ctx: LintContext) -> Iterator[Hit]:
                 f" the {fmt(plan.objectives.rto.for_tier(tier))} RTO is never measured",
                 f"add a drill with a schedule whose systems include one of {', '.join(systems)}",
             )
+
+
+def system_drilled_only_by_hand(ctx: LintContext) -> Iterator[Hit]:
+    """A system the plan means to drill (a drill names it) that no scheduled drill recovers:
+    the testing schedule never measures it, whatever the tier's coverage says."""
+    plan = ctx.plan
+    scheduled: set[str] = set()
+    by_hand: dict[str, list[str]] = {}
+    for name, drill in plan.drills.items():
+        for system in _recovered_by(plan, drill):
+            if drill.scheduled:
+                scheduled.add(system)
+            else:
+                by_hand.setdefault(system, []).append(name)
+    for system, drills in by_hand.items():
+        spec = plan.systems.get(system)
+        if spec is None or system in scheduled:
+            continue
+        # The SmartWatts testing schedule: databases monthly, everything else quarterly.
+        kind, cron, every = (
+            ("database", "0 3 1 * *", "monthly")
+            if spec.kind == "postgres"
+            else ("service", "0 3 1 1,4,7,10 *", "quarterly")
+        )
+        yield Hit(
+            ("drills", drills[0]),
+            f"{spec.tier} system '{system}' is recovered only by drills run by hand"
+            f" ({', '.join(drills)}): no drill on the plan's testing schedule measures its"
+            f" {fmt(plan.rto_of(system))} RTO",
+            f"give drill '{drills[0]}' a schedule (e.g. `schedule: \"{cron}\"`, {every}), or add"
+            f" a scheduled {kind} drill with `systems: [{system}]`",
+        )
 
 
 def review_past_due(ctx: LintContext) -> Iterator[Hit]:

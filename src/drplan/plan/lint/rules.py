@@ -140,4 +140,11 @@ RULES: tuple[Rule, ...] = (
         "a drill restores from a location that does not hold its systems",
         ready.drill_location_lacks_data,
     ),
+    Rule(
+        "DR021",
+        "system-drilled-only-by-hand",
+        W,
+        "a system is recovered only by drills run by hand: no scheduled drill measures it",
+        ready.system_drilled_only_by_hand,
+    ),
 )

@@ -9,7 +9,9 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from drplan.plan.durations import Duration
 from drplan.plan.model.base import Name, Percent, PlanModel
-from drplan.plan.schedule import ScheduleField
+from drplan.plan.schedule import ScheduleField, ScheduleKind
+
+_SLOTTED = (ScheduleKind.CRON, ScheduleKind.INTERVAL)  # schedules with run times
 
 
 class SqlCheck(PlanModel):
@@ -65,8 +67,10 @@ class Drill(PlanModel):
     """Systems recovered; empty for a full-platform drill means all of them."""
     scenario: Name | None = None
     """The scenario (see `scenarios`) it rehearses."""
-    schedule: ScheduleField
-    """When it runs, e.g. `0 3 1 * *` (monthly) or `on major-change` (ad hoc)."""
+    schedule: ScheduleField | None = None
+    """When `drplan serve` runs it, e.g. `0 3 1 * *` (monthly); without one (or with
+    `manual`, or an event such as `on major-change`) it runs only by hand, with
+    `drplan drill run`, and is never overdue."""
     from_location: Name | None = None
     """Restore from this location, to prove that copy; defaults to the first reachable."""
     recovery_point: str = "latest"
@@ -88,6 +92,17 @@ class Drill(PlanModel):
     scratch_dir: str | None = None
     """Where scratch targets are made (default: the state directory's `drills/`); never a
     system's data directory or inside one."""
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether it has slots (a cron or interval schedule): the daemon runs it then, and
+        a slot passed without a run makes it overdue."""
+        return self.schedule is not None and self.schedule.kind in _SLOTTED
+
+    @property
+    def schedule_text(self) -> str:
+        """Its schedule as the plan says it, for people: `by hand` when it has none."""
+        return "by hand" if self.schedule is None else str(self.schedule)
 
     @model_validator(mode="after")
     def _systems_named(self) -> Drill:

@@ -10,7 +10,8 @@ import pytest
 
 from drplan.plan.lint import RULES, LintContext, failing, run_lint
 from drplan.plan.loader import load_plan_text
-from tests.conftest import clean_plan, dump
+from testbed.plans import clean_plan
+from tests.conftest import dump
 
 NOW = dt.datetime.now(dt.UTC)
 TODAY = NOW.date()
@@ -63,6 +64,11 @@ def _all(*mutations: Mutation) -> Mutation:
 def _drop_wal(data: dict[str, Any]) -> None:
     del data["jobs"]["db-wal"]
 
+
+_DB_DRILL = {"kind": "database", "systems": ["db"]}
+_WEB_ON_SCHEDULE = _set(
+    "drills.quarterly", {"kind": "service", "systems": ["web"], "schedule": "@monthly"}
+)
 
 # rule id, mutation that triggers it, where the finding points, mutation just inside the line
 CASES: list[tuple[str, Mutation, str, Mutation]] = [
@@ -228,6 +234,12 @@ CASES: list[tuple[str, Mutation, str, Mutation]] = [
         "drills.quarterly.from_location",
         _set("drills.quarterly.from_location", "cloud"),
     ),
+    (
+        "DR021",  # the critical db is drilled only by hand; the scheduled drill covers web
+        _all(_WEB_ON_SCHEDULE, _set("drills.db-by-hand", _DB_DRILL)),
+        "drills.db-by-hand",
+        _all(_WEB_ON_SCHEDULE, _set("drills.db-by-hand", {**_DB_DRILL, "schedule": "@monthly"})),
+    ),
 ]
 
 
@@ -323,3 +335,27 @@ def test_failing_depends_on_strictness() -> None:
     found = run_lint(LintContext(plan, NOW), RULES)
     assert failing(found, strict=False) == []
     assert [f.rule for f in failing(found, strict=True)] == ["DR009"]
+
+
+def test_a_system_drilled_only_by_hand_is_named_with_what_to_schedule() -> None:
+    data = clean_plan()
+    data["drills"] = {
+        "web-quarterly": {"kind": "service", "systems": ["web"], "schedule": "0 3 1 1,4,7,10 *"},
+        "db-by-hand": {"kind": "database", "systems": ["db"]},  # no schedule: run by hand
+        "db-after-changes": {"kind": "database", "systems": ["db"], "schedule": "on major-change"},
+    }
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    (found,) = [f for f in run_lint(LintContext(plan, NOW), RULES) if f.rule == "DR021"]
+    assert found.severity.value == "warning"
+    assert found.message == (
+        "critical system 'db' is recovered only by drills run by hand (db-by-hand,"
+        " db-after-changes): no drill on the plan's testing schedule measures its 4h RTO"
+    )
+    assert found.hint == (
+        "give drill 'db-by-hand' a schedule (e.g. `schedule: \"0 3 1 * *\"`, monthly), or add"
+        " a scheduled database drill with `systems: [db]`"
+    )
+    # A scheduled full-platform drill recovers every system: hand-run drills beside it are fine.
+    data["drills"]["platform"] = {"kind": "full_platform", "schedule": "0 4 1 1,4,7,10 *"}
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    assert [f for f in run_lint(LintContext(plan, NOW), RULES) if f.rule == "DR021"] == []
