@@ -16,48 +16,78 @@ import click
 
 from drplan import __version__
 from drplan.cli.context import Settings
+from drplan.cli.suggest import usage_problem
 from drplan.errors import DrplanError, PlanInvalidError
 
 INTERNAL_ERROR = 70
 INTERRUPTED = 130
 
 
-# Subcommands are imported when used: a backup should not pay for the plan schema's import.
-COMMANDS = {
-    "init": "drplan.cli.init_cmd:init_command",
-    "plan": "drplan.cli.plan_cmd:plan_group",
-    "repo": "drplan.cli.repo_cmd:repo_group",
-    "key": "drplan.cli.key_cmd:key_group",
-    "backup": "drplan.cli.backup_cmd:backup_group",
-    "snapshots": "drplan.cli.snapshots_cmd:snapshots_command",
-    "ls": "drplan.cli.snapshots_cmd:ls_command",
-    "diff": "drplan.cli.snapshots_cmd:diff_command",
-    "restore": "drplan.cli.restore_cmd:restore_group",
-    "check": "drplan.cli.check_cmd:check_command",
-    "forget": "drplan.cli.forget_cmd:forget_command",
-    "prune": "drplan.cli.forget_cmd:prune_command",
-    "copy": "drplan.cli.copy_cmd:copy_command",
-    "locations": "drplan.cli.locations_cmd:locations_group",
-    "wal": "drplan.cli.wal_cmd:wal_group",
-    "status": "drplan.cli.status_cmd:status_command",
-    "serve": "drplan.cli.serve_cmd:serve_command",
-    "observability": "drplan.cli.observability_cmd:observability_group",
-    "drill": "drplan.cli.drill_cmd:drill_group",
-    "report": "drplan.cli.report_cmd:report_command",
+# name: (where the command lives, its line in `drplan --help`). A command's module is
+# imported only when it runs: a backup should not pay for the plan schema's import, nor
+# `drplan --help` (or a did-you-mean) for every command's.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("drplan.cli.init_cmd:init_command", "Write a commented starter plan."),
+    "plan": ("drplan.cli.plan_cmd:plan_group", "Check, lint and show the plan."),
+    "repo": ("drplan.cli.repo_cmd:repo_group", "Create and inspect repositories."),
+    "key": (
+        "drplan.cli.key_cmd:key_group",
+        "Manage the passwords (key files) that open a repository.",
+    ),
+    "backup": ("drplan.cli.backup_cmd:backup_group", "Back up files, or run a job of the plan."),
+    "snapshots": ("drplan.cli.snapshots_cmd:snapshots_command", "List snapshots, oldest first."),
+    "ls": ("drplan.cli.snapshots_cmd:ls_command", "List the files of a snapshot."),
+    "diff": ("drplan.cli.snapshots_cmd:diff_command", "Show what changed between two snapshots."),
+    "restore": (
+        "drplan.cli.restore_cmd:restore_group",
+        "Restore a snapshot's files, or a PostgreSQL cluster.",
+    ),
+    "check": ("drplan.cli.check_cmd:check_command", "Check a repository, and its data if asked."),
+    "forget": (
+        "drplan.cli.forget_cmd:forget_command",
+        "Forget snapshots the retention policy does not keep.",
+    ),
+    "prune": ("drplan.cli.forget_cmd:prune_command", "Delete data no snapshot needs."),
+    "copy": ("drplan.cli.copy_cmd:copy_command", "Copy snapshots to another location."),
+    "locations": (
+        "drplan.cli.locations_cmd:locations_group",
+        "The state of the plan's locations.",
+    ),
+    "wal": ("drplan.cli.wal_cmd:wal_group", "Archive PostgreSQL's WAL, and fetch it back."),
+    "status": (
+        "drplan.cli.status_cmd:status_command",
+        "The plan at a glance: RPO exposure, jobs, locations.",
+    ),
+    "serve": ("drplan.cli.serve_cmd:serve_command", "Run every job of the plan on its schedule."),
+    "observability": (
+        "drplan.cli.observability_cmd:observability_group",
+        "Prometheus alert rules and a Grafana dashboard.",
+    ),
+    "drill": ("drplan.cli.drill_cmd:drill_group", "Rehearse recoveries and record the evidence."),
+    "report": (
+        "drplan.cli.report_cmd:report_command",
+        "Recovery KPIs and restore-time trends.",
+    ),
 }
 
 
 class LazyGroup(click.Group):
+    """The root: its commands from COMMANDS, each imported when it runs."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module, attr = target.split(":")
+        module, attr = entry[0].split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, line) for name, (_, line) in COMMANDS.items()])
 
 
 @click.group(
@@ -98,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx else "drplan"
-        click.echo(f"drplan: {exc.format_message().rstrip('.')}; see `{where} --help`", err=True)
+        click.echo(f"drplan: {usage_problem(exc)}; see `{_help_of(exc.ctx)} --help`", err=True)
         return exc.exit_code
     except click.ClickException as exc:
         click.echo(f"drplan: {exc.format_message()}", err=True)
@@ -128,3 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return INTERNAL_ERROR
     return 0
+
+
+def _help_of(ctx: click.Context | None) -> str:
+    """The command whose help a usage error points to: a hidden default command's
+    (``drplan restore snapshot``) is its group's, where users read about it."""
+    while ctx is not None and ctx.command.hidden and ctx.parent is not None:
+        ctx = ctx.parent
+    return ctx.command_path if ctx is not None else "drplan"

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from drplan.cli.suggest import nearest, subcommand_names
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -33,14 +35,31 @@ class Settings:
 
 class DefaultToCommand(click.Group):
     """A group whose first argument, unless it names a subcommand or is an option, goes to
-    its ``default_command``: ``drplan backup JOB`` beside ``drplan backup files``."""
+    its ``default_command``: ``drplan backup JOB`` beside ``drplan backup files``.
+
+    A first argument that is a slip of a subcommand's name (``fils``) is answered with that
+    name, unless the default command ``takes`` it (the plan has a job called ``file``)."""
 
     default_command = ""
+    default_metavar = ""  # what the default command's argument is called: JOB, SNAPSHOT
+
+    def takes(self, ctx: click.Context, word: str) -> bool:
+        """Whether WORD is an argument of the default command. Asked only of a word close to
+        a subcommand's name, so it may take its time (load the plan)."""
+        return True
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] not in self.commands and not args[0].startswith("-"):
+            word = args[0]
+            near = nearest(word, subcommand_names(ctx))
+            if near is not None and not ctx.resilient_parsing and not self.takes(ctx, word):
+                raise click.UsageError(
+                    f"No {self.default_metavar.lower()} or subcommand {word!r}"
+                    f" (did you mean {near!r}?)",
+                    ctx,
+                )
             return self.default_command, self.commands[self.default_command], args
         return super().resolve_command(ctx, args)
 

@@ -45,7 +45,7 @@ def key_group() -> None:
     """Manage the passwords (key files) that open a repository."""
 
 
-@key_group.command("list")
+@key_group.command("list", short_help="List key files; the one your password opened is marked.")
 @repo_options
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
@@ -69,7 +69,7 @@ def list_command(
         console().print(table)
 
 
-@key_group.command("add")
+@key_group.command("add", short_help="Add a password that opens the repository.")
 @repo_options
 @new_password_option
 @click.option("--label", default="", help="A note to tell keys apart.")
@@ -94,7 +94,7 @@ def add_command(
         click.echo(f"added key {key_id[:12]}")
 
 
-@key_group.command("remove")
+@key_group.command("remove", short_help="Remove a key file (not the one in use, never the last).")
 @click.argument("key_id")
 @repo_options
 @pass_settings
@@ -116,7 +116,7 @@ def remove_command(
         click.echo(f"removed key {matches[0][:12]}")
 
 
-@key_group.command("passwd")
+@key_group.command("passwd", short_help="Change the password of the key file in use.")
 @repo_options
 @new_password_option
 @pass_settings

@@ -24,7 +24,7 @@ def _write(text: str, output: str | None) -> None:
         f.write(text)
 
 
-@observability_group.command("rules")
+@observability_group.command("rules", short_help="Prometheus alert rules from the plan.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 @click.option(
     "--watch-every",
@@ -51,7 +51,10 @@ def rules_command(settings: Settings, /, output: str | None, watch_every: str) -
     _write(text, output)
 
 
-@observability_group.command("dashboard")
+@observability_group.command(
+    "dashboard",
+    short_help="A Grafana dashboard for the daemon's metrics.",
+)
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 @pass_settings
 def dashboard_command(settings: Settings, /, output: str | None) -> None:

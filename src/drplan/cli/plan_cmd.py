@@ -37,7 +37,10 @@ def plan_group() -> None:
     """Check, lint and show the plan."""
 
 
-@plan_group.command("validate")
+@plan_group.command(
+    "validate",
+    short_help="Check the plan's syntax, schema, references and secrets.",
+)
 @plan_argument
 @json_option
 @click.option(
@@ -90,7 +93,7 @@ def validate_command(
         click.echo(f"{loaded.path}: valid plan '{plan.name}': {summary}; {checked}")
 
 
-@plan_group.command("lint")
+@plan_group.command("lint", short_help="Find what keeps the plan from meeting its own objectives.")
 @plan_argument
 @json_option
 @click.option("--strict", is_flag=True, help="Fail on warnings as well as errors.")
@@ -180,7 +183,7 @@ def _list_rules(as_json: bool) -> None:
     console().print(table)
 
 
-@plan_group.command("show")
+@plan_group.command("show", short_help="Show the plan as tables, JSON or YAML.")
 @plan_argument
 @json_option
 @click.option(

@@ -19,7 +19,7 @@ def repo_group() -> None:
     """Create and inspect repositories."""
 
 
-@repo_group.command("init")
+@repo_group.command("init", short_help="Create a repository at a path, an S3 URL or a location.")
 @click.argument("location")
 @click.option(
     "--password-file", metavar="FILE", help="Read the new repository's password from FILE."

@@ -127,7 +127,13 @@ def diff_command(
     password_file: str | None,
     as_json: bool,
 ) -> None:
-    """Show what changed between snapshots FIRST and SECOND: + added, - removed, M modified, T type or metadata."""
+    """Show what changed between snapshots FIRST and SECOND.
+
+    + added, - removed, M modified (a file's content, a symlink's target), T type changed
+    (a file became a symlink), U metadata updated (mode, owner, extended attributes, a
+    file's mtime). A directory is listed only when its own mode, owner or attributes
+    changed, not because its entries did.
+    """
     with open_repo(settings, repo_ref, password_file, lock=None) as repo:
         a, b = repo.find_snapshot(first), repo.find_snapshot(second)
         changes = list(diff_snapshots(repo, a.tree, b.tree))
@@ -142,7 +148,8 @@ def diff_command(
         return
     for change, p in changes:
         click.echo(f"{change} {p}")
-    counts = {c: sum(1 for x, _ in changes if x == c) for c in "+-MT"}
+    counts = {c: sum(1 for x, _ in changes if x == c) for c in "+-MTU"}
     click.echo(
-        f"{counts['+']} added, {counts['-']} removed, {counts['M']} modified, {counts['T']} metadata changed"
+        f"{counts['+']} added, {counts['-']} removed, {counts['M']} modified,"
+        f" {counts['T']} type changed, {counts['U']} metadata updated"
     )

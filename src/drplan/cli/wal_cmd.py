@@ -58,7 +58,7 @@ def _passthrough(action: str, args: list[str], options: dict[str, str | None]) -
     ctx.exit(code)
 
 
-@wal_group.command("push")
+@wal_group.command("push", short_help="Archive a WAL file (PostgreSQL's archive_command).")
 @_wal_options
 @click.argument("path", metavar="PATH")
 def push_command(
@@ -70,7 +70,7 @@ def push_command(
     _passthrough("push", [path], locals())
 
 
-@wal_group.command("fetch")
+@wal_group.command("fetch", short_help="Fetch an archived WAL file (PostgreSQL's restore_command).")
 @_wal_options
 @click.argument("name", metavar="NAME")
 @click.argument("path", metavar="PATH")
@@ -124,7 +124,7 @@ def agent_command(
             os.unlink(pid_file)  # the shell script stops waiting for this one
 
 
-@wal_group.command("stream")
+@wal_group.command("stream", short_help="Ship WAL as it is written, through pg_receivewal.")
 @click.option("--system", "system_name", metavar="SYSTEM")
 @click.option("--password-file", metavar="FILE", help="Repository password file.")
 @click.option("--slot", metavar="NAME", help="Replication slot (default drplan_SYSTEM).")
@@ -238,7 +238,7 @@ def wal_archives(
     return archives
 
 
-@wal_group.command("status")
+@wal_group.command("status", short_help="Newest archived WAL per location, and gaps.")
 @click.option("--system", "system_name", metavar="SYSTEM")
 @click.option("--password-file", metavar="FILE")
 @click.option("--json", "as_json", is_flag=True)

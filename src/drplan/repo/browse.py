@@ -35,21 +35,20 @@ def _walk(repo: Repository, tree: bytes, prefix: str) -> Iterator[tuple[str, Nod
             yield from _walk(repo, node.subtree, path)
 
 
-def _same_metadata(a: Node, b: Node) -> bool:
-    return (a.mode, a.uid, a.gid, a.mtime_ns, a.target, a.xattrs) == (
-        b.mode,
-        b.uid,
-        b.gid,
-        b.mtime_ns,
-        b.target,
-        b.xattrs,
-    )
+def _own_metadata(node: Node) -> tuple[object, ...]:
+    """What a user changes on an entry itself. A directory's mtime is left out: it moves
+    whenever an entry in it is created, removed or renamed (an editor's save, anything in
+    /tmp), and those entries are reported themselves."""
+    kept = (node.mode, node.uid, node.gid, node.xattrs)
+    return kept if node.type == "dir" else (*kept, node.mtime_ns)
 
 
 def diff_snapshots(
     repo: Repository, first: bytes, second: bytes, prefix: str = ""
 ) -> Iterator[tuple[str, str]]:
-    """(change, path): '+' added, '-' removed, 'M' content modified, 'T' type or metadata changed."""
+    """(change, path), as restic's diff marks them: '+' added, '-' removed, 'M' modified
+    (a file's content, a symlink's target), 'T' type changed (a file became a symlink),
+    'U' metadata updated (mode, owner, extended attributes; a file's mtime)."""
     if first == second:
         return  # identical trees: nothing below differs
     old = {n.name: n for n in repo.load_tree(first)}
@@ -66,15 +65,13 @@ def diff_snapshots(
             yield from _all_below(repo, a, path, "-")
         elif a.type != b.type:
             yield "T", path
-        elif a.type == "dir":
-            if not _same_metadata(a, b):
-                yield "T", path
-            if a.subtree and b.subtree:
+        else:
+            if (a.content, a.size, a.target, a.rdev) != (b.content, b.size, b.target, b.rdev):
+                yield "M", path
+            elif _own_metadata(a) != _own_metadata(b):
+                yield "U", path
+            if a.type == "dir" and a.subtree and b.subtree:
                 yield from diff_snapshots(repo, a.subtree, b.subtree, path)
-        elif a.content != b.content or a.size != b.size:
-            yield "M", path
-        elif not _same_metadata(a, b):
-            yield "T", path
 
 
 def _all_below(repo: Repository, node: Node, path: str, change: str) -> Iterator[tuple[str, str]]:
