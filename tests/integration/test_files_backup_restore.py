@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from drplan.cli.context import human_bytes
 from drplan.storage.local import LocalStorage
 from tests.conftest import Result
 from tests.integration.conftest import Compare, init_repo, open_repo
@@ -310,3 +312,46 @@ def test_one_file_system_stops_at_mount_points(run: Run, repo_dir: str, tmp_path
         assert "elsewhere.txt" in run("ls", "latest", "--repo", repo_dir).out
     finally:
         subprocess.run(["umount", str(src / "mnt")], check=True)
+
+
+def tree_counts(root: Path) -> tuple[int, int, int]:
+    """Regular files (each name of a hard link), directories (the root too), and bytes,
+    as the user's tree holds them."""
+    files = dirs = size = 0
+    for path in [root, *root.rglob("*")]:
+        st = path.lstat()
+        if stat.S_ISDIR(st.st_mode):
+            dirs += 1
+        elif stat.S_ISREG(st.st_mode):
+            files += 1
+            size += st.st_size
+    return files, dirs, size
+
+
+def test_backup_and_restore_count_the_same_files_directories_and_bytes(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path
+) -> None:
+    """The tree's own numbers, in both summaries: not the parents of the backed-up path
+    (restore creates them), not symlinks or pipes as files, every name of a hard link."""
+    files, dirs, size = tree_counts(source)
+    made = run("backup", "files", str(source), "--repo", repo_dir)
+    restored = run("restore", "latest", "--target", str(tmp_path / "out"), "--repo", repo_dir)
+    assert made.code == restored.code == 0, made.err + restored.err
+    for line in (made.out, restored.out):
+        assert f" {files} files" in line, line
+        assert f" {dirs} directories" in line, line
+        assert human_bytes(size) in line, line
+    summary = backup(run, repo_dir, source)["summary"]
+    assert isinstance(summary, dict)
+    again = run(
+        "restore", "latest", "--target", str(tmp_path / "again"), "--repo", repo_dir, "--json"
+    )
+    result = json.loads(again.out)
+    assert (
+        summary["files_new"] + summary["files_changed"] + summary["files_unchanged"],
+        summary["dirs"],
+        summary["bytes_total"],
+    ) == (files, dirs, size)
+    assert (result["files"], result["dirs"], result["bytes_total"]) == (files, dirs, size)
+    listed = json.loads(run("snapshots", "--repo", repo_dir, "--json").out)[-1]["summary"]
+    assert (listed["dirs"], listed["bytes_total"]) == (dirs, size)

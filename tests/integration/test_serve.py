@@ -33,6 +33,7 @@ from drplan.observability.metrics import DaemonCollector, registry
 from drplan.plan.loader import load_plan
 from drplan.plan.model import Plan
 from drplan.plan.model.alerting import Severity
+from drplan.repo.rotation import load_rotation
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.tasks import tasks
 from drplan.scheduler.timing import RETRY_BASE
@@ -124,8 +125,9 @@ def in_process(plan_path: Path, tmp_path: Path, start: datetime, **options: Any)
     plan = load_plan(plan_path).plan
     now = [start]
     catalog = Catalog.open(sqlite_url(str(tmp_path / "catalog.db")))
-    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0],
-                    env={**os.environ, "DRPLAN_PLAN": str(plan_path)}, **options)  # fmt: skip
+    # Its own state directory: a check's rotation is kept there, not in the home directory.
+    env = {**os.environ, "DRPLAN_PLAN": str(plan_path), "DRPLAN_STATE_DIR": str(tmp_path / "state")}
+    daemon = Daemon(plan, str(plan_path), catalog, lambda: now[0], env=env, **options)
     return InProcess(plan, now, catalog, daemon)
 
 
@@ -489,6 +491,10 @@ def test_the_daemon_also_forgets_daily_and_checks_on_the_classes_verify_schedule
         settle()  # then forget (at midnight) and check run, one after the other
         assert outcome("web").startswith("succeeded"), outcome("web")
         assert outcome("check:primary").startswith("succeeded"), outcome("check:primary")
+    # Each check goes on where the last stopped: the rotation is kept in the daemon's state.
+    (kept,) = (tmp_path / "state" / "check").glob("rotation-*.json")
+    rotation = load_rotation(str(kept))
+    assert rotation.passes or rotation.read
     # 00:00:30 on the 27th: the day's forget ran too, keeping the last snapshot only
     assert outcome("forget:primary").startswith("succeeded"), outcome("forget:primary")
     listed = subprocess.run([sys.executable, "-m", "drplan", "snapshots", "--repo",

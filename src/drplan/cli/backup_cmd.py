@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.context import (
+    DefaultToCommand,
+    Settings,
+    counted,
+    emit_json,
+    human_bytes,
+    pass_settings,
+)
+from drplan.cli.progress import progress_shown
 from drplan.cli.repo_access import open_repo, repo_options, storage_for
+from drplan.cli.suggest import nearest
 from drplan.errors import (
     DrplanError,
     IncompleteCopyError,
@@ -22,9 +28,8 @@ from drplan.errors import (
 )
 from drplan.repo.repository import Repository
 from drplan.sources.files import BackupOptions, BackupResult, backup_files
-from drplan.sources.files.archiver import Progress as BackupProgress
 from drplan.sources.files.archiver import find_parent
-from drplan.sources.files.metadata import read_exclude_file
+from drplan.sources.files.excludes import read_exclude_file
 
 if TYPE_CHECKING:
     from drplan.locations.fanout import FanOut
@@ -36,59 +41,18 @@ class _DefaultToJob(DefaultToCommand):
     """``drplan backup JOB`` runs a plan job; ``drplan backup files ...`` backs up paths."""
 
     default_command = "job"
+    default_metavar = "JOB"
+
+    def takes(self, ctx: click.Context, word: str) -> bool:
+        try:
+            return word in ctx.ensure_object(Settings).load().plan.jobs
+        except DrplanError:
+            return False  # no plan to run a job of: `fils` can only be a slip of `files`
 
 
 @click.group("backup", cls=_DefaultToJob)
 def backup_group() -> None:
     """Back up files, or run a backup job of the plan: `drplan backup JOB`."""
-
-
-@contextmanager
-def _progress_display(progress: BackupProgress) -> Iterator[None]:
-    """A live progress line on a terminal; nothing otherwise."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    # Imported only for a terminal: start-up time is a large part of a quick incremental backup.
-    from rich.console import Console  # noqa: PLC0415
-    from rich.progress import (  # noqa: PLC0415
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TransferSpeedColumn,
-    )
-
-    stop = threading.Event()
-    with Progress(
-        TextColumn("[bold]backup[/]"),
-        BarColumn(bar_width=None),
-        TextColumn("{task.fields[files]} files"),
-        TextColumn("{task.completed:,.0f} B"),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[current]}", style="dim"),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("backup", total=None, files=0, current="")
-
-        def update() -> None:
-            while not stop.wait(0.2):
-                bar.update(
-                    task,
-                    completed=progress.bytes_done,
-                    files=progress.files_done,
-                    current=progress.current[-50:],
-                )
-
-        thread = threading.Thread(target=update, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
 
 
 def _postgres_base(
@@ -160,7 +124,7 @@ def _postgres_base(
 
 
 def _job_backup(
-    job_name: str, job: Job, system: System, kwargs: dict[str, Any]
+    job_name: str, job: Job, system: System, kwargs: dict[str, Any], as_json: bool
 ) -> Callable[[Repository], BackupResult] | None:
     """What the job takes, for the location it is written to; None when nothing is due."""
     from drplan.plan.model import CommandSystem, FilesSystem, PostgresSystem  # noqa: PLC0415
@@ -172,7 +136,7 @@ def _job_backup(
         kwargs["excludes"] = [*system.exclude, *kwargs["excludes"]]
         kwargs["one_file_system"] = kwargs["one_file_system"] or system.one_file_system
         options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
-        return partial(_run, options=options)
+        return partial(_run, options=options, as_json=as_json)
     if isinstance(system, PostgresSystem) and job.type in ("full", "incremental"):
         return _postgres_base(job_name, job.system, system, job, kwargs)
     if isinstance(system, CommandSystem):
@@ -196,11 +160,10 @@ def _command(
     return BackupResult(snapshot, [])
 
 
-def _run(repo: Repository, options: BackupOptions) -> BackupResult:
+def _run(repo: Repository, options: BackupOptions, as_json: bool) -> BackupResult:
     if options.parent is None:
         options.parent = find_parent(repo, options.paths, options.host, options.job)
-    progress = BackupProgress()
-    with _progress_display(progress):
+    with progress_shown("backup", "files", as_json) as progress:
         return backup_files(repo, options, progress)
 
 
@@ -226,9 +189,11 @@ def _report(
         emit_json(data)
     else:
         click.echo(
-            f"snapshot {snap.short_id} saved to {location}: {s.files_new} new, {s.files_changed} changed,"
-            f" {s.files_unchanged} unchanged files in {s.dirs} directories; read {human_bytes(s.bytes_read)},"
-            f" added {human_bytes(s.bytes_added)}, stored {human_bytes(s.bytes_stored)} in {s.duration_seconds:.1f}s"
+            f"snapshot {snap.short_id} saved to {location}: {counted(s.files, 'file')},"
+            f" {s.dirs} director{'y' if s.dirs == 1 else 'ies'}, {human_bytes(s.bytes_total)}"
+            f" ({s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged files);"
+            f" read {human_bytes(s.bytes_read)}, added {human_bytes(s.bytes_added)},"
+            f" stored {human_bytes(s.bytes_stored)} in {s.duration_seconds:.1f}s"
         )
         for name, outcome in (spread.outcomes if spread else {}).items():
             if outcome.error is None:
@@ -305,7 +270,7 @@ def _with_common(fn: Any) -> Any:
     return fn
 
 
-@backup_group.command("files")
+@backup_group.command("files", short_help="Back up paths into a repository.")
 @click.argument("paths", nargs=-1, required=True)
 @repo_options
 @_with_common
@@ -324,7 +289,7 @@ def files_command(
     """Back up PATHS into the repository."""
     options = _options(paths=list(paths), host=host, **kwargs)
     with open_repo(settings, repo_ref, password_file, operation="backup") as repo:
-        result = _run(repo, options)
+        result = _run(repo, options, as_json)
         _report(result, repo.storage.url, as_json)
 
 
@@ -345,10 +310,12 @@ def job_command(
     plan = settings.load().plan
     job = plan.jobs.get(job_name)
     if job is None:
+        near = nearest(job_name, plan.jobs)
         raise UsageError(
-            f"the plan has no job {job_name!r}", hint=f"jobs: {', '.join(plan.jobs) or 'none'}"
+            f"the plan has no job {job_name!r}" + (f" (did you mean {near!r}?)" if near else ""),
+            hint=f"jobs: {', '.join(plan.jobs) or 'none'}",
         )
-    take = _job_backup(job_name, job, plan.systems[job.system], kwargs)
+    take = _job_backup(job_name, job, plan.systems[job.system], kwargs, as_json)
     if take is None:
         if as_json:
             emit_json({"snapshot": None, "job": job_name, "skipped": "incremental_fallback: wal"})

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import click
 
-from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
+from drplan.catalog.paths import state_dir
+from drplan.cli.context import Settings, counted, emit_json, human_bytes, pass_settings
+from drplan.cli.progress import progress_shown
 from drplan.cli.repo_access import open_repo, repo_options
 from drplan.errors import DrplanError, IntegrityError, UsageError
-from drplan.repo.check import check_repository, parse_subset
+from drplan.repo.check import CheckReport, check_repository
+from drplan.repo.rotation import Rotation, load_rotation, rotation_file, save_rotation
+from drplan.repo.subset import Part, Subset, parse_subset
 
 
 @click.command("check")
@@ -18,8 +23,9 @@ from drplan.repo.check import check_repository, parse_subset
 @click.option("--read-data", is_flag=True, help="Read back and verify every blob of every pack.")
 @click.option(
     "--read-data-subset",
-    metavar="N%|n/t",
-    help="Read back a rotating subset: N% per run, or part n of t.",
+    metavar="x%|n/t|SIZE",
+    help="Read back part of the data: the next x% or SIZE (500M, 2G) of a rotation kept"
+    " between runs, or part n of t.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
@@ -49,7 +55,16 @@ def check_command(
         return
     subset = parse_subset(read_data_subset) if read_data_subset else None
     with open_repo(settings, repo_ref, password_file, operation="check", index=False) as repo:
-        report = check_repository(repo, read_data=read_data, subset=subset)
+        rotating = subset is not None and not isinstance(subset, Part)
+        place = rotation_file(state_dir(), repo.config.id, repo.storage.url) if rotating else None
+        rotation = load_rotation(place) if place else None
+        reading = read_data or subset is not None
+        with progress_shown("check", "packs", as_json) if reading else nullcontext() as progress:
+            report = check_repository(
+                repo, read_data=read_data, subset=subset, rotation=rotation, progress=progress
+            )
+        if place and rotation is not None:  # still locked: the next check starts where it ends
+            _save_rotation(place, rotation)
         url = repo.storage.url
     if as_json:
         emit_json(
@@ -61,6 +76,11 @@ def check_command(
                 "packs_read": report.packs_read,
                 "blobs_read": report.blobs_read,
                 "bytes_read": report.bytes_read,
+                "data_bytes": report.data_bytes,
+                "percent_read": float(f"{report.percent_read:.4g}"),
+                "pack_ids_read": report.pack_ids_read,
+                "subset": read_data_subset,
+                "rotation": report.rotation,
                 "findings": [f.as_dict() for f in report.findings],
             }
         )
@@ -71,19 +91,68 @@ def check_command(
                 click.echo(f"    snapshots: {', '.join(f.snapshots)}", err=True)
             for path in f.files:
                 click.echo(f"    file: {path}", err=True)
-        read = (
-            f"; read back {report.packs_read} packs, {report.blobs_read} blobs, {human_bytes(report.bytes_read)}"
-            if (read_data or subset)
-            else ""
-        )
         status = "no errors" if not report.errors else f"{len(report.errors)} error(s)"
         click.echo(
-            f"check of {url}: {report.snapshots} snapshots, {report.packs} packs{read}: {status}"
+            f"check of {url}: {counted(report.snapshots, 'snapshot')},"
+            f" {counted(report.packs, 'pack')}{_read_back(report, subset, read_data)}: {status}"
+            + _rotation_text(report)
         )
     if report.errors:
         raise IntegrityError(
             f"{url}: check found {len(report.errors)} error(s)", hint="see the findings above"
         )
+
+
+def _save_rotation(place: str, rotation: Rotation) -> None:
+    """Only after the slice was read; a state directory that cannot be written is a warning:
+    the check itself was done, and the next one reads the same packs again."""
+    try:
+        save_rotation(place, rotation)
+    except OSError as exc:
+        click.echo(
+            f"drplan: warning: the rotation could not be saved to {place} ({exc.strerror});"
+            " the next check reads the same packs again",
+            err=True,
+        )
+
+
+def _read_back(report: CheckReport, subset: Subset | None, read_data: bool) -> str:
+    """``; read back 1 of 4 packs (24.6% of the data), 3 blobs, 98 KiB``."""
+    if not read_data and subset is None:
+        return ""
+    part = f"part {subset.n}/{subset.t}: " if isinstance(subset, Part) else ""
+    return (
+        f"; read back {report.packs_read} of {counted(report.packs, 'pack')}"
+        f" ({part}{_percent(report.percent_read)} of the data),"
+        f" {counted(report.blobs_read, 'blob')}, {human_bytes(report.bytes_read)}"
+    )
+
+
+def _rotation_text(report: CheckReport) -> str:
+    rotation = report.rotation
+    if rotation is None:
+        return ""
+    if rotation["pass_completed"]:
+        return (
+            "; a full pass completed: every pack read back since"
+            f" {rotation['last_pass']['started']}"
+        )
+    return (
+        f"; the rotation has read {_percent(rotation['percent_read'])} of the data since"
+        f" {rotation['pass_started']}"
+        + (
+            f" (last full pass: {rotation['last_pass']['completed']})"
+            if rotation["last_pass"]
+            else ""
+        )
+    )
+
+
+def _percent(value: float) -> str:
+    """``24.6%``, ``100%``, ``0.52%``, ``<0.01%``: a small share read is never shown as 0."""
+    if value == 0 or value >= 1:
+        return f"{value:.3g}%"
+    return f"{value:.2f}%" if value >= 0.01 else "<0.01%"
 
 
 def _check_postgres(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.progress import progress_shown
 from drplan.cli.repo_access import location_is_name, open_repo, plan_or_none, resolve_storage
 from drplan.errors import IntegrityError
 from drplan.locations.copying import about_location, copy_to
@@ -56,7 +57,8 @@ def copy_command(
         policies = plan_policies(plan, target_ref) if plan else None
         with about_location(_name(target_ref)):
             target = resolve_storage(settings, target_ref)
-            result = copy_to(source, target, snapshots, policies=policies)
+            with progress_shown("copy", "packs", as_json) as progress:
+                result = copy_to(source, target, snapshots, policies=policies, progress=progress)
             result.damaged.update(unreadable)
     if as_json:
         emit_json({"from": source.storage.url, "to": target.url, **result.as_dict()})

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from string import hexdigits
 from typing import TYPE_CHECKING
 
 import click
 
-from drplan.cli.context import DefaultToCommand, Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.context import (
+    DefaultToCommand,
+    Settings,
+    counted,
+    emit_json,
+    human_bytes,
+    pass_settings,
+)
+from drplan.cli.progress import progress_shown
 from drplan.cli.repo_access import open_repo, repo_options
 from drplan.errors import (
     DrplanError,
@@ -27,6 +36,11 @@ class _DefaultToSnapshot(DefaultToCommand):
     """``drplan restore SNAPSHOT ...`` restores files; ``drplan restore postgres ...`` a cluster."""
 
     default_command = "snapshot"
+    default_metavar = "SNAPSHOT"
+
+    def takes(self, ctx: click.Context, word: str) -> bool:
+        # What `Repository.find_snapshot` accepts: `latest`, or an id prefix of 4+ hex digits.
+        return word == "latest" or (len(word) >= 4 and all(c in hexdigits for c in word))
 
 
 @click.group("restore", cls=_DefaultToSnapshot)
@@ -102,12 +116,15 @@ def restore_command(
             check_thawed(
                 repo, snapshot, list(includes), request=request_thaw, days=thaw_days, tier=thaw_tier
             )
-        result = restore_files(repo, snapshot, options)
+        with progress_shown("restore", "files", as_json) as progress:
+            result = restore_files(repo, snapshot, options, progress)
     if as_json:
         emit_json({"snapshot": snapshot.id, "target": target, **vars(result)})
     else:
         click.echo(
-            f"restored snapshot {snapshot.short_id} to {target}: {result.files} files, {result.dirs} directories,"
+            f"restored snapshot {snapshot.short_id} to {target}: {counted(result.files, 'file')},"
+            f" {result.dirs} director{'y' if result.dirs == 1 else 'ies'},"
+            f" {human_bytes(result.bytes_total)};"
             f" {human_bytes(result.bytes_written)} written and verified"
             + (f", {result.files_skipped} already complete" if result.files_skipped else "")
         )
@@ -122,7 +139,10 @@ def restore_command(
         )
 
 
-@restore_group.command("postgres")
+@restore_group.command(
+    "postgres",
+    short_help="Rebuild a PostgreSQL cluster from its backups and WAL.",
+)
 @click.argument("system_name", metavar="SYSTEM")
 @click.option("--target-dir", required=True, metavar="DIR", help="New data directory (empty).")
 @click.option(

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from drplan.errors import DrplanError
+from drplan.progress import Progress
 from drplan.repo.locks import RepositoryLock
 from drplan.repo.replication import CopyResult, copy_snapshots, open_replica, target_snapshot_ids
 from drplan.repo.repository import Repository
@@ -85,6 +86,7 @@ def copy_to(
     policies: dict[str | None, Policy] | None = None,
     report: Callable[[str], None] = lambda _: None,
     create: bool = True,
+    progress: Progress | None = None,
 ) -> CopyResult:
     """Copy ``snapshots`` (filtered by ``policies`` when given) to the replica at ``target_storage``.
 
@@ -104,6 +106,6 @@ def copy_to(
             )
             snapshots = wanted
         snapshots = with_chains(source, snapshots, present_ids)
-        result = copy_snapshots(source, target, snapshots, report)
+        result = copy_snapshots(source, target, snapshots, report, progress)
     result.created, result.not_kept = created, not_kept
     return result

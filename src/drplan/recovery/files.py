@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from drplan.errors import DrplanError, IntegrityError
+from drplan.progress import Progress
 from drplan.repo.index import Location
 from drplan.repo.packcache import PackCache
 from drplan.repo.repository import Repository
@@ -71,9 +72,13 @@ class RestoreOptions:
 
 @dataclass
 class RestoreResult:
-    files: int = 0
+    """Counted as a backup counts (``Summary``): regular files, each name of a hard link;
+    directories of the tree backed up, not the parents of its path; bytes of the files."""
+
+    files: int = 0  # in place: written, or already complete (files_skipped)
     files_skipped: int = 0
     dirs: int = 0
+    bytes_total: int = 0  # the size of those files
     bytes_written: int = 0
     bytes_verified_in_place: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -103,7 +108,9 @@ class _Includes:
 
 
 class _Restorer:
-    def __init__(self, repo: Repository, options: RestoreOptions) -> None:
+    def __init__(
+        self, repo: Repository, options: RestoreOptions, progress: Progress | None = None
+    ) -> None:
         self.repo = repo
         self.options = options
         self.includes = _Includes(options.includes)
@@ -119,6 +126,8 @@ class _Restorer:
         self._pool = ThreadPoolExecutor(
             max_workers=options.workers, thread_name_prefix="drplan-restore"
         )
+        self._roots: list[str] = []  # the paths backed up: directories below them are counted
+        self.progress = progress
 
     def _warn(self, message: str) -> None:
         with self._lock:
@@ -141,6 +150,8 @@ class _Restorer:
                     if subtree and (here or self.includes.may_contain(child)):
                         stack.append((bytes.fromhex(subtree), child, here))
                     elif here and entry.get("type") == "file":
+                        if self.progress is not None:
+                            self.progress.found(1, int(entry.get("size") or 0))
                         for blob in entry.get("content") or ():
                             where = lookup(bytes.fromhex(blob))
                             if where is not None:
@@ -154,9 +165,13 @@ class _Restorer:
         return {pack for pack, n in counts.items() if n >= HOT_PACK_BLOBS}
 
     def run(self, snapshot: Snapshot) -> RestoreResult:
+        # Command and PostgreSQL snapshots name no file-system path: all of the tree is theirs.
+        self._roots = [p.rstrip("/") for p in snapshot.paths if p.startswith("/")]
         self.repo.pack_cache = PackCache(
             self.repo.storage, self._hot_packs(snapshot.tree), self.options.workers + 2
         )
+        if self.progress is not None:
+            self.progress.totals_complete()
         os.makedirs(self.options.target, exist_ok=True)
         self._root_fd = os.open(self.options.target, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -207,7 +222,7 @@ class _Restorer:
                     continue
                 fd, created = made
                 assert child_node.subtree is not None
-                if here:
+                if here and self._backed_up(child):
                     self.result.dirs += 1
                 meta = child_node if here else None
                 self._dir(fd, child_node.subtree, child, child_rel, here, meta, created)
@@ -218,6 +233,12 @@ class _Restorer:
         self._open.append((dir_fd, node, files.submit_rest()))
         while len(self._open) > MAX_OPEN_DIRS:
             self._finish_oldest()
+
+    def _backed_up(self, path: str) -> bool:
+        """Whether ``path`` is in the tree backed up, not a parent of it made to hold it."""
+        if not self._roots:
+            return True
+        return any(path == root or path.startswith(root + "/") for root in self._roots)
 
     def _make_dir(self, dir_fd: int, name: bytes, display: str) -> tuple[int, bool] | None:
         """An open descriptor of the directory, and whether this restore created it (empty)."""
@@ -266,6 +287,9 @@ class _Restorer:
                 os.unlink(node.name, dir_fd=dir_fd)
             with self._lock:
                 self.result.failed.append(f"{display}: {exc.message}")
+        finally:
+            if self.progress is not None:
+                self.progress.done(1, 0, display)
 
     def _write_new_file(self, dir_fd: int, node: Node, display: str) -> None:
         """A file in a directory this restore created: nothing to compare, fewest system calls.
@@ -285,6 +309,7 @@ class _Restorer:
                 data = self.repo.read_blob(blob_id)
                 os.pwrite(fd, data, offset)
                 offset += len(data)
+                self._advanced(len(data))
             if offset != node.size:
                 self._warn(f"{display}: restored {offset} bytes, the snapshot recorded {node.size}")
             if IS_ROOT and (node.uid, node.gid) != (OWN_UID, OWN_GID):
@@ -297,7 +322,12 @@ class _Restorer:
             os.close(fd)
         with self._lock:
             self.result.files += 1
+            self.result.bytes_total += offset
             self.result.bytes_written += offset
+
+    def _advanced(self, nbytes: int) -> None:
+        if self.progress is not None:
+            self.progress.done(0, nbytes)
 
     def _write_file(self, dir_fd: int, node: Node, display: str) -> None:
         try:
@@ -308,7 +338,10 @@ class _Restorer:
                 and st.st_mtime_ns == node.mtime_ns
             ):
                 with self._lock:
+                    self.result.files += 1
                     self.result.files_skipped += 1
+                    self.result.bytes_total += node.size
+                self._advanced(node.size)
                 return
             if not stat.S_ISREG(st.st_mode):
                 self._remove(dir_fd, node.name)
@@ -326,11 +359,13 @@ class _Restorer:
                     if self.repo.key.blob_id(old) == blob_id:
                         offset += length
                         verified += length
+                        self._advanced(length)
                         continue
                 data = self.repo.read_blob(blob_id)
                 os.pwrite(fd, data, offset)
                 offset += len(data)
                 written += len(data)
+                self._advanced(len(data))
             os.ftruncate(fd, offset)
             if offset != node.size:
                 self._warn(f"{display}: restored {offset} bytes, the snapshot recorded {node.size}")
@@ -339,32 +374,41 @@ class _Restorer:
             os.close(fd)
         with self._lock:
             self.result.files += 1
+            self.result.bytes_total += offset
             self.result.bytes_written += written
             self.result.bytes_verified_in_place += verified
 
     def _link_when_written(
-        self, first: tuple[bytes, Future[None]], dir_fd: int, name: bytes, display: str
+        self, first: tuple[bytes, Future[None]], dir_fd: int, node: Node, display: str
     ) -> Future[None]:
         """Link to the first file of an inode once it is written; the result keeps dir_fd open till then."""
         first_path, written = first
+        name, size = node.name, node.size
         done: Future[None] = Future()
 
         def link(_: Future[None]) -> None:
             try:
-                self._hardlink(first_path, dir_fd, name, display)
+                self._hardlink(first_path, dir_fd, name, display, size)
             finally:
                 done.set_result(None)
 
         written.add_done_callback(link)
         return done
 
-    def _hardlink(self, first: bytes, dir_fd: int, name: bytes, display: str) -> None:
+    def _hardlink(self, first: bytes, dir_fd: int, name: bytes, display: str, size: int) -> None:
         # `first` runs through directories this restore created and checked with O_NOFOLLOW.
         try:
             self._remove(dir_fd, name)
             os.link(first, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except OSError as exc:
             self._warn(f"{display}: hard link could not be made ({exc.strerror})")
+        else:
+            with self._lock:  # another name of a file: counted as a backup counts it
+                self.result.files += 1
+                self.result.bytes_total += size
+        finally:
+            if self.progress is not None:
+                self.progress.done(1, size, display)
 
     def _metadata(self, fd: int, node: Node) -> None:
         if IS_ROOT:
@@ -407,9 +451,6 @@ class _Restorer:
             os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         except OSError as exc:
             self._warn(f"{display}: could not be restored ({exc.strerror})")
-            return
-        with self._lock:
-            self.result.files += 1
 
 
 class _DirFiles:
@@ -427,9 +468,7 @@ class _DirFiles:
         if node.links > 1 and node.inode:
             key = (node.device, node.inode)
             if key in r._links:
-                self.futures.append(
-                    r._link_when_written(r._links[key], self.dir_fd, node.name, display)
-                )
+                self.futures.append(r._link_when_written(r._links[key], self.dir_fd, node, display))
             else:
                 future = r._pool.submit(r._file, self.dir_fd, node, display, self.fresh)
                 r._links[key] = (rel, future)  # its other names are linked once it is written
@@ -460,6 +499,12 @@ def packs_needed(repo: Repository, snapshot: Snapshot, includes: list[str]) -> s
     return {where.pack.id for where in restorer.needed(snapshot.tree)}
 
 
-def restore_files(repo: Repository, snapshot: Snapshot, options: RestoreOptions) -> RestoreResult:
-    """Restore ``snapshot`` (or the part matching ``options.includes``) under ``options.target``."""
-    return _Restorer(repo, options).run(snapshot)
+def restore_files(
+    repo: Repository,
+    snapshot: Snapshot,
+    options: RestoreOptions,
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Restore ``snapshot`` (or the part matching ``options.includes``) under ``options.target``;
+    ``progress`` counts files and bytes of what it restores, all known before the first."""
+    return _Restorer(repo, options, progress).run(snapshot)

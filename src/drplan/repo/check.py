@@ -4,7 +4,9 @@ Structure: every index decodes, every pack an index names exists with a plausibl
 size, every snapshot decodes and every tree and data blob it references is indexed.
 Data: packs are read back whole, their bytes checked against their names, headers
 authenticated and compared with the index, and every blob decrypted and checked
-against its keyed id. Findings name the snapshots and files a damage affects.
+against its keyed id: all of them, a part, or the rotation's next slice
+(``drplan.repo.subset``, ``drplan.repo.rotation``). Findings name the snapshots and
+files a damage affects.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from drplan import clock
-from drplan.errors import DrplanError, IntegrityError
+from drplan.errors import IntegrityError
 from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo, live_index_files
 from drplan.repo.pack import TRAILER, open_blob, read_header
 from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX, Repository, pack_name
+from drplan.repo.rotation import Rotation
 from drplan.repo.snapshot import Snapshot
+from drplan.repo.subset import Part, Ring, Subset, budget_of, part_of
 from drplan.storage import NotFound, StorageError
+
+if TYPE_CHECKING:
+    from drplan.progress import Progress
 
 MAX_FILES_NAMED = 20
 
@@ -49,33 +57,18 @@ class CheckReport:
     packs_read: int = 0
     blobs_read: int = 0
     bytes_read: int = 0
+    data_bytes: int = 0  # of the packs that can be read back (indexed and stored)
+    pack_ids_read: list[str] = field(default_factory=list)
+    rotation: dict[str, Any] | None = None  # where the rotation stands, after an x% or size
 
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
 
-
-def parse_subset(text: str) -> tuple[int, int]:
-    """``"10%"`` or ``"2/5"`` as (slot, of): read packs whose bucket is ``slot`` of ``of`` buckets.
-
-    A percentage picks the bucket of today (days since the epoch modulo the bucket
-    count), so daily checks of N% read every pack once every 100/N days.
-    """
-    try:
-        if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 < percent <= 100:
-                raise ValueError
-            of = max(1, round(100 / percent))
-            return clock.now().toordinal() % of, of
-        slot, of = (int(x) for x in text.split("/"))
-        if not 1 <= slot <= of:
-            raise ValueError
-        return slot - 1, of
-    except ValueError:
-        raise DrplanError(
-            f"--read-data-subset {text!r} is neither N% (0 < N <= 100) nor n/t (1 <= n <= t)"
-        ) from None
+    @property
+    def percent_read(self) -> float:
+        """The share of the repository's data this check read back, in percent."""
+        return 100 * self.bytes_read / self.data_bytes if self.data_bytes else 0.0
 
 
 class _Checker:
@@ -84,6 +77,7 @@ class _Checker:
         self.report = CheckReport()
         self.snapshots: list[Snapshot] = []
         self.unreadable: set[bytes] = set()
+        self.stored: dict[str, int] = {}  # pack id -> size, as storage lists them
 
     def error(self, message: str) -> None:
         self.report.findings.append(Finding("error", message))
@@ -109,7 +103,7 @@ class _Checker:
 
     def check_packs(self, indexed: dict[str, PackInfo]) -> set[bytes]:
         """Compare the index with the packs in storage; return the ids of blobs found missing."""
-        stored = {
+        self.stored = stored = {
             info.name.rsplit("/", 1)[-1]: info.size for info in self.repo.storage.list(DATA_PREFIX)
         }
         self.report.packs = len(stored)
@@ -203,20 +197,36 @@ class _Checker:
                 f"{len(self.unreadable - lost)} directory listing(s) cannot be read",
             )
 
-    def read_packs(self, indexed: dict[str, PackInfo], subset: tuple[int, int] | None) -> None:
+    def ring(self, indexed: dict[str, PackInfo]) -> Ring:
+        """The packs that can be read back, by id, with their stored sizes."""
+        return sorted((i, size) for i, size in self.stored.items() if i in indexed)
+
+    def read_packs(
+        self, indexed: dict[str, PackInfo], chosen: list[str], progress: Progress | None
+    ) -> set[str]:
+        """Read back the ``chosen`` packs; return those that verified whole."""
         damaged: set[bytes] = set()
-        for pack_id, pack in sorted(indexed.items()):
-            if subset and int(pack_id[:8], 16) % subset[1] != subset[0]:
-                continue
+        sound: set[str] = set()
+        if progress is not None:
+            progress.set_totals(len(chosen), sum(self.stored[i] for i in chosen))
+        for pack_id in chosen:
             try:
                 data = self.repo.storage.read(pack_name(pack_id))
             except NotFound:
-                continue  # reported by check_packs
+                continue  # deleted since the listing: reported by the next check's listing
+            errors = len(self.report.errors)
             self.report.packs_read += 1
             self.report.bytes_read += len(data)
-            damaged |= self._read_pack(pack_id, pack, data)
+            self.report.pack_ids_read.append(pack_id)
+            lost = self._read_pack(pack_id, indexed[pack_id], data)
+            if not lost and len(self.report.errors) == errors:
+                sound.add(pack_id)
+            damaged |= lost
+            if progress is not None:
+                progress.done(1, len(data))
         if damaged:
             self.affected(damaged, f"{len(damaged)} blob(s) failed verification when read back")
+        return sound
 
     def _read_pack(self, pack_id: str, pack: PackInfo, data: bytes) -> set[bytes]:
         everything = {e.id for e in pack.entries}
@@ -248,16 +258,50 @@ class _Checker:
 
 
 def check_repository(
-    repo: Repository, *, read_data: bool = False, subset: tuple[int, int] | None = None
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    subset: Subset | None = None,
+    rotation: Rotation | None = None,
+    progress: Progress | None = None,
 ) -> CheckReport:
+    """Check ``repo``: its structure, and the data of every pack (``read_data``) or of a
+    ``subset``. A share or an amount reads the next slice of ``rotation``, which is then
+    updated (the caller saves it) with what this run read and verified."""
     checker = _Checker(repo)
     indexed = checker.load_index()
     lost = checker.check_packs(indexed)
     checker.check_snapshots()
     checker.check_references(lost)
-    if read_data or subset:
-        checker.read_packs(indexed, subset)
+    if not read_data and subset is None:
+        return checker.report
+    ring = checker.ring(indexed)
+    checker.report.data_bytes = sum(size for _, size in ring)
+    if read_data:
+        checker.read_packs(indexed, [pack_id for pack_id, _ in ring], progress)
+    elif isinstance(subset, Part):
+        checker.read_packs(indexed, part_of(ring, subset), progress)
+    else:
+        assert subset is not None
+        rotation = rotation if rotation is not None else Rotation()
+        now = clock.rfc3339(clock.now())
+        rotation.start(ring, now)
+        chosen = rotation.next_slice(ring, budget_of(subset, checker.report.data_bytes))
+        sound = checker.read_packs(indexed, chosen, progress)
+        completed = rotation.record(chosen, sound, ring, now)
+        checker.report.rotation = {
+            "percent_read": float(f"{rotation.share_read(ring):.4g}"),  # in the current pass
+            "pass_started": rotation.pass_started,  # None: this run completed one
+            "pass_completed": completed,
+            "passes_completed": rotation.passes,
+            "last_pass": None
+            if rotation.last_pass_completed is None
+            else {
+                "started": rotation.last_pass_started,
+                "completed": rotation.last_pass_completed,
+            },
+        }
     return checker.report
 
 
-__all__ = ["CheckReport", "Finding", "check_repository", "parse_subset"]
+__all__ = ["CheckReport", "Finding", "check_repository"]

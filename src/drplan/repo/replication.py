@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from drplan.errors import DrplanError, IntegrityError, ReplicaMismatchError
+from drplan.progress import Progress
 from drplan.repo.config import RepoConfig
 from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo
@@ -227,9 +228,14 @@ def packs_to_copy(
 
 class _Copier:
     def __init__(
-        self, source: Repository, target: Repository, report: Callable[[str], None]
+        self,
+        source: Repository,
+        target: Repository,
+        report: Callable[[str], None],
+        progress: Progress | None = None,
     ) -> None:
         self.source, self.target, self.report = source, target, report
+        self.progress = progress
         self.result = CopyResult()
         self._lock = threading.Lock()
         self._indexed: list[PackInfo] = []
@@ -267,6 +273,7 @@ class _Copier:
             else:
                 with self._lock:
                     self.result.packs_reused += 1
+                self._advanced(pack)
                 return pack
         hot = all(e.type == TREE for e in pack.entries)
         put_verified(self.target.storage, name, data, hot=hot)
@@ -275,7 +282,13 @@ class _Copier:
             self.result.packs_copied += 1
             self.result.bytes_copied += len(data)
         self.report(f"copied pack {pack.id[:16]} ({len(data)} bytes)")
+        self._advanced(pack)
         return pack
+
+    def _advanced(self, pack: PackInfo) -> None:
+        # Counted as the total is (by the blobs' bytes): the headers are not known before.
+        if self.progress is not None:
+            self.progress.done(1, pack.size)
 
     def write_index(self) -> None:
         if not self._indexed:
@@ -310,12 +323,14 @@ def copy_snapshots(
     target: Repository,
     snapshots: list[Snapshot],
     report: Callable[[str], None] = lambda _: None,
+    progress: Progress | None = None,
 ) -> CopyResult:
     """Copy ``snapshots`` from ``source`` to the replica ``target`` (both locked by the caller).
 
-    Both indexes must be loaded. Snapshots the target has are left alone.
+    Both indexes must be loaded. Snapshots the target has are left alone. ``progress``
+    counts packs and bytes sent (or found already there) of those the copy will send.
     """
-    copier = _Copier(source, target, report)
+    copier = _Copier(source, target, report, progress)
     present = target_snapshot_ids(target)
     todo = [s for s in snapshots if s.id not in present]
     copier.result.already = [s.id for s in snapshots if s.id in present]
@@ -330,6 +345,9 @@ def copy_snapshots(
             hint=f"run `drplan prune --repo {target.storage.url}` to drop them from its index,"
             " then copy again to send what they held",
         )
+    if progress is not None:
+        sending = _to_send(source, target, todo)
+        progress.set_totals(len(sending), sum(p.size for p in sending))
     # One snapshot at a time, oldest first: damage in one does not hold back the others,
     # and each becomes visible as soon as all it needs is there.
     for snapshot in sorted(todo, key=lambda s: (s.time, s.id)):
@@ -342,3 +360,17 @@ def copy_snapshots(
             continue
         copier.copy_snapshot(snapshot)
     return copier.result
+
+
+def _to_send(source: Repository, target: Repository, snapshots: list[Snapshot]) -> list[PackInfo]:
+    """The packs the copy of ``snapshots`` will send, for its progress: one more walk of
+    their trees, made only when progress is shown. It never stops the copy: what it cannot
+    read (a damaged snapshot) the copy itself reports, snapshot by snapshot."""
+    try:
+        return packs_to_copy(source, target, snapshots)
+    except DrplanError:
+        packs: dict[str, PackInfo] = {}
+        for snapshot in snapshots:
+            with contextlib.suppress(DrplanError):
+                packs.update((p.id, p) for p in packs_to_copy(source, target, [snapshot]))
+        return list(packs.values())

@@ -118,8 +118,9 @@ def _handle_signals(daemon: Daemon) -> None:
 
 def child_env(plan_path: str, password_file_env: tuple[str, str] | None) -> dict[str, str]:
     """The environment of each run: this one's, naming the plan (and the password file),
-    without a pinned clock: runs record when they really happen."""
-    env = {**os.environ, "DRPLAN_PLAN": plan_path}
+    without a pinned clock: runs record when they really happen; without progress: the
+    daemon reads a run's report and its error, never its status lines (docs/cli.md)."""
+    env = {**os.environ, "DRPLAN_PLAN": plan_path, "DRPLAN_PROGRESS_INTERVAL": "off"}
     if password_file_env:
         env[password_file_env[0]] = password_file_env[1]
     env.pop("DRPLAN_NOW", None)

@@ -9,6 +9,7 @@ a file that changes while it is read is saved as read and reported.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import io
 import os
@@ -23,12 +24,15 @@ from typing import Any, NamedTuple, TypeVar
 
 from drplan import __version__, clock
 from drplan.errors import SourceError
+from drplan.progress import Progress
 from drplan.repo.chunker import Chunker
 from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot, Summary
 from drplan.repo.tree import Node
-from drplan.sources.files.metadata import Excludes, node_from_stat, read_xattrs
+from drplan.sources.files.excludes import Excludes
+from drplan.sources.files.metadata import node_from_stat, read_xattrs
+from drplan.sources.files.scanner import scanning_ahead
 
 T = TypeVar("T")
 IN_FLIGHT_PER_WORKER = 256
@@ -53,33 +57,19 @@ class BackupOptions:
 
 
 @dataclass
-class Progress:
-    """Counters the CLI shows while a backup runs; updated from several threads."""
-
-    files_done: int = 0
-    bytes_done: int = 0
-    current: str = ""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, files: int, nbytes: int, current: str = "") -> None:
-        with self._lock:
-            self.files_done += files
-            self.bytes_done += nbytes
-            if current:
-                self.current = current
-
-
-@dataclass
 class BackupResult:
     snapshot: Snapshot
     warnings: list[str]
 
 
 class _Archiver:
-    def __init__(self, repo: Repository, options: BackupOptions, progress: Progress) -> None:
+    def __init__(
+        self, repo: Repository, options: BackupOptions, progress: Progress, scan_ahead: bool
+    ) -> None:
         self.repo = repo
         self.options = options
         self.progress = progress
+        self.scan_ahead = scan_ahead  # count what there is to do, for a progress shown
         self.excludes = Excludes(options.excludes)
         self.summary = Summary()
         self.warnings: list[str] = []
@@ -152,8 +142,7 @@ class _Archiver:
             return None
         self._unchanged_files += 1
         self._unchanged_bytes += st.st_size
-        self.progress.files_done += 1
-        self.progress.bytes_done += st.st_size
+        self.progress.done(1, st.st_size)
         return _Kept(old)
 
     def _file(self, path: bytes, node: Node, was_file: bool) -> Node | None:
@@ -196,7 +185,7 @@ class _Archiver:
             self.summary.bytes_read += size
             self.summary.bytes_total += size
         small = size <= self.repo.config.chunker.min_size
-        self.progress.add(1, size if small else 0, display)
+        self.progress.done(1, size if small else 0, display)
         return node
 
     def _store_content(self, f: io.FileIO, expected: int) -> tuple[list[bytes], int]:
@@ -213,7 +202,7 @@ class _Archiver:
         for chunk in self._chunker().chunks(f):
             content.append(self.repo.save_blob(DATA, chunk)[0])
             size += len(chunk)
-            self.progress.add(0, len(chunk))
+            self.progress.done(0, len(chunk))
         return content, size
 
     # -- directories ------------------------------------------------------------------------
@@ -339,11 +328,17 @@ class _Archiver:
         paths = sorted({os.path.abspath(p) for p in self.options.paths})
         _refuse_when_nothing_exists(paths)
         parent_root = self.options.parent.tree if self.options.parent else None
-        try:
-            root = self._tree_for(paths, b"/", parent_root)
-        finally:
-            self._pool.shutdown(wait=True)
-            self._stat_pool.shutdown(wait=True)
+        ahead = (
+            scanning_ahead(paths, self.excludes, self.options.one_file_system, self.progress)
+            if self.scan_ahead
+            else contextlib.nullcontext()
+        )
+        with ahead:  # until the last file is read, not only walked: the ETA matters to the end
+            try:
+                root = self._tree_for(paths, b"/", parent_root)
+            finally:
+                self._pool.shutdown(wait=True)
+                self._stat_pool.shutdown(wait=True)
         stats = self.repo.stats
         self.summary.files_unchanged += self._unchanged_files
         self.summary.bytes_total += self._unchanged_bytes
@@ -484,10 +479,13 @@ def _lstat_slice(paths: list[bytes]) -> list[os.stat_result | OSError]:
 def backup_files(
     repo: Repository, options: BackupOptions, progress: Progress | None = None
 ) -> BackupResult:
-    """Back up ``options.paths`` into ``repo`` and write the snapshot (the caller holds a lock)."""
+    """Back up ``options.paths`` into ``repo`` and write the snapshot (the caller holds a lock).
+
+    With ``progress``, files and bytes are counted into it as they are backed up, and a
+    scan running ahead (``scanner``) counts what there is to back up."""
     if options.compression_level is not None:
         repo.compression_level = options.compression_level
-    archiver = _Archiver(repo, options, progress or Progress())
+    archiver = _Archiver(repo, options, progress or Progress(), scan_ahead=progress is not None)
     snapshot = archiver.run()
     return BackupResult(snapshot, archiver.warnings)
 
