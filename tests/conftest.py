@@ -31,6 +31,13 @@ SMARTWATTS_SECRETS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What drplan keeps by default in ``~/.local/state/drplan`` (the catalog, check
+    rotations) goes to the test's own directory: tests neither share nor leave state."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def plan_data() -> dict[str, Any]:
     return copy.deepcopy(clean_plan())
