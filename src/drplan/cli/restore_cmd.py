@@ -25,7 +25,7 @@ from drplan.errors import (
     IntegrityError,
     UsageError,
 )
-from drplan.recovery.files import RestoreOptions, restore_files
+from drplan.recovery.files import RestoreOptions, refuse_target, restore_files
 
 if TYPE_CHECKING:
     from drplan.recovery.pitr import Reached, Target
@@ -63,6 +63,11 @@ def restore_group() -> None:
 )
 @click.option("--workers", type=click.IntRange(1, 64), help="Threads writing files.")
 @click.option(
+    "--special-files",
+    is_flag=True,
+    help="Also make the snapshot's device nodes and FIFOs (skipped and listed otherwise).",
+)
+@click.option(
     "--request-thaw",
     is_flag=True,
     help="From an archive location: ask for the archived packs this restore needs to be thawed.",
@@ -96,6 +101,7 @@ def restore_command(
     target: str,
     includes: tuple[str, ...],
     workers: int | None,
+    special_files: bool,
     request_thaw: bool,
     thaw_days: int,
     thaw_tier: str,
@@ -105,7 +111,8 @@ def restore_command(
     as_json: bool,
 ) -> None:
     """Restore SNAPSHOT (an id prefix or `latest`) into DIR. Run it again to resume."""
-    options = RestoreOptions(target=target, includes=list(includes))
+    options = RestoreOptions(target=target, includes=list(includes), special_files=special_files)
+    refuse_target(target)  # before the repository is opened: nothing to undo
     if workers:
         options.workers = workers
     with open_repo(settings, repo_ref, password_file, operation="restore") as repo:
@@ -128,6 +135,13 @@ def restore_command(
             f" {human_bytes(result.bytes_written)} written and verified"
             + (f", {result.files_skipped} already complete" if result.files_skipped else "")
         )
+        if result.skipped_special:
+            click.echo(
+                f"skipped {len(result.skipped_special)} special file(s) (devices, FIFOs, sockets;"
+                f" --special-files makes devices and FIFOs): {', '.join(result.skipped_special[:10])}"
+                + (" ..." if len(result.skipped_special) > 10 else ""),
+                err=True,
+            )
         for warning in result.warnings:
             click.echo(f"warning: {warning}", err=True)
         for failure in result.failed:

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from drplan.errors import DrplanError, IntegrityError
+from drplan.errors import DrplanError, IntegrityError, UsageError
+from drplan.nesting import Nested, run_nested
 from drplan.progress import Progress
 from drplan.repo.index import Location
 from drplan.repo.packcache import PackCache
@@ -49,6 +50,7 @@ def _umask() -> int:
 
 
 UMASK = _umask()
+SPECIAL_FILES = ("fifo", "chardev", "blockdev")  # made only with RestoreOptions.special_files
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 MAX_OPEN_DIRS = 128
 # Blobs up to this size are read through whole cached packs when HOT_PACK_BLOBS or more of
@@ -68,6 +70,9 @@ class RestoreOptions:
     target: str
     includes: list[str] = field(default_factory=list)
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    # Device nodes and FIFOs only when asked: a block device node from a snapshot, made
+    # as root, would give its (world-writable) permissions on a disk of this host.
+    special_files: bool = False
 
 
 @dataclass
@@ -83,6 +88,7 @@ class RestoreResult:
     bytes_verified_in_place: int = 0
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # files not restored: damaged or missing data
+    skipped_special: list[str] = field(default_factory=list)  # devices, FIFOs, sockets not made
 
 
 class _Includes:
@@ -175,7 +181,7 @@ class _Restorer:
         os.makedirs(self.options.target, exist_ok=True)
         self._root_fd = os.open(self.options.target, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            self._dir(self._root_fd, snapshot.tree, "", b"", matched=False)
+            run_nested(self._dir(self._root_fd, snapshot.tree, "", b"", matched=False))
             while self._open:
                 self._finish_oldest()
         finally:
@@ -207,7 +213,9 @@ class _Restorer:
         matched: bool,
         node: Node | None = None,
         fresh: bool = False,
-    ) -> None:
+    ) -> Nested[None]:
+        """Restore a directory's entries; its subdirectories' are yielded (``drplan.nesting``:
+        a tree may be nested deeper than the call stack)."""
         files = _DirFiles(self, dir_fd, fresh)
         for child_node in self.repo.load_tree(tree_id):
             name = child_node.name
@@ -225,7 +233,7 @@ class _Restorer:
                 if here and self._backed_up(child):
                     self.result.dirs += 1
                 meta = child_node if here else None
-                self._dir(fd, child_node.subtree, child, child_rel, here, meta, created)
+                yield self._dir(fd, child_node.subtree, child, child_rel, here, meta, created)
             elif here and child_node.type == "file":
                 files.add(child_node, child, child_rel)
             elif here:
@@ -429,6 +437,10 @@ class _Restorer:
 
     def _special(self, dir_fd: int, node: Node, display: str) -> None:
         name = node.name
+        if node.type == "socket" or (node.type in SPECIAL_FILES and not self.options.special_files):
+            with self._lock:  # sockets belong to the process that made them: never made
+                self.result.skipped_special.append(f"{display} ({node.type})")
+            return
         self._remove(dir_fd, name)
         try:
             if node.type == "symlink":
@@ -443,7 +455,7 @@ class _Restorer:
                 kind = stat.S_IFCHR if node.type == "chardev" else stat.S_IFBLK
                 os.mknod(name, kind | node.mode, node.rdev, dir_fd=dir_fd)
             else:
-                return  # sockets belong to the process that made them
+                return
             if IS_ROOT:
                 os.chown(name, node.uid, node.gid, dir_fd=dir_fd, follow_symlinks=False)
             if node.type != "symlink":
@@ -507,4 +519,32 @@ def restore_files(
 ) -> RestoreResult:
     """Restore ``snapshot`` (or the part matching ``options.includes``) under ``options.target``;
     ``progress`` counts files and bytes of what it restores, all known before the first."""
+    refuse_target(options.target)
     return _Restorer(repo, options, progress).run(snapshot)
+
+
+def refuse_target(target: str) -> None:
+    """Fail, before anything is read or written, when ``target`` cannot be the directory a
+    restore goes into: it is a file, or something on its way is."""
+    path = os.path.abspath(target)
+    while True:
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(path)
+            if parent == path:
+                return
+            path = parent  # created by the restore: what matters is what exists above it
+            continue
+        except OSError as exc:
+            raise UsageError(
+                f"cannot restore into {target}: {path} cannot be examined ({exc.strerror})",
+                hint="choose a target directory you may write to",
+            ) from None
+        if stat.S_ISDIR(st.st_mode):
+            return
+        what = "is a file" if stat.S_ISREG(st.st_mode) else "is not a directory"
+        raise UsageError(
+            f"cannot restore into {target}: {path} {what}",
+            hint="give --target a directory (it is created when missing), or move the file away",
+        )

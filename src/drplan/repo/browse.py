@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from drplan.errors import DrplanError
+from drplan.nesting import flatten_nested
 from drplan.repo.repository import Repository
 from drplan.repo.tree import Node
 
@@ -28,11 +30,17 @@ def walk(repo: Repository, tree: bytes, below: str = "/") -> Iterator[tuple[str,
 
 
 def _walk(repo: Repository, tree: bytes, prefix: str) -> Iterator[tuple[str, Node]]:
+    return flatten_nested(_level(repo, tree, prefix))
+
+
+def _level(repo: Repository, tree: bytes, prefix: str) -> Iterator[Any]:
+    """A directory's (path, node) entries, each directory's own level after it (nested:
+    see ``drplan.nesting``)."""
     for node in repo.load_tree(tree):
         path = f"{prefix}/{os.fsdecode(node.name)}"
         yield path, node
         if node.type == "dir" and node.subtree is not None:
-            yield from _walk(repo, node.subtree, path)
+            yield _level(repo, node.subtree, path)
 
 
 def _own_metadata(node: Node) -> tuple[object, ...]:
@@ -49,6 +57,11 @@ def diff_snapshots(
     """(change, path), as restic's diff marks them: '+' added, '-' removed, 'M' modified
     (a file's content, a symlink's target), 'T' type changed (a file became a symlink),
     'U' metadata updated (mode, owner, extended attributes; a file's mtime)."""
+    return flatten_nested(_compare(repo, first, second, prefix))
+
+
+def _compare(repo: Repository, first: bytes, second: bytes, prefix: str) -> Iterator[Any]:
+    """One directory's changes, each changed subdirectory's own after it (nested)."""
     if first == second:
         return  # identical trees: nothing below differs
     old = {n.name: n for n in repo.load_tree(first)}
@@ -56,13 +69,12 @@ def diff_snapshots(
     for name in sorted(old.keys() | new.keys()):
         path = f"{prefix}/{os.fsdecode(name)}"
         a, b = old.get(name), new.get(name)
-        if a is None:
-            assert b is not None
-            yield "+", path
-            yield from _all_below(repo, b, path, "+")
-        elif b is None:
-            yield "-", path
-            yield from _all_below(repo, a, path, "-")
+        if a is None or b is None:
+            change, node = ("+", b) if a is None else ("-", a)
+            assert node is not None
+            yield change, path
+            if node.type == "dir" and node.subtree is not None:
+                yield ((change, sub) for sub, _ in _walk(repo, node.subtree, path))
         elif a.type != b.type:
             yield "T", path
         else:
@@ -71,10 +83,4 @@ def diff_snapshots(
             elif _own_metadata(a) != _own_metadata(b):
                 yield "U", path
             if a.type == "dir" and a.subtree and b.subtree:
-                yield from diff_snapshots(repo, a.subtree, b.subtree, path)
-
-
-def _all_below(repo: Repository, node: Node, path: str, change: str) -> Iterator[tuple[str, str]]:
-    if node.type == "dir" and node.subtree is not None:
-        for sub, _ in _walk(repo, node.subtree, path):
-            yield change, sub
+                yield _compare(repo, a.subtree, b.subtree, path)

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from drplan import __version__, clock
 from drplan.errors import SourceError
+from drplan.nesting import Nested, run_nested
 from drplan.progress import Progress
 from drplan.repo.chunker import Chunker
 from drplan.repo.pack import DATA
@@ -215,7 +216,9 @@ class _Archiver:
         root_dev: int,
         prefetched: os.stat_result | OSError | None = None,
         batch: _Batch | None = None,
-    ) -> Pending | None:
+    ) -> Nested[Pending | None]:
+        """The entry at ``path``, stored or submitted; a directory's listing is worked out
+        first (yielded: see ``drplan.nesting``, trees go deeper than the call stack)."""
         try:
             if isinstance(prefetched, OSError):
                 raise prefetched
@@ -243,7 +246,7 @@ class _Archiver:
             return self._submit(self._file, path, node, was_file)
         if node.type == "dir":
             crosses = self.options.one_file_system and st.st_dev != root_dev
-            node.subtree = self._dir(path, _subtree_of(old), root_dev, skip=crosses)
+            node.subtree = yield self._dir(path, _subtree_of(old), root_dev, skip=crosses)
         elif node.type == "symlink":
             try:
                 node.target = os.readlink(path)
@@ -282,7 +285,7 @@ class _Archiver:
 
     def _dir(
         self, path: bytes, parent_tree: bytes | None, root_dev: int, skip: bool = False
-    ) -> bytes:
+    ) -> Nested[bytes]:
         self._count("dirs")
         parent = self._parent_listing(parent_tree)
         pending: list[Pending] = []
@@ -301,7 +304,7 @@ class _Archiver:
             stats = self._lstat_all([child for _, child in children])
             batch = _Batch()
             for (name, child), st in zip(children, stats, strict=True):
-                result = self._entry(child, name, parent, root_dev, st, batch)
+                result = yield from self._entry(child, name, parent, root_dev, st, batch)
                 if result is not None:
                     pending.append(result)
             if batch.items:
@@ -335,7 +338,7 @@ class _Archiver:
         )
         with ahead:  # until the last file is read, not only walked: the ETA matters to the end
             try:
-                root = self._tree_for(paths, b"/", parent_root)
+                root = run_nested(self._tree_for(paths, b"/", parent_root))
             finally:
                 self._pool.shutdown(wait=True)
                 self._stat_pool.shutdown(wait=True)
@@ -362,7 +365,9 @@ class _Archiver:
         self.repo.save_snapshot(snapshot)
         return snapshot
 
-    def _tree_for(self, paths: list[str], prefix: bytes, parent_tree: bytes | None) -> bytes:
+    def _tree_for(
+        self, paths: list[str], prefix: bytes, parent_tree: bytes | None
+    ) -> Nested[bytes]:
         """The tree of directory ``prefix``, holding only what leads to the backed-up paths."""
         parent = self._parent_listing(parent_tree)
         children: dict[bytes, list[str]] = {}
@@ -378,16 +383,16 @@ class _Archiver:
                 except OSError as exc:
                     self._warn(f"{os.fsdecode(here)}: cannot be backed up ({exc.strerror})")
                     continue
-                result = self._entry(here, name, parent, root_dev)
+                result = yield from self._entry(here, name, parent, root_dev)
             else:
-                result = self._intermediate(here, name, below, parent)
+                result = yield from self._intermediate(here, name, below, parent)
             if result is not None:
                 nodes.append(result)
         return self._save_tree(_flatten(nodes))
 
     def _intermediate(
         self, path: bytes, name: bytes, paths: list[str], parent: Listing
-    ) -> Node | None:
+    ) -> Nested[Node | None]:
         try:
             st = os.lstat(path)
         except OSError as exc:
@@ -397,7 +402,7 @@ class _Archiver:
             self._warn(f"{os.fsdecode(path)}: is not a directory")
             return None
         node = node_from_stat(name, st)
-        node.subtree = self._tree_for(paths, path, _subtree_of(parent.get(name)))
+        node.subtree = yield self._tree_for(paths, path, _subtree_of(parent.get(name)))
         return node
 
 
