@@ -61,6 +61,7 @@ def clean_plan() -> dict[str, Any]:
                 "system": "db",
                 "type": "wal",
                 "schedule": "continuous",
+                "archive_timeout": "1m",  # what bounds the loss of archive_command's WAL
                 "locations": ["local", "cloud"],
             },
             "web": {

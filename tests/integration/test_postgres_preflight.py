@@ -6,11 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drplan.sources.postgres.binaries import BinariesError, find_binaries
 from drplan.sources.postgres.cluster import ClusterError, preflight
+from tests.conftest import Result
 from tests.fixtures.postgres import PgCluster
+from tests.integration.test_postgres_pitr import Archived, archived  # noqa: F401 - a fixture
 
+Run = Callable[..., Result]
 Start = Callable[..., PgCluster]
 
 
@@ -69,3 +73,53 @@ def test_tools_of_another_major_version_are_refused(pg_binaries: Path) -> None:
     assert find_binaries(str(pg_binaries), 18).major == 18
     # Without bin_dir, the first candidate of the server's version is taken.
     assert find_binaries(None, 18).major == 18
+
+
+def test_a_backup_warns_of_a_wal_setup_that_cannot_meet_the_rpo_as_the_server_has_it(
+    run: Run,
+    archived: Archived,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The issue's setup (archive_command alone, no archive_timeout, a 1 minute RPO) is
+    named before a crash, not after; the backup itself goes on."""
+    cluster = archived.cluster
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["objectives"]["rpo"]["database"] = "1m"
+    archive_only = plan["jobs"]["db-wal"]
+
+    def backup(**wal: str | bool) -> list[str]:
+        plan["jobs"]["db-wal"] = {**archive_only, **wal}
+        archived.plan.write_text(yaml.safe_dump(plan))
+        done = run("backup", "db-full")
+        assert done.code == 0, done.err
+        return [line for line in done.err.splitlines() if line.startswith("drplan: warning:")]
+
+    (unbounded,) = backup()
+    assert "and the server's archive_timeout is 0 (off): on a quiet server nothing bounds" in (
+        unbounded
+    )
+    assert "against the 1m RPO of 'database' data: set `stream: true` on job 'db-wal'" in unbounded
+    assert "set archive_timeout = '20s' on the server (a reload is enough)" in unbounded
+
+    # The plan says the server switches every 20s; the server says otherwise.
+    mismatch, still = backup(archive_timeout="20s")
+    assert mismatch == (
+        "drplan: warning: system db: the plan relies on archive_timeout 20s (job db-wal), but"
+        " the server's archive_timeout is 0 (off): set archive_timeout = '20s' on the server"
+        " (a reload is enough)"
+    )
+    assert still == unbounded
+
+    cluster.sql("alter system set archive_timeout = '5min'")
+    cluster.sql("select pg_reload_conf()")
+    mismatch, slow = backup(archive_timeout="20s")
+    assert "but the server's is 300s: set archive_timeout = '20s'" in mismatch
+    assert "archive_command hands over a segment at least every 5m (archive_timeout)" in slow
+
+    cluster.sql("alter system set archive_timeout = '20s'")
+    cluster.sql("select pg_reload_conf()")
+    assert backup(archive_timeout="20s") == []
+    assert backup() == []  # the server's setting counts, declared or not
+    # Streaming meets it whatever the server's archive_timeout.
+    cluster.sql("alter system reset archive_timeout")
+    cluster.sql("select pg_reload_conf()")
+    assert backup(stream=True) == []

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from drplan import clock
 from drplan.cli.context import (
     DefaultToCommand,
     Settings,
@@ -33,7 +34,7 @@ from drplan.sources.files.excludes import read_exclude_file
 
 if TYPE_CHECKING:
     from drplan.locations.fanout import FanOut
-    from drplan.plan.model import Job, PostgresSystem
+    from drplan.plan.model import Job, Plan, PostgresSystem
     from drplan.plan.model.systems import System
 
 
@@ -61,6 +62,7 @@ def _postgres_base(
     system: PostgresSystem,
     job: Job,
     kwargs: dict[str, Any],
+    plan: Plan,
 ) -> Callable[[Repository], BackupResult] | None:
     """A base backup of the system, its cluster checked once before any location. An
     incremental builds on the newest base backup of the cluster in the location written;
@@ -72,10 +74,13 @@ def _postgres_base(
         ClusterError,
         incremental_problems,
         preflight,
+        wal_loss_warnings,
     )
 
     password = system.password.resolve() if system.password else None
     ready = preflight(system.connection, password, system.bin_dir, system_name, "full")
+    for warning in wal_loss_warnings(plan, system_name, ready.info, clock.now()):
+        click.echo(f"drplan: warning: {warning}", err=True)  # told, but no reason to stop
     incremental = job.type == "incremental"
     blocked = incremental_problems(ready.info) if incremental else []
     if blocked and job.incremental_fallback == "fail":
@@ -124,7 +129,7 @@ def _postgres_base(
 
 
 def _job_backup(
-    job_name: str, job: Job, system: System, kwargs: dict[str, Any], as_json: bool
+    job_name: str, job: Job, system: System, kwargs: dict[str, Any], as_json: bool, plan: Plan
 ) -> Callable[[Repository], BackupResult] | None:
     """What the job takes, for the location it is written to; None when nothing is due."""
     from drplan.plan.model import CommandSystem, FilesSystem, PostgresSystem  # noqa: PLC0415
@@ -138,7 +143,7 @@ def _job_backup(
         options = _options(paths=list(system.paths), job=job_name, system=job.system, **kwargs)
         return partial(_run, options=options, as_json=as_json)
     if isinstance(system, PostgresSystem) and job.type in ("full", "incremental"):
-        return _postgres_base(job_name, job.system, system, job, kwargs)
+        return _postgres_base(job_name, job.system, system, job, kwargs, plan)
     if isinstance(system, CommandSystem):
         return partial(_command, command=system.command, system=job.system, job=job_name,
                        kwargs=kwargs)  # fmt: skip
@@ -315,7 +320,7 @@ def job_command(
             f"the plan has no job {job_name!r}" + (f" (did you mean {near!r}?)" if near else ""),
             hint=f"jobs: {', '.join(plan.jobs) or 'none'}",
         )
-    take = _job_backup(job_name, job, plan.systems[job.system], kwargs, as_json)
+    take = _job_backup(job_name, job, plan.systems[job.system], kwargs, as_json, plan)
     if take is None:
         if as_json:
             emit_json({"snapshot": None, "job": job_name, "skipped": "incremental_fallback: wal"})

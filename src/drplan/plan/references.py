@@ -8,9 +8,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator
 
-from drplan.plan.model import JOB_TYPES_BY_KIND, Plan
+from drplan.plan.model import JOB_TYPES_BY_KIND, Job, Plan
 from drplan.plan.schedule import ScheduleKind
 from drplan.plan.source import PathKey
+from drplan.plan.wal_loss import MIN_PARTIAL_EVERY
 
 Found = tuple[PathKey, str]
 
@@ -80,6 +81,7 @@ def _jobs(plan: Plan) -> Iterator[Found]:
             )
         if job.stream and (job.type != "wal" or job.schedule.kind != ScheduleKind.CONTINUOUS):
             yield (*base, "stream"), "only a wal job with schedule `continuous` can stream"
+        yield from _wal_settings(base, job)
         extra = [c for c in job.data_classes or [] if c not in system.data_classes]
         for cls in extra:
             index = (job.data_classes or []).index(cls)
@@ -88,6 +90,19 @@ def _jobs(plan: Plan) -> Iterator[Found]:
                 f"system '{job.system}' holds no data class '{cls}'"
                 f" (it holds: {', '.join(system.data_classes)})",
             )
+
+
+def _wal_settings(base: PathKey, job: Job) -> Iterator[Found]:
+    """partial_every and archive_timeout: where they mean something, at values they can take."""
+    if job.partial_every is not None and not job.stream:
+        yield (*base, "partial_every"), "only a job with `stream: true` ships a partial segment"
+    elif job.partial_every is not None and job.partial_every < MIN_PARTIAL_EVERY:
+        yield (*base, "partial_every"), f"at least {MIN_PARTIAL_EVERY.total_seconds():g}s"
+    timeout = job.archive_timeout
+    if timeout is not None and job.type != "wal":
+        yield (*base, "archive_timeout"), "only a wal job relies on the server's archive_timeout"
+    elif timeout is not None and not timeout.total_seconds().is_integer():
+        yield (*base, "archive_timeout"), "whole seconds: the server's archive_timeout has no less"
 
 
 def _data_classes(plan: Plan) -> Iterator[Found]:

@@ -31,6 +31,7 @@ from datetime import timedelta
 from drplan.errors import DrillRefusedError
 from drplan.plan.model import Plan
 from drplan.plan.schedule import Schedule, ScheduleKind, parse_schedule
+from drplan.plan.wal_loss import DEFAULT_PARTIAL_EVERY
 
 UPKEEP_SCHEDULE = parse_schedule("@daily")
 COPY_EVERY = parse_schedule("15m")
@@ -82,8 +83,10 @@ def _jobs(plan: Plan) -> list[Task]:
         for name, job in plan.jobs.items()
         if job.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL)
     ]  # fmt: skip
+    # The stream ships the segment being written as often as lint counts on (wal_loss).
     found += [
-        Task(name, job.schedule, plan.job_timezone(job), ("wal", "stream", "--system", job.system),
+        Task(name, job.schedule, plan.job_timezone(job), ("wal", "stream", "--system", job.system,
+             "--partial-every", f"{(job.partial_every or DEFAULT_PARTIAL_EVERY).total_seconds():g}"),
              job=name, locations=tuple(job.locations))
         for name, job in plan.jobs.items()
         if job.stream

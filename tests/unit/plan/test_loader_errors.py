@@ -50,7 +50,7 @@ CASES = [
         replace_once("    schedule: 1h\n", "    schedule: 1h\n    retension: {keep_last: 3}\n"),
         "retension",
         "jobs.web.retension",
-        r"unknown key 'retension' \(did you mean 'retention'\? allowed: compression_level, data_classes, .*\)",
+        r"unknown key 'retension' \(did you mean 'retention'\? allowed: archive_timeout, compression_level, .*\)",
     ),
     (
         "unknown-top-level-section",
@@ -159,6 +159,34 @@ CASES = [
         "true\n    schedule",
         "jobs.web.stream",
         r"only a wal job with schedule `continuous` can stream",
+    ),
+    (
+        "partial-every-without-the-stream",
+        replace_once("archive_timeout: 1m", "partial_every: 5s"),
+        "5s",
+        "jobs.db-wal.partial_every",
+        r"only a job with `stream: true` ships a partial segment",
+    ),
+    (
+        "partial-every-faster-than-the-stream-can",
+        replace_once("archive_timeout: 1m", "stream: true\n    partial_every: 0.1s"),
+        "0.1s",
+        "jobs.db-wal.partial_every",
+        r"at least 0\.5s",
+    ),
+    (
+        "archive-timeout-on-a-files-job",
+        replace_once("type: files", "type: files\n    archive_timeout: 1m"),
+        "1m\n    schedule: 1h",
+        "jobs.web.archive_timeout",
+        r"only a wal job relies on the server's archive_timeout",
+    ),
+    (
+        "archive-timeout-in-fractions-of-a-second",
+        replace_once("archive_timeout: 1m", "archive_timeout: 1.5s"),
+        "1.5s",
+        "jobs.db-wal.archive_timeout",
+        r"whole seconds: the server's archive_timeout has no less",
     ),
     (
         "percentage-out-of-range",

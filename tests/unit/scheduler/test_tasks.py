@@ -4,8 +4,11 @@ beside a backup of a job it copies."""
 
 from __future__ import annotations
 
+from drplan.plan.loader import load_plan_text
 from drplan.plan.schedule import parse_schedule
-from drplan.scheduler.tasks import COPY_EVERY, UPKEEP_SCHEDULE, Task, conflicts
+from drplan.scheduler.tasks import COPY_EVERY, UPKEEP_SCHEDULE, Task, conflicts, tasks
+from testbed.plans import clean_plan
+from tests.conftest import dump
 
 BACKUP = Task("web", parse_schedule("1h"), "UTC", ("backup", "web"), job="web",
               locations=("primary", "cloud"))  # fmt: skip
@@ -43,3 +46,15 @@ def test_a_catch_up_copy_waits_for_the_jobs_it_copies_and_for_upkeep_only() -> N
     assert conflicts(CHECK_CLOUD, COPY)
     assert not conflicts(COPY, OTHER)  # another job writes there too: locks allow it
     assert not conflicts(COPY, STREAM)
+
+
+def test_the_stream_ships_the_segment_being_written_as_often_as_the_plan_says() -> None:
+    data = clean_plan()
+    data["jobs"]["db-wal"]["stream"] = True
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    (stream,) = [t for t in tasks(plan) if t.name == "db-wal"]
+    assert stream.argv == ("wal", "stream", "--system", "db", "--partial-every", "10")
+    data["jobs"]["db-wal"]["partial_every"] = "2.5s"
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    (stream,) = [t for t in tasks(plan) if t.name == "db-wal"]
+    assert stream.argv[-2:] == ("--partial-every", "2.5")

@@ -10,6 +10,8 @@ from drplan.plan.durations import format_duration as fmt
 from drplan.plan.lint.engine import Hit, LintContext
 from drplan.plan.model import Job, Plan, Tier
 from drplan.plan.schedule import NeverFiresError, Schedule, ScheduleKind
+from drplan.plan.source import PathKey
+from drplan.plan.wal_loss import Shortfall, shortfalls
 
 
 def _gap(plan: Plan, job: Job, ctx: LintContext) -> timedelta | None:
@@ -56,6 +58,23 @@ def interval_equals_rpo(ctx: LintContext) -> Iterator[Hit]:
                 f" data: each run's own duration, and any failed run, breaches the objective",
                 "run it more often than the RPO (for PostgreSQL, archive WAL continuously)",
             )
+
+
+def wal_loss_exceeds_rpo(ctx: LintContext) -> Iterator[Hit]:
+    """Complements DR001, which takes continuous WAL for no loss at all: how the WAL
+    reaches the archive decides what a crash loses (drplan.plan.wal_loss)."""
+    for short in shortfalls(ctx.plan, ctx.now):
+        yield Hit(_wal_setting(ctx.plan, short), short.message, short.hint)
+
+
+def _wal_setting(plan: Plan, short: Shortfall) -> PathKey:
+    """Where the finding points: the setting that sets the bound, else the WAL job."""
+    job = plan.jobs[short.job]
+    if job.stream:
+        return ("jobs", short.job, "partial_every" if job.partial_every else "stream")
+    if job.archive_timeout:
+        return ("jobs", short.job, "archive_timeout")
+    return ("jobs", short.job)
 
 
 def data_class_without_job(ctx: LintContext) -> Iterator[Hit]:

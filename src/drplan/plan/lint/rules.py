@@ -147,4 +147,12 @@ RULES: tuple[Rule, ...] = (
         "a system is recovered only by drills run by hand: no scheduled drill measures it",
         ready.system_drilled_only_by_hand,
     ),
+    Rule(
+        "DR022",
+        "wal-loss-exceeds-rpo",
+        E,
+        "a PostgreSQL system's WAL setup can lose more than its RPO in a crash"
+        " (archive_command without archive_timeout bounds nothing)",
+        cov.wal_loss_exceeds_rpo,
+    ),
 )

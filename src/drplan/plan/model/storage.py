@@ -204,6 +204,17 @@ class Job(PlanModel):
     """For a `continuous` wal job: also receive WAL as it is written (`drplan wal stream`,
     kept running by `drplan serve`), so the recovery point is seconds old on a quiet
     server too, not only when archive_command hands over a full segment."""
+    partial_every: Duration | None = None
+    """For a wal job with `stream: true`: how often the segment being written is shipped
+    (`drplan wal stream --partial-every`; 10s when unset). A crash then loses at most this
+    much of commits, plus the time to ship it: keep it well under the data's RPO."""
+    archive_timeout: Duration | None = None
+    """For a wal job: the `archive_timeout` the server is set to, which the plan relies on.
+    archive_command hands over a 16 MB segment when it is full, or when archive_timeout has
+    passed: without it a quiet server may not fill one for hours, so nothing bounds what a
+    crash loses. Lint bounds the loss with it (DR022); every base backup warns when the
+    server's is longer or off. Each timeout closes a whole segment (a quiet server's
+    compresses to about 1 KB)."""
     data_classes: list[Name] | None = None
     """The data classes it covers; defaults to all of its system's."""
     timeout: Duration | None = None

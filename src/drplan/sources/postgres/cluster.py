@@ -1,19 +1,26 @@
 """Reaching a PostgreSQL cluster and checking, before any work, that it can be backed up.
 
 Every check says exactly what is missing and what to change: a backup that fails
-halfway on a setting that could have been read up front wastes an RPO window.
+halfway on a setting that could have been read up front wastes an RPO window. Beside
+what stops a backup, the pre-flight warns of a WAL setup whose worst case misses the
+RPO, as the server really has it (``wal_loss_warnings``): that stops no backup.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 import psycopg
 
 from drplan.errors import SourceError
 from drplan.sources.postgres.binaries import Binaries, BinariesError, find_binaries
 from drplan.sources.postgres.protocol import PROTOCOL_SINCE
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
+    from drplan.plan.wal_loss import WalSetup
 
 SUPPORTED = range(13, 19)  # major versions
 INCREMENTAL_SINCE = 17
@@ -24,6 +31,7 @@ _SETTINGS = (
     "wal_level",
     "archive_mode",
     "archive_command",
+    "archive_timeout",
     "summarize_wal",
     "max_wal_senders",
     "data_directory",
@@ -183,3 +191,60 @@ def preflight(
         )
     assert binaries is not None
     return Preflight(info, binaries)
+
+
+def server_wal_setup(info: ServerInfo, planned: WalSetup) -> WalSetup:
+    """The system's WAL setup as the server has it: the plan's stream (drplan's own), and
+    archive_command, archive_mode and archive_timeout as the server runs them."""
+    from drplan.plan.wal_loss import WalSetup  # noqa: PLC0415 - slow to import; only this needs it
+
+    mode, command = info.setting("archive_mode"), info.setting("archive_command")
+    timeout = timedelta(seconds=int(info.setting("archive_timeout") or 0))
+    if mode not in ("on", "always"):
+        return WalSetup(planned.stream_every, None, f"archive_mode is {mode or 'off'}", False)
+    if "drplan" not in command:
+        said = f"archive_command is '{command}'" if command else "archive_command is not set"
+        return WalSetup(planned.stream_every, None, f"{said}, which is not drplan's", False)
+    if not timeout:
+        return WalSetup(planned.stream_every, None, "the server's archive_timeout is 0 (off)")
+    return WalSetup(planned.stream_every, timeout)
+
+
+def wal_loss_warnings(plan: Plan, system: str, info: ServerInfo, now: datetime) -> list[str]:
+    """What the pre-flight warns of, one line each with its fix: an archive_timeout the
+    plan relies on that the server does not have, and a WAL setup whose worst case, as the
+    server has it, misses the RPO of the system's data."""
+    from drplan.plan.durations import format_duration  # noqa: PLC0415
+    from drplan.plan.wal_loss import planned_setup, shortfalls, wal_jobs  # noqa: PLC0415
+
+    jobs = wal_jobs(plan, system)
+    if not jobs:
+        return []
+    planned = planned_setup(jobs.values())
+    actual = server_wal_setup(info, planned)
+    found = []
+    declared = planned.archive_timeout
+    if declared is not None and (actual.archive_timeout or timedelta.max) > declared:
+        seconds = f"{int(declared.total_seconds())}s"
+        if not actual.archiving:
+            fix = (
+                "set archive_mode = on, archive_command = 'drplan-wal-push --plan PLAN %p'"
+                f" and archive_timeout = '{seconds}', then restart the server"
+            )
+        else:
+            fix = f"set archive_timeout = '{seconds}' on the server (a reload is enough)"
+        has = (
+            f"the server's is {int(actual.archive_timeout.total_seconds())}s"
+            if actual.archive_timeout
+            else actual.unbounded_because
+        )
+        found.append(
+            f"system {system}: the plan relies on archive_timeout {format_duration(declared)}"
+            f" (job {next(iter(jobs))}), but {has}: {fix}"
+        )
+    found += [
+        f"{s.message}: {s.hint}"
+        for s in shortfalls(plan, now, {system: actual})
+        if s.system == system
+    ]
+    return found

@@ -240,6 +240,12 @@ CASES: list[tuple[str, Mutation, str, Mutation]] = [
         "drills.db-by-hand",
         _all(_WEB_ON_SCHEDULE, _set("drills.db-by-hand", {**_DB_DRILL, "schedule": "@monthly"})),
     ),
+    (
+        "DR022",  # archive_timeout equal to the 15m RPO: the push comes on top
+        _set("jobs.db-wal.archive_timeout", "15m"),
+        "jobs.db-wal.archive_timeout",
+        _set("jobs.db-wal.archive_timeout", "14m"),
+    ),
 ]
 
 
@@ -359,3 +365,53 @@ def test_a_system_drilled_only_by_hand_is_named_with_what_to_schedule() -> None:
     data["drills"]["platform"] = {"kind": "full_platform", "schedule": "0 4 1 1,4,7,10 *"}
     plan = load_plan_text(dump(data), "plan.yaml").plan
     assert [f for f in run_lint(LintContext(plan, NOW), RULES) if f.rule == "DR021"] == []
+
+
+def _wal_only(data: dict[str, Any], rpo: str, **wal: Any) -> list[Any]:
+    """The database's DR022 findings with an RPO of ``rpo`` and ``wal`` as the WAL job."""
+    data["objectives"]["rpo"]["database"] = rpo
+    data["jobs"]["db-wal"] = {"system": "db", "type": "wal", "schedule": "continuous",
+                              "locations": ["local", "cloud"], **wal}  # fmt: skip
+    plan = load_plan_text(dump(data), "plan.yaml").plan
+    return [f for f in run_lint(LintContext(plan, NOW), RULES) if f.rule == "DR022"]
+
+
+def test_archive_command_alone_cannot_promise_a_one_minute_rpo() -> None:
+    # The issue's setup: WAL through archive_command, no streaming, no archive_timeout;
+    # a kill -9 lost 61 s to 2 min 46 s of commits against a 1 minute RPO.
+    (found,) = _wal_only(clean_plan(), "1m")
+    assert found.severity.value == "error"
+    assert found.where == "jobs.db-wal"
+    assert found.message == (
+        "system 'db': its WAL reaches the archive only through archive_command, a 16 MB"
+        " segment at a time when one fills up, and the plan declares no archive_timeout: on"
+        " a quiet server nothing bounds the commits a crash loses; base backups alone bound"
+        " it to 1d, against the 1m RPO of 'database' data"
+    )
+    assert found.hint == (
+        "set `stream: true` on job 'db-wal' (`drplan serve` then ships the segment being"
+        " written every 10s), or set archive_timeout = '20s' on the server (a reload is"
+        " enough) and `archive_timeout: 20s` on job 'db-wal' (each switch closes a whole 16 MB"
+        " segment, a quiet server's compressing to about 1 KB: up to 4,320 a day)"
+    )
+    # Either way out meets it: streaming (every 10s), or a declared archive_timeout.
+    assert _wal_only(clean_plan(), "1m", stream=True) == []
+    assert _wal_only(clean_plan(), "1m", archive_timeout="20s") == []
+    # So do base backups more frequent than the RPO, whatever WAL adds.
+    data = clean_plan()
+    data["jobs"]["db-full"]["schedule"] = "30s"
+    assert _wal_only(data, "1m") == []
+
+
+def test_a_stream_shipping_less_often_than_the_rpo_is_named_at_partial_every() -> None:
+    (found,) = _wal_only(clean_plan(), "30s", stream=True, partial_every="30s")
+    assert found.where == "jobs.db-wal.partial_every"
+    assert "the stream ships the segment being written every 30s (partial_every)" in found.message
+    assert found.hint.startswith("set `partial_every: 10s` on job 'db-wal', well under the 30s RPO")
+    assert _wal_only(clean_plan(), "30s", stream=True, partial_every="29s") == []
+    # Below the default's reach, the stream alone is not the way out the hint names.
+    (found,) = _wal_only(clean_plan(), "6s")
+    assert found.hint.startswith(
+        "set `stream: true` and `partial_every: 2s` on job 'db-wal' (`drplan serve` then ships"
+        " the segment being written every 2s), or set archive_timeout = '2s' on the server"
+    )
