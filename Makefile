@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 RUN_DEPS := $(VENV)/.run-deps
 TEST_DEPS := $(VENV)/.test-deps
 BENCH_DEPS := $(VENV)/.bench-deps
+# The suite runs on up to four workers (each with its own S3 server); PYTEST_ARGS adds to it.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 PYTEST_ARGS ?=
 
 .PHONY: demo test docs bench clean
@@ -46,7 +48,7 @@ test:
 	$(BIN)/ruff check src tests testbed bench examples
 	$(BIN)/ruff format --check src tests testbed bench examples
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Regenerate documents derived from the code.
 docs: $(RUN_DEPS)
