@@ -6,11 +6,13 @@ directory: where it would call itself for a subdirectory, it ``yield``s the gene
 for that subdirectory instead, and receives its return value back from the ``yield``.
 :func:`run_nested` drives such generators with a stack of its own, so the depth costs
 memory, not call frames; the order of the work is exactly that of the recursive code.
-:func:`flatten_nested` does the same for walks that only yield items.
+:func:`flatten_nested` does the same for walks that only yield items, and
+:func:`remove_tree` removes a tree of any depth.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 from typing import Any, TypeVar
 
@@ -69,3 +71,27 @@ def flatten_nested(root: Iterator[T | Iterator[Any]]) -> Iterator[T]:
 
 
 _END = object()
+
+
+def remove_tree(path: str | os.PathLike[str], ignore_errors: bool = False) -> None:
+    """Remove a directory tree of any depth, never following a symlink out of it
+    (``shutil.rmtree`` and ``os.walk`` recurse in Python 3.11)."""
+    stack: list[tuple[str, bool]] = [(os.fspath(path), False)]
+    while stack:
+        here, emptied = stack.pop()
+        try:
+            if emptied:
+                os.rmdir(here)
+                continue
+            stack.append((here, True))
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, False))
+                    else:
+                        os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            if not ignore_errors:
+                raise

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drplan import clock
+from drplan.nesting import remove_tree
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
 from tests.conftest import Result
@@ -22,6 +23,15 @@ from tests.integration.conftest import open_repo
 Run = Callable[..., Result]
 DEEP = 1200  # levels of a real directory: ~2,400 characters of path, under PATH_MAX
 CRAFTED_DEEP = 1500
+
+
+@pytest.fixture(autouse=True)
+def _deep_trees_removed(tmp_path: Path) -> Iterator[None]:
+    """pytest clears old temporary directories with shutil.rmtree, which recurses (Python
+    3.11): a tree 1,200 deep left behind would crash a later session."""
+    yield
+    for child in tmp_path.iterdir():
+        remove_tree(child, ignore_errors=True)
 
 
 def _nest(root: Path, depth: int, leaf: bytes) -> None:

@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from drplan.catalog.paths import state_dir
 from drplan.errors import DrillRefusedError, DrplanError
+from drplan.nesting import remove_tree
 from drplan.plan.model import FilesSystem, Plan, PostgresSystem
 from drplan.recovery.recover import OpenLocation
 from drplan.sources.postgres.scratch import free_port, traversable_to
@@ -100,7 +101,7 @@ class Scratch:
                         [*run_as, pg_ctl, "-D", str(self.data_dir), "stop", "-m", "immediate",
                          "-w"], capture_output=True, timeout=60, check=False,
                     )  # fmt: skip
-            shutil.rmtree(self.root, ignore_errors=True)
+            remove_tree(self.root, ignore_errors=True)  # a restored tree may be deep
 
 
 def room_needed(open_location: OpenLocation, candidates: list[str], system: str) -> int:
