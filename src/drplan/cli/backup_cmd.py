@@ -79,8 +79,12 @@ def _postgres_base(
 
     password = system.password.resolve() if system.password else None
     ready = preflight(system.connection, password, system.bin_dir, system_name, "full")
-    for warning in wal_loss_warnings(plan, system_name, ready.info, clock.now()):
-        click.echo(f"drplan: warning: {warning}", err=True)  # told, but no reason to stop
+
+    def warn_of_wal_loss() -> None:
+        """Told when the job goes on (a failing job's one line stays alone), never a stop."""
+        for warning in wal_loss_warnings(plan, system_name, ready.info, clock.now()):
+            click.echo(f"drplan: warning: {warning}", err=True)
+
     incremental = job.type == "incremental"
     blocked = incremental_problems(ready.info) if incremental else []
     if blocked and job.incremental_fallback == "fail":
@@ -100,6 +104,7 @@ def _postgres_base(
             " wal): the WAL archive carries the changes since the last base backup",
             err=True,
         )
+        warn_of_wal_loss()
         return None
     if blocked:
         click.echo(
@@ -108,6 +113,7 @@ def _postgres_base(
             err=True,
         )
         incremental = False
+    warn_of_wal_loss()
 
     def take(repo: Repository) -> BackupResult:
         if kwargs.get("compression_level") is not None:
