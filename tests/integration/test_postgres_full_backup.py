@@ -403,20 +403,22 @@ def test_force_never_empties_a_directory_holding_a_server(
     assert (cluster.data_dir / "PG_VERSION").exists()
 
 
+# Names that climb out of the data directory, or start at the root.
+@pytest.mark.parametrize("evil", ["a/../../evil", "/etc/evil"])
 def test_a_hostile_stream_is_refused_without_hanging(
-    repo_dir: str, pg_cluster: Start, tmp_path: Path
+    repo_dir: str, pg_cluster: Start, tmp_path: Path, evil: str
 ) -> None:
     cluster = pg_cluster()
     fake = tmp_path / "bin"
     fake.mkdir()
     tool = fake / "pg_basebackup"
-    # A tar whose first member climbs out of the data directory, then megabytes more: the
-    # reader must stop, and pg_basebackup (blocked on a full pipe) must not keep it waiting.
+    # A tar whose first member has an unsafe name, then megabytes more: the reader must
+    # stop, and pg_basebackup (blocked on a full pipe) must not keep it waiting.
     tool.write_text(
         f"#!{sys.executable}\n"
         "import io, sys, tarfile\n"
         "out = tarfile.open(fileobj=sys.stdout.buffer, mode='w|')\n"
-        "for name, size in (('a/../../evil', 10), ('big', 64 << 20)):\n"
+        f"for name, size in (({evil!r}, 10), ('big', 64 << 20)):\n"
         "    info = tarfile.TarInfo(name); info.size = size\n"
         "    out.addfile(info, io.BytesIO(bytes(size)))\n"
         "out.close()\n"
@@ -571,6 +573,12 @@ def test_a_cluster_with_a_tablespace_is_backed_up_and_restored_with_it(
     assert forced.code == 2  # --force never empties a tablespace directory
     assert (busy / "someone-elses").read_text() == "x"
     assert not target.exists()
+    for inside in (target, target / "ts"):  # it would be emptied, moved or removed with it
+        overlap = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir",
+                      str(target), "--tablespace-map", f"{space['oid']}={inside}")  # fmt: skip
+        assert overlap.code == 2, overlap.err
+        assert f"overlaps --target-dir {target}" in overlap.err
+        assert not target.exists()
     restored = run("--plan", str(plan), "restore", "postgres", "db", "--target-dir", str(target),
                    "--to", json.loads(incr.out)["snapshot"][:12], "--start", "--port", str(port),
                    "--json")  # fmt: skip

@@ -501,3 +501,94 @@ def test_wal_status_names_a_server_that_archives_nothing(run: Run, archived: Arc
     assert "WAL of db is not being archived: archive_mode is off" in status.err
     assert "drplan-wal-push" in status.err
     assert "no drplan wal stream connected" in status.out
+
+
+def test_wal_status_names_a_server_that_is_down_and_still_shows_the_archive(
+    run: Run, archived: Archived
+) -> None:
+    cluster = archived.cluster
+    assert run("backup", "db-full").code == 0
+    cluster.sql("create table readings (id serial, meter int, kwh float8)")  # WAL to switch
+    switch_and_wait_archived(cluster)
+    cluster.stop()
+    status = run("wal", "status")
+    assert status.code == 1
+    assert "local: newest 0000000" in status.out  # the archive reads without the server
+    assert "no gaps" in status.out
+    assert "server of db: cannot be reached (system db: cannot connect to PostgreSQL" in status.out
+    assert status.err.startswith("drplan: system db: cannot connect to PostgreSQL (")
+    assert "whether its WAL is being archived cannot be told" in status.err
+    assert len(status.err.strip().splitlines()) == 1
+    as_json = run("wal", "status", "--json")
+    assert as_json.code == 1
+    report = json.loads(as_json.out)
+    assert report["server"]["error"].startswith("system db: cannot connect to PostgreSQL")
+    assert report["locations"][0]["newest"] is not None
+
+
+def test_a_mistyped_recovery_target_is_refused_before_anything_is_written(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    assert run("backup", "db-full").code == 0
+    target = pg_scratch / "restored"
+    typo = run(
+        "restore", "postgres", "db", "--to", "yesterday-ish", "--target-dir", str(target),
+        "--password-file", str(archived.password_file),
+    )  # fmt: skip
+    assert typo.code == 2, typo.err
+    assert not target.exists()
+    assert "'yesterday-ish' is not a recovery target" in typo.err
+    for form in ("latest", "'2026-11-25 10:15:00+00'", "0/3000148", "name:NAME", "snapshot id"):
+        assert form in typo.err
+    assert "--to name:yesterday-ish" in typo.err
+    assert len(typo.err.strip().splitlines()) == 1
+
+
+def test_a_restore_point_is_looked_up_in_the_archive_before_anything_is_written(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    cluster = archived.cluster
+    cluster.sql("create table readings (id serial, meter int, kwh float8)")
+    assert run("backup", "db-full").code == 0
+    cluster.sql("insert into readings (meter, kwh) values (1, 1)")
+    cluster.sql("select pg_create_restore_point('exists')")
+    cluster.sql("insert into readings (meter, kwh) values (2, 2)")
+    switch_and_wait_archived(cluster)
+    cluster.stop()
+    target = pg_scratch / "restored"
+
+    nope = run(
+        "restore", "postgres", "db", "--to", "name:nope", "--target-dir", str(target),
+        "--password-file", str(archived.password_file),
+    )  # fmt: skip
+    assert not target.exists()
+    assert nope.code == 19, nope.err
+    assert "restore point 'nope' is not in the WAL archived in" in nope.err
+    assert "searched" in nope.err
+    assert "segment(s)" in nope.err
+
+    port = free_port()
+    found = restore(run, archived, target, "name:exists", port)
+    try:
+        assert found["to"] == "exists"
+        assert restored_ids(port, cluster.password) == [1]  # stopped at the restore point
+    finally:
+        stop_restored(cluster, target)
+
+    # Without pg_waldump the archive cannot tell: said plainly, and the restore goes on.
+    tools = pg_scratch / "bin"
+    tools.mkdir()
+    for tool in cluster.bin_dir.iterdir():
+        if tool.name != "pg_waldump":
+            (tools / tool.name).symlink_to(tool)
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["systems"]["db"]["bin_dir"] = str(tools)
+    (pg_scratch / "no-waldump.yaml").write_text(yaml.safe_dump(plan))
+    unchecked = run(
+        "--plan", str(pg_scratch / "no-waldump.yaml"), "restore", "postgres", "db",
+        "--to", "name:nope", "--target-dir", str(pg_scratch / "unchecked"),
+        "--password-file", str(archived.password_file), "--json",
+    )  # fmt: skip
+    assert unchecked.code == 0, unchecked.err
+    assert "warning: cannot check that restore point 'nope' is in the WAL of" in unchecked.err
+    assert "pg_waldump is not in" in unchecked.err

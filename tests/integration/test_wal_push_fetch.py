@@ -157,3 +157,20 @@ def test_push_without_a_usable_repository_fails_with_the_reason(
     assert result.returncode == 1
     assert "password" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["../../victim", "000000010000000000000001/../../../victim"])
+def test_fetch_refuses_a_name_that_is_not_a_wal_file_and_touches_nothing(
+    wal_env: dict[str, Path], name: str
+) -> None:
+    """restore_command's %f is joined to the spool's path: a crafted one must not move a
+    file from anywhere into the cluster, nor leave anything behind."""
+    victim = wal_env["pg_wal"].parent / "victim"  # where ../../victim leads from the spool
+    victim.write_text("mine")
+    target = wal_env["pg_wal"] / "RECOVERYXLOG"
+    fetched = drplan(wal_env, "fetch", name, str(target))
+    assert victim.read_text() == "mine"
+    assert not target.exists()
+    assert fetched.returncode == 1, fetched.stderr  # not archived: there is no such WAL file
+    assert f"{name!r} is not the name of a WAL file" in fetched.stderr
+    assert not (wal_env["pg_wal"] / "drplan-prefetch").exists()

@@ -164,7 +164,7 @@ def restore_command(
     "point",
     default="latest",
     show_default=True,
-    metavar="latest|TIME|LSN|NAME|SNAPSHOT",
+    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT",
     help="All archived WAL; a time with zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
     " a restore point (name:NAME); or the end of a base backup (its snapshot id).",
 )

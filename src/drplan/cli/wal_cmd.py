@@ -247,7 +247,9 @@ def status_command(
     settings: Settings, system_name: str | None, password_file: str | None, as_json: bool
 ) -> None:
     """Newest archived WAL in each location, how long ago, and gaps since the oldest base
-    backup; the server's own archiver counters when it can be reached."""
+    backup; the server's own archiver counters. Exit 1 when the server cannot be reached,
+    WAL is not being archived, or the archive has gaps or unreachable locations (the
+    archive of every location is shown first)."""
     from drplan.sources.postgres.wal_status import archive_state, server_archiver  # noqa: PLC0415
 
     plan = settings.load().plan
@@ -261,11 +263,19 @@ def status_command(
             locations.append({"location": location, **archive_state(repo, name, now)})
         except DrplanError as exc:
             locations.append({"location": location, "error": exc.message})
-    server = server_archiver(system)
+    server = server_archiver(system, name)
     if as_json:
         emit_json({"system": name, "locations": locations, "server": server})
     else:
-        _print_status(locations, server)
+        _print_status(name, locations, server)
+    if "error" in server:
+        # A server that is down archives nothing: WAL written before it stopped may be
+        # sitting unarchived in its pg_wal, and no one can tell from here.
+        raise DrplanError(
+            f"{server['error']}: whether its WAL is being archived cannot be told",
+            hint="start the server or fix the system's connection; the archive shown above"
+            " can be restored from meanwhile",
+        )
     if server.get("problems"):
         raise DrplanError(
             f"WAL of {name} is not being archived: {'; '.join(server['problems'])}",
@@ -278,7 +288,7 @@ def status_command(
         )
 
 
-def _print_status(locations: list[dict[str, Any]], server: dict[str, Any]) -> None:
+def _print_status(name: str, locations: list[dict[str, Any]], server: dict[str, Any]) -> None:
     for entry in locations:
         if "error" in entry:
             click.echo(f"{entry['location']}: unreachable ({entry['error']})")
@@ -295,10 +305,10 @@ def _print_status(locations: list[dict[str, Any]], server: dict[str, Any]) -> No
         )
     if server:
         if "error" in server:
-            click.echo(f"server: cannot be reached ({server['error']})")
+            click.echo(f"server of {name}: cannot be reached ({server['error']})")
         else:
             click.echo(
-                f"server: last archived {server['last_archived_wal'] or '-'},"
+                f"server of {name}: last archived {server['last_archived_wal'] or '-'},"
                 f" {server['failed_count']} failures,"
                 f" {'a' if server['streaming'] else 'no'} drplan wal stream connected"
                 + (

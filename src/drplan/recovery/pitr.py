@@ -1,12 +1,15 @@
 """Point-in-time recovery: what ``--to`` means, which base backup serves it, and what was reached.
 
 A target is ``latest`` (all archived WAL), a time with its zone, an LSN (``X/Y``), a
-restore point (``name:NAME``, or any other word), or a base backup's snapshot id
-(its own end, no WAL replayed). The base backup is the newest consistent before the
-target; the target must lie in the recoverable window of the location, and the WAL
-from that backup to the target must have no gap: otherwise the restore stops before
-anything is written, naming the window or the missing segments. PostgreSQL would
-otherwise end recovery at a gap and start up, silently short of the target.
+restore point (``name:NAME``), or a base backup's snapshot id (its own end, no WAL
+replayed). Anything else is refused before anything is written, the forms listed:
+taken for a restore point, a mistyped target would be found missing only after the
+restore, when the started cluster ends recovery without reaching it. The base backup
+is the newest consistent before the target; the target must lie in the recoverable
+window of the location, and the WAL from that backup to the target must have no gap:
+otherwise the restore stops before anything is written, naming the window or the
+missing segments. PostgreSQL would otherwise end recovery at a gap and start up,
+silently short of the target.
 """
 
 from __future__ import annotations
@@ -40,10 +43,20 @@ class Target:
         return self.value or self.kind
 
 
+FORMS = (
+    "latest; a time with its zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
+    " a restore point (name:NAME); or a base backup's snapshot id (4 or more hex digits)"
+)
+
+
 def parse_target(text: str) -> Target:
     if text == "latest":
         return Target("latest")
     if text.startswith("name:"):
+        if not text[5:]:
+            raise UsageError(
+                "--to name: needs the restore point's name", hint=f"--to takes {FORMS}"
+            )
         return Target("name", text[5:])
     if text.startswith("lsn:") or LSN.match(text):
         value = text.removeprefix("lsn:")
@@ -58,7 +71,8 @@ def parse_target(text: str) -> Target:
         except ValueError:
             raise UsageError(
                 f"--to {text!r} is not a time drplan can read",
-                hint="write it as '2026-11-25 10:15:00+00' (a time zone is required)",
+                hint="write it as '2026-11-25 10:15:00+00' (a time zone is required);"
+                f" --to takes {FORMS}",
             ) from None
         if when.tzinfo is None:
             raise UsageError(
@@ -66,7 +80,10 @@ def parse_target(text: str) -> Target:
                 hint="add one, e.g. '2026-11-25 10:15:00+00' for UTC",
             )
         return Target("time", text, when)
-    return Target("name", text)
+    raise UsageError(
+        f"--to {text!r} is not a recovery target",
+        hint=f"--to takes {FORMS}; for a restore point named {text!r}, --to name:{text}",
+    )
 
 
 def choose_base(window: Window, target: Target, where: str) -> Reach:

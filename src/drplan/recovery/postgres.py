@@ -27,10 +27,18 @@ from pathlib import Path
 
 from drplan.errors import DrplanError, UsageError
 from drplan.recovery.files import RestoreOptions, restore_files
+from drplan.recovery.tablespaces import (
+    check_layout,
+    check_tablespace_place,
+    place_tablespaces,
+    remove_made,
+    tablespace_places,
+)
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
+from drplan.sources.postgres.backup_record import check_base_backup
 from drplan.sources.postgres.binaries import Binaries
-from drplan.sources.postgres.protocol import TABLESPACES_DIR
+from drplan.sources.postgres.wal_status import base_backups
 
 START_TIMEOUT = 600  # seconds to wait for a started cluster to accept connections
 
@@ -59,25 +67,27 @@ class ClusterRestore:
 
 
 def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> list[Snapshot]:
-    """The base backups to combine, oldest first, ending with the one asked for (newest by default)."""
-    snapshots, _ = repo.readable_snapshots()
-    bases = [s for s in snapshots if s.system == system and s.source.get("kind") == "postgres"]
-    if not bases:
+    """The base backups to combine, oldest first, ending with the one asked for (newest by
+    default). One whose record a restore cannot trust is refused as damage when asked
+    for or needed, and passed over for ``latest``."""
+    damaged: list[Snapshot] = []
+    bases = base_backups(repo, system, damaged)
+    if not bases and not damaged:
         raise NoBaseBackupError(
             f"{repo.storage.url} holds no base backup of system {system}",
             hint="run a full backup job of it first, or name another location with --repo",
         )
     if snapshot_ref in (None, "latest"):
-        last = bases[-1]
+        last = check_base_backup(bases[-1] if bases else damaged[-1], repo.storage.url)
     else:
-        matches = [s for s in bases if s.id.startswith(str(snapshot_ref).lower())]
+        matches = [s for s in bases + damaged if s.id.startswith(str(snapshot_ref).lower())]
         if len(matches) != 1:
             raise UsageError(
                 f"{len(matches)} base backups of {system} match {snapshot_ref!r}",
                 hint="see `drplan snapshots`",
             )
-        last = matches[0]
-    by_id = {s.id: s for s in bases}
+        last = check_base_backup(matches[0], repo.storage.url)
+    by_id = {s.id: s for s in bases + damaged}
     chain_ids = [*last.source.get("chain", []), last.id]
     missing = [i[:8] for i in chain_ids if i not in by_id]
     if missing:
@@ -86,7 +96,7 @@ def choose_chain(repo: Repository, system: str, snapshot_ref: str | None) -> lis
             f" {repo.storage.url} no longer holds (forgotten or damaged)",
             hint="restore an older full backup, or copy the missing ones from another location",
         )
-    return [by_id[i] for i in chain_ids]
+    return [check_base_backup(by_id[i], repo.storage.url) for i in chain_ids]
 
 
 def _check_target(target: Path, force: bool) -> None:
@@ -112,41 +122,9 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
-def _check_tablespace_place(place: Path, original: str) -> None:
-    """A tablespace's place must be empty or absent: ``--force`` never empties one (no
-    postmaster.pid tells that a tablespace is in use), and never its original location
-    when that holds anything (a live cluster's tablespace, on this host)."""
-    if place.exists() and any(place.iterdir()):
-        where = " (its original location)" if str(place) == original else ""
-        raise UsageError(
-            f"tablespace directory {place}{where} is not empty",
-            hint="map it to an empty directory with --tablespace-map OID=DIR",
-        )
-
-
 def _empty(target: Path) -> None:
     if target.exists() and any(target.iterdir()):
         shutil.rmtree(target)
-
-
-def tablespace_places(
-    target: Path, snapshot: Snapshot, mapping: dict[str, Path] | None
-) -> dict[str, Path]:
-    """Where each tablespace of the backup goes: as mapped (by oid), else beside the data
-    directory in ``<target>.tablespaces/<oid>`` (never its original place: that may
-    belong to a server still running)."""
-    mapping = mapping or {}
-    spaces = [str(t["oid"]) for t in snapshot.source.get("tablespaces") or []]
-    unknown = sorted(set(mapping) - set(spaces))
-    if unknown:
-        raise UsageError(
-            f"--tablespace-map names {', '.join(unknown)}, which the backup has no tablespace of",
-            hint=f"its tablespaces: {', '.join(spaces) or 'none'}",
-        )
-    return {
-        oid: mapping.get(oid, target.parent / f"{target.name}.tablespaces" / oid).resolve()
-        for oid in spaces
-    }
 
 
 def restore_cluster(
@@ -171,8 +149,13 @@ def restore_cluster(
     _check_target(target, force)
     for oid, place in places.items():
         _check_target(place, False)
-        _check_tablespace_place(place, originals.get(oid, ""))
+        check_tablespace_place(place, originals.get(oid, ""))
+    for snapshot in chain:
+        check_layout(repo, snapshot)
     _empty(target)  # only now that every place is known to be acceptable
+    # A failed restore removes what it made, and only that: a place that was there
+    # before (empty) stays.
+    existed = {place: place.exists() for place in [target, *places.values()]}
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
     done = False
@@ -180,7 +163,7 @@ def restore_cluster(
     try:
         if len(chain) == 1:
             _restore_one(repo, chain[0], target)
-            _place_tablespaces(target, places)
+            place_tablespaces(target, places)
             owner = os.stat(target / "PG_VERSION")
             phases["fetch"] = time.monotonic() - started
         else:
@@ -192,7 +175,7 @@ def restore_cluster(
                 # older one taken before a tablespace existed has none (the newest, which
                 # pg_combinebackup takes the tablespace's files from, has them all).
                 staged = {oid: staging / f"{snapshot.short_id}.ts" / oid for oid in places}
-                _place_tablespaces(part, staged, required=snapshot is chain[-1])
+                place_tablespaces(part, staged, required=snapshot is chain[-1])
                 parts.append(str(part))
             owner = os.stat(Path(parts[-1]) / "PG_VERSION")  # as backed up, before combining
             phases["fetch"] = time.monotonic() - started
@@ -218,8 +201,8 @@ def restore_cluster(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not done:  # an unverified cluster must not be left for someone to start
-            for place in [target, *places.values()]:
-                shutil.rmtree(place, ignore_errors=True)
+            for place, was_there in existed.items():
+                remove_made(place, was_there)
     last = chain[-1]
     return ClusterRestore(
         chain,
@@ -242,30 +225,6 @@ def _device(path: Path) -> int:
 def _escape(path: Path) -> str:
     """A path in pg_combinebackup's OLDDIR=NEWDIR (an = inside is written \\=)."""
     return str(path).replace("=", "\\=")
-
-
-def _place_tablespaces(data: Path, places: dict[str, Path], *, required: bool = True) -> None:
-    """Move each tablespace out of the restored tree to its place, and point
-    ``pg_tblspc/<oid>`` at it."""
-    held = data / TABLESPACES_DIR
-    for oid, place in places.items():
-        source = held / oid
-        if not source.is_dir():
-            if not required:
-                continue
-            raise PostgresRestoreError(f"the backup holds no files of tablespace {oid}")
-        if not place.parent.exists():
-            place.parent.mkdir(parents=True)
-            place.parent.chmod(0o711)  # the server's user must reach its tablespace
-        if place.exists():
-            place.rmdir()  # checked empty before anything was written
-        shutil.move(str(source), str(place))
-        link = data / "pg_tblspc" / oid
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.parent.mkdir(exist_ok=True)
-        os.symlink(place, link)
-    shutil.rmtree(held, ignore_errors=True)
 
 
 def _restore_one(repo: Repository, snapshot: Snapshot, into: Path) -> None:

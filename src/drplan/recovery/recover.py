@@ -40,9 +40,11 @@ from drplan.recovery.postgres import (
     server_running,
     start_cluster,
 )
+from drplan.recovery.restore_point import find_restore_point
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
-from drplan.sources.postgres.binaries import Binaries, find_binaries
+from drplan.sources.postgres.backup_record import damage
+from drplan.sources.postgres.binaries import Binaries, BinariesError, find_binaries
 from drplan.sources.postgres.scratch import drplan_reachable_by_servers
 from drplan.sources.postgres.wal_archive import (
     DEFAULT_SEGMENT_SIZE,
@@ -289,7 +291,9 @@ def rebuild_step(
     else:
         window = recoverable_window(repo, system_name)
         if not window.bases:
-            choose_chain(repo, system_name, None)  # raises NoBaseBackupError
+            choose_chain(repo, system_name, None)  # raises NoBaseBackupError (or damage)
+        for bad in window.damaged:
+            warn(f"{damage(bad, repo.storage.url)}: not used")
         if target.kind == "latest" and not window.files:
             chain = choose_chain(repo, system_name, None)
             note = f"{repo.storage.url} holds no archived WAL: restored to the end of the newest base backup"
@@ -301,6 +305,8 @@ def rebuild_step(
             created_later = created_after(chain[-1], window.bases)
     major = int(chain[-1].source.get("server_version", 0)) // 10000
     binaries = find_binaries(system.bin_dir, major)
+    if target.kind == "name":
+        check_restore_point(repo, system_name, binaries, chain[-1], target.value)
 
     def rebuild(target_dir: Path, force: bool, spaces: dict[str, Path]) -> Rebuilt:
         result = restore_cluster(
@@ -309,6 +315,37 @@ def rebuild_step(
         return Rebuilt(result, binaries, note, probe, created_later)
 
     return rebuild
+
+
+def warn(message: str) -> None:
+    """On standard error, whatever the output format: a restore goes on, but not silently."""
+    print(f"drplan: warning: {message}", file=sys.stderr, flush=True)
+
+
+def check_restore_point(
+    repo: Repository, system: str, binaries: Binaries, base: Snapshot, name: str
+) -> None:
+    """Refuse (before anything is written) a restore point the archived WAL does not hold;
+    when the archive cannot tell, say so and go on."""
+    where = repo.storage.url
+    try:
+        pg_waldump = binaries.tool("pg_waldump")
+    except BinariesError as exc:
+        warn(f"cannot check that restore point {name!r} is in the WAL of {where}: {exc.message}")
+        return
+    size = int(base.source.get("wal_segment_size") or DEFAULT_SEGMENT_SIZE)
+    search = find_restore_point(WalArchive(repo, system), base, name, pg_waldump, size)
+    if search.found is None:
+        warn(
+            f"cannot check that restore point {name!r} is in the WAL of {where}"
+            f" ({search.searched}): {search.reason}; restoring anyway"
+        )
+    elif not search.found:
+        raise RecoveryTargetError(
+            f"restore point {name!r} is not in the WAL archived in {where}: searched"
+            f" {search.searched} from base backup {base.short_id} on",
+            hint="names are exact (case, spaces); choose another restore point, a time or an LSN",
+        )
 
 
 def restore_command(plan_path: str, system: str, location: str, password_file: str | None) -> str:

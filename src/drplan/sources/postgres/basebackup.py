@@ -42,7 +42,7 @@ from drplan.repo.blob_pool import BlobPool
 from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot, Summary
-from drplan.repo.tree import Node, valid_name
+from drplan.repo.tree import Node
 from drplan.sources.postgres import protocol, tarstream
 from drplan.sources.postgres.cluster import Preflight, ServerInfo
 from drplan.sources.postgres.wal_archive import lsn_value
@@ -106,11 +106,12 @@ class _TreeBuilder:
     ) -> None:
         """Store one member, at ``place`` + its name in the snapshot (a tablespace's archive
         goes apart from the main one); the manifest calls it ``prefix`` + its name."""
-        path = member.name.removeprefix("./").strip("/")
-        if not path or path == ".":
+        try:
+            path = tarstream.member_path(member)
+        except tarstream.TarStreamError:
+            raise BaseBackupError(f"the server sent an unsafe path {member.name!r}") from None
+        if not path:
             return
-        if not all(valid_name(os.fsencode(p)) for p in path.split("/")):
-            raise BaseBackupError(f"pg_basebackup sent an unsafe path {member.name!r}")
         manifest_path, path = prefix + path, place + path
         parts = [os.fsencode(p) for p in path.split("/")]
         node = Node(

@@ -15,6 +15,7 @@ from drplan.errors import DrplanError
 from drplan.repo.browse import walk
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
+from drplan.sources.postgres.backup_record import damage
 from drplan.sources.postgres.basebackup import MANIFEST, read_manifest
 from drplan.sources.postgres.protocol import TABLESPACES_DIR
 from drplan.sources.postgres.wal_archive import WalArchive
@@ -83,6 +84,8 @@ def check_system(repo: Repository, system: str, *, read_wal: bool = False) -> Po
     report = PostgresCheck(window)
     if not window.bases:
         report.errors.append(f"no base backup of {system}")
+    for bad in window.damaged:  # left out of the window: no restore uses them
+        report.errors.append(f"{damage(bad, repo.storage.url)}: no restore uses it")
     by_id = {s.id: s for s in window.bases}
     for base in window.bases:
         missing = [i[:8] for i in base.source.get("chain", []) if i not in by_id]

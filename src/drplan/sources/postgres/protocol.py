@@ -23,6 +23,7 @@ from psycopg.pq.abc import PGconn, PGresult
 
 from drplan.errors import SourceError
 from drplan.sources.postgres import tarstream
+from drplan.sources.postgres.backup_record import is_oid
 
 TABLESPACES_DIR = ".drplan-tablespaces"
 PROTOCOL_SINCE = 15  # the archive-stream form of BASE_BACKUP
@@ -181,6 +182,7 @@ def _run(
     for row in range(spaces.ntuples):
         oid, location = spaces.get_value(row, 0), spaces.get_value(row, 1)
         if oid is not None and location:
+            _check_oid(oid.decode(errors="replace"))
             received.tablespaces.append({"oid": oid.decode(), "location": location.decode()})
     _result(conn, pq.ExecStatus.COPY_OUT)
     messages = _Messages(conn)
@@ -188,7 +190,7 @@ def _run(
         if kind == "manifest":
             received.manifest = payload
             continue
-        space = payload.decode()
+        space = _check_oid(payload.decode(errors="replace")) if payload else ""
         place = f"{TABLESPACES_DIR}/{space}/" if space else ""
         prefix = f"pg_tblspc/{space}/" if space else ""
         archive = _Archive(messages)
@@ -199,6 +201,13 @@ def _run(
     received.stop_lsn = (end.get_value(0, 0) or b"").decode()
     _result(conn, pq.ExecStatus.COMMAND_OK)
     return received
+
+
+def _check_oid(oid: str) -> str:
+    """A tablespace's oid becomes part of paths, in the snapshot and on restore: digits only."""
+    if not is_oid(oid):
+        raise ProtocolError(f"the server named a tablespace {oid!r}, which is not an oid")
+    return oid
 
 
 def _archives(messages: _Messages) -> Iterator[tuple[str, bytes]]:

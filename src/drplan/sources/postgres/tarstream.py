@@ -67,6 +67,22 @@ class MemberData:
             self.readinto(scratch)
 
 
+def member_path(info: tarfile.TarInfo) -> str:
+    """The member's path inside the archive, as its reader stores it ("" for the root).
+    PostgreSQL writes relative names, with a slash after a directory or a symlink; a name
+    that is absolute, climbs with ``..`` or has an empty part or a NUL would leave the
+    directory it is restored into, and raises TarStreamError."""
+    name = info.name.removeprefix("./").rstrip("/")
+    if name in ("", "."):
+        return ""
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise TarStreamError(
+            f"member {info.name!r} has an unsafe path (absolute, or leaving its directory)"
+        )
+    return name
+
+
 def _fill(source: Source, view: memoryview) -> int:
     """Read until ``view`` is full or the stream ends; the bytes read."""
     at = 0

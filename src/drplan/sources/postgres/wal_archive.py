@@ -49,7 +49,7 @@ class ArchivedWal:
 
 
 def check_name(file: str) -> str:
-    if not WAL_FILE.match(file):
+    if not WAL_FILE.fullmatch(file):
         raise DrplanError(
             f"{file!r} is not the name of a WAL file",
             hint="pass %f (the file name) and %p (its path) as PostgreSQL does",
@@ -177,7 +177,7 @@ class WalArchive:
         found = []
         for info in self.repo.storage.list(self.prefix):
             file = info.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            if WAL_FILE.match(file):
+            if WAL_FILE.fullmatch(file):
                 found.append(ArchivedWal(file, info.name, info.size, info.mtime))
         return sorted(found, key=lambda w: w.file)
 

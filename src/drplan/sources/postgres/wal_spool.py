@@ -133,9 +133,39 @@ def _take(path: str) -> str | None:
     return text
 
 
+_HEX = frozenset("0123456789ABCDEF")
+
+
+def wal_name(name: str) -> bool:
+    """Whether ``name`` is a WAL file name as PostgreSQL passes %f: a segment (24 hex
+    digits), its ``.partial``, a backup history file (``SEGMENT.XXXXXXXX.backup``) or a
+    timeline history file (``XXXXXXXX.history``). Only such a name is joined to a spool
+    path: ``../../x`` would move or create files anywhere. ``wal_archive.WAL_FILE``,
+    without the cost of importing ``re`` on every call."""
+    if len(name) == 16 and name.endswith(".history"):
+        return _HEX.issuperset(name[:8])
+    if len(name) < 24 or not _HEX.issuperset(name[:24]):
+        return False
+    rest = name[24:]
+    if rest in ("", ".partial"):
+        return True
+    return (
+        len(rest) == 16 and rest[0] == "." and _HEX.issuperset(rest[1:9]) and rest[9:] == ".backup"
+    )
+
+
+def _refuse(name: str) -> None:
+    _say(
+        f"{name!r} is not the name of a WAL file; pass %f (the file name) and %p (its path) as PostgreSQL does"
+    )
+
+
 def _push(call: WalCall) -> int:
     path = os.path.abspath(call.args[0])
     name = os.path.basename(path)
+    if not wal_name(name):
+        _refuse(name)
+        return NOT_ARCHIVED
     spool = os.path.join(os.path.dirname(path), PUSH_SPOOL)
     marker = os.path.join(spool, name)
     if _take(marker + ".ok") is not None:
@@ -155,6 +185,9 @@ def _push(call: WalCall) -> int:
 
 def _fetch(call: WalCall) -> int:
     name, target = call.args
+    if not wal_name(name):
+        _refuse(name)
+        return NOT_ARCHIVED  # never archived under such a name
     target = os.path.abspath(target)
     spool = os.path.join(os.path.dirname(target), FETCH_SPOOL)
     marker = os.path.join(spool, name)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
+from drplan.sources.postgres.backup_record import problem
 from drplan.sources.postgres.wal_archive import (
     DEFAULT_SEGMENT_SIZE,
     SEGMENT,
@@ -30,9 +31,21 @@ if TYPE_CHECKING:
     from drplan.plan.model import PostgresSystem
 
 
-def base_backups(repo: Repository, system: str) -> list[Snapshot]:
+def base_backups(
+    repo: Repository, system: str, damaged: list[Snapshot] | None = None
+) -> list[Snapshot]:
+    """The system's base backups a restore can use, oldest first; those whose record it
+    cannot (see ``backup_record``) go to ``damaged`` instead: one of them must neither
+    be restored nor stand in the way of restoring the others."""
     snapshots, _ = repo.readable_snapshots()
-    return [s for s in snapshots if s.system == system and s.source.get("kind") == "postgres"]
+    usable = []
+    for s in snapshots:
+        if s.system == system and s.source.get("kind") == "postgres":
+            if problem(s.source) is None:
+                usable.append(s)
+            elif damaged is not None:
+                damaged.append(s)
+    return usable
 
 
 def stop_time(base: Snapshot) -> datetime:
@@ -69,6 +82,7 @@ class Window:
     reaches: list[Reach] = field(default_factory=list)
     files: list[ArchivedWal] = field(default_factory=list)
     segment_size: int = DEFAULT_SEGMENT_SIZE
+    damaged: list[Snapshot] = field(default_factory=list)  # base backups left out (see above)
 
     @property
     def start(self) -> datetime | None:
@@ -92,7 +106,8 @@ def fmt_time(value: datetime) -> str:
 
 
 def recoverable_window(repo: Repository, system: str) -> Window:
-    bases = base_backups(repo, system)
+    damaged: list[Snapshot] = []
+    bases = base_backups(repo, system, damaged)
     size = segment_size(bases)
     files = WalArchive(repo, system).files()
     by_number = segments_by_number(files, size)
@@ -101,7 +116,7 @@ def recoverable_window(repo: Repository, system: str) -> Window:
         for w in files
         if w.file.endswith(".partial") and SEGMENT.match(w.file[:24])
     }
-    window = Window(system, bases, files=files, segment_size=size)
+    window = Window(system, bases, files=files, segment_size=size, damaged=damaged)
     newest = max(by_number, default=-1)
     oldest = min(by_number, default=-1)
     for base in bases:
@@ -169,10 +184,10 @@ def archive_state(repo: Repository, system: str, now: float) -> dict[str, Any]:
     }
 
 
-def server_archiver(system: PostgresSystem) -> dict[str, Any]:
-    """The live server's archiving: pg_stat_archiver, whether a ``drplan wal stream`` is
-    connected (its slot active), and what stops WAL reaching the archive; or why the
-    server cannot be read."""
+def server_archiver(system: PostgresSystem, name: str) -> dict[str, Any]:
+    """The live server of system ``name``: pg_stat_archiver, whether a ``drplan wal stream``
+    is connected (its slot active), and what stops WAL reaching the archive; or why the
+    server cannot be read (``error``)."""
     from drplan.sources.postgres.cluster import (  # noqa: PLC0415
         ClusterError,
         connect,
@@ -182,7 +197,7 @@ def server_archiver(system: PostgresSystem) -> dict[str, Any]:
 
     try:
         secret = system.password.resolve() if system.password else None
-        with connect(system.connection, secret, "") as conn:
+        with connect(system.connection, secret, name) as conn:
             row = conn.execute(
                 "select archived_count, last_archived_wal, last_archived_time,"
                 " failed_count, last_failed_wal, last_failed_time from pg_stat_archiver"
