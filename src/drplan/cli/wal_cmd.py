@@ -131,10 +131,9 @@ def agent_command(
 @click.option(
     "--partial-every",
     type=click.FloatRange(0.5),
-    default=10.0,
-    show_default=True,
     metavar="SECONDS",
-    help="Ship the segment being written this often: the recovery point is never older.",
+    help="Ship the segment being written this often: the recovery point is never older"
+    " (default: the wal job's partial_every, else 10).",
 )
 @click.option(
     "--dir",
@@ -149,7 +148,7 @@ def stream_command(
     system_name: str | None,
     password_file: str | None,
     slot: str | None,
-    partial_every: float,
+    partial_every: float | None,
     directory: str | None,
 ) -> None:
     """Receive WAL as it is written (a supervised pg_receivewal with a replication slot) and
@@ -168,6 +167,12 @@ def stream_command(
     secret = system.password.resolve() if system.password else None
     ready = preflight(system.connection, secret, system.bin_dir, name, "full")
     where = Path(directory) if directory else Path(state_dir()) / "wal-stream" / name
+    if partial_every is None:  # what the plan promises its RPO with (DR022), as serve runs it
+        from drplan.plan.wal_loss import DEFAULT_PARTIAL_EVERY  # noqa: PLC0415
+
+        planned = [j.partial_every for j in plan.jobs.values()
+                   if j.system == name and j.type == "wal" and j.partial_every]  # fmt: skip
+        partial_every = min(planned or [DEFAULT_PARTIAL_EVERY]).total_seconds()
     streamer = WalStreamer(
         ready.binaries,
         system.connection,
