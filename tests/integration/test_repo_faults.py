@@ -336,3 +336,33 @@ def test_kill_minus_nine_at_random_moments_never_breaks_the_repository(
     final = run("backup", "files", str(src), "--repo", repo_dir)
     assert final.code == 0, final.err
     assert run("check", "--read-data", "--repo", repo_dir).code == 0
+
+
+def test_a_directory_without_its_listing_is_damage_named_by_snapshot_and_path(
+    run: Run, repo_dir: str, tmp_path: Path
+) -> None:
+    """A tree that authenticates but whose `dir` entry has no subtree (written by a bug, or
+    by someone holding the key): restore, ls and check say where, in one line, exit 13."""
+    repo = open_repo(repo_dir)
+    data = Node(name=b"data", type="dir", mode=0o755, uid=0, gid=0, mtime_ns=0, subtree=b"\0" * 32)
+    crafted = encode_tree([data]).replace(b',"subtree":"' + b"00" * 32 + b'"', b"")
+    assert b"subtree" not in crafted
+    srv = Node(
+        name=b"srv", type="dir", mode=0o755, uid=0, gid=0, mtime_ns=0,
+        subtree=repo.save_blob(TREE, crafted)[0],
+    )  # fmt: skip
+    snapshot = _snapshot(repo.save_tree([srv]))
+    repo.save_snapshot(snapshot)
+    where = f"snapshot {snapshot.short_id}: /srv/data: a directory without a subtree"
+    for args in (
+        ("restore", snapshot.short_id, "--target", str(tmp_path / "t")),
+        ("ls", snapshot.short_id),
+        ("check",),
+    ):
+        result = run(*args, "--repo", repo_dir)
+        assert result.code == 13, (args, result.err)
+        assert where in result.err, (args, result.err)
+        assert "Traceback" not in result.err
+        assert "internal error" not in result.err
+        if args[0] != "check":  # check lists its findings, then sums them up
+            assert result.err.count("\n") == 1, result.err

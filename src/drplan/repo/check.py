@@ -20,11 +20,13 @@ from drplan import clock
 from drplan.errors import IntegrityError
 from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo, live_index_files
+from drplan.repo.keys import key_file_findings
 from drplan.repo.pack import TRAILER, open_blob, read_header
 from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX, Repository, pack_name
 from drplan.repo.rotation import Rotation
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.subset import Part, Ring, Subset, budget_of, part_of
+from drplan.repo.tree import TreeDamage
 from drplan.storage import NotFound, StorageError
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ class _Checker:
         self.report = CheckReport()
         self.snapshots: list[Snapshot] = []
         self.unreadable: set[bytes] = set()
+        self.damage: dict[bytes, str] = {}  # malformed trees: what is wrong, and where
         self.stored: dict[str, int] = {}  # pack id -> size, as storage lists them
 
     def error(self, message: str) -> None:
@@ -155,8 +158,10 @@ class _Checker:
                 seen.add(tree_id)
             try:
                 nodes = self.repo.load_tree(tree_id)
-            except (IntegrityError, StorageError):
+            except (IntegrityError, StorageError) as exc:
                 self.unreadable.add(tree_id)
+                if isinstance(exc, TreeDamage):
+                    self.damage.setdefault(tree_id, exc.placed(snapshot.short_id, path or "/"))
                 continue
             for node in nodes:
                 child = f"{path}/{os.fsdecode(node.name)}"
@@ -192,9 +197,11 @@ class _Checker:
         if missing:
             self.affected(missing, f"{len(missing)} blob(s) that snapshots need are in no index")
         if self.unreadable - lost:
+            told = [self.damage[t] for t in sorted(self.unreadable - lost) if t in self.damage]
             self.affected(
                 self.unreadable - lost,
-                f"{len(self.unreadable - lost)} directory listing(s) cannot be read",
+                f"{len(self.unreadable - lost)} directory listing(s) cannot be read"
+                + "".join(f"; {what}" for what in told[:3]),
             )
 
     def ring(self, indexed: dict[str, PackInfo]) -> Ring:
@@ -269,6 +276,7 @@ def check_repository(
     ``subset``. A share or an amount reads the next slice of ``rotation``, which is then
     updated (the caller saves it) with what this run read and verified."""
     checker = _Checker(repo)
+    checker.report.findings += [Finding(*found) for found in key_file_findings(repo.storage)]
     indexed = checker.load_index()
     lost = checker.check_packs(indexed)
     checker.check_snapshots()

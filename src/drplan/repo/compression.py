@@ -6,12 +6,16 @@ import threading
 
 import zstandard
 
+from drplan.errors import IntegrityError
+
 NONE, ZSTD = 0, 1
 # Compression must save at least 1/32 of a blob to be kept: below that, reading it
 # back costs more than the few bytes saved.
 MIN_SAVING_SHIFT = 5
 # Probing a sample first avoids compressing a whole 4 MiB random chunk to learn that.
 PROBE_SIZE = 64 * 1024
+
+STREAM_CHUNK = 1024 * 1024
 
 _local = threading.local()
 
@@ -48,9 +52,32 @@ def compress(
     return ZSTD, packed
 
 
-def decompress(kind: int, data: bytes, raw_length: int) -> bytes:
+def decompress(kind: int, data: bytes, limit: int, what: str) -> bytes:
+    """The plaintext of ``data`` stored as ``kind``, at most ``limit`` bytes; IntegrityError
+    (naming ``what``) for anything else: an unknown kind, a broken frame, or more than
+    ``limit``. zstd allocates what a frame declares before it reads a byte, so that is
+    held to ``limit`` first; a frame declaring nothing (drplan's frames always declare)
+    is read a chunk at a time, where zstd would allocate all of ``limit``."""
     if kind == NONE:
         return data
-    if kind == ZSTD:
-        return _decompressor().decompress(data, max_output_size=raw_length)
-    raise ValueError(f"unknown compression {kind}")
+    if kind != ZSTD:
+        raise IntegrityError(f"{what}: unknown compression {kind}")
+    try:
+        declared = zstandard.frame_content_size(data)
+        if declared > limit:
+            raise IntegrityError(f"{what}: declares {declared} bytes uncompressed, over {limit}")
+        if declared >= 0:
+            return _decompressor().decompress(data)
+        return _streamed(data, limit, what)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"{what}: cannot be decompressed ({exc})") from None
+
+
+def _streamed(data: bytes, limit: int, what: str) -> bytes:
+    out = bytearray()
+    with _decompressor().stream_reader(data) as reader:
+        while chunk := reader.read(STREAM_CHUNK):
+            out += chunk
+            if len(out) > limit:
+                raise IntegrityError(f"{what}: holds more than {limit} bytes uncompressed")
+    return bytes(out)

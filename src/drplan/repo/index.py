@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from drplan.errors import IntegrityError
-from drplan.repo.pack import PackEntry
+from drplan.repo.pack import PackEntry, entry_problem
 
 MAGIC = b"DRIX"
 VERSION = 1
@@ -61,6 +61,10 @@ class IndexFile:
 
     @classmethod
     def decode(cls, body: bytes, name: str) -> IndexFile:
+        """The index object's contents; IntegrityError unless every pack's entries are what
+        a pack writer makes: in order (seq 0, 1, ...), each at the end of the one before,
+        of a known type and compression. Counts are checked against the bytes left before
+        anything is allocated for them."""
         try:
             magic, version = _HEAD.unpack_from(body)
             if magic != MAGIC or version != VERSION:
@@ -70,6 +74,8 @@ class IndexFile:
             pos = _HEAD.size
             (count,) = _COUNT.unpack_from(body, pos)
             pos += _COUNT.size
+            if 32 * count > len(body) - pos:
+                raise struct.error("superseded ids past the end")
             supersedes = [body[pos + 32 * i : pos + 32 * (i + 1)].hex() for i in range(count)]
             pos += 32 * count
             (npacks,) = _COUNT.unpack_from(body, pos)
@@ -78,11 +84,19 @@ class IndexFile:
             for _ in range(npacks):
                 pack_id, salt, nblobs = _PACK.unpack_from(body, pos)
                 pos += _PACK.size
-                entries = []
-                for _ in range(nblobs):
-                    seq, offset, stored, raw, kind, comp, blob_id = _BLOB.unpack_from(body, pos)
+                entries, offset = [], 0
+                for i in range(nblobs):
+                    seq, at, stored, raw, kind, comp, blob_id = _BLOB.unpack_from(body, pos)
                     pos += _BLOB.size
-                    entries.append(PackEntry(blob_id, kind, comp, seq, offset, stored, raw))
+                    problem = entry_problem(kind, comp, stored)
+                    if problem is None and (seq, at) != (i, offset):
+                        problem = f"position {seq} at offset {at}, where {i} at {offset} belongs"
+                    if problem:
+                        raise IntegrityError(
+                            f"index {name}: blob {i} of pack {pack_id.hex()[:16]} has {problem}"
+                        )
+                    entries.append(PackEntry(blob_id, kind, comp, seq, at, stored, raw))
+                    offset += stored
                 packs.append(PackInfo(pack_id.hex(), salt, tuple(entries)))
         except struct.error:
             raise IntegrityError(f"index {name} is truncated") from None

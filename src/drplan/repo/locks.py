@@ -160,15 +160,38 @@ class RepositoryLock:
 def list_locks(repo: Repository) -> Iterator[LockInfo]:
     for info in repo.storage.list(LOCK_PREFIX):
         try:
-            data = json.loads(repo.load_object("lock", info.name))
+            yield decode_lock(info.name, repo.load_object("lock", info.name))
         except (NotFound, IntegrityError):
             continue  # removed meanwhile, or a lock we cannot read: it does not block
-        yield LockInfo(
-            info.name,
-            data["host"],
-            int(data["pid"]),
-            data["user"],
-            clock.parse_rfc3339(data["time"]),
-            bool(data["exclusive"]),
-            data["operation"],
+
+
+def decode_lock(name: str, body: bytes) -> LockInfo:
+    """A lock object's body; IntegrityError unless every field has its type (a pid that is a
+    process id: ``os.kill`` treats 0 and negative ones as process groups)."""
+    try:
+        data = json.loads(body)
+        if type(data) is not dict:
+            raise ValueError("not a JSON object")
+        pid, exclusive = data.get("pid"), data.get("exclusive")
+        if type(pid) is not int or not 0 < pid < 1 << 31:
+            raise ValueError(f"pid {pid!r:.40} is no process id")
+        if type(exclusive) is not bool:
+            raise ValueError(f"exclusive is {exclusive!r:.40}")
+        return LockInfo(
+            name,
+            _text(data, "host"),
+            pid,
+            _text(data, "user"),
+            clock.parse_rfc3339(_text(data, "time")),
+            exclusive,
+            _text(data, "operation"),
         )
+    except (ValueError, RecursionError, OverflowError) as exc:
+        raise IntegrityError(f"{name} is malformed ({exc})") from None
+
+
+def _text(data: dict[str, object], key: str) -> str:
+    value = data.get(key)
+    if type(value) is not str:
+        raise ValueError(f"{key} is {value!r:.40}, not text")
+    return value

@@ -12,6 +12,9 @@ MAGIC = b"DRPO"
 VERSION = 1
 _HEAD = struct.Struct("<4sB")
 KINDS = ("config", "index", "snapshot", "lock", "revoked", "wal")
+# The largest body an object may hold: a WAL segment is at most 1 GiB, and an index of
+# millions of blobs takes tens of MiB.
+MAX_BODY = 1 << 30
 
 
 def seal_object(
@@ -42,4 +45,4 @@ def open_object(key: MasterKey, cipher: CipherName, kind: str, stored: bytes, na
     plain = key.sealer(cipher, salt).open(
         0, stored[_HEAD.size + SALT_SIZE :], b"drplan/" + kind.encode(), name
     )
-    return compression.decompress(plain[0], plain[1:], 1 << 30)
+    return compression.decompress(plain[0], plain[1:], MAX_BODY, name)

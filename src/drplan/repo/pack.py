@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from drplan.errors import IntegrityError
 from drplan.repo import compression
-from drplan.repo.crypto import SALT_SIZE, CipherName, MasterKey, Sealer, new_salt
+from drplan.repo.crypto import SALT_SIZE, TAG_SIZE, CipherName, MasterKey, Sealer, new_salt
 
 MAGIC = b"DRPK"
 VERSION = 1
@@ -15,6 +15,9 @@ DATA, TREE = 0, 1
 ENTRY = struct.Struct("<BBII32s")  # type, compression, stored length, raw length, id
 TRAILER = struct.Struct(f"<{SALT_SIZE}sIB4s")  # salt, header length, version, magic
 HEADER_AAD = b"drplan/pack-header"
+# The most a blob is decompressed to: chunks are at most 16 MiB, and a tree this large
+# would list millions of entries of one directory.
+MAX_BLOB = 1 << 30
 
 
 def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
@@ -31,6 +34,18 @@ class PackEntry(NamedTuple):
     offset: int
     stored_length: int
     raw_length: int
+
+
+def entry_problem(blob_type: int, kind: int, stored: int) -> str | None:
+    """What makes a described blob impossible, if anything: shared by the pack header and
+    index decoders, so readers of either can trust type, compression and length."""
+    if blob_type not in (DATA, TREE):
+        return f"unknown blob type {blob_type}"
+    if kind not in (compression.NONE, compression.ZSTD):
+        return f"unknown compression {kind}"
+    if stored < TAG_SIZE:
+        return f"a stored length of {stored} bytes, shorter than its tag"
+    return None
 
 
 class PackWriter:
@@ -97,9 +112,14 @@ def read_header(
     plain = key.sealer(cipher, salt).open(
         0, data[start : start + header_length], HEADER_AAD, f"header of pack {name}"
     )
+    if len(plain) % ENTRY.size:
+        raise IntegrityError(f"pack {name}: its header is not a whole number of entries")
     entries, offset = [], 0
     for seq, fields in enumerate(ENTRY.iter_unpack(plain)):
         blob_type, kind, stored, raw, blob_id = fields
+        problem = entry_problem(blob_type, kind, stored)
+        if problem:
+            raise IntegrityError(f"pack {name}: blob {seq} has {problem}")
         entries.append(PackEntry(blob_id, blob_type, kind, seq, offset, stored, raw))
         offset += stored
     if offset != start:
@@ -116,7 +136,8 @@ def open_blob(
     plain = key.sealer(cipher, salt).open(
         entry.seq + 1, sealed, blob_aad(entry.type, entry.id), where
     )
-    data = compression.decompress(entry.compression, plain, entry.raw_length)
+    limit = min(entry.raw_length, MAX_BLOB)  # a forged raw length allocates no more
+    data = compression.decompress(entry.compression, plain, limit, where)
     if len(data) != entry.raw_length or key.blob_id(data) != entry.id:
         raise IntegrityError(f"{where}: content does not match its id")
     return data

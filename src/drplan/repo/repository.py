@@ -25,7 +25,8 @@ from drplan.repo.objects import open_object, seal_object
 from drplan.repo.pack import DATA, TREE, PackWriter, open_blob
 from drplan.repo.packcache import PackCache
 from drplan.repo.snapshot import Snapshot
-from drplan.repo.tree import Node, decode_listing, decode_tree, encode_tree
+from drplan.repo.tree import Node, TreeDamage, decode_listing, decode_tree, encode_tree
+from drplan.repo.whereis import path_of
 from drplan.storage import NotFound, Storage
 
 CONFIG = "config"
@@ -71,6 +72,7 @@ class Repository:
         self._writes: list[Future[None]] = []
         self._write_slots = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
         self._failure: BaseException | None = None
+        self.looked_up: list[Snapshot] = []  # by find_snapshot: where damage is told to be
 
     @property
     def cipher(self) -> CipherName:
@@ -337,12 +339,24 @@ class Repository:
         cached = self._trees.get(tree_id)
         if cached is not None:
             return cached
-        nodes = decode_tree(self.read_blob(tree_id), f"tree {tree_id.hex()[:16]}")
+        try:
+            nodes = decode_tree(self.read_blob(tree_id), f"tree {tree_id.hex()[:16]}")
+        except TreeDamage as damage:
+            raise self._placed(damage, tree_id) from None
         with self._lock:
             if len(self._trees) >= TREE_CACHE_SIZE:
                 self._trees.pop(next(iter(self._trees)))
             self._trees[tree_id] = nodes
         return nodes
+
+    def _placed(self, damage: TreeDamage, tree_id: bytes) -> IntegrityError:
+        """``damage`` told by snapshot and path, when a snapshot this process looked up (with
+        ``find_snapshot``: what restore, ls and diff work on) holds the damaged tree."""
+        for snapshot in reversed(self.looked_up):
+            path = path_of(self.load_listing, snapshot.tree, tree_id)
+            if path is not None:
+                return IntegrityError(damage.placed(snapshot.short_id, path), damage.hint)
+        return damage
 
     def load_listing(self, tree_id: bytes) -> dict[bytes, dict[str, Any]]:
         """A directory listing as decoded JSON by name, uncached: see ``tree.decode_listing``."""
@@ -392,6 +406,7 @@ class Repository:
                 raise DrplanError(
                     f"{self.storage.url} holds no snapshots", hint="run a backup first"
                 )
+            self.looked_up.append(snapshots[-1])
             return snapshots[-1]
         matches = [s for s in snapshots if s.id.startswith(ref.lower())]
         if len(ref) < 4 or not matches:
@@ -402,6 +417,7 @@ class Repository:
             raise DrplanError(
                 f"snapshot id {ref!r} is ambiguous ({len(matches)} match)", hint="give more digits"
             )
+        self.looked_up.append(matches[0])
         return matches[0]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,26 +70,98 @@ class Snapshot:
 
     @classmethod
     def from_json(cls, raw: bytes, snapshot_id: str) -> Snapshot:
+        """The snapshot, every field of the type its users expect; IntegrityError otherwise.
+
+        ``source`` is checked only as an object with a text ``kind``: the fields of a base
+        backup's record are checked where they are used (``sources.postgres.backup_record``).
+        """
+        where = f"snapshot {snapshot_id[:8]}"
         try:
             data = json.loads(raw)
-            if data.get("version") != VERSION:
-                raise IntegrityError(
-                    f"snapshot {snapshot_id[:8]} has format version {data.get('version')}; this drplan reads {VERSION}"
-                )
+        except (ValueError, RecursionError) as exc:
+            raise IntegrityError(f"{where} is malformed ({exc})") from None
+        version = data.get("version") if type(data) is dict else None
+        if type(version) is not int or version != VERSION:
+            raise IntegrityError(
+                f"{where} has format version {_shown(version)}; this drplan reads {VERSION}",
+                hint="written by a newer drplan? upgrade; otherwise it is damaged",
+            )
+        try:
+            source = data.get("source", {"kind": "files"})
+            if type(source) is not dict or type(source.get("kind", "")) is not str:
+                raise ValueError(f"source is {_shown(source)}")
             return cls(
-                time=datetime.fromisoformat(data["time"].replace("Z", "+00:00")),
-                tree=bytes.fromhex(data["tree"]),
-                paths=list(data["paths"]),
-                host=data["host"],
-                user=data["user"],
-                tags=list(data.get("tags", [])),
-                job=data.get("job"),
-                system=data.get("system"),
-                parent=data.get("parent"),
-                source=dict(data.get("source", {})),
-                summary=Summary(**data.get("summary", {})),
-                program=data.get("program", ""),
+                time=_time(data.get("time")),
+                tree=_snapshot_tree(data.get("tree")),
+                paths=_strings(data.get("paths"), "paths"),
+                host=_text(data.get("host"), "host"),
+                user=_text(data.get("user"), "user"),
+                tags=_strings(data.get("tags", []), "tags"),
+                job=_optional(data.get("job"), "job"),
+                system=_optional(data.get("system"), "system"),
+                parent=_optional(data.get("parent"), "parent"),
+                source=source,
+                summary=_summary(data.get("summary", {})),
+                program=_text(data.get("program", ""), "program"),
                 id=snapshot_id,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"snapshot {snapshot_id[:8]} is malformed ({exc})") from None
+        except ValueError as exc:
+            raise IntegrityError(f"{where} is malformed ({exc})") from None
+
+
+def _shown(value: object) -> str:
+    """A value as it may appear in a one-line message, cut short."""
+    return repr(value)[:60]
+
+
+def _time(value: object) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))  # type: ignore[attr-defined]
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed.astimezone(UTC)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ValueError(f"time is {_shown(value)}, not an RFC 3339 time") from None
+
+
+def _snapshot_tree(value: object) -> bytes:
+    try:
+        tree = bytes.fromhex(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        tree = b""
+    if len(tree) != 32:
+        raise ValueError(f"tree is {_shown(value)}, not a blob id (64 hex digits)")
+    return tree
+
+
+def _text(value: object, key: str) -> str:
+    if type(value) is not str:
+        raise ValueError(f"{key} is {_shown(value)}, not text")
+    return value
+
+
+def _optional(value: object, key: str) -> str | None:
+    return None if value is None else _text(value, key)
+
+
+def _strings(value: object, key: str) -> list[str]:
+    if type(value) is not list or any(type(v) is not str for v in value):
+        raise ValueError(f"{key} is {_shown(value)}, not a list of text")
+    return value
+
+
+def _summary(value: object) -> Summary:
+    if type(value) is not dict:
+        raise ValueError(f"summary is {_shown(value)}")
+    known = {f.name: f.type for f in fields(Summary)}
+    for key, item in value.items():
+        kind = known.get(key)
+        if kind is None:
+            raise ValueError(f"summary has an unknown field {_shown(key)}")
+        if kind == "int" and (type(item) is not int or item < 0):
+            raise ValueError(f"summary {key} is {_shown(item)}, not a count")
+        if kind == "float" and (type(item) not in (int, float) or not 0 <= item < float("inf")):
+            raise ValueError(f"summary {key} is {_shown(item)}, not a duration")
+        if kind == "list[str]":
+            _strings(item, f"summary {key}")
+    return Summary(**value)

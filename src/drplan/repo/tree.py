@@ -1,9 +1,15 @@
-"""Trees: directory listings with full metadata, stored as canonical JSON blobs."""
+"""Trees: directory listings with full metadata, stored as canonical JSON blobs.
+
+Decoding checks every entry against the format (docs/repository-format.md, Trees):
+what comes out is safe to act on as it is, and anything else is TreeDamage, naming
+the entry.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,43 +78,136 @@ class Node:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Node:
-        # Hot path: a backup decodes every tree of its parent snapshot. Keep it to plain lookups.
-        name = _get_bytes(data, "name")
-        if name is None or not valid_name(name):
-            raise IntegrityError(f"tree holds an invalid entry name {name!r}: refusing it")
+    def from_json(cls, data: Any, where: str = "tree") -> Node:
+        """A node as the format allows it, or TreeDamage: restore, ls and check act on what
+        this returns (a directory has a subtree, a symlink a target) without checking again."""
+        if type(data) is not dict:
+            raise TreeDamage(where, "an entry is not a JSON object")
+        name = _name(data, where)
+        try:
+            return cls._checked(name, data)
+        except _Invalid as exc:
+            raise TreeDamage(where, str(exc), name) from None
+
+    @classmethod
+    def _checked(cls, name: bytes, data: dict[str, Any]) -> Node:
+        # Hot path: a restore decodes every tree. Plain lookups and comparisons only.
         kind = data.get("type")
         if kind not in NODE_TYPES:
-            raise IntegrityError(f"tree entry {name!r} has unknown type {kind!r}")
+            raise _Invalid(f"unknown type {_shown(kind)[:40]}")
         get = data.get
-        subtree = get("subtree")
-        content = get("content")
-        xattrs = get("xattrs")
+        subtree, content, xattrs = get("subtree"), get("content"), get("xattrs")
+        target = _get_bytes(data, "target")
+        if (subtree is not None) != (kind == "dir"):
+            raise _Invalid(
+                "a directory without a subtree" if kind == "dir" else f"a {kind} with a subtree"
+            )
+        if (target is not None) != (kind == "symlink"):
+            raise _Invalid(
+                "a symlink without a target" if kind == "symlink" else f"a {kind} with a target"
+            )
+        if target is not None and (not target or b"\0" in target):
+            raise _Invalid("a symlink target that is empty or holds NUL")
+        if content is not None and (kind != "file" or type(content) is not list):
+            raise _Invalid(f"content {_shown(content)[:40]} on a {kind}")
         return cls(
             name,
             kind,
-            int(data["mode"]) & 0o7777,
-            int(data["uid"]),
-            int(data["gid"]),
-            int(data["mtime_ns"]),
-            int(get("ctime_ns", 0)),
-            get("user"),
-            get("group"),
-            int(get("size", 0)),
-            [bytes.fromhex(c) for c in content] if content else [],
-            bytes.fromhex(subtree) if subtree else None,
-            _get_bytes(data, "target") if "target" in data or "target_b64" in data else None,
-            int(get("rdev", 0)),
-            int(get("inode", 0)),
-            int(get("device", 0)),
-            int(get("links", 1)),
-            [
-                (x["name"].encode("utf-8", "surrogateescape"), base64.b64decode(x["value_b64"]))
-                for x in xattrs
-            ]
-            if xattrs
-            else [],
+            _int(data, "mode", 0, 0o7777),
+            _int(data, "uid", 0, _U32),
+            _int(data, "gid", 0, _U32),
+            _int(data, "mtime_ns", -_I64, _I64 - 1),
+            _int(data, "ctime_ns", -_I64, _I64 - 1, 0),
+            _text(get("user"), "user"),
+            _text(get("group"), "group"),
+            _int(data, "size", 0, _I64 - 1, 0),
+            [_blob_id(c, "content") for c in content] if content else [],
+            None if subtree is None else _blob_id(subtree, "subtree"),
+            target,
+            _int(data, "rdev", 0, _U64, 0),
+            _int(data, "inode", 0, _U64, 0),
+            _int(data, "device", 0, _U64, 0),
+            _int(data, "links", 0, _U64, 1),
+            _xattrs(xattrs) if xattrs is not None else [],
         )
+
+
+class TreeDamage(IntegrityError):
+    """A tree that authenticates but breaks the format (a bug or an attacker with the key
+    wrote it): where it is, what is wrong, and the entry concerned when one is."""
+
+    def __init__(self, where: str, problem: str, entry: bytes | None = None) -> None:
+        self.where, self.problem, self.entry = where, problem, entry
+        shown = "" if entry is None else f"entry {_shown(os.fsdecode(entry))}: "
+        super().__init__(
+            f"{where}: {shown}{problem}",
+            hint="`drplan check` lists what it affects; restore those files from another location",
+        )
+
+    def placed(self, snapshot: str, path: str) -> str:
+        """The damage told where a user sees it: ``snapshot 1a2b3c4d: /etc/x: <problem>``."""
+        if self.entry is not None:
+            path = f"{path.rstrip('/')}/{os.fsdecode(self.entry)}"
+        return f"snapshot {snapshot}: {_shown(path)}: {self.problem} ({self.where} is damaged)"
+
+
+class _Invalid(ValueError):
+    """A field of an entry breaks the format; Node.from_json names the entry."""
+
+
+_U32, _U64, _I64 = (1 << 32) - 1, (1 << 64) - 1, 1 << 63
+
+
+def _shown(value: object) -> str:
+    """A value as it may appear in a one-line message: control characters escaped."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _int(data: dict[str, Any], key: str, low: int, high: int, default: int | None = None) -> int:
+    value = data.get(key, default)
+    if type(value) is not int or not low <= value <= high:  # bool is no integer here
+        raise _Invalid(f"{key} is {_shown(value)[:40]}, not an integer from {low} to {high}")
+    return value
+
+
+def _text(value: object, key: str) -> str | None:
+    if value is not None and type(value) is not str:
+        raise _Invalid(f"{key} is {_shown(value)[:40]}, not a string")
+    return value
+
+
+def _blob_id(value: object, key: str) -> bytes:
+    try:
+        blob_id = bytes.fromhex(value)  # type: ignore[arg-type]  # anything else is refused
+    except (TypeError, ValueError):
+        blob_id = b""
+    if len(blob_id) != 32:
+        raise _Invalid(f"{key} holds {_shown(value)[:80]}, not a blob id (64 hex digits)")
+    return blob_id
+
+
+def _xattrs(value: object) -> list[tuple[bytes, bytes]]:
+    out = []
+    try:
+        for x in value:  # type: ignore[attr-defined]  # anything else is refused below
+            name = x["name"].encode("utf-8", "surrogateescape")
+            if not name or b"\0" in name:
+                raise ValueError
+            out.append((name, base64.b64decode(x["value_b64"], validate=True)))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise _Invalid(f"xattrs {_shown(value)[:80]} are malformed") from None
+    return out
+
+
+def _name(data: dict[str, Any], where: str) -> bytes:
+    try:
+        name = _get_bytes(data, "name")
+    except _Invalid:
+        name = None
+    if name is None or not valid_name(name):
+        raise TreeDamage(where, f"an invalid entry name {name!r}: refusing it")
+    return name
 
 
 def valid_name(name: bytes) -> bool:
@@ -124,10 +223,14 @@ def _put_bytes(out: dict[str, Any], key: str, value: bytes) -> None:
 
 
 def _get_bytes(data: dict[str, Any], key: str) -> bytes | None:
-    if key in data:
-        return str(data[key]).encode("utf-8")
-    if key + "_b64" in data:
-        return base64.b64decode(data[key + "_b64"])
+    """``key`` as text, or ``key_b64`` as base64; _Invalid when it is neither."""
+    try:
+        if key in data:
+            return data[key].encode("utf-8")  # type: ignore[no-any-return]
+        if key + "_b64" in data:
+            return base64.b64decode(data[key + "_b64"], validate=True)
+    except (AttributeError, TypeError, ValueError):
+        raise _Invalid(f"{key} is not text or base64") from None
     return None
 
 
@@ -139,33 +242,53 @@ def encode_tree(nodes: list[Node]) -> bytes:
     ).encode()
 
 
+def _items(raw: bytes, where: str) -> list[Any]:
+    try:
+        # orjson: about three times faster than json, and a backup reads every parent tree
+        data = orjson.loads(raw)
+    except ValueError as exc:  # orjson's errors, invalid UTF-8 and nesting too deep included
+        raise TreeDamage(where, f"malformed tree ({exc})") from None
+    items = data.get("nodes") if type(data) is dict else None
+    if type(items) is not list:
+        raise TreeDamage(where, "malformed tree (no list of nodes)")
+    return items
+
+
 def decode_listing(raw: bytes, where: str) -> dict[bytes, dict[str, Any]]:
     """A tree's entries by name, left as decoded JSON.
 
     For comparing a parent snapshot with the file system: most entries of an
     incremental backup are unchanged, and building a node for each of them cost more
-    than the rest of the comparison. Entries that are used are built with
-    ``Node.from_json``, which validates them.
+    than the rest of the comparison. Only what walking the tree needs is checked here
+    (names, types, a subtree where a directory is); entries that are used are built
+    with ``Node.from_json``, which checks the rest.
     """
-    try:
-        items = orjson.loads(raw)["nodes"]
-        listing = {_get_bytes(item, "name"): item for item in items}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise IntegrityError(f"{where}: malformed tree ({exc})") from None
-    if None in listing or len(listing) != len(items):
-        raise IntegrityError(f"{where}: tree lists a name twice or an entry without a name")
-    return listing  # type: ignore[return-value]  # None was ruled out just above
+    listing: dict[bytes, dict[str, Any]] = {}
+    for item in _items(raw, where):
+        if type(item) is not dict:
+            raise TreeDamage(where, "an entry is not a JSON object")
+        name = _name(item, where)
+        kind = item.get("type")
+        if kind not in NODE_TYPES:
+            raise TreeDamage(where, f"unknown type {_shown(kind)[:40]}", name)
+        if (item.get("subtree") is not None) != (kind == "dir"):
+            raise TreeDamage(
+                where,
+                "a directory without a subtree" if kind == "dir" else f"a {kind} with a subtree",
+                name,
+            )
+        if name in listing:
+            raise TreeDamage(where, "listed twice", name)
+        listing[name] = item
+    return listing
 
 
 def decode_tree(raw: bytes, where: str) -> list[Node]:
-    try:
-        data = orjson.loads(
-            raw
-        )  # about three times faster than json: a backup decodes every parent tree
-        nodes = [Node.from_json(item) for item in data["nodes"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{where}: malformed tree ({exc})") from None
-    names = [n.name for n in nodes]
-    if len(set(names)) != len(names):
-        raise IntegrityError(f"{where}: tree lists a name twice")
+    """A tree's nodes, every one as ``Node.from_json`` allows it; TreeDamage otherwise."""
+    nodes = [Node.from_json(item, where) for item in _items(raw, where)]
+    seen: set[bytes] = set()
+    for node in nodes:
+        if node.name in seen:
+            raise TreeDamage(where, "listed twice", node.name)
+        seen.add(node.name)
     return nodes

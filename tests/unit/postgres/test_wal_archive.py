@@ -6,10 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drplan.errors import WalConflictError
+from drplan.repo.repository import Repository
 from drplan.sources.postgres.wal_archive import WalArchive
 from drplan.storage.local import LocalStorage
+from tests.fixtures.fuzz import decoded_or_damage, fuzz, mutated, seal_plaintext
 from tests.integration.conftest import init_repo
 
 
@@ -38,3 +43,30 @@ def test_segments_are_kept_apart_by_log_and_all_are_found(tmp_path: Path) -> Non
         assert not archive.push(name, data)  # the same file again: nothing to do
     with pytest.raises(WalConflictError):
         archive.push("000000010000000100000000", b"another cluster's segment")
+
+
+SEGMENT = "000000010000000000000003"
+WAL = b"\x00\x01page of WAL\x00" * 400
+
+
+@pytest.fixture(scope="module")
+def wal_repo(tmp_path_factory: pytest.TempPathFactory) -> Repository:
+    return init_repo(LocalStorage(tmp_path_factory.mktemp("wal") / "repo"))
+
+
+@fuzz
+@given(
+    mutated(b"\x01" + zstandard.ZstdCompressor().compress(WAL))
+    | mutated(b"\x00" + WAL[:64])
+    | st.binary(max_size=64)
+)
+def test_fuzz_wal_object_plaintext(wal_repo: Repository, plaintext: bytes) -> None:
+    """A WAL object that authenticates but holds anything once decrypted: fetching gives
+    the file it was archived as, or damage (IntegrityError), never another error."""
+    archive = WalArchive(wal_repo, "db")
+    archive.push(SEGMENT, WAL)
+    (name,) = archive.stored_as(SEGMENT)
+    wal_repo.storage.delete(name)
+    wal_repo.storage.write(name, seal_plaintext(wal_repo.key, wal_repo.cipher, "wal", plaintext))
+    assert decoded_or_damage(lambda: archive.fetch(SEGMENT)) in (None, WAL)
+    wal_repo.storage.delete(name)
