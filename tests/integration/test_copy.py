@@ -63,7 +63,7 @@ def test_copy_makes_a_replica_that_restores_bit_exact_without_the_primary(
     check = run("check", "--read-data", "--repo", replica)
     assert check.code == 0, check.err + check.out
     target = tmp_path / "out"
-    restored = run("restore", second, "--target", str(target), "--repo", replica)
+    restored = run("restore", second, "--target", str(target), "--repo", replica, "--special-files")
     assert restored.code == 0, restored.err
     same_tree(source, target / source.relative_to("/"))
     # Same keys: the replica opens with the same password; new backups go on from it.
@@ -136,7 +136,12 @@ def test_an_interrupted_copy_resumes_reusing_what_arrived(
     assert result["packs_copied"] == len(packs) - 2
     assert result["copied"] == [snapshot]
     out = tmp_path / "out"
-    assert run("restore", "latest", "--target", str(out), "--repo", str(replica)).code == 0
+    assert (
+        run(
+            "restore", "latest", "--target", str(out), "--repo", str(replica), "--special-files"
+        ).code
+        == 0
+    )
     same_tree(data, out / data.relative_to("/"))
 
 
@@ -213,7 +218,10 @@ def test_copy_to_s3_and_restore_from_there(
     assert copy(run, repo_dir, cloud)["copied"] == [snapshot]
     shutil.rmtree(repo_dir)
     target = tmp_path / "out"
-    assert run("restore", "latest", "--target", str(target), "--repo", cloud).code == 0
+    assert (
+        run("restore", "latest", "--target", str(target), "--repo", cloud, "--special-files").code
+        == 0
+    )
     same_tree(source, target / source.relative_to("/"))
     # And back: the S3 replica seeds a new local one.
     local = str(tmp_path / "rebuilt")

@@ -34,7 +34,9 @@ def test_round_trip_is_bit_exact_with_metadata(
 ) -> None:
     backup(run, repo_dir, source)
     target = tmp_path / "out"
-    result = run("restore", "latest", "--target", str(target), "--repo", repo_dir)
+    result = run(
+        "restore", "latest", "--target", str(target), "--repo", repo_dir, "--special-files"
+    )
     assert result.code == 0, result.err
     assert "written and verified" in result.out
     restored = target / source.relative_to("/")
@@ -77,7 +79,10 @@ def test_metadata_only_changes_reach_the_next_snapshot(
     # Each is read again, whole: app.conf, secret.key (64 B), zero (empty), big.bin.
     assert summary["bytes_read"] == len("listen = 9090\n") * 50 + 64 + 0 + (3 * 1024 * 1024 + 17)
     target = tmp_path / "out"
-    assert run("restore", "latest", "--target", str(target), "--repo", repo_dir).code == 0
+    restored = run(
+        "restore", "latest", "--target", str(target), "--repo", repo_dir, "--special-files"
+    )
+    assert restored.code == 0
     same_tree(source, target / source.relative_to("/"))
     assert (
         (target / source.relative_to("/") / "etc/app/app.conf")

@@ -122,7 +122,10 @@ def test_backups_reach_every_location_and_the_cloud_copy_alone_restores(
     assert "web: current" in table.out
 
     target = tmp_path / "restored"
-    restored = run("--plan", plan, "restore", second, "--target", str(target), "--repo", "cloud")
+    restored = run(
+        "--plan", plan, "restore", second, "--target", str(target), "--repo", "cloud",
+        "--special-files",
+    )  # fmt: skip
     assert restored.code == 0, restored.err
     same_tree(source, target / source.relative_to("/"))
 
@@ -340,7 +343,7 @@ def test_an_archive_location_lists_without_a_thaw_and_says_what_a_restore_needs(
     assert "cannot thaw archived objects" in ask.err
     served = run(
         "--plan", plan, "restore", snapshot, "--target", str(target), "--repo", "archive",
-        "--no-thaw-check",
+        "--no-thaw-check", "--special-files",
     )  # fmt: skip
     assert served.code == 0, served.err
     same_tree(source, target / source.relative_to("/"))

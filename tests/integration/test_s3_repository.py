@@ -47,7 +47,9 @@ def test_backup_restore_check_on_s3(
     second = json.loads(run("backup", "files", str(source), "--repo", s3_repo, "--json").out)
     assert second["summary"]["bytes_read"] == 0
     target = tmp_path / "out"
-    restored = run("restore", "latest", "--target", str(target), "--repo", s3_repo)
+    restored = run(
+        "restore", "latest", "--target", str(target), "--repo", s3_repo, "--special-files"
+    )
     assert restored.code == 0, restored.err
     same_tree(source, target / source.relative_to("/"))
     check = run("check", "--read-data", "--repo", s3_repo)
