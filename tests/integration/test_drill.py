@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import signal
 import socket
@@ -225,6 +226,24 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
     assert proc.returncode == 130, err
     assert list(scratch.iterdir()) == []
     assert scratch_servers(scratch) == [], "a scratch server was left running"
+
+    # kill -9 once its scratch server runs: nothing can tear down, so the next drill
+    # stops that server and removes what it left before it starts.
+    proc = subprocess.Popen([sys.executable, "-m", "drplan", "drill", "run", "monthly-database"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    wait_until(lambda: any(scratch.glob("*/data/postmaster.pid")) or proc.poll() is not None,
+               "the scratch server")  # fmt: skip
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (left,) = scratch.iterdir()
+    assert scratch_servers(scratch), "the drill's server went with it: nothing to clear"
+    drill_plan(archived, scratch)
+    done = run("drill", "run", "monthly-database", "--json")
+    assert done.code == 0, done.err
+    assert list(scratch.iterdir()) == [], (left, list(scratch.iterdir()), done.err)
+    assert not left.exists()
+    assert scratch_servers(scratch) == []
 
     # WAL missing on the way to the recovery point: the drill fails naming the gap.
     (gone,) = (archived.repo / "wal").rglob(f"{after_base[0]}.*")

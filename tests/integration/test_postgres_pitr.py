@@ -9,8 +9,11 @@ rows committed by T) and to the latest archived WAL.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -370,6 +373,32 @@ def test_a_restore_that_fills_the_disk_fails_cleanly(
         assert list(small.iterdir()) == []  # nor staging
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_a_restore_killed_midway_leaves_nothing_that_passes_for_a_data_directory(
+    run: Run, archived: Archived, pg_scratch: Path
+) -> None:
+    archived.cluster.sql("create table filler as select g, repeat('x', 500) from"
+                         " generate_series(1, 200000) g")  # fmt: skip
+    assert run("backup", "db-full").code == 0
+    target = pg_scratch / "data"
+    marked = target.with_name("data.drplan-incomplete")
+    argv = [str(Path(sys.executable).with_name("drplan")), "restore", "postgres", "db",
+            "--to", "latest", "--target-dir", str(target),
+            "--password-file", str(archived.password_file)]  # fmt: skip
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_until(lambda: (marked / "PG_VERSION").exists() or proc.poll() is not None,
+               "the restore to be writing")  # fmt: skip
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not target.exists()  # the cluster takes its name only once verified
+    assert marked.exists()  # and what was written says what it is
+    again = run("restore", "postgres", "db", "--to", "latest", "--target-dir", str(target),
+                "--password-file", str(archived.password_file))  # fmt: skip
+    assert again.code == 0, again.err
+    assert (target / "PG_VERSION").exists()
+    assert not marked.exists()
 
 
 @pytest.mark.parametrize("pg_major", [18, 15], indirect=True)

@@ -7,7 +7,8 @@ may not be a PostgreSQL system's data directory, lie inside one or hold one; it 
 lie inside a files system's paths; and its port may not be one a system on this host
 listens on. The scratch server listens on 127.0.0.1, accepts connections only on a
 socket in the scratch directory (no password over TCP from anyone else on the host),
-and is stopped and removed at the end, on failure and on Ctrl-C too, unless kept.
+and is stopped and removed at the end, on failure and on Ctrl-C too, unless kept;
+what a killed drill left is cleared by the next one (``leftovers``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
 from drplan.catalog.paths import state_dir
+from drplan.drills.leftovers import claim, clear_abandoned
 from drplan.errors import DrillRefusedError, DrplanError
 from drplan.nesting import remove_tree
 from drplan.plan.model import FilesSystem, Plan, PostgresSystem
@@ -62,6 +64,7 @@ SHIELD = Shield()
 class Scratch:
     root: Path  # the drill's own directory (removed by teardown)
     port: int
+    cleared: list[Path] = field(default_factory=list)  # left by killed drills, now removed
 
     @property
     def data_dir(self) -> Path:
@@ -146,14 +149,16 @@ def make_scratch(
         )
     port = _port(ports)
     refuse_port(plan, port)
+    cleared = clear_abandoned(base)  # what killed drills left, their servers stopped
     root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
     try:
+        claim(root)
         root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
         traversable_to(root)  # ... and can reach it (the x bit only: nothing listable)
     except BaseException:  # Ctrl-C included: nothing is left behind
         shutil.rmtree(root, ignore_errors=True)
         raise
-    return Scratch(root, port)
+    return Scratch(root, port, cleared)
 
 
 def _port(ports: str | None) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drplan.errors import DrplanError, UsageError
+from drplan.nesting import remove_tree
 from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.recovery.tablespaces import (
     check_layout,
@@ -122,6 +123,11 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
+def incomplete(target: Path) -> Path:
+    """Where a restore into ``target`` builds the cluster until it is verified."""
+    return target.with_name(f"{target.name}.drplan-incomplete")
+
+
 def _empty(target: Path) -> None:
     if target.exists() and any(target.iterdir()):
         shutil.rmtree(target)
@@ -155,16 +161,21 @@ def restore_cluster(
     _empty(target)  # only now that every place is known to be acceptable
     # A failed restore removes what it made, and only that: a place that was there
     # before (empty) stays.
-    existed = {place: place.exists() for place in [target, *places.values()]}
+    existed = {place: place.exists() for place in places.values()}
     target.parent.mkdir(parents=True, exist_ok=True)
+    # The cluster is built under a name that says it is not one yet, and takes the
+    # target's name only once verified: killed at any moment, a restore leaves nothing
+    # that passes for a data directory. The next restore there removes what it left.
+    building = incomplete(target)
+    remove_tree(building, ignore_errors=True)
     staging = target.parent / f".drplan-staging-{secrets.token_hex(4)}"
     done = False
     phases: dict[str, float] = {}
     try:
         if len(chain) == 1:
-            _restore_one(repo, chain[0], target)
-            place_tablespaces(target, places)
-            owner = os.stat(target / "PG_VERSION")
+            _restore_one(repo, chain[0], building)
+            place_tablespaces(building, places)
+            owner = os.stat(building / "PG_VERSION")
             phases["fetch"] = time.monotonic() - started
         else:
             parts = []
@@ -187,20 +198,22 @@ def restore_cluster(
             same = all(_device(place) == _device(staging) for place in places.values())
             _run(
                 [binaries.tool("pg_combinebackup"), "--link" if same else "--copy", *relocate,
-                 *parts, "-o", str(target)],
+                 *parts, "-o", str(building)],
                 "pg_combinebackup",
             )  # fmt: skip
             phases["rebuild"] = time.monotonic() - started - phases["fetch"]
         verifying = time.monotonic()
-        _run([binaries.tool("pg_verifybackup"), str(target)], "pg_verifybackup")
+        _run([binaries.tool("pg_verifybackup"), str(building)], "pg_verifybackup")
         phases["verify"] = time.monotonic() - verifying
-        for place in [target, *places.values()]:
+        for place in [building, *places.values()]:
             _own(place, owner.st_uid, owner.st_gid)
-        _promote_on_start(target, recovery or RECOVERY_SETTINGS)
+        _promote_on_start(building, recovery or RECOVERY_SETTINGS)
+        os.rename(building, target)  # over the target, empty or gone by now
         done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if not done:  # an unverified cluster must not be left for someone to start
+            remove_tree(building, ignore_errors=True)
             for place, was_there in existed.items():
                 remove_made(place, was_there)
     last = chain[-1]
