@@ -174,3 +174,32 @@ def test_fetch_refuses_a_name_that_is_not_a_wal_file_and_touches_nothing(
     assert fetched.returncode == 1, fetched.stderr  # not archived: there is no such WAL file
     assert f"{name!r} is not the name of a WAL file" in fetched.stderr
     assert not (wal_env["pg_wal"] / "drplan-prefetch").exists()
+
+
+def test_check_read_data_reads_back_archived_wal_and_finds_a_flipped_bit(
+    wal_env: dict[str, Path],
+) -> None:
+    for number, fill in ((1, b"one "), (2, b"two ")):
+        pushed = drplan(
+            wal_env, "push", str(segment(wal_env, f"00000001000000000000000{number}", fill))
+        )
+        assert pushed.returncode == 0, pushed.stderr
+    program = Path(sys.executable).with_name("drplan")
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(program), "check", "--read-data", "--repo", str(wal_env["repo"]),
+             "--password-file", str(wal_env["password"])],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    clean = check()
+    assert clean.returncode == 0, clean.stderr
+    assert "2 WAL files" in clean.stdout
+    (stored,) = sorted(wal_env["repo"].joinpath("wal").rglob("000000010000000000000002.*"))
+    damaged = bytearray(stored.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x10
+    stored.write_bytes(bytes(damaged))
+    found = check()
+    assert found.returncode == 13, found.stderr
+    assert f"error: archived WAL {stored.relative_to(wal_env['repo'])}" in found.stderr

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,9 +12,13 @@ from drplan.cli.context import Settings, counted, emit_json, human_bytes, pass_s
 from drplan.cli.progress import progress_shown
 from drplan.cli.repo_access import open_repo, repo_options
 from drplan.errors import DrplanError, IntegrityError, UsageError
-from drplan.repo.check import CheckReport, check_repository
+from drplan.repo.check import CheckReport, Finding, check_repository
 from drplan.repo.rotation import Rotation, load_rotation, rotation_file, save_rotation
 from drplan.repo.subset import Part, Subset, parse_subset
+
+if TYPE_CHECKING:
+    from drplan.repo.repository import Repository
+    from drplan.sources.postgres.wal_archive import WalReadBack
 
 
 @click.command("check")
@@ -65,6 +69,7 @@ def check_command(
             )
         if place and rotation is not None:  # still locked: the next check starts where it ends
             _save_rotation(place, rotation)
+        wal = _read_back_wal(repo, report) if read_data else None
         url = repo.storage.url
     if as_json:
         emit_json(
@@ -81,6 +86,8 @@ def check_command(
                 "pack_ids_read": report.pack_ids_read,
                 "subset": read_data_subset,
                 "rotation": report.rotation,
+                "wal_files_read": wal.files if wal else 0,
+                "wal_bytes_read": wal.bytes_read if wal else 0,
                 "findings": [f.as_dict() for f in report.findings],
             }
         )
@@ -94,13 +101,24 @@ def check_command(
         status = "no errors" if not report.errors else f"{len(report.errors)} error(s)"
         click.echo(
             f"check of {url}: {counted(report.snapshots, 'snapshot')},"
-            f" {counted(report.packs, 'pack')}{_read_back(report, subset, read_data)}: {status}"
+            f" {counted(report.packs, 'pack')}{_read_back(report, subset, read_data)}"
+            + (f", {counted(wal.files, 'WAL file')} ({human_bytes(wal.bytes_read)})" if wal else "")
+            + f": {status}"
             + _rotation_text(report)
         )
     if report.errors:
         raise IntegrityError(
             f"{url}: check found {len(report.errors)} error(s)", hint="see the findings above"
         )
+
+
+def _read_back_wal(repo: Repository, report: CheckReport) -> WalReadBack:
+    """Every archived WAL file read back too: a damaged one is an error of the check."""
+    from drplan.sources.postgres.wal_archive import read_back  # noqa: PLC0415 - see COMMANDS
+
+    wal = read_back(repo)
+    report.findings += [Finding("error", f"archived WAL {damage}") for damage in wal.damaged]
+    return wal
 
 
 def _save_rotation(place: str, rotation: Rotation) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drplan.errors import DrplanError, IntegrityError, WalConflictError
 from drplan.repo.objects import open_object, seal_object
@@ -180,6 +180,40 @@ class WalArchive:
             if WAL_FILE.fullmatch(file):
                 found.append(ArchivedWal(file, info.name, info.size, info.mtime))
         return sorted(found, key=lambda w: w.file)
+
+
+@dataclass
+class WalReadBack:
+    """What reading back every archived WAL file found (``drplan check --read-data``)."""
+
+    files: int = 0
+    bytes_read: int = 0
+    damaged: list[str] = field(default_factory=list)  # one line each: which, and why
+
+
+def read_back(repo: Repository) -> WalReadBack:
+    """Read every WAL object of every system, authenticate it and hold its content
+    against the digest in its name: what ``fetch`` would refuse is found here first."""
+    found = WalReadBack()
+    for info in repo.storage.list(WAL_PREFIX):
+        file, _, digest = info.name.rsplit("/", 1)[-1].rpartition(".")
+        if not WAL_FILE.fullmatch(file) or len(digest) != DIGEST_HEX:
+            found.damaged.append(f"{info.name}: not the name of an archived WAL file")
+            continue
+        try:
+            sealed = repo.storage.read(info.name)
+        except NotFound:
+            continue  # removed meanwhile (a partial replaced, retention)
+        found.files += 1
+        found.bytes_read += len(sealed)
+        try:
+            data = open_object(repo.key, repo.cipher, "wal", sealed, info.name)
+        except IntegrityError as exc:
+            found.damaged.append(f"{info.name}: {exc.message}")
+            continue
+        if repo.key.blob_id(data).hex()[:DIGEST_HEX] != digest:
+            found.damaged.append(f"{info.name}: its content does not match its name (damaged)")
+    return found
 
 
 def segments_by_number(
