@@ -366,3 +366,21 @@ def test_a_directory_without_its_listing_is_damage_named_by_snapshot_and_path(
         assert "internal error" not in result.err
         if args[0] != "check":  # check lists its findings, then sums them up
             assert result.err.count("\n") == 1, result.err
+
+
+def test_latest_is_the_newest_snapshot_that_reads_and_a_restore_says_so(
+    run: Run, repo_dir: str, source: Path, tmp_path: Path
+) -> None:
+    older = backup(run, repo_dir, source)
+    (source / "logs.txt").write_text("changed after the first backup\n")
+    newer = backup(run, repo_dir, source)
+    stored = Path(repo_dir, "snapshots", newer)
+    damaged = bytearray(stored.read_bytes())
+    damaged[40] ^= 0x01
+    stored.write_bytes(bytes(damaged))
+    result = run("restore", "latest", "--target", str(tmp_path / "t"), "--repo", repo_dir, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["snapshot"] == older
+    assert json.loads(result.out)["unreadable_snapshots"] == [newer]
+    assert f"1 snapshot cannot be read ({newer[:8]}) and may be newer" in result.err
+    assert f"`latest` restored {older[:8]}" in result.err

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from drplan import clock
 from drplan.cli.context import (
     DefaultToCommand,
     Settings,
@@ -125,8 +126,20 @@ def restore_command(
             )
         with progress_shown("restore", "files", as_json) as progress:
             result = restore_files(repo, snapshot, options, progress)
+    passed_over = sorted(repo.passed_over)
+    if passed_over:
+        click.echo(
+            f"drplan: warning: {counted(len(passed_over), 'snapshot')} cannot be read"
+            f" ({', '.join(i[:8] for i in passed_over)}) and may be newer: `latest` restored"
+            f" {snapshot.short_id} of {clock.rfc3339(snapshot.time)}, the newest that can be"
+            " read; run `drplan check`",
+            err=True,
+        )
     if as_json:
-        emit_json({"snapshot": snapshot.id, "target": target, **vars(result)})
+        emit_json(
+            {"snapshot": snapshot.id, "target": target, "unreadable_snapshots": passed_over,
+             **vars(result)}
+        )  # fmt: skip
     else:
         click.echo(
             f"restored snapshot {snapshot.short_id} to {target}: {counted(result.files, 'file')},"

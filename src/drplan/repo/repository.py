@@ -73,6 +73,7 @@ class Repository:
         self._write_slots = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
         self._failure: BaseException | None = None
         self.looked_up: list[Snapshot] = []  # by find_snapshot: where damage is told to be
+        self.passed_over: dict[str, str] = {}  # by find_snapshot("latest"): unreadable ones
 
     @property
     def cipher(self) -> CipherName:
@@ -400,12 +401,15 @@ class Repository:
     def find_snapshot(self, ref: str) -> Snapshot:
         """A snapshot by id prefix (at least 4 hex digits) or ``latest``; a damaged snapshot
         object elsewhere in the repository does not stand in the way (check reports it)."""
-        snapshots, _ = self.readable_snapshots()
+        snapshots, damaged = self.readable_snapshots()
         if ref == "latest":
             if not snapshots:
                 raise DrplanError(
                     f"{self.storage.url} holds no snapshots", hint="run a backup first"
                 )
+            # A snapshot that cannot be read may be newer: `latest` is then only the newest
+            # that can be read, which the caller must say.
+            self.passed_over = damaged
             self.looked_up.append(snapshots[-1])
             return snapshots[-1]
         matches = [s for s in snapshots if s.id.startswith(ref.lower())]
