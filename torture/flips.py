@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from torture.kill9 import SEGMENT, _location, _wal_plan
-from torture.source import SourceTree, differences, manifest
+from torture.source import Manifest, SourceTree, differences, manifest
 from torture.world import PASSWORD, TrialFailed, World
 
 WAL_FETCH_DAMAGED = 255
@@ -39,10 +39,14 @@ class Flips:
         self.dir.mkdir(parents=True)
         self.repo = world.local_repo(str(self.dir / "repo"))
         self.source = SourceTree(self.dir / "src", rng)
+        self.manifests: dict[str, Manifest] = {}  # by snapshot id
         for _ in range(3):
             self.source.change()
-            world.drplan("backup", "files", str(self.source.root), "--repo", self.repo).expect(0)
-        self.expected = self.source.manifest()
+            ran = world.drplan(
+                "backup", "files", str(self.source.root), "--repo", self.repo, "--json"
+            ).expect(0)
+            self.manifests[ran.json()["snapshot"]] = self.source.manifest()
+        self.newest = ran.json()["snapshot"]
         self.password = self.dir / "password"
         self.password.write_text(PASSWORD + "\n")
         world.drplan(
@@ -124,11 +128,16 @@ class Flips:
         target = self.dir / f"restore-{uuid.uuid4().hex[:8]}"
         try:
             ran = self.world.drplan(
-                "restore", "latest", "--target", str(target), "--repo", self.repo
+                "restore", "latest", "--target", str(target), "--repo", self.repo, "--json"
             )
             if ran.code == 0:
+                restored, told = ran.json()["snapshot"], ran.json()["unreadable_snapshots"]
+                if restored != self.newest and not told:
+                    raise TrialFailed(
+                        f"flip in {where}: latest restored an older snapshot without saying so"
+                    )
                 found = manifest(target / self.source.root.relative_to("/"))
-                wrong = differences(self.expected, found)
+                wrong = differences(self.manifests[restored], found)
                 if wrong:
                     raise TrialFailed(f"flip in {where}: restore exited 0 with wrong data: {wrong}")
             elif ran.code not in (12, 13):
