@@ -360,3 +360,19 @@ def test_backup_and_restore_count_the_same_files_directories_and_bytes(
     assert (result["files"], result["dirs"], result["bytes_total"]) == (files, dirs, size)
     listed = json.loads(run("snapshots", "--repo", repo_dir, "--json").out)[-1]["summary"]
     assert (listed["dirs"], listed["bytes_total"]) == (dirs, size)
+
+
+def test_an_extended_attribute_named_in_bytes_that_are_not_utf8_round_trips(
+    run: Run, repo_dir: str, tmp_path: Path
+) -> None:
+    """Linux allows any bytes but NUL in an xattr name: such a file was an internal error."""
+    src = tmp_path / "xattrs"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.setxattr(src / "f", b"user.\xffodd", b"\x00\x01value")
+    assert run("backup", "files", str(src), "--repo", repo_dir).code == 0
+    target = tmp_path / "out"
+    restored = run("restore", "latest", "--target", str(target), "--repo", repo_dir)
+    assert restored.code == 0, restored.err
+    back = target / src.relative_to("/") / "f"
+    assert os.getxattr(back, b"user.\xffodd") == b"\x00\x01value"

@@ -68,13 +68,7 @@ class Node:
         if self.rdev:
             out["rdev"] = self.rdev
         if self.xattrs:
-            out["xattrs"] = [
-                {
-                    "name": n.decode("utf-8", "surrogateescape"),
-                    "value_b64": base64.b64encode(v).decode(),
-                }
-                for n, v in self.xattrs
-            ]
+            out["xattrs"] = [_xattr(n, v) for n, v in self.xattrs]
         return out
 
     @classmethod
@@ -187,11 +181,24 @@ def _blob_id(value: object, key: str) -> bytes:
     return blob_id
 
 
+def _xattr(name: bytes, value: bytes) -> dict[str, str]:
+    """An extended attribute: its name as text, or base64 (``name_b64``) when it is not
+    UTF-8, as entry names are; its value always base64."""
+    out = {"value_b64": base64.b64encode(value).decode()}
+    _put_bytes(out, "name", name)
+    return out
+
+
 def _xattrs(value: object) -> list[tuple[bytes, bytes]]:
     out = []
     try:
         for x in value:  # type: ignore[attr-defined]  # anything else is refused below
-            name = x["name"].encode("utf-8", "surrogateescape")
+            name = (
+                base64.b64decode(x["name_b64"], validate=True)
+                if "name_b64" in x
+                # Text, or (trees of drplan before name_b64) a name not UTF-8 as escapes.
+                else x["name"].encode("utf-8", "surrogateescape")
+            )
             if not name or b"\0" in name:
                 raise ValueError
             out.append((name, base64.b64decode(x["value_b64"], validate=True)))
@@ -242,12 +249,25 @@ def encode_tree(nodes: list[Node]) -> bytes:
     ).encode()
 
 
+def _lone_surrogates(raw: bytes) -> Any:
+    """A tree written before xattr names had ``name_b64``: one that is not UTF-8 was
+    written as lone-surrogate escapes, which orjson refuses and json reads."""
+    if b"\\udc" not in raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _items(raw: bytes, where: str) -> list[Any]:
     try:
         # orjson: about three times faster than json, and a backup reads every parent tree
         data = orjson.loads(raw)
     except ValueError as exc:  # orjson's errors, invalid UTF-8 and nesting too deep included
-        raise TreeDamage(where, f"malformed tree ({exc})") from None
+        data = _lone_surrogates(raw)
+        if data is None:
+            raise TreeDamage(where, f"malformed tree ({exc})") from None
     items = data.get("nodes") if type(data) is dict else None
     if type(items) is not list:
         raise TreeDamage(where, "malformed tree (no list of nodes)")

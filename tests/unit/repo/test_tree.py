@@ -184,3 +184,24 @@ def test_damage_is_told_at_its_snapshot_and_path() -> None:
         caught.value.placed("1a2b3c4d", "/srv")  # type: ignore[attr-defined]  # a TreeDamage
         == "snapshot 1a2b3c4d: /srv/etc: a directory without a subtree (tree 0123 is damaged)"
     )
+
+
+def test_an_extended_attribute_whose_name_is_not_utf8_round_trips() -> None:
+    """Linux allows any bytes but NUL in an xattr name; the tree must hold them as they are
+    (a backup of such a file was an internal error: JSON cannot carry them as text)."""
+    node = Node(
+        name=b"f", type="file", mode=0o644, uid=0, gid=0, mtime_ns=0,
+        xattrs=[(b"user.\xffbad", b"\x00value"), (b"user.plain", b"v")],
+    )  # fmt: skip
+    raw = encode_tree([node])
+    assert b"name_b64" in raw
+    (back,) = decode_tree(raw, "tree t")
+    assert back.xattrs == node.xattrs
+
+
+def test_a_tree_of_an_earlier_drplan_with_such_a_name_still_reads() -> None:
+    """Before name_b64 such a name was written as lone surrogate escapes."""
+    legacy = DOC["nodes"][0] | {"xattrs": [{"name": "user.\udcffbad", "value_b64": "dg=="}]}
+    raw = json.dumps({"nodes": [legacy]}).encode()
+    (back,) = decode_tree(raw, "tree t")
+    assert back.xattrs == [(b"user.\xffbad", b"v")]

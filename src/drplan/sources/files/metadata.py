@@ -66,7 +66,7 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     found = []
     for name in sorted(names):
         try:
-            found.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+            found.append((os.fsencode(name), os.getxattr(path, name, follow_symlinks=False)))
         except OSError:
             continue  # removed meanwhile, or not readable by us
     return found
