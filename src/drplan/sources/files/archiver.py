@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from drplan import __version__, clock
-from drplan.errors import SourceError
+from drplan.errors import IntegrityError, SourceError
 from drplan.nesting import Nested, run_nested
 from drplan.progress import Progress
 from drplan.repo.chunker import Chunker
@@ -136,15 +136,15 @@ class _Archiver:
         ):
             return None
         try:
-            content = [bytes.fromhex(c) for c in old.get("content") or ()]
-        except (TypeError, ValueError):
-            return None  # a damaged parent entry: read the file again
-        if not self.repo.has_all(content):
+            node = Node.from_json(old)
+        except IntegrityError:
+            return None  # a damaged parent entry costs reading the file again, nothing more
+        if not self.repo.has_all(node.content):
             return None
         self._unchanged_files += 1
         self._unchanged_bytes += st.st_size
         self.progress.done(1, st.st_size)
-        return _Kept(old)
+        return _Kept(old, node)
 
     def _file(self, path: bytes, node: Node, was_file: bool) -> Node | None:
         display = os.fsdecode(path)
@@ -254,7 +254,7 @@ class _Archiver:
                 self._warn(f"{os.fsdecode(path)}: link cannot be read ({exc.strerror})")
                 return None
         if old is not None and node.to_json() == old:
-            return _Kept(old)  # a directory only when nothing below it changed either
+            return _Kept(old, node)  # a directory only when nothing below it changed either
         return node
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
@@ -319,9 +319,7 @@ class _Archiver:
         return self._save_tree(done)
 
     def _save_tree(self, entries: list[Node | _Kept]) -> bytes:
-        # Kept entries become nodes only here, validated by from_json like any stored tree.
-        nodes = [Node.from_json(e.raw) if type(e) is _Kept else e for e in entries]
-        return self.repo.save_tree(nodes)  # type: ignore[arg-type]  # _Kept ruled out above
+        return self.repo.save_tree([e.node if isinstance(e, _Kept) else e for e in entries])
 
     # -- the whole backup -------------------------------------------------------------------
 
@@ -424,9 +422,11 @@ def _refuse_when_nothing_exists(paths: list[str]) -> None:
 
 
 class _Kept(NamedTuple):
-    """An entry unchanged since the parent snapshot, still as the parent stored it."""
+    """An entry unchanged since the parent snapshot, still as the parent stored it (and
+    as a node, checked by ``Node.from_json`` like any stored tree's)."""
 
     raw: dict[str, Any]
+    node: Node
 
 
 Listing = dict[bytes, dict[str, Any]]  # a parent directory's entries by name, as stored
