@@ -229,13 +229,13 @@ def test_drills_that_go_wrong_fail_named_and_leave_nothing_behind(
 
     # kill -9 once its scratch server runs: nothing can tear down, so the next drill
     # stops that server and removes what it left before it starts.
-    proc = subprocess.Popen([sys.executable, "-m", "drplan", "drill", "run", "monthly-database"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    wait_until(lambda: any(scratch.glob("*/data/postmaster.pid")) or proc.poll() is not None,
+    killed = subprocess.Popen([sys.executable, "-m", "drplan", "drill", "run", "monthly-database"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    wait_until(lambda: any(scratch.glob("*/data/postmaster.pid")) or killed.poll() is not None,
                "the scratch server")  # fmt: skip
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
     (left,) = scratch.iterdir()
     assert scratch_servers(scratch), "the drill's server went with it: nothing to clear"
     drill_plan(archived, scratch)
