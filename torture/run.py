@@ -24,6 +24,7 @@ from typing import Protocol
 from torture.concurrent import BackupBesidePrune
 from torture.flips import Flips
 from torture.kill9 import KINDS
+from torture.stream import StreamKill
 from torture.world import TrialFailed, World
 
 
@@ -52,6 +53,8 @@ SCALES: dict[str, dict[tuple[str, str], int]] = {
         ("restore", "s3"): 60,
         ("wal push", "local"): 100,
         ("wal push", "s3"): 60,
+        ("wal stream", "local"): 40,
+        ("wal stream", "s3"): 20,
         ("backup beside prune", "local"): 20,
         ("backup beside prune", "s3"): 20,
         ("flip", "local"): 540,
@@ -63,6 +66,7 @@ SCALES: dict[str, dict[tuple[str, str], int]] = {
         ("copy", "s3"): 2,
         ("restore", "local"): 2,
         ("wal push", "local"): 2,
+        ("wal stream", "local"): 2,
         ("backup beside prune", "local"): 2,
         ("flip", "local"): 12,
     },
@@ -101,6 +105,8 @@ def make(kind: str) -> Factory:
         return Flips
     if kind == BackupBesidePrune.name:
         return BackupBesidePrune
+    if kind == StreamKill.name:
+        return StreamKill
     return KINDS[kind]
 
 
