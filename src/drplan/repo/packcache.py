@@ -37,12 +37,14 @@ class PackCache:
             waiting.wait()
         try:
             data = self.storage.read(name)
+            with self._lock:
+                self._packs[pack_id] = data
+                while len(self._packs) > self.max_packs:
+                    self._packs.popitem(last=False)
         finally:
+            # Waiters wake whether the read succeeded or not: after a failure one of them
+            # tries again (and meets the failure itself) instead of waiting for ever.
             with self._lock:
                 event = self._loading.pop(pack_id)
-        with self._lock:
-            self._packs[pack_id] = data
-            while len(self._packs) > self.max_packs:
-                self._packs.popitem(last=False)
-        event.set()
+            event.set()
         return data[offset : offset + length]

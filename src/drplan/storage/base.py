@@ -24,6 +24,10 @@ class TransientError(StorageError):
     """The operation failed but may succeed if tried again (network, throttling, busy)."""
 
 
+class Throttled(TransientError):
+    """The service asks for fewer requests (S3 SlowDown, HTTP 429): try again, later."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     name: str

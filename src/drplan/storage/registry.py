@@ -1,4 +1,4 @@
-"""Choosing a backend from a location URL, and making URLs safe to print."""
+"""Choosing a backend from a location URL (with the retries S3 needs), and making URLs safe to print."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from drplan.errors import UsageError
 from drplan.storage.base import Storage
 from drplan.storage.local import LocalStorage
+from drplan.storage.retry import ATTEMPTS, RetryingStorage
 
 _CREDENTIALS = re.compile(r"(//)[^/@]*@")
 
@@ -24,26 +25,29 @@ S3_ATTEMPTS_ENV = "DRPLAN_S3_ATTEMPTS"
 
 
 def s3_tuning() -> dict[str, Any]:
-    """S3 client options from the environment: ``$DRPLAN_S3_TIMEOUT`` seconds, ``$DRPLAN_S3_ATTEMPTS``."""
-    options: dict[str, Any] = {}
+    """S3 client options from the environment: ``$DRPLAN_S3_TIMEOUT`` seconds per request."""
     try:
         if timeout := os.environ.get(S3_TIMEOUT_ENV):
-            options["connect_timeout"] = options["read_timeout"] = float(timeout)
-        if attempts := os.environ.get(S3_ATTEMPTS_ENV):
-            options["max_attempts"] = int(attempts)
+            return {"connect_timeout": float(timeout), "read_timeout": float(timeout)}
     except ValueError:
-        raise UsageError(
-            f"${S3_TIMEOUT_ENV} must be seconds and ${S3_ATTEMPTS_ENV} a whole number"
-        ) from None
-    return options
+        raise UsageError(f"${S3_TIMEOUT_ENV} must be seconds, not {timeout!r}") from None
+    return {}
+
+
+def with_retries(storage: Storage) -> Storage:
+    """``storage`` with each operation tried up to ``$DRPLAN_S3_ATTEMPTS`` times (default 8)."""
+    attempts = os.environ.get(S3_ATTEMPTS_ENV) or str(ATTEMPTS)
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise UsageError(f"${S3_ATTEMPTS_ENV} must be a whole number from 1, not {attempts!r}")
+    return RetryingStorage(storage, int(attempts))
 
 
 def open_storage(url: str) -> Storage:
-    """A backend for a path or an ``s3://bucket/prefix`` URL."""
+    """A backend for a path, or for an ``s3://bucket/prefix`` URL with retries around it."""
     if url.startswith("s3://"):
         from drplan.storage.s3 import S3Storage  # noqa: PLC0415 - boto3 is slow to import
 
-        return S3Storage.from_url(url, **s3_tuning())
+        return with_retries(S3Storage.from_url(url, **s3_tuning()))
     if "://" in url:
         raise UsageError(
             f"unsupported location {redact(url)}",

@@ -12,12 +12,16 @@ Endpoint and credentials come from the arguments, else from boto3's usual source
 ``credentials``, instance roles). An endpoint other than AWS is addressed path-style
 (``http://host/bucket/key``), which every S3-compatible server understands.
 
-Errors: botocore retries throttling, 5xx and connection failures itself ("standard"
-mode); what still fails is translated into the storage error contract. 404 is
-:class:`NotFound`; network failures, timeouts, 5xx and throttling are
-:class:`TransientError`; anything else (access denied, no such bucket, wrong region)
-is a :class:`StorageError` whose hint names the next step. Messages name the bucket
-and the object, never a credential.
+Errors: each operation is one attempt. Retrying is policy, kept in
+:class:`~drplan.storage.retry.RetryingStorage` around this backend; botocore's own
+retries are off, as they would multiply its attempts and cannot take in a download cut
+short after its headers came. What fails is translated into the storage error
+contract: 404 is :class:`NotFound`; network failures, timeouts, responses cut short and
+5xx are :class:`TransientError`, throttling (SlowDown, 429) :class:`Throttled`; anything
+else (access denied, no such bucket, wrong region) is a :class:`StorageError` whose hint
+names the next step. Messages name the bucket and the object, never a credential. A
+multipart upload that fails is aborted, so none of its parts linger, unless the abort
+fails too (the service unreachable).
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ from botocore.exceptions import (
     IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+    ResponseStreamingError,
     SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from drplan.errors import IntegrityError, UsageError
-from drplan.storage.base import NotFound, ObjectInfo, StorageError, TransientError
+from drplan.storage.base import NotFound, ObjectInfo, StorageError, Throttled, TransientError
 from drplan.storage.registry import redact
 
 if TYPE_CHECKING:
@@ -57,7 +62,6 @@ LockMode = Literal["COMPLIANCE", "GOVERNANCE"]
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # objects this large go up in parts, 4 at a time
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part (the last one aside)
-MAX_ATTEMPTS = 8  # per request, first try included
 CONNECT_TIMEOUT = 10.0  # seconds
 READ_TIMEOUT = 60.0  # seconds
 DATA_PREFIX = "data/"  # the only objects that take a non-STANDARD storage class
@@ -68,11 +72,27 @@ COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 UNLOCKED_PREFIX = "locks/"
 
 _SSE_HEADER = {"SSE-S3": "AES256", "SSE-KMS": "aws:kms"}
-_THROTTLED = frozenset({"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests"})
-_UNAVAILABLE = frozenset(
-    {"RequestTimeout", "InternalError", "ServiceUnavailable", "OperationAborted"}
+_THROTTLED = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+    }
 )
-_TRANSIENT_CODES = _THROTTLED | _UNAVAILABLE
+_UNAVAILABLE = frozenset(
+    {
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+    }
+)
 _CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this location"
 )
@@ -108,7 +128,6 @@ class S3Storage:
         kms_key_id: str | None = None,
         object_lock: tuple[LockMode, int] | None = None,
         multipart_threshold: int = MULTIPART_THRESHOLD,
-        max_attempts: int = MAX_ATTEMPTS,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
@@ -122,7 +141,6 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.storage_class = storage_class
         self.object_lock = object_lock
-        self.max_attempts = max_attempts
         self._sse: dict[str, str] = {}
         if server_side_encryption != "none":
             self._sse["ServerSideEncryption"] = _SSE_HEADER[server_side_encryption]
@@ -142,7 +160,7 @@ class S3Storage:
 
         def client(path_style: bool) -> S3Client:
             config = Config(
-                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                retries={"mode": "standard", "total_max_attempts": 1},  # see the docstring
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 s3={"addressing_style": "path" if path_style else "auto"},
@@ -366,11 +384,19 @@ class S3Storage:
                 f"{where}: TLS handshake with {redact(self.client.meta.endpoint_url)} failed",
                 hint="check the endpoint URL and the CA bundle (AWS_CA_BUNDLE)",
             )
-        if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+        endpoint = redact(self.client.meta.endpoint_url)
+        if isinstance(exc, (ResponseStreamingError, IncompleteReadError)):
             why = _os_reason(exc)
             return TransientError(
-                f"{where}: {redact(self.client.meta.endpoint_url)} did not answer"
-                f"{f': {why}' if why else ''} ({type(exc).__name__}, {self.max_attempts} attempts)",
+                f"{where}: the response from {endpoint} was cut short"
+                f"{f': {why}' if why else ''} ({type(exc).__name__})",
+                hint="check the network and that the S3 service is up, then run again",
+            )
+        if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+            why = _os_reason(exc)
+            return TransientError(
+                f"{where}: {endpoint} did not answer{f': {why}' if why else ''}"
+                f" ({type(exc).__name__})",
                 hint="check the network and that the S3 service is up, then run again",
             )
         if not isinstance(exc, ClientError):
@@ -385,11 +411,10 @@ class S3Storage:
             )
         if status == 404 and code in ("NoSuchKey", "404", "NotFound", "NoSuchVersion"):
             return NotFound(f"{self.url}: object {name} does not exist")
-        if status >= 500 or status == 429 or code in _TRANSIENT_CODES:
-            return TransientError(
-                f"{failed} after {self.max_attempts} attempts",
-                hint="the service is failing or throttling; run again later",
-            )
+        if status == 429 or code in _THROTTLED:
+            return Throttled(failed, hint="the service is throttling requests; run again later")
+        if status >= 500 or code in _UNAVAILABLE:
+            return TransientError(failed, hint="the service is failing; run again later")
         if code in _HINTS:
             return StorageError(failed, hint=_HINTS[code])
         if code == "AccessDenied" or status == 403:
