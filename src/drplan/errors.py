@@ -19,7 +19,7 @@ The hierarchy::
     ├── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
     ├── WalConflictError         exit 18  the WAL archive holds a different file under that name
     ├── RecoveryTargetError      exit 19  a recovery target outside the window, or WAL missing
-    ├── CatalogError             exit 20  the catalog database cannot be reached or read
+    ├── CatalogError             exit 20  the catalog cannot be reached, written or read (damaged)
     ├── DrillFailedError         exit 21  a drill ran and did not pass
     ├── DrillRefusedError        exit 22  a drill was not started (production-like target, ...)
     └── LocationDownError        exit 23  `locations status`: a location cannot be used (named)
@@ -176,7 +176,8 @@ class RecoveryTargetError(DrplanError):
 
 
 class CatalogError(DrplanError):
-    """The catalog database cannot be reached, or holds what this drplan cannot read."""
+    """The catalog database cannot be reached or written (its disk full), is damaged, or
+    holds what this drplan cannot read."""
 
     exit_code = 20
 
@@ -222,7 +223,7 @@ EXIT_CODES: dict[int, str] = {
     ThawNeededError.exit_code: "the restore needs archived data that is not thawed yet (`--request-thaw`)",
     WalConflictError.exit_code: "the WAL archive already holds a different file under that name (another cluster?)",
     RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing",
-    CatalogError.exit_code: "the catalog database cannot be reached, or was written by a newer drplan",
+    CatalogError.exit_code: "the catalog database cannot be reached or written (its disk full), is damaged (`drplan catalog rebuild`), or was written by a newer drplan",
     DrillFailedError.exit_code: "a drill did not pass: a validation failed, or it missed its RTO or RPO (the report says which)",
     DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, has no free port or no room, or another drill of those systems runs",
     LocationDownError.exit_code: "`locations status` only: a location cannot be used (unreachable, lost or foreign); its row says why",

@@ -9,6 +9,7 @@ Terms:
   it expires, and a daemon that dies loses it when it does.
 
 The catalog is history and cache; the repository is the truth (a lost catalog costs
-history, never backups). SQLite in the state directory by default; a PostgreSQL URL
+history, never backups, and ``rebuild`` makes the history the repositories still show
+again). SQLite in the state directory by default; a PostgreSQL URL
 lets daemons on several hosts share one schedule.
 """

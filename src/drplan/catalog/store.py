@@ -4,20 +4,27 @@ SQLite (one file, WAL mode, for one daemon) or PostgreSQL (for daemons on severa
 hosts, which share work through leases). Every write is its own short transaction: a
 daemon killed at any moment leaves at most a run marked ``running`` that no daemon
 holds, which ``abandon_orphans`` closes once its lease has expired.
+
+Every database failure is a CatalogError (exit 20): unreachable, full, or damaged (a
+SQLite file is checked when opened, see ``sqlite_file``). After one, the next use checks
+the schema again: the server that answers may be another one (a failover, a new empty
+database), and a SQLite file moved aside and rebuilt is opened anew.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DuplicateKey
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from drplan.catalog.schema import (
     MIGRATIONS,
@@ -29,8 +36,19 @@ from drplan.catalog.schema import (
 )
 from drplan.catalog.schema import drills as drills_table
 from drplan.catalog.schema import runs as runs_table
+from drplan.catalog.sqlite_file import (
+    DAMAGE_CODES,
+    damaged,
+    error_code,
+    full,
+    identity,
+    is_full,
+    quick_check,
+)
 from drplan.errors import CatalogError
 from drplan.storage.registry import redact
+
+log = logging.getLogger("drplan.catalog")
 
 RUNNING, SUCCEEDED, PARTIAL, FAILED, ABANDONED, TIMED_OUT = (
     "running",
@@ -61,12 +79,27 @@ class Run:
     error: str | None
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """What a daemon knows of a run it started, whatever the catalog now holds: enough to
+    find the run again, or to record it whole in a catalog that never saw it start."""
+
+    job: str
+    host: str
+    started_at: datetime
+    slot: datetime | None
+    attempt: int
+
+
 class Catalog:
     """One catalog database. Open with ``Catalog.open(url)``; ``close`` when done."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, url: str, path: str | None = None) -> None:
         self.engine = engine
         self.url = url  # redacted: safe to show
+        self.path = path  # the SQLite file, if it is one
+        self._identity: tuple[int, int] | None = None  # which file that was when opened
+        self._stale = True  # the file and schema are to be checked before the next use
 
     @classmethod
     def open(cls, url: str) -> Catalog:
@@ -82,25 +115,77 @@ class Catalog:
                 f"catalog {shown}: not a database URL ({type(exc).__name__})",
                 hint="use sqlite:///PATH or postgresql://USER@HOST/DB",
             ) from None
+        path = None
         if engine.dialect.name == "sqlite":
             database = engine.url.database
             if database and database != ":memory:":  # the state directory, on first use
+                path = os.path.abspath(database)
                 with contextlib.suppress(OSError):  # else opening it says what is wrong
-                    os.makedirs(os.path.dirname(os.path.abspath(database)), 0o700, exist_ok=True)
+                    os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
-        catalog = cls(engine, shown)
-        catalog._migrate()
+        catalog = cls(engine, shown, path)
+        catalog._prepare()
         return catalog
 
     def close(self) -> None:
         self.engine.dispose()
 
     def _begin(self) -> _Transaction:
+        if self.path is not None and identity(self.path) != self._identity:
+            if self._identity is not None:  # not after a failed check: said once
+                # Moved aside (a rebuild) or removed: what is at the path now is the catalog.
+                log.warning("catalog %s was replaced or removed: opening it anew", self.path)
+                self._identity = None
+            self.engine.dispose()
+            self._stale = True
+        if self._stale:
+            self._prepare()
         return _Transaction(self)
 
+    def _prepare(self) -> None:
+        """Check the SQLite file, create or upgrade the schema: on open, and again after a
+        failure (the database that answers next may be another, or empty)."""
+        if self.path is not None:
+            self._check_file()
+        self._migrate()
+        if self.path is not None:
+            self._identity = identity(self.path)
+        self._stale = False
+
+    def _check_file(self) -> None:
+        try:
+            conn = self.engine.raw_connection()
+        except (DatabaseError, sqlite3.Error) as exc:
+            raise self.failed(exc) from None
+        try:
+            problem = quick_check(conn.driver_connection)
+        except sqlite3.Error as exc:
+            raise self.failed(exc) from None
+        finally:
+            conn.close()
+        if problem is not None:
+            assert self.path is not None
+            raise damaged(self.path, problem)
+
+    def failed(self, exc: DatabaseError | sqlite3.Error) -> CatalogError:
+        """The CatalogError a database failure is (SQLAlchemy's, or the SQLite driver's own,
+        raised as a connection opens); the schema is checked at the next use."""
+        self._stale = True
+        orig = exc.orig if isinstance(exc, DatabaseError) else exc
+        code = error_code(orig)
+        reason = _reason(orig, exc)
+        if self.path is not None and code in DAMAGE_CODES:
+            return damaged(self.path, reason)
+        if self.path is not None and is_full(self.path, code):
+            return full(self.path, reason)
+        return CatalogError(
+            f"catalog {self.url} cannot be used: {reason}",
+            hint="check that the database is up and reachable; the daemon retries on its own",
+        )
+
     def _migrate(self) -> None:
-        with self._begin() as conn:
+        with _Transaction(self) as conn:
             catalog_meta.create(conn, checkfirst=True)
             version = schema_version(conn)
             if version > len(MIGRATIONS):
@@ -109,6 +194,8 @@ class Catalog:
                     f" up to {len(MIGRATIONS)}",
                     hint="run the newer drplan that wrote it, or point at another catalog",
                 )
+            if version == len(MIGRATIONS):
+                return  # nothing to write: a catalog on a full disk can still be read
             for step in MIGRATIONS[version:]:
                 step(conn)
             if version == 0:
@@ -146,16 +233,31 @@ class Catalog:
         bytes_added: int | None = None,
         bytes_stored: int | None = None,
         error: str | None = None,
+        start: RunStart | None = None,
     ) -> None:
+        """Record how run ``run_id`` ended. With ``start``, the run is found by what it is,
+        not by its id alone, and recorded whole when the catalog does not have it: one that
+        failed over since the run started may lack it, or give its id to another run."""
+        values = {
+            "status": status, "ended_at": _utc(ended_at), "snapshot": snapshot,
+            "location": location, "bytes_added": bytes_added, "bytes_stored": bytes_stored,
+            "error": error,
+        }  # fmt: skip
+        query = update(runs_table).where(runs_table.c.id == run_id)
+        if start is not None:
+            query = query.where(
+                runs_table.c.job == start.job,
+                runs_table.c.host == start.host,
+                runs_table.c.started_at == _utc(start.started_at),
+            )
         with self._begin() as conn:
-            conn.execute(
-                update(runs_table)
-                .where(runs_table.c.id == run_id)
-                .values(
-                    status=status, ended_at=_utc(ended_at), snapshot=snapshot, location=location,
-                    bytes_added=bytes_added, bytes_stored=bytes_stored, error=error,
-                )
-            )  # fmt: skip
+            if conn.execute(query.values(**values)).rowcount == 0 and start is not None:
+                conn.execute(
+                    insert(runs_table).values(
+                        job=start.job, slot=_utc(start.slot), attempt=start.attempt,
+                        host=start.host, started_at=_utc(start.started_at), **values,
+                    )
+                )  # fmt: skip
 
     def abandon_orphans(self, now: datetime, caller: str | None = None) -> int:
         """Close the runs left ``running`` by a daemon that died: those whose daemon (the
@@ -257,6 +359,28 @@ class Catalog:
             row["started_at"], row["ended_at"] = _utc(row["started_at"]), _utc(row["ended_at"])
         return rows
 
+    # -- rebuilding (see catalog.rebuild) ------------------------------------------------------
+
+    def recorded_snapshots(self) -> set[str]:
+        """The snapshots some run of the catalog saved."""
+        query = select(runs_table.c.snapshot).where(runs_table.c.snapshot.is_not(None))
+        with self._begin() as conn:
+            return {row[0] for row in conn.execute(query)}
+
+    def recorded_drills(self) -> set[str]:
+        """The drill runs (their ``run`` ids) the catalog holds."""
+        with self._begin() as conn:
+            return {row[0] for row in conn.execute(select(drills_table.c.run))}
+
+    def add_runs(self, rows: list[dict[str, Any]]) -> None:
+        """Whole runs (see schema.runs for the columns), in one transaction."""
+        if not rows:
+            return
+        values = [{k: (_utc(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+                  for row in rows]  # fmt: skip
+        with self._begin() as conn:
+            conn.execute(insert(runs_table), values)
+
     # -- leases -----------------------------------------------------------------------------
 
     def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
@@ -316,7 +440,9 @@ def _dead_here(holder: str) -> bool:
 
 
 class _Transaction:
-    """A transaction that reports an unreachable database as CatalogError (exit 20)."""
+    """A transaction that reports a database failure as CatalogError (exit 20): the server
+    unreachable or gone mid-statement, the disk full, the file damaged, the schema missing
+    (a new server). A duplicate key is left to the caller (``acquire`` expects them)."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -327,25 +453,25 @@ class _Transaction:
             self._context = self.catalog.engine.begin()
             conn: Connection = self._context.__enter__()
             return conn
-        except OperationalError as exc:
-            raise _unreachable(self.catalog.url, exc) from None
+        except (DatabaseError, sqlite3.Error) as exc:
+            raise self.catalog.failed(exc) from None
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
             self._context.__exit__(*exc_info)
-        except OperationalError as exc:
-            raise _unreachable(self.catalog.url, exc) from None
+        except DuplicateKey:
+            raise
+        except DatabaseError as exc:
+            raise self.catalog.failed(exc) from None
         failure = exc_info[1]
-        if isinstance(failure, OperationalError):  # the database went away mid-statement
-            raise _unreachable(self.catalog.url, failure) from None
+        if isinstance(failure, DatabaseError) and not isinstance(failure, DuplicateKey):
+            raise self.catalog.failed(failure) from None
 
 
-def _unreachable(url: str, exc: OperationalError) -> CatalogError:
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-    return CatalogError(
-        f"catalog {url} cannot be used: {redact(reason)}",
-        hint="check that the database is up and reachable; the daemon retries on its own",
-    )
+def _reason(orig: BaseException | None, exc: BaseException) -> str:
+    """The driver's first line, credentials redacted."""
+    text = str(orig).strip() if orig is not None else ""
+    return redact(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def _exists(conn: Connection, name: str) -> bool:

@@ -74,7 +74,15 @@ def run_command(
         ctx.history = store.drills(limit=100)
         result = run_drill(ctx, name)
         path, digest = write_evidence(result, Path(state_dir()) / "drills" / "evidence")
-        store.record_drill(catalog_row(result, path, digest))
+        try:
+            store.record_drill(catalog_row(result, path, digest))
+        except CatalogError as exc:  # the evidence is written: the rebuild finds it
+            verdict = "passed" if result.passed else "did not pass"
+            raise CatalogError(
+                f"drill {name} {verdict}; its evidence is in {path}, but the catalog could"
+                f" not record it: {exc.message}",
+                hint=f"{exc.hint}; then `drplan catalog rebuild` adds it from its evidence",
+            ) from None
     finally:
         store.close()
     if as_json:
@@ -182,7 +190,9 @@ def list_command(settings: Settings, /, catalog: str | None, as_json: bool) -> N
             store.close()
     except CatalogError as exc:
         if not as_json:
-            console().print(f"[yellow]catalog unavailable, last runs not shown: {exc.message}[/]")
+            from drplan.cli.catalog_cmd import unavailable  # noqa: PLC0415
+
+            unavailable(exc)
     rows: list[dict[str, Any]] = [
         {
             "drill": name,

@@ -69,13 +69,14 @@ def _history(plan: Plan, url: str | None) -> tuple[dict[str, JobRun], dict[str, 
     if url.startswith("sqlite:///") and not os.path.exists(url.removeprefix("sqlite:///")):
         return {}, {}  # no daemon nor drill has run here: nothing to tell, nothing to create
     from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy: only when needed
+    from drplan.cli.catalog_cmd import unavailable  # noqa: PLC0415
     from drplan.drills.schedule import newest_drills  # noqa: PLC0415
     from drplan.observability.status import last_runs  # noqa: PLC0415
 
     try:
         catalog = Catalog.open(url)
     except CatalogError as exc:
-        console().print(f"[yellow]catalog unavailable, last runs not shown: {exc.message}[/]")
+        unavailable(exc)
         return {}, {}
     try:
         return last_runs(catalog, plan.jobs), newest_drills(catalog, plan)

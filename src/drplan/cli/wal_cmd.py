@@ -181,6 +181,7 @@ def stream_command(
         where,
         slot=slot or slot_name(name),
         partial_every=partial_every,
+        segment_size=int(ready.info.setting("wal_segment_size") or 16 * 1024 * 1024),
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

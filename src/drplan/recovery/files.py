@@ -8,6 +8,11 @@ authenticated and its keyed hash checked before a byte of it is written.
 
 Resume: a file whose size and mtime already match is skipped; a partial file is
 compared blob by blob (by keyed hash) and only what differs is fetched again.
+
+A full target file system stops the restore with one error: how many files were
+restored, which were partly written (kept: the next run resumes them), how much more
+the snapshot needs. A file is never left looking complete when it is not: its mtime is
+set last, so a partly written file is compared again, not skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from drplan.repo.packcache import PackCache
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
-from drplan.storage import StorageError
+from drplan.storage import StorageError, TransientError
 
 IS_ROOT = os.geteuid() == 0
 OWN_UID, OWN_GID = os.geteuid(), os.getegid()
@@ -51,6 +56,8 @@ def _umask() -> int:
 
 UMASK = _umask()
 SPECIAL_FILES = ("fifo", "chardev", "blockdev")  # made only with RestoreOptions.special_files
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})  # the target is full (or over its quota)
+INCOMPLETE_SHOWN = 5  # partly written files named in the error; the rest counted
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 MAX_OPEN_DIRS = 128
 # Blobs up to this size are read through whole cached packs when HOT_PACK_BLOBS or more of
@@ -88,6 +95,7 @@ class RestoreResult:
     bytes_verified_in_place: int = 0
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # files not restored: damaged or missing data
+    incomplete: list[str] = field(default_factory=list)  # partly written: the target filled up
     skipped_special: list[str] = field(default_factory=list)  # devices, FIFOs, sockets not made
 
 
@@ -134,6 +142,10 @@ class _Restorer:
         )
         self._roots: list[str] = []  # the paths backed up: directories below them are counted
         self.progress = progress
+        self.planned_files = self.planned_bytes = 0  # what the restore is to write (needed())
+        self._full: OSError | None = None  # set when the target filled up: the rest is skipped
+        # Set when the location stopped answering (past its retries): the rest is skipped too.
+        self._unreachable: TransientError | None = None
 
     def _warn(self, message: str) -> None:
         with self._lock:
@@ -156,6 +168,8 @@ class _Restorer:
                     if subtree and (here or self.includes.may_contain(child)):
                         stack.append((bytes.fromhex(subtree), child, here))
                     elif here and entry.get("type") == "file":
+                        self.planned_files += 1
+                        self.planned_bytes += int(entry.get("size") or 0)
                         if self.progress is not None:
                             self.progress.found(1, int(entry.get("size") or 0))
                         for blob in entry.get("content") or ():
@@ -184,6 +198,10 @@ class _Restorer:
             run_nested(self._dir(self._root_fd, snapshot.tree, "", b"", matched=False))
             while self._open:
                 self._finish_oldest()
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            self._full = self._full or exc  # a directory, or its metadata, could not be made
         finally:
             self._pool.shutdown(wait=True)
             self.repo.pack_cache = None
@@ -191,7 +209,38 @@ class _Restorer:
                 if fd != self._root_fd:
                     os.close(fd)
             os.close(self._root_fd)
+        if self._full is not None:
+            raise self._target_full(self._full)
+        if self._unreachable is not None:
+            raise TransientError(
+                f"restore into {self.options.target} stopped: {self._unreachable.message}",
+                hint="once the location answers again, run the same restore: it resumes,"
+                " checking what is already written",
+            )
         return self.result
+
+    def _target_full(self, exc: OSError) -> DrplanError:
+        result = self.result
+        partly = result.incomplete[:INCOMPLETE_SHOWN]
+        more = len(result.incomplete) - len(partly)
+        named = ", ".join(partly) + (f" and {more} more" if more else "")
+        left = max(0, self.planned_bytes - result.bytes_total)
+        return DrplanError(
+            f"restore into {self.options.target} stopped: its file system is full"
+            f" ({exc.strerror}); {result.files} of {self.planned_files} file(s) restored,"
+            + (f" {len(result.incomplete)} partly written (kept, to resume): {named}"
+               if result.incomplete else " none partly written")
+            + f"; {_mib(left)} of the snapshot's files still to write",
+            hint="free space there and run the same restore again: it resumes, checking"
+            " what is already written",
+        )  # fmt: skip
+
+    def _no_space(self, exc: OSError, display: str | None) -> None:
+        """The target is full: say which file it cut short, and restore nothing more."""
+        with self._lock:
+            if display is not None:
+                self.result.incomplete.append(display)
+            self._full = self._full or exc
 
     def _finish_oldest(self) -> None:
         fd, node, futures = self._open.popleft()
@@ -218,6 +267,8 @@ class _Restorer:
         a tree may be nested deeper than the call stack)."""
         files = _DirFiles(self, dir_fd, fresh)
         for child_node in self.repo.load_tree(tree_id):
+            if self._full is not None:
+                break  # the target is full: the error says what was restored
             name = child_node.name
             child = f"{path}/{os.fsdecode(name)}"
             child_rel = rel + b"/" + name if rel else name
@@ -284,17 +335,28 @@ class _Restorer:
             self._file(dir_fd, node, display, fresh)
 
     def _file(self, dir_fd: int, node: Node, display: str, fresh: bool = False) -> None:
-        """Restore one file; damaged data fails this file only, which is removed and reported."""
+        """Restore one file; damaged data fails this file only, which is removed and reported.
+        A full target, or a location out of reach, stops the restore: this file is kept as far
+        as it was written."""
+        if self._full is not None or self._unreachable is not None:
+            return  # the target is full, or the location out of reach: nothing more is started
         try:
             if fresh:
                 self._write_new_file(dir_fd, node, display)
             else:
                 self._write_file(dir_fd, node, display)
+        except TransientError as exc:  # not damage: this file is kept as far as it was written
+            with self._lock:
+                self._unreachable = self._unreachable or exc
         except (IntegrityError, StorageError) as exc:
             with contextlib.suppress(OSError):
                 os.unlink(node.name, dir_fd=dir_fd)
             with self._lock:
                 self.result.failed.append(f"{display}: {exc.message}")
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            self._no_space(exc, display)
         finally:
             if self.progress is not None:
                 self.progress.done(1, 0, display)
@@ -315,7 +377,7 @@ class _Restorer:
             offset = 0
             for blob_id in node.content:
                 data = self.repo.read_blob(blob_id)
-                os.pwrite(fd, data, offset)
+                _pwrite_all(fd, data, offset)
                 offset += len(data)
                 self._advanced(len(data))
             if offset != node.size:
@@ -370,7 +432,7 @@ class _Restorer:
                         self._advanced(length)
                         continue
                 data = self.repo.read_blob(blob_id)
-                os.pwrite(fd, data, offset)
+                _pwrite_all(fd, data, offset)
                 offset += len(data)
                 written += len(data)
                 self._advanced(len(data))
@@ -409,7 +471,10 @@ class _Restorer:
             self._remove(dir_fd, name)
             os.link(first, name, src_dir_fd=self._root_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except OSError as exc:
-            self._warn(f"{display}: hard link could not be made ({exc.strerror})")
+            if exc.errno in NO_SPACE:
+                self._no_space(exc, None)
+            else:
+                self._warn(f"{display}: hard link could not be made ({exc.strerror})")
         else:
             with self._lock:  # another name of a file: counted as a backup counts it
                 self.result.files += 1
@@ -462,7 +527,10 @@ class _Restorer:
                 os.chmod(name, node.mode, dir_fd=dir_fd)
             os.utime(name, ns=(node.mtime_ns, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         except OSError as exc:
-            self._warn(f"{display}: could not be restored ({exc.strerror})")
+            if exc.errno in NO_SPACE:
+                self._no_space(exc, None)
+            else:
+                self._warn(f"{display}: could not be restored ({exc.strerror})")
 
 
 class _DirFiles:
@@ -503,6 +571,21 @@ class _DirFiles:
     def _submit(self, files: list[tuple[Node, str]]) -> None:
         r = self.restorer
         self.futures.append(r._pool.submit(r._files, self.dir_fd, files, self.fresh))
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset``: a file system filling up writes part of it and
+    says so only on the next write (ENOSPC), which this makes."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[written:], offset + written
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1 << 20):.1f} MiB"
 
 
 def packs_needed(repo: Repository, snapshot: Snapshot, includes: list[str]) -> set[str]:

@@ -26,7 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from drplan.catalog.store import ABANDONED, FAILED, PARTIAL, RUNNING, SUCCEEDED, Catalog
+from drplan.catalog.store import (
+    ABANDONED,
+    FAILED,
+    PARTIAL,
+    RUNNING,
+    SUCCEEDED,
+    Catalog,
+    RunStart,
+)
 from drplan.errors import DrplanError, IntegrityError
 from drplan.notify.problems import JobFailures
 from drplan.plan.model import Plan
@@ -56,6 +64,7 @@ class _Running:
     slot: datetime
     attempt: int
     task: Task
+    start: RunStart  # how to find it again in a catalog that failed over meanwhile
     overrun_reported: bool = False
     outcome: Outcome | None = None  # ended, not yet recorded (the catalog was away)
 
@@ -136,7 +145,7 @@ class Daemon:
             try:
                 self.tick()
             except DrplanError as exc:  # the catalog went away: keep trying, say so
-                log.error("%s", exc.message)
+                log.error("%s%s", exc.message, f"; {exc.hint}" if exc.hint else "")
             self.stopping.wait(self._sleep().total_seconds())
         self.shutdown()
 
@@ -210,11 +219,12 @@ class Daemon:
             return
         if self.catalog.abandon_orphans(now, self.holder):  # the job's lease was a dead daemon's
             log.warning("job %s: the run of a daemon that died marked abandoned", name)
+        start = RunStart(name, self.holder, now, slot, attempt)
         run_id = self.catalog.start_run(name, self.holder, now, slot, attempt)
         process = JobProcess(
             self.plan_path, name, task.argv, task.timeout, self.env, follow=task.continuous
         )
-        self.running[name] = _Running(process, run_id, slot, attempt, task)
+        self.running[name] = _Running(process, run_id, slot, attempt, task, start)
         self.retries.pop(name, None)
         events = self.events.setdefault(name, JobEvents())
         events.started += 1
@@ -248,6 +258,7 @@ class Daemon:
             bytes_added=summary.get("bytes_added"),
             bytes_stored=summary.get("bytes_stored"),
             error=outcome.error,
+            start=running.start,
         )
         del self.running[name]
         self.catalog.release(f"job:{name}", self.holder)
@@ -322,7 +333,8 @@ class Daemon:
         for name, running in list(self.running.items()):
             running.process.kill()
             try:
-                self.catalog.finish_run(running.run_id, ABANDONED, self.clock(), error=STOPPED)
+                self.catalog.finish_run(running.run_id, ABANDONED, self.clock(), error=STOPPED,
+                                        start=running.start)  # fmt: skip
                 self.catalog.release(f"job:{name}", self.holder)
             except DrplanError as exc:  # the next daemon's orphan check closes it
                 log.error("job %s: its end could not be recorded: %s", name, exc.message)

@@ -15,7 +15,7 @@ import pytest
 
 from drplan.catalog.paths import sqlite_url
 from drplan.catalog.schema import MIGRATIONS
-from drplan.catalog.store import ABANDONED, FAILED, RUNNING, SUCCEEDED, Catalog
+from drplan.catalog.store import ABANDONED, FAILED, RUNNING, SUCCEEDED, Catalog, RunStart
 from drplan.errors import CatalogError
 
 T0 = datetime(2026, 11, 26, 10, 15, tzinfo=UTC)
@@ -141,3 +141,31 @@ def test_a_catalog_in_a_state_directory_not_made_yet_is_created(tmp_path: Path) 
     Catalog.open(sqlite_url(str(fresh))).close()
     assert fresh.exists()
     assert (fresh.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_run_that_ends_after_a_failover_is_recorded_whole_and_touches_no_other(
+    tmp_path: Path,
+) -> None:
+    """A daemon started a run in one catalog; the run ends once the daemon's catalog is
+    another database (a failover, a new server), which never saw it start and gave its
+    id to a run of another job: that run is left alone, the ended one recorded whole."""
+    before = Catalog.open(sqlite_url(str(tmp_path / "before.db")))
+    run_id = before.start_run("web", "host:1", T0, slot=T0)
+    before.close()
+    after = Catalog.open(sqlite_url(str(tmp_path / "after.db")))
+    other = after.start_run("db-full", "host:1", T0 + timedelta(minutes=1), slot=T0)
+    assert other == run_id
+    after.finish_run(run_id, SUCCEEDED, T0 + timedelta(minutes=2), snapshot="ab12",
+                     location="primary", start=RunStart("web", "host:1", T0, T0, 1))  # fmt: skip
+    runs = {r.job: r for r in after.runs()}
+    assert runs["db-full"].status == RUNNING
+    assert runs["db-full"].snapshot is None
+    web = runs["web"]
+    assert (web.status, web.snapshot, web.location) == (SUCCEEDED, "ab12", "primary")
+    assert (web.started_at, web.slot, web.ended_at) == (T0, T0, T0 + timedelta(minutes=2))
+    assert after.last_slot("web") == T0  # the daemon does not run that slot again
+    # In the catalog that saw it start, the run is found by what it is and updated.
+    again = Catalog.open(sqlite_url(str(tmp_path / "before.db")))
+    again.finish_run(run_id, SUCCEEDED, T0 + timedelta(minutes=2),
+                     start=RunStart("web", "host:1", T0, T0, 1))  # fmt: skip
+    assert [(r.id, r.status) for r in again.runs()] == [(run_id, SUCCEEDED)]

@@ -183,9 +183,14 @@ class _Fetcher:
                 data, failures = _fetch_anywhere(self.archives, self.listing.get(name), name)
             if data is not None:
                 temp = f"{target}.{os.getpid()}.tmp"
-                with open(temp, "wb") as f:
-                    f.write(data)
-                os.replace(temp, target)
+                try:
+                    with open(temp, "wb") as f:
+                        f.write(data)
+                    os.replace(temp, target)
+                except OSError:  # a full pg_wal: the room goes back, for the answer too
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp)
+                    raise
                 if asked and not os.path.exists(target + ".req"):
                     # The caller had it from a read-ahead meanwhile and withdrew its request:
                     # this second copy would be a stale answer to a later, separate request.

@@ -114,7 +114,15 @@ def run(call: WalCall) -> int:
             return _push(call)
         return _fetch(call)
     except OSError as exc:
-        _say(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        # The spool (beside the WAL file) could not be written: a full pg_wal, most often.
+        name = os.path.basename(call.args[0])
+        where = exc.filename or os.path.dirname(os.path.abspath(call.args[-1]))
+        what, outcome = (
+            ("archiving", "not archived; PostgreSQL tries again")
+            if call.action == "push"
+            else ("fetching", "recovery stops; start the server again once it is fixed")
+        )
+        _say(f"{what} {name} failed: {exc.strerror or exc}: {where} ({outcome})")
         return NOT_ARCHIVED if call.action == "push" else ABORT_RECOVERY
 
 
@@ -170,6 +178,9 @@ def _push(call: WalCall) -> int:
     marker = os.path.join(spool, name)
     if _take(marker + ".ok") is not None:
         return 0
+    # A failure left from an earlier attempt (one whose caller gave up, or the agent's own
+    # push of a .ready file) is no answer to this one: asked again, the agent tries again.
+    _take(marker + ".error")
     os.makedirs(spool, exist_ok=True)
     with open(marker + ".req", "w", encoding="utf-8") as f:
         f.write(path)

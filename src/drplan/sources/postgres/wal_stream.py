@@ -9,8 +9,15 @@ locally, and every ``partial_every`` seconds ships the segment being written as
 ``<segment>.partial``, replacing the previous one: the recovery point is then that
 old at most. A restore uses a ``.partial`` where the complete segment is not archived.
 
-pg_receivewal is restarted when it exits (server restart, network), with backoff;
+pg_receivewal is restarted when it exits (server restart, network), with backoff; what
+it received is shipped as soon as it exits (a crashed server may be gone for hours), and
 on stop it is asked to finish (SIGINT), and what it received is shipped.
+
+A full disk stops pg_receivewal as it opens a segment: it writes the segment's whole
+size first, and leaves what it could write. Nothing is lost (no WAL is written into an
+unfinished segment, and the slot keeps the server's), but pg_receivewal refuses to
+start again beside that file. Before each start, what was received is shipped (which
+frees room) and such a file removed: streaming goes on once there is room.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pathlib import Path
 from drplan.errors import DrplanError
 from drplan.sources.postgres.binaries import Binaries
 from drplan.sources.postgres.wal_agent import NamedArchive, push_file
-from drplan.sources.postgres.wal_archive import SEGMENT, WAL_FILE
+from drplan.sources.postgres.wal_archive import DEFAULT_SEGMENT_SIZE, SEGMENT, WAL_FILE
 from drplan.storage import StorageError
 
 PARTIAL = ".partial"
@@ -52,6 +59,7 @@ class WalStreamer:
         *,
         slot: str,
         partial_every: float,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
     ) -> None:
         self.binaries = binaries
         self.dsn = dsn
@@ -60,6 +68,7 @@ class WalStreamer:
         self.directory = directory
         self.slot = slot
         self.partial_every = partial_every
+        self.segment_size = segment_size  # the server's wal_segment_size
         self.shipped = 0
         self._partial_shipped: tuple[str, int] | None = None  # (name, mtime_ns) last shipped
         self._failing: str | None = None  # the shipping error last logged
@@ -100,12 +109,16 @@ class WalStreamer:
                 self.log(f"{exc.message}; trying again in {delay:.0f}s")
                 stop.wait(delay)
                 continue
+            self._before_start()
             proc = self._start()
             streamed = True
             self.log(f"pg_receivewal started (slot {self.slot})")
             self._supervise(proc, stop)
             if stop.is_set():
                 break
+            # The server went (a crash, a failover): what was received since the last
+            # partial is shipped now, not once a server is back, which may be hours away.
+            self._ship_received()
             error = _last_line(proc.stderr.read() if proc.stderr else "")
             failures = 0 if time.monotonic() - started > 60 else failures + 1
             delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
@@ -114,6 +127,27 @@ class WalStreamer:
             )
             stop.wait(delay)
         self.ship(final=True)
+
+    def _ship_received(self, partial: bool = True) -> None:
+        """Ship every file received, the segment being written too; a failure is logged
+        (what is here stays, and is shipped at the next chance)."""
+        try:
+            self.ship(final=partial)
+        except (DrplanError, StorageError, OSError) as exc:
+            message = exc.message if isinstance(exc, DrplanError) else str(exc)
+            self.log(f"shipping failed, will retry: {message}")
+
+    def _before_start(self) -> None:
+        """Ship what was received (a stop may have left it), and remove a segment file
+        pg_receivewal could not write whole (see the module's docstring)."""
+        self._ship_received(partial=False)
+        for path in self.directory.glob(f"*{PARTIAL}"):
+            size = path.stat().st_size
+            if size not in (0, self.segment_size):
+                self.log(f"{path.name} holds {size} of a segment's {self.segment_size} bytes"
+                         " (pg_receivewal could not write it whole: a full disk?); removed,"
+                         " to be received again")  # fmt: skip
+                path.unlink()
 
     def _start(self) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -181,5 +215,9 @@ class WalStreamer:
 
 
 def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].removeprefix("pg_receivewal: ") if lines else ""
+    """pg_receivewal's last word, without its "disconnected" that follows any error."""
+    lines = [line.strip().removeprefix("pg_receivewal: ") for line in text.strip().splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > 1 and lines[-1] == "error: disconnected":
+        lines.pop()
+    return lines[-1] if lines else ""
