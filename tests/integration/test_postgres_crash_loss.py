@@ -161,6 +161,24 @@ def measure(run: Run, crashed: Archived, load: Load, target: Path) -> tuple[floa
     return seconds, said
 
 
+def serve(source: Archived, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Callable[[], str]]:
+    """`drplan serve` on the plan of ``source``, and a way to read its log."""
+    env = {
+        **os.environ,
+        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
+        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
+        "DRPLAN_PASSWORD_FILE": str(source.password_file),
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "drplan", "--plan", str(source.plan), "serve",
+             "--listen", f"127.0.0.1:{free_port()}"],
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+    return daemon, log_path.read_text
+
+
 def test_a_crash_with_the_stream_loses_less_than_the_rpo(
     run: Run,
     archived: Archived,  # noqa: F811 - the fixture imported above
@@ -183,23 +201,7 @@ def test_a_crash_with_the_stream_loses_less_than_the_rpo(
     archived.plan.write_text(yaml.safe_dump(plan))
     assert lint_wal(run) == []
 
-    env = {
-        **os.environ,
-        "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
-        "DRPLAN_STATE_DIR": str(tmp_path / "state"),
-        "DRPLAN_PASSWORD_FILE": str(archived.password_file),
-    }
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "drplan", "--plan", str(archived.plan), "serve",
-             "--listen", f"127.0.0.1:{free_port()}"],
-            env=env, stdout=log, stderr=log,
-        )  # fmt: skip
-
-    def explain() -> str:
-        return log_path.read_text()
-
+    daemon, explain = serve(archived, tmp_path)
     load = Load(cluster)
     try:
         # The stream first: a base backup is rolled forward only by WAL received after it.
@@ -263,3 +265,52 @@ def test_a_crash_with_archive_timeout_loses_less_than_the_rpo(
 
     seconds, said = measure(run, archived, load, pg_scratch / "restored")
     assert seconds <= RPO, said
+
+
+def test_when_the_server_alone_crashes_the_stream_ships_what_it_received_at_once(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    pg_scratch: Path,
+    tmp_path: Path,
+) -> None:
+    """The database host dies, drplan's (here: the stream) lives on: what pg_receivewal
+    had received is shipped as soon as it loses the server, not when one is back. With a
+    partial_every longer than the load, nothing else would ship it."""
+    cluster = archived.cluster
+    cluster.sql("alter system set archive_command = '/bin/true'")
+    cluster.sql("select pg_reload_conf()")
+    cluster.sql("create table orders (id bigserial primary key)")
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["jobs"]["db-full"]["schedule"] = "manual"
+    plan["jobs"]["db-incr"]["schedule"] = "manual"
+    plan["jobs"]["db-wal"] |= {"stream": True, "partial_every": "10m"}
+    archived.plan.write_text(yaml.safe_dump(plan))
+    daemon, explain = serve(archived, tmp_path)
+    load = Load(cluster)
+    try:
+        wait_until(lambda: "pg_receivewal started" in explain(), "the stream", 60, explain)
+        assert run("backup", "db-full").code == 0
+        thread = load.start()
+        wait_until(lambda: load.ran_for(5.0), "5s of commits", 60, explain)
+        crash_server(cluster)
+        crashed_at = time.time()
+        thread.join(30)
+        wait_until(
+            lambda: any(".partial." in p.name and p.stat().st_mtime > crashed_at
+                        for p in archived.repo.joinpath("wal").rglob("*")),
+            "the stream to ship what it had received",
+            60,
+            explain,
+        )  # fmt: skip
+        (stream,) = [int(p) for p in re.findall(r"job db-wal: started .* pid (\d+)", explain())]
+        os.killpg(stream, signal.SIGKILL)  # no stop of its own: that would ship too
+        daemon.kill()
+        daemon.wait(30)
+    finally:
+        load.stop.set()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(30)
+    give_to_server(archived.repo)
+    seconds, said = measure(run, archived, load, pg_scratch / "restored")
+    assert seconds <= 1.0, said
