@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from torture.report import table, write_into
-from torture.run import SCALES, fuzz, run_kind
+from torture.run import SCALES, run_kind, suites
 from torture.world import world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,9 @@ def main() -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--seed", type=int, default=None, help="the run's seed (default: random)")
     parser.add_argument(
-        "--only", help="one kind: backup, prune, copy, restore, 'wal push', flip, fuzz"
+        "--only",
+        help="one kind: backup, prune, copy, restore, 'wal push', 'wal stream',"
+        " 'backup beside prune', flip, fuzz, 'S3 faults', 'disk full'",
     )
     parser.add_argument("--where", choices=["local", "s3"], help="with --only: one location kind")
     parser.add_argument("--trial-seed", type=int, help="with --only and --where: one trial")
@@ -56,10 +58,11 @@ def main() -> int:
                 flush=True,
             )
             results.append(result)
-    if args.only in (None, "fuzz") and args.trial_seed is None:
-        examples = args.fuzz_examples if args.scale == "full" else 200
-        print(f"fuzz: {examples} inputs per decoder test", flush=True)
-        results.append(fuzz(examples, ROOT))
+    if args.trial_seed is None:
+        for result in suites(args.scale, ROOT, args.fuzz_examples, args.only):
+            print(f"{result.label}: {result.trials} passed, {len(result.failures)} failed",
+                  flush=True)  # fmt: skip
+            results.append(result)
     command = shlex.join(["python", "-m", "torture", *sys.argv[1:]])
     text = table(results, command, seed, time.monotonic() - started)
     print(text)

@@ -46,7 +46,7 @@ def table(results: list[KindResult], command: str, seed: int, seconds: float) ->
         for key, value in counts.items():
             totals[key] += value
         totals["trials"] += r.trials
-        killed = f"{r.killed}" if r.kind not in ("flip", "fuzz") else "-"
+        killed = f"{r.killed}" if r.where != "-" and r.kind != "flip" else "-"
         lines.append(
             f"| {r.trials:,} | {r.label or r.kind} | {killed} | {counts['internal']} |"
             f" {counts['lost']} | {counts['undetected']} | {counts['other']} |"

@@ -160,22 +160,45 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:500]
 
 
-def fuzz(examples: int, root: Path) -> KindResult:
-    """The decoders' fuzz tests of ``make test``, with ``examples`` random inputs each."""
-    result = KindResult("fuzz", "-", label=f"decoders fuzzed ({examples:,} inputs per test)")
+def suite_runs(
+    kind: str, label: str, root: Path, args: list[str], env: dict[str, str], rounds: int = 1
+) -> KindResult:
+    """Tests of ``make test`` run ``rounds`` times over (the proxy's and the disk's
+    attacks, the decoders fuzzed with more inputs): each test run counts as a trial."""
+    result = KindResult(kind, "-", label=label)
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "fuzz",
-         "tests/unit", "--rootdir", str(root)],
-        capture_output=True, text=True, cwd=root, check=False,
-        env={**os.environ, "DRPLAN_FUZZ_EXAMPLES": str(examples)},
-    )  # fmt: skip
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
-    result.trials = _passed_and_failed(summary)
-    if proc.returncode != 0:
-        result.failures.append(Failure(0, 0, summary))
+    for round_ in range(rounds):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+             str(root), *args],
+            capture_output=True, text=True, cwd=root, check=False, env={**os.environ, **env},
+        )  # fmt: skip
+        summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
+        result.trials += _passed_and_failed(summary)
+        if proc.returncode != 0:
+            failed = [line for line in proc.stdout.splitlines() if line.startswith("FAILED")]
+            result.failures += [Failure(round_, 0, line) for line in failed or [summary]]
     result.seconds = time.monotonic() - started
     return result
+
+
+def suites(scale: str, root: Path, fuzz_examples: int, only: str | None) -> list[KindResult]:
+    """The attacks that live in the test suite, at the scale asked (``only``: one of them)."""
+    rounds = 3 if scale == "full" else 1
+    examples = fuzz_examples if scale == "full" else 200
+    specs = [
+        ("fuzz", f"decoders fuzzed ({examples:,} random inputs per test)",
+         ["-k", "fuzz", "tests/unit"], {"DRPLAN_FUZZ_EXAMPLES": str(examples)}, 1),
+        ("S3 faults", f"S3 faults through the proxy ({rounds} rounds of test_s3_faults.py)",
+         ["tests/integration/test_s3_faults.py"], {}, rounds),
+        ("disk full", f"a full disk ({rounds} rounds of test_disk_full.py)",
+         ["tests/integration/test_disk_full.py"], {}, rounds),
+    ]  # fmt: skip
+    return [
+        suite_runs(kind, label, root, args, env, times)
+        for kind, label, args, env, times in specs
+        if only in (None, kind)
+    ]
 
 
 def _passed_and_failed(summary: str) -> int:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -48,7 +50,10 @@ class StreamKill:
         self.label = f"kill -9 wal stream ({where}, PostgreSQL 18 under load)"
         self.dir = world_dir(world.root, f"stream-{uuid.uuid4().hex[:6]}")
         server_can_run_drplan()  # restore_command runs drplan as the server's user
-        self.cluster: Cluster = new_cluster(binaries(18), world_dir(self.dir, "pg"))
+        # The server's socket sits beside its data directory: a path of a world under
+        # pytest's temporary directories is too long for a socket (107 bytes).
+        self.short = Path(tempfile.mkdtemp(prefix="drplan-torture-pg-"))
+        self.cluster: Cluster = new_cluster(binaries(18), world_dir(self.short, "pg"))
         self.cluster.sql("create table orders (id bigserial primary key)")
         self.repos = [world.local_repo(str(self.dir / "local"))]
         if where == "s3":
@@ -175,3 +180,4 @@ class StreamKill:
                  "stop", "-m", "immediate"], capture_output=True, check=False, timeout=120,
             )  # fmt: skip
             self.cluster.stop()
+            shutil.rmtree(self.short, ignore_errors=True)
