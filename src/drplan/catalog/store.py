@@ -46,6 +46,7 @@ from drplan.catalog.sqlite_file import (
     quick_check,
 )
 from drplan.errors import CatalogError
+from drplan.liveness import alive
 from drplan.storage.registry import redact
 
 log = logging.getLogger("drplan.catalog")
@@ -424,19 +425,10 @@ class Catalog:
 
 def _dead_here(holder: str) -> bool:
     """Whether ``holder`` (``HOST:PID`` then anything) names a process of this host that no
-    longer runs: killed, its lease cannot have been released. A pid in use again counts
-    as alive: the lease then waits for its expiry, as any other."""
+    longer runs: killed, its lease cannot have been released."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
+    return host == socket.gethostname() and pid.isdigit() and not alive(int(pid))
 
 
 class _Transaction:

@@ -14,6 +14,7 @@ import signal
 import time
 from pathlib import Path
 
+from drplan.liveness import alive
 from drplan.nesting import remove_tree
 
 OWNER = "drplan-drill.owner"
@@ -38,7 +39,7 @@ def clear_abandoned(base: Path) -> list[Path]:
             pid, boot = (root / OWNER).read_text().split()
         except (OSError, ValueError):
             continue
-        if boot == _boot_id() and _alive(int(pid)):
+        if boot == _boot_id() and alive(int(pid)):
             continue
         _stop_server(root / "data")
         remove_tree(root, ignore_errors=True)
@@ -51,16 +52,6 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return "unknown"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 def _stop_server(data_dir: Path) -> None:
@@ -77,6 +68,6 @@ def _stop_server(data_dir: Path) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGQUIT)
         deadline = time.monotonic() + STOP_WAIT
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(pid, signal.SIGKILL)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from drplan import clock
 from drplan.errors import IntegrityError, RepositoryLockedError
+from drplan.liveness import alive
 from drplan.repo.repository import Repository
 from drplan.storage import NotFound, StorageError
 
@@ -51,17 +52,7 @@ class LockInfo:
     def is_stale(self, now: datetime) -> bool:
         if now - self.time > STALE_AFTER:
             return True
-        return self.host == socket.gethostname() and not _alive(self.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return self.host == socket.gethostname() and not alive(self.pid)
 
 
 class RepositoryLock:
