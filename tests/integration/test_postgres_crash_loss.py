@@ -28,6 +28,7 @@ import psycopg
 import yaml
 
 from drplan.catalog.paths import sqlite_url
+from drplan.sources.postgres.wal_archive import segment_name, segment_number
 from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import PgCluster, free_port, give_to_server
 from tests.integration.test_postgres_pitr import (  # the fixture, by name
@@ -36,6 +37,7 @@ from tests.integration.test_postgres_pitr import (  # the fixture, by name
     restore,
     stop_restored,
 )
+from tests.integration.test_postgres_pitr import _archived as _archived_files
 
 Run = Callable[..., Result]
 
@@ -314,3 +316,61 @@ def test_when_the_server_alone_crashes_the_stream_ships_what_it_received_at_once
     give_to_server(archived.repo)
     seconds, said = measure(run, archived, load, pg_scratch / "restored")
     assert seconds <= 1.0, said
+
+
+def test_what_postgresql_counts_archived_is_in_the_archive_whatever_kills_the_agent(
+    run: Run,
+    archived: Archived,  # noqa: F811
+) -> None:
+    """archive_command answers success only once a segment is durable: the WAL agent is
+    killed again and again while the server archives a busy load, and every segment the
+    server counts archived (pg_stat_archiver) must be in the archive, none missing."""
+    cluster = archived.cluster
+    cluster.sql("create table orders (id bigserial primary key, note text)")
+    load = Load(cluster)
+    thread = load.start()
+    filler = threading.Event()
+
+    def fill() -> None:  # whole segments, quickly: the archiver has work all the time
+        with cluster.connect() as conn:
+            while not filler.is_set():
+                conn.execute("insert into orders (note) select repeat('x', 2000)"
+                             " from generate_series(1, 2000)")  # fmt: skip
+
+    filling = threading.Thread(target=fill, daemon=True)
+    filling.start()
+    rng = random.Random(17)
+    kills = 0
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.2, 1.5))
+            before = len(processes(lambda _, cmd: " agent push " in cmd))
+            crash_wal_agents(cluster)
+            kills += before
+    finally:
+        filler.set()
+        load.stop.set()
+        thread.join(30)
+        filling.join(60)
+    last = str(cluster.sql("select pg_walfile_name(pg_switch_wal())")[0][0])
+    wait_until(
+        lambda: (
+            str(cluster.sql("select last_archived_wal from pg_stat_archiver")[0][0] or "") >= last
+        ),
+        "the archiver to catch up",
+    )
+    counted = cluster.sql("select archived_count, last_archived_wal, failed_count"
+                          " from pg_stat_archiver")[0]  # fmt: skip
+    stored = {w.file for w in _archived_files(archived)}
+    newest = str(counted[1])
+    first = segment_number(min(name for name in stored if len(name) == 24))
+    expected = [segment_name(1, n) for n in range(first, segment_number(newest) + 1)]
+    missing = [name for name in expected if name not in stored]
+    assert kills >= 5, f"only {kills} agents were killed: the test proved little"
+    assert missing == [], (
+        f"PostgreSQL counts {counted[0]} archived up to {newest} ({counted[2]} failed"
+        f" attempts, {kills} agents killed); the archive lacks {missing[:5]}"
+    )
+    status = run("wal", "status", "--json")
+    assert status.code == 0, status.err
