@@ -23,15 +23,16 @@ $(BIN)/python:
 	  echo "'$(PYTHON) -m venv' failed: on Debian or Ubuntu, apt-get install python3-venv"; exit 1; }
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 
-$(RUN_DEPS): pyproject.toml | $(BIN)/python
+# scripts/: installed as copies (drplan-wal-push), so a change must reinstall them.
+$(RUN_DEPS): pyproject.toml scripts/drplan-wal-push | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[postgres]'
 	@touch $@
 
-$(TEST_DEPS): pyproject.toml | $(BIN)/python
+$(TEST_DEPS): pyproject.toml scripts/drplan-wal-push | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@ $(RUN_DEPS)
 
-$(BENCH_DEPS): pyproject.toml | $(BIN)/python
+$(BENCH_DEPS): pyproject.toml scripts/drplan-wal-push | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	@touch $@ $(RUN_DEPS)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import yaml
 from drplan.sources.postgres.wal_archive import WAL_PREFIX
 from drplan.storage.local import LocalStorage
 from testbed.plans import clean_plan
+from testbed.seaweedfs import SeaweedFS
 from tests.conftest import wait_until
 from tests.integration.conftest import PASSWORD, init_repo
 
@@ -203,3 +205,65 @@ def test_check_read_data_reads_back_archived_wal_and_finds_a_flipped_bit(
     found = check()
     assert found.returncode == 13, found.stderr
     assert f"error: archived WAL {stored.relative_to(wal_env['repo'])}" in found.stderr
+
+
+def test_a_fetch_from_another_location_is_answered_by_its_own_agent_at_once(
+    wal_env: dict[str, Path], seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore_command switched to another location while the first one's agent still runs
+    (it outlives its call): that agent must not answer, and must not take the answer away
+    as it goes. The fetch failed after 90 s with 255, which ends a recovery."""
+    bucket = seaweedfs.create_bucket()
+    for name, value in {"AWS_ENDPOINT_URL": seaweedfs.endpoint_url,
+                        "AWS_ACCESS_KEY_ID": seaweedfs.access_key_id,
+                        "AWS_SECRET_ACCESS_KEY": seaweedfs.secret_access_key,
+                        "AWS_REGION": seaweedfs.region}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    program = Path(sys.executable).with_name("drplan")
+    copied = subprocess.run(
+        [str(program), "copy", "--from", str(wal_env["repo"]), "--to", f"s3://{bucket}/repo",
+         "--password-file", str(wal_env["password"])],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    plan = yaml.safe_load(wal_env["plan"].read_text())
+    plan["locations"]["second"] = {
+        "role": "cloud", "kind": "s3", "bucket": bucket, "prefix": "repo",
+    }  # fmt: skip
+    plan["jobs"]["db-wal"]["locations"] = ["local", "second"]
+    wal_env["plan"].write_text(yaml.safe_dump(plan))
+    first = segment(wal_env, "000000010000000000000001", b"wal ")
+    assert drplan(wal_env, "push", str(first)).returncode == 0
+    for location in ("local", "second") * 3:
+        out = wal_env["pg_wal"] / f"RECOVERYXLOG-{location}"
+        started = time.monotonic()
+        fetched = drplan(wal_env, "fetch", "--repo", location, first.name, str(out))
+        assert fetched.returncode == 0, fetched.stderr
+        assert out.read_bytes() == first.read_bytes()
+        assert time.monotonic() - started < 20, f"{location}: {time.monotonic() - started:.0f}s"
+        out.unlink()
+
+
+def test_a_file_archived_ahead_for_another_command_line_is_archived_again_for_this_one(
+    wal_env: dict[str, Path],
+) -> None:
+    """The agent archives ready files ahead of PostgreSQL and leaves a marker for each. If
+    archive_command then names another plan (another system, other locations), such a
+    marker is no answer: the file went to the old plan's locations, not this one's."""
+    other_repo = wal_env["repo"].with_name("other-repo")
+    init_repo(LocalStorage(other_repo))
+    plan = yaml.safe_load(wal_env["plan"].read_text())
+    plan["locations"]["local"]["path"] = str(other_repo)
+    other = {**wal_env, "plan": wal_env["plan"].with_name("other-plan.yaml")}
+    other["plan"].write_text(yaml.safe_dump(plan))
+    ahead = segment(wal_env, "000000010000000000000002", b"ready ahead ")
+    (wal_env["pg_wal"] / "archive_status" / f"{ahead.name}.ready").touch()
+    first = segment(wal_env, "000000010000000000000001", b"first ")
+    assert wal_push_script(wal_env, first).returncode == 0
+    marker = wal_env["pg_wal"] / "drplan-archive" / f"{ahead.name}.ok"
+    wait_until(marker.exists, "the agent to archive the ready file ahead")
+    for push in (wal_push_script, lambda env, path: drplan(env, "push", str(path))):
+        pushed = push(other, ahead)
+        assert pushed.returncode == 0, pushed.stderr
+        stored = [i.name for i in LocalStorage(other_repo).list(WAL_PREFIX)]
+        assert any(ahead.name in name for name in stored), stored

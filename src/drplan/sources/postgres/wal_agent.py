@@ -13,7 +13,7 @@ import contextlib
 import glob
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -27,7 +27,7 @@ from drplan.sources.postgres.wal_archive import (
     segment_name,
     segment_number,
 )
-from drplan.sources.postgres.wal_spool import AGENT_STOP, mark
+from drplan.sources.postgres.wal_spool import AGENT_ARGS, AGENT_STOP, mark
 from drplan.storage import StorageError
 
 IDLE_EXIT = 30.0  # seconds without work before the agent exits
@@ -96,6 +96,11 @@ def run_push_agent(
     # after archive_command returns) is not pushed again; a new request (.req) is.
     answered: set[str] = set()
     last_work = time.monotonic()
+    try:  # the command line this agent was started for (see wal_spool.signature)
+        with open(os.path.join(spool, AGENT_ARGS), encoding="utf-8") as f:
+            serving = f.read()
+    except FileNotFoundError:
+        serving = ""
 
     def push_one(name: str, path: str, level: int) -> None:
         try:
@@ -105,8 +110,8 @@ def run_push_agent(
         except BaseException as exc:
             code = exc.exit_code if isinstance(exc, DrplanError) else 1
             mark(os.path.join(spool, name + ".error"), f"{code}\t{_error_text(exc)}")
-        else:
-            mark(os.path.join(spool, name + ".ok"))
+        else:  # whose answer it is: only a call of that command line may take it
+            mark(os.path.join(spool, name + ".ok"), serving)
         answered.add(name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(spool, name + ".req"))
@@ -160,6 +165,7 @@ class _Fetcher:
         self.size = size
         self.busy: dict[str, Future[None]] = {}
         self.handed: set[str] = set()  # fetched into the spool once: never again
+        self.answered: set[str] = set()  # fetched because asked: the caller takes it
         self.listing: dict[str, list[NamedArchive]] = {}
         self.listed = 0.0
 
@@ -191,6 +197,8 @@ class _Fetcher:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(temp)
                     raise
+                if asked:
+                    self.answered.add(name)
                 if asked and not os.path.exists(target + ".req"):
                     # The caller had it from a read-ahead meanwhile and withdrew its request:
                     # this second copy would be a stale answer to a later, separate request.
@@ -261,7 +269,9 @@ def run_fetch_agent(
                 del fetcher.busy[name]
             if should_stop():
                 wait(list(fetcher.busy.values()))
-                _clear_spool(spool)
+                # What was fetched ahead goes; an answer stays: its caller may not have
+                # taken it yet, and its request is gone.
+                _clear_spool(spool, keep=fetcher.answered)
                 return
             requests = sorted(
                 os.path.basename(r)[: -len(".req")]
@@ -294,11 +304,13 @@ def _fetch_anywhere(
     return None, failures
 
 
-def _clear_spool(spool: str, *, answers: bool = False) -> None:
+def _clear_spool(spool: str, *, answers: bool = False, keep: Collection[str] = ()) -> None:
     """Files fetched ahead that recovery never asked for go (and, for a starting agent,
     answers nobody took); requests stay, and the spool itself stays for the lock."""
     for leftover in glob.glob(os.path.join(glob.escape(spool), "*")):
         base = os.path.basename(leftover)
+        if base in keep:
+            continue
         fetched = base.endswith(".tmp") or SEGMENT.match(base) or base.endswith(".history")
         if fetched or (answers and base.endswith((".missing", ".error"))):
             with contextlib.suppress(FileNotFoundError):

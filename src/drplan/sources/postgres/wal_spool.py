@@ -27,6 +27,7 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Callable
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs ~20 ms per WAL file
 if TYPE_CHECKING:
@@ -176,15 +177,20 @@ def _push(call: WalCall) -> int:
         return NOT_ARCHIVED
     spool = os.path.join(os.path.dirname(path), PUSH_SPOOL)
     marker = os.path.join(spool, name)
-    if _take(marker + ".ok") is not None:
+    # Archived ahead by an agent of this very command line: an agent of another one (the
+    # system or the plan changed in archive_command) archived it somewhere else.
+    if _take(marker + ".ok") == signature(call):
         return 0
     # A failure left from an earlier attempt (one whose caller gave up, or the agent's own
     # push of a .ready file) is no answer to this one: asked again, the agent tries again.
     _take(marker + ".error")
     os.makedirs(spool, exist_ok=True)
-    with open(marker + ".req", "w", encoding="utf-8") as f:
-        f.write(path)
-    outcome = _await(call, spool, marker)
+
+    def request() -> None:
+        with open(marker + ".req", "w", encoding="utf-8") as f:
+            f.write(path)
+
+    outcome = _await(call, spool, marker, request)
     if outcome == "ok":
         return 0
     code, _, text = outcome.partition("\t")  # the agent's answer: "EXIT\tmessage"
@@ -215,23 +221,37 @@ def _fetch(call: WalCall) -> int:
             return NOT_ARCHIVED
         if attempt == 0:
             os.makedirs(spool, exist_ok=True)
-            with open(marker + ".req", "w", encoding="utf-8"):
-                pass
-            outcome = _await(call, spool, marker)
+
+            def request() -> None:
+                with open(marker + ".req", "w", encoding="utf-8"):
+                    pass
+
+            outcome = _await(call, spool, marker, request)
             if outcome not in ("ok", "missing"):
                 _say(f"fetching {name} failed: {outcome}")
                 return ABORT_RECOVERY
     return ABORT_RECOVERY
 
 
-def _await(call: WalCall, spool: str, marker: str) -> str:
-    """Wait for the agent's answer about one file: "ok", "missing", or why it failed."""
+def signature(call: WalCall) -> str:
+    """The command line an agent serves: only an agent of this one may answer a call."""
+    return "\n".join([call.action, *call.global_args, *call.options])
+
+
+def _await(call: WalCall, spool: str, marker: str, request: Callable[[], None]) -> str:
+    """Ask (``request``) and wait for the agent's answer about one file: "ok", "missing",
+    or why it failed."""
     ok = marker if call.action == "fetch" else marker + ".ok"
-    signature = "\n".join([call.action, *call.global_args, *call.options])
-    if _read(os.path.join(spool, AGENT_ARGS)) not in (None, signature) and _agent_alive(spool):
+    wanted = signature(call)
+    if _read(os.path.join(spool, AGENT_ARGS)) not in (None, wanted) and _agent_alive(spool):
         # An agent of another command line (the plan, system or password file changed in
-        # archive_command): it must not answer for this one.
+        # archive_command) must not answer for this one: it is asked to go, and the
+        # request made only once it has (it would take it up otherwise).
         mark(os.path.join(spool, AGENT_STOP))
+        deadline = time.monotonic() + WAIT_SECONDS
+        while _agent_alive(spool) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    request()
     starts = 0
     started: Popen[bytes] | None = None  # started here: until it has the lock or exited
     deadline = time.monotonic() + WAIT_SECONDS
@@ -255,7 +275,7 @@ def _await(call: WalCall, spool: str, marker: str) -> str:
             if starts == AGENT_STARTS:
                 return f"the WAL agent keeps exiting; see {os.path.join(spool, AGENT_LOG)}"
             _take(os.path.join(spool, AGENT_STOP))
-            mark(os.path.join(spool, AGENT_ARGS), signature)
+            mark(os.path.join(spool, AGENT_ARGS), wanted)
             started = _start_agent(call, spool)
             starts += 1
             pause = 0.001
