@@ -273,7 +273,7 @@ class WalPushKill(Kind):
         super().__init__(world, where, rng)
         self.repos = [world.local_repo(str(self.dir / "local"))]
         if where == "s3":
-            self.repos.append(world.s3_repo())
+            self.repos.append(world.s3_replica_of(self.repos[0]))
         locations = {f"l{i}": _location(ref) for i, ref in enumerate(self.repos)}
         self.plan = self.dir / "plan.yaml"
         self.plan.write_text(yaml.safe_dump(_wal_plan(locations)))

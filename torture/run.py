@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from torture.concurrent import BackupBesidePrune
+from torture.drill import DrillKill
 from torture.flips import Flips
 from torture.kill9 import KINDS
 from torture.stream import StreamKill
@@ -55,6 +56,8 @@ SCALES: dict[str, dict[tuple[str, str], int]] = {
         ("wal push", "s3"): 60,
         ("wal stream", "local"): 40,
         ("wal stream", "s3"): 20,
+        ("drill", "local"): 20,
+        ("drill", "s3"): 10,
         ("backup beside prune", "local"): 20,
         ("backup beside prune", "s3"): 20,
         ("flip", "local"): 540,
@@ -67,6 +70,7 @@ SCALES: dict[str, dict[tuple[str, str], int]] = {
         ("restore", "local"): 2,
         ("wal push", "local"): 2,
         ("wal stream", "local"): 2,
+        ("drill", "local"): 1,
         ("backup beside prune", "local"): 2,
         ("flip", "local"): 12,
     },
@@ -107,6 +111,8 @@ def make(kind: str) -> Factory:
         return BackupBesidePrune
     if kind == StreamKill.name:
         return StreamKill
+    if kind == DrillKill.name:
+        return DrillKill
     return KINDS[kind]
 
 

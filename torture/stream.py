@@ -13,31 +13,21 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 
 from drplan.sources.postgres.scratch import free_port
-from testbed.plans import clean_plan
 from testbed.postgres import (
-    Cluster,
-    binaries,
     give_to_server,
-    new_cluster,
-    server_can_run_drplan,
-    world_dir,
 )
-from torture.kill9 import _location
-from torture.world import DRPLAN, PASSWORD, TrialFailed, World
+from torture.pgsource import PgSource
+from torture.world import TrialFailed, World
 
 STOP_WAIT = 60.0
 
@@ -48,44 +38,18 @@ class StreamKill:
     def __init__(self, world: World, where: str, rng: random.Random) -> None:
         self.world, self.where = world, where
         self.label = f"kill -9 wal stream ({where}, PostgreSQL 18 under load)"
-        self.dir = world_dir(world.root, f"stream-{uuid.uuid4().hex[:6]}")
-        server_can_run_drplan()  # restore_command runs drplan as the server's user
-        # The server's socket sits beside its data directory: a path of a world under
-        # pytest's temporary directories is too long for a socket (107 bytes).
-        self.short = Path(tempfile.mkdtemp(prefix="drplan-torture-pg-"))
-        self.cluster: Cluster = new_cluster(binaries(18), world_dir(self.short, "pg"))
+        self.source = PgSource(world, where, "stream", _streaming)
+        self.cluster = self.source.cluster
         self.cluster.sql("create table orders (id bigserial primary key)")
-        self.repos = [world.local_repo(str(self.dir / "local"))]
-        if where == "s3":
-            self.repos.append(world.s3_repo())
-        self.plan = self.dir / "plan.yaml"
-        self.plan.write_text(yaml.safe_dump(self._plan()))
-        self.password = self.dir / "password"
-        self.password.write_text(PASSWORD + "\n")
-        give_to_server(self.dir / "local")
-        give_to_server(self.password)
-        self.env = {**world.env, "TEST_DB_PASSWORD": self.cluster.password}
+        self.env = self.source.env
         self.committed = 0
         self.stop = threading.Event()
         self.load = threading.Thread(target=self._load, daemon=True)
         # The stream first (a base backup is rolled forward only by WAL received after
         # it), then the base backup, then the load.
         self._stream_until(self._received, 60)
-        self._drplan("backup", "db-full")
+        self.source.drplan("backup", "db-full")
         self.load.start()
-
-    def _plan(self) -> dict[str, Any]:
-        plan = clean_plan()
-        locations = {f"l{i}": _location(ref) for i, ref in enumerate(self.repos)}
-        plan["locations"] = locations
-        plan["data_classes"]["database"]["locations"] = list(locations)
-        plan["systems"]["db"]["connection"] = self.cluster.dsn
-        plan["systems"]["db"]["bin_dir"] = str(self.cluster.bin_dir)
-        for job in plan["jobs"].values():
-            job["locations"] = list(locations)
-        plan["jobs"]["db-wal"] |= {"stream": True, "partial_every": "1s"}
-        plan["jobs"]["db-wal"].pop("archive_timeout", None)
-        return plan
 
     def _load(self) -> None:
         with contextlib.suppress(psycopg.Error), self.cluster.connect() as conn:
@@ -94,20 +58,9 @@ class StreamKill:
                 self.committed = int(str(row[0])) if row else self.committed
                 self.stop.wait(0.005)
 
-    def _drplan(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [DRPLAN, "--plan", str(self.plan), *args, "--password-file", str(self.password)],
-            capture_output=True, text=True, env=self.env, timeout=600, check=False,
-        )  # fmt: skip
-        if proc.returncode != 0 or "internal error" in proc.stderr:
-            raise TrialFailed(
-                f"`drplan {' '.join(args)}` exited {proc.returncode}: {proc.stderr.strip()[-400:]}"
-            )
-        return proc
-
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [DRPLAN, "--plan", str(self.plan), "wal", "stream", "--password-file", str(self.password)],
+            self.source.argv("wal", "stream", "--password-file", str(self.source.password)),
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -151,7 +104,7 @@ class StreamKill:
         self.cluster.sql("select pg_switch_wal()")
         shipped_after = time.time()
         self._stream_until(lambda: self._shipped_since(shipped_after), 120)
-        self._drplan("wal", "status")  # exit 1 on a gap in any location
+        self.source.drplan("wal", "status")  # exit 1 on a gap in any location
         recovered = self._restore_count()
         if recovered < last:
             raise TrialFailed(
@@ -160,14 +113,14 @@ class StreamKill:
             )
 
     def _shipped_since(self, since: float) -> bool:
-        wal = Path(self.repos[0]) / "wal"
+        wal = Path(self.source.repos[0]) / "wal"
         return any(p.stat().st_mtime > since for p in wal.rglob("*") if p.is_file())
 
     def _restore_count(self) -> int:
-        target = self.dir / "restored"
+        target = self.source.dir / "restored"
         port = free_port()
-        give_to_server(Path(self.repos[0]))  # written by the stream, as us: the server reads it
-        self._drplan("restore", "postgres", "db", "--to", "latest", "--target-dir", str(target),
+        give_to_server(Path(self.source.repos[0]))  # written by the stream, as us
+        self.source.drplan("restore", "postgres", "db", "--to", "latest", "--target-dir", str(target),
                      "--start", "--port", str(port))  # fmt: skip
         try:
             dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
@@ -179,5 +132,8 @@ class StreamKill:
                 [*self.cluster.run_as, str(self.cluster.bin_dir / "pg_ctl"), "-D", str(target),
                  "stop", "-m", "immediate"], capture_output=True, check=False, timeout=120,
             )  # fmt: skip
-            self.cluster.stop()
-            shutil.rmtree(self.short, ignore_errors=True)
+            self.source.close()
+
+
+def _streaming(plan: dict[str, Any], _: PgSource) -> None:
+    plan["jobs"]["db-wal"] |= {"stream": True, "partial_every": "1s"}

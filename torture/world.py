@@ -107,7 +107,9 @@ class World:
             done.append(ran)
         return done
 
-    def killed_at(self, delay: float, *args: str) -> tuple[bool, Ran | None]:
+    def killed_at(
+        self, delay: float, *args: str, env: dict[str, str] | None = None
+    ) -> tuple[bool, Ran | None]:
         """Start drplan and kill its whole process group after ``delay`` seconds, unless it
         ends first: (killed, what it gave when it ended on its own)."""
         proc = subprocess.Popen(
@@ -115,7 +117,7 @@ class World:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            env=self.env,
+            env=env or self.env,
             text=True,
             start_new_session=True,  # its agents and children die with it, as in a crash
         )
@@ -155,6 +157,13 @@ class World:
         if ran.code != 0:
             errors = [f["message"] for f in _findings(ran) if f.get("severity") == "error"]
             raise TrialFailed(f"check of {repo} failed ({ran.code}): {errors or ran.err.strip()}")
+
+    def s3_replica_of(self, origin: str) -> str:
+        """A new bucket seeded from ``origin`` as its replica: one repository, two
+        locations, as a plan's locations are."""
+        url = self.s3_empty()
+        self.drplan("copy", "--from", origin, "--to", url).expect(0)
+        return url
 
     def s3_empty(self) -> str:
         """A new bucket with nothing in it: a copy makes it a replica."""
