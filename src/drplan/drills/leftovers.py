@@ -4,6 +4,10 @@ A drill tears its scratch target down however it ends, except when it cannot run
 all. So each scratch directory names its owner (``drplan-drill.owner``: the process
 id and this boot's id); the next drill that makes a scratch target under the same
 base stops the server of every directory whose owner is gone, and removes it.
+
+A drill can be killed between making its directory and writing that file, so the
+directory's own name carries the process id too (``NAME-PID-XXXXXXXX``, made in one
+step): a directory without a readable owner file is judged by that.
 """
 
 from __future__ import annotations
@@ -21,30 +25,46 @@ OWNER = "drplan-drill.owner"
 STOP_WAIT = 10.0  # seconds for a server to go after SIGQUIT, before SIGKILL
 
 
+def prefix(name: str) -> str:
+    """The start of a scratch directory's name for drill ``name``: the owner is in it
+    from the moment the directory exists."""
+    return f"{name}-{os.getpid()}-"
+
+
 def claim(root: Path) -> None:
-    """Mark ``root`` as this process's, for as long as it lives."""
+    """Mark ``root`` as this process's, for as long as it lives (and on this boot)."""
     (root / OWNER).write_text(f"{os.getpid()} {_boot_id()}\n")
 
 
 def clear_abandoned(base: Path) -> list[Path]:
     """Tear down every scratch directory under ``base`` whose drill is gone; those
-    cleared. A directory without an owner file (not a drill's, or one being made) stays."""
+    cleared. A directory whose owner cannot be told (not a drill's) stays."""
     cleared: list[Path] = []
     try:
         roots = [p for p in base.iterdir() if p.is_dir() and not p.is_symlink()]
     except OSError:
         return cleared
     for root in roots:
-        try:
-            pid, boot = (root / OWNER).read_text().split()
-        except (OSError, ValueError):
-            continue
-        if boot == _boot_id() and alive(int(pid)):
+        if _owned(root):
             continue
         _stop_server(root / "data")
         remove_tree(root, ignore_errors=True)
         cleared.append(root)
     return cleared
+
+
+def _owned(root: Path) -> bool:
+    """Whether the drill that made ``root`` may still run (or ``root`` is not a drill's)."""
+    try:
+        pid, boot = (root / OWNER).read_text().split()
+        return boot == _boot_id() and alive(int(pid))
+    except (OSError, ValueError):
+        pass
+    # Killed before its owner file was whole: the process id in the name decides.
+    parts = root.name.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True  # not a drill's directory: never touched
+    return alive(int(parts[1]))
 
 
 def _boot_id() -> str:

@@ -231,6 +231,7 @@ def _drill_system(
     try:  # the scratch target is torn down whatever happens, once it exists
         scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports,
                                needs)  # fmt: skip
+        scratch.refuse_long_socket()
         began = time.monotonic()
         disaster = point or _declare(drill, system, password, system_name, name, result.run)
         only = candidates[0] if len(candidates) == 1 else None

@@ -26,7 +26,7 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict
 
 from drplan.catalog.paths import state_dir
-from drplan.drills.leftovers import claim, clear_abandoned
+from drplan.drills.leftovers import claim, clear_abandoned, prefix
 from drplan.errors import DrillRefusedError, DrplanError
 from drplan.nesting import remove_tree
 from drplan.plan.model import FilesSystem, Plan, PostgresSystem
@@ -35,6 +35,7 @@ from drplan.sources.postgres.scratch import free_port, traversable_to
 
 LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 DEFAULT_PG_PORT = 5432
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes, the last one NUL
 
 
 class Shield:
@@ -82,6 +83,17 @@ class Scratch:
     @property
     def hba_file(self) -> Path:
         return self.root / "pg_hba.conf"
+
+    def refuse_long_socket(self) -> None:
+        """Raise DrillRefusedError when the server's socket path would pass the 107 bytes
+        a Unix socket's address holds (PostgreSQL would fail to start, much later)."""
+        path = os.fsencode(self.socket_dir / f".s.PGSQL.{self.port}")
+        if len(path) > SOCKET_PATH_MAX:
+            raise DrillRefusedError(
+                f"the scratch server's socket path would be {len(path)} bytes, more than the"
+                f" {SOCKET_PATH_MAX} a Unix socket allows",
+                hint="set the drill's scratch_dir to a shorter path",
+            )
 
     def server_options(self) -> str:
         """Extra server options: its socket here, and only socket connections allowed."""
@@ -150,7 +162,7 @@ def make_scratch(
     port = _port(ports)
     refuse_port(plan, port)
     cleared = clear_abandoned(base)  # what killed drills left, their servers stopped
-    root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+    root = Path(tempfile.mkdtemp(prefix=prefix(name), dir=base))
     try:
         claim(root)
         root.chmod(0o711)  # the server's user passes through; nobody lists what is restored
