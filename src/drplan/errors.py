@@ -22,7 +22,8 @@ The hierarchy::
     ├── CatalogError             exit 20  the catalog cannot be reached, written or read (damaged)
     ├── DrillFailedError         exit 21  a drill ran and did not pass
     ├── DrillRefusedError        exit 22  a drill was not started (production-like target, ...)
-    └── LocationDownError        exit 23  `locations status`: a location cannot be used (named)
+    ├── LocationDownError        exit 23  `locations status`: a location cannot be used (named)
+    └── IncidentStateError       exit 24  the incident cannot take that now (closed, out of order)
 
 `drplan wal fetch` (PostgreSQL's restore_command) exits 1 for a file that is not
 archived and 255 for one that is but cannot be read: above 125, PostgreSQL stops
@@ -202,6 +203,13 @@ class LocationDownError(DrplanError):
     exit_code = 23
 
 
+class IncidentStateError(DrplanError):
+    """The incident cannot take that now: it is closed, a step comes out of order or was
+    recorded already, or systems are not recovered yet."""
+
+    exit_code = 24
+
+
 WAL_FETCH_ABORT = 255
 
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
@@ -227,6 +235,7 @@ EXIT_CODES: dict[int, str] = {
     DrillFailedError.exit_code: "a drill did not pass: a validation failed, or it missed its RTO or RPO (the report says which)",
     DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, has no free port or no room, or another drill of those systems runs",
     LocationDownError.exit_code: "`locations status` only: a location cannot be used (unreachable, lost or foreign); its row says why",
+    IncidentStateError.exit_code: "the incident cannot take that now: it is closed, the step comes out of order (`--out-of-order`) or was recorded already",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

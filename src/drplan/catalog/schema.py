@@ -100,6 +100,21 @@ drills = Table(
 )
 
 
+# One row per event of an incident's timeline, as the journal holds it: the canonical
+# body (which carries the previous event's hash) and its own hash. Never updated: the
+# primary key keeps two hosts from appending different events at one place.
+incident_events = Table(
+    "incident_events",
+    metadata,
+    Column("incident", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     for table in (runs, notifications, leases):
         table.create(conn)
@@ -109,8 +124,12 @@ def _v2(conn: Connection) -> None:
     drills.create(conn)
 
 
+def _v3(conn: Connection) -> None:
+    incident_events.create(conn)
+
+
 # Appended to, never edited: the catalog's version is the number of steps applied.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 VERSION_KEY = "schema_version"
 
 

@@ -30,6 +30,7 @@ from drplan.catalog.schema import (
     MIGRATIONS,
     VERSION_KEY,
     catalog_meta,
+    incident_events,
     leases,
     notifications,
     schema_version,
@@ -359,6 +360,54 @@ class Catalog:
         for row in rows:
             row["started_at"], row["ended_at"] = _utc(row["started_at"]), _utc(row["ended_at"])
         return rows
+
+    # -- incidents ----------------------------------------------------------------------------
+
+    def add_incident_events(self, incident: str, rows: list[dict[str, Any]]) -> int:
+        """Append the events (``seq``, ``at``, ``kind``, ``body``, ``hash``) of ``incident``
+        the catalog lacks; how many were added. CatalogError when the catalog holds a
+        different event at one of those places (another copy of the timeline went on)."""
+        with self._begin() as conn:
+            held = {
+                row.seq: row.hash
+                for row in conn.execute(
+                    select(incident_events.c.seq, incident_events.c.hash).where(
+                        incident_events.c.incident == incident
+                    )
+                )
+            }
+            for row in rows:
+                if row["seq"] in held and held[row["seq"]] != row["hash"]:
+                    raise CatalogError(
+                        f"the catalog holds another entry {row['seq']} of incident {incident}:"
+                        " its timeline went on elsewhere",
+                        hint=f"`drplan incident verify {incident}` compares the copies",
+                    )
+            new = [{**row, "incident": incident, "at": _utc(row["at"])}
+                   for row in rows if row["seq"] not in held]  # fmt: skip
+            if new:
+                conn.execute(insert(incident_events), new)
+            return len(new)
+
+    def incident_events(self, incident: str) -> list[tuple[str, str]]:
+        """The events of ``incident`` in order: (body, hash)."""
+        query = (
+            select(incident_events.c.body, incident_events.c.hash)
+            .where(incident_events.c.incident == incident)
+            .order_by(incident_events.c.seq)
+        )
+        with self._begin() as conn:
+            return [(row.body, row.hash) for row in conn.execute(query)]
+
+    def incident_ids(self) -> list[str]:
+        """Every incident the catalog knows, the first declared first."""
+        query = (
+            select(incident_events.c.incident)
+            .where(incident_events.c.seq == 1)
+            .order_by(incident_events.c.at)
+        )
+        with self._begin() as conn:
+            return [row[0] for row in conn.execute(query)]
 
     # -- rebuilding (see catalog.rebuild) ------------------------------------------------------
 

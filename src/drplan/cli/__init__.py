@@ -68,6 +68,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Prometheus alert rules and a Grafana dashboard.",
     ),
     "drill": ("drplan.cli.drill_cmd:drill_group", "Rehearse recoveries and record the evidence."),
+    "incident": (
+        "drplan.cli.incident_cmd:incident_group",
+        "Declare an incident and run its runbook against the RTO clock.",
+    ),
     "report": (
         "drplan.cli.report_cmd:report_command",
         "Recovery KPIs and restore-time trends.",

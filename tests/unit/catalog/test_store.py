@@ -169,3 +169,19 @@ def test_a_run_that_ends_after_a_failover_is_recorded_whole_and_touches_no_other
     again.finish_run(run_id, SUCCEEDED, T0 + timedelta(minutes=2),
                      start=RunStart("web", "host:1", T0, T0, 1))  # fmt: skip
     assert [(r.id, r.status) for r in again.runs()] == [(run_id, SUCCEEDED)]
+
+
+def test_an_incident_timeline_is_appended_once_and_never_forked(catalog: Catalog) -> None:
+    def row(seq: int, digest: str) -> dict[str, object]:
+        return {"seq": seq, "at": T0 + timedelta(seconds=seq), "kind": "note",
+                "body": f"body {seq}", "hash": digest}  # fmt: skip
+
+    assert catalog.add_incident_events("INC-AAAA", [row(1, "a"), row(2, "b")]) == 2
+    assert catalog.add_incident_events("INC-AAAA", [row(1, "a"), row(2, "b"), row(3, "c")]) == 1
+    assert catalog.incident_events("INC-AAAA") == [("body 1", "a"), ("body 2", "b"),
+                                                   ("body 3", "c")]  # fmt: skip
+    with pytest.raises(CatalogError, match="holds another entry 3 of incident INC-AAAA"):
+        catalog.add_incident_events("INC-AAAA", [row(3, "elsewhere"), row(4, "d")])
+    assert len(catalog.incident_events("INC-AAAA")) == 3  # nothing of the fork was added
+    catalog.add_incident_events("INC-BBBB", [row(1, "z")])
+    assert catalog.incident_ids() == ["INC-AAAA", "INC-BBBB"]

@@ -1,0 +1,277 @@
+"""``drplan incident``: declare an incident, follow its runbook against the RTO clock,
+record what responders do, and read or verify its timeline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from drplan import clock
+from drplan.cli.context import Settings, console, emit_json, pass_settings
+from drplan.errors import IntegrityError, UsageError
+
+if TYPE_CHECKING:
+    from drplan.incidents.service import Incidents
+    from drplan.incidents.state import Incident
+
+CATALOG_HELP = "The catalog incidents are recorded in (default $DRPLAN_CATALOG, else SQLite in the state directory)."
+FOLLOW_POLL = 1.0  # seconds between looks for new entries with --follow
+
+
+@click.group("incident")
+def incident_group() -> None:
+    """Declare an incident and run its runbook against the RTO clock."""
+
+
+@contextmanager
+def _incidents(catalog: str | None) -> Iterator[Incidents]:
+    from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.catalog.store import Catalog  # noqa: PLC0415
+    from drplan.incidents.journal import Journal  # noqa: PLC0415
+    from drplan.incidents.service import Incidents  # noqa: PLC0415
+
+    service = Incidents(Journal(Path(state_dir()) / "incidents"),
+                        lambda: Catalog.open(catalog or default_url()))  # fmt: skip
+    try:
+        yield service
+    finally:
+        service.close()
+        for warning in service.warnings:
+            click.echo(f"drplan: warning: {warning}", err=True)
+
+
+@incident_group.command("declare", short_help="Open an incident and start its RTO clock.")
+@click.argument("scenario")
+@click.option("--systems", metavar="S,...", help="The systems affected (default: the scenario's).")
+@click.option("--since", metavar="TIME", help="When the disaster began, RFC 3339 (default: now).")
+@click.option("--commander", metavar="ROLE", help="The incident commander's role.")
+@click.option("--note", metavar="TEXT", help="What is known so far.")
+@click.option("--as", "actor", metavar="ROLE", help="The role declaring it.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the incident as JSON.")
+@pass_settings
+def declare_command(
+    settings: Settings, /, scenario: str, systems: str | None, since: str | None,
+    commander: str | None, note: str | None, actor: str | None, catalog: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Open an incident of SCENARIO: its systems, the disaster moment, the plan's version;
+    each system's deadline (the disaster moment plus its RTO) and its phase windows."""
+    plan_file = settings.load()
+    moment = None
+    if since is not None:
+        try:
+            moment = clock.parse_rfc3339(since)
+        except ValueError as exc:
+            raise UsageError(f"--since: {exc}", hint="e.g. --since 2026-12-07T03:10:00Z") from None
+    chosen = [s.strip() for s in systems.split(",") if s.strip()] if systems else None
+    now = clock.now()
+    with _incidents(catalog) as service:
+        incident = service.declare(
+            plan_file.plan, plan_file.path, scenario, actor, now, systems=chosen,
+            since=moment, commander=commander, note=note, rehearsal=False,
+        )  # fmt: skip
+        _show(service, incident, as_json)
+
+
+@incident_group.command("status", short_help="The RTO clock, the phases and the steps.")
+@click.argument("incident", required=False)
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+def status_command(incident: str | None, catalog: str | None, as_json: bool) -> None:
+    """Where INCIDENT stands (default: every open one): each system's deadline and time
+    left, the prediction from its drills, each phase against its window, each step."""
+    with _incidents(catalog) as service:
+        chosen = [service.load(incident)] if incident else service.open_ones()
+        if as_json:
+            emit_json([_status(service, i) for i in chosen] if not incident
+                      else _status(service, chosen[0]))  # fmt: skip
+            return
+        if not chosen:
+            console().print("no open incident")
+        for one in chosen:
+            _print(_status(service, one))
+
+
+@incident_group.command("step", short_help="Record a step done, skipped or failed.")
+@click.argument("incident")
+@click.argument("step")
+@click.argument("outcome", type=click.Choice(["done", "skip", "fail"]))
+@click.option("--item", type=int, metavar="N", help="Tick checklist item N only.")
+@click.option("--note", metavar="TEXT", help="What was done or found.")
+@click.option("--as", "actor", metavar="ROLE", help="The role doing it.")
+@click.option("--out-of-order", is_flag=True, help="Allow it before earlier open steps (recorded).")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def step_command(
+    incident: str, step: str, outcome: str, item: int | None, note: str | None,
+    actor: str | None, out_of_order: bool, catalog: str | None,
+) -> None:  # fmt: skip
+    """Record STEP (its number, e.g. 2.1, or its name) of INCIDENT as done, skipped or
+    failed; steps are taken in the runbook's order."""
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        event = service.step(found, step, outcome, clock.now(), item=item, note=note,
+                             actor=actor, out_of_order=out_of_order)  # fmt: skip
+        from drplan.incidents.view import summary  # noqa: PLC0415
+
+        console().print(f"{found.id}: {summary(event.kind, event.data)}", highlight=False)
+
+
+@incident_group.command("list", short_help="Every incident, open ones and past ones.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+def list_command(catalog: str | None, as_json: bool) -> None:
+    """Every incident this host journaled or the catalog holds, the first declared first."""
+    with _incidents(catalog) as service:
+        rows = []
+        for one in (service.load(i) for i in service.ids()):
+            rows.append({"id": one.id, "scenario": one.scenario, "tier": one.declared["tier"],
+                         "status": one.status, "since": clock.rfc3339(one.since),
+                         "systems": one.systems})  # fmt: skip
+        if as_json:
+            emit_json(rows)
+            return
+        if not rows:
+            console().print("no incident yet")
+        for row in rows:
+            console().print(f"{row['id']}  {row['status']:<8} tier {row['tier']}  {row['since']}"
+                            f"  {row['scenario']}: {', '.join(row['systems'])}",
+                            highlight=False)  # fmt: skip
+
+
+@incident_group.command("timeline", short_help="Every event of an incident, in order.")
+@click.argument("incident")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events (Ctrl-C stops).")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def timeline_command(incident: str, follow: bool, catalog: str | None, as_json: bool) -> None:
+    """INCIDENT's timeline: time, who, what."""
+    import json  # noqa: PLC0415
+
+    from drplan.incidents.view import summary  # noqa: PLC0415
+
+    with _incidents(catalog) as service:
+        shown = 0
+        while True:
+            events = service.load(incident).events
+            for event in events[shown:]:
+                if as_json:
+                    print(json.dumps(event.as_dict(), sort_keys=True), flush=True)
+                else:
+                    console().print(f"{event.seq:>4}  {clock.rfc3339(event.at)}  {event.actor}:"
+                                    f" {summary(event.kind, event.data)}", highlight=False)  # fmt: skip
+            shown = len(events)
+            if not follow:
+                return
+            time.sleep(FOLLOW_POLL)
+
+
+@incident_group.command("verify", short_help="Check that no timeline entry was altered.")
+@click.argument("incident")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def verify_command(incident: str, catalog: str | None) -> None:
+    """Check INCIDENT's hash chain in every copy (the journal, the catalog) and compare
+    the copies: exit 13 naming each edited, deleted or reordered entry."""
+    from drplan.incidents.timeline import compare, verify  # noqa: PLC0415
+
+    with _incidents(catalog) as service:
+        name = service.load(incident).id
+        copies = {
+            "the journal": service.journal.read(name),
+            "the catalog": service.catalog_copy(name),
+        }
+        held = {where: events for where, events in copies.items() if events}
+        problems = [f"{where}: {p}" for where, events in held.items() for p in verify(events)]
+        names = list(held)
+        for other in names[1:]:
+            problems += compare(other, held[names[0]], held[other])
+    if problems:
+        raise IntegrityError(f"the timeline of {name} was altered: {'; '.join(problems)}",
+                             hint="the copy whose chain holds is the one to trust")  # fmt: skip
+    counts = ", ".join(f"{len(events)} entries in {where}" for where, events in held.items())
+    console().print(f"the timeline of {name} holds: {counts}, every link intact", highlight=False)
+
+
+def _status(service: Incidents, incident: Incident) -> dict[str, Any]:
+    from drplan.incidents.predict import predict  # noqa: PLC0415
+    from drplan.incidents.view import status  # noqa: PLC0415
+
+    now = clock.now()
+    return status(incident, predict(incident, service.drill_history(), now), now)
+
+
+def _show(service: Incidents, incident: Incident, as_json: bool) -> None:
+    data = _status(service, incident)
+    if as_json:
+        emit_json(data)
+    else:
+        _print(data)
+
+
+def _print(data: dict[str, Any]) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    out = console()
+    rehearsal = " [bold]REHEARSAL[/]" if data["rehearsal"] else ""
+    out.print(f"[bold]{data['id']}[/]{rehearsal}  {data['title']} ({data['scenario']}), tier"
+              f" {data['tier']}, {data['status']}")  # fmt: skip
+    out.print(f"disaster at {data['since']}, {_span(data['elapsed_seconds'])} ago; commander"
+              f" {data['commander'] or '(none)'}; plan {data['plan']['sha256'][:12]}",
+              highlight=False)  # fmt: skip
+    systems = Table("system", "RTO", "deadline", "left", "prediction from drills",
+                    title="RTO clock", title_justify="left")  # fmt: skip
+    for row in data["clock"]["systems"]:
+        systems.add_row(row["system"], _span(row["rto_seconds"]), row["deadline"],
+                        _left(row["remaining_seconds"]), _prediction(row["prediction"]))  # fmt: skip
+    platform = data["clock"]["full_platform"]
+    if platform:
+        systems.add_row("(whole platform)", "", platform["deadline"],
+                        _left(platform["remaining_seconds"]), "")  # fmt: skip
+    out.print(systems)
+    for phase in data["phases"]:
+        window = phase["window"]
+        when = (f" {_plan_span(window['start_seconds'])}-{_plan_span(window['end_seconds'])},"
+                f" until {window['end']}" if window else "")  # fmt: skip
+        mark = (" [bold red]OVERRUN[/]" if phase["overrun"]
+                else " [bold]current[/]" if phase["number"] == data["current_phase"] else "")  # fmt: skip
+        out.print(f"\nphase {phase['number']} {phase['name']}{when}{mark}", highlight=False)
+        for s in phase["steps"]:
+            ticked = sum(1 for c in s["checklist"] if c["done"])
+            items = f" [{ticked}/{len(s['checklist'])}]" if s["checklist"] else ""
+            auto = " (automated)" if s["automated"] else ""
+            out.print(f"  {s['id']} {s['title']} - {s['owner'] or 'no owner'}: {s['status']}"
+                      f"{items}{auto}", highlight=False)  # fmt: skip
+
+
+def _prediction(found: dict[str, Any] | None) -> str:
+    if not found or found["verdict"] == "never drilled":
+        return "never drilled: no prediction"
+    return (f"{found['verdict']}: median {_span(found['median_seconds'])}, worst"
+            f" {_span(found['worst_seconds'])} over {found['drills']} drills")  # fmt: skip
+
+
+def _left(seconds: float) -> str:
+    return _span(seconds) if seconds >= 0 else f"[bold red]missed by {_span(-seconds)}[/]"
+
+
+def _plan_span(seconds: float) -> str:
+    """As the plan writes a window: ``0-1h``, ``1-4h``."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from drplan.plan.durations import format_duration  # noqa: PLC0415
+
+    return "0" if not seconds else format_duration(timedelta(seconds=seconds))
+
+
+def _span(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

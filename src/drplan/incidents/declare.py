@@ -1,0 +1,125 @@
+"""What a declaration fixes for the life of an incident: the scenario, its systems and
+their objectives, the disaster moment, and the runbook as the plan said it then.
+
+All of it goes into the incident's first event, so that an incident keeps the plan it
+started with: a plan edited mid-incident (a step reworded, an RTO tightened) changes the
+next incident, not this one, and the review judges this one by what responders had.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drplan import clock
+from drplan.errors import UsageError
+from drplan.plan.model import Plan
+from drplan.plan.model.response import Step
+
+ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's: no I, L, O, U to misread
+ID_LENGTH = 4
+DEFAULT_COMMANDER = "incident-commander"
+FUTURE_SLACK = timedelta(seconds=60)  # clocks differ a little between hosts
+
+
+def new_id() -> str:
+    """A short id a responder can say on a call: ``INC-7K3Q``."""
+    return "INC-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def declaration(
+    plan: Plan, plan_path: str, scenario: str, *, systems: list[str] | None,
+    since: datetime | None, commander: str | None, note: str | None, rehearsal: bool,
+    now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    """The first event's data; UsageError for an unknown scenario, system or role, a
+    scenario without a runbook, or a disaster moment in the future."""
+    spec = plan.scenarios.get(scenario)
+    if spec is None:
+        raise UsageError(f"no scenario {scenario!r} in the plan",
+                         hint=_known("scenarios", plan.scenarios))  # fmt: skip
+    if spec.runbook is None or spec.runbook not in plan.runbooks:
+        raise UsageError(f"scenario {scenario} has no runbook to follow",
+                         hint="give it `runbook:` in the plan")  # fmt: skip
+    affected = systems if systems else (spec.affects or list(plan.systems))
+    for name in affected:
+        if name not in plan.systems:
+            raise UsageError(f"no system {name!r} in the plan",
+                             hint=_known("systems", plan.systems))  # fmt: skip
+    commander = commander or (DEFAULT_COMMANDER if DEFAULT_COMMANDER in plan.roles else None)
+    if commander is not None and commander not in plan.roles:
+        raise UsageError(f"no role {commander!r} in the plan", hint=_known("roles", plan.roles))
+    moment = since or now
+    if moment > now + FUTURE_SLACK:
+        raise UsageError(
+            f"--since {clock.rfc3339(moment)} is in the future (it is {clock.rfc3339(now)})",
+            hint="give the moment the disaster began, e.g. --since 2026-12-07T03:10:00Z",
+        )
+    whole = not systems and not spec.affects
+    return {
+        "scenario": scenario,
+        "title": spec.title,
+        "tier": spec.tier,
+        "runbook": spec.runbook,
+        "systems": affected,
+        "whole_platform": whole,
+        "recover_from": spec.recover_from,
+        "since": clock.rfc3339(moment),
+        "plan": {"path": plan_path, "sha256": plan_digest(plan_path)},
+        "commander": commander,
+        "note": note,
+        "rehearsal": rehearsal,
+        "objectives": {name: _objectives(plan, name) for name in affected},
+        "full_platform_rto_seconds": (
+            plan.objectives.rto.full_platform.total_seconds() if whole else None
+        ),
+        "roles": {
+            name: {"title": r.title, "holder": r.holder, "deputy": r.deputy, "phone": r.phone}
+            for name, r in plan.roles.items()
+        },
+        "phases": [
+            {
+                "name": phase.name,
+                "window": [phase.window.start.total_seconds(), phase.window.end.total_seconds()]
+                if phase.window else None,
+                "steps": [_step(f"{p}.{s}", step) for s, step in enumerate(phase.steps, 1)],
+            }
+            for p, phase in enumerate(plan.runbooks[spec.runbook].phases, 1)
+        ],
+    }  # fmt: skip
+
+
+def plan_digest(path: str) -> str:
+    """The plan's version: the SHA-256 of its file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def slug(title: str) -> str:
+    """``Restore from last known good backup`` → ``restore-from-last-known-good-backup``."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def _step(number: str, step: Step) -> dict[str, Any]:
+    return {
+        "id": number, "slug": slug(step.title), "title": step.title, "owner": step.owner,
+        "checklist": step.checklist, "action": step.action, "run": step.run,
+        "recovers": step.recovers,
+        "timeout": step.timeout.total_seconds() if step.timeout else None,
+    }  # fmt: skip
+
+
+def _objectives(plan: Plan, system: str) -> dict[str, float | None]:
+    classes = plan.systems[system].data_classes
+    rpos = [plan.objectives.rpo[c] for c in classes if c in plan.objectives.rpo]
+    return {
+        "rto_seconds": plan.rto_of(system).total_seconds(),
+        "rpo_seconds": min(rpos).total_seconds() if rpos else None,
+    }
+
+
+def _known(what: str, names: Any) -> str:
+    return f"the plan's {what}: {', '.join(sorted(names)) or '(none)'}"

@@ -1,0 +1,206 @@
+"""Acting on incidents: declare one, record what responders do, read one back, and keep
+the catalog's copy of every timeline in step with the journal.
+
+Every change is an event: appended to the local journal and synced first, then added to
+the catalog. When the catalog cannot be reached the event is kept all the same, the
+command says so, and the next command (or ``serve``) adds what the catalog lacks.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
+from drplan.incidents.declare import declaration, new_id
+from drplan.incidents.journal import ID_PATTERN, Journal
+from drplan.incidents.state import OPEN, OUTCOMES, Incident, fold
+from drplan.incidents.timeline import Event, parse
+from drplan.plan.model import Plan
+
+if TYPE_CHECKING:
+    from drplan.catalog.store import Catalog
+
+log = logging.getLogger("drplan.incidents")
+ID_ATTEMPTS = 20
+
+
+@dataclass
+class Incidents:
+    """The incidents of this host's journal, and of the catalog when it can be reached."""
+
+    journal: Journal
+    open_catalog: Callable[[], Catalog]
+    warnings: list[str] = field(default_factory=list)  # said to the user after the command
+    _catalog: Catalog | None = None
+    _catalog_down: bool = False
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        """Every incident known here or in the catalog, the first declared first."""
+        known = self.journal.ids()
+        catalog = self._reach()
+        if catalog is not None:
+            try:
+                known += [i for i in catalog.incident_ids() if i not in known]
+            except CatalogError as exc:
+                self._down(exc)
+        return known
+
+    def load(self, incident: str) -> Incident:
+        """The incident as its timeline says (the journal's copy, else the catalog's)."""
+        incident = incident.upper()
+        if not ID_PATTERN.match(incident):
+            raise UsageError(f"{incident!r} is not an incident id (e.g. INC-7K3Q)",
+                             hint="`drplan incident list` shows them")  # fmt: skip
+        events = self.journal.read(incident) or self.catalog_copy(incident)
+        if not events:
+            raise UsageError(f"no incident {incident} here or in the catalog",
+                             hint="`drplan incident list` shows them")  # fmt: skip
+        return fold(events)
+
+    def catalog_copy(self, incident: str) -> list[Event]:
+        catalog = self._reach()
+        if catalog is None:
+            return []
+        try:
+            return [parse(body, digest) for body, digest in catalog.incident_events(incident)]
+        except CatalogError as exc:
+            self._down(exc)
+            return []
+        except ValueError:
+            raise DrplanError(f"the catalog's timeline of {incident} holds an entry that is not one",
+                              hint=f"`drplan incident verify {incident}`") from None  # fmt: skip
+
+    def drill_history(self) -> list[dict[str, Any]]:
+        """The catalog's drill runs, newest first, that predictions are made from (none
+        when the catalog cannot be reached: every system is then unpredicted)."""
+        catalog = self._reach()
+        if catalog is None:
+            return []
+        try:
+            return catalog.drills(limit=500)
+        except CatalogError as exc:
+            self._down(exc)
+            return []
+
+    def open_ones(self) -> list[Incident]:
+        return [i for i in (self.load(n) for n in self.ids()) if i.status == OPEN]
+
+    # -- acting -----------------------------------------------------------------------------
+
+    def declare(self, plan: Plan, plan_path: str, scenario: str, actor: str | None,
+                now: datetime, **options: Any) -> Incident:  # fmt: skip
+        data = declaration(plan, plan_path, scenario, now=now, **options)
+        for other in self.open_ones():
+            shared = sorted(set(other.systems) & set(data["systems"]))
+            if shared:
+                self.warnings.append(f"incident {other.id} ({other.scenario}) is open on"
+                                     f" {', '.join(shared)} too")  # fmt: skip
+        taken = set(self.ids())
+        for _ in range(ID_ATTEMPTS):
+            incident = new_id()
+            if incident in taken:
+                continue
+            try:
+                self.record(incident, "declared", self.actor(actor, data["roles"]), data, now,
+                            new=True)  # fmt: skip
+            except DrplanError as exc:
+                if "exists already" in exc.message:
+                    continue
+                raise
+            return self.load(incident)
+        raise DrplanError("no free incident id was found", hint="declare again")
+
+    def step(self, incident: Incident, ref: str, outcome: str, now: datetime, *,
+             item: int | None = None, note: str | None = None, actor: str | None = None,
+             out_of_order: bool = False) -> Event:  # fmt: skip
+        """Record a manual step's outcome (or one checklist item ticked)."""
+        incident.writable()
+        step = incident.step(ref)
+        if outcome not in OUTCOMES:
+            raise UsageError(f"{outcome!r} is not a step outcome",
+                             hint=f"use one of {', '.join(OUTCOMES)}")  # fmt: skip
+        data: dict[str, Any] = {"step": step.id, "outcome": outcome}
+        if item is not None:
+            if not 1 <= item <= len(step.checklist):
+                raise UsageError(
+                    f"step {step.id} has {len(step.checklist)} checklist items, not {item}",
+                    hint="; ".join(f"{n} {text}" for n, text in enumerate(step.checklist, 1))
+                    or "it has no checklist",
+                )
+            data["item"] = item
+        elif not step.open:
+            raise IncidentStateError(f"step {step.id} ({step.title}) is {step.status} already",
+                                     hint="add what changed with `drplan incident note`")  # fmt: skip
+        else:
+            waiting = incident.before(step)
+            if waiting and not out_of_order:
+                raise IncidentStateError(
+                    f"step {step.id} comes after {', '.join(s.id for s in waiting)}, still open",
+                    hint="finish those first, or pass --out-of-order (it is recorded)",
+                )
+            if waiting:
+                data["out_of_order"] = [s.id for s in waiting]
+        if note:
+            data["note"] = note
+        return self.record(incident.id, "step", self.actor(actor, incident.roles), data, now)
+
+    def record(self, incident: str, kind: str, actor: str, data: dict[str, Any],
+               at: datetime, *, new: bool = False) -> Event:  # fmt: skip
+        """Append an event: to the journal (synced), then to the catalog."""
+        event = self.journal.append(incident, kind, actor, data, at, new=new)
+        self.sync(incident)
+        return event
+
+    def sync(self, incident: str) -> None:
+        """Add to the catalog what the journal has and it lacks."""
+        catalog = self._reach()
+        if catalog is None:
+            return
+        rows = [
+            {"seq": e.seq, "at": e.at, "kind": e.kind, "body": e.body, "hash": e.hash}
+            for e in self.journal.read(incident)
+        ]
+        try:
+            catalog.add_incident_events(incident, rows)
+        except CatalogError as exc:
+            self._down(exc)
+
+    @staticmethod
+    def actor(role: str | None, roles: dict[str, Any]) -> str:
+        """Who acts: ``ROLE (user)``, or the user alone."""
+        user = getpass.getuser()
+        if role is None:
+            return user
+        if role not in roles:
+            raise UsageError(f"no role {role!r} in the plan",
+                             hint=f"the plan's roles: {', '.join(sorted(roles)) or '(none)'}")  # fmt: skip
+        return f"{role} ({user})"
+
+    # -- the catalog, when it answers -----------------------------------------------------------
+
+    def _reach(self) -> Catalog | None:
+        if self._catalog_down:
+            return None
+        if self._catalog is None:
+            try:
+                self._catalog = self.open_catalog()
+            except CatalogError as exc:
+                self._down(exc)
+                return None
+        return self._catalog
+
+    def _down(self, exc: CatalogError) -> None:
+        self._catalog_down = True
+        self.warnings.append(f"{exc.message}: the incident journal keeps every event, and the"
+                             " catalog gets them when it is back")  # fmt: skip

@@ -1,0 +1,177 @@
+"""An incident as its timeline makes it: the events folded, in order, into the state a
+responder sees (steps done or open, the commander, the notes) and the RTO clock.
+
+Nothing else holds an incident's state: whatever copy of the timeline survives (the
+journal, the catalog, a replica) gives the same incident, and a crash between two
+events leaves the state of the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from drplan import clock
+from drplan.errors import DrplanError, IncidentStateError, UsageError
+from drplan.incidents.timeline import Event
+
+OPEN, RESOLVED, CLOSED = "open", "resolved", "closed"
+OUTCOMES = {"done": "done", "skip": "skipped", "fail": "failed"}
+PENDING = "pending"
+
+
+@dataclass
+class StepState:
+    id: str  # "2.1": phase 2, step 1
+    slug: str
+    title: str
+    owner: str | None
+    checklist: list[str]
+    action: str | None
+    run: str | None
+    recovers: list[str]
+    status: str = PENDING  # or done, skipped, failed
+    ticked: set[int] = field(default_factory=set)  # checklist items done (1-based)
+    finished_at: datetime | None = None
+    actor: str | None = None
+    note: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.status == PENDING
+
+    @property
+    def automated(self) -> bool:
+        return bool(self.action or self.run)
+
+
+@dataclass
+class PhaseState:
+    number: int
+    name: str
+    window: tuple[float, float] | None  # seconds from the disaster moment
+    steps: list[StepState]
+
+    @property
+    def open(self) -> bool:
+        return any(s.open for s in self.steps)
+
+
+@dataclass
+class Incident:
+    id: str
+    declared: dict[str, Any]  # the first event's data: see declare.declaration
+    declared_at: datetime
+    since: datetime
+    phases: list[PhaseState]
+    commander: str | None
+    status: str = OPEN
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def scenario(self) -> str:
+        return str(self.declared["scenario"])
+
+    @property
+    def systems(self) -> list[str]:
+        return list(self.declared["systems"])
+
+    @property
+    def steps(self) -> list[StepState]:
+        return [s for p in self.phases for s in p.steps]
+
+    @property
+    def roles(self) -> dict[str, Any]:
+        return dict(self.declared["roles"])
+
+    def step(self, ref: str) -> StepState:
+        """A step by number (``2.1``) or name (``restore-from-last-known-good-backup``)."""
+        for step in self.steps:
+            if ref in (step.id, step.slug):
+                return step
+        known = ", ".join(f"{s.id} {s.slug}" for s in self.steps)
+        raise UsageError(f"incident {self.id} has no step {ref!r}", hint=f"its steps: {known}")
+
+    def before(self, step: StepState) -> list[StepState]:
+        """The steps before ``step`` still open: the runbook's order says they come first."""
+        earlier = self.steps[: self.steps.index(step)]
+        return [s for s in earlier if s.open]
+
+    def current_phase(self) -> PhaseState | None:
+        return next((p for p in self.phases if p.open), None)
+
+    def deadline(self, system: str) -> datetime:
+        seconds = self.declared["objectives"][system]["rto_seconds"]
+        return self.since + timedelta(seconds=seconds)
+
+    def platform_deadline(self) -> datetime | None:
+        seconds = self.declared.get("full_platform_rto_seconds")
+        return None if seconds is None else self.since + timedelta(seconds=seconds)
+
+    def window(self, phase: PhaseState) -> tuple[datetime, datetime] | None:
+        if phase.window is None:
+            return None
+        start, end = phase.window
+        return self.since + timedelta(seconds=start), self.since + timedelta(seconds=end)
+
+    def writable(self) -> None:
+        """Raise IncidentStateError unless the incident can still be acted on."""
+        if self.status == CLOSED:
+            raise IncidentStateError(
+                f"incident {self.id} is closed",
+                hint="declare a new incident, or add to this one's review with `incident note`",
+            )
+
+
+def fold(events: list[Event]) -> Incident:
+    """The incident ``events`` (a whole timeline, in order) describe."""
+    if not events or events[0].kind != "declared":
+        raise DrplanError("the timeline does not begin with a declaration",
+                          hint="`drplan incident verify INC` says what is wrong")  # fmt: skip
+    first = events[0]
+    data = first.data
+    phases = [
+        PhaseState(
+            number, phase["name"], tuple(phase["window"]) if phase["window"] else None,
+            [StepState(**{k: s[k] for k in _STEP_FIELDS}) for s in phase["steps"]],
+        )
+        for number, phase in enumerate(data["phases"], 1)
+    ]  # fmt: skip
+    incident = Incident(
+        id=first.incident, declared=data, declared_at=first.at,
+        since=clock.parse_rfc3339(data["since"]), phases=phases, commander=data["commander"],
+    )  # fmt: skip
+    for event in events:
+        _APPLY.get(event.kind, _ignore)(incident, event)
+    incident.events = events
+    return incident
+
+
+_STEP_FIELDS = ("id", "slug", "title", "owner", "checklist", "action", "run", "recovers")
+
+
+def _step_event(incident: Incident, event: Event) -> None:
+    step = incident.step(event.data["step"])
+    item = event.data.get("item")
+    if item is not None:
+        step.ticked.add(int(item))
+        return
+    step.status = OUTCOMES[event.data["outcome"]]
+    step.finished_at, step.actor, step.note = event.at, event.actor, event.data.get("note")
+
+
+def _note(incident: Incident, event: Event) -> None:
+    incident.notes.append({"at": event.at, "actor": event.actor, **event.data})
+
+
+def _commander(incident: Incident, event: Event) -> None:
+    incident.commander = event.data["role"]
+
+
+def _ignore(incident: Incident, event: Event) -> None:
+    """Events that change no state (the declaration itself, messages): timeline only."""
+
+
+_APPLY = {"step": _step_event, "note": _note, "commander": _commander}

@@ -1,0 +1,116 @@
+"""An incident as the status command, the JSON output and (later) the API show it: the
+RTO clock per system, the phases against their windows, the steps, the predictions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from drplan import clock
+from drplan.incidents.predict import Prediction
+from drplan.incidents.state import Incident
+
+
+def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
+           ) -> dict[str, Any]:  # fmt: skip
+    declared = incident.declared
+    platform = incident.platform_deadline()
+    current = incident.current_phase()
+    return {
+        "id": incident.id,
+        "scenario": incident.scenario,
+        "title": declared["title"],
+        "tier": declared["tier"],
+        "status": incident.status,
+        "rehearsal": declared["rehearsal"],
+        "since": clock.rfc3339(incident.since),
+        "declared_at": clock.rfc3339(incident.declared_at),
+        "elapsed_seconds": round((now - incident.since).total_seconds(), 3),
+        "commander": incident.commander,
+        "plan": declared["plan"],
+        "clock": {
+            "systems": [
+                {
+                    "system": name,
+                    "rto_seconds": declared["objectives"][name]["rto_seconds"],
+                    "rpo_seconds": declared["objectives"][name]["rpo_seconds"],
+                    "deadline": clock.rfc3339(incident.deadline(name)),
+                    "remaining_seconds": _remaining(incident.deadline(name), now),
+                    "prediction": predictions[name].as_dict() if name in predictions else None,
+                }
+                for name in incident.systems
+            ],
+            "full_platform": None
+            if platform is None
+            else {
+                "deadline": clock.rfc3339(platform),
+                "remaining_seconds": _remaining(platform, now),
+            },
+        },
+        "current_phase": current.number if current else None,
+        "phases": [
+            {
+                "number": phase.number,
+                "name": phase.name,
+                "window": _window(incident, phase.window),
+                "overrun": phase.open and _ended(incident, phase.window, now),
+                "steps": [
+                    {
+                        "id": s.id,
+                        "slug": s.slug,
+                        "title": s.title,
+                        "owner": s.owner,
+                        "status": s.status,
+                        "automated": s.automated,
+                        "action": s.action,
+                        "run": s.run,
+                        "recovers": s.recovers,
+                        "checklist": [
+                            {"item": n, "text": t, "done": n in s.ticked}
+                            for n, t in enumerate(s.checklist, 1)
+                        ],
+                        "finished_at": clock.rfc3339(s.finished_at) if s.finished_at else None,
+                        "actor": s.actor,
+                        "note": s.note,
+                    }
+                    for s in phase.steps
+                ],
+            }
+            for phase in incident.phases
+        ],
+        "events": len(incident.events),
+    }
+
+
+def summary(event_kind: str, data: dict[str, Any]) -> str:
+    """One line for a timeline entry."""
+    if event_kind == "declared":
+        return (f"declared {data['scenario']} (tier {data['tier']}) on"
+                f" {', '.join(data['systems'])}, disaster at {data['since']}")  # fmt: skip
+    if event_kind == "step":
+        if "item" in data:
+            return f"step {data['step']}: checklist item {data['item']} done"
+        order = " (out of order)" if data.get("out_of_order") else ""
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"step {data['step']} {data['outcome']}{order}{note}"
+    if event_kind == "note":
+        return f"note ({data.get('kind', 'note')}): {data.get('text', '')}"
+    if event_kind == "commander":
+        return f"commander is now {data['role']}"
+    return event_kind
+
+
+def _remaining(deadline: datetime, now: datetime) -> float:
+    return round((deadline - now).total_seconds(), 3)
+
+
+def _window(incident: Incident, window: tuple[float, float] | None) -> dict[str, Any] | None:
+    if window is None:
+        return None
+    start, end = (incident.since + timedelta(seconds=s) for s in window)
+    return {"start": clock.rfc3339(start), "end": clock.rfc3339(end),
+            "start_seconds": window[0], "end_seconds": window[1]}  # fmt: skip
+
+
+def _ended(incident: Incident, window: tuple[float, float] | None, now: datetime) -> bool:
+    return window is not None and now > incident.since + timedelta(seconds=window[1])
