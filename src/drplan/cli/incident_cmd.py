@@ -122,6 +122,44 @@ def step_command(
         console().print(f"{found.id}: {summary(event.kind, event.data)}", highlight=False)
 
 
+@incident_group.command("run", short_help="Run the automated steps until one needs a person.")
+@click.argument("incident")
+@click.option("--retry", metavar="STEP", help="Run a failed or interrupted step again.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def run_command(incident: str, retry: str | None, catalog: str | None) -> None:
+    """Run INCIDENT's automated steps in the runbook's order, each against its timeout
+    with its output kept, until one waits for a person: a manual step, an approval, or a
+    failed or interrupted step for the commander to decide on (exit 1)."""
+    from drplan.errors import DrplanError  # noqa: PLC0415
+    from drplan.incidents.runner import Driver  # noqa: PLC0415
+
+    out = console()
+    with _incidents(catalog) as service:
+        halt = Driver(service, on_event=lambda line: out.print(line, highlight=False)).drive(
+            incident, retry
+        )
+    if halt.reason in ("failed", "interrupted"):
+        raise DrplanError(halt.message)
+    out.print(halt.message, highlight=False)
+
+
+@incident_group.command("approve", short_help="Let a gated step run.")
+@click.argument("incident")
+@click.argument("step")
+@click.option(
+    "--as", "actor", metavar="ROLE", help="The approving role (the step's, or the commander)."
+)
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def approve_command(incident: str, step: str, actor: str | None, catalog: str | None) -> None:
+    """Approve STEP of INCIDENT, which waits for its `approve` role (or the incident
+    commander); `drplan incident run` then runs it."""
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        service.approve(found, step, actor, clock.now())
+        console().print(f"{found.id}: step {found.step(step).id} approved by {actor}",
+                        highlight=False)  # fmt: skip
+
+
 @incident_group.command("list", short_help="Every incident, open ones and past ones.")
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")

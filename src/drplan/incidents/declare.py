@@ -1,8 +1,8 @@
 """What a declaration fixes for the life of an incident: the scenario, its systems and
 their objectives, the disaster moment, and the runbook as the plan said it then.
 
-All of it goes into the incident's first event, so that an incident keeps the plan it
-started with: a plan edited mid-incident (a step reworded, an RTO tightened) changes the
+All of it goes into the incident's first event, with the plan file's text (the version
+automated steps run against), so that an incident keeps the plan it started with: a plan edited mid-incident (a step reworded, an RTO tightened) changes the
 next incident, not this one, and the review judges this one by what responders had.
 """
 
@@ -60,6 +60,7 @@ def declaration(
             hint="give the moment the disaster began, e.g. --since 2026-12-07T03:10:00Z",
         )
     whole = not systems and not spec.affects
+    text = Path(plan_path).read_bytes()  # the version automated steps run against
     return {
         "scenario": scenario,
         "title": spec.title,
@@ -69,7 +70,8 @@ def declaration(
         "whole_platform": whole,
         "recover_from": spec.recover_from,
         "since": clock.rfc3339(moment),
-        "plan": {"path": plan_path, "sha256": plan_digest(plan_path)},
+        "plan": {"path": plan_path, "sha256": hashlib.sha256(text).hexdigest()},
+        "plan_text": text.decode("utf-8"),
         "commander": commander,
         "note": note,
         "rehearsal": rehearsal,
@@ -93,11 +95,6 @@ def declaration(
     }  # fmt: skip
 
 
-def plan_digest(path: str) -> str:
-    """The plan's version: the SHA-256 of its file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def slug(title: str) -> str:
     """``Restore from last known good backup`` → ``restore-from-last-known-good-backup``."""
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
@@ -109,6 +106,7 @@ def _step(number: str, step: Step) -> dict[str, Any]:
         "checklist": step.checklist, "action": step.action, "run": step.run,
         "recovers": step.recovers,
         "timeout": step.timeout.total_seconds() if step.timeout else None,
+        "approve": step.approve, "rerun": step.rerun,
     }  # fmt: skip
 
 

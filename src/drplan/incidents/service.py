@@ -142,6 +142,12 @@ class Incidents:
         elif not step.open:
             raise IncidentStateError(f"step {step.id} ({step.title}) is {step.status} already",
                                      hint="add what changed with `drplan incident note`")  # fmt: skip
+        elif step.running is not None:
+            raise IncidentStateError(
+                f"step {step.id} ({step.title}) is running (process {step.running['pid']} on"
+                f" {step.running['host']})",
+                hint="wait for it: `drplan incident timeline INC --follow`",
+            )
         else:
             waiting = incident.before(step)
             if waiting and not out_of_order:
@@ -154,6 +160,26 @@ class Incidents:
         if note:
             data["note"] = note
         return self.record(incident.id, "step", self.actor(actor, incident.roles), data, now)
+
+    def approve(self, incident: Incident, ref: str, role: str | None, now: datetime) -> Event:
+        """Approve a gated step, as its approving role or the incident commander."""
+        incident.writable()
+        step = incident.step(ref)
+        if step.approve is None:
+            raise UsageError(f"step {step.id} ({step.title}) needs no approval",
+                             hint="`drplan incident run INC` runs it")  # fmt: skip
+        allowed = {r for r in (step.approve, incident.commander) if r is not None}
+        if role not in allowed:
+            raise UsageError(
+                f"step {step.id} is approved by {' or '.join(sorted(allowed))}, not"
+                f" {role or 'an unnamed user'}",
+                hint=f"pass --as {step.approve}",
+            )
+        if step.approved_by is not None:
+            raise IncidentStateError(f"step {step.id} was approved already by {step.approved_by}",
+                                     hint="`drplan incident run INC` runs it")  # fmt: skip
+        return self.record(incident.id, "approved", self.actor(role, incident.roles),
+                           {"step": step.id}, now)  # fmt: skip
 
     def record(self, incident: str, kind: str, actor: str, data: dict[str, Any],
                at: datetime, *, new: bool = False) -> Event:  # fmt: skip

@@ -17,8 +17,8 @@ from drplan.errors import DrplanError, IncidentStateError, UsageError
 from drplan.incidents.timeline import Event
 
 OPEN, RESOLVED, CLOSED = "open", "resolved", "closed"
-OUTCOMES = {"done": "done", "skip": "skipped", "fail": "failed"}
-PENDING = "pending"
+PENDING, DONE, SKIPPED, FAILED = "pending", "done", "skipped", "failed"
+OUTCOMES = {"done": DONE, "skip": SKIPPED, "fail": FAILED}
 
 
 @dataclass
@@ -31,15 +31,24 @@ class StepState:
     action: str | None
     run: str | None
     recovers: list[str]
+    approve: str | None = None
+    rerun: str = "ask"
+    timeout: float | None = None
     status: str = PENDING  # or done, skipped, failed
     ticked: set[int] = field(default_factory=set)  # checklist items done (1-based)
     finished_at: datetime | None = None
     actor: str | None = None
     note: str | None = None
+    approved_by: str | None = None
+    running: dict[str, Any] | None = None  # the step_started event's data, until it ends
+    attempts: int = 0
+    interrupted: bool = False  # its process died without an outcome (rerun decides)
+    result: dict[str, Any] = field(default_factory=dict)  # exit code, seconds, output
 
     @property
     def open(self) -> bool:
-        return self.status == PENDING
+        """Not settled: pending, or failed (the commander decides what next)."""
+        return self.status not in (DONE, SKIPPED)
 
     @property
     def automated(self) -> bool:
@@ -135,7 +144,7 @@ def fold(events: list[Event]) -> Incident:
     phases = [
         PhaseState(
             number, phase["name"], tuple(phase["window"]) if phase["window"] else None,
-            [StepState(**{k: s[k] for k in _STEP_FIELDS}) for s in phase["steps"]],
+            [StepState(**{k: s[k] for k in _STEP_FIELDS if k in s}) for s in phase["steps"]],
         )
         for number, phase in enumerate(data["phases"], 1)
     ]  # fmt: skip
@@ -149,7 +158,19 @@ def fold(events: list[Event]) -> Incident:
     return incident
 
 
-_STEP_FIELDS = ("id", "slug", "title", "owner", "checklist", "action", "run", "recovers")
+_STEP_FIELDS = (
+    "id",
+    "slug",
+    "title",
+    "owner",
+    "checklist",
+    "action",
+    "run",
+    "recovers",
+    "approve",
+    "rerun",
+    "timeout",
+)
 
 
 def _step_event(incident: Incident, event: Event) -> None:
@@ -160,6 +181,25 @@ def _step_event(incident: Incident, event: Event) -> None:
         return
     step.status = OUTCOMES[event.data["outcome"]]
     step.finished_at, step.actor, step.note = event.at, event.actor, event.data.get("note")
+    step.running, step.interrupted = None, False
+    step.result = {k: event.data[k] for k in ("exit_code", "seconds", "output", "timed_out")
+                   if k in event.data}  # fmt: skip
+
+
+def _started(incident: Incident, event: Event) -> None:
+    step = incident.step(event.data["step"])
+    step.running, step.interrupted = event.data, False
+    step.attempts += 1
+    step.status = PENDING  # a retry of a failed step runs again
+
+
+def _interrupted(incident: Incident, event: Event) -> None:
+    step = incident.step(event.data["step"])
+    step.running, step.interrupted = None, True
+
+
+def _approved(incident: Incident, event: Event) -> None:
+    incident.step(event.data["step"]).approved_by = event.actor
 
 
 def _note(incident: Incident, event: Event) -> None:
@@ -174,4 +214,7 @@ def _ignore(incident: Incident, event: Event) -> None:
     """Events that change no state (the declaration itself, messages): timeline only."""
 
 
-_APPLY = {"step": _step_event, "note": _note, "commander": _commander}
+_APPLY = {
+    "step": _step_event, "step_started": _started, "step_interrupted": _interrupted,
+    "approved": _approved, "note": _note, "commander": _commander,
+}  # fmt: skip

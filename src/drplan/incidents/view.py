@@ -72,6 +72,12 @@ def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
                         "finished_at": clock.rfc3339(s.finished_at) if s.finished_at else None,
                         "actor": s.actor,
                         "note": s.note,
+                        "approve": s.approve,
+                        "approved_by": s.approved_by,
+                        "running": s.running,
+                        "interrupted": s.interrupted,
+                        "attempts": s.attempts,
+                        **s.result,
                     }
                     for s in phase.steps
                 ],
@@ -93,6 +99,13 @@ def summary(event_kind: str, data: dict[str, Any]) -> str:
         order = " (out of order)" if data.get("out_of_order") else ""
         note = f": {data['note']}" if data.get("note") else ""
         return f"step {data['step']} {data['outcome']}{order}{note}"
+    if event_kind == "step_started":
+        return (f"step {data['step']} started (attempt {data['attempt']}, process"
+                f" {data['pid']} on {data['host']}): {data['command']}")  # fmt: skip
+    if event_kind == "step_interrupted":
+        return f"step {data['step']} interrupted: its process {data['pid']} is gone"
+    if event_kind == "approved":
+        return f"step {data['step']} approved"
     if event_kind == "note":
         return f"note ({data.get('kind', 'note')}): {data.get('text', '')}"
     if event_kind == "commander":

@@ -137,6 +137,7 @@ def _response(plan: Plan) -> Iterator[Found]:
             for s, step in enumerate(phase.steps):
                 at: PathKey = ("runbooks", name, "phases", p, "steps", s)
                 yield from _refs((*at, "owner"), step.owner, "role", plan.roles)
+                yield from _refs((*at, "approve"), step.approve, "role", plan.roles)
                 yield from _refs((*at, "recovers"), step.recovers, "system", plan.systems)
     for name, role in plan.roles.items():
         yield from _refs(("roles", name, "deputy"), role.deputy, "role", plan.roles)

@@ -32,6 +32,7 @@ DRPLAN_ACTIONS = (
     "incident",
     "locations",
     "notify",
+    "plan",
     "snapshots",
     "status",
     "wal",
@@ -91,7 +92,15 @@ class Step(PlanModel):
     recovers: list[Name] = Field(default_factory=list)
     """Systems this step brings back; the phase window is then held against their RTO."""
     timeout: Duration | None = None
-    """Give up on the automated part after this long."""
+    """Give up on the automated part after this long (default 1 hour): its process group
+    is stopped and the step fails."""
+    approve: Name | None = None
+    """The role (see `roles`) whose `drplan incident approve` the automated part waits
+    for; the incident commander may approve too."""
+    rerun: Literal["safe", "ask"] = "ask"
+    """When the process driving the incident died while this step ran: `safe` runs it
+    again on its own, `ask` waits for the commander (`drplan incident run INC --retry
+    STEP`, or the step recorded by hand)."""
 
     @model_validator(mode="after")
     def _one_automation(self) -> Step:

@@ -1,0 +1,103 @@
+"""Running the automated part of a step: a drplan command (``action``) or a shell
+command (``run``), in a process group of its own, against a timeout, its output kept.
+
+A step that hangs is stopped with everything it started (SIGTERM to its group, SIGKILL
+after a grace). Its output goes to a file, not a pipe (a chatty command never blocks),
+and only its end is kept: bounded, with every secret the plan references replaced by
+its reference, so the timeline and the catalog never hold a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from drplan.storage.registry import redact
+
+OUTPUT_KEPT = 16 * 1024  # bytes of a step's output that the timeline keeps (its end)
+KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+POLL = 0.05
+
+
+@dataclass(frozen=True)
+class Finished:
+    exit_code: int | None  # None: stopped at its timeout
+    seconds: float
+    output: str  # the end of its output, secrets redacted
+
+    @property
+    def timed_out(self) -> bool:
+        return self.exit_code is None
+
+
+def argv_of(action: str | None, run: str | None, plan_path: str) -> list[str]:
+    """What a step runs: ``drplan --plan PLAN ACTION...``, or ``/bin/sh -c RUN``."""
+    if action is not None:
+        return [sys.executable, "-m", "drplan", "--plan", plan_path, *shlex.split(action)]
+    assert run is not None
+    return ["/bin/sh", "-c", run]
+
+
+def execute(
+    argv: list[str], env: dict[str, str], timeout: float, secrets: Iterable[tuple[str, str]],
+    on_start: object = None,
+) -> Finished:  # fmt: skip
+    """Run ``argv`` until it ends or ``timeout`` seconds pass; ``on_start(pid)`` is called
+    once it runs (the caller records it, so a successor can tell it was interrupted)."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+        try:
+            if callable(on_start):
+                on_start(proc.pid)
+            code = _wait(proc, started + timeout)
+        except BaseException:  # Ctrl-C, or the record failed: nothing is left running
+            _stop(proc)
+            raise
+        seconds = time.monotonic() - started
+        out.seek(max(0, out.seek(0, os.SEEK_END) - OUTPUT_KEPT))
+        text = out.read().decode("utf-8", "replace")
+    return Finished(code, seconds, scrub(text, secrets))
+
+
+def scrub(text: str, secrets: Iterable[tuple[str, str]]) -> str:
+    """``text`` with each secret value replaced by its reference, and credentials in URLs
+    hidden; the longest values first, so one that holds another is replaced whole."""
+    for value, reference in sorted(secrets, key=lambda s: -len(s[0])):
+        if value:
+            text = text.replace(value, reference)
+    return "\n".join(redact(line) if "://" in line else line for line in text.split("\n"))
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float) -> int | None:
+    while True:
+        code = proc.poll()
+        if code is not None:
+            return code
+        if time.monotonic() >= deadline:
+            _stop(proc)
+            return None
+        time.sleep(POLL)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the step's whole process group: SIGTERM, then SIGKILL after a grace."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # what it left behind in its group
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,193 @@
+"""Driving an incident's runbook: its automated steps run in order until the next step
+that waits for a person (a manual step, an approval, a failure to decide on).
+
+Each automated step is recorded as started (with its process, once it runs) before it
+can do anything, and with its outcome when it ends. So a driver killed mid-step leaves a
+step started and never finished; the next driver sees its process gone and never runs
+it again silently: the step's ``rerun`` decides (``safe``: again, on its own; ``ask``:
+the commander retries it, or records it by hand). One driver at a time per incident: a
+lock beside its journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from drplan import clock
+from drplan.errors import DrplanError
+from drplan.incidents.execute import argv_of, execute
+from drplan.incidents.service import Incidents
+from drplan.incidents.state import FAILED, Incident, StepState
+from drplan.liveness import alive
+from drplan.plan.loader import load_plan_text
+from drplan.plan.model import Plan, PostgresSystem
+from drplan.plan.secrets import find_refs
+
+DEFAULT_TIMEOUT = 3600.0  # seconds, for a step without its own `timeout`
+DRIVER = "drplan"  # the actor of what the driver records
+
+
+@dataclass(frozen=True)
+class Halt:
+    """Why driving stopped: the step it waits on and what a person does next."""
+
+    reason: str  # finished, manual, approval, failed, interrupted, running
+    step: str | None
+    message: str
+
+
+@dataclass
+class Driver:
+    service: Incidents
+    now: Callable[[], datetime] = clock.now
+    host: str = socket.gethostname()
+    on_event: Callable[[str], None] | None = None  # told each step started and ended
+
+    def drive(self, incident_id: str, retry: str | None = None) -> Halt:
+        """Run automated steps until one waits for a person; ``retry``: a failed or
+        interrupted step to run again (the commander's decision)."""
+        incident = self.service.load(incident_id)
+        incident.writable()
+        if retry is not None:
+            retry = incident.step(retry).id
+        with self._lock(incident.id):
+            plan_path = self._plan_copy(incident)
+            plan = load_plan_text(incident.declared["plan_text"], plan_path).plan
+            while True:
+                incident = self.service.load(incident.id)
+                step = next((s for s in incident.steps if s.open), None)
+                if step is None:
+                    return Halt("finished", None, f"{incident.id}: every step is settled")
+                halt = self._blocked(incident, step, retry)
+                if halt is not None:
+                    return halt
+                retry = None if retry == step.id else retry
+                self._run(incident, step, plan, plan_path)
+
+    def _blocked(self, incident: Incident, step: StepState, retry: str | None) -> Halt | None:
+        """Why ``step`` cannot run now, or None when it can."""
+        inc, sid = incident.id, step.id
+        if step.running is not None:
+            where = step.running
+            if where["host"] != self.host or alive(int(where["pid"])):
+                return Halt("running", sid, f"step {sid} ({step.title}) is running: process"
+                            f" {where['pid']} on {where['host']}")  # fmt: skip
+            self.service.record(inc, "step_interrupted", DRIVER,
+                                {"step": sid, "pid": where["pid"]}, self.now())  # fmt: skip
+            step.interrupted = True
+        if step.interrupted and step.rerun != "safe" and retry != sid:
+            return Halt("interrupted", sid, f"step {sid} ({step.title}) was interrupted (the"
+                        " process driving it died) and its rerun is `ask`: run it again with"
+                        f" `drplan incident run {inc} --retry {sid}`, or record it with"
+                        f" `drplan incident step {inc} {sid} done|fail`")  # fmt: skip
+        if step.status == FAILED and retry != sid:
+            return Halt("failed", sid, f"step {sid} ({step.title}) failed: the commander"
+                        f" decides: `drplan incident run {inc} --retry {sid}`, or"
+                        f" `drplan incident step {inc} {sid} done|skip`")  # fmt: skip
+        if not step.automated:
+            who = f" ({step.owner})" if step.owner else ""
+            return Halt("manual", sid, f"waiting for step {sid} {step.title}{who}: record it"
+                        f" with `drplan incident step {inc} {sid} done`")  # fmt: skip
+        if step.approve and step.approved_by is None:
+            return Halt("approval", sid, f"step {sid} ({step.title}) waits for approval by"
+                        f" {step.approve}: `drplan incident approve {inc} {sid} --as"
+                        f" {step.approve}`")  # fmt: skip
+        return None
+
+    def _run(self, incident: Incident, step: StepState, plan: Plan, plan_path: str) -> None:
+        argv = argv_of(step.action, step.run, plan_path)
+        shown = step.action or step.run
+        secrets = _secrets(plan)
+        attempt = step.attempts + 1
+
+        def started(pid: int) -> None:
+            self.service.record(incident.id, "step_started", DRIVER, {
+                "step": step.id, "attempt": attempt, "pid": pid, "host": self.host,
+                "command": shown,
+            }, self.now())  # fmt: skip
+            self._tell(f"step {step.id} {step.title}: started ({shown})")
+
+        env = {**os.environ, **_context(incident, step, plan, plan_path)}
+        done = execute(argv, env, step.timeout or DEFAULT_TIMEOUT, secrets, started)
+        outcome = "done" if done.exit_code == 0 else "fail"
+        data: dict[str, Any] = {
+            "step": step.id, "outcome": outcome, "automated": True, "attempt": attempt,
+            "exit_code": done.exit_code, "timed_out": done.timed_out,
+            "seconds": round(done.seconds, 3), "output": done.output,
+        }  # fmt: skip
+        if done.timed_out:
+            data["note"] = f"stopped after its timeout of {step.timeout or DEFAULT_TIMEOUT:g}s"
+        elif done.exit_code != 0:
+            data["note"] = f"exited {done.exit_code}: {_last_line(done.output)}"
+        self.service.record(incident.id, "step", DRIVER, data, self.now())
+        self._tell(f"step {step.id} {step.title}: {outcome}"
+                   + (f" ({data['note']})" if "note" in data else ""))  # fmt: skip
+
+    def _tell(self, line: str) -> None:
+        if self.on_event is not None:
+            self.on_event(line)
+
+    def _plan_copy(self, incident: Incident) -> str:
+        """The plan as it was at declaration, which automated steps run against."""
+        path = self.service.journal.directory / f"{incident.id}.plan.yaml"
+        text = incident.declared["plan_text"]
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:
+                return str(path)
+        staged = path.with_name(path.name + ".new")
+        staged.write_text(text)
+        staged.chmod(0o600)
+        os.replace(staged, path)
+        return str(path)
+
+    @contextlib.contextmanager
+    def _lock(self, incident: str) -> Iterator[None]:
+        directory = self.service.journal.directory
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(directory / f"{incident}.drive.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DrplanError(f"another process drives incident {incident} already",
+                                  hint="`drplan incident status` shows where it is") from None  # fmt: skip
+            yield
+
+
+def _context(incident: Incident, step: StepState, plan: Plan, plan_path: str) -> dict[str, str]:
+    """What a step is told of its incident, in its environment."""
+    env = {
+        "DRPLAN_INCIDENT": incident.id,
+        "DRPLAN_SCENARIO": incident.scenario,
+        "DRPLAN_SYSTEMS": ",".join(incident.systems),
+        "DRPLAN_SINCE": clock.rfc3339(incident.since),
+        "DRPLAN_RECOVERY_POINT": clock.rfc3339(incident.since),  # the last point before it
+        "DRPLAN_STEP": step.id,
+        "DRPLAN_PLAN": plan_path,
+        "DRPLAN_REHEARSAL": "1" if incident.declared.get("rehearsal") else "0",
+    }
+    databases = [n for n in [*step.recovers, *incident.systems]
+                 if isinstance(plan.systems.get(n), PostgresSystem)]  # fmt: skip
+    if databases:
+        system = plan.systems[databases[0]]
+        assert isinstance(system, PostgresSystem)
+        env["DRPLAN_TARGET_SYSTEM"] = databases[0]
+        env["DRPLAN_TARGET"] = system.connection
+    return env
+
+
+def _secrets(plan: Plan) -> list[tuple[str, str]]:
+    """Each secret value the plan references that is set here, with its reference."""
+    return [(os.environ[ref.variable], str(ref)) for _, ref in find_refs(plan)
+            if os.environ.get(ref.variable)]  # fmt: skip
+
+
+def _last_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
