@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,19 +29,14 @@ def incident_group() -> None:
 
 @contextmanager
 def _incidents(catalog: str | None) -> Iterator[Incidents]:
-    from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415 - see cli.COMMANDS
-    from drplan.catalog.store import Catalog  # noqa: PLC0415
-    from drplan.incidents.journal import Journal  # noqa: PLC0415
-    from drplan.incidents.service import Incidents  # noqa: PLC0415
+    from drplan.incidents.service import open_incidents  # noqa: PLC0415 - see cli.COMMANDS
 
-    service = Incidents(Journal(Path(state_dir()) / "incidents"),
-                        lambda: Catalog.open(catalog or default_url()))  # fmt: skip
-    try:
-        yield service
-    finally:
-        service.close()
-        for warning in service.warnings:
-            click.echo(f"drplan: warning: {warning}", err=True)
+    with open_incidents(catalog) as service:
+        try:
+            yield service
+        finally:
+            for warning in service.warnings:
+                click.echo(f"drplan: warning: {warning}", err=True)
 
 
 @incident_group.command("declare", short_help="Open an incident and start its RTO clock.")

@@ -177,9 +177,10 @@ def restore_command(
     "point",
     default="latest",
     show_default=True,
-    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT",
+    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT|before-incident",
     help="All archived WAL; a time with zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
-    " a restore point (name:NAME); or the end of a base backup (its snapshot id).",
+    " a restore point (name:NAME); the end of a base backup (its snapshot id); or, in an"
+    " incident's step, just before its disaster moment (before-incident).",
 )
 @click.option("--force", is_flag=True, help="Empty a non-empty --target-dir first.")
 @click.option(
@@ -212,10 +213,11 @@ def postgres_command(
     """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals) and,
     when it starts, replay archived WAL to the point asked for."""
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.incidents.points import POINTS, incident_target  # noqa: PLC0415
     from drplan.recovery.pitr import parse_target  # noqa: PLC0415
     from drplan.recovery.recover import recover  # noqa: PLC0415
 
-    target = parse_target(point)
+    target = incident_target(point) if point in POINTS else parse_target(point)
     spaces = _tablespace_map(tablespace_map)
     plan_file = settings.load()
     system_name, system = postgres_system(plan_file.plan, system_name)

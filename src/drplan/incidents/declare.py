@@ -17,6 +17,7 @@ from typing import Any
 
 from drplan import clock
 from drplan.errors import UsageError
+from drplan.incidents.timeline import instant
 from drplan.plan.model import Plan
 from drplan.plan.model.response import Step
 
@@ -69,7 +70,7 @@ def declaration(
         "systems": affected,
         "whole_platform": whole,
         "recover_from": spec.recover_from,
-        "since": clock.rfc3339(moment),
+        "since": instant(moment),  # to the microsecond: a recovery point is taken from it
         "plan": {"path": plan_path, "sha256": hashlib.sha256(text).hexdigest()},
         "plan_text": text.decode("utf-8"),
         "commander": commander,

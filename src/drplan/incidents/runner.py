@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from drplan import clock
@@ -135,9 +137,18 @@ class Driver:
             self.on_event(line)
 
     def _plan_copy(self, incident: Incident) -> str:
-        """The plan as it was at declaration, which automated steps run against."""
-        path = self.service.journal.directory / f"{incident.id}.plan.yaml"
+        """The plan as it was at declaration, which automated steps run against: its own
+        file while unchanged (a restored server's restore_command, run as the server's
+        user, reads it there), else a copy beside the journal."""
         text = incident.declared["plan_text"]
+        original = Path(incident.declared["plan"]["path"])
+        with contextlib.suppress(OSError):
+            if (
+                hashlib.sha256(original.read_bytes()).hexdigest()
+                == incident.declared["plan"]["sha256"]
+            ):
+                return str(original.resolve())
+        path = self.service.journal.directory / f"{incident.id}.plan.yaml"
         with contextlib.suppress(OSError):
             if path.read_text() == text:
                 return str(path)

@@ -8,11 +8,13 @@ command says so, and the next command (or ``serve``) adds what the catalog lacks
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
@@ -230,3 +232,18 @@ class Incidents:
         self._catalog_down = True
         self.warnings.append(f"{exc.message}: the incident journal keeps every event, and the"
                              " catalog gets them when it is back")  # fmt: skip
+
+
+@contextlib.contextmanager
+def open_incidents(catalog_url: str | None = None) -> Iterator[Incidents]:
+    """The incidents of this host's journal (``STATE_DIR/incidents``) and of the catalog
+    (``catalog_url``, else the default one), closed on leaving."""
+    from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415
+    from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy, when reached
+
+    service = Incidents(Journal(Path(state_dir()) / "incidents"),
+                        lambda: Catalog.open(catalog_url or default_url()))  # fmt: skip
+    try:
+        yield service
+    finally:
+        service.close()

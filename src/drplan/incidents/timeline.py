@@ -42,7 +42,7 @@ def make_event(
     """The event that follows ``last`` (None: the incident's first)."""
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
     fields = {
-        "incident": incident, "seq": seq, "at": _instant(at), "kind": kind,
+        "incident": incident, "seq": seq, "at": instant(at), "kind": kind,
         "actor": actor, "data": data, "prev": prev,
     }  # fmt: skip
     body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -103,6 +103,6 @@ def _digest(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _instant(at: datetime) -> str:
+def instant(at: datetime) -> str:
     """Microseconds, UTC: an RTO is measured between two of these."""
     return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -36,16 +36,18 @@ class Target:
     kind: str  # latest, time, lsn, name, snapshot
     value: str = ""
     time: datetime | None = None
+    inclusive: bool = True  # False: only what committed strictly before ``time``
 
     def describe(self) -> str:
         if self.kind == "time" and self.time is not None:
-            return fmt_time(self.time)
+            return ("just before " if not self.inclusive else "") + fmt_time(self.time)
         return self.value or self.kind
 
 
 FORMS = (
     "latest; a time with its zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
-    " a restore point (name:NAME); or a base backup's snapshot id (4 or more hex digits)"
+    " a restore point (name:NAME); a base backup's snapshot id (4 or more hex digits);"
+    " or, in an incident, before-incident"
 )
 
 
@@ -163,6 +165,8 @@ def recovery_settings(target: Target, restore_command: str) -> str:
     if target.kind == "time":
         assert target.time is not None
         lines.append(f"recovery_target_time = '{fmt_time(target.time)}'")
+        if not target.inclusive:  # a commit at that very moment is the disaster's, not ours
+            lines.append("recovery_target_inclusive = 'off'")
     elif target.kind == "lsn":
         lines.append(f"recovery_target_lsn = '{target.value}'")
     elif target.kind == "name":

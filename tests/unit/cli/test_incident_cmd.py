@@ -275,3 +275,20 @@ def test_predictions_come_from_the_systems_drills(tmp_path: Path) -> None:
     assert found["logs"].verdict == NEVER_DRILLED
     assert clock.rfc3339(inc.deadline("logs")) == "2026-12-08T03:10:00Z"
     service.close()
+
+
+def test_before_incident_is_refused_outside_an_incident(
+    run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DRPLAN_INCIDENT", raising=False)
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path / "state"))
+    args = ["restore", "postgres", "smartwatts-db", "--to", "before-incident", "--target-dir",
+            str(tmp_path / "x")]  # fmt: skip
+    done = run("--plan", str(SMARTWATTS), *args)
+    assert done.code == 2
+    assert "--to before-incident needs an incident: it is meant for a runbook step" in done.err
+    monkeypatch.setenv("DRPLAN_INCIDENT", "INC-ZZZZ")
+    done = run("--plan", str(SMARTWATTS), *args)
+    assert done.code == 2
+    assert "no incident INC-ZZZZ here or in the catalog" in done.err
+    assert not (tmp_path / "x").exists()

@@ -210,3 +210,6 @@ def test_an_action_runs_drplan_against_the_plan_as_declared(incident: Any) -> No
     step = incident.steps(inc)["1.1"]
     assert (step["status"], step["exit_code"]) == ("done", 0)
     assert f"{inc}.plan.yaml" in step["output"]  # the frozen copy was validated
+    unchanged = incident.declare({"title": "Show plan", "action": "plan validate --no-env"})
+    assert incident.cli("run", unchanged).code == 0
+    assert str(incident.plan) in incident.steps(unchanged)["1.1"]["output"]  # its own file

@@ -1,0 +1,83 @@
+"""An incident's runbook recovering a real PostgreSQL 18 for real: a live insert stream
+with WAL archived by drplan, rows deleted at T, the incident declared with --since T;
+after the commander's approval its action restores `--to before-incident`, and the
+copy holds every row committed before T and none after."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from drplan import clock
+from tests.conftest import Result
+from tests.fixtures.postgres import free_port, give_to_server
+from tests.integration.test_postgres_pitr import (  # noqa: F401 - fixtures
+    Archived,
+    Stream,
+    archived,
+    restored_ids,
+    stop_restored,
+    stream,
+    switch_and_wait_archived,
+)
+
+Run = Callable[..., Result]
+
+
+def test_the_runbook_restores_to_just_before_the_disaster_moment(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+    pg_scratch: Path,
+) -> None:
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    stream.wait_for(30)
+    # T: right after a commit returned; the next insert commits after it.
+    last_before, at = stream.committed[-1]
+    since = datetime.fromtimestamp(at, UTC)
+    archived.cluster.sql("delete from readings where id <= 10")  # the disaster, after T
+    stream.wait_for(30)
+    stream.finish()
+    switch_and_wait_archived(archived.cluster)
+
+    target = pg_scratch / "recovered"
+    give_to_server(pg_scratch)
+    port = free_port()
+    plan = yaml.safe_load(archived.plan.read_text())
+    action = (f"restore postgres db --to before-incident --target-dir {target} --start"
+              f" --port {port} --password-file {archived.password_file} --json")  # fmt: skip
+    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update(
+        {"action": action, "approve": "ic", "timeout": "10m"}
+    )
+    archived.plan.write_text(yaml.safe_dump(plan))
+    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
+                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
+    assert declared.code == 0, declared.err
+    inc = json.loads(declared.out)["id"]
+    assert run("incident", "step", inc, "1.1", "done", "--as", "ic").code == 0
+    waiting = run("incident", "run", inc)
+    assert waiting.code == 0, waiting.err
+    assert "waits for approval by ic" in waiting.out
+    assert not target.exists()  # nothing written before the approval
+    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
+    done = run("incident", "run", inc)
+    assert done.code == 0, done.err + done.out
+    try:
+        status = json.loads(run("incident", "status", inc, "--json").out)
+        step = status["phases"][1]["steps"][0]
+        assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
+        restored = json.loads(step["output"])
+        assert restored["to"] == f"just before {since.strftime('%Y-%m-%d %H:%M:%S.%f')}+00"
+        ids = restored_ids(port, archived.cluster.password)
+        expected = [i for i, _ in stream.committed if i <= last_before]
+        assert ids[:10] == list(range(1, 11))  # the deleted rows are back
+        assert ids == expected  # every row committed before T, none after
+        assert clock.parse_rfc3339(restored["reached"]["last_transaction"]) < since
+    finally:
+        stop_restored(archived.cluster, target)
+    assert run("incident", "verify", inc).code == 0
