@@ -6,8 +6,9 @@ copy holds every row committed before T and none after."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -81,3 +82,61 @@ def test_the_runbook_restores_to_just_before_the_disaster_moment(
     finally:
         stop_restored(archived.cluster, target)
     assert run("incident", "verify", inc).code == 0
+
+
+def test_last_good_finds_the_moment_of_the_damage_to_the_second(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+    pg_scratch: Path,
+) -> None:
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    stream.wait_for(500)  # some seconds of inserts, each its own commit
+    before_damage = datetime.now(UTC)
+    archived.cluster.sql("delete from readings where id <= 10")  # the damage
+    after_damage = datetime.now(UTC)
+    stream.wait_for(300)
+    stream.finish()
+    switch_and_wait_archived(archived.cluster)
+
+    scratch = archived.repo.parent / "drills"
+    scratch.mkdir()
+    give_to_server(scratch)
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["data_classes"]["database"]["locations"] = ["local"]
+    plan["drills"]["db-check"] = {
+        "kind": "database", "systems": ["db"], "from_location": "local",
+        "scratch_dir": str(scratch),
+        "validations": {"amcheck": False, "checksums": False, "sql": [
+            {"name": "no reading missing", "query": "select count(*) = max(id) from readings"},
+        ]},
+    }  # fmt: skip
+    archived.plan.write_text(yaml.safe_dump(plan))
+    target = pg_scratch / "last-good"
+    port = free_port()
+    done = run("restore", "postgres", "db", "--to", "last-good", "--target-dir", str(target),
+               "--start", "--port", str(port), "--password-file", str(archived.password_file),
+               "--json")  # fmt: skip
+    assert done.code == 0, done.err
+    try:
+        result = json.loads(done.out)
+        search = result["last_good"]
+        found = datetime.strptime(result["to"], "%Y-%m-%d %H:%M:%S.%f+00").replace(tzinfo=UTC)
+        # good at the point found, bad one second later: the damage lies in that second
+        assert found < after_damage
+        assert found + timedelta(seconds=1) >= before_damage
+        assert len(search["probes"]) <= search["limit"]
+        start, end = (datetime.fromisoformat(w) for w in search["window"])
+        window = (end - start).total_seconds()
+        assert search["limit"] == 2 + math.ceil(math.log2(max(window, 1)))
+        assert [p["good"] for p in search["probes"][:2]] == [False, True]  # newest, oldest
+        ids = restored_ids(port, archived.cluster.password)
+        assert ids[:10] == list(range(1, 11))  # before the damage
+        assert ids == list(range(1, len(ids) + 1))  # and no reading missing
+        # to the second: every row committed a second before the damage is there
+        second_before = (before_damage - timedelta(seconds=1)).timestamp()
+        assert len(ids) >= sum(1 for _, at in stream.committed if at <= second_before) > 400
+    finally:
+        stop_restored(archived.cluster, target)
+    assert not any(scratch.iterdir())  # every scratch recovery torn down

@@ -19,6 +19,8 @@ from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
     from drplan.drills.results import DrillResult, SystemResult
+    from drplan.drills.runner import DrillContext
+    from drplan.plan.loader import PlanFile
 
 F = TypeVar("F", bound=Callable[..., Any])
 CATALOG_HELP = "The catalog drills are recorded in (default $DRPLAN_CATALOG, else SQLite in the state directory)."
@@ -49,25 +51,11 @@ def run_command(
     against the plan's objectives, record the result and its evidence; exit 21 when the
     drill did not pass. The scratch targets are always torn down (unless --keep)."""
     from drplan.catalog.paths import state_dir  # noqa: PLC0415 - see cli.COMMANDS
-    from drplan.cli.restore_cmd import reach_of  # noqa: PLC0415
     from drplan.drills.evidence import catalog_row, write_evidence  # noqa: PLC0415
-    from drplan.drills.runner import DrillContext, run_drill  # noqa: PLC0415
+    from drplan.drills.runner import run_drill  # noqa: PLC0415
 
     plan_file = settings.load()
-    secret = password(settings, password_file).decode()
-    # The scratch server's restore_command (drplan wal fetch) reads the password from its
-    # environment: no file to hand over, nothing on a command line.
-    server_env = {**os.environ, PASSWORD_ENV: secret}
-    server_env.pop(PASSWORD_FILE_ENV, None)  # a file the server's user may not read
-    ctx = DrillContext(
-        plan_file.plan,
-        plan_file.path,
-        open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
-        reach_of=lambda ref, system: reach_of(settings, ref, password_file, system),
-        password_file=None,
-        server_env=server_env,
-        keep=keep,
-    )
+    ctx = drill_context(settings, plan_file, password_file, keep)
     store = _open_catalog(catalog)
     try:
         ctx.acquire, ctx.release = store.acquire, store.release
@@ -94,6 +82,30 @@ def run_command(
             f"drill {name} did not pass: {'; '.join(result.failures)}",
             hint=f"the evidence is in {path}",
         )
+
+
+def drill_context(
+    settings: Settings, plan_file: PlanFile, password_file: str | None, keep: bool = False
+) -> DrillContext:
+    """What recovering into scratch targets needs: the locations, opened for restoring,
+    and the scratch server's environment."""
+    from drplan.cli.restore_cmd import reach_of  # noqa: PLC0415
+    from drplan.drills.runner import DrillContext  # noqa: PLC0415
+
+    secret = password(settings, password_file).decode()
+    # The scratch server's restore_command (drplan wal fetch) reads the password from its
+    # environment: no file to hand over, nothing on a command line.
+    server_env = {**os.environ, PASSWORD_ENV: secret}
+    server_env.pop(PASSWORD_FILE_ENV, None)  # a file the server's user may not read
+    return DrillContext(
+        plan_file.plan,
+        plan_file.path,
+        open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
+        reach_of=lambda ref, system: reach_of(settings, ref, password_file, system),
+        password_file=None,
+        server_env=server_env,
+        keep=keep,
+    )
 
 
 def _open_catalog(url: str | None) -> Catalog:

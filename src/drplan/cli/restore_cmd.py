@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from string import hexdigits
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,6 +29,8 @@ from drplan.errors import (
 from drplan.recovery.files import RestoreOptions, refuse_target, restore_files
 
 if TYPE_CHECKING:
+    from drplan.drills.last_good import Search
+    from drplan.plan.loader import PlanFile
     from drplan.recovery.pitr import Reached, Target
     from drplan.recovery.postgres import ClusterRestore
 
@@ -177,10 +179,11 @@ def restore_command(
     "point",
     default="latest",
     show_default=True,
-    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT|before-incident",
+    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT|before-incident|last-good",
     help="All archived WAL; a time with zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
-    " a restore point (name:NAME); the end of a base backup (its snapshot id); or, in an"
-    " incident's step, just before its disaster moment (before-incident).",
+    " a restore point (name:NAME); the end of a base backup (its snapshot id); in an"
+    " incident's step, just before its disaster moment (before-incident); or the newest"
+    " point the system's drill checks pass, searched with scratch recoveries (last-good).",
 )
 @click.option("--force", is_flag=True, help="Empty a non-empty --target-dir first.")
 @click.option(
@@ -213,14 +216,19 @@ def postgres_command(
     """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals) and,
     when it starts, replay archived WAL to the point asked for."""
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
-    from drplan.incidents.points import POINTS, incident_target  # noqa: PLC0415
+    from drplan.incidents.points import LAST_GOOD, POINTS, incident_target  # noqa: PLC0415
     from drplan.recovery.pitr import parse_target  # noqa: PLC0415
     from drplan.recovery.recover import recover  # noqa: PLC0415
 
+    search = None
     target = incident_target(point) if point in POINTS else parse_target(point)
     spaces = _tablespace_map(tablespace_map)
     plan_file = settings.load()
     system_name, system = postgres_system(plan_file.plan, system_name)
+    if point == LAST_GOOD:
+        search = _last_good(settings, plan_file, password_file, system_name, as_json)
+        assert search.found is not None
+        target = search.found
     recovered = recover(
         plan_file.plan,
         plan_file.path,
@@ -241,8 +249,31 @@ def postgres_command(
         recovered.result, recovered.reached, recovered.note, recovered.location
     )  # fmt: skip
     _report_restore(
-        system_name, target, ref, result, reached, port if start else None, note, as_json
+        system_name,
+        target,
+        ref,
+        result,
+        reached,
+        port if start else None,
+        note,
+        as_json,
+        {"last_good": search.as_dict()} if search is not None else {},
     )
+
+
+def _last_good(
+    settings: Settings, plan_file: PlanFile, password_file: str | None, system: str, quiet: bool
+) -> Search:
+    """The search for the system's last good point, before the incident's disaster moment
+    when run in one; each scratch recovery told on standard error as it is judged."""
+    from drplan.cli.drill_cmd import drill_context  # noqa: PLC0415
+    from drplan.drills.last_good import drill_of, last_good  # noqa: PLC0415
+    from drplan.incidents.points import incident_moment  # noqa: PLC0415
+
+    drill_of(plan_file.plan, system)  # refused before a password is asked for
+    ctx = drill_context(settings, plan_file, password_file)
+    tell = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
+    return last_good(ctx, system, incident_moment(), tell)
 
 
 def _report_restore(
@@ -254,10 +285,12 @@ def _report_restore(
     port: int | None,
     note: str | None,
     as_json: bool,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     if as_json:
         emit_json(
             {
+                **(extra or {}),
                 "system": system_name,
                 "target": str(result.target),
                 "to": target.describe(),

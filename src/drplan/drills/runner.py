@@ -279,6 +279,50 @@ def _drill_system(
     return outcomes
 
 
+def probe(
+    ctx: DrillContext, name: str, drill: Drill, system_name: str, target: Target,
+    candidates: list[str],
+) -> SystemResult:  # fmt: skip
+    """Recover ``system_name`` to ``target`` in a scratch target and judge it with the
+    drill's checks, save those that compare with production (which may be the damaged
+    thing) and its sentinel (nothing is written into production); always torn down.
+    The point is good when the result has no ``error`` and no validation failed."""
+    plan = ctx.plan
+    system = plan.systems[system_name]
+    assert isinstance(system, PostgresSystem)
+    password = system.password.resolve() if system.password else None
+    own = drill.model_copy(update={
+        "validations": drill.validations.model_copy(update={"tables": []}), "sentinel": False,
+    })  # fmt: skip
+    outcome = new_result(plan, system_name, clock.now(), None, target.describe())
+    run_as: list[str] = []
+    scratch = make_scratch(plan, scratch_base(drill.scratch_dir), name, drill.scratch_ports)
+    try:
+        scratch.refuse_long_socket()
+        recovered = recover(
+            plan, ctx.plan_path, system_name, system, target, scratch.data_dir,
+            open_location=ctx.open_location, reach_of=lambda ref: ctx.reach_of(ref, system_name),
+            candidates=candidates, password_file=ctx.password_file, start=True,
+            port=scratch.port, server_env=ctx.server_env,
+            prepare=lambda data: _prepare(scratch, data), staged_wal=scratch.wal_dir,
+        )  # fmt: skip
+        run_as = _owner_prefix(scratch.data_dir)
+        _record_recovery(outcome, recovered)
+        _validate(ctx, own, system, outcome, recovered, scratch, password, run_as, None)
+    except DrillRefusedError:
+        raise
+    except DrplanError as exc:
+        outcome.error = exc.message
+    finally:
+        scratch.teardown(run_as or _owner_prefix(scratch.data_dir), _pg_ctl(system))
+    return outcome
+
+
+def candidates_of(plan: Plan, name: str, system_name: str) -> list[str]:
+    """The locations drill ``name`` may recover ``system_name`` from."""
+    return _candidates(plan, name, plan.drills[name], system_name)
+
+
 def _declare(
     drill: Drill,
     system: PostgresSystem,

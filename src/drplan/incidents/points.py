@@ -1,7 +1,9 @@
 """Recovery points an incident defines, for `--to` in its runbook's actions.
 
 ``before-incident`` is the last point before the incident's disaster moment: everything
-committed strictly before it, nothing at or after it. The incident is the one the step
+committed strictly before it, nothing at or after it. ``last-good`` is the newest point
+before it at which the system's drill checks pass (``drills.last_good`` searches; outside
+an incident, the whole window is searched). The incident is the one the step
 runs in (``$DRPLAN_INCIDENT``, set by `drplan incident run`), read from this host's
 journal or the catalog, so the point is the moment the incident recorded, whatever the
 environment says.
@@ -10,25 +12,37 @@ environment says.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 from drplan.errors import UsageError
 from drplan.recovery.pitr import Target
 
 INCIDENT_ENV = "DRPLAN_INCIDENT"
 BEFORE_INCIDENT = "before-incident"
-POINTS = (BEFORE_INCIDENT,)
+LAST_GOOD = "last-good"  # searched for with scratch recoveries: drills.last_good
+POINTS = (BEFORE_INCIDENT, LAST_GOOD)
 
 
-def incident_target(text: str, catalog_url: str | None = None) -> Target:
-    """The recovery target ``text`` (one of POINTS) means in the current incident."""
-    from drplan.incidents.service import open_incidents  # noqa: PLC0415 - SQLAlchemy is slow
-
-    incident_id = os.environ.get(INCIDENT_ENV)
-    if not incident_id:
+def incident_target(text: str) -> Target:
+    """The recovery target ``text`` (one of POINTS) means in the current incident; for
+    ``last-good``, the newest point the search may return (its caller searches)."""
+    moment = incident_moment()
+    if moment is None:
+        if text == LAST_GOOD:
+            return Target("latest")
         raise UsageError(
             f"--to {text} needs an incident: it is meant for a runbook step",
             hint=f"run it through `drplan incident run`, or set {INCIDENT_ENV}=INC",
         )
-    with open_incidents(catalog_url) as service:
-        incident = service.load(incident_id)
-    return Target("time", text, incident.since, inclusive=False)
+    return Target("time", text, moment, inclusive=False)
+
+
+def incident_moment() -> datetime | None:
+    """The disaster moment of the incident the command runs in (None: in none)."""
+    from drplan.incidents.service import open_incidents  # noqa: PLC0415 - SQLAlchemy is slow
+
+    incident_id = os.environ.get(INCIDENT_ENV)
+    if not incident_id:
+        return None
+    with open_incidents() as service:
+        return service.load(incident_id).since

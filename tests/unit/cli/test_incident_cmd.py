@@ -292,3 +292,14 @@ def test_before_incident_is_refused_outside_an_incident(
     assert done.code == 2
     assert "no incident INC-ZZZZ here or in the catalog" in done.err
     assert not (tmp_path / "x").exists()
+
+
+def test_last_good_needs_a_database_drill_of_the_system(
+    run: Run, write_plan: Callable[[dict[str, Any]], Path], plan_data: dict[str, Any]
+) -> None:
+    plan = write_plan(plan_data)  # its only drill is a full-platform one
+    done = run("--plan", str(plan), "restore", "postgres", "db", "--to", "last-good",
+               "--target-dir", "/nonexistent/x")  # fmt: skip
+    assert done.code == 2
+    (line,) = done.err.strip().splitlines()
+    assert "--to last-good needs a database drill of db: its validations tell a good point" in line
