@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,3 +141,56 @@ def test_last_good_finds_the_moment_of_the_damage_to_the_second(
     finally:
         stop_restored(archived.cluster, target)
     assert not any(scratch.iterdir())  # every scratch recovery torn down
+
+
+def test_an_incident_restore_switches_the_recovered_cluster_into_production(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+) -> None:
+    cluster = archived.cluster
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    stream.wait_for(30)
+    last_before, at = stream.committed[-1]
+    since = datetime.fromtimestamp(at, UTC)
+    cluster.sql("delete from readings where id <= 10")  # the disaster, after T
+    stream.wait_for(30)
+    stream.finish()
+    switch_and_wait_archived(cluster)
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["systems"]["db"]["data_dir"] = str(cluster.data_dir)
+    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update({
+        "approve": "ic", "timeout": "10m",
+        "action": f"restore postgres db --to before-incident --password-file {archived.password_file} --json",
+    })  # fmt: skip
+    archived.plan.write_text(yaml.safe_dump(plan))
+    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
+                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
+    inc = json.loads(declared.out)["id"]
+    assert run("incident", "step", inc, "1.1", "done").code == 0
+    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
+    done = run("incident", "run", inc)
+    assert done.code == 0, done.err + done.out
+    step = json.loads(run("incident", "status", inc, "--json").out)["phases"][1]["steps"][0]
+    assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
+    switched = json.loads(step["output"])
+    damaged = Path(switched["damaged"])
+    try:
+        assert switched["data_dir"] == str(cluster.data_dir.resolve())
+        assert damaged.parent == cluster.data_dir.resolve().parent
+        assert damaged.name.startswith(f"{cluster.data_dir.name}.damaged-")
+        assert (damaged / "PG_VERSION").exists()  # kept as evidence, whole
+        # Production answers on its own port and connection, with the rows before T.
+        ids = [int(r[0]) for r in cluster.sql("select id from readings order by id")]
+        assert ids == [i for i, _ in stream.committed if i <= last_before]
+        assert ids[:10] == list(range(1, 11))  # the deleted rows are back
+        assert cluster.sql("select pg_is_in_recovery()")[0][0] is False
+        assert switched["reached"]["timeline"] >= 2  # a new history, not the damaged one's
+        # ... and it archives again, on its new timeline.
+        cluster.sql("insert into readings (meter, kwh) values (8, 1)")
+        segment = switch_and_wait_archived(cluster)
+        assert segment.startswith(f"{switched['reached']['timeline']:08X}")
+    finally:
+        shutil.rmtree(damaged, ignore_errors=True)
+    assert run("incident", "verify", inc).code == 0

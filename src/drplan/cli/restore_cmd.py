@@ -20,7 +20,7 @@ from drplan.cli.context import (
     pass_settings,
 )
 from drplan.cli.progress import progress_shown
-from drplan.cli.repo_access import open_repo, repo_options
+from drplan.cli.repo_access import open_repo, password, repo_options
 from drplan.errors import (
     DrplanError,
     IntegrityError,
@@ -173,7 +173,13 @@ def restore_command(
     short_help="Rebuild a PostgreSQL cluster from its backups and WAL.",
 )
 @click.argument("system_name", metavar="SYSTEM")
-@click.option("--target-dir", required=True, metavar="DIR", help="New data directory (empty).")
+@click.option("--target-dir", metavar="DIR", help="New data directory (empty).")
+@click.option(
+    "--production",
+    is_flag=True,
+    help="Recover into the system's data_dir: the damaged one stopped and kept aside, the"
+    " recovered one started in its place (implied in an incident's step without --target-dir).",
+)
 @click.option(
     "--to",
     "point",
@@ -203,7 +209,8 @@ def restore_command(
 def postgres_command(
     settings: Settings,
     system_name: str,
-    target_dir: str,
+    target_dir: str | None,
+    production: bool,
     point: str,
     force: bool,
     tablespace_map: tuple[str, ...],
@@ -214,12 +221,14 @@ def postgres_command(
     as_json: bool,
 ) -> None:
     """Rebuild SYSTEM's cluster in DIR from its base backups (full, then incrementals) and,
-    when it starts, replay archived WAL to the point asked for."""
+    when it starts, replay archived WAL to the point asked for; with --production, into
+    the system's data_dir in place of the damaged cluster, which is kept aside."""
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
     from drplan.incidents.points import LAST_GOOD, POINTS, incident_target  # noqa: PLC0415
     from drplan.recovery.pitr import parse_target  # noqa: PLC0415
     from drplan.recovery.recover import recover  # noqa: PLC0415
 
+    production = _production(production, target_dir, start, force, tablespace_map)
     search = None
     target = incident_target(point) if point in POINTS else parse_target(point)
     spaces = _tablespace_map(tablespace_map)
@@ -229,6 +238,11 @@ def postgres_command(
         search = _last_good(settings, plan_file, password_file, system_name, as_json)
         assert search.found is not None
         target = search.found
+    if production:
+        _into_production(settings, plan_file, system_name, system, target, repo_ref,
+                         password_file, as_json, search)  # fmt: skip
+        return
+    assert target_dir is not None
     recovered = recover(
         plan_file.plan,
         plan_file.path,
@@ -259,6 +273,85 @@ def postgres_command(
         as_json,
         {"last_good": search.as_dict()} if search is not None else {},
     )
+
+
+def _production(
+    asked: bool, target_dir: str | None, start: bool, force: bool, spaces: tuple[str, ...]
+) -> bool:
+    """Whether the restore goes into production: asked for, or implied in an incident's
+    step that names no directory. Flags that only make sense for a copy are refused."""
+    import os  # noqa: PLC0415
+
+    from drplan.incidents.points import INCIDENT_ENV  # noqa: PLC0415
+
+    if target_dir is not None:
+        if asked:
+            raise UsageError("--production and --target-dir exclude each other",
+                             hint="--production recovers into the system's data_dir")  # fmt: skip
+        return False
+    if not asked and not os.environ.get(INCIDENT_ENV):
+        raise UsageError(
+            "give --target-dir DIR for a copy, or --production to recover into the system's"
+            " data_dir (the damaged cluster is stopped and kept aside)",
+            hint="an incident's step without --target-dir recovers into production",
+        )
+    if start or force or spaces:
+        raise UsageError("--start, --force and --tablespace-map are for a copy (--target-dir)",
+                         hint="a production restore always starts, in a new directory")  # fmt: skip
+    return True
+
+
+def _into_production(
+    settings: Settings, plan_file: PlanFile, system_name: str, system: Any, target: Target,
+    repo_ref: str | None, password_file: str | None, as_json: bool, search: Search | None,
+) -> None:  # fmt: skip
+    """Recover beside production, verified, then switch it in (``recovery.switch``)."""
+    import os  # noqa: PLC0415
+
+    from drplan.recovery.recover import recover  # noqa: PLC0415
+    from drplan.recovery.switch import production_dirs, switch_in  # noqa: PLC0415
+    from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV  # noqa: PLC0415
+
+    now = clock.now()
+    data, staged = production_dirs(system_name, system, now)
+    # The server's restore_command (drplan wal fetch) reads the password from its
+    # environment while it recovers: no file its user may not read.
+    server_env = {**os.environ, PASSWORD_ENV: password(settings, password_file).decode()}
+    server_env.pop(PASSWORD_FILE_ENV, None)
+    def tell(line: str) -> None:
+        if not as_json:
+            click.echo(line, err=True)
+
+    recovered = recover(
+        plan_file.plan, plan_file.path, system_name, system, target, staged,
+        open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
+        reach_of=lambda ref: reach_of(settings, ref, password_file, system_name),
+        location=repo_ref, password_file=None, server_env=server_env, check_fetch=True,
+    )  # fmt: skip
+    tell(f"recovered {system_name} into {staged}, verified with pg_verifybackup")
+    switched = switch_in(staged, data, recovered.binaries.tool("pg_ctl"),
+                         recovered.binaries.tool("pg_controldata"), server_env, tell, now)  # fmt: skip
+    reached = switched.reached
+    if as_json:
+        emit_json({
+            **({"last_good": search.as_dict()} if search is not None else {}),
+            "system": system_name, "to": target.describe(), "location": recovered.location,
+            "chain": [s.id for s in recovered.result.chain], "data_dir": str(switched.data_dir),
+            "damaged": str(switched.damaged) if switched.damaged else None,
+            "reached": {
+                "lsn": reached.lsn, "timeline": reached.timeline,
+                "last_transaction": reached.last_transaction.isoformat()
+                if reached.last_transaction else None,
+            },
+            "seconds": recovered.result.seconds,
+        })  # fmt: skip
+        return
+    when = reached.last_transaction.isoformat() if reached.last_transaction else "none replayed"
+    click.echo(f"{system_name} is back in production in {switched.data_dir}, recovered to"
+               f" {target.describe()} from {recovered.location}: reached {reached.lsn or '?'},"
+               f" last transaction {when}, now on timeline {reached.timeline or '?'}")  # fmt: skip
+    if switched.damaged:
+        click.echo(f"the damaged data directory is kept in {switched.damaged}")
 
 
 def _last_good(

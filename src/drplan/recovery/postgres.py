@@ -305,6 +305,26 @@ archive_mode = 'off'
 """
 
 
+# The backed-up cluster's own archive_mode, kept as a comment: what a copy that becomes
+# production takes back (``become_production``).
+SET_ASIDE = "# set aside by drplan restore: "
+
+
+def become_production(target: Path) -> None:
+    """Ready a restored cluster to take production's place: it archives again, as the
+    backed-up cluster did (its ``archive_mode``, set aside at the restore, taken back);
+    the recovery settings stay, so that it recovers to its target on start."""
+    auto = target / "postgresql.auto.conf"
+    text = auto.read_text(encoding="utf-8").replace(NO_ARCHIVING, "\n")
+    lines = [
+        line.removeprefix(SET_ASIDE)
+        if line.startswith(SET_ASIDE) and _setting_name(line.removeprefix(SET_ASIDE)) == "archive_mode"
+        else line
+        for line in text.splitlines()
+    ]  # fmt: skip
+    auto.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _promote_on_start(target: Path, settings: str) -> None:
     # Socket lock files of a server that kept its sockets in the data directory come along
     # in base backups (the sockets themselves do not) and would stop this one starting.
@@ -314,12 +334,10 @@ def _promote_on_start(target: Path, settings: str) -> None:
     # the copy would follow production as a replica instead of recovering to its target.
     (target / "standby.signal").unlink(missing_ok=True)
     auto = target / "postgresql.auto.conf"
-    kept = [
-        line
-        for line in (auto.read_text(encoding="utf-8").splitlines() if auto.exists() else [])
-        if _setting_name(line) not in RECOVERY_KEYS
-    ]
-    auto.write_text("\n".join(kept) + "\n" + settings + NO_ARCHIVING, encoding="utf-8")
+    lines = auto.read_text(encoding="utf-8").splitlines() if auto.exists() else []
+    kept = [line for line in lines if _setting_name(line) not in RECOVERY_KEYS]
+    aside = [f"{SET_ASIDE}{line}" for line in lines if _setting_name(line) == "archive_mode"]
+    auto.write_text("\n".join(kept + aside) + "\n" + settings + NO_ARCHIVING, encoding="utf-8")
     (target / "recovery.signal").touch()
     owner = os.stat(target)
     if os.geteuid() == 0:
@@ -356,7 +374,7 @@ def start_cluster(
     """Start the restored cluster on ``port`` (as the owner of its files when run as root)
     and wait until it accepts connections; return its log. Archiving is switched off: a
     restored copy must not push WAL into the archive of the cluster it came from."""
-    prefix = _as_owner(target)
+    prefix = as_owner(target)
     options = (
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         " -c archive_mode=off"
@@ -407,7 +425,7 @@ def failure_reason(log: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def _as_owner(target: Path) -> list[str]:
+def as_owner(target: Path) -> list[str]:
     """The command prefix that runs a command as the owner of ``target`` (when root)."""
     owner = os.stat(target)
     if os.geteuid() == 0 and owner.st_uid != 0:
@@ -436,7 +454,7 @@ def probe_fetch(target: Path, command: str, file: str, env: dict[str, str] | Non
     the archive, end recovery early and start: this is checked before it starts."""
     probe = target / "pg_wal" / "drplan-probe"
     proc = subprocess.run(  # relative, as PostgreSQL passes %p: the target may have spaces
-        [*_as_owner(target), "sh", "-c", expand_command(command, file, "pg_wal/drplan-probe")],
+        [*as_owner(target), "sh", "-c", expand_command(command, file, "pg_wal/drplan-probe")],
         cwd=target,
         capture_output=True,
         text=True,

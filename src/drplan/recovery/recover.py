@@ -92,6 +92,7 @@ def recover(
     server_env: dict[str, str] | None = None,
     prepare: Callable[[Path], str] | None = None,
     staged_wal: Path | None = None,
+    check_fetch: bool = False,
 ) -> Recovered:
     """Rebuild ``system`` in ``target_dir`` for ``target``, from ``location`` or the first
     of the system's locations that serves; with ``start``, start it on ``port`` and wait
@@ -100,7 +101,9 @@ def recover(
     what the server needs besides and returns more server options. With ``staged_wal``,
     the WAL recovery needs is fetched there first (the ``fetch`` phase) and the server
     copies it from there: it then needs neither drplan, nor the repository's password,
-    nor access to the location (a drill's scratch server)."""
+    nor access to the location (a drill's scratch server). With ``check_fetch`` (and
+    not ``start``), the restore_command is tried as the server will run it, for a server
+    started later by someone else (a switch into production)."""
     if candidates is None:
         candidates = [location] if location else locations_of(plan, system_name)
     else:
@@ -131,12 +134,13 @@ def recover(
     )
     result = rebuilt.result
     recovered = Recovered(result, ref, rebuilt.binaries, rebuilt.note, phases=dict(result.phases))
-    if start:
+    if start or check_fetch:
         refuse_replayed_tablespaces(rebuilt.created_later)
         if os.geteuid() == 0 and staged_wal is None:  # restore_command runs as the owner
             drplan_reachable_by_servers()
         if rebuilt.probe:
             probe_fetch(result.target, fetch, rebuilt.probe, server_env)
+    if start:
         options = prepare(result.target) if prepare else ""
         starting = time.monotonic()
         log = start_cluster(rebuilt.binaries, result.target, port, server_env, options)

@@ -303,3 +303,24 @@ def test_last_good_needs_a_database_drill_of_the_system(
     assert done.code == 2
     (line,) = done.err.strip().splitlines()
     assert "--to last-good needs a database drill of db: its validations tell a good point" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "give --target-dir DIR for a copy, or --production to recover into the system's"
+             " data_dir"),
+        (["--production", "--target-dir", "/x"], "--production and --target-dir exclude each other"),
+        (["--production", "--start"], "--start, --force and --tablespace-map are for a copy"),
+        (["--production"], "system db has no data_dir in the plan: nothing says where production is"),
+    ],
+)  # fmt: skip
+def test_a_production_restore_is_asked_for_plainly(
+    run: Run, write_plan: Callable[[dict[str, Any]], Path], plan_data: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("DRPLAN_INCIDENT", raising=False)
+    done = run("--plan", str(write_plan(plan_data)), "restore", "postgres", "db", *args)
+    assert done.code == 2
+    (line,) = done.err.strip().splitlines()
+    assert expected in line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drplan.recovery.postgres import RECOVERY_SETTINGS, _promote_on_start
+from drplan.recovery.postgres import RECOVERY_SETTINGS, _promote_on_start, become_production
 from drplan.sources.postgres import wal_spool
 from drplan.sources.postgres.wal_agent import (
     CATCH_UP_BACKLOG,
@@ -121,8 +121,15 @@ def test_a_restore_clears_recovery_settings_an_earlier_restore_left(tmp_path: Pa
     assert "recovery_target = 'immediate'" not in conf
     assert "Recovery_Target_Time" not in conf
     assert conf.count("restore_command") == 1
-    assert "archive_mode = 'off'" in conf
-    assert "archive_mode = on" not in conf
+    active = [line for line in conf.splitlines() if not line.startswith("#")]
+    assert "archive_mode = 'off'" in active
+    assert "archive_mode = on" not in active
+    become_production(data)  # the copy takes production's place: it archives as it did
+    active = [line for line in (data / "postgresql.auto.conf").read_text().splitlines()
+              if not line.startswith("#")]  # fmt: skip
+    assert "archive_mode = on" in active
+    assert "archive_mode = 'off'" not in active
+    assert "restore_command = 'drplan wal fetch %f %p'" in active  # it still recovers
     assert (data / "recovery.signal").exists()
     assert not (data / "standby.signal").exists()  # it would make the copy follow production
     assert "primary_conninfo" not in conf
