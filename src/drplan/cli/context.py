@@ -24,13 +24,21 @@ class Settings:
     debug: bool = False
     plan_origin: str = "--plan"
 
-    def load(self, override: str | None = None) -> PlanFile:
-        """The plan named on the command line (a command's own argument wins over --plan)."""
+    def load(self, override: str | None = None, *, actions: bool = False) -> PlanFile:
+        """The plan named on the command line (a command's own argument wins over --plan);
+        with ``actions``, every runbook action checked as a drplan command line too (for
+        the commands that validate plans or run runbooks: it imports every command)."""
         from drplan.plan.loader import load_plan, resolve_plan_path  # noqa: PLC0415 - see COMMANDS
 
         if override:
-            return load_plan(resolve_plan_path(override, "the command line"))
-        return load_plan(resolve_plan_path(self.plan_path, self.plan_origin))
+            loaded = load_plan(resolve_plan_path(override, "the command line"))
+        else:
+            loaded = load_plan(resolve_plan_path(self.plan_path, self.plan_origin))
+        if actions:
+            from drplan.cli.actions import check_actions  # noqa: PLC0415
+
+            check_actions(loaded)
+        return loaded
 
 
 class DefaultToCommand(click.Group):

@@ -56,7 +56,7 @@ def declare_command(
 ) -> None:  # fmt: skip
     """Open an incident of SCENARIO: its systems, the disaster moment, the plan's version;
     each system's deadline (the disaster moment plus its RTO) and its phase windows."""
-    plan_file = settings.load()
+    plan_file = settings.load(actions=True)
     moment = None
     if since is not None:
         try:

@@ -54,7 +54,7 @@ def validate_command(
 ) -> None:
     """Check the plan's syntax, schema, references and secret variables."""
     try:
-        loaded = settings.load(plan_file)
+        loaded = settings.load(plan_file, actions=True)
     except PlanInvalidError as exc:
         if as_json:
             problems = [vars(p) for p in exc.problems]
@@ -121,7 +121,7 @@ def lint_command(
             f"--ignore {', '.join(unknown)}: no such rule",
             hint="see `drplan plan lint --list-rules`",
         )
-    loaded = settings.load(plan_file)
+    loaded = settings.load(plan_file, actions=True)
     rules = [rule for rule in RULES if rule.id not in ignored]
     findings = run_lint(LintContext(loaded.plan, clock.now()), rules)
     bad = failing(findings, strict=strict)
@@ -197,7 +197,7 @@ def show_command(settings: Settings, plan_file: str | None, as_json: bool, as_ya
     """Show objectives, systems, jobs with their next runs, locations, scenarios and more."""
     if as_json and as_yaml:
         raise UsageError("--json and --yaml cannot be combined", hint="pick one output format")
-    loaded = settings.load(plan_file)
+    loaded = settings.load(plan_file, actions=True)
     if as_yaml:
         click.echo(to_yaml(loaded.plan), nl=False)
         return

@@ -318,6 +318,7 @@ def _into_production(
     # environment while it recovers: no file its user may not read.
     server_env = {**os.environ, PASSWORD_ENV: password(settings, password_file).decode()}
     server_env.pop(PASSWORD_FILE_ENV, None)
+
     def tell(line: str) -> None:
         if not as_json:
             click.echo(line, err=True)

@@ -71,7 +71,7 @@ def serve_command(
         pid = signal_reload(state_dir())
         click.echo(f"asked drplan serve (pid {pid}) to re-read the plan; its log says how it went")
         return
-    plan_file = settings.load()
+    plan_file = settings.load(actions=True)
     plan_path = os.path.abspath(plan_file.path)
     os.makedirs(state_dir(), mode=0o700, exist_ok=True)
     secret = password(settings, password_file)
@@ -93,7 +93,9 @@ def serve_command(
     def open_location(plan: Plan, name: str) -> Repository:
         return Repository.open(storage_for(plan.locations[name]), secret)
 
-    serve(options, plan_file.plan, lambda: settings.load(plan_path).plan, open_location)
+    serve(
+        options, plan_file.plan, lambda: settings.load(plan_path, actions=True).plan, open_location
+    )
 
 
 def _positive_duration(text: str) -> timedelta:

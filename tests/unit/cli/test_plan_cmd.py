@@ -135,7 +135,7 @@ def test_lint_json_and_rule_list(run: Run) -> None:
     first = data["findings"][0]
     assert set(first) == {"rule", "name", "severity", "path", "message", "hint", "line", "column"}
     rules = json.loads(run("plan", "lint", "--list-rules", "--json").out)
-    assert len(rules) == 22
+    assert len(rules) == 23
 
 
 def test_lint_unknown_rule_is_a_usage_error(run: Run) -> None:

@@ -234,3 +234,28 @@ def drill_location_lacks_data(ctx: LintContext) -> Iterator[Hit]:
                 f" {', '.join(absent)}",
                 f"add '{drill.from_location}' to their jobs' locations, or drill from another location",
             )
+
+
+def production_write_without_approval(ctx: LintContext) -> Iterator[Hit]:
+    """An automated step that writes to production (it recovers systems, or restores a
+    database into production) and waits for nobody: at 3 a.m., a typo in the disaster
+    moment would then overwrite production unasked."""
+    for name, runbook in ctx.plan.runbooks.items():
+        for p, phase in enumerate(runbook.phases):
+            for s, step in enumerate(phase.steps):
+                if not step.automated or step.approve or step.unattended:
+                    continue
+                words = (step.action or "").split()
+                into_production = words[:2] == ["restore", "postgres"] and (
+                    "--production" in words or not any(w.startswith("--target-dir") for w in words)
+                )
+                if not step.recovers and not into_production:
+                    continue
+                what = "restores into production" if into_production else (
+                    f"recovers {', '.join(step.recovers)}")  # fmt: skip
+                yield Hit(
+                    ("runbooks", name, "phases", p, "steps", s),
+                    f"step '{step.title}' {what} without an approval gate",
+                    "give it `approve: ROLE` (drplan incident approve), or `unattended: true`"
+                    " when it should run unasked",
+                )

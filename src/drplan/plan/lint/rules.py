@@ -155,4 +155,12 @@ RULES: tuple[Rule, ...] = (
         " (archive_command without archive_timeout bounds nothing)",
         cov.wal_loss_exceeds_rpo,
     ),
+    Rule(
+        "DR023",
+        "production-write-without-approval",
+        W,
+        "an automated runbook step writes to production (recovers systems, restores into"
+        " production) without an approval gate",
+        ready.production_write_without_approval,
+    ),
 )

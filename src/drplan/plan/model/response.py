@@ -31,7 +31,6 @@ DRPLAN_ACTIONS = (
     "drill",
     "incident",
     "locations",
-    "notify",
     "plan",
     "snapshots",
     "status",
@@ -97,6 +96,9 @@ class Step(PlanModel):
     approve: Name | None = None
     """The role (see `roles`) whose `drplan incident approve` the automated part waits
     for; the incident commander may approve too."""
+    unattended: StrictBool = False
+    """The automated part writes to production without an `approve`, by the plan's choice
+    (lint DR023 warns of one that does so unsaid)."""
     rerun: Literal["safe", "ask"] = "ask"
     """When the process driving the incident died while this step ran: `safe` runs it
     again on its own, `ask` waits for the commander (`drplan incident run INC --retry

@@ -65,6 +65,13 @@ def _drop_wal(data: dict[str, Any]) -> None:
     del data["jobs"]["db-wal"]
 
 
+def _phases(restore: dict[str, Any]) -> list[dict[str, Any]]:
+    """The clean plan's runbook with ``restore`` in its recovery step."""
+    phases: list[dict[str, Any]] = clean_plan()["runbooks"]["rb"]["phases"]
+    phases[1]["steps"][0].update(restore)
+    return phases
+
+
 _DB_DRILL = {"kind": "database", "systems": ["db"]}
 _WEB_ON_SCHEDULE = _set(
     "drills.quarterly", {"kind": "service", "systems": ["web"], "schedule": "@monthly"}
@@ -246,7 +253,35 @@ CASES: list[tuple[str, Mutation, str, Mutation]] = [
         "jobs.db-wal.archive_timeout",
         _set("jobs.db-wal.archive_timeout", "14m"),
     ),
+    (
+        "DR023",  # the database restored into production at nobody's word
+        _set("runbooks.rb.phases", _phases({"action": "restore postgres db --to latest"})),
+        "runbooks.rb.phases[1].steps[0]",
+        _set(
+            "runbooks.rb.phases",
+            _phases({"action": "restore postgres db --to latest", "approve": "ic"}),
+        ),
+    ),
 ]
+
+
+def test_production_writes_without_approval_are_told_unless_the_plan_says_so() -> None:
+    def dr023(*steps: dict[str, Any]) -> list[str]:
+        data = clean_plan()
+        data["runbooks"]["rb"]["phases"][1]["steps"] = list(steps)
+        plan = load_plan_text(dump(data), "plan.yaml").plan
+        return [f.message for f in run_lint(LintContext(plan, NOW), RULES) if f.rule == "DR023"]
+
+    assert dr023({"title": "Deploy", "recovers": ["web"], "run": "deploy.sh"}) == [
+        "step 'Deploy' recovers web without an approval gate"
+    ]
+    assert dr023({"title": "Restore", "action": "restore postgres db --production"}) == [
+        "step 'Restore' restores into production without an approval gate"
+    ]
+    assert dr023({"title": "Deploy", "recovers": ["web"], "run": "deploy.sh",
+                  "unattended": True}) == []  # fmt: skip
+    assert dr023({"title": "Copy", "action": "restore postgres db --target-dir /srv/copy"}) == []
+    assert dr023({"title": "By hand", "recovers": ["db"]}) == []  # a person does it
 
 
 def _with_spare(mutation: Mutation) -> Mutation:
