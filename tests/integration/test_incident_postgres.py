@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from drplan import clock
@@ -160,6 +161,9 @@ def test_an_incident_restore_switches_the_recovered_cluster_into_production(
     switch_and_wait_archived(cluster)
     plan = yaml.safe_load(archived.plan.read_text())
     plan["systems"]["db"]["data_dir"] = str(cluster.data_dir)
+    plan["drills"]["db-check"] = {"kind": "database", "systems": ["db"], "validations": {
+        "sql": [{"name": "no reading missing", "query": "select count(*) = max(id) from readings"}],
+    }}  # fmt: skip
     plan["runbooks"]["rb"]["phases"][1]["steps"][0].update({
         "approve": "ic", "timeout": "10m",
         "action": f"restore postgres db --to before-incident --password-file {archived.password_file} --json",
@@ -172,7 +176,8 @@ def test_an_incident_restore_switches_the_recovered_cluster_into_production(
     assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
     done = run("incident", "run", inc)
     assert done.code == 0, done.err + done.out
-    step = json.loads(run("incident", "status", inc, "--json").out)["phases"][1]["steps"][0]
+    status = json.loads(run("incident", "status", inc, "--json").out)
+    step = status["phases"][1]["steps"][0]
     assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
     switched = json.loads(step["output"])
     damaged = Path(switched["damaged"])
@@ -191,6 +196,19 @@ def test_an_incident_restore_switches_the_recovered_cluster_into_production(
         cluster.sql("insert into readings (meter, kwh) values (8, 1)")
         segment = switch_and_wait_archived(cluster)
         assert segment.startswith(f"{switched['reached']['timeline']:08X}")
+        # The clock stopped once production's checks passed: RTO from the disaster moment,
+        # RPO from the last commit replayed, the one just before T.
+        (db,) = status["clock"]["systems"]
+        measured = db["recovered"]
+        assert [(v["name"], v["outcome"]) for v in measured["validations"]] == [
+            ("in production", "passed"), ("no reading missing", "passed")]  # fmt: skip
+        stopped = clock.parse_rfc3339(measured["at"])
+        assert measured["rto_seconds"] == pytest.approx((stopped - since).total_seconds(), abs=1)
+        newest = datetime.fromisoformat(measured["newest"].replace("Z", "+00:00"))
+        assert newest < since
+        assert measured["rpo_seconds"] == pytest.approx((since - newest).total_seconds(), abs=1e-3)
+        assert 0 <= measured["rpo_seconds"] < 1  # a commit every 10 ms before T
+        assert measured["rpo_met"] is True
     finally:
         shutil.rmtree(damaged, ignore_errors=True)
     assert run("incident", "verify", inc).code == 0

@@ -114,6 +114,15 @@ def step_command(
         from drplan.incidents.view import summary  # noqa: PLC0415
 
         console().print(f"{found.id}: {summary(event.kind, event.data)}", highlight=False)
+        settled = found.step(step)
+        if outcome == "done" and item is None and settled.recovers:
+            from drplan.incidents.declare import declared_plan  # noqa: PLC0415
+            from drplan.incidents.recovered import stop_clocks  # noqa: PLC0415
+
+            plan = declared_plan(found.declared)
+            for stopped in stop_clocks(service, service.load(found.id), settled, plan):
+                console().print(f"{found.id}: {summary(stopped.kind, stopped.data)}",
+                                highlight=False)  # fmt: skip
 
 
 @incident_group.command("run", short_help="Run the automated steps until one needs a person.")
@@ -259,11 +268,11 @@ def _print(data: dict[str, Any]) -> None:
                     title="RTO clock", title_justify="left")  # fmt: skip
     for row in data["clock"]["systems"]:
         systems.add_row(row["system"], _span(row["rto_seconds"]), row["deadline"],
-                        _left(row["remaining_seconds"]), _prediction(row["prediction"]))  # fmt: skip
+                        _left(row), _prediction(row["prediction"]))  # fmt: skip
     platform = data["clock"]["full_platform"]
     if platform:
         systems.add_row("(whole platform)", "", platform["deadline"],
-                        _left(platform["remaining_seconds"]), "")  # fmt: skip
+                        _left(platform), "")  # fmt: skip
     out.print(systems)
     for phase in data["phases"]:
         window = phase["window"]
@@ -287,8 +296,16 @@ def _prediction(found: dict[str, Any] | None) -> str:
             f" {_span(found['worst_seconds'])} over {found['drills']} drills")  # fmt: skip
 
 
-def _left(seconds: float) -> str:
-    return _span(seconds) if seconds >= 0 else f"[bold red]missed by {_span(-seconds)}[/]"
+def _left(row: dict[str, Any]) -> str:
+    """Time left; or, once recovered, the measured RTO and RPO and whether they were met."""
+    done = row.get("recovered")
+    if done:
+        verdict = "met" if done["rto_met"] else "[bold red]missed[/]"
+        rpo = "unknown" if done["rpo_seconds"] is None else _span(done["rpo_seconds"])
+        return f"recovered: RTO {_span(done['rto_seconds'])} ({verdict}), RPO {rpo}"
+    seconds = row["remaining_seconds"]
+    left = _span(seconds) if seconds >= 0 else f"[bold red]missed by {_span(-seconds)}[/]"
+    return left + (" [yellow](checks failed)[/]" if row.get("unproven") else "")
 
 
 def _plan_span(seconds: float) -> str:

@@ -122,3 +122,10 @@ def _objectives(plan: Plan, system: str) -> dict[str, float | None]:
 
 def _known(what: str, names: Any) -> str:
     return f"the plan's {what}: {', '.join(sorted(names)) or '(none)'}"
+
+
+def declared_plan(declared: dict[str, Any]) -> Plan:
+    """The plan as the incident was declared with (its first event's copy)."""
+    from drplan.plan.loader import load_plan_text  # noqa: PLC0415
+
+    return load_plan_text(declared["plan_text"], declared["plan"]["path"]).plan

@@ -24,11 +24,13 @@ from typing import Any
 
 from drplan import clock
 from drplan.errors import DrplanError
+from drplan.incidents.declare import declared_plan
 from drplan.incidents.execute import argv_of, execute
+from drplan.incidents.recovered import stop_clocks
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import FAILED, Incident, StepState
+from drplan.incidents.view import summary
 from drplan.liveness import alive
-from drplan.plan.loader import load_plan_text
 from drplan.plan.model import Plan, PostgresSystem
 from drplan.plan.secrets import find_refs
 
@@ -61,7 +63,7 @@ class Driver:
             retry = incident.step(retry).id
         with self._lock(incident.id):
             plan_path = self._plan_copy(incident)
-            plan = load_plan_text(incident.declared["plan_text"], plan_path).plan
+            plan = declared_plan(incident.declared)
             while True:
                 incident = self.service.load(incident.id)
                 step = next((s for s in incident.steps if s.open), None)
@@ -131,6 +133,10 @@ class Driver:
         self.service.record(incident.id, "step", DRIVER, data, self.now())
         self._tell(f"step {step.id} {step.title}: {outcome}"
                    + (f" ({data['note']})" if "note" in data else ""))  # fmt: skip
+        if outcome == "done" and step.recovers:
+            for event in stop_clocks(self.service, self.service.load(incident.id), step, plan,
+                                     self.now):  # fmt: skip
+                self._tell(summary(event.kind, event.data))
 
     def _tell(self, line: str) -> None:
         if self.on_event is not None:

@@ -77,6 +77,8 @@ class Incident:
     commander: str | None
     status: str = OPEN
     notes: list[dict[str, Any]] = field(default_factory=list)
+    recovered: dict[str, dict[str, Any]] = field(default_factory=dict)  # clock_stopped data
+    unproven: dict[str, dict[str, Any]] = field(default_factory=dict)  # the last failed checks
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -198,6 +200,15 @@ def _interrupted(incident: Incident, event: Event) -> None:
     step.running, step.interrupted = None, True
 
 
+def _clock_stopped(incident: Incident, event: Event) -> None:
+    incident.recovered[event.data["system"]] = {"at": event.at, **event.data}
+    incident.unproven.pop(event.data["system"], None)
+
+
+def _unproven(incident: Incident, event: Event) -> None:
+    incident.unproven[event.data["system"]] = {"at": event.at, **event.data}
+
+
 def _approved(incident: Incident, event: Event) -> None:
     incident.step(event.data["step"]).approved_by = event.actor
 
@@ -217,4 +228,5 @@ def _ignore(incident: Incident, event: Event) -> None:
 _APPLY = {
     "step": _step_event, "step_started": _started, "step_interrupted": _interrupted,
     "approved": _approved, "note": _note, "commander": _commander,
+    "clock_stopped": _clock_stopped, "recovery_unproven": _unproven,
 }  # fmt: skip

@@ -37,6 +37,8 @@ def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
                     "deadline": clock.rfc3339(incident.deadline(name)),
                     "remaining_seconds": _remaining(incident.deadline(name), now),
                     "prediction": predictions[name].as_dict() if name in predictions else None,
+                    "recovered": _measured(incident, name),
+                    "unproven": _checks_failed(incident, name),
                 }
                 for name in incident.systems
             ],
@@ -106,11 +108,45 @@ def summary(event_kind: str, data: dict[str, Any]) -> str:
         return f"step {data['step']} interrupted: its process {data['pid']} is gone"
     if event_kind == "approved":
         return f"step {data['step']} approved"
+    if event_kind == "clock_stopped":
+        rpo = data.get("rpo_seconds")
+        lost = "unknown" if rpo is None else f"{rpo:g}s"
+        return (f"{data['system']} recovered and checked: RTO {data['rto_seconds']:g}s,"
+                f" RPO {lost} (step {data['step']})")  # fmt: skip
+    if event_kind == "recovery_unproven":
+        failed = [f"{v['name']}: {v['detail']}" for v in data["validations"]
+                  if v["outcome"] == "failed"]  # fmt: skip
+        return f"{data['system']} not proven recovered: {'; '.join(failed)}; its clock runs on"
     if event_kind == "note":
         return f"note ({data.get('kind', 'note')}): {data.get('text', '')}"
     if event_kind == "commander":
         return f"commander is now {data['role']}"
     return event_kind
+
+
+def _measured(incident: Incident, system: str) -> dict[str, Any] | None:
+    """The system's measured RTO and RPO against its objectives, once its clock stopped."""
+    found = incident.recovered.get(system)
+    if found is None:
+        return None
+    objectives = incident.declared["objectives"][system]
+    rto, rpo = found["rto_seconds"], found.get("rpo_seconds")
+    return {
+        "at": clock.rfc3339(found["at"]), "step": found["step"],
+        "rto_seconds": rto, "rto_met": rto <= objectives["rto_seconds"],
+        "rpo_seconds": rpo, "newest": found.get("newest"),
+        "rpo_met": None if rpo is None or objectives["rpo_seconds"] is None
+        else rpo <= objectives["rpo_seconds"],
+        "validations": found["validations"], "note": found.get("note"),
+    }  # fmt: skip
+
+
+def _checks_failed(incident: Incident, system: str) -> dict[str, Any] | None:
+    found = incident.unproven.get(system)
+    if found is None:
+        return None
+    return {"at": clock.rfc3339(found["at"]), "step": found["step"],
+            "validations": found["validations"]}  # fmt: skip
 
 
 def _remaining(deadline: datetime, now: datetime) -> float:

@@ -5,6 +5,7 @@ gate waits for its role; a driver killed mid-step never has the step re-run sile
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -34,8 +35,8 @@ def incident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Run) -> Any:
     monkeypatch.setenv("TEST_DB_PASSWORD", SECRET)
     plan_path = tmp_path / "plan.yaml"
 
-    def declare(*steps: dict[str, Any]) -> str:
-        raw = clean_plan()
+    def declare(*steps: dict[str, Any], plan: dict[str, Any] | None = None) -> str:
+        raw = copy.deepcopy(plan) if plan is not None else clean_plan()
         raw["roles"]["dba"] = {"title": "DBA", "holder": "Database Administrator"}
         raw["runbooks"]["rb"]["phases"] = [{"name": "Recover", "window": "0-4h",
                                             "steps": list(steps)}]  # fmt: skip
@@ -213,3 +214,46 @@ def test_an_action_runs_drplan_against_the_plan_as_declared(incident: Any) -> No
     unchanged = incident.declare({"title": "Show plan", "action": "plan validate --no-env"})
     assert incident.cli("run", unchanged).code == 0
     assert str(incident.plan) in incident.steps(unchanged)["1.1"]["output"]  # its own file
+
+
+def test_a_recovering_step_stops_the_clock_only_once_the_checks_pass(
+    incident: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    healthy = tmp_path / "healthy"
+    raw = clean_plan()
+    raw["drills"]["web-smoke"] = {"kind": "service", "systems": ["web"], "validations": {
+        "commands": [{"name": "web answers", "run": f"test -e {healthy}"}]}}  # fmt: skip
+    deploy = {"title": "Deploy web", "recovers": ["web"], "unattended": True, "run": "true"}
+    inc = incident.declare(deploy, plan=raw)
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T04:10:00Z")  # an hour after the disaster
+    assert incident.cli("run", inc).code == 0
+    status = json.loads(incident.cli("status", inc, "--json").out)
+    web = next(s for s in status["clock"]["systems"] if s["system"] == "web")
+    assert web["recovered"] is None  # the step succeeded, the check did not
+    assert web["unproven"]["validations"][0]["detail"].startswith("exit code 1")
+    assert "web not proven recovered: web answers: exit code 1" in incident.cli("timeline", inc).out
+    healthy.write_text("")
+    inc = incident.declare(deploy, plan=raw)
+    assert incident.cli("run", inc).code == 0
+    status = json.loads(incident.cli("status", inc, "--json").out)
+    web = next(s for s in status["clock"]["systems"] if s["system"] == "web")
+    assert web["recovered"]["rto_seconds"] == 3600.0  # checked at 04:10, disaster at 03:10
+    assert web["recovered"]["rto_met"] is True  # web is important: 8h
+    assert web["recovered"]["rpo_seconds"] is None  # a files system cannot say
+    assert [v["outcome"] for v in web["recovered"]["validations"]] == ["passed"]
+    assert "recovered: RTO 1h00m (met), RPO unknown" in incident.cli("status", inc).out
+
+
+def test_a_step_recorded_by_hand_stops_the_clock_of_a_system_without_checks(
+    incident: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inc = incident.declare({"title": "Rebuild web", "owner": "dba", "recovers": ["web"]})
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T03:40:00Z")
+    done = incident.cli("step", inc, "1.1", "done", "--as", "dba")
+    assert done.code == 0, done.err
+    assert "web recovered and checked: RTO 1800s, RPO unknown (step 1.1)" in done.out
+    status = json.loads(incident.cli("status", inc, "--json").out)
+    web = next(s for s in status["clock"]["systems"] if s["system"] == "web")
+    assert web["recovered"]["note"].startswith("the plan has no checks for it")
+    db = next(s for s in status["clock"]["systems"] if s["system"] == "db")
+    assert db["recovered"] is None  # not this step's
