@@ -163,6 +163,72 @@ def approve_command(incident: str, step: str, actor: str | None, catalog: str | 
                         highlight=False)  # fmt: skip
 
 
+@incident_group.command("note", short_help="Add to the review: a finding, an action item.")
+@click.argument("incident")
+@click.argument("text")
+@click.option(
+    "--kind",
+    default="note",
+    show_default=True,
+    metavar="KIND",
+    help="A post_incident heading of the plan (by name), action, or note.",
+)
+@click.option("--owner", metavar="ROLE", help="Who owns an action item.")
+@click.option("--as", "actor", metavar="ROLE", help="The role writing it.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def note_command(
+    incident: str, text: str, kind: str, owner: str | None, actor: str | None,
+    catalog: str | None,
+) -> None:  # fmt: skip
+    """Add TEXT to INCIDENT's review, under KIND: one of the plan's post_incident headings
+    (root-cause-analysis, ...), an action item (with --owner), or a plain note."""
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        event = service.note(found, kind, text, clock.now(), actor=actor, owner=owner)
+        console().print(f"{found.id}: {event.data['heading']}: noted", highlight=False)
+
+
+@incident_group.command("resolve", short_help="The systems are back: stop the incident.")
+@click.argument("incident")
+@click.option(
+    "--waive",
+    multiple=True,
+    metavar="SYSTEM=REASON",
+    help="Resolve though SYSTEM is not recovered, for REASON (repeatable).",
+)
+@click.option("--as", "actor", metavar="ROLE", help="The role resolving it.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def resolve_command(
+    incident: str, waive: tuple[str, ...], actor: str | None, catalog: str | None
+) -> None:
+    """Resolve INCIDENT: every affected system recovered (its clock stopped), or waived
+    with a reason; exit 24 naming those that are not."""
+    waived = {}
+    for item in waive:
+        system, sep, reason = item.partition("=")
+        if not sep:
+            raise UsageError(f"--waive {item!r} is not SYSTEM=REASON",
+                             hint="e.g. --waive 'logs=rebuilt from the SIEM instead'")  # fmt: skip
+        waived[system.strip()] = reason.strip()
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        service.resolve(found, waived, clock.now(), actor)
+        console().print(f"{found.id}: resolved", highlight=False)
+
+
+@incident_group.command("close", short_help="Close after the review.")
+@click.argument("incident")
+@click.option("--as", "actor", metavar="ROLE", help="The role closing it.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def close_command(incident: str, actor: str | None, catalog: str | None) -> None:
+    """Close INCIDENT once resolved and its review written: a note under each of the
+    plan's post_incident headings. A closed incident takes nothing more."""
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        service.close_incident(found, clock.now(), actor)
+        console().print(f"{found.id}: closed", highlight=False)
+
+
 @incident_group.command("list", short_help="Every incident, open ones and past ones.")
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")

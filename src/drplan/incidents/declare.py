@@ -80,6 +80,7 @@ def declaration(
         "full_platform_rto_seconds": (
             plan.objectives.rto.full_platform.total_seconds() if whole else None
         ),
+        "review": list(plan.review.post_incident) if plan.review else [],
         "roles": {
             name: {"title": r.title, "holder": r.holder, "deputy": r.deputy, "phone": r.phone}
             for name, r in plan.roles.items()

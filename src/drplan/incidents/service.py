@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
 from drplan.incidents.declare import declaration, new_id
 from drplan.incidents.journal import ID_PATTERN, Journal
-from drplan.incidents.state import OPEN, OUTCOMES, Incident, fold
+from drplan.incidents.state import OPEN, OUTCOMES, RESOLVED, Incident, fold
 from drplan.incidents.timeline import Event, parse
 from drplan.plan.model import Plan
 
@@ -182,6 +182,67 @@ class Incidents:
                                      hint="`drplan incident run INC` runs it")  # fmt: skip
         return self.record(incident.id, "approved", self.actor(role, incident.roles),
                            {"step": step.id}, now)  # fmt: skip
+
+    def note(self, incident: Incident, kind: str, text: str, now: datetime, *,
+             actor: str | None = None, owner: str | None = None) -> Event:  # fmt: skip
+        """A note for the review: under one of its headings, an action item (with its
+        owner), or a plain note."""
+        incident.writable()
+        kinds = incident.review_kinds()
+        if kind not in kinds:
+            raise UsageError(f"{kind!r} is not a kind of note of this incident's review",
+                             hint=f"use one of {', '.join(kinds)}")  # fmt: skip
+        if not text.strip():
+            raise UsageError("the note is empty", hint="say what was found or decided")
+        data: dict[str, Any] = {"kind": kind, "heading": kinds[kind], "text": text.strip()}
+        if kind == "action":
+            if owner is None:
+                raise UsageError("an action item needs its owner", hint="pass --owner ROLE")
+            self.actor(owner, incident.roles)  # a role of the plan
+            data["owner"] = owner
+        elif owner is not None:
+            raise UsageError("--owner is for action items", hint="pass --kind action")
+        return self.record(incident.id, "note", self.actor(actor, incident.roles), data, now)
+
+    def resolve(self, incident: Incident, waived: dict[str, str], now: datetime,
+                actor: str | None = None) -> Event:  # fmt: skip
+        """Resolve: every affected system recovered, or waived with a reason."""
+        incident.writable()
+        if incident.status != OPEN:
+            raise IncidentStateError(f"incident {incident.id} is {incident.status} already",
+                                     hint=f"`drplan incident close {incident.id}` after the review")  # fmt: skip
+        for system, reason in waived.items():
+            if system not in incident.systems:
+                raise UsageError(f"{system!r} is not a system of incident {incident.id}",
+                                 hint=f"its systems: {', '.join(incident.systems)}")  # fmt: skip
+            if not reason.strip():
+                raise UsageError(f"--waive {system}: say why it is not recovered",
+                                 hint=f"--waive '{system}=REASON'")  # fmt: skip
+        missing = [s for s in incident.unrecovered() if s not in waived]
+        if missing:
+            raise IncidentStateError(
+                f"incident {incident.id} cannot be resolved: {', '.join(missing)} not recovered"
+                " (no recovering step's checks passed)",
+                hint="recover them, or --waive 'SYSTEM=REASON' for each",
+            )
+        return self.record(incident.id, "resolved", self.actor(actor, incident.roles),
+                           {"waived": waived}, now)  # fmt: skip
+
+    def close_incident(self, incident: Incident, now: datetime, actor: str | None = None) -> Event:
+        """Close after the review: resolved, and every post_incident heading filled."""
+        incident.writable()
+        if incident.status != RESOLVED:
+            raise IncidentStateError(f"incident {incident.id} is not resolved yet",
+                                     hint=f"`drplan incident resolve {incident.id}` first")  # fmt: skip
+        missing = incident.unreviewed()
+        if missing:
+            kinds = {v: k for k, v in incident.review_kinds().items()}
+            raise IncidentStateError(
+                f"incident {incident.id}'s review has nothing yet on: {'; '.join(missing)}",
+                hint=f"`drplan incident note {incident.id} --kind {kinds[missing[0]]} TEXT`,"
+                " and so on for each",
+            )
+        return self.record(incident.id, "closed", self.actor(actor, incident.roles), {}, now)
 
     def record(self, incident: str, kind: str, actor: str, data: dict[str, Any],
                at: datetime, *, new: bool = False) -> Event:  # fmt: skip

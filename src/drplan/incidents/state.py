@@ -14,6 +14,7 @@ from typing import Any
 
 from drplan import clock
 from drplan.errors import DrplanError, IncidentStateError, UsageError
+from drplan.incidents.declare import slug
 from drplan.incidents.timeline import Event
 
 OPEN, RESOLVED, CLOSED = "open", "resolved", "closed"
@@ -78,6 +79,7 @@ class Incident:
     status: str = OPEN
     notes: list[dict[str, Any]] = field(default_factory=list)
     recovered: dict[str, dict[str, Any]] = field(default_factory=dict)  # clock_stopped data
+    waived: dict[str, str] = field(default_factory=dict)  # system: why it is not recovered
     unproven: dict[str, dict[str, Any]] = field(default_factory=dict)  # the last failed checks
     events: list[Event] = field(default_factory=list)
 
@@ -131,9 +133,24 @@ class Incident:
         """Raise IncidentStateError unless the incident can still be acted on."""
         if self.status == CLOSED:
             raise IncidentStateError(
-                f"incident {self.id} is closed",
-                hint="declare a new incident, or add to this one's review with `incident note`",
+                f"incident {self.id} is closed: its review is done",
+                hint="declare a new incident for what happens next",
             )
+
+    def review_kinds(self) -> dict[str, str]:
+        """The kinds of note the review takes: each of the plan's post_incident headings
+        (by slug), an action item, a plain note."""
+        kinds = {slug(h): h for h in self.declared.get("review", [])}
+        return {**kinds, "action": "Action items", "note": "Notes"}
+
+    def unreviewed(self) -> list[str]:
+        """The post_incident headings no note fills yet."""
+        filled = {n.get("kind") for n in self.notes}
+        return [h for h in self.declared.get("review", []) if slug(h) not in filled]
+
+    def unrecovered(self) -> list[str]:
+        """Affected systems neither recovered (their clock stopped) nor waived."""
+        return [s for s in self.systems if s not in self.recovered and s not in self.waived]
 
 
 def fold(events: list[Event]) -> Incident:
@@ -209,6 +226,15 @@ def _unproven(incident: Incident, event: Event) -> None:
     incident.unproven[event.data["system"]] = {"at": event.at, **event.data}
 
 
+def _resolved(incident: Incident, event: Event) -> None:
+    incident.status = RESOLVED
+    incident.waived.update(event.data.get("waived", {}))
+
+
+def _closed(incident: Incident, event: Event) -> None:
+    incident.status = CLOSED
+
+
 def _approved(incident: Incident, event: Event) -> None:
     incident.step(event.data["step"]).approved_by = event.actor
 
@@ -229,4 +255,5 @@ _APPLY = {
     "step": _step_event, "step_started": _started, "step_interrupted": _interrupted,
     "approved": _approved, "note": _note, "commander": _commander,
     "clock_stopped": _clock_stopped, "recovery_unproven": _unproven,
+    "resolved": _resolved, "closed": _closed,
 }  # fmt: skip

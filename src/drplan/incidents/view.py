@@ -87,6 +87,12 @@ def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
             for phase in incident.phases
         ],
         "events": len(incident.events),
+        "waived": incident.waived,
+        "review": {
+            "headings": incident.declared.get("review", []),
+            "missing": incident.unreviewed(),
+            "notes": [{**n, "at": clock.rfc3339(n["at"])} for n in incident.notes],
+        },
     }
 
 
@@ -118,7 +124,13 @@ def summary(event_kind: str, data: dict[str, Any]) -> str:
                   if v["outcome"] == "failed"]  # fmt: skip
         return f"{data['system']} not proven recovered: {'; '.join(failed)}; its clock runs on"
     if event_kind == "note":
-        return f"note ({data.get('kind', 'note')}): {data.get('text', '')}"
+        owner = f" (owner {data['owner']})" if data.get("owner") else ""
+        return f"{data.get('heading', 'note')}{owner}: {data.get('text', '')}"
+    if event_kind == "resolved":
+        waived = data.get("waived") or {}
+        return "resolved" + "".join(f"; {s} waived: {r}" for s, r in waived.items())
+    if event_kind == "closed":
+        return "closed"
     if event_kind == "commander":
         return f"commander is now {data['role']}"
     return event_kind

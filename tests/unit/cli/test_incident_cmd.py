@@ -324,3 +324,53 @@ def test_a_production_restore_is_asked_for_plainly(
     assert done.code == 2
     (line,) = done.err.strip().splitlines()
     assert expected in line
+
+
+def test_an_incident_is_resolved_when_its_systems_are_back_and_closed_after_its_review(
+    sw: Any,
+) -> None:
+    inc = declared(sw, "database-corruption", "--since", SINCE)["id"]
+    assert sw("close", inc).code == 24  # not resolved yet
+    early = sw("resolve", inc)
+    assert early.code == 24
+    assert "cannot be resolved: smartwatts-db not recovered" in early.err
+    assert "--waive 'SYSTEM=REASON'" in early.err
+    assert sw("resolve", inc, "--waive", "smartwatts-db").code == 2  # no reason
+    assert sw("resolve", inc, "--waive", "api=not ours").code == 2  # not its system
+    done = sw("resolve", inc, "--waive", "smartwatts-db=rebuilt from the replica by hand")
+    assert done.code == 0, done.err
+    assert sw("resolve", inc, "--waive", "smartwatts-db=again").code == 24
+
+    unreviewed = sw("close", inc)
+    assert unreviewed.code == 24
+    assert ("review has nothing yet on: Root cause analysis; Recovery procedure"
+            " effectiveness; Recovery tool performance; Team skill requirements") in unreviewed.err  # fmt: skip
+    assert f"`drplan incident note {inc} --kind root-cause-analysis TEXT`" in unreviewed.err
+    bad = sw("note", inc, "x", "--kind", "lessons")
+    assert bad.code == 2
+    assert "use one of root-cause-analysis, recovery-procedure-effectiveness" in bad.err
+    assert sw("note", inc, "fix it", "--kind", "action").code == 2  # an owner is needed
+    assert sw("note", inc, "fix it", "--kind", "action", "--owner", "dba").code == 2  # no role
+    for kind in ("root-cause-analysis", "recovery-procedure-effectiveness",
+                 "recovery-tool-performance", "team-skill-requirements"):  # fmt: skip
+        assert (
+            sw("note", inc, f"{kind} written", "--kind", kind, "--as", "technical-lead").code == 0
+        )
+    assert sw("note", inc, "Add a drill of the replica rebuild", "--kind", "action",
+              "--owner", "database-team").code == 0  # fmt: skip
+    closed = sw("close", inc, "--as", "incident-commander")
+    assert closed.code == 0, closed.err
+    status = json.loads(sw("status", inc, "--json").out)
+    assert status["status"] == "closed"
+    assert status["waived"] == {"smartwatts-db": "rebuilt from the replica by hand"}
+    assert status["review"]["missing"] == []
+    action = status["review"]["notes"][-1]
+    assert (action["kind"], action["owner"]) == ("action", "database-team")
+    for args in (("note", inc, "late"), ("step", inc, "1.1", "done"), ("resolve", inc)):
+        refused = sw(*args)
+        assert refused.code == 24, args
+        assert f"incident {inc} is closed: its review is done" in refused.err
+    assert sw("status").out.strip() == "no open incident"
+    lines = sw("timeline", inc).out
+    assert "resolved; smartwatts-db waived: rebuilt from the replica by hand" in lines
+    assert "Action items (owner database-team): Add a drill of the replica rebuild" in lines
