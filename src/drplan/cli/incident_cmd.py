@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -229,6 +230,32 @@ def close_command(incident: str, actor: str | None, catalog: str | None) -> None
         console().print(f"{found.id}: closed", highlight=False)
 
 
+@incident_group.command("report", short_help="The post-incident review: figures, timeline, lessons.")
+@click.argument("incident")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
+              show_default=True)  # fmt: skip
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def report_command(incident: str, fmt: str, output: str | None, catalog: str | None) -> None:
+    """INCIDENT's post-incident review: per system the RTO achieved against its objective
+    and its drills, the RPO against its objective; per phase its span against its window;
+    the review's notes and action items; lessons computed from the figures; who did what,
+    and the timeline. HTML is one self-contained page with its charts."""
+    import json  # noqa: PLC0415
+
+    from drplan.incidents.review import review  # noqa: PLC0415
+    from drplan.incidents.review_render import as_html, markdown  # noqa: PLC0415
+
+    with _incidents(catalog) as service:
+        data = review(service.load(incident), service.drill_history(), clock.now())
+    text = {"json": lambda: json.dumps(data, indent=2) + "\n", "html": lambda: as_html(data),
+            "md": lambda: markdown(data)}[fmt]()  # fmt: skip
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
 @incident_group.command("list", short_help="Every incident, open ones and past ones.")
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
@@ -302,6 +329,13 @@ def verify_command(incident: str, catalog: str | None) -> None:
                              hint="the copy whose chain holds is the one to trust")  # fmt: skip
     counts = ", ".join(f"{len(events)} entries in {where}" for where, events in held.items())
     console().print(f"the timeline of {name} holds: {counts}, every link intact", highlight=False)
+
+
+def _span(seconds: float | None) -> str:
+    """``view.span``, imported when first needed (`drplan --help` stays fast)."""
+    from drplan.incidents.view import span  # noqa: PLC0415
+
+    return span(seconds)
 
 
 def _status(service: Incidents, incident: Incident) -> dict[str, Any]:
@@ -381,12 +415,3 @@ def _plan_span(seconds: float) -> str:
     from drplan.plan.durations import format_duration  # noqa: PLC0415
 
     return "0" if not seconds else format_duration(timedelta(seconds=seconds))
-
-
-def _span(seconds: float) -> str:
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -12,7 +12,6 @@ evidence file); a run whose details are gone counts with what its row's figures 
 
 from __future__ import annotations
 
-import html
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from drplan import clock
 from drplan.plan.model import Plan
+from drplan.render import html_page
 
 DRILL_TITLE = "Drill report"
 KPI_TITLE = "Recovery KPI report"
@@ -257,32 +257,4 @@ def _runs(runs: list[dict[str, Any]]) -> list[str]:
 
 def as_html(data: dict[str, Any]) -> str:
     """The markdown report's tables as a self-contained HTML page (no scripts, no fetches)."""
-    body, table = [], False
-    for line in markdown(data).splitlines():
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("|---"):
-            continue
-        elif line.startswith("| "):
-            cells = [html.escape(c.strip().replace("\\|", "|"))
-                     for c in line.strip("|").split(" | ")]  # fmt: skip
-            tag = "td" if table else "th"
-            if not table:
-                body.append("<table>")
-                table = True
-            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-        else:
-            if table:
-                body.append("</table>")
-                table = False
-            if line:
-                body.append(f"<p>{html.escape(line)}</p>")
-    if table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}")  # fmt: skip
-    title = html.escape(f"{data['title']} ({data['time']})")
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
+    return html_page(markdown(data), f"{data['title']} ({data['time']})")

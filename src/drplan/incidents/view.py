@@ -175,3 +175,15 @@ def _window(incident: Incident, window: tuple[float, float] | None) -> dict[str,
 
 def _ended(incident: Incident, window: tuple[float, float] | None, now: datetime) -> bool:
     return window is not None and now > incident.since + timedelta(seconds=window[1])
+
+
+def span(seconds: float | None) -> str:
+    """A duration as responders say it: ``3h30m``, ``12m05s``, ``42s``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -374,3 +374,56 @@ def test_an_incident_is_resolved_when_its_systems_are_back_and_closed_after_its_
     lines = sw("timeline", inc).out
     assert "resolved; smartwatts-db waived: rebuilt from the replica by hand" in lines
     assert "Action items (owner database-team): Add a drill of the replica rebuild" in lines
+
+
+def test_the_review_sets_each_recovery_against_its_objective_and_its_drills(
+    sw: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    catalog = Catalog.open(f"sqlite:///{sw.state / 'catalog.db'}")
+    for days, seconds in ((41, 600.0), (71, 700.0), (101, 800.0)):  # drilled median 700 s
+        result = {"systems": [{"system": "smartwatts-db", "stage": "recovery",
+                               "rto": {"seconds": seconds}}]}  # fmt: skip
+        catalog.record_drill({
+            "run": f"r{days}", "drill": "database-recovery", "kind": "database",
+            "started_at": datetime(2026, 12, 7, 3, 0, tzinfo=UTC) - timedelta(days=days),
+            "passed": 1, "result": json.dumps(result),
+        })  # fmt: skip
+    catalog.close()
+    inc = declared(sw, "database-corruption", "--since", SINCE)["id"]
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T03:20:00Z")
+    assert sw("step", inc, "1.1", "done", "--as", "database-team").code == 0
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T04:50:00Z")  # 1h40m: past phase 1's window
+    assert sw("step", inc, "2.1", "done", "--as", "database-team").code == 0
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T05:00:00Z")
+    assert sw("step", inc, "3.1", "skip").code == 0
+    assert sw("resolve", inc, "--waive", "smartwatts-db=restored by hand from a replica").code == 0
+    assert sw("note", inc, "An operator ran DELETE", "--kind", "root-cause-analysis").code == 0
+    assert sw("note", inc, "Drill last-good monthly", "--kind", "action", "--owner",
+              "database-team").code == 0  # fmt: skip
+
+    data = json.loads(sw("report", inc, "--format", "json").out)
+    (db,) = data["systems"]
+    assert db["drilled_median_seconds"] == 700.0
+    assert (db["drills"], db["days_since_drill"]) == (3, 41)
+    assert db["waived"] == "restored by hand from a replica"
+    phases = {p["number"]: p for p in data["phases"]}
+    assert phases[1]["started_seconds"] == 600.0  # the first step, ten minutes in
+    assert phases[2]["settled_seconds"] == 6000.0
+    assert phases[2]["overran"] is False  # its window runs to 4h
+    assert data["review"]["actions"] == [{"text": "Drill last-good monthly",
+                                          "owner": "database-team"}]  # fmt: skip
+    assert data["review"]["headings"][0] == {"heading": "Root cause analysis",
+                                             "notes": ["An operator ran DELETE"]}  # fmt: skip
+    assert "smartwatts-db was not recovered by the runbook: restored by hand from a replica" \
+        in data["lessons"]  # fmt: skip
+    assert data["timeline"][0]["what"].startswith("declared database-corruption")
+    md = sw("report", inc).out
+    assert "| smartwatts-db | - | 11m40s | 4h00m | - | - | 15m00s | waived: restored by hand" in md
+    assert "## Action items" in md
+    out = tmp_path / "review.html"
+    assert sw("report", inc, "--format", "html", "-o", str(out)).code == 0
+    page = out.read_text()
+    assert page.startswith("<!doctype html>")
+    assert page.count("<svg") == 2  # the Gantt chart and the RTO bars
+    assert "<script" not in page
+    assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
