@@ -127,24 +127,54 @@ def step_command(
 
 
 @incident_group.command("run", short_help="Run the automated steps until one needs a person.")
-@click.argument("incident")
+@click.argument("incident", required=False)
+@click.option(
+    "--open",
+    "every",
+    is_flag=True,
+    help="Every open incident journaled on this host (what `serve` runs).",
+)
 @click.option("--retry", metavar="STEP", help="Run a failed or interrupted step again.")
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
-def run_command(incident: str, retry: str | None, catalog: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Where each incident stopped, as JSON.")
+def run_command(
+    incident: str | None, every: bool, retry: str | None, catalog: str | None, as_json: bool
+) -> None:
     """Run INCIDENT's automated steps in the runbook's order, each against its timeout
     with its output kept, until one waits for a person: a manual step, an approval, or a
-    failed or interrupted step for the commander to decide on (exit 1)."""
+    failed or interrupted step for the commander to decide on (exit 1). With --open,
+    every open incident of this host, one after the other (exit 0: where each stopped is
+    said; a failed step is the commander's to decide, not a failure of this run)."""
     from drplan.errors import DrplanError  # noqa: PLC0415
     from drplan.incidents.runner import Driver  # noqa: PLC0415
 
+    if (incident is None) == (not every):
+        raise UsageError("give an incident, or --open for every open one",
+                         hint="e.g. drplan incident run INC-7K3Q")  # fmt: skip
+    if every and retry:
+        raise UsageError("--retry names a step of one incident", hint="give the incident")
     out = console()
+
+    def tell(line: str) -> None:
+        if not as_json:
+            out.print(line, highlight=False)
+
+    halts: list[dict[str, Any]] = []
     with _incidents(catalog) as service:
-        halt = Driver(service, on_event=lambda line: out.print(line, highlight=False)).drive(
-            incident, retry
-        )
-    if halt.reason in ("failed", "interrupted"):
-        raise DrplanError(halt.message)
-    out.print(halt.message, highlight=False)
+        driver = Driver(service, on_event=tell)
+        chosen = [incident] if incident else [
+            i for i in service.journal.ids() if service.load(i).status != "closed"
+        ]  # fmt: skip
+        for one in chosen:
+            halt = driver.drive(one, retry)
+            halts.append({"incident": service.load(one).id, "reason": halt.reason,
+                          "step": halt.step, "message": halt.message})  # fmt: skip
+            if every or halt.reason not in ("failed", "interrupted"):
+                tell(halt.message)
+    if as_json:
+        emit_json({"incidents": halts})
+    if not every and halts[0]["reason"] in ("failed", "interrupted"):
+        raise DrplanError(str(halts[0]["message"]))
 
 
 @incident_group.command("approve", short_help="Let a gated step run.")
@@ -230,7 +260,9 @@ def close_command(incident: str, actor: str | None, catalog: str | None) -> None
         console().print(f"{found.id}: closed", highlight=False)
 
 
-@incident_group.command("report", short_help="The post-incident review: figures, timeline, lessons.")
+@incident_group.command(
+    "report", short_help="The post-incident review: figures, timeline, lessons."
+)
 @click.argument("incident")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
               show_default=True)  # fmt: skip

@@ -257,3 +257,21 @@ def test_a_step_recorded_by_hand_stops_the_clock_of_a_system_without_checks(
     assert web["recovered"]["note"].startswith("the plan has no checks for it")
     db = next(s for s in status["clock"]["systems"] if s["system"] == "db")
     assert db["recovered"] is None  # not this step's
+
+
+def test_every_open_incident_is_driven_as_serve_does(incident: Any, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    first = incident.declare({"title": "Mark", "run": f"echo one >> {marks}"},
+                             {"title": "Then by hand", "owner": "dba"})  # fmt: skip
+    second = incident.declare({"title": "Mark", "run": f"echo two >> {marks}"})
+    done = incident.cli("run", "--open", "--json")
+    assert done.code == 0, done.err
+    halts = {h["incident"]: h for h in json.loads(done.out)["incidents"]}
+    assert (halts[first]["reason"], halts[first]["step"]) == ("manual", "1.2")
+    assert halts[second]["reason"] == "finished"
+    assert sorted(marks.read_text().split()) == ["one", "two"]
+    again = incident.cli("run", "--open", "--json")  # nothing runs twice
+    assert again.code == 0
+    assert sorted(marks.read_text().split()) == ["one", "two"]
+    assert incident.cli("run").code == 2  # neither an incident nor --open
+    assert incident.cli("run", first, "--open").code == 2
