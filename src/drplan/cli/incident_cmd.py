@@ -71,6 +71,9 @@ def declare_command(
             plan_file.plan, plan_file.path, scenario, actor, now, systems=chosen,
             since=moment, commander=commander, note=note, rehearsal=False,
         )  # fmt: skip
+        if plan_file.plan.communication is not None:
+            _tell(service, incident, "internal", "initial", note)
+            incident = service.load(incident.id)
         _show(service, incident, as_json)
 
 
@@ -219,6 +222,51 @@ def note_command(
         console().print(f"{found.id}: {event.data['heading']}: noted", highlight=False)
 
 
+@incident_group.command("notify", short_help="Tell an audience where the incident stands.")
+@click.argument("incident")
+@click.option(
+    "--audience",
+    default="internal",
+    show_default=True,
+    metavar="AUDIENCE",
+    help="internal (the responders), or one of the plan's audiences.",
+)
+@click.option("--message", required=True, metavar="TEXT", help="What to tell them.")
+@click.option("--as", "actor", metavar="ROLE", help="The role telling them.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def notify_command(
+    incident: str, audience: str, message: str, actor: str | None, catalog: str | None
+) -> None:
+    """Send an update on INCIDENT to AUDIENCE through its channels (internal: the primary,
+    else the secondary, else the emergency channel); exit 1 when no channel delivered."""
+    from drplan.errors import DrplanError  # noqa: PLC0415
+
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        found.writable()
+        results = _tell(service, found, audience, "update", message,
+                        service.actor(actor, found.roles))  # fmt: skip
+    if not any(r["delivered"] for r in results):
+        raise DrplanError(f"no channel delivered the update to {audience}",
+                          hint="the failures are in `drplan incident timeline`")  # fmt: skip
+
+
+def _tell(service: Incidents, incident: Incident, audience: str, kind: str,
+          message: str | None, actor: str = "drplan") -> list[dict[str, Any]]:  # fmt: skip
+    """Deliver one message; each channel's outcome said on standard error."""
+    from drplan.incidents.messages import Messenger  # noqa: PLC0415
+
+    results = Messenger(service, incident.declared_plan()).tell(
+        incident, audience, kind, message, actor
+    )
+    for result in results:
+        if result["delivered"]:
+            click.echo(f"drplan: told {audience} on {result['channel']}", err=True)
+        else:
+            click.echo(f"drplan: warning: {result['error']}", err=True)
+    return results
+
+
 @incident_group.command("resolve", short_help="The systems are back: stop the incident.")
 @click.argument("incident")
 @click.option(
@@ -245,6 +293,8 @@ def resolve_command(
         found = service.load(incident)
         service.resolve(found, waived, clock.now(), actor)
         console().print(f"{found.id}: resolved", highlight=False)
+        if found.declared_plan().communication is not None:
+            _tell(service, service.load(found.id), "internal", "resolution", None)
 
 
 @incident_group.command("close", short_help="Close after the review.")

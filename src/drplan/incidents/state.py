@@ -129,6 +129,12 @@ class Incident:
         start, end = phase.window
         return self.since + timedelta(seconds=start), self.since + timedelta(seconds=end)
 
+    def declared_plan(self) -> Any:
+        """The plan as this incident was declared with (a Plan)."""
+        from drplan.incidents.declare import declared_plan  # noqa: PLC0415
+
+        return declared_plan(self.declared)
+
     def writable(self) -> None:
         """Raise IncidentStateError unless the incident can still be acted on."""
         if self.status == CLOSED:

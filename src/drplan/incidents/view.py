@@ -3,6 +3,7 @@ RTO clock per system, the phases against their windows, the steps, the predictio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,42 +99,71 @@ def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
 
 def summary(event_kind: str, data: dict[str, Any]) -> str:
     """One line for a timeline entry."""
-    if event_kind == "declared":
-        return (f"declared {data['scenario']} (tier {data['tier']}) on"
-                f" {', '.join(data['systems'])}, disaster at {data['since']}")  # fmt: skip
-    if event_kind == "step":
-        if "item" in data:
-            return f"step {data['step']}: checklist item {data['item']} done"
-        order = " (out of order)" if data.get("out_of_order") else ""
-        note = f": {data['note']}" if data.get("note") else ""
-        return f"step {data['step']} {data['outcome']}{order}{note}"
-    if event_kind == "step_started":
-        return (f"step {data['step']} started (attempt {data['attempt']}, process"
-                f" {data['pid']} on {data['host']}): {data['command']}")  # fmt: skip
-    if event_kind == "step_interrupted":
-        return f"step {data['step']} interrupted: its process {data['pid']} is gone"
-    if event_kind == "approved":
-        return f"step {data['step']} approved"
-    if event_kind == "clock_stopped":
-        rpo = data.get("rpo_seconds")
-        lost = "unknown" if rpo is None else f"{rpo:g}s"
-        return (f"{data['system']} recovered and checked: RTO {data['rto_seconds']:g}s,"
-                f" RPO {lost} (step {data['step']})")  # fmt: skip
-    if event_kind == "recovery_unproven":
-        failed = [f"{v['name']}: {v['detail']}" for v in data["validations"]
-                  if v["outcome"] == "failed"]  # fmt: skip
-        return f"{data['system']} not proven recovered: {'; '.join(failed)}; its clock runs on"
-    if event_kind == "note":
-        owner = f" (owner {data['owner']})" if data.get("owner") else ""
-        return f"{data.get('heading', 'note')}{owner}: {data.get('text', '')}"
-    if event_kind == "resolved":
-        waived = data.get("waived") or {}
-        return "resolved" + "".join(f"; {s} waived: {r}" for s, r in waived.items())
-    if event_kind == "closed":
-        return "closed"
-    if event_kind == "commander":
-        return f"commander is now {data['role']}"
-    return event_kind
+    told = _SUMMARIES.get(event_kind)
+    return told(data) if told else event_kind
+
+
+def _declared(data: dict[str, Any]) -> str:
+    return (f"declared {data['scenario']} (tier {data['tier']}) on"
+            f" {', '.join(data['systems'])}, disaster at {data['since']}")  # fmt: skip
+
+
+def _step(data: dict[str, Any]) -> str:
+    if "item" in data:
+        return f"step {data['step']}: checklist item {data['item']} done"
+    order = " (out of order)" if data.get("out_of_order") else ""
+    note = f": {data['note']}" if data.get("note") else ""
+    return f"step {data['step']} {data['outcome']}{order}{note}"
+
+
+def _clock_stopped(data: dict[str, Any]) -> str:
+    rpo = data.get("rpo_seconds")
+    lost = "unknown" if rpo is None else f"{rpo:g}s"
+    return (f"{data['system']} recovered and checked: RTO {data['rto_seconds']:g}s,"
+            f" RPO {lost} (step {data['step']})")  # fmt: skip
+
+
+def _unproven(data: dict[str, Any]) -> str:
+    failed = [f"{v['name']}: {v['detail']}" for v in data["validations"]
+              if v["outcome"] == "failed"]  # fmt: skip
+    return f"{data['system']} not proven recovered: {'; '.join(failed)}; its clock runs on"
+
+
+def _message(data: dict[str, Any]) -> str:
+    if data.get("call_task"):
+        calls = ", ".join(f"{c['holder']} ({c['role']}) {c['phone'] or 'no number'}"
+                          for c in data["call_task"])  # fmt: skip
+        return f"call task for {data['audience']} ({data['kind']}): call {calls}"
+    outcome = "sent" if data["delivered"] else f"NOT sent ({data['error']})"
+    where = f" on {data['channel']}" if data.get("channel") else ""
+    return f"{data['kind']} message to {data['audience']}{where}: {outcome}"
+
+
+def _note(data: dict[str, Any]) -> str:
+    owner = f" (owner {data['owner']})" if data.get("owner") else ""
+    return f"{data.get('heading', 'note')}{owner}: {data.get('text', '')}"
+
+
+def _resolved(data: dict[str, Any]) -> str:
+    waived = data.get("waived") or {}
+    return "resolved" + "".join(f"; {s} waived: {r}" for s, r in waived.items())
+
+
+_SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "declared": _declared,
+    "step": _step,
+    "step_started": lambda d: (f"step {d['step']} started (attempt {d['attempt']}, process"
+                               f" {d['pid']} on {d['host']}): {d['command']}"),
+    "step_interrupted": lambda d: f"step {d['step']} interrupted: its process {d['pid']} is gone",
+    "approved": lambda d: f"step {d['step']} approved",
+    "clock_stopped": _clock_stopped,
+    "recovery_unproven": _unproven,
+    "message": _message,
+    "note": _note,
+    "commander": lambda d: f"commander is now {d['role']}",
+    "resolved": _resolved,
+    "closed": lambda d: "closed",
+}  # fmt: skip
 
 
 def _measured(incident: Incident, system: str) -> dict[str, Any] | None:

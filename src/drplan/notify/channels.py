@@ -14,6 +14,7 @@ never appear in errors: a failure names the channel and what went wrong.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -51,7 +53,7 @@ def send(name: str, channel: Channel, event: Event, timeout: float = TIMEOUT) ->
     """Deliver ``event`` to channel ``name`` (``timeout`` seconds per request); SendError
     when it cannot be."""
     kind = channel.kind
-    try:
+    with _failures(name):
         if kind == "slack":
             _slack(name, channel.webhook_url.resolve(), event, timeout)  # type: ignore[union-attr]
         elif kind == "pagerduty":
@@ -62,10 +64,52 @@ def send(name: str, channel: Channel, event: Event, timeout: float = TIMEOUT) ->
             _email(name, channel, event, timeout)
         else:
             raise SendError(f"channel {name}: a {kind} channel takes no alerts")
+
+
+@contextlib.contextmanager
+def _failures(name: str) -> Iterator[None]:
+    """A delivery's failure as SendError naming the channel (never a URL or secret)."""
+    try:
+        yield
     except SendError:
         raise
     except (OSError, smtplib.SMTPException, ssl.SSLError) as exc:
         raise SendError(f"channel {name}: {type(exc).__name__}: {_safe(exc)}") from None
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message people read (an incident's notification), as opposed to an alert."""
+
+    key: str  # what it is about (the incident), for threading and de-duplication
+    subject: str  # one line
+    text: str  # the body, plain text
+    at: datetime
+    source: str
+
+
+def send_message(name: str, channel: Channel, message: Message, timeout: float = TIMEOUT) -> None:
+    """Deliver ``message`` to channel ``name``: Slack, a webhook or e-mail; SendError when
+    it cannot be (a PagerDuty channel pages, it takes no messages)."""
+    kind = channel.kind
+    with _failures(name):
+        if kind == "slack":
+            blocks = [
+                {"type": "header", "text": {"type": "plain_text", "text": message.subject[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": message.text[:3000]}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                    f"drplan on {message.source} · {rfc3339(message.at)} · `{message.key}`"}]},
+            ]  # fmt: skip
+            _post(name, channel.webhook_url.resolve(), {"text": message.subject, "blocks": blocks},  # type: ignore[union-attr]
+                  timeout)  # fmt: skip
+        elif kind == "webhook":
+            body = {"event": "message", "key": message.key, "subject": message.subject,
+                    "text": message.text, "time": rfc3339(message.at), "source": message.source}  # fmt: skip
+            _post(name, channel.url.resolve(), body, timeout, _signed(channel, message.at, body))  # type: ignore[union-attr]
+        elif kind == "email":
+            _mail(channel, f"[drplan] {message.subject}"[:200], message.text + "\n", timeout)
+        else:
+            raise SendError(f"channel {name}: a {kind} channel takes no messages")
 
 
 def _safe(exc: BaseException) -> str:
@@ -167,27 +211,32 @@ def _webhook(name: str, channel: Any, event: Event, timeout: float) -> None:
         "time": rfc3339(event.at),
         "source": event.source,
     }
-    headers = {}
-    if channel.signing_secret is not None:
-        stamp = str(int(event.at.timestamp()))
-        payload = stamp.encode() + b"." + json.dumps(body).encode()
-        digest = hmac.new(channel.signing_secret.resolve().encode(), payload, hashlib.sha256)
-        headers = {
-            "X-Drplan-Timestamp": stamp,
-            "X-Drplan-Signature": f"sha256={digest.hexdigest()}",
-        }
-    _post(name, channel.url.resolve(), body, timeout, headers)
+    _post(name, channel.url.resolve(), body, timeout, _signed(channel, event.at, body))
+
+
+def _signed(channel: Any, at: datetime, body: dict[str, Any]) -> dict[str, str]:
+    """The signature headers of a webhook with a signing secret (none without one)."""
+    if channel.signing_secret is None:
+        return {}
+    stamp = str(int(at.timestamp()))
+    payload = stamp.encode() + b"." + json.dumps(body).encode()
+    digest = hmac.new(channel.signing_secret.resolve().encode(), payload, hashlib.sha256)
+    return {"X-Drplan-Timestamp": stamp, "X-Drplan-Signature": f"sha256={digest.hexdigest()}"}
 
 
 def _email(name: str, channel: Any, event: Event, timeout: float) -> None:
-    message = EmailMessage()
-    message["Subject"] = f"[drplan] {_title(event)}"[:200]
-    message["From"] = channel.sender
-    message["To"] = ", ".join(channel.to)
     lines = [event.problem.summary, ""]
     lines += [f"{k}: {v}" for k, v in event.problem.details.items() if v]
     lines += ["", f"problem {event.problem.key}, {rfc3339(event.at)}, drplan on {event.source}"]
-    message.set_content("\n".join(lines) + "\n")
+    _mail(channel, f"[drplan] {_title(event)}"[:200], "\n".join(lines) + "\n", timeout)
+
+
+def _mail(channel: Any, subject: str, text: str, timeout: float) -> None:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = channel.sender
+    message["To"] = ", ".join(channel.to)
+    message.set_content(text)
     with smtplib.SMTP(channel.smtp_host, channel.smtp_port, timeout=timeout) as smtp:
         if channel.starttls:
             smtp.starttls(context=ssl.create_default_context())

@@ -294,3 +294,19 @@ class Communication(PlanModel):
     """Channel the public sees (status page)."""
     audiences: dict[Name, Audience] = Field(default_factory=dict)
     """External audiences (customers, partners, vendors, regulators) and how they are told."""
+    templates: dict[Literal["initial", "update", "resolution"], str] = Field(default_factory=dict)
+    """Jinja2 templates of incident messages, replacing drplan's own: the first line is the
+    subject, the rest the body. They see `incident` (id, title, tier, since, commander,
+    systems with their deadlines), `audience`, `message` and `rehearsal`."""
+
+    @model_validator(mode="after")
+    def _templates_parse(self) -> Communication:
+        from jinja2 import TemplateSyntaxError  # noqa: PLC0415 - only plans that have them
+        from jinja2.sandbox import SandboxedEnvironment  # noqa: PLC0415
+
+        for kind, text in self.templates.items():
+            try:
+                SandboxedEnvironment().parse(text)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"template {kind}: line {exc.lineno}: {exc.message}") from None
+        return self

@@ -1,0 +1,175 @@
+"""Telling people during an incident, through real receivers on loopback that check each
+provider's documented format: the initial notification at declaration, updates to each
+audience, the fall-back from a channel that is down to the next, a phone call left as a
+task, the resolution; every delivery and failure in the timeline, no secret in any."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed.plans import clean_plan
+from tests.conftest import Result
+from tests.fixtures.receivers import SMTP_PASSWORD, SMTP_USER, HttpReceiver, MailServer
+
+Run = Callable[..., Result]
+TOKEN = "T0KEN-in-the-webhook-url"
+SINCE = "2026-12-07T03:10:00Z"
+
+
+@pytest.fixture
+def told(
+    run: Run, receiver: HttpReceiver, mail_server: MailServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Any]:  # fmt: skip
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T03:40:00Z")
+    monkeypatch.setenv("SLACK_URL", f"{receiver.url}/slack/{TOKEN}")
+    monkeypatch.setenv("HOOK_URL", f"{receiver.url}/webhook?token={TOKEN}")
+    monkeypatch.setenv("SMTP_PW", SMTP_PASSWORD)
+    raw = copy.deepcopy(clean_plan())
+    raw["roles"]["dba"] = {"title": "DBA", "holder": "Dana", "phone": "+1-555-0101"}
+    raw["channels"] = {
+        "slack": {"kind": "slack", "webhook_url": "${SLACK_URL}", "channel": "#incident-response"},
+        "mail": {"kind": "email", "smtp_host": mail_server.host, "smtp_port": mail_server.port,
+                 "sender": "drplan@example.com", "to": ["dr-team@example.com"],
+                 "username": SMTP_USER, "password": "${SMTP_PW}"},
+        "hook": {"kind": "webhook", "url": "${HOOK_URL}"},
+        "phone-tree": {"kind": "phone", "call": ["ic", "dba"]},
+    }  # fmt: skip
+    raw["communication"] = {
+        "primary": "slack", "secondary": "mail", "emergency": "phone-tree",
+        "audiences": {"partners": {"channels": ["mail"]}, "customers": {"channels": ["hook"]}},
+    }  # fmt: skip
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(raw))
+
+    class Told:
+        receiver_ = receiver
+        mail = mail_server
+        plan_ = plan
+
+        @staticmethod
+        def cli(*args: str) -> Result:
+            return run("--plan", str(plan), "incident", *args)
+
+        @staticmethod
+        def timeline(inc: str) -> list[dict[str, Any]]:
+            out = run("incident", "timeline", inc, "--json").out
+            return [json.loads(line) for line in out.splitlines()]
+
+    yield Told
+    assert receiver.violations == []  # every request in its provider's format
+
+
+def messages(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["data"] for e in events if e["kind"] == "message"]
+
+
+def test_the_declaration_tells_the_responders_first(told: Any) -> None:
+    done = told.cli("declare", "db-loss", "--since", SINCE, "--note", "rows deleted",
+                    "--commander", "ic", "--json")  # fmt: skip
+    assert done.code == 0, done.err
+    inc = json.loads(done.out)["id"]
+    (slack,) = told.receiver_.bodies(f"/slack/{TOKEN}")
+    assert slack["text"] == f"Incident {inc} declared: Database loss (tier 1)"
+    section = slack["blocks"][1]["text"]["text"]
+    assert "A database loss began at 2026-12-07T03:10:00Z." in section
+    assert "db (back by 2026-12-07T07:10:00Z)" in section
+    assert "rows deleted" in section
+    assert "Incident commander: ic." in section
+    (sent,) = messages(told.timeline(inc))
+    assert (sent["audience"], sent["kind"], sent["channel"], sent["delivered"]) == (
+        "internal", "initial", "slack", True)  # fmt: skip
+    assert told.mail.messages == []  # the primary delivered: nothing further down the chain
+    assert TOKEN not in json.dumps(told.timeline(inc)) + done.out + done.err
+
+
+def test_a_channel_that_is_down_falls_back_to_the_next_and_the_failure_is_kept(
+    told: Any,
+) -> None:
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    told.receiver_.script[f"/slack/{TOKEN}"] = [(503, {})] * 3  # down for every retry
+    done = told.cli("notify", inc, "--message", "Restore under way, ETA 40 minutes")
+    assert done.code == 0, done.err
+    assert "warning: channel slack: HTTP 503" in done.err
+    (mail,) = told.mail.messages
+    assert mail["Subject"] == f"[drplan] Incident {inc} update: Database loss"
+    assert "Restore under way, ETA 40 minutes" in mail.get_payload()
+    assert "db: 3h30m left to its deadline 2026-12-07T07:10:00Z" in mail.get_payload()
+    updates = [m for m in messages(told.timeline(inc)) if m["kind"] == "update"]
+    assert [(m["channel"], m["delivered"]) for m in updates] == [("slack", False), ("mail", True)]
+    assert updates[0]["error"] == "channel slack: HTTP 503 Service Unavailable"
+
+
+def test_each_audience_is_told_on_its_own_channels(told: Any) -> None:
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    assert told.cli("notify", inc, "--audience", "partners", "--message", "API degraded").code == 0
+    assert told.cli("notify", inc, "--audience", "customers", "--message", "We are on it").code == 0
+    (hook,) = told.receiver_.bodies(f"/webhook?token={TOKEN}")
+    assert (hook["event"], hook["key"]) == ("message", inc)
+    assert "We are on it" in hook["text"]
+    (mail,) = told.mail.messages
+    assert "API degraded" in mail.get_payload()
+    unknown = told.cli("notify", inc, "--audience", "press", "--message", "x")
+    assert unknown.code == 2
+    assert (
+        "no audience 'press' in the plan; its audiences: internal, customers, partners"
+        in unknown.err
+    )
+
+
+def test_when_every_channel_fails_the_calls_become_a_task(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    told.receiver_.script[f"/slack/{TOKEN}"] = [(503, {})] * 3
+    monkeypatch.setenv("SMTP_PW", "wrong")  # the mail server refuses the login
+    done = told.cli("notify", inc, "--message", "Escalating")
+    assert done.code == 1
+    assert "no channel delivered the update to internal" in done.err
+    update = [m for m in messages(told.timeline(inc)) if m["kind"] == "update"]
+    assert [m["channel"] for m in update] == ["slack", "mail", "phone-tree"]
+    assert update[-1]["call_task"] == [
+        {"role": "ic", "holder": "CTO", "phone": "+1-555-0001"},
+        {"role": "dba", "holder": "Dana", "phone": "+1-555-0101"},
+    ]
+    lines = told.cli("timeline", inc).out
+    assert (
+        "call task for internal (update): call CTO (ic) +1-555-0001, Dana (dba) +1-555-0101"
+        in lines
+    )
+    assert "wrong" not in lines
+    assert SMTP_PASSWORD not in lines
+
+
+def test_the_resolution_is_told_and_a_plan_may_write_its_own_messages(told: Any) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["communication"]["templates"] = {
+        "initial": "SmartWatts {{ incident.id }}: {{ incident.title }} since {{ incident.since }}",
+    }
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    assert (
+        told.cli("resolve", inc, "--waive", "db=restored by hand", "--waive", "web=fine").code == 0
+    )
+    first, last = told.receiver_.bodies(f"/slack/{TOKEN}")
+    assert first["text"] == f"SmartWatts {inc}: Database loss since 2026-12-07T03:10:00Z"
+    assert last["text"] == f"Incident {inc} resolved: Database loss"
+    assert "db: not recovered" in last["blocks"][1]["text"]["text"]
+    raw["communication"]["templates"] = {"update": "{% if %}"}
+    told.plan_.write_text(yaml.safe_dump(raw))
+    invalid = told.cli("declare", "db-loss")
+    assert invalid.code == 4
+    assert "template update: line 1" in invalid.err
+    raw["communication"]["templates"] = {"initial": "{{ incident.nonsense }}"}
+    told.plan_.write_text(yaml.safe_dump(raw))
+    done = told.cli("declare", "db-loss", "--json")
+    assert done.code == 0  # the incident is declared; the message that failed is said
+    assert "a message template failed" in done.err
