@@ -21,6 +21,7 @@ from tests.fixtures.receivers import SMTP_PASSWORD, SMTP_USER, HttpReceiver, Mai
 Run = Callable[..., Result]
 TOKEN = "T0KEN-in-the-webhook-url"
 SINCE = "2026-12-07T03:10:00Z"
+ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"
 
 
 @pytest.fixture
@@ -33,6 +34,7 @@ def told(
     monkeypatch.setenv("SLACK_URL", f"{receiver.url}/slack/{TOKEN}")
     monkeypatch.setenv("HOOK_URL", f"{receiver.url}/webhook?token={TOKEN}")
     monkeypatch.setenv("SMTP_PW", SMTP_PASSWORD)
+    monkeypatch.setenv("PD_KEY", ROUTING_KEY)
     raw = copy.deepcopy(clean_plan())
     raw["roles"]["dba"] = {"title": "DBA", "holder": "Dana", "phone": "+1-555-0101"}
     raw["channels"] = {
@@ -42,6 +44,8 @@ def told(
                  "username": SMTP_USER, "password": "${SMTP_PW}"},
         "hook": {"kind": "webhook", "url": "${HOOK_URL}"},
         "phone-tree": {"kind": "phone", "call": ["ic", "dba"]},
+        "pager": {"kind": "pagerduty", "routing_key": "${PD_KEY}",
+                  "events_url": f"{receiver.url}/pagerduty"},
     }  # fmt: skip
     raw["communication"] = {
         "primary": "slack", "secondary": "mail", "emergency": "phone-tree",
@@ -173,3 +177,43 @@ def test_the_resolution_is_told_and_a_plan_may_write_its_own_messages(told: Any)
     done = told.cli("declare", "db-loss", "--json")
     assert done.code == 0  # the incident is declared; the message that failed is said
     assert "a message template failed" in done.err
+
+
+def test_a_phase_past_its_window_pages_the_owner_then_the_deputy_then_the_commander(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["roles"]["dba"]["deputy"] = "ops"
+    raw["roles"]["ops"] = {"title": "Operations", "holder": "Omar", "phone": "+1-555-0102"}
+    raw["runbooks"]["rb"]["phases"][0]["steps"][0]["owner"] = "dba"
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--commander", "ic",
+                              "--json").out)["id"]  # fmt: skip
+
+    def run_at(moment: str) -> list[dict[str, Any]]:
+        monkeypatch.setenv("DRPLAN_NOW", moment)
+        assert told.cli("run", inc).code == 0
+        return told.receiver_.bodies("/pagerduty")
+
+    assert run_at("2026-12-07T04:05:00Z") == []  # phase 1's window (0-1h) is not over
+    (page,) = run_at("2026-12-07T04:11:00Z")
+    assert (page["event_action"], page["dedup_key"]) == ("trigger", f"{inc}:phase-1")
+    assert page["payload"]["severity"] == "critical"  # tier 1
+    assert page["payload"]["custom_details"]["role"] == "dba"
+    assert (
+        "phase 1 Respond is past its window with step 1.1 Assess open" in page["payload"]["summary"]
+    )
+    assert len(run_at("2026-12-07T04:20:00Z")) == 1  # within 15 minutes: nobody else yet
+    pages = run_at("2026-12-07T04:27:00Z")
+    assert [p["payload"]["custom_details"]["role"] for p in pages] == ["dba", "ops"]
+    pages = run_at("2026-12-07T04:43:00Z")
+    assert [p["payload"]["custom_details"]["role"] for p in pages] == ["dba", "ops", "ic"]
+    assert all(p["dedup_key"] == f"{inc}:phase-1" for p in pages)  # one PagerDuty incident
+    acked = told.cli("ack", inc, "--as", "ic")
+    assert acked.code == 0, acked.err
+    assert len(run_at("2026-12-07T05:30:00Z")) == 3  # acknowledged: the chain stops
+    assert told.cli("ack", inc).code == 2  # nothing left to acknowledge
+    lines = told.cli("timeline", inc).out
+    assert "escalated (phase-1, level 1) to ops" in lines
+    assert "acknowledged: phase-1" in lines
+    assert ROUTING_KEY not in lines

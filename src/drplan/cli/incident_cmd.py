@@ -197,6 +197,20 @@ def approve_command(incident: str, step: str, actor: str | None, catalog: str | 
                         highlight=False)  # fmt: skip
 
 
+@incident_group.command("ack", short_help="Acknowledge the pages: stop their escalation.")
+@click.argument("incident")
+@click.option("--as", "actor", metavar="ROLE", help="The role acknowledging.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+def ack_command(incident: str, actor: str | None, catalog: str | None) -> None:
+    """Acknowledge every page of INCIDENT still waiting: nobody further down the chain is
+    paged for them."""
+    with _incidents(catalog) as service:
+        found = service.load(incident)
+        event = service.ack(found, clock.now(), actor)
+        console().print(f"{found.id}: acknowledged {', '.join(event.data['keys'])}",
+                        highlight=False)  # fmt: skip
+
+
 @incident_group.command("note", short_help="Add to the review: a finding, an action item.")
 @click.argument("incident")
 @click.argument("text")

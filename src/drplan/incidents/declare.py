@@ -77,6 +77,7 @@ def declaration(
         "note": note,
         "rehearsal": rehearsal,
         "objectives": {name: _objectives(plan, name) for name in affected},
+        "owners": {name: plan.systems[name].owner for name in affected},
         "full_platform_rto_seconds": (
             plan.objectives.rto.full_platform.total_seconds() if whole else None
         ),

@@ -64,6 +64,7 @@ class Driver:
         with self._lock(incident.id):
             plan_path = self._plan_copy(incident)
             plan = declared_plan(incident.declared)
+            self._escalate(incident, plan)
             while True:
                 incident = self.service.load(incident.id)
                 step = next((s for s in incident.steps if s.open), None)
@@ -137,6 +138,17 @@ class Driver:
             for event in stop_clocks(self.service, self.service.load(incident.id), step, plan,
                                      self.now):  # fmt: skip
                 self._tell(summary(event.kind, event.data))
+
+    def _escalate(self, incident: Incident, plan: Plan) -> None:
+        """Page whoever is due: a phase past its window, a deadline the drills say is lost."""
+        from drplan.incidents.escalate import Escalator  # noqa: PLC0415 - it imports runner's peers
+        from drplan.incidents.predict import predict  # noqa: PLC0415
+
+        predictions = predict(incident, self.service.drill_history(), self.now())
+        for event in Escalator(self.service, plan, self.now, self.host).check(
+            incident, predictions
+        ):
+            self._tell(summary(event.kind, event.data))
 
     def _tell(self, line: str) -> None:
         if self.on_event is not None:

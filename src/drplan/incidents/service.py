@@ -244,6 +244,17 @@ class Incidents:
             )
         return self.record(incident.id, "closed", self.actor(actor, incident.roles), {}, now)
 
+    def ack(self, incident: Incident, now: datetime, actor: str | None = None) -> Event:
+        """Acknowledge every page of the incident not acknowledged yet: their escalation
+        stops there."""
+        incident.writable()
+        waiting = [k for k, e in incident.escalations.items() if not e["acknowledged"]]
+        if not waiting:
+            raise UsageError(f"incident {incident.id} has no page waiting to be acknowledged",
+                             hint="`drplan incident timeline INC` shows the pages sent")  # fmt: skip
+        return self.record(incident.id, "acknowledged", self.actor(actor, incident.roles),
+                           {"keys": waiting}, now)  # fmt: skip
+
     def record(self, incident: str, kind: str, actor: str, data: dict[str, Any],
                at: datetime, *, new: bool = False) -> Event:  # fmt: skip
         """Append an event: to the journal (synced), then to the catalog."""

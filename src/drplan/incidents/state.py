@@ -80,6 +80,8 @@ class Incident:
     notes: list[dict[str, Any]] = field(default_factory=list)
     recovered: dict[str, dict[str, Any]] = field(default_factory=dict)  # clock_stopped data
     waived: dict[str, str] = field(default_factory=dict)  # system: why it is not recovered
+    # lateness key: its last page (level, role, at) and whether it was acknowledged
+    escalations: dict[str, dict[str, Any]] = field(default_factory=dict)
     unproven: dict[str, dict[str, Any]] = field(default_factory=dict)  # the last failed checks
     events: list[Event] = field(default_factory=list)
 
@@ -241,6 +243,19 @@ def _closed(incident: Incident, event: Event) -> None:
     incident.status = CLOSED
 
 
+def _escalated(incident: Incident, event: Event) -> None:
+    incident.escalations[event.data["key"]] = {
+        "level": event.data["level"], "role": event.data["role"], "at": event.at,
+        "reason": event.data["reason"], "acknowledged": None,
+    }  # fmt: skip
+
+
+def _acknowledged(incident: Incident, event: Event) -> None:
+    for key in event.data["keys"]:
+        if key in incident.escalations:
+            incident.escalations[key]["acknowledged"] = event.actor
+
+
 def _approved(incident: Incident, event: Event) -> None:
     incident.step(event.data["step"]).approved_by = event.actor
 
@@ -262,4 +277,5 @@ _APPLY = {
     "approved": _approved, "note": _note, "commander": _commander,
     "clock_stopped": _clock_stopped, "recovery_unproven": _unproven,
     "resolved": _resolved, "closed": _closed,
+    "escalated": _escalated, "acknowledged": _acknowledged,
 }  # fmt: skip

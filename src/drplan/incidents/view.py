@@ -89,6 +89,9 @@ def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
         ],
         "events": len(incident.events),
         "waived": incident.waived,
+        "escalations": {
+            k: {**e, "at": clock.rfc3339(e["at"])} for k, e in incident.escalations.items()
+        },
         "review": {
             "headings": incident.declared.get("review", []),
             "missing": incident.unreviewed(),
@@ -163,6 +166,11 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "commander": lambda d: f"commander is now {d['role']}",
     "resolved": _resolved,
     "closed": lambda d: "closed",
+    "escalated": lambda d: (f"escalated ({d['key']}, level {d['level']}) to {d['role']}:"
+                            f" {d['reason']}; paged on "
+                            + (", ".join(f"{p['channel']} ({'sent' if p['delivered'] else p['error']})"
+                                         for p in d["pages"]) or "no pager: told internal")),
+    "acknowledged": lambda d: f"acknowledged: {', '.join(d['keys'])}",
 }  # fmt: skip
 
 

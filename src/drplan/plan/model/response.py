@@ -294,6 +294,9 @@ class Communication(PlanModel):
     """Channel the public sees (status page)."""
     audiences: dict[Name, Audience] = Field(default_factory=dict)
     """External audiences (customers, partners, vendors, regulators) and how they are told."""
+    escalate_after: Duration = Field(default=timedelta(minutes=15))
+    """How long a page waits for `drplan incident ack` before the next person in the chain
+    (the step's owner, their deputy, the incident commander, the commander's deputy) is paged."""
     templates: dict[Literal["initial", "update", "resolution"], str] = Field(default_factory=dict)
     """Jinja2 templates of incident messages, replacing drplan's own: the first line is the
     subject, the rest the body. They see `incident` (id, title, tier, since, commander,
