@@ -32,12 +32,39 @@ def incident_group() -> None:
 def _incidents(catalog: str | None) -> Iterator[Incidents]:
     from drplan.incidents.service import open_incidents  # noqa: PLC0415 - see cli.COMMANDS
 
-    with open_incidents(catalog) as service:
+    with open_incidents(catalog, _copy_off_site) as service:
         try:
             yield service
         finally:
             for warning in service.warnings:
                 click.echo(f"drplan: warning: {warning}", err=True)
+
+
+def _copy_off_site(incident: Incident, body: bytes, entries: int) -> list[str]:
+    """Store the timeline in each off-site location of the plan the incident was declared
+    with; what could not be stored, as warnings (the incident goes on without)."""
+    from drplan.cli.repo_access import storage_for  # noqa: PLC0415
+    from drplan.errors import DrplanError  # noqa: PLC0415
+    from drplan.incidents.replicas import store  # noqa: PLC0415
+    from drplan.repo.password import read_password  # noqa: PLC0415
+    from drplan.repo.repository import Repository  # noqa: PLC0415
+
+    plan = incident.declared_plan()
+    places = [name for name, location in plan.locations.items() if location.is_offsite]
+    if not places:
+        return []
+    try:
+        secret = read_password(None, plan.repository.password_command)
+    except DrplanError as exc:
+        return [f"the timeline was not copied off site: {exc.message}"]
+    warnings = []
+    for name in places:
+        try:
+            store(Repository.open(storage_for(plan.locations[name]), secret), incident.id, body,
+                  entries)  # fmt: skip
+        except DrplanError as exc:
+            warnings.append(f"the timeline was not copied to {name}: {exc.message}")
+    return warnings
 
 
 @incident_group.command("declare", short_help="Open an incident and start its RTO clock.")
@@ -74,6 +101,7 @@ def declare_command(
         if plan_file.plan.communication is not None:
             _tell(service, incident, "internal", "initial", note)
             incident = service.load(incident.id)
+        service.copy_off_site(incident.id)  # after the first message: it is the urgent one
         _show(service, incident, as_json)
 
 
@@ -350,6 +378,60 @@ def report_command(incident: str, fmt: str, output: str | None, catalog: str | N
         Path(output).write_text(text)
     else:
         click.echo(text, nl=False)
+
+
+@incident_group.command("resume", short_help="Take an incident over from an off-site copy.")
+@click.argument("incident")
+@click.option(
+    "--from",
+    "location",
+    required=True,
+    metavar="LOCATION",
+    help="The plan's location holding the copy (an off-site one).",
+)
+@click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option("--as", "actor", metavar="ROLE", help="The role taking it over.")
+@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
+@pass_settings
+def resume_command(
+    settings: Settings, /, incident: str, location: str, password_file: str | None,
+    actor: str | None, catalog: str | None,
+) -> None:  # fmt: skip
+    """Take INCIDENT over on this host from its timeline's copy in LOCATION, when the site
+    it was declared at is lost: the copy's hash chain checked, the journal here made from
+    it (or extended; one that went on differently is refused), the catalog told."""
+    from drplan.cli.repo_access import open_repo  # noqa: PLC0415
+    from drplan.errors import IntegrityError  # noqa: PLC0415
+    from drplan.incidents.journal import parse_journal  # noqa: PLC0415
+    from drplan.incidents.replicas import newest  # noqa: PLC0415
+    from drplan.incidents.timeline import verify  # noqa: PLC0415
+
+    name = incident.upper()
+    with open_repo(settings, location, password_file, lock=None, index=False) as repo:
+        body = newest(repo, name)
+    if body is None:
+        raise UsageError(f"{location} holds no copy of {name}'s timeline",
+                         hint="try another off-site location of the plan")  # fmt: skip
+    events = parse_journal(body, f"{location}:incidents/{name}")
+    problems = verify(events)
+    if problems or not events or events[0].incident != name:
+        raise IntegrityError(f"the copy of {name}'s timeline in {location} does not verify:"
+                             f" {'; '.join(problems) or 'not this incident'}",
+                             hint="resume from another location")  # fmt: skip
+    with _incidents(catalog) as service:
+        here = service.journal.read(name)
+        if [e.hash for e in here[: len(events)]] != [e.hash for e in events[: len(here)]]:
+            raise IntegrityError(f"the timeline of {name} here went on differently from the copy"
+                                 f" in {location}",
+                                 hint="`drplan incident verify` shows where")  # fmt: skip
+        if len(events) > len(here):
+            service.journal.replace(name, events)
+        found = service.load(name)
+        service.record(name, "resumed", service.actor(actor, found.roles),
+                       {"from": location, "entries": len(events)}, clock.now())  # fmt: skip
+        console().print(f"{name}: taken over from {location} ({len(events)} entries, the last"
+                        f" {clock.rfc3339(events[-1].at)}); `drplan incident run {name}` goes on",
+                        highlight=False)  # fmt: skip
 
 
 @incident_group.command("list", short_help="Every incident, open ones and past ones.")

@@ -54,7 +54,7 @@ class Journal:
         """Every whole event of ``incident``, in order (empty when not journaled here)."""
         try:
             with open(self.path(incident), "rb") as f:
-                return _events(f.read(), self.path(incident))
+                return parse_journal(f.read(), self.path(incident))
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -69,7 +69,7 @@ class Journal:
         with self._locked(incident, new) as f:
             content = f.read()
             whole = content[: content.rfind(b"\n") + 1]
-            events = _events(whole, self.path(incident))
+            events = parse_journal(whole, self.path(incident))
             event = make_event(events[-1] if events else None, incident, kind, actor, data, at)
             line = json.dumps({"body": event.body, "hash": event.hash}) + "\n"
             try:
@@ -81,6 +81,14 @@ class Journal:
             except OSError as exc:
                 raise _unwritable(self.path(incident), exc, "write") from None
         return event
+
+    def raw(self, incident: str) -> bytes:
+        """The journal's whole lines, as stored (what replicas hold)."""
+        try:
+            content = self.path(incident).read_bytes()
+        except FileNotFoundError:
+            return b""
+        return content[: content.rfind(b"\n") + 1]
 
     def replace(self, incident: str, events: list[Event]) -> None:
         """Write a whole timeline (taken over from another copy), atomically."""
@@ -118,7 +126,8 @@ class Journal:
             yield f
 
 
-def _events(content: bytes, path: Path) -> list[Event]:
+def parse_journal(content: bytes, path: Path | str) -> list[Event]:
+    """The events of a journal's content (``path``: where it is, for the error)."""
     events = []
     lines = content.split(b"\n")
     for number, line in enumerate(lines[:-1], 1):  # the last is empty, or cut short

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
 from drplan.incidents.declare import declaration, new_id
 from drplan.incidents.journal import ID_PATTERN, Journal
-from drplan.incidents.state import OPEN, OUTCOMES, RESOLVED, Incident, fold
+from drplan.incidents.state import OPEN, OUTCOMES, RESOLVED, Incident, PhaseState, fold
 from drplan.incidents.timeline import Event, parse
 from drplan.plan.model import Plan
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("drplan.incidents")
 ID_ATTEMPTS = 20
+# Events after which the off-site copies are brought up to date (a step: when it settled
+# its phase; the declaration: once its first message is out, see ``copy_off_site``).
+REPLICATED = {"step", "clock_stopped", "resolved", "closed", "resumed"}
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Incidents:
     journal: Journal
     open_catalog: Callable[[], Catalog]
     warnings: list[str] = field(default_factory=list)  # said to the user after the command
+    # Copies the journal (its bytes, its length) to the off-site locations of the plan the
+    # incident was declared with; what could not be copied, to warn of.
+    replicate: Callable[[Incident, bytes, int], list[str]] | None = None
     _catalog: Catalog | None = None
     _catalog_down: bool = False
 
@@ -260,7 +266,17 @@ class Incidents:
         """Append an event: to the journal (synced), then to the catalog."""
         event = self.journal.append(incident, kind, actor, data, at, new=new)
         self.sync(incident)
+        if self.replicate is not None and kind in REPLICATED:
+            state = fold(self.journal.read(incident))
+            if kind != "step" or not _phase_of(state, data["step"]).open:
+                self.warnings += self.replicate(state, self.journal.raw(incident), event.seq)
         return event
+
+    def copy_off_site(self, incident: str) -> None:
+        """Bring the off-site copies of the timeline up to date now."""
+        if self.replicate is not None:
+            events = self.journal.read(incident)
+            self.warnings += self.replicate(fold(events), self.journal.raw(incident), len(events))
 
     def sync(self, incident: str) -> None:
         """Add to the catalog what the journal has and it lacks."""
@@ -306,15 +322,22 @@ class Incidents:
                              " catalog gets them when it is back")  # fmt: skip
 
 
+def _phase_of(incident: Incident, step: str) -> PhaseState:
+    return next(p for p in incident.phases if any(s.id == step for s in p.steps))
+
+
 @contextlib.contextmanager
-def open_incidents(catalog_url: str | None = None) -> Iterator[Incidents]:
+def open_incidents(
+    catalog_url: str | None = None,
+    replicate: Callable[[Incident, bytes, int], list[str]] | None = None,
+) -> Iterator[Incidents]:
     """The incidents of this host's journal (``STATE_DIR/incidents``) and of the catalog
     (``catalog_url``, else the default one), closed on leaving."""
     from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415
     from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy, when reached
 
     service = Incidents(Journal(Path(state_dir()) / "incidents"),
-                        lambda: Catalog.open(catalog_url or default_url()))  # fmt: skip
+                        lambda: Catalog.open(catalog_url or default_url()), replicate=replicate)  # fmt: skip
     try:
         yield service
     finally:

@@ -171,6 +171,7 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
                             + (", ".join(f"{p['channel']} ({'sent' if p['delivered'] else p['error']})"
                                          for p in d["pages"]) or "no pager: told internal")),
     "acknowledged": lambda d: f"acknowledged: {', '.join(d['keys'])}",
+    "resumed": lambda d: f"taken over from the copy in {d['from']} ({d['entries']} entries)",
 }  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from drplan.repo.crypto import SALT_SIZE, CipherName, MasterKey, new_salt
 MAGIC = b"DRPO"
 VERSION = 1
 _HEAD = struct.Struct("<4sB")
-KINDS = ("config", "index", "snapshot", "lock", "revoked", "wal")
+KINDS = ("config", "index", "snapshot", "lock", "revoked", "wal", "incident")
 # The largest body an object may hold: a WAL segment is at most 1 GiB, and an index of
 # millions of blobs takes tens of MiB.
 MAX_BODY = 1 << 30
