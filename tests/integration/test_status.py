@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from drplan.catalog.paths import sqlite_url
 from drplan.catalog.store import FAILED, Catalog
@@ -88,3 +89,39 @@ def test_exposure_climbs_past_the_objective_and_a_missing_copy_is_unknown(
     assert text.code == 0, text.err
     for words in ("configuration", "ok", "primary", "cloud", "failed"):
         assert words in text.out
+
+
+def test_open_incidents_come_first(
+    run: Run, files_plan: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(files_plan.read_text())
+    raw["roles"] = {"ic": {"title": "Incident Commander", "holder": "CTO"}}
+    raw["runbooks"] = {
+        "rb": {
+            "phases": [
+                {
+                    "name": "Recover",
+                    "window": "0-4h",
+                    "steps": [{"title": "Restore web", "owner": "ic"}],
+                }
+            ]
+        }
+    }
+    raw["scenarios"] = {"web-loss": {"title": "Web config lost", "tier": 2, "runbook": "rb",
+                                     "affects": ["web"]}}  # fmt: skip
+    files_plan.write_text(yaml.safe_dump(raw))
+    plan = str(files_plan)
+    assert run("--plan", plan, "repo", "init", "primary", *FAST_KDF).code == 0
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("DRPLAN_NOW", T.isoformat())
+    assert run("--plan", plan, "backup", "web").code == 16  # the cloud is seeded next
+    assert run("--plan", plan, "copy", "--from", "primary", "--to", "cloud").code == 0
+    assert run("--plan", plan, "incident", "declare", "web-loss").code == 0
+    monkeypatch.setenv("DRPLAN_NOW", (T + timedelta(hours=1)).isoformat())
+    text = run("--plan", plan, "status")
+    first = text.out.splitlines()[0]
+    assert first.startswith("INCIDENT INC-")
+    assert "Web config lost (tier 2), open since 2026-11-26T09:00:00Z: web 7h00m left" in first
+    _, status = status_at(run, files_plan, T + timedelta(hours=1), monkeypatch)
+    (incident,) = status["incidents"]
+    assert incident["clock"]["systems"][0]["remaining_seconds"] == 7 * 3600  # important: 8h

@@ -46,9 +46,11 @@ def status_command(
     facts = gather(plan, lambda name: Repository.open(storage_for(plan.locations[name]), secret))
     runs, drills = _history(plan, catalog)
     status = build_status(plan, facts, clock.now(), runs, drills)
+    incidents = _open_incidents(catalog)
     if as_json:
-        emit_json(status_json(status))
+        emit_json({"incidents": incidents, **status_json(status)})
     else:
+        _render_incidents(incidents)
         _render(plan, status)
     if not status.healthy:
         bad = sorted(
@@ -82,6 +84,45 @@ def _history(plan: Plan, url: str | None) -> tuple[dict[str, JobRun], dict[str, 
         return last_runs(catalog, plan.jobs), newest_drills(catalog, plan)
     finally:
         catalog.close()
+
+
+def _open_incidents(url: str | None) -> list[dict[str, Any]]:
+    """The open incidents, first of all: this host's journal and the catalog's (without
+    predictions: the status stays quick)."""
+    from drplan.incidents.service import open_incidents  # noqa: PLC0415
+    from drplan.incidents.view import status as incident_status  # noqa: PLC0415
+
+    now = clock.now()
+    with open_incidents(url) as service:
+        if not service.journal.ids() and not _catalog_exists(url):
+            return []
+        return [incident_status(i, {}, now) for i in service.open_ones()]
+
+
+def _catalog_exists(url: str | None) -> bool:
+    from drplan.catalog.paths import default_url  # noqa: PLC0415
+
+    url = url or default_url()
+    return not url.startswith("sqlite:///") or os.path.exists(url.removeprefix("sqlite:///"))
+
+
+def _render_incidents(incidents: list[dict[str, Any]]) -> None:
+    out = console()
+    for inc in incidents:
+        left = ", ".join(
+            f"{s['system']} {'recovered' if s['recovered'] else _left(s['remaining_seconds'])}"
+            for s in inc["clock"]["systems"]
+        )
+        out.print(f"[bold red]INCIDENT {inc['id']}[/] {inc['title']} (tier {inc['tier']}),"
+                  f" {inc['status']} since {inc['since']}: {left}", highlight=False)  # fmt: skip
+    if incidents:
+        out.print("")
+
+
+def _left(seconds: float) -> str:
+    if seconds < 0:
+        return f"missed its deadline by {_ago(timedelta(seconds=-seconds))}"
+    return f"{_ago(timedelta(seconds=seconds))} left"
 
 
 def _ago(value: timedelta | None) -> str:
