@@ -25,8 +25,11 @@ def new_cluster(bin_dir: Path, base: Path, **settings: str) -> Cluster:
     return _new_cluster(bin_dir, base, **{"max_wal_size": "'4GB'", **settings})
 
 
-def bench_args(prog: str, doc: str, size: str, default: int, runs: int) -> argparse.Namespace:
-    """The command line the PostgreSQL benchmarks share; exits when a peer is missing."""
+def bench_args(
+    prog: str, doc: str, size: str, default: int, runs: int, peers: bool = True
+) -> argparse.Namespace:
+    """The command line the PostgreSQL benchmarks share; exits when a peer is missing
+    (``peers``: the benchmark measures against pgBackRest)."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     parser.add_argument(f"--{size}", type=int, default=default, help="pgbench scale")
     parser.add_argument("--runs", type=int, default=runs)
@@ -34,7 +37,7 @@ def bench_args(prog: str, doc: str, size: str, default: int, runs: int) -> argpa
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "drplan-bench"
     )
     args = parser.parse_args()
-    if shutil.which("pgbackrest") is None or not PG15.is_dir():
+    if peers and (shutil.which("pgbackrest") is None or not PG15.is_dir()):
         parser.exit(1, f"{prog}: needs Debian's pgbackrest and postgresql-15\n")
     return args
 
