@@ -41,6 +41,7 @@ from pg_common import PG15, bench_args, new_cluster, pgbackrest_config, world_di
 from drplan.recovery.pitr import wait_for_recovery
 from drplan.recovery.postgres import server_running
 from drplan.sources.postgres.scratch import free_port, server_user
+from testbed.plans import local_only
 
 
 def restore_and_start(conf: Path, target: Path) -> None:
@@ -74,11 +75,7 @@ def one_run(workdir: Path, scale: int, drop: bool) -> dict[str, float]:
         drplan = Drplan(base, cluster)
         drplan.backup("db-full")
         scratch = world_dir(base, "scratch")
-        plan = yaml.safe_load(drplan.plan.read_text())
-        plan["locations"].pop("cloud")  # loopback only: the template's bucket is nowhere here
-        plan["data_classes"]["database"]["locations"] = ["local"]
-        for job in plan["jobs"].values():
-            job["locations"] = ["local"]
+        plan = local_only(yaml.safe_load(drplan.plan.read_text()))
         plan["drills"] = {"bench": {
             "kind": "database", "systems": ["db"], "schedule": "manual",
             "from_location": "local", "scratch_dir": str(scratch),

@@ -35,6 +35,7 @@ from pg_bench import DRPLAN, Drplan, run
 from pg_common import bench_args, new_cluster, world_dir
 
 from drplan.sources.postgres.scratch import free_port
+from testbed.plans import local_only
 from testbed.postgres import binaries
 
 
@@ -75,11 +76,7 @@ def one_run(workdir: Path, scale: int) -> dict[str, float]:
         drplan = Drplan(base, cluster)
         drplan.backup("db-full")
         targets = world_dir(base, "targets")
-        plan = yaml.safe_load(drplan.plan.read_text())
-        plan["locations"].pop("cloud")  # loopback only: the template's bucket is nowhere here
-        plan["data_classes"]["database"]["locations"] = ["local"]
-        for job in plan["jobs"].values():
-            job["locations"] = ["local"]
+        plan = local_only(yaml.safe_load(drplan.plan.read_text()))
         port = free_port()
         restore = (f"restore postgres db --to latest --target-dir {targets / 'in-incident'}"
                    f" --start --port {port} --repo local")  # fmt: skip

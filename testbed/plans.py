@@ -99,3 +99,13 @@ def clean_plan() -> dict[str, Any]:
             "approved_by": "CTO",
         },
     }
+
+
+def local_only(plan: dict[str, Any]) -> dict[str, Any]:
+    """``plan`` (a clean plan's dict) without its S3 location, which nothing on loopback
+    reaches: every job and data class in the local location only."""
+    del plan["locations"]["cloud"]
+    plan["data_classes"]["database"]["locations"] = ["local"]
+    for job in plan["jobs"].values():
+        job["locations"] = ["local"]
+    return plan

@@ -193,7 +193,8 @@ def test_a_phase_past_its_window_pages_the_owner_then_the_deputy_then_the_comman
     def run_at(moment: str) -> list[dict[str, Any]]:
         monkeypatch.setenv("DRPLAN_NOW", moment)
         assert told.cli("run", inc).code == 0
-        return told.receiver_.bodies("/pagerduty")
+        pages: list[dict[str, Any]] = told.receiver_.bodies("/pagerduty")
+        return pages
 
     assert run_at("2026-12-07T04:05:00Z") == []  # phase 1's window (0-1h) is not over
     (page,) = run_at("2026-12-07T04:11:00Z")

@@ -11,12 +11,12 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from drplan import clock
+from testbed.plans import local_only
 from tests.conftest import Result
 from tests.fixtures.postgres import free_port, give_to_server
 from tests.integration.test_postgres_pitr import (  # noqa: F401 - fixtures
@@ -30,16 +30,6 @@ from tests.integration.test_postgres_pitr import (  # noqa: F401 - fixtures
 )
 
 Run = Callable[..., Result]
-
-
-def local_only(plan: dict[str, Any]) -> dict[str, Any]:
-    """The plan without its S3 location, which no test here reaches: an incident copies
-    its timeline to every off-site location."""
-    del plan["locations"]["cloud"]
-    plan["data_classes"]["database"]["locations"] = ["local"]
-    for job in plan["jobs"].values():
-        job["locations"] = ["local"]
-    return plan
 
 
 def test_the_runbook_restores_to_just_before_the_disaster_moment(
@@ -198,7 +188,7 @@ def test_an_incident_restore_switches_the_recovered_cluster_into_production(
         assert damaged.name.startswith(f"{cluster.data_dir.name}.damaged-")
         assert (damaged / "PG_VERSION").exists()  # kept as evidence, whole
         # Production answers on its own port and connection, with the rows before T.
-        ids = [int(r[0]) for r in cluster.sql("select id from readings order by id")]
+        ids = [int(str(r[0])) for r in cluster.sql("select id from readings order by id")]
         assert ids == [i for i, _ in stream.committed if i <= last_before]
         assert ids[:10] == list(range(1, 11))  # the deleted rows are back
         assert cluster.sql("select pg_is_in_recovery()")[0][0] is False
