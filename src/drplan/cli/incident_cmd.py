@@ -371,7 +371,7 @@ def report_command(incident: str, fmt: str, output: str | None, catalog: str | N
     from drplan.incidents.review_render import as_html, markdown  # noqa: PLC0415
 
     with _incidents(catalog) as service:
-        data = review(service.load(incident), service.drill_history(), clock.now())
+        data = review(service.load(incident), clock.now())
     text = {"json": lambda: json.dumps(data, indent=2) + "\n", "html": lambda: as_html(data),
             "md": lambda: markdown(data)}[fmt]()  # fmt: skip
     if output:
@@ -521,7 +521,7 @@ def _status(service: Incidents, incident: Incident) -> dict[str, Any]:
     from drplan.incidents.view import status  # noqa: PLC0415
 
     now = clock.now()
-    return status(incident, predict(incident, service.drill_history(), now), now)
+    return status(incident, predict(incident, now), now)
 
 
 def _show(service: Incidents, incident: Incident, as_json: bool) -> None:

@@ -9,7 +9,6 @@ next incident, not this one, and the review judges this one by what responders h
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from drplan import clock
 from drplan.errors import UsageError
+from drplan.incidents.state import slug
 from drplan.incidents.timeline import instant
 from drplan.plan.model import Plan
 from drplan.plan.model.response import Step
@@ -35,7 +35,7 @@ def new_id() -> str:
 def declaration(
     plan: Plan, plan_path: str, scenario: str, *, systems: list[str] | None,
     since: datetime | None, commander: str | None, note: str | None, rehearsal: bool,
-    now: datetime,
+    now: datetime, history: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The first event's data; UsageError for an unknown scenario, system or role, a
     scenario without a runbook, or a disaster moment in the future."""
@@ -78,6 +78,9 @@ def declaration(
         "rehearsal": rehearsal,
         "objectives": {name: _objectives(plan, name) for name in affected},
         "owners": {name: plan.systems[name].owner for name in affected},
+        # What the systems' drills measured before the disaster (they do not change during
+        # it): predictions and the review read these, not the catalog.
+        "drilled": drilled(history or [], affected, moment),
         "full_platform_rto_seconds": (
             plan.objectives.rto.full_platform.total_seconds() if whole else None
         ),
@@ -96,11 +99,6 @@ def declaration(
             for p, phase in enumerate(plan.runbooks[spec.runbook].phases, 1)
         ],
     }  # fmt: skip
-
-
-def slug(title: str) -> str:
-    """``Restore from last known good backup`` → ``restore-from-last-known-good-backup``."""
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
 def _step(number: str, step: Step) -> dict[str, Any]:
@@ -131,3 +129,24 @@ def declared_plan(declared: dict[str, Any]) -> Plan:
     from drplan.plan.loader import load_plan_text  # noqa: PLC0415
 
     return load_plan_text(declared["plan_text"], declared["plan"]["path"]).plan
+
+
+HISTORY = 10  # the newest drills of a system that count
+
+
+def drilled(history: list[dict[str, Any]], systems: list[str], before: datetime
+            ) -> dict[str, list[list[Any]]]:  # fmt: skip
+    """Per system, its newest measured recoveries before ``before``: [[time, seconds]]."""
+    from drplan.drills.report import systems_of  # noqa: PLC0415
+
+    found: dict[str, list[list[Any]]] = {name: [] for name in systems}
+    for row in sorted(history, key=lambda r: r["started_at"], reverse=True):
+        if row["started_at"] >= before:
+            continue
+        for system in systems_of(row) or []:
+            seconds = (system.get("rto") or {}).get("seconds")
+            name = str(system.get("system"))
+            counted = name in found and system.get("stage") == "recovery"
+            if counted and seconds is not None and len(found[name]) < HISTORY:
+                found[name].append([instant(row["started_at"]), float(seconds)])
+    return found

@@ -11,15 +11,13 @@ said plainly: it is a finding in itself.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from drplan.drills.report import systems_of
+from drplan import clock
 from drplan.incidents.state import Incident
 
-HISTORY = 10  # the newest drills of a system that count
 ON_TRACK, AT_RISK, WILL_MISS, NEVER_DRILLED = "on track", "at risk", "will miss", "never drilled"
 
 
@@ -40,20 +38,15 @@ class Prediction:
         }  # fmt: skip
 
 
-def predict(incident: Incident, history: Iterable[dict[str, Any]], now: datetime
-            ) -> dict[str, Prediction]:  # fmt: skip
-    """Each affected system's prediction; ``history``: catalog drill rows, newest first."""
-    measured: dict[str, list[tuple[datetime, float]]] = {}
-    for row in history:
-        for system in systems_of(row) or []:
-            seconds = (system.get("rto") or {}).get("seconds")
-            if system.get("stage") == "recovery" and seconds is not None:
-                measured.setdefault(str(system.get("system")), []).append(
-                    (row["started_at"], float(seconds))
-                )
+def predict(incident: Incident, now: datetime) -> dict[str, Prediction]:
+    """Each affected system's prediction, from the drills the declaration recorded."""
+    measured = {
+        name: [(clock.parse_rfc3339(at), seconds) for at, seconds in runs]
+        for name, runs in incident.declared.get("drilled", {}).items()
+    }
     found = {}
     for name in incident.systems:
-        runs = measured.get(name, [])[:HISTORY]
+        runs = measured.get(name, [])
         if not runs:
             found[name] = Prediction(name, NEVER_DRILLED, 0)
             continue

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from drplan import clock
-from drplan.drills.report import systems_of
 from drplan.incidents.state import Incident, PhaseState
 from drplan.incidents.view import span, summary
 
@@ -27,9 +26,9 @@ SLOWER = 1.5  # achieved over drilled median beyond which a recovery is a lesson
 STALE_DRILL = timedelta(days=90)
 
 
-def review(incident: Incident, history: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """The review's data (its JSON form); ``history``: the catalog's drill rows."""
-    drilled = _drilled(history, incident.since)
+def review(incident: Incident, now: datetime) -> dict[str, Any]:
+    """The review's data (its JSON form)."""
+    drilled = _drilled(incident)
     systems = [_system(incident, name, drilled.get(name)) for name in incident.systems]
     phases = [_phase(incident, phase, now) for phase in incident.phases]
     notes = [n for n in incident.notes if n.get("kind") != "action"]
@@ -78,24 +77,17 @@ def review(incident: Incident, history: list[dict[str, Any]], now: datetime) -> 
     }
 
 
-def _drilled(history: list[dict[str, Any]], before: datetime) -> dict[str, dict[str, Any]]:
-    """Per system, its drills' measured recovery times before the incident."""
-    found: dict[str, list[tuple[datetime, float]]] = {}
-    for row in history:
-        if row["started_at"] >= before:
-            continue
-        for system in systems_of(row) or []:
-            seconds = (system.get("rto") or {}).get("seconds")
-            if system.get("stage") == "recovery" and seconds is not None:
-                found.setdefault(str(system["system"]), []).append((row["started_at"], seconds))
-    return {
-        name: {
-            "drills": len(runs),
-            "median_seconds": statistics.median(s for _, s in runs),
-            "last": max(at for at, _ in runs),
-        }
-        for name, runs in found.items()
-    }
+def _drilled(incident: Incident) -> dict[str, dict[str, Any]]:
+    """Per system, its drills' measured recovery times before the incident (as the
+    declaration recorded them)."""
+    found = {}
+    for name, runs in incident.declared.get("drilled", {}).items():
+        if runs:
+            found[name] = {
+                "drills": len(runs), "median_seconds": statistics.median(s for _, s in runs),
+                "last": max(clock.parse_rfc3339(at) for at, _ in runs),
+            }  # fmt: skip
+    return found
 
 
 def _system(incident: Incident, name: str, drilled: dict[str, Any] | None) -> dict[str, Any]:

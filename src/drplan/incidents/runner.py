@@ -144,7 +144,7 @@ class Driver:
         from drplan.incidents.escalate import Escalator  # noqa: PLC0415 - it imports runner's peers
         from drplan.incidents.predict import predict  # noqa: PLC0415
 
-        predictions = predict(incident, self.service.drill_history(), self.now())
+        predictions = predict(incident, self.now())
         for event in Escalator(self.service, plan, self.now, self.host).check(
             incident, predictions
         ):

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
-from drplan.incidents.declare import declaration, new_id
 from drplan.incidents.journal import ID_PATTERN, Journal
 from drplan.incidents.state import OPEN, OUTCOMES, RESOLVED, Incident, PhaseState, fold
 from drplan.incidents.timeline import Event, parse
-from drplan.plan.model import Plan
 
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
+    from drplan.plan.model import Plan
 
 log = logging.getLogger("drplan.incidents")
 ID_ATTEMPTS = 20
@@ -108,7 +107,10 @@ class Incidents:
 
     def declare(self, plan: Plan, plan_path: str, scenario: str, actor: str | None,
                 now: datetime, **options: Any) -> Incident:  # fmt: skip
-        data = declaration(plan, plan_path, scenario, now=now, **options)
+        from drplan.incidents.declare import declaration, new_id  # noqa: PLC0415 - the schema
+
+        data = declaration(plan, plan_path, scenario, now=now, history=self.drill_history(),
+                           **options)  # fmt: skip
         for other in self.open_ones():
             shared = sorted(set(other.systems) & set(data["systems"]))
             if shared:
@@ -334,10 +336,13 @@ def open_incidents(
     """The incidents of this host's journal (``STATE_DIR/incidents``) and of the catalog
     (``catalog_url``, else the default one), closed on leaving."""
     from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415
-    from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy, when reached
 
-    service = Incidents(Journal(Path(state_dir()) / "incidents"),
-                        lambda: Catalog.open(catalog_url or default_url()), replicate=replicate)  # fmt: skip
+    def catalog() -> Catalog:
+        from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy: when reached
+
+        return Catalog.open(catalog_url or default_url())
+
+    service = Incidents(Journal(Path(state_dir()) / "incidents"), catalog, replicate=replicate)
     try:
         yield service
     finally:

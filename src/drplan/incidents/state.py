@@ -8,16 +8,23 @@ events leaves the state of the first.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from drplan import clock
 from drplan.errors import DrplanError, IncidentStateError, UsageError
-from drplan.incidents.declare import slug
 from drplan.incidents.timeline import Event
 
 OPEN, RESOLVED, CLOSED = "open", "resolved", "closed"
+
+
+def slug(title: str) -> str:
+    """``Restore from last known good backup`` → ``restore-from-last-known-good-backup``."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
 PENDING, DONE, SKIPPED, FAILED = "pending", "done", "skipped", "failed"
 OUTCOMES = {"done": DONE, "skip": SKIPPED, "fail": FAILED}
 

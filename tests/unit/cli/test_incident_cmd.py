@@ -250,25 +250,29 @@ def test_an_unknown_incident_is_refused(sw: Any) -> None:
 
 
 def test_predictions_come_from_the_systems_drills(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "incidents")
-    service = Incidents(journal, lambda: Catalog.open(f"sqlite:///{tmp_path / 'c.db'}"))
-    plan = load_plan(SMARTWATTS).plan
     since = datetime(2026, 12, 7, 3, 10, tzinfo=UTC)
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'c.db'}")
+    hour = 3600.0
+    for n, (system, seconds, days_ago) in enumerate([
+        ("smartwatts-db", 1 * hour, 1), ("smartwatts-db", 3.9 * hour, 30),
+        ("smartwatts-db", 1.5 * hour, 60),  # median 1.5h, worst 3.9h
+        ("api", 5 * hour, 2),  # a 4h RTO
+        ("kubernetes", 0.5 * hour, 3),
+        ("smartwatts-db", 0.1 * hour, -1),  # after the disaster: not a prediction's
+    ]):  # fmt: skip
+        result = {"systems": [{"system": system, "stage": "recovery", "rto": {"seconds": seconds}}]}
+        catalog.record_drill({"run": f"r{n}", "drill": "d", "kind": "database", "passed": 1,
+                              "started_at": since - timedelta(days=days_ago),
+                              "result": json.dumps(result)})  # fmt: skip
+    catalog.close()
+    service = Incidents(Journal(tmp_path / "incidents"),
+                        lambda: Catalog.open(f"sqlite:///{tmp_path / 'c.db'}"))  # fmt: skip
+    plan = load_plan(SMARTWATTS).plan
     inc = service.declare(plan, str(SMARTWATTS), "data-center-failure", None, since,
                           systems=["smartwatts-db", "api", "kubernetes", "logs"], since=since,
                           commander=None, note=None, rehearsal=False)  # fmt: skip
-
-    def drill(system: str, seconds: float, days_ago: int) -> dict[str, Any]:
-        result = {"systems": [{"system": system, "stage": "recovery", "rto": {"seconds": seconds}}]}
-        return {"started_at": since - timedelta(days=days_ago), "result": json.dumps(result)}
-
-    hour = 3600.0
-    history = [drill("smartwatts-db", 1 * hour, 1), drill("smartwatts-db", 3.9 * hour, 30),
-               drill("smartwatts-db", 1.5 * hour, 60),  # median 1.5h, worst 3.9h
-               drill("api", 5 * hour, 2),  # a 4h RTO
-               drill("kubernetes", 0.5 * hour, 3)]  # fmt: skip
     now = since + timedelta(hours=1)  # 3h left for the critical ones
-    found = predict(inc, history, now)
+    found = predict(inc, now)
     assert found["smartwatts-db"].verdict == AT_RISK  # median fits, worst does not
     assert (found["smartwatts-db"].median_seconds, found["smartwatts-db"].worst_seconds) == (
         1.5 * hour, 3.9 * hour)  # fmt: skip
