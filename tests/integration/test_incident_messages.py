@@ -218,3 +218,21 @@ def test_a_phase_past_its_window_pages_the_owner_then_the_deputy_then_the_comman
     assert "escalated (phase-1, level 1) to ops" in lines
     assert "acknowledged: phase-1" in lines
     assert ROUTING_KEY not in lines
+
+
+def test_an_audience_channel_that_is_down_does_not_keep_the_others_from_being_told(
+    told: Any,
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["communication"]["audiences"]["partners"]["channels"] = ["hook", "mail"]
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    told.receiver_.script[f"/webhook?token={TOKEN}"] = [(503, {})] * 3  # down for every retry
+    done = told.cli("notify", inc, "--audience", "partners", "--message", "API degraded")
+    assert done.code == 0, done.err  # one channel delivered
+    assert "warning: channel hook: HTTP 503" in done.err
+    (mail,) = told.mail.messages
+    assert "API degraded" in mail.get_payload()
+    sent = [(m["channel"], m["delivered"]) for m in messages(told.timeline(inc))
+            if m["audience"] == "partners"]  # fmt: skip
+    assert sent == [("hook", False), ("mail", True)]
