@@ -212,8 +212,13 @@ def test_a_phase_past_its_window_pages_the_owner_then_the_deputy_then_the_comman
     assert all(p["dedup_key"] == f"{inc}:phase-1" for p in pages)  # one PagerDuty incident
     acked = told.cli("ack", inc, "--as", "ic")
     assert acked.code == 0, acked.err
-    assert len(run_at("2026-12-07T05:30:00Z")) == 3  # acknowledged: the chain stops
+    pages = run_at("2026-12-07T05:30:00Z")  # acknowledged: the chain stops
+    assert [p["event_action"] for p in pages] == ["trigger", "trigger", "trigger", "acknowledge"]
+    assert pages[-1]["dedup_key"] == f"{inc}:phase-1"  # PagerDuty is told too
     assert told.cli("ack", inc).code == 2  # nothing left to acknowledge
+    assert told.cli("resolve", inc, "--waive", "db=by hand", "--waive", "web=fine").code == 0
+    last = told.receiver_.bodies("/pagerduty")[-1]
+    assert (last["event_action"], last["dedup_key"]) == ("resolve", f"{inc}:phase-1")
     lines = told.cli("timeline", inc).out
     assert "escalated (phase-1, level 1) to ops" in lines
     assert "acknowledged: phase-1" in lines

@@ -232,8 +232,11 @@ def approve_command(incident: str, step: str, actor: str | None, catalog: str | 
 def ack_command(incident: str, actor: str | None, catalog: str | None) -> None:
     """Acknowledge every page of INCIDENT still waiting: nobody further down the chain is
     paged for them."""
+    from drplan.incidents.escalate import close_pages  # noqa: PLC0415
+
     with _incidents(catalog) as service:
         found = service.load(incident)
+        service.warnings += close_pages(service, found.declared_plan(), found, "acknowledge")
         event = service.ack(found, clock.now(), actor)
         console().print(f"{found.id}: acknowledged {', '.join(event.data['keys'])}",
                         highlight=False)  # fmt: skip
@@ -335,6 +338,9 @@ def resolve_command(
         found = service.load(incident)
         service.resolve(found, waived, clock.now(), actor)
         console().print(f"{found.id}: resolved", highlight=False)
+        from drplan.incidents.escalate import close_pages  # noqa: PLC0415
+
+        service.warnings += close_pages(service, found.declared_plan(), found, "resolve")
         if found.declared_plan().communication is not None:
             _tell(service, service.load(found.id), "internal", "resolution", None)
 

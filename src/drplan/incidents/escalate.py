@@ -111,6 +111,26 @@ class Escalator:
         return event
 
 
+def close_pages(service: Incidents, plan: Plan, incident: Incident, action: str,
+                host: str = socket.gethostname()) -> list[str]:  # fmt: skip
+    """Tell PagerDuty that the incident's pages were acknowledged (``acknowledge``) or that
+    it is over (``resolve``); what could not be told, as warnings."""
+    warnings = []
+    keys = [k for k, e in incident.escalations.items()
+            if action == "resolve" or not e["acknowledged"]]  # fmt: skip
+    for key in keys:
+        problem = Problem(f"{incident.id}:{key}", TIER_SEVERITY[incident.declared["tier"]],
+                          incident.escalations[key]["reason"])  # fmt: skip
+        for name, channel in plan.channels.items():
+            if channel.kind != "pagerduty":
+                continue
+            try:
+                send(name, channel, Page(action, problem, clock.now(), host))
+            except (SendError, DrplanError) as exc:
+                warnings.append(exc.message if isinstance(exc, DrplanError) else str(exc))
+    return warnings
+
+
 def lateness(incident: Incident, predictions: dict[str, Prediction], now: datetime
              ) -> list[Late]:  # fmt: skip
     """What is late now: phases past their window with steps open, systems predicted to

@@ -43,7 +43,7 @@ class SendError(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    action: str  # trigger, repeat, resolve
+    action: str  # trigger, repeat, resolve; acknowledge (PagerDuty: an incident's page)
     problem: Problem
     at: datetime
     source: str  # the host the daemon runs on
@@ -184,9 +184,9 @@ def _pagerduty(name: str, channel: Any, event: Event, timeout: float) -> None:
     body: dict[str, Any] = {
         "routing_key": channel.routing_key.resolve(),
         "dedup_key": p.key,
-        "event_action": "resolve" if event.action == "resolve" else "trigger",
+        "event_action": event.action if event.action in ("resolve", "acknowledge") else "trigger",
     }
-    if event.action != "resolve":
+    if body["event_action"] == "trigger":
         body["payload"] = {
             "summary": p.summary[:1024],
             "source": event.source,
