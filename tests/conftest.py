@@ -6,12 +6,14 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from drplan import clock
 from drplan.cli import main
 from testbed.plans import clean_plan
 
@@ -93,3 +95,11 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}\n{explain()}")
         time.sleep(0.05)
+
+
+def minutes_ago(minutes: int, then: int = 0) -> str:
+    """The wall-clock time ``minutes`` ago (plus ``then`` minutes), whole minutes, RFC 3339:
+    incident tests declare disasters in the recent past, since one dated hours back is already
+    late and escalates."""
+    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - then)
+    return clock.rfc3339(moment)

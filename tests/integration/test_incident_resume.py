@@ -20,11 +20,11 @@ import yaml
 
 from drplan.storage.local import LocalStorage
 from testbed.plans import clean_plan
-from tests.conftest import Result, wait_until
+from tests.conftest import Result, minutes_ago, wait_until
 from tests.integration.conftest import init_repo
 
 Run = Callable[..., Result]
-SINCE = "2026-12-07T03:10:00Z"
+SINCE = minutes_ago(20)
 
 
 @pytest.fixture
