@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from drplan import clock
 from testbed.plans import clean_plan
-from tests.conftest import Result
+from tests.conftest import Result, wait_until
 from tests.fixtures.receivers import SMTP_PASSWORD, SMTP_USER, HttpReceiver, MailServer
 
 Run = Callable[..., Result]
@@ -223,6 +227,39 @@ def test_a_phase_past_its_window_pages_the_owner_then_the_deputy_then_the_comman
     assert "escalated (phase-1, level 1) to ops" in lines
     assert "acknowledged: phase-1" in lines
     assert ROUTING_KEY not in lines
+
+
+def test_a_step_that_outlasts_its_phase_window_is_escalated_while_it_runs(
+    told: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gate = tmp_path / "restored"
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["runbooks"]["rb"]["phases"][0]["steps"] = [{
+        "title": "Long restore", "owner": "dba", "timeout": "10m",
+        "run": f"while [ ! -e {gate} ]; do sleep 0.05; done",
+    }]  # fmt: skip
+    told.plan_.write_text(yaml.safe_dump(raw))
+    monkeypatch.delenv("DRPLAN_NOW")  # the real clock: phase 1 (0-1h) ends 3 s from now
+    since = clock.rfc3339(datetime.now(UTC) - timedelta(seconds=3600 - 3))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", since, "--json").out)["id"]
+    driver = subprocess.Popen([sys.executable, "-m", "drplan", "--plan", str(told.plan_),
+                               "incident", "run", inc], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_until(lambda: told.receiver_.bodies("/pagerduty"), "the page", timeout=30)
+        assert driver.poll() is None  # paged while the step still runs
+    finally:
+        gate.touch()
+        out, _ = driver.communicate(timeout=60)
+    assert driver.returncode == 0, out
+    (page,) = told.receiver_.bodies("/pagerduty")
+    assert page["payload"]["custom_details"]["role"] == "dba"
+    assert (
+        "phase 1 Respond is past its window with step 1.1 Long restore open"
+        in (page["payload"]["summary"])
+    )
+    assert "step 1.1 Long restore: done" in out
+    kinds = [e["kind"] for e in told.timeline(inc)]
+    assert kinds.index("step_started") < kinds.index("escalated") < kinds.index("step")
 
 
 def test_an_audience_channel_that_is_down_does_not_keep_the_others_from_being_told(

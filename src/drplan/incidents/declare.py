@@ -12,14 +12,16 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drplan import clock
 from drplan.errors import UsageError
 from drplan.incidents.state import slug
 from drplan.incidents.timeline import instant
-from drplan.plan.model import Plan
-from drplan.plan.model.response import Step
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
+    from drplan.plan.model.response import Step
 
 ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's: no I, L, O, U to misread
 ID_LENGTH = 4
@@ -78,6 +80,7 @@ def declaration(
         "rehearsal": rehearsal,
         "objectives": {name: _objectives(plan, name) for name in affected},
         "owners": {name: plan.systems[name].owner for name in affected},
+        "databases": databases(plan),
         # What the systems' drills measured before the disaster (they do not change during
         # it): predictions and the review read these, not the catalog.
         "drilled": drilled(history or [], affected, moment),
@@ -99,6 +102,14 @@ def declaration(
             for p, phase in enumerate(plan.runbooks[spec.runbook].phases, 1)
         ],
     }  # fmt: skip
+
+
+def databases(plan: Plan) -> dict[str, str]:
+    """Each PostgreSQL system's connection, as the plan writes it (references unresolved):
+    what a step is told as its target."""
+    from drplan.plan.model import PostgresSystem  # noqa: PLC0415
+
+    return {n: s.connection for n, s in plan.systems.items() if isinstance(s, PostgresSystem)}
 
 
 def _step(number: str, step: Step) -> dict[str, Any]:

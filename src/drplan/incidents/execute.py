@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from drplan.storage.registry import redact
@@ -47,26 +47,29 @@ def argv_of(action: str | None, run: str | None, plan_path: str) -> list[str]:
 
 
 def execute(
-    argv: list[str], env: dict[str, str], timeout: float, secrets: Iterable[tuple[str, str]],
-    on_start: object = None,
+    argv: list[str], env: dict[str, str], timeout: float,
+    secrets: Callable[[], Iterable[tuple[str, str]]],
+    on_start: Callable[[int], None] | None = None, meanwhile: Callable[[], None] | None = None,
 ) -> Finished:  # fmt: skip
-    """Run ``argv`` until it ends or ``timeout`` seconds pass; ``on_start(pid)`` is called
-    once it runs (the caller records it, so a successor can tell it was interrupted)."""
+    """Run ``argv`` until it ends or ``timeout`` seconds pass. ``on_start(pid)`` is called
+    once it runs (the caller records it, so a successor can tell it was interrupted);
+    ``meanwhile()`` between looks at it (the caller's own work goes on while it runs);
+    ``secrets()``, once it ended, says what to redact from its output."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
         try:
-            if callable(on_start):
+            if on_start is not None:
                 on_start(proc.pid)
-            code = _wait(proc, started + timeout)
+            code = _wait(proc, started + timeout, meanwhile)
         except BaseException:  # Ctrl-C, or the record failed: nothing is left running
             _stop(proc)
             raise
         seconds = time.monotonic() - started
         out.seek(max(0, out.seek(0, os.SEEK_END) - OUTPUT_KEPT))
         text = out.read().decode("utf-8", "replace")
-    return Finished(code, seconds, scrub(text, secrets))
+    return Finished(code, seconds, scrub(text, secrets()))
 
 
 def scrub(text: str, secrets: Iterable[tuple[str, str]]) -> str:
@@ -78,7 +81,9 @@ def scrub(text: str, secrets: Iterable[tuple[str, str]]) -> str:
     return "\n".join(redact(line) if "://" in line else line for line in text.split("\n"))
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float) -> int | None:
+def _wait(
+    proc: subprocess.Popen[bytes], deadline: float, meanwhile: Callable[[], None] | None
+) -> int | None:
     while True:
         code = proc.poll()
         if code is not None:
@@ -86,6 +91,8 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float) -> int | None:
         if time.monotonic() >= deadline:
             _stop(proc)
             return None
+        if meanwhile is not None:
+            meanwhile()
         time.sleep(POLL)
 
 

@@ -16,26 +16,27 @@ import fcntl
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drplan import clock
 from drplan.errors import DrplanError
-from drplan.incidents.declare import declared_plan
 from drplan.incidents.execute import argv_of, execute
-from drplan.incidents.recovered import stop_clocks
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import FAILED, Incident, StepState
 from drplan.incidents.view import summary
 from drplan.liveness import alive
-from drplan.plan.model import Plan, PostgresSystem
-from drplan.plan.secrets import find_refs
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
 
 DEFAULT_TIMEOUT = 3600.0  # seconds, for a step without its own `timeout`
 DRIVER = "drplan"  # the actor of what the driver records
+WATCH_EVERY = 5.0  # seconds between escalation checks while a step runs
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Driver:
     now: Callable[[], datetime] = clock.now
     host: str = socket.gethostname()
     on_event: Callable[[str], None] | None = None  # told each step started and ended
+    _plans: dict[str, Plan] = field(default_factory=dict)  # per incident, as declared
+    _watched: float = 0.0  # when the escalations were last checked (monotonic)
 
     def drive(self, incident_id: str, retry: str | None = None) -> Halt:
         """Run automated steps until one waits for a person; ``retry``: a failed or
@@ -61,20 +64,23 @@ class Driver:
         incident.writable()
         if retry is not None:
             retry = incident.step(retry).id
+        # A step starts before anything the driver can do meanwhile (the plan's model, the
+        # catalog, the escalation check): while it runs, they cost the recovery nothing.
+        self._watched = 0.0
         with self._lock(incident.id):
             plan_path = self._plan_copy(incident)
-            plan = declared_plan(incident.declared)
-            self._escalate(incident, plan)
             while True:
                 incident = self.service.load(incident.id)
                 step = next((s for s in incident.steps if s.open), None)
-                if step is None:
-                    return Halt("finished", None, f"{incident.id}: every step is settled")
-                halt = self._blocked(incident, step, retry)
+                halt = (Halt("finished", None, f"{incident.id}: every step is settled")
+                        if step is None else self._blocked(incident, step, retry))  # fmt: skip
                 if halt is not None:
+                    self._watch(incident.id, force=True)
+                    self.service.sync(incident.id)
                     return halt
+                assert step is not None
                 retry = None if retry == step.id else retry
-                self._run(incident, step, plan, plan_path)
+                self._run(incident, step, plan_path)
 
     def _blocked(self, incident: Incident, step: StepState, retry: str | None) -> Halt | None:
         """Why ``step`` cannot run now, or None when it can."""
@@ -106,21 +112,25 @@ class Driver:
                         f" {step.approve}`")  # fmt: skip
         return None
 
-    def _run(self, incident: Incident, step: StepState, plan: Plan, plan_path: str) -> None:
+    def _run(self, incident: Incident, step: StepState, plan_path: str) -> None:
         argv = argv_of(step.action, step.run, plan_path)
         shown = step.action or step.run
-        secrets = _secrets(plan)
         attempt = step.attempts + 1
 
         def started(pid: int) -> None:
             self.service.record(incident.id, "step_started", DRIVER, {
                 "step": step.id, "attempt": attempt, "pid": pid, "host": self.host,
                 "command": shown,
-            }, self.now())  # fmt: skip
+            }, self.now(), sync=False)  # fmt: skip
             self._tell(f"step {step.id} {step.title}: started ({shown})")
 
-        env = {**os.environ, **_context(incident, step, plan, plan_path)}
-        done = execute(argv, env, step.timeout or DEFAULT_TIMEOUT, secrets, started)
+        def meanwhile() -> None:
+            self.service.sync(incident.id)  # once: later calls find nothing to add
+            self._watch(incident.id)
+
+        env = {**os.environ, **_context(incident, step, plan_path, self._plan)}
+        done = execute(argv, env, step.timeout or DEFAULT_TIMEOUT,
+                       lambda: _secrets(self._plan(incident.id)), started, meanwhile)  # fmt: skip
         outcome = "done" if done.exit_code == 0 else "fail"
         data: dict[str, Any] = {
             "step": step.id, "outcome": outcome, "automated": True, "attempt": attempt,
@@ -131,24 +141,44 @@ class Driver:
             data["note"] = f"stopped after its timeout of {step.timeout or DEFAULT_TIMEOUT:g}s"
         elif done.exit_code != 0:
             data["note"] = f"exited {done.exit_code}: {_last_line(done.output)}"
-        self.service.record(incident.id, "step", DRIVER, data, self.now())
+        # The clocks are stopped before the timeline is copied off site: the copy is the
+        # engine's housekeeping, not part of the recovery it measures.
+        self.service.record(incident.id, "step", DRIVER, data, self.now(), copy=False)
         self._tell(f"step {step.id} {step.title}: {outcome}"
                    + (f" ({data['note']})" if "note" in data else ""))  # fmt: skip
         if outcome == "done" and step.recovers:
-            for event in stop_clocks(self.service, self.service.load(incident.id), step, plan,
-                                     self.now):  # fmt: skip
-                self._tell(summary(event.kind, event.data))
+            from drplan.incidents.recovered import stop_clocks  # noqa: PLC0415 - psycopg
 
-    def _escalate(self, incident: Incident, plan: Plan) -> None:
-        """Page whoever is due: a phase past its window, a deadline the drills say is lost."""
+            for event in stop_clocks(self.service, self.service.load(incident.id), step,
+                                     self._plan(incident.id), self.now):  # fmt: skip
+                self._tell(summary(event.kind, event.data))
+        self.service.copy_if_due(incident.id)
+
+    def _plan(self, incident: str) -> Plan:
+        """The plan ``incident`` was declared with, as a model (built once)."""
+        if incident not in self._plans:
+            from drplan.incidents.declare import declared_plan  # noqa: PLC0415 - pydantic
+
+            self._plans[incident] = declared_plan(self.service.load(incident).declared)
+        return self._plans[incident]
+
+    def _watch(self, incident_id: str, force: bool = False) -> None:
+        """Page whoever is due (a phase past its window, a deadline the drills say is
+        lost): when driving stops, and every WATCH_EVERY seconds while a step runs, so a
+        restore that outlasts its window is escalated while it runs."""
+        if not force and time.monotonic() - self._watched < WATCH_EVERY and self._watched:
+            return
+        self._watched = time.monotonic()
         from drplan.incidents.escalate import Escalator  # noqa: PLC0415 - it imports runner's peers
         from drplan.incidents.predict import predict  # noqa: PLC0415
 
-        predictions = predict(incident, self.now())
-        for event in Escalator(self.service, plan, self.now, self.host).check(
-            incident, predictions
-        ):
-            self._tell(summary(event.kind, event.data))
+        incident = self.service.load(incident_id)
+        try:
+            for event in Escalator(self.service, self._plan(incident_id), self.now,
+                                   self.host).check(incident, predict(incident, self.now())):  # fmt: skip
+                self._tell(summary(event.kind, event.data))
+        except DrplanError as exc:  # a step runs on whatever paging does
+            self.service.warnings.append(f"escalation check: {exc.message}")
 
     def _tell(self, line: str) -> None:
         if self.on_event is not None:
@@ -189,8 +219,11 @@ class Driver:
             yield
 
 
-def _context(incident: Incident, step: StepState, plan: Plan, plan_path: str) -> dict[str, str]:
-    """What a step is told of its incident, in its environment."""
+def _context(
+    incident: Incident, step: StepState, plan_path: str, plan: Callable[[str], Plan]
+) -> dict[str, str]:
+    """What a step is told of its incident, in its environment (``plan``: only for an
+    incident declared before declarations named the databases)."""
     env = {
         "DRPLAN_INCIDENT": incident.id,
         "DRPLAN_SCENARIO": incident.scenario,
@@ -201,18 +234,22 @@ def _context(incident: Incident, step: StepState, plan: Plan, plan_path: str) ->
         "DRPLAN_PLAN": plan_path,
         "DRPLAN_REHEARSAL": "1" if incident.declared.get("rehearsal") else "0",
     }
-    databases = [n for n in [*step.recovers, *incident.systems]
-                 if isinstance(plan.systems.get(n), PostgresSystem)]  # fmt: skip
-    if databases:
-        system = plan.systems[databases[0]]
-        assert isinstance(system, PostgresSystem)
-        env["DRPLAN_TARGET_SYSTEM"] = databases[0]
-        env["DRPLAN_TARGET"] = system.connection
+    connections = incident.declared.get("databases")
+    if connections is None:
+        from drplan.incidents.declare import databases  # noqa: PLC0415 - pydantic
+
+        connections = databases(plan(incident.id))
+    names = [n for n in [*step.recovers, *incident.systems] if n in connections]
+    if names:
+        env["DRPLAN_TARGET_SYSTEM"] = names[0]
+        env["DRPLAN_TARGET"] = connections[names[0]]
     return env
 
 
 def _secrets(plan: Plan) -> list[tuple[str, str]]:
     """Each secret value the plan references that is set here, with its reference."""
+    from drplan.plan.secrets import find_refs  # noqa: PLC0415 - pydantic
+
     return [(os.environ[ref.variable], str(ref)) for _, ref in find_refs(plan)
             if os.environ.get(ref.variable)]  # fmt: skip
 

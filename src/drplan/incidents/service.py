@@ -45,6 +45,7 @@ class Incidents:
     replicate: Callable[[Incident, bytes, int], list[str]] | None = None
     _catalog: Catalog | None = None
     _catalog_down: bool = False
+    _copy_due: set[str] = field(default_factory=set)  # incidents whose copy was put off
 
     def close(self) -> None:
         if self._catalog is not None:
@@ -264,15 +265,28 @@ class Incidents:
                            {"keys": waiting}, now)  # fmt: skip
 
     def record(self, incident: str, kind: str, actor: str, data: dict[str, Any],
-               at: datetime, *, new: bool = False) -> Event:  # fmt: skip
-        """Append an event: to the journal (synced), then to the catalog."""
+               at: datetime, *, new: bool = False, sync: bool = True, copy: bool = True,
+               ) -> Event:  # fmt: skip
+        """Append an event: to the journal (synced), then to the catalog, and off site when
+        it ends a phase or a system's outage. ``sync=False``: the catalog gets it with the
+        next event or `sync`; ``copy=False``: the off-site copy waits for `copy_if_due`
+        (a driver puts both off while a step runs, or until a clock is stopped)."""
         event = self.journal.append(incident, kind, actor, data, at, new=new)
-        self.sync(incident)
+        if sync:
+            self.sync(incident)
         if self.replicate is not None and kind in REPLICATED:
             state = fold(self.journal.read(incident))
             if kind != "step" or not _phase_of(state, data["step"]).open:
-                self.warnings += self.replicate(state, self.journal.raw(incident), event.seq)
+                self._copy_due.add(incident)
+        if copy:
+            self.copy_if_due(incident)
         return event
+
+    def copy_if_due(self, incident: str) -> None:
+        """Copy the timeline off site if an event since the last copy asked for it."""
+        if incident in self._copy_due:
+            self._copy_due.discard(incident)
+            self.copy_off_site(incident)
 
     def copy_off_site(self, incident: str) -> None:
         """Bring the off-site copies of the timeline up to date now."""
