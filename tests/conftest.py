@@ -97,9 +97,13 @@ def wait_until(
         time.sleep(0.05)
 
 
-def minutes_ago(minutes: int, then: int = 0) -> str:
-    """The wall-clock time ``minutes`` ago (plus ``then`` minutes), whole minutes, RFC 3339:
-    incident tests declare disasters in the recent past, since one dated hours back is already
-    late and escalates."""
-    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes - then)
+def minutes_ago(minutes: int) -> str:
+    """The wall-clock time ``minutes`` ago, whole minutes, RFC 3339: incident tests declare
+    disasters in the recent past, since one dated hours back is already late and escalates."""
+    moment = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes)
     return clock.rfc3339(moment)
+
+
+def shifted(moment: str, minutes: int) -> str:
+    """``moment`` (RFC 3339) plus ``minutes``."""
+    return clock.rfc3339(clock.parse_rfc3339(moment) + timedelta(minutes=minutes))

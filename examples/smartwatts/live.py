@@ -222,6 +222,26 @@ class Demo:
             start_new_session=True,  # Ctrl-C is ours: the daemon is stopped in order
         )  # fmt: skip
 
+    def capture(self, *args: str) -> str:
+        """Run a drplan command, show its output, and return it."""
+        say(f"$ drplan {' '.join(args)}")
+        proc = subprocess.run([sys.executable, "-m", "drplan", *args], env=self.env,
+                              check=False, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True)  # fmt: skip
+        print(proc.stdout, end="", flush=True)
+        print(proc.stderr, end="", file=sys.stderr, flush=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"drplan {args[0]} failed (exit code {proc.returncode})")
+        return proc.stdout
+
+    def recovery_point(self) -> float:
+        """The newest moment the database can be recovered to (epoch seconds), by the
+        daemon's status: now less the database's RPO exposure."""
+        status = self.status() or {}
+        database = (status.get("data_classes") or {}).get("database") or {}
+        exposure = database.get("exposure_seconds")
+        return time.time() - exposure if exposure is not None else 0.0
+
     def status(self) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(
@@ -372,6 +392,8 @@ def run(demo: Demo, seconds: float) -> None:
          " into a scratch target, validated, RTO and RPO measured")  # fmt: skip
     demo.drplan("drill", "run", "monthly-database", check=False)
 
+    rehearse(demo)
+
     step("drplan status")
     demo.drplan("status", check=False)
 
@@ -396,6 +418,40 @@ def run(demo: Demo, seconds: float) -> None:
         previous = demo.readings
     step("drplan status, at the end")
     demo.drplan("status", check=False)
+
+
+def rehearse(demo: Demo) -> None:
+    """The written plan's database-corruption procedure rehearsed on the same engine as a
+    real incident: the RTO clock, the approval gate, the restore (into a stand-in: the
+    live database is left alone), the clock stopped by the checks, the review."""
+    step("drplan incident declare database-corruption --rehearsal: the RTO clock starts,"
+         " predicted from the drill just run")  # fmt: skip
+    declared_at = time.time()
+    out = demo.capture("incident", "declare", "database-corruption", "--rehearsal",
+                       "--commander", "incident-commander", "--note", "a game day")  # fmt: skip
+    inc = out.split()[0]
+    # The restore goes to just before the declared moment: wait for the WAL stream to
+    # have shipped past it (a partial segment every 10 s).
+    demo.wait_for("the WAL stream to pass the declared moment",
+                  lambda: demo.recovery_point() > declared_at, 60)  # fmt: skip
+    step("Phase 1 by hand, then `incident run`: it stops at the approval gate")
+    demo.drplan("incident", "step", inc, "1.1", "done", "--as", "database-team",
+                "--note", "rehearsal: nothing to contain")  # fmt: skip
+    demo.drplan("incident", "run", inc, check=False)
+    step("Approved by the incident commander: the restore runs, the checks stop the clock")
+    demo.drplan("incident", "approve", inc, "2.1", "--as", "incident-commander")
+    demo.drplan("incident", "run", inc)
+    demo.drplan("incident", "step", inc, "4.1", "done", "--as", "incident-commander")
+    demo.drplan("incident", "status", inc)
+    step("Resolved, reviewed and closed: the rehearsal is recorded as a drill")
+    demo.drplan("incident", "resolve", inc, "--as", "incident-commander")
+    demo.drplan("incident", "note", inc, "--kind", "root-cause-analysis",
+                "a rehearsal: no cause", show=False)  # fmt: skip
+    demo.drplan("incident", "note", inc, "--kind", "recovery-procedure-effectiveness",
+                "the restore met its deadline with room to spare", show=False)  # fmt: skip
+    demo.drplan("incident", "close", inc, "--as", "incident-commander")
+    step(f"drplan incident report {inc}: the post-incident review")
+    demo.drplan("incident", "report", inc)
 
 
 if __name__ == "__main__":

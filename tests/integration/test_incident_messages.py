@@ -262,6 +262,49 @@ def test_a_step_that_outlasts_its_phase_window_is_escalated_while_it_runs(
     assert kinds.index("step_started") < kinds.index("escalated") < kinds.index("step")
 
 
+def test_the_review_says_how_fast_people_were_told(told: Any) -> None:
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    told.receiver_.script[f"/webhook?token={TOKEN}"] = [(503, {})] * 3  # customers: down
+    assert told.cli("notify", inc, "--audience", "customers", "--message", "On it").code == 1
+    assert told.cli("notify", inc, "--message", "Restore under way").code == 0
+    report = json.loads(told.cli("report", inc, "--format", "json").out)
+    comm = report["communication"]
+    first, update = comm["first_notification"], comm["first_update"]
+    assert (first["audience"], first["channel"]) == ("internal", "slack")
+    assert first["after_declaration_seconds"] < 2  # the declaration told them at once
+    assert first["after_disaster_seconds"] == pytest.approx(30 * 60, abs=2)  # DRPLAN_NOW
+    assert (update["audience"], update["channel"]) == ("internal", "slack")
+    assert comm["audiences"] == {"internal": {"delivered": 2, "failed": 0},
+                                 "customers": {"delivered": 0, "failed": 1}}  # fmt: skip
+    text = told.cli("report", inc).out
+    assert "- First notification: 0.0s after the declaration (30m00s after the disaster)," \
+        " to internal on slack" in text  # fmt: skip
+    assert "- customers: 0 delivered, 1 failed" in text
+
+
+def test_a_rehearsal_is_marked_tells_only_the_responders_and_pages_nobody(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = told.cli("declare", "db-loss", "--since", SINCE, "--rehearsal", "--json")
+    assert done.code == 0, done.err
+    inc = json.loads(done.out)["id"]
+    (slack,) = told.receiver_.bodies(f"/slack/{TOKEN}")
+    assert slack["text"] == f"[REHEARSAL] Incident {inc} declared: Database loss (tier 1)"
+    assert "This is a rehearsal: nothing in production is down." in json.dumps(slack)
+    refused = told.cli("notify", inc, "--audience", "customers", "--message", "We are on it")
+    assert refused.code == 2
+    assert "a rehearsal tells only the internal audience" in refused.err
+    assert told.receiver_.bodies(f"/webhook?token={TOKEN}") == []  # customers never told
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T04:11:00Z")  # phase 1 is past its window
+    assert told.cli("run", inc).code == 0
+    assert told.receiver_.bodies("/pagerduty") == []  # nobody woken for a game day
+    escalated = [e for e in told.timeline(inc) if e["kind"] == "escalated"]
+    assert [p["pages"] for p in (e["data"] for e in escalated)] == [[]]
+    internal = told.receiver_.bodies(f"/slack/{TOKEN}")[-1]
+    assert internal["text"] == f"[REHEARSAL] Incident {inc} update: Database loss"
+    assert "phase 1 Respond is past its window" in json.dumps(internal)
+
+
 def test_an_audience_channel_that_is_down_does_not_keep_the_others_from_being_told(
     told: Any,
 ) -> None:

@@ -213,3 +213,69 @@ def test_an_incident_restore_switches_the_recovered_cluster_into_production(
     finally:
         shutil.rmtree(damaged, ignore_errors=True)
     assert run("incident", "verify", inc).code == 0
+
+
+def test_a_rehearsal_recovers_into_a_stand_in_and_leaves_production_alone(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+) -> None:
+    cluster = archived.cluster
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0
+    stream.wait_for(30)
+    scratch = archived.repo.parent / "drills"
+    scratch.mkdir()
+    give_to_server(scratch)
+    plan = local_only(yaml.safe_load(archived.plan.read_text()))
+    plan["systems"]["db"]["data_dir"] = str(cluster.data_dir)
+    plan["drills"]["db-check"] = {"kind": "database", "systems": ["db"],
+                                  "scratch_dir": str(scratch), "validations": {"sql": [
+        {"name": "no reading missing", "query": "select count(*) = max(id) from readings"}]}}  # fmt: skip
+    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update({
+        "approve": "ic", "timeout": "10m",
+        "action": f"restore postgres db --to before-incident --password-file {archived.password_file}",
+    })  # fmt: skip
+    plan["runbooks"]["rb"]["phases"][1]["steps"].append(
+        {"title": "Look at it", "run": 'psql "$DRPLAN_TARGET" -Atc "select count(*) > 0 from readings"'}
+    )  # fmt: skip
+    archived.plan.write_text(yaml.safe_dump(plan))
+    production_pid = (cluster.data_dir / "postmaster.pid").read_text().split()[0]
+    declared = run("incident", "declare", "db-loss", "--systems", "db", "--rehearsal", "--json")
+    assert declared.code == 0, declared.err
+    inc = json.loads(declared.out)["id"]
+    stream.wait_for(10)
+    switch_and_wait_archived(cluster)  # the WAL up to the declared moment
+    assert run("incident", "step", inc, "1.1", "done").code == 0
+    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
+    done = run("incident", "run", inc)
+    assert done.code == 0, done.err + done.out
+    status = json.loads(run("incident", "status", inc, "--json").out)
+    steps = status["phases"][1]["steps"]
+    assert [s["status"] for s in steps] == ["done", "done"], steps
+    assert "production is untouched; db's stand-in runs on 127.0.0.1:" in steps[0]["output"]
+    assert steps[1]["output"].strip() == "t"  # told the stand-in as its target
+    (db,) = status["clock"]["systems"]
+    measured = db["recovered"]
+    assert [(v["name"], v["outcome"]) for v in measured["validations"]] == [
+        ("stand-in", "passed"), ("no reading missing", "passed")]  # fmt: skip
+    assert measured["rpo_seconds"] is not None
+    assert measured["rpo_seconds"] < 5
+    # Production: the same server, never stopped, nothing moved aside, still taking writes.
+    assert (cluster.data_dir / "postmaster.pid").read_text().split()[0] == production_pid
+    assert not list(cluster.data_dir.parent.glob(f"{cluster.data_dir.name}.damaged-*"))
+    assert cluster.sql("select pg_is_in_recovery()")[0][0] is False
+    stream.finish()
+    [home] = (scratch / "rehearsals").iterdir()
+    assert home.name == inc
+    assert (home / "db" / "data" / "postmaster.pid").exists()
+
+    resolved = run("incident", "resolve", inc)
+    assert resolved.code == 0, resolved.err
+    assert f"rehearsal recorded as drill rehearsal-db-loss (run {inc}): passed" in resolved.out
+    assert not (scratch / "rehearsals" / inc).exists()  # the stand-in torn down
+    drills = json.loads(run("drill", "report", "--format", "json").out)
+    (row,) = [r for r in drills["runs"] if r["run"] == inc]
+    assert (row["kind"], row["passed"]) == ("rehearsal", True)
+    assert row["rto_seconds"] == pytest.approx(measured["rto_seconds"], abs=1e-3)
+    assert run("incident", "verify", inc).code == 0

@@ -64,6 +64,19 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     assert "table public.readings" in out
     assert "same checksum as the source" in out
     assert "WAL of smartwatts-db archived up to then" in out
+    # The database-corruption procedure rehearsed: the RTO clock, the gate, the restore
+    # into a stand-in, the clock stopped by the checks, the review; production untouched.
+    assert "REHEARSAL  Database Corruption (database-corruption), tier 1, open" in out
+    assert "on track: median" in out  # predicted from the drill just run
+    assert "waits for approval by incident-commander" in out
+    assert "smartwatts-db recovered and checked: RTO" in out
+    assert "step 3.1 Readings are all there: done (" in out
+    assert "rehearsal recorded as drill rehearsal-database-corruption (run INC-" in out
+    assert "): passed" in out
+    assert "# Post-incident review: INC-" in out
+    assert "| smartwatts-db |" in out
+    assert "(met)" in out
+    assert "Root cause analysis: a rehearsal: no cause" in out
     assert "/metrics" in out
     assert "stop with Ctrl-C" in out
     beats = [line for line in out.splitlines() if "database RPO exposure" in line]

@@ -74,16 +74,23 @@ def _copy_off_site(incident: Incident, body: bytes, entries: int) -> list[str]:
 @click.option("--commander", metavar="ROLE", help="The incident commander's role.")
 @click.option("--note", metavar="TEXT", help="What is known so far.")
 @click.option("--as", "actor", metavar="ROLE", help="The role declaring it.")
+@click.option(
+    "--rehearsal",
+    is_flag=True,
+    help="A game day: production writes go to stand-ins, messages to the internal audience"
+    " only (marked), no pager; recorded as a drill of the whole runbook when resolved.",
+)
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the incident as JSON.")
 @pass_settings
 def declare_command(
     settings: Settings, /, scenario: str, systems: str | None, since: str | None,
-    commander: str | None, note: str | None, actor: str | None, catalog: str | None,
-    as_json: bool,
+    commander: str | None, note: str | None, actor: str | None, rehearsal: bool,
+    catalog: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Open an incident of SCENARIO: its systems, the disaster moment, the plan's version;
-    each system's deadline (the disaster moment plus its RTO) and its phase windows."""
+    each system's deadline (the disaster moment plus its RTO) and its phase windows. With
+    --rehearsal, the same engine runs without touching production."""
     plan_file = settings.load(actions=True)
     moment = None
     if since is not None:
@@ -96,7 +103,7 @@ def declare_command(
     with _incidents(catalog) as service:
         incident = service.declare(
             plan_file.plan, plan_file.path, scenario, actor, now, systems=chosen,
-            since=moment, commander=commander, note=note, rehearsal=False,
+            since=moment, commander=commander, note=note, rehearsal=rehearsal,
         )  # fmt: skip
         if plan_file.plan.communication is not None:
             _tell(service, incident, "internal", "initial", note)
@@ -343,6 +350,12 @@ def resolve_command(
         service.warnings += close_pages(service, found.declared_plan(), found, "resolve")
         if found.declared_plan().communication is not None:
             _tell(service, service.load(found.id), "internal", "resolution", None)
+        if found.declared.get("rehearsal"):
+            from drplan.incidents.rehearsal import finish  # noqa: PLC0415
+
+            for line in finish(service, service.load(found.id), found.declared_plan(),
+                               clock.now()):  # fmt: skip
+                console().print(line, highlight=False)
 
 
 @incident_group.command("close", short_help="Close after the review.")

@@ -3,6 +3,7 @@ and ``drplan restore postgres SYSTEM --target-dir DIR`` (a cluster from its base
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from string import hexdigits
@@ -26,11 +27,14 @@ from drplan.errors import (
     IntegrityError,
     UsageError,
 )
+from drplan.incidents.points import INCIDENT_ENV
 from drplan.recovery.files import RestoreOptions, refuse_target, restore_files
 
 if TYPE_CHECKING:
     from drplan.drills.last_good import Search
+    from drplan.incidents.rehearsal import StandIn
     from drplan.plan.loader import PlanFile
+    from drplan.plan.model import Plan
     from drplan.recovery.pitr import Reached, Target
     from drplan.recovery.postgres import ClusterRestore
 
@@ -238,6 +242,11 @@ def postgres_command(
         search = _last_good(settings, plan_file, password_file, system_name, as_json)
         assert search.found is not None
         target = search.found
+    extra: dict[str, Any] = {"last_good": search.as_dict()} if search is not None else {}
+    stand_in = _stand_in(plan_file.plan, system_name) if production else None
+    if stand_in is not None:  # a rehearsal: production is left alone
+        target_dir, start, port, production = str(stand_in.data_dir), True, stand_in.port, False
+        extra["rehearsal"] = {"stand_in": str(stand_in.data_dir), "port": stand_in.port}
     if production:
         _into_production(settings, plan_file, system_name, system, target, repo_ref,
                          password_file, as_json, search)  # fmt: skip
@@ -254,6 +263,9 @@ def postgres_command(
         reach_of=lambda ref: reach_of(settings, ref, password_file, system_name),
         location=repo_ref,
         password_file=password_file,
+        # A stand-in recovers from WAL fetched beside it first, as a drill's scratch server
+        # does: its server needs neither drplan, the password, nor the location.
+        staged_wal=stand_in.data_dir.parent / "wal" if stand_in else None,
         force=force,
         spaces=spaces,
         start=start,
@@ -271,8 +283,27 @@ def postgres_command(
         port if start else None,
         note,
         as_json,
-        {"last_good": search.as_dict()} if search is not None else {},
+        extra,
     )
+    if stand_in is not None:
+        from drplan.incidents.rehearsal import keep  # noqa: PLC0415
+
+        keep(plan_file.plan, os.environ[INCIDENT_ENV], stand_in)
+        if not as_json:
+            click.echo(f"rehearsal: production is untouched; {system_name}'s stand-in runs on"
+                       f" 127.0.0.1:{stand_in.port} until the rehearsal is resolved")  # fmt: skip
+
+
+def _stand_in(plan: Plan, system_name: str) -> StandIn | None:
+    """Where a production restore goes instead when the incident it runs in is a
+    rehearsal (None: a real incident, production it is)."""
+    from drplan.incidents.rehearsal import new_stand_in, rehearsing  # noqa: PLC0415
+
+    incident = os.environ.get(INCIDENT_ENV)
+    if not rehearsing(incident):
+        return None
+    assert incident is not None
+    return new_stand_in(plan, incident, system_name)
 
 
 def _production(
@@ -280,10 +311,6 @@ def _production(
 ) -> bool:
     """Whether the restore goes into production: asked for, or implied in an incident's
     step that names no directory. Flags that only make sense for a copy are refused."""
-    import os  # noqa: PLC0415
-
-    from drplan.incidents.points import INCIDENT_ENV  # noqa: PLC0415
-
     if target_dir is not None:
         if asked:
             raise UsageError("--production and --target-dir exclude each other",
@@ -301,23 +328,28 @@ def _production(
     return True
 
 
+def _server_env(settings: Settings, password_file: str | None) -> dict[str, str]:
+    """The environment of a server that stays up: its restore_command (drplan wal fetch)
+    reads the repository password from it while it recovers, not a file its user may not
+    read."""
+    from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV  # noqa: PLC0415
+
+    server_env = {**os.environ, PASSWORD_ENV: password(settings, password_file).decode()}
+    server_env.pop(PASSWORD_FILE_ENV, None)
+    return server_env
+
+
 def _into_production(
     settings: Settings, plan_file: PlanFile, system_name: str, system: Any, target: Target,
     repo_ref: str | None, password_file: str | None, as_json: bool, search: Search | None,
 ) -> None:  # fmt: skip
     """Recover beside production, verified, then switch it in (``recovery.switch``)."""
-    import os  # noqa: PLC0415
-
     from drplan.recovery.recover import recover  # noqa: PLC0415
     from drplan.recovery.switch import production_dirs, switch_in  # noqa: PLC0415
-    from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV  # noqa: PLC0415
 
     now = clock.now()
     data, staged = production_dirs(system_name, system, now)
-    # The server's restore_command (drplan wal fetch) reads the password from its
-    # environment while it recovers: no file its user may not read.
-    server_env = {**os.environ, PASSWORD_ENV: password(settings, password_file).decode()}
-    server_env.pop(PASSWORD_FILE_ENV, None)
+    server_env = _server_env(settings, password_file)
 
     def tell(line: str) -> None:
         if not as_json:

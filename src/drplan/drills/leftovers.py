@@ -47,7 +47,7 @@ def clear_abandoned(base: Path) -> list[Path]:
     for root in roots:
         if _owned(root):
             continue
-        _stop_server(root / "data")
+        stop_server(root / "data")
         remove_tree(root, ignore_errors=True)
         cleared.append(root)
     return cleared
@@ -74,7 +74,7 @@ def _boot_id() -> str:
         return "unknown"
 
 
-def _stop_server(data_dir: Path) -> None:
+def stop_server(data_dir: Path) -> None:
     """Stop the scratch server running on ``data_dir``, if one does: an immediate
     shutdown (it is thrown away), then a kill. Only a postgres process of that very
     data directory is signalled."""

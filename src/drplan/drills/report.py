@@ -179,6 +179,8 @@ def report(
 def _run(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "drill": row["drill"],
+        "kind": row.get("kind"),
+        "run": row.get("run"),
         "started_at": clock.rfc3339(row["started_at"]),
         "passed": bool(row["passed"]),
         "rto_seconds": row["rto_seconds"],

@@ -88,7 +88,10 @@ class Escalator:
         summary = f"{incident.id} {incident.declared['title']}: {late.reason}; paging {who}"
         data: dict[str, Any] = {"key": late.key, "level": level, "role": role,
                                 "reason": late.reason, "pages": []}  # fmt: skip
-        pagers = [n for n, c in self.plan.channels.items() if c.kind == "pagerduty"]
+        # A rehearsal pages nobody: its escalations go to the internal channel, marked.
+        pagers = [] if incident.declared.get("rehearsal") else [
+            n for n, c in self.plan.channels.items() if c.kind == "pagerduty"
+        ]  # fmt: skip
         problem = Problem(
             f"{incident.id}:{late.key}", TIER_SEVERITY[incident.declared["tier"]], summary, None,
             {"incident": incident.id, "role": role, "holder": str(holder.get("holder", "")),

@@ -29,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict
 from drplan import clock
 from drplan.drills.validations import Validation, command_check, sql_check, timed
 from drplan.errors import DrplanError
+from drplan.incidents.rehearsal import stand_ins_of
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import Incident, StepState
 from drplan.incidents.timeline import Event, instant
@@ -64,14 +65,17 @@ class Checked:
         return "clock_stopped", data
 
 
-def check_recovered(plan: Plan, system_name: str, since: datetime) -> Checked:
-    """Run the system's checks against the system itself."""
+def check_recovered(
+    plan: Plan, system_name: str, since: datetime, stand_in: str | None = None
+) -> Checked:
+    """Run the system's checks against the system itself (``stand_in``: the connection of
+    the server standing in for it in a rehearsal)."""
     checks = _checks_of(plan, system_name)
     found = Checked(system_name)
     system = plan.systems[system_name]
     env = dict(os.environ)
     if isinstance(system, PostgresSystem):
-        env.update(_postgres(plan, system_name, system, checks, since, found))
+        env.update(_postgres(plan, system_name, system, checks, since, found, stand_in))
     for command in checks.commands:
         found.validations.append(
             timed(command.name, "command", partial(command_check, command, env))
@@ -81,15 +85,16 @@ def check_recovered(plan: Plan, system_name: str, since: datetime) -> Checked:
 
 def _postgres(
     plan: Plan, name: str, system: PostgresSystem, checks: DrillValidations, since: datetime,
-    found: Checked,
+    found: Checked, stand_in: str | None,
 ) -> dict[str, str]:  # fmt: skip
     """The PostgreSQL checks, recorded in ``found``; the environment smoke commands get."""
     from drplan.sources.postgres.cluster import connect  # noqa: PLC0415
 
-    params = conninfo_to_dict(system.connection)
+    connection = stand_in or system.connection
+    where = "in production" if stand_in is None else "stand-in"
     try:
         password = system.password.resolve() if system.password else None
-        with connect(system.connection, password, name) as conn:
+        with connect(connection, password, name) as conn:
             row = conn.execute(
                 "select pg_is_in_recovery(), pg_last_xact_replay_timestamp()"
             ).fetchone()
@@ -97,7 +102,7 @@ def _postgres(
             in_recovery, newest = bool(row[0]), row[1]
             found.newest = newest if isinstance(newest, datetime) else None
             found.validations.append(Validation(
-                "in production", "connection", "failed" if in_recovery else "passed", 0.0,
+                where, "connection", "failed" if in_recovery else "passed", 0.0,
                 "still in recovery" if in_recovery else "accepts writes: out of recovery",
             ))  # fmt: skip
             point = found.newest or since
@@ -106,9 +111,15 @@ def _postgres(
                     timed(check.name, "sql", partial(sql_check, conn, check, point, since))
                 )
     except DrplanError as exc:
-        found.validations.append(Validation("in production", "connection", "failed", 0.0,
-                                            exc.message))  # fmt: skip
+        found.validations.append(Validation(where, "connection", "failed", 0.0, exc.message))
         return {}
+    return libpq_env(connection, password)
+
+
+def libpq_env(connection: str, password: str | None) -> dict[str, str]:
+    """The libpq environment (``PGHOST``...) that reaches ``connection``: what smoke
+    commands and a runbook's shell steps get."""
+    params = conninfo_to_dict(connection)
     host, port = str(params.get("host") or ""), str(params.get("port") or "5432")
     env = {"PGHOST": host, "PGPORT": port, "PGUSER": str(params.get("user") or ""),
            "PGDATABASE": str(params.get("dbname") or "postgres")}  # fmt: skip
@@ -133,10 +144,15 @@ def stop_clocks(
     """After ``step`` succeeded: check each affected system it recovers, and stop its clock
     when the checks pass (the events recorded, in order)."""
     events = []
+    stand_ins = stand_ins_of(plan, incident.id) if incident.declared.get("rehearsal") else {}
     for system in step.recovers:
         if system not in incident.systems or system in incident.recovered:
             continue
-        checked = check_recovered(plan, system, incident.since)
+        spec = plan.systems[system]
+        stand_in = stand_ins.get(system)
+        connection = (stand_in.connection(spec.connection)
+                      if stand_in is not None and isinstance(spec, PostgresSystem) else None)  # fmt: skip
+        checked = check_recovered(plan, system, incident.since, connection)
         kind, data = checked.event(step.id, incident.since, now())
         events.append(service.record(incident.id, kind, DRIVER, data, now()))
     return events

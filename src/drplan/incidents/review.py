@@ -57,10 +57,7 @@ def review(incident: Incident, now: datetime) -> dict[str, Any]:
             {"at": clock.rfc3339(e.at), "actor": e.actor, "what": summary(e.kind, e.data)}
             for e in incident.events
         ],
-        "communication": {
-            "first_notification_seconds": None,
-            "note": "no notification is recorded: drplan's incident communication is not built yet",
-        },
+        "communication": _communication(incident),
         "review": {
             "headings": [
                 {"heading": h, "notes": [n["text"] for n in notes if n.get("heading") == h]}
@@ -75,6 +72,31 @@ def review(incident: Incident, now: datetime) -> dict[str, Any]:
         },
         "lessons": _lessons(systems, phases),
     }
+
+
+def _communication(incident: Incident) -> dict[str, Any]:
+    """How fast people were told: the first message delivered (any audience) and the first
+    update after it, in seconds from the declaration and from the disaster moment; per
+    audience, what was delivered and what failed."""
+    sent = [e for e in incident.events if e.kind == "message"]
+    delivered = [e for e in sent if e.data.get("delivered")]
+    first = delivered[0] if delivered else None
+    update = next((e for e in delivered if e.data.get("kind") == "update"), None)
+
+    def timed(event: Any) -> dict[str, Any] | None:
+        if event is None:
+            return None
+        return {"at": clock.rfc3339(event.at), "audience": event.data["audience"],
+                "channel": event.data.get("channel"),
+                "after_declaration_seconds": round((event.at - incident.declared_at).total_seconds(), 3),
+                "after_disaster_seconds": round((event.at - incident.since).total_seconds(), 3)}  # fmt: skip
+
+    audiences: dict[str, dict[str, int]] = {}
+    for event in sent:
+        counts = audiences.setdefault(event.data["audience"], {"delivered": 0, "failed": 0})
+        counts["delivered" if event.data.get("delivered") else "failed"] += 1
+    return {"first_notification": timed(first), "first_update": timed(update),
+            "audiences": audiences, "calls": sum(1 for e in sent if e.data.get("call_task"))}  # fmt: skip
 
 
 def _drilled(incident: Incident) -> dict[str, dict[str, Any]]:

@@ -47,8 +47,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {p['number']} {_cell(p['name'])} | {window} | {actual} |"
                      f" {span(p['duration_seconds'])} | {'yes' if p['overran'] else 'no'} |"
                      f" {_cell(', '.join(bad) or '-')} |")  # fmt: skip
-    comm = data["communication"]
-    lines += ["", "## Communication", "", _cell(comm["note"])]
+    lines += ["", "## Communication", "", *_communication(data["communication"])]
     lines += ["", "## Lessons", ""] + ([f"- {x}" for x in data["lessons"]] or ["None found."])
     lines += ["", "## Review", ""]
     for h in data["review"]["headings"]:
@@ -65,6 +64,31 @@ def markdown(data: dict[str, Any]) -> str:
     lines += ["", "## Timeline", "", "| time | who | what |", "|---|---|---|"]
     lines += [f"| {e['at']} | {_cell(e['actor'])} | {_cell(e['what'])} |" for e in data["timeline"]]
     return "\n".join(lines) + "\n"
+
+
+def _communication(comm: dict[str, Any]) -> list[str]:
+    if not comm["audiences"]:
+        return ["No message was sent (the plan has no communication section, or nobody was told)."]
+    lines = []
+    for label, key in (
+        ("First notification", "first_notification"),
+        ("First update", "first_update"),
+    ):
+        told = comm[key]
+        lines.append(f"- {label}: " + (
+            f"{_precise(told['after_declaration_seconds'])} after the declaration"
+            f" ({_precise(told['after_disaster_seconds'])} after the disaster), to {told['audience']}"
+            f" on {told['channel']}" if told else "none delivered"))  # fmt: skip
+    for audience, counts in comm["audiences"].items():
+        lines.append(f"- {audience}: {counts['delivered']} delivered, {counts['failed']} failed")
+    if comm["calls"]:
+        lines.append(f"- {comm['calls']} call task(s): drplan cannot place calls")
+    return lines
+
+
+def _precise(seconds: float) -> str:
+    """Seconds to a tenth under a minute (how fast the first message went matters)."""
+    return f"{seconds:.1f}s" if seconds < 60 else span(seconds)
 
 
 def as_html(data: dict[str, Any]) -> str:

@@ -144,8 +144,9 @@ class Driver:
         # The clocks are stopped before the timeline is copied off site: the copy is the
         # engine's housekeeping, not part of the recovery it measures.
         self.service.record(incident.id, "step", DRIVER, data, self.now(), copy=False)
+        said = data.get("note") or (_last_line(done.output) if done.output.strip() else "")
         self._tell(f"step {step.id} {step.title}: {outcome}"
-                   + (f" ({data['note']})" if "note" in data else ""))  # fmt: skip
+                   + (f" ({said})" if any(c.isalnum() for c in said) else ""))  # fmt: skip
         if outcome == "done" and step.recovers:
             from drplan.incidents.recovered import stop_clocks  # noqa: PLC0415 - psycopg
 
@@ -243,6 +244,22 @@ def _context(
     if names:
         env["DRPLAN_TARGET_SYSTEM"] = names[0]
         env["DRPLAN_TARGET"] = connections[names[0]]
+        if incident.declared.get("rehearsal"):  # the stand-in, once a step has made it
+            from drplan.incidents.rehearsal import stand_ins_of  # noqa: PLC0415
+
+            stand_in = stand_ins_of(plan(incident.id), incident.id).get(names[0])
+            if stand_in is not None:
+                env["DRPLAN_TARGET"] = stand_in.connection(connections[names[0]])
+        if step.run is not None:  # a shell step reaches the target as smoke checks do
+            from drplan.incidents.recovered import libpq_env  # noqa: PLC0415
+            from drplan.plan.model import PostgresSystem  # noqa: PLC0415
+
+            system = plan(incident.id).systems[names[0]]
+            assert isinstance(system, PostgresSystem)
+            password = None
+            with contextlib.suppress(DrplanError):  # not set here: the step has its own way
+                password = system.password.resolve() if system.password else None
+            env.update(libpq_env(env["DRPLAN_TARGET"], password))
     return env
 
 

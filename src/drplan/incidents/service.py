@@ -30,7 +30,7 @@ log = logging.getLogger("drplan.incidents")
 ID_ATTEMPTS = 20
 # Events after which the off-site copies are brought up to date (a step: when it settled
 # its phase; the declaration: once its first message is out, see ``copy_off_site``).
-REPLICATED = {"step", "clock_stopped", "resolved", "closed", "resumed"}
+REPLICATED = {"step", "clock_stopped", "resolved", "closed", "resumed", "rehearsed"}
 
 
 @dataclass
@@ -320,6 +320,10 @@ class Incidents:
         return f"{role} ({user})"
 
     # -- the catalog, when it answers -----------------------------------------------------------
+
+    def reachable_catalog(self) -> Catalog | None:
+        """The catalog, or None when it does not answer (said in the warnings)."""
+        return self._reach()
 
     def _reach(self) -> Catalog | None:
         if self._catalog_down:

@@ -172,6 +172,8 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
                                          for p in d["pages"]) or "no pager: told internal")),
     "acknowledged": lambda d: f"acknowledged: {', '.join(d['keys'])}",
     "resumed": lambda d: f"taken over from the copy in {d['from']} ({d['entries']} entries)",
+    "rehearsed": lambda d: (f"rehearsal recorded as drill {d['drill']}: "
+                            + ("passed" if d["passed"] else "did not pass")),
 }  # fmt: skip
 
 

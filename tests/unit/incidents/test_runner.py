@@ -21,7 +21,7 @@ import yaml
 
 from drplan.liveness import alive
 from testbed.plans import clean_plan
-from tests.conftest import Result, minutes_ago, wait_until
+from tests.conftest import Result, minutes_ago, shifted, wait_until
 
 Run = Callable[..., Result]
 SINCE = minutes_ago(20)
@@ -225,7 +225,7 @@ def test_a_recovering_step_stops_the_clock_only_once_the_checks_pass(
         "commands": [{"name": "web answers", "run": f"test -e {healthy}"}]}}  # fmt: skip
     deploy = {"title": "Deploy web", "recovers": ["web"], "unattended": True, "run": "true"}
     inc = incident.declare(deploy, plan=raw)
-    monkeypatch.setenv("DRPLAN_NOW", minutes_ago(20, then=60))  # an hour after the disaster
+    monkeypatch.setenv("DRPLAN_NOW", shifted(SINCE, 60))  # an hour after the disaster
     assert incident.cli("run", inc).code == 0
     status = json.loads(incident.cli("status", inc, "--json").out)
     web = next(s for s in status["clock"]["systems"] if s["system"] == "web")
@@ -248,7 +248,7 @@ def test_a_step_recorded_by_hand_stops_the_clock_of_a_system_without_checks(
     incident: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inc = incident.declare({"title": "Rebuild web", "owner": "dba", "recovers": ["web"]})
-    monkeypatch.setenv("DRPLAN_NOW", minutes_ago(20, then=30))
+    monkeypatch.setenv("DRPLAN_NOW", shifted(SINCE, 30))
     done = incident.cli("step", inc, "1.1", "done", "--as", "dba")
     assert done.code == 0, done.err
     assert "web recovered and checked: RTO 1800s, RPO unknown (step 1.1)" in done.out
