@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +21,7 @@ import yaml
 
 from drplan import clock
 from testbed.plans import local_only
-from tests.conftest import Result
+from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import free_port, give_to_server
 from tests.integration.test_postgres_pitr import (  # noqa: F401 - fixtures
     Archived,
@@ -279,3 +283,111 @@ def test_a_rehearsal_recovers_into_a_stand_in_and_leaves_production_alone(
     assert (row["kind"], row["passed"]) == ("rehearsal", True)
     assert row["rto_seconds"] == pytest.approx(measured["rto_seconds"], abs=1e-3)
     assert run("incident", "verify", inc).code == 0
+
+
+def test_a_data_center_failure_is_recovered_from_the_offsite_copy_at_the_recovery_site(
+    run: Run,
+    archived: Archived,  # noqa: F811
+    stream: Stream,  # noqa: F811
+    pg_scratch: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The site is lost at T with everything on it: production, the primary location, the
+    incident's journal and catalog, and the process driving the runbook (kill -9 halfway).
+    At the recovery site the incident is taken over from the off-site copy of its
+    timeline, and the database comes back from the off-site location alone, to just
+    before T, on the service's address, where the checks stop its clock."""
+    cluster = archived.cluster
+    offsite = pg_scratch / "offsite"
+    site_a, site_b = tmp_path / "site-a", tmp_path / "site-b"
+    provisioned, at_site_b = tmp_path / "provisioning", tmp_path / "at-the-recovery-site"
+    target = pg_scratch / "recovered"
+    give_to_server(pg_scratch)
+    plan = yaml.safe_load(archived.plan.read_text())
+    plan["locations"] = {"local": plan["locations"]["local"],
+                         "offsite": {"role": "secondary", "kind": "local", "path": str(offsite)}}  # fmt: skip
+    plan["data_classes"]["database"]["locations"] = ["local", "offsite"]
+    for job in plan["jobs"].values():
+        job["locations"] = ["local", "offsite"]
+    plan["scenarios"]["db-loss"]["recover_from"] = ["offsite"]
+    plan["drills"]["db-check"] = {"kind": "database", "systems": ["db"], "validations": {
+        "sql": [{"name": "no reading missing", "query": "select count(*) = max(id) from readings"}],
+    }}  # fmt: skip
+    plan["runbooks"]["rb"]["phases"][1]["steps"] = [
+        {"title": "Provision the recovery site", "rerun": "safe", "unattended": True,
+         "run": f"touch {provisioned}; test -e {at_site_b} || sleep 60"},
+        {"title": "Restore db at the recovery site", "approve": "ic", "timeout": "10m",
+         "recovers": ["db"], "rerun": "safe",
+         "action": f"restore postgres db --to before-incident --target-dir {target} --force"
+                   f" --start --port {cluster.port} --password-file {archived.password_file}"
+                   " --json"},
+    ]  # fmt: skip
+    archived.plan.write_text(yaml.safe_dump(plan))
+    copied = run("copy", "--from", "local", "--to", "offsite")  # a replica, off site
+    assert copied.code == 0, copied.err
+    give_to_server(offsite)
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(site_a))
+
+    stream.wait_for(20)
+    assert run("backup", "db-full").code == 0  # written to local, copied off site
+    stream.wait_for(30)
+    last_before, at = stream.committed[-1]
+    since = datetime.fromtimestamp(at, UTC)  # T: the site is lost right after this commit
+    stream.wait_for(30)
+    stream.finish()
+    switch_and_wait_archived(cluster)  # what the archive had shipped off site by then
+    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
+                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
+    assert declared.code == 0, declared.err
+    inc = json.loads(declared.out)["id"]
+    assert run("incident", "step", inc, "1.1", "done", "--as", "ic").code == 0
+
+    # Halfway through the runbook the site goes: the driver (kill -9) and its step...
+    driver = subprocess.Popen([sys.executable, "-m", "drplan", "incident", "run", inc],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    wait_until(provisioned.exists, "the recovery site's provisioning to start")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    step = json.loads(run("incident", "status", inc, "--json").out)["phases"][1]["steps"][0]
+    os.killpg(step["running"]["pid"], signal.SIGKILL)
+    # ... production, the incident's journal and catalog, and the primary location.
+    subprocess.run([*cluster.run_as, str(cluster.bin_dir / "pg_ctl"), "-D",
+                    str(cluster.data_dir), "stop", "-m", "immediate"],
+                   capture_output=True, check=True, timeout=60)  # fmt: skip
+    shutil.rmtree(site_a)
+    shutil.rmtree(archived.repo)
+    at_site_b.touch()
+
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(site_b))
+    taken = run("incident", "resume", inc, "--from", "offsite")
+    assert taken.code == 0, taken.err
+    waiting = run("incident", "run", inc)  # provisioning again (safe), then the gate
+    assert waiting.code == 0, waiting.err
+    assert "waits for approval by ic" in waiting.out
+    assert run("incident", "approve", inc, "2.2", "--as", "ic").code == 0
+    done = run("incident", "run", inc)
+    assert done.code == 0, done.err + done.out
+    try:
+        status = json.loads(run("incident", "status", inc, "--json").out)
+        restore = status["phases"][1]["steps"][1]
+        assert (restore["status"], restore["exit_code"]) == ("done", 0), restore["output"]
+        restored = json.loads(restore["output"])
+        assert restored["location"] == "offsite"  # the primary is gone
+        assert restored["note"] is None
+        ids = restored_ids(cluster.port, cluster.password)
+        assert ids == [i for i, _ in stream.committed if i <= last_before]  # to just before T
+        (db,) = status["clock"]["systems"]
+        measured = db["recovered"]
+        assert [(v["name"], v["outcome"]) for v in measured["validations"]] == [
+            ("in production", "passed"), ("no reading missing", "passed")]  # fmt: skip
+        assert 0 <= measured["rpo_seconds"] < 1
+        assert measured["rto_seconds"] > 0
+    finally:
+        stop_restored(cluster, target)
+    assert run("incident", "verify", inc).code == 0
+    report = json.loads(run("incident", "report", inc, "--format", "json").out)
+    (system,) = report["systems"]
+    assert system["rto_seconds"] == pytest.approx(measured["rto_seconds"])
+    assert system["rto_met"] is True

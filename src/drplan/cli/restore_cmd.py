@@ -228,7 +228,12 @@ def postgres_command(
     when it starts, replay archived WAL to the point asked for; with --production, into
     the system's data_dir in place of the damaged cluster, which is kept aside."""
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
-    from drplan.incidents.points import LAST_GOOD, POINTS, incident_target  # noqa: PLC0415
+    from drplan.incidents.points import (  # noqa: PLC0415
+        LAST_GOOD,
+        POINTS,
+        incident_locations,
+        incident_target,
+    )
     from drplan.recovery.pitr import parse_target  # noqa: PLC0415
     from drplan.recovery.recover import recover  # noqa: PLC0415
 
@@ -242,6 +247,8 @@ def postgres_command(
         search = _last_good(settings, plan_file, password_file, system_name, as_json)
         assert search.found is not None
         target = search.found
+    # In an incident, with no --repo: only the locations its scenario recovers from.
+    candidates = None if repo_ref else incident_locations()
     extra: dict[str, Any] = {"last_good": search.as_dict()} if search is not None else {}
     stand_in = _stand_in(plan_file.plan, system_name) if production else None
     if stand_in is not None:  # a rehearsal: production is left alone
@@ -249,7 +256,7 @@ def postgres_command(
         extra["rehearsal"] = {"stand_in": str(stand_in.data_dir), "port": stand_in.port}
     if production:
         _into_production(settings, plan_file, system_name, system, target, repo_ref,
-                         password_file, as_json, search)  # fmt: skip
+                         candidates, password_file, as_json, search)  # fmt: skip
         return
     assert target_dir is not None
     recovered = recover(
@@ -262,6 +269,7 @@ def postgres_command(
         open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
         reach_of=lambda ref: reach_of(settings, ref, password_file, system_name),
         location=repo_ref,
+        candidates=candidates,
         password_file=password_file,
         # A stand-in recovers from WAL fetched beside it first, as a drill's scratch server
         # does: its server needs neither drplan, the password, nor the location.
@@ -341,7 +349,8 @@ def _server_env(settings: Settings, password_file: str | None) -> dict[str, str]
 
 def _into_production(
     settings: Settings, plan_file: PlanFile, system_name: str, system: Any, target: Target,
-    repo_ref: str | None, password_file: str | None, as_json: bool, search: Search | None,
+    repo_ref: str | None, candidates: list[str] | None, password_file: str | None,
+    as_json: bool, search: Search | None,
 ) -> None:  # fmt: skip
     """Recover beside production, verified, then switch it in (``recovery.switch``)."""
     from drplan.recovery.recover import recover  # noqa: PLC0415
@@ -359,7 +368,8 @@ def _into_production(
         plan_file.plan, plan_file.path, system_name, system, target, staged,
         open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
         reach_of=lambda ref: reach_of(settings, ref, password_file, system_name),
-        location=repo_ref, password_file=None, server_env=server_env, check_fetch=True,
+        location=repo_ref, candidates=candidates, password_file=None, server_env=server_env,
+        check_fetch=True,
     )  # fmt: skip
     tell(f"recovered {system_name} into {staged}, verified with pg_verifybackup")
     switched = switch_in(staged, data, recovered.binaries.tool("pg_ctl"),

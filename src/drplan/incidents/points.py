@@ -46,3 +46,16 @@ def incident_moment() -> datetime | None:
         return None
     with open_incidents() as service:
         return service.load(incident_id).since
+
+
+def incident_locations() -> list[str] | None:
+    """The locations the current incident's scenario recovers from (its `recover_from`:
+    the off-site ones when the data center is lost); None in no incident, or when the
+    scenario names none."""
+    from drplan.incidents.service import open_incidents  # noqa: PLC0415 - SQLAlchemy is slow
+
+    incident_id = os.environ.get(INCIDENT_ENV)
+    if not incident_id:
+        return None
+    with open_incidents() as service:
+        return list(service.load(incident_id).declared.get("recover_from") or []) or None

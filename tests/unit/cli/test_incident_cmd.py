@@ -18,6 +18,7 @@ import yaml
 from drplan import clock
 from drplan.catalog.store import Catalog
 from drplan.incidents.journal import Journal
+from drplan.incidents.points import INCIDENT_ENV, incident_locations
 from drplan.incidents.predict import AT_RISK, NEVER_DRILLED, ON_TRACK, WILL_MISS, predict
 from drplan.incidents.service import Incidents
 from drplan.plan.loader import load_plan
@@ -435,3 +436,15 @@ def test_the_review_sets_each_recovery_against_its_objective_and_its_drills(
     assert page.count("<svg") == 2  # the Gantt chart and the RTO bars
     assert "<script" not in page
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+
+
+def test_restores_in_an_incident_use_the_locations_its_scenario_recovers_from(
+    sw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert incident_locations() is None  # in no incident: the system's own locations
+    lost = declared(sw, "data-center-failure", "--since", SINCE)["id"]
+    corrupt = declared(sw, "database-corruption", "--since", SINCE)["id"]
+    monkeypatch.setenv(INCIDENT_ENV, lost)
+    assert incident_locations() == ["secondary", "cloud"]  # the data center is gone
+    monkeypatch.setenv(INCIDENT_ENV, corrupt)
+    assert incident_locations() is None  # the scenario names none: every location
