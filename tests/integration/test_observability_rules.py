@@ -56,6 +56,16 @@ def test_the_rules_pass_promtool_and_fire_when_jobs_are_late_or_rpo_breached(
                 {"series": 'drplan_rpo_status{data_class="database",location="primary",status="breached"}',
                  "values": "0 0 1x10"},
                 {"series": "drplan_rpo_assessed_timestamp_seconds", "values": "0+60x60"},
+                # an incident whose phase 1 runs over at minute 2, and its database's
+                # deadline passing at minute 3; a rehearsal open beside it
+                {"series": 'drplan_incidents_open{scenario="database-corruption",tier="1",rehearsal="false"}',
+                 "values": "1x10"},
+                {"series": 'drplan_incidents_open{scenario="database-corruption",tier="1",rehearsal="true"}',
+                 "values": "1x10"},
+                {"series": 'drplan_incident_phases_overrun{incident="INC-7K3Q",scenario="database-corruption"}',
+                 "values": "0 0 1x8"},
+                {"series": 'drplan_incident_rto_remaining_seconds{incident="INC-7K3Q",system="smartwatts-db",scenario="database-corruption"}',
+                 "values": "150-60x10"},
             ],
             "alert_rule_test": [
                 {"eval_time": "15m", "alertname": "DrplanJobLate", "exp_alerts": []},
@@ -70,6 +80,23 @@ def test_the_rules_pass_promtool_and_fire_when_jobs_are_late_or_rpo_breached(
                     "exp_annotations": {"summary": "RPO breached: database in primary"},
                 }]},
                 {"eval_time": "30m", "alertname": "DrplanDaemonDown", "exp_alerts": []},
+                {"eval_time": "1m", "alertname": "DrplanIncidentOpen", "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "scenario": "database-corruption",
+                                   "tier": "1", "rehearsal": "false"},
+                    "exp_annotations": {"summary": "1 incident(s) of database-corruption open (tier 1)"},
+                }]},  # the rehearsal pages nobody
+                {"eval_time": "1m", "alertname": "DrplanIncidentPhaseOverrun", "exp_alerts": []},
+                {"eval_time": "2m", "alertname": "DrplanIncidentPhaseOverrun", "exp_alerts": [{
+                    "exp_labels": {"severity": "error", "incident": "INC-7K3Q",
+                                   "scenario": "database-corruption"},
+                    "exp_annotations": {"summary": "incident INC-7K3Q: 1 phase(s) past their window"},
+                }]},
+                {"eval_time": "2m", "alertname": "DrplanIncidentRtoMissed", "exp_alerts": []},
+                {"eval_time": "3m", "alertname": "DrplanIncidentRtoMissed", "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "incident": "INC-7K3Q",
+                                   "system": "smartwatts-db", "scenario": "database-corruption"},
+                    "exp_annotations": {"summary": "incident INC-7K3Q: smartwatts-db is past its RTO deadline"},
+                }]},
             ],
         }],
     }  # fmt: skip

@@ -274,6 +274,7 @@ def write_report(
     import json  # noqa: PLC0415
 
     from drplan.drills.report import as_html, markdown, report  # noqa: PLC0415
+    from drplan.incidents.outcomes import from_catalog, recoveries  # noqa: PLC0415
 
     plan = settings.load().plan
     now = clock.now()
@@ -281,9 +282,12 @@ def write_report(
     store = _open_catalog(catalog)
     try:
         rows = store.drills(since=start, limit=100_000)
+        incidents, left_out = from_catalog(store, start)
     finally:
         store.close()
-    data = report(plan, rows, now, runs=runs)
+    for why in left_out:
+        click.echo(f"drplan: warning: incident left out of the KPIs: {why}", err=True)
+    data = report(plan, rows, now, runs=runs, incidents=recoveries(incidents))
     if fmt == "json":
         text = json.dumps(data, indent=2) + "\n"
     elif fmt == "html":

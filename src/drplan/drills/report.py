@@ -2,10 +2,12 @@
 trend, and the plan's recovery KPIs against its success criteria.
 
 A **recovery** is one system recovered by one drill run (its first recovery; the later
-stages of a scenario are not counted twice). Over rolling windows (30, 90 and 365 days)
-the KPIs are the share of recoveries that finished within their RTO, that lost no more
-than their RPO, and that passed every validation (data integrity), overall, per tier
-and per data class; each is held against the plan's ``success_criteria``. The figures
+stages of a scenario are not counted twice), or by one real incident
+(``incidents.outcomes``). Over rolling windows (30, 90 and 365 days) the KPIs are the
+share of recoveries that finished within their RTO, that lost no more than their RPO,
+and that passed every validation (data integrity), overall (drills and incidents
+together), per source (``source:drill``, ``source:incident``), per tier and per data
+class; each is held against the plan's ``success_criteria``. The figures
 come from the catalog (each row holds the run's whole result; older rows point to their
 evidence file); a run whose details are gone counts with what its row's figures say.
 """
@@ -41,6 +43,7 @@ class Recovery:
     intact: bool
     rto_seconds: float | None
     rpo_seconds: float | None
+    source: str = "drill"  # or "incident"
 
 
 @dataclass
@@ -106,9 +109,16 @@ def kpis(plan: Plan, found: list[Recovery]) -> Kpis:
     return out
 
 
-def current_kpis(plan: Plan, rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """The KPI table from the catalog's rows of the last year (for /metrics)."""
-    return kpi_table(plan, recoveries(rows), now)
+def current_kpis(
+    plan: Plan, rows: list[dict[str, Any]], now: datetime, incidents: list[Recovery] | None = None
+) -> dict[str, Any]:
+    """The KPI table from the catalog's rows of the last year and the incidents' recoveries
+    (for /metrics)."""
+    return kpi_table(plan, _merged(recoveries(rows), incidents), now)
+
+
+def _merged(drilled: list[Recovery], incidents: list[Recovery] | None) -> list[Recovery]:
+    return sorted([*drilled, *(incidents or [])], key=lambda r: r.at)
 
 
 def kpi_table(plan: Plan, found: list[Recovery], now: datetime) -> dict[str, Any]:
@@ -118,6 +128,7 @@ def kpi_table(plan: Plan, found: list[Recovery], now: datetime) -> dict[str, Any
         recent = [r for r in found if r.at >= now - span]
         groups: dict[str, list[Recovery]] = {"all": recent}
         for r in recent:
+            groups.setdefault(f"source:{r.source}", []).append(r)
             system = plan.systems.get(r.system)
             if system is None:
                 continue
@@ -155,15 +166,18 @@ def trends(found: list[Recovery]) -> dict[str, dict[str, Any]]:
 
 
 def report(
-    plan: Plan, rows: list[dict[str, Any]], now: datetime, *, runs: bool = True
-) -> dict[str, Any]:
+    plan: Plan, rows: list[dict[str, Any]], now: datetime, *, runs: bool = True,
+    incidents: list[Recovery] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The drill report: runs (newest first), restore-time trends, KPIs; without ``runs``,
-    the plan's recovery KPI report (trends and KPIs only)."""
-    found = recoveries(rows)
+    the plan's recovery KPI report (trends and KPIs only). ``incidents``: the recoveries
+    of real incidents, counted in the KPIs beside the drills (trends are the drills')."""
+    drilled = recoveries(rows)
+    found = _merged(drilled, incidents)
     data: dict[str, Any] = {
         "title": DRILL_TITLE if runs else KPI_TITLE,
         "time": clock.rfc3339(now),
-        "trends": trends(found),
+        "trends": trends(drilled),
         "kpis": kpi_table(plan, found, now),
         "success_criteria": {
             "rto_achievement": plan.success_criteria.rto_achievement,

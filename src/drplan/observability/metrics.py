@@ -40,6 +40,7 @@ class DaemonCollector(Collector):
             yield from self._locations(status)
             yield from _drills(status)
             yield from _kpis(status)
+            yield from _incidents(status)
 
     def _jobs(self) -> Iterator[Metric]:
         events = self.events()
@@ -250,6 +251,32 @@ def _kpis(status: Status) -> Iterator[Metric]:
                 if k[key] is not None:
                     gauge.add_metric([window, group], float(k[key]))
     yield from (count, *ratios.values())
+
+
+def _incidents(status: Status) -> Iterator[Metric]:
+    """Open incidents by scenario and tier, each system's time left to its deadline, and
+    the phases past their window with steps open."""
+    open_ = _gauge("drplan_incidents_open", "Open incidents, by scenario and tier.",
+                   "scenario", "tier", "rehearsal")  # fmt: skip
+    left = _gauge("drplan_incident_rto_remaining_seconds",
+                  "Time left to the system's RTO deadline in an open incident (negative: missed);"
+                  " a system recovered is not listed.", "incident", "system", "scenario")  # fmt: skip
+    overrun = _gauge("drplan_incident_phases_overrun",
+                     "Phases of an open incident past their window with steps open.",
+                     "incident", "scenario")  # fmt: skip
+    counts: dict[tuple[str, str, str], int] = {}
+    for inc in status.incidents:
+        key = (inc["scenario"], str(inc["tier"]), "true" if inc["rehearsal"] else "false")
+        counts[key] = counts.get(key, 0) + 1
+        for system in inc["clock"]["systems"]:
+            if system["recovered"] is None:
+                left.add_metric([inc["id"], system["system"], inc["scenario"]],
+                                float(system["remaining_seconds"]))  # fmt: skip
+        overrun.add_metric([inc["id"], inc["scenario"]],
+                           float(sum(1 for p in inc["phases"] if p["overrun"])))  # fmt: skip
+    for key, n in sorted(counts.items()):
+        open_.add_metric(list(key), float(n))
+    yield from (open_, left, overrun)
 
 
 def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:

@@ -4,7 +4,8 @@ The rules know the plan's schedules: a job is late when its last success is olde
 than the longest gap its schedule allows plus a grace (its timeout, or a tenth of
 the gap, at least five minutes); a job that never succeeded is caught by
 ``absent()`` after the same time. RPO status, failing runs, overruns, unreadable
-locations and a daemon that stopped reporting each have a rule. ``promtool check
+locations, open incidents (a phase past its window, a system past its RTO deadline)
+and a daemon that stopped reporting each have a rule. ``promtool check
 rules`` accepts what ``rules`` returns (tested); ``dashboard`` uses the same metric
 names as ``metrics``.
 """
@@ -142,11 +143,27 @@ def rules(plan: Plan, watch_every: timedelta = timedelta(seconds=60)) -> dict[st
             "drplan has not read its locations for more than " + _duration(stale),
         ),
     ]  # fmt: skip
+    incidents = [
+        _rule(
+            "DrplanIncidentOpen", 'drplan_incidents_open{rehearsal="false"} > 0', "0m", "critical",
+            "{{ $value }} incident(s) of {{ $labels.scenario }} open (tier {{ $labels.tier }})",
+        ),
+        _rule(
+            "DrplanIncidentPhaseOverrun", "drplan_incident_phases_overrun > 0", "0m", "error",
+            "incident {{ $labels.incident }}: {{ $value }} phase(s) past their window",
+        ),
+        _rule(
+            "DrplanIncidentRtoMissed", "drplan_incident_rto_remaining_seconds < 0", "0m",
+            "critical", "incident {{ $labels.incident }}: {{ $labels.system }} is past its RTO"
+            " deadline",
+        ),
+    ]  # fmt: skip
     return {
         "groups": [
             {"name": "drplan-jobs", "rules": jobs},
             {"name": "drplan-rpo", "rules": rpo},
             {"name": "drplan-drills", "rules": drills},
+            {"name": "drplan-incidents", "rules": incidents},
             {"name": "drplan-daemon", "rules": daemon},
         ]
     }

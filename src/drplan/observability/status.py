@@ -55,6 +55,7 @@ class Status:
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
     drills: dict[str, dict[str, Any]] = field(default_factory=dict)  # see drills.schedule
     kpis: dict[str, Any] = field(default_factory=dict)  # see drills.report.kpi_table
+    incidents: list[dict[str, Any]] = field(default_factory=list)  # open: incidents.view.status
 
     @property
     def healthy(self) -> bool:

@@ -37,6 +37,7 @@ class Watcher:
         last_drills: Callable[[], dict[str, dict[str, Any]]] | None = None,
         since: datetime | None = None,
         kpis: Callable[[datetime], dict[str, Any]] | None = None,
+        incidents: Callable[[datetime], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.plan = plan
         self.open_location = open_location
@@ -47,6 +48,7 @@ class Watcher:
         self.last_drills = last_drills  # each drill's newest run, for overdue drills
         self.since = since
         self.kpis = kpis  # the recovery KPIs from the drills' records
+        self.incidents = incidents  # the open incidents, each as `incident status` shows it
         self._sizes: dict[str, dict[str, int]] = {}  # per location, as last counted
         self._sized_at: datetime | None = None
         self.latest: Status | None = None
@@ -77,6 +79,8 @@ class Watcher:
         status = build_status(plan, facts, now, self.last_runs(), drills, self.since)
         if self.kpis is not None:
             status.kpis = self.kpis(now)
+        if self.incidents is not None:
+            status.incidents = self.incidents(now)
         self.latest = status
         if self.on_assessed is not None:
             self.on_assessed(status)

@@ -9,14 +9,17 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from drplan import clock
 from drplan.catalog.store import Catalog
 from drplan.drills.report import KPI_SPAN, current_kpis
 from drplan.drills.schedule import newest_drills
 from drplan.errors import DrplanError
+from drplan.incidents.outcomes import from_catalog
+from drplan.incidents.outcomes import recoveries as incident_recoveries
 from drplan.notify.notifier import Notifier
 from drplan.notify.problems import problems
 from drplan.observability.http import Endpoints
@@ -29,6 +32,17 @@ from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.pidfile import remove_pidfile, write_pidfile
 
 log = logging.getLogger("drplan.serve")
+
+
+def open_incidents_status(catalog_url: str | None, now: datetime) -> list[dict[str, Any]]:
+    """The open incidents (this host's journal and the catalog), as `incident status`
+    shows them: for /metrics and the alert rules."""
+    from drplan.incidents.predict import predict  # noqa: PLC0415
+    from drplan.incidents.service import open_incidents  # noqa: PLC0415
+    from drplan.incidents.view import status  # noqa: PLC0415
+
+    with open_incidents(catalog_url) as service:
+        return [status(i, predict(i, now), now) for i in service.open_ones()]
 
 
 @dataclass(frozen=True)
@@ -67,7 +81,13 @@ def serve(
         alert,
         lambda: newest_drills(store, daemon.plan),
         daemon.since,
-        lambda now: current_kpis(daemon.plan, store.drills(since=now - KPI_SPAN), now),
+        lambda now: current_kpis(
+            daemon.plan,
+            store.drills(since=now - KPI_SPAN),
+            now,
+            incident_recoveries(from_catalog(store, now - KPI_SPAN)[0]),
+        ),
+        lambda now: open_incidents_status(options.catalog_url, now),
     )
 
     def ready() -> str | None:
