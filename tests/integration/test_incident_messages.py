@@ -229,6 +229,46 @@ def test_a_phase_past_its_window_pages_the_owner_then_the_deputy_then_the_comman
     assert ROUTING_KEY not in lines
 
 
+def test_when_no_role_acknowledges_the_plans_escalation_contacts_are_told(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["runbooks"]["rb"]["phases"][0]["steps"][0]["owner"] = "dba"
+    raw["contacts"] = {"db-vendor": {"name": "Database Vendor", "category": "vendor",
+                                     "email": "support@vendor.example", "phone": "+1-555-0199"}}  # fmt: skip
+    raw["communication"]["escalation_contacts"] = ["db-vendor"]
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--commander", "ic",
+                              "--json").out)["id"]  # fmt: skip
+
+    def run_at(moment: str) -> None:
+        monkeypatch.setenv("DRPLAN_NOW", moment)
+        assert told.cli("run", inc).code == 0
+
+    run_at("2026-12-07T04:11:00Z")  # the owner (dba)
+    run_at("2026-12-07T04:27:00Z")  # the commander (ic)
+    assert told.mail.messages == []
+    run_at("2026-12-07T04:43:00Z")  # nobody acknowledged: the vendor
+    (mail,) = told.mail.messages
+    assert mail["To"] == "support@vendor.example"
+    assert mail["Subject"] == f"[drplan] Incident {inc} escalated to Database Vendor"
+    assert "phase 1 Respond is past its window" in mail.get_payload(decode=True).decode()
+    run_at("2026-12-07T05:30:00Z")  # the end of the chain: nobody else
+    assert len(told.mail.messages) == 1
+    pages = told.receiver_.bodies("/pagerduty")
+    assert [p["payload"]["custom_details"]["role"] for p in pages] == ["dba", "ic"]
+    lines = " ".join(told.cli("timeline", inc).out.split())  # as one line, unwrapped
+    assert ("escalated (phase-1, level 2) to contact:db-vendor: phase 1 Respond is past its"
+            " window with step 1.1 Assess open; e-mailed on mail (sent); call Database Vendor"
+            " at +1-555-0199") in lines  # fmt: skip
+    raw["communication"]["escalation_contacts"] = ["nobody"]
+    told.plan_.write_text(yaml.safe_dump(raw))
+    refused = told.cli("declare", "db-loss")
+    assert refused.code == 4  # an invalid plan
+    assert "communication.escalation_contacts" in refused.err
+    assert "contact 'nobody' (defined: db-vendor)" in refused.err
+
+
 def test_a_step_that_outlasts_its_phase_window_is_escalated_while_it_runs(
     told: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

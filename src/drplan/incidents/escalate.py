@@ -9,7 +9,9 @@ Two things are late:
   (``deadline-SYSTEM``): the system's owner is paged.
 
 The chain goes on from there: that role's deputy, then the incident commander, then the
-commander's deputy. Each page goes to the plan's PagerDuty channels (severity by tier:
+commander's deputy, then the plan's ``communication.escalation_contacts`` (vendors,
+support contracts): each e-mailed through the plan's e-mail channel when it has an
+address, and left as a call task with its number (drplan places no calls). Each page goes to the plan's PagerDuty channels (severity by tier:
 critical, error, warning for tiers 1, 2, 3) with a key per incident and lateness, so
 pages of one lateness fold into one PagerDuty incident; without a PagerDuty channel it
 goes to the internal audience as a message. A page not acknowledged (`drplan incident
@@ -35,7 +37,7 @@ from drplan.incidents.service import Incidents
 from drplan.incidents.state import Incident
 from drplan.incidents.timeline import Event
 from drplan.notify.channels import Event as Page
-from drplan.notify.channels import SendError, send
+from drplan.notify.channels import Message, SendError, send, send_message
 from drplan.notify.problems import Problem
 from drplan.plan.model import Plan
 from drplan.plan.model.alerting import Severity
@@ -43,6 +45,7 @@ from drplan.plan.model.alerting import Severity
 DRIVER = "drplan"
 TIER_SEVERITY = {1: Severity.CRITICAL, 2: Severity.ERROR, 3: Severity.WARNING}
 DEFAULT_AFTER = timedelta(minutes=15)
+CONTACT = "contact:"  # a chain's external contacts, after the plan's roles
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ class Escalator:
         now = self.now()
         after = self.plan.communication.escalate_after if self.plan.communication else DEFAULT_AFTER
         events = []
+        contacts = self.plan.communication.escalation_contacts if self.plan.communication else []
         for late in lateness(incident, predictions, now):
-            chain = _chain(incident, late.first)
+            chain = _chain(incident, late.first) + [f"{CONTACT}{c}" for c in contacts]
             if not chain:
                 continue
             held = incident.escalations.get(late.key)
@@ -83,6 +87,8 @@ class Escalator:
         return events
 
     def _page(self, incident: Incident, late: Late, role: str, level: int) -> Event:
+        if role.startswith(CONTACT):
+            return self._contact(incident, late, role, level)
         holder = incident.roles.get(role, {})
         who = f"{holder.get('holder', role)} ({role})"
         summary = f"{incident.id} {incident.declared['title']}: {late.reason}; paging {who}"
@@ -112,6 +118,33 @@ class Escalator:
                 self.service.load(incident.id), "internal", "update", summary
             )
         return event
+
+    def _contact(self, incident: Incident, late: Late, who: str, level: int) -> Event:
+        """Tell an external contact: by e-mail when it has an address and the plan an e-mail
+        channel, and always a call task when it has a number."""
+        contact = self.plan.contacts[who.removeprefix(CONTACT)]
+        data: dict[str, Any] = {"key": late.key, "level": level, "role": who,
+                                "reason": late.reason, "pages": []}  # fmt: skip
+        mailers = [n for n, c in self.plan.channels.items() if c.kind == "email"]
+        if contact.email and mailers:
+            name = mailers[0]
+            channel = self.plan.channels[name].model_copy(update={"to": [contact.email]})
+            subject = (f"{'[REHEARSAL] ' if incident.declared.get('rehearsal') else ''}"
+                       f"Incident {incident.id} escalated to {contact.name}")  # fmt: skip
+            text = (f"{subject}\n\n{incident.declared['title']} (tier {incident.declared['tier']})"
+                    f" since {clock.rfc3339(incident.since)}: {late.reason}. Nobody in our"
+                    f" escalation chain has acknowledged it; we need your help.\n\n"
+                    f"Incident commander: {incident.commander or '-'}.")  # fmt: skip
+            try:
+                send_message(name, channel, Message(incident.id, subject, text, self.now(),
+                                                    self.host))  # fmt: skip
+                data["pages"].append({"channel": name, "delivered": True, "to": contact.email})
+            except (SendError, DrplanError) as exc:
+                error = exc.message if isinstance(exc, DrplanError) else str(exc)
+                data["pages"].append({"channel": name, "delivered": False, "error": error})
+        if contact.phone:
+            data["call_task"] = [{"contact": contact.name, "phone": contact.phone}]
+        return self.service.record(incident.id, "escalated", DRIVER, data, self.now())
 
 
 def close_pages(service: Incidents, plan: Plan, incident: Incident, action: str,

@@ -132,6 +132,18 @@ def _unproven(data: dict[str, Any]) -> str:
     return f"{data['system']} not proven recovered: {'; '.join(failed)}; its clock runs on"
 
 
+def _escalated(d: dict[str, Any]) -> str:
+    sent = ", ".join(f"{p['channel']} ({'sent' if p['delivered'] else p['error']})"
+                     for p in d["pages"])  # fmt: skip
+    if d["role"].startswith("contact:"):
+        how = (f"e-mailed on {sent}" if sent else "no e-mail") + "".join(
+            f"; call {c['contact']} at {c['phone']}" for c in d.get("call_task", [])
+        )
+    else:
+        how = f"paged on {sent}" if sent else "no pager: told internal"
+    return f"escalated ({d['key']}, level {d['level']}) to {d['role']}: {d['reason']}; {how}"
+
+
 def _message(data: dict[str, Any]) -> str:
     if data.get("call_task"):
         calls = ", ".join(f"{c['holder']} ({c['role']}) {c['phone'] or 'no number'}"
@@ -166,10 +178,7 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "commander": lambda d: f"commander is now {d['role']}",
     "resolved": _resolved,
     "closed": lambda d: "closed",
-    "escalated": lambda d: (f"escalated ({d['key']}, level {d['level']}) to {d['role']}:"
-                            f" {d['reason']}; paged on "
-                            + (", ".join(f"{p['channel']} ({'sent' if p['delivered'] else p['error']})"
-                                         for p in d["pages"]) or "no pager: told internal")),
+    "escalated": _escalated,
     "acknowledged": lambda d: f"acknowledged: {', '.join(d['keys'])}",
     "resumed": lambda d: f"taken over from the copy in {d['from']} ({d['entries']} entries)",
     "rehearsed": lambda d: (f"rehearsal recorded as drill {d['drill']}: "

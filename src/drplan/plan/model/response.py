@@ -296,7 +296,12 @@ class Communication(PlanModel):
     """External audiences (customers, partners, vendors, regulators) and how they are told."""
     escalate_after: Duration = Field(default=timedelta(minutes=15))
     """How long a page waits for `drplan incident ack` before the next person in the chain
-    (the step's owner, their deputy, the incident commander, the commander's deputy) is paged."""
+    (the step's owner, their deputy, the incident commander, the commander's deputy, then
+    the `escalation_contacts`) is paged."""
+    escalation_contacts: list[Name] = Field(default_factory=list)
+    """External contacts (see `contacts`) told, in order, when nobody in the plan's roles
+    has acknowledged a page: e-mailed through the plan's e-mail channel when they have an
+    address, and put in the timeline as a call task with their number."""
     templates: dict[Literal["initial", "update", "resolution"], str] = Field(default_factory=dict)
     """Jinja2 templates of incident messages, replacing drplan's own: the first line is the
     subject, the rest the body. They see `incident` (id, title, tier, since, commander,
