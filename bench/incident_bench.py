@@ -153,6 +153,9 @@ def main() -> int:
     print(f"| bare `restore postgres --start` | {m['bare_restore']:.2f} | - | 1.00 |")
     print(f"| the same restore as an incident's step (`incident run`) |"
           f" {m['incident_restore']:.2f} | 5% over | {m['incident_restore'] / m['bare_restore']:.2f} |")  # fmt: skip
+    pairs = [r["incident_restore"] / r["bare_restore"] for r in runs]
+    print(f"\nper run, incident over bare: {', '.join(f'{p:.2f}' for p in pairs)}"
+          f" (median {statistics.median(pairs):.2f}; each pair ran back to back)")  # fmt: skip
     return 0
 
 

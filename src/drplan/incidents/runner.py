@@ -127,6 +127,8 @@ class Driver:
         def meanwhile() -> None:
             self.service.sync(incident.id)  # once: later calls find nothing to add
             self._watch(incident.id)
+            if step.recovers:  # what stops the clock after it, ready before it ends
+                import drplan.incidents.recovered  # noqa: F401, PLC0415 - psycopg
 
         env = {**os.environ, **_context(incident, step, plan_path, self._plan)}
         done = execute(argv, env, step.timeout or DEFAULT_TIMEOUT,
