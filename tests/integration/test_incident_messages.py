@@ -20,7 +20,13 @@ import yaml
 from drplan import clock
 from testbed.plans import clean_plan
 from tests.conftest import Result, wait_until
-from tests.fixtures.receivers import SMTP_PASSWORD, SMTP_USER, HttpReceiver, MailServer
+from tests.fixtures.receivers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    STATUSPAGE_KEY,
+    HttpReceiver,
+    MailServer,
+)
 
 Run = Callable[..., Result]
 TOKEN = "T0KEN-in-the-webhook-url"
@@ -39,6 +45,7 @@ def told(
     monkeypatch.setenv("HOOK_URL", f"{receiver.url}/webhook?token={TOKEN}")
     monkeypatch.setenv("SMTP_PW", SMTP_PASSWORD)
     monkeypatch.setenv("PD_KEY", ROUTING_KEY)
+    monkeypatch.setenv("SP_KEY", STATUSPAGE_KEY)
     raw = copy.deepcopy(clean_plan())
     raw["roles"]["dba"] = {"title": "DBA", "holder": "Dana", "phone": "+1-555-0101"}
     raw["channels"] = {
@@ -50,6 +57,9 @@ def told(
         "phone-tree": {"kind": "phone", "call": ["ic", "dba"]},
         "pager": {"kind": "pagerduty", "routing_key": "${PD_KEY}",
                   "events_url": f"{receiver.url}/pagerduty"},
+        "status": {"kind": "status_page", "api_url": f"{receiver.url}/statuspage",
+                   "page_id": "smartwatts", "api_key": "${SP_KEY}",
+                   "components": ["cmp-api", "cmp-db"]},
     }  # fmt: skip
     raw["communication"] = {
         "primary": "slack", "secondary": "mail", "emergency": "phone-tree",
@@ -300,6 +310,37 @@ def test_a_step_that_outlasts_its_phase_window_is_escalated_while_it_runs(
     assert "step 1.1 Long restore: done" in out
     kinds = [e["kind"] for e in told.timeline(inc)]
     assert kinds.index("step_started") < kinds.index("escalated") < kinds.index("step")
+
+
+def test_customers_follow_the_incident_on_the_status_page_until_it_is_resolved(
+    told: Any,
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["communication"]["audiences"]["customers"]["channels"] = ["status"]
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    for text in ("We are investigating slow readings", "Restore under way, ETA 40 minutes"):
+        done = told.cli("notify", inc, "--audience", "customers", "--message", text)
+        assert done.code == 0, done.err
+    assert told.cli("resolve", inc, "--waive", "db=by hand", "--waive", "web=fine").code == 0
+    calls = [(r.method, r.path) for r in told.receiver_.requests
+             if r.path.startswith("/statuspage")]  # fmt: skip
+    (page_id,) = told.receiver_.pages
+    base = "/statuspage/v1/pages/smartwatts/incidents"
+    assert calls == [("POST", base), ("PATCH", f"{base}/{page_id}"), ("PATCH", f"{base}/{page_id}")]
+    first, second, last = (r.body["incident"] for r in told.receiver_.requests
+                           if r.path.startswith("/statuspage"))  # fmt: skip
+    assert (first["status"], first["impact_override"]) == ("investigating", "critical")  # tier 1
+    assert first["components"] == {"cmp-api": "major_outage", "cmp-db": "major_outage"}
+    assert "We are investigating slow readings" in first["body"]
+    assert second["status"] == "identified"
+    assert "ETA 40 minutes" in second["body"]
+    assert last["status"] == "resolved"
+    assert last["components"] == {"cmp-api": "operational", "cmp-db": "operational"}
+    sent = [m for m in messages(told.timeline(inc)) if m["audience"] == "customers"]
+    assert [(m["kind"], m["remote_id"]) for m in sent] == [
+        ("update", page_id), ("update", page_id), ("resolution", page_id)]  # fmt: skip
+    assert STATUSPAGE_KEY not in json.dumps(told.timeline(inc))
 
 
 def test_the_review_says_how_fast_people_were_told(told: Any) -> None:

@@ -349,7 +349,10 @@ def resolve_command(
 
         service.warnings += close_pages(service, found.declared_plan(), found, "resolve")
         if found.declared_plan().communication is not None:
-            _tell(service, service.load(found.id), "internal", "resolution", None)
+            # Everyone who was told of it is told it is over (the status page resolved).
+            told = [e.data["audience"] for e in found.events if e.kind == "message"]
+            for audience in ["internal", *dict.fromkeys(a for a in told if a != "internal")]:
+                _tell(service, service.load(found.id), audience, "resolution", None)
         if found.declared.get("rehearsal"):
             from drplan.incidents.rehearsal import finish  # noqa: PLC0415
 

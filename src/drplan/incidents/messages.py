@@ -28,7 +28,7 @@ from drplan.errors import DrplanError, UsageError
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import Incident
 from drplan.incidents.view import span
-from drplan.notify.channels import Message, SendError, send_message
+from drplan.notify.channels import Message, SendError, post_status, send_message
 from drplan.plan.model import Plan
 
 INTERNAL = "internal"
@@ -96,7 +96,8 @@ class Messenger:
             chain = [c for c in (comm.primary, comm.secondary, comm.emergency) if c]
             results = self._first_of(chain, mail)
         else:
-            results = [self._deliver(name, mail) for name in comm.audiences[audience].channels]
+            results = [self._deliver(name, mail, incident, kind)
+                       for name in comm.audiences[audience].channels]  # fmt: skip
         for result in results:
             self.service.record(incident.id, "message", actor, {
                 "audience": audience, "kind": kind, "subject": subject, "text": text, **result,
@@ -113,8 +114,11 @@ class Messenger:
                 break
         return results
 
-    def _deliver(self, name: str, mail: Message) -> dict[str, Any]:
+    def _deliver(self, name: str, mail: Message, incident: Incident | None = None,
+                 kind: str = "update") -> dict[str, Any]:  # fmt: skip
         channel = self.plan.channels[name]
+        if channel.kind == "status_page" and incident is not None:
+            return self._status_page(name, channel, mail, incident, kind)
         if channel.kind == "phone":
             calls = [{"role": r, "holder": self.plan.roles[r].holder, "phone": self.plan.roles[r].phone}
                      for r in channel.call if r in self.plan.roles]  # fmt: skip
@@ -127,6 +131,22 @@ class Messenger:
         except DrplanError as exc:  # its secret is not set here
             return {"channel": name, "delivered": False, "error": f"channel {name}: {exc.message}"}
         return {"channel": name, "delivered": True}
+
+    def _status_page(self, name: str, channel: Any, mail: Message, incident: Incident,
+                     kind: str) -> dict[str, Any]:  # fmt: skip
+        """The page's incident opened at the first message, updated after, resolved at the
+        resolution: one incident on the page per drplan incident (its id kept in the
+        timeline)."""
+        opened = [e.data["remote_id"] for e in incident.events if e.kind == "message"
+                  and e.data.get("channel") == name and e.data.get("remote_id")]  # fmt: skip
+        try:
+            remote = post_status(name, channel, mail, kind, int(incident.declared["tier"]),
+                                 opened[-1] if opened else None)  # fmt: skip
+        except SendError as exc:
+            return {"channel": name, "delivered": False, "error": str(exc)}
+        except DrplanError as exc:  # its key is not set here
+            return {"channel": name, "delivered": False, "error": f"channel {name}: {exc.message}"}
+        return {"channel": name, "delivered": True, "remote_id": remote}
 
 
 def context(incident: Incident, now: datetime, audience: str, message: str | None

@@ -121,17 +121,18 @@ def _safe(exc: BaseException) -> str:
 
 
 def _post(name: str, url: str, body: dict[str, Any], timeout: float,
-          headers: dict[str, str] | None = None, attempts: int = 3) -> None:  # fmt: skip
+          headers: dict[str, str] | None = None, attempts: int = 3, method: str = "POST",
+          ) -> bytes:  # fmt: skip
+    """Send ``body`` as JSON; the answer's body."""
     data = json.dumps(body).encode()
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
-            url, data=data, method="POST",
+            url, data=data, method=method,
             headers={"Content-Type": "application/json", "User-Agent": "drplan", **(headers or {})},
         )  # fmt: skip
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
-                answer.read()
-                return
+                return bytes(answer.read())
         except urllib.error.HTTPError as exc:
             retry_after = exc.headers.get("Retry-After") if exc.headers else None
             if exc.code == 429 and attempt < attempts:
@@ -146,6 +147,47 @@ def _post(name: str, url: str, body: dict[str, Any], timeout: float,
                 time.sleep(attempt)
                 continue
             raise SendError(f"channel {name}: {_safe(exc)}") from None
+    raise AssertionError("unreachable")  # every attempt returns or raises
+
+
+# Statuspage (developer.statuspage.io): incident statuses, and component statuses by tier.
+STATUS_OF = {"initial": "investigating", "update": "identified", "resolution": "resolved"}
+COMPONENT_OF_TIER = {1: "major_outage", 2: "partial_outage", 3: "degraded_performance"}
+IMPACT_OF_TIER = {1: "critical", 2: "major", 3: "minor"}
+
+
+def post_status(name: str, channel: Any, message: Message, kind: str, tier: int,
+                remote_id: str | None, timeout: float = TIMEOUT) -> str:  # fmt: skip
+    """Open (``remote_id`` None) or update the page's incident for ``message`` through the
+    Statuspage API: its status from the message's kind, its impact and its components'
+    status from the tier (operational again once resolved); the page's incident id."""
+    # The page's first word is always "investigating"; a resolution is "resolved".
+    status = (
+        STATUS_OF.get(kind, "identified") if remote_id or kind == "resolution" else "investigating"
+    )
+    component = (
+        "operational" if status == "resolved" else COMPONENT_OF_TIER.get(tier, "major_outage")
+    )
+    incident: dict[str, Any] = {
+        "name": message.subject[:255], "status": status, "body": message.text,
+        "impact_override": IMPACT_OF_TIER.get(tier, "major"),
+        "component_ids": list(channel.components),
+        "components": dict.fromkeys(channel.components, component),
+        "deliver_notifications": True,
+    }  # fmt: skip
+    base = f"{channel.api_url.rstrip('/')}/v1/pages/{channel.page_id}/incidents"
+    headers = {"Authorization": f"OAuth {channel.api_key.resolve()}"}
+    with _failures(name):
+        if remote_id is None:
+            answer = _post(name, base, {"incident": incident}, timeout, headers)
+        else:
+            answer = _post(name, f"{base}/{remote_id}", {"incident": incident}, timeout,
+                           headers, method="PATCH")  # fmt: skip
+    try:
+        found = json.loads(answer)["id"]
+    except (ValueError, KeyError, TypeError):
+        raise SendError(f"channel {name}: the status page's answer has no incident id") from None
+    return str(found)
 
 
 def _title(event: Event) -> str:
