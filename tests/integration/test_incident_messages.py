@@ -343,6 +343,45 @@ def test_customers_follow_the_incident_on_the_status_page_until_it_is_resolved(
     assert STATUSPAGE_KEY not in json.dumps(told.timeline(inc))
 
 
+def test_responders_get_tactical_and_executives_executive_updates_at_each_phase_and_interval(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["communication"]["audiences"]["executives"] = {"channels": ["mail"]}
+    raw["communication"] |= {"executive": ["executives"], "update_every": "30m"}
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--commander", "ic",
+                              "--json").out)["id"]  # fmt: skip
+    slack = f"/slack/{TOKEN}"
+    assert len(told.receiver_.bodies(slack)) == 1  # the initial message
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T03:45:00Z")
+    done = told.cli("step", inc, "1.1", "done", "--as", "ic")  # phase 1 settled
+    assert done.code == 0, done.err
+    tactical = told.receiver_.bodies(slack)[-1]
+    assert tactical["text"] == f"Incident {inc} tactical update: phase 2 Recover"
+    section = tactical["blocks"][1]["text"]["text"]
+    assert "Done: 1.1 Assess (ic (" in section
+    assert "Next: 2.1 Restore db (ic)." in section
+    assert "db: 3h25m left to 2026-12-07T07:10:00Z, never drilled by its drills" in section
+    (executive,) = told.mail.messages
+    assert executive["Subject"] == f"[drplan] Incident {inc} executive update: Database loss"
+    body = executive.get_payload(decode=True).decode()
+    assert "Impact: db down, web down since 2026-12-07T03:10:00Z (tier 1)." in body
+    assert ("db: ETA unknown (never drilled), deadline 2026-12-07T07:10:00Z; data loss at most"
+            " 15m00s.") in body  # fmt: skip
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T04:10:00Z")
+    assert told.cli("run", inc).code == 0  # no phase settled, 25 minutes: nothing due
+    assert (len(told.receiver_.bodies(slack)), len(told.mail.messages)) == (2, 1)
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-07T04:16:00Z")
+    assert told.cli("run", inc).code == 0  # 31 minutes since the last: due
+    assert (len(told.receiver_.bodies(slack)), len(told.mail.messages)) == (3, 2)
+    assert "tactical update: phase 2 Recover" in told.receiver_.bodies(slack)[-1]["text"]
+    kinds = [(m["audience"], m["kind"], m.get("phase")) for m in messages(told.timeline(inc))]
+    assert kinds == [("internal", "initial", None), ("internal", "tactical", 2),
+                     ("executives", "executive", 2), ("internal", "tactical", 2),
+                     ("executives", "executive", 2)]  # fmt: skip
+
+
 def test_the_review_says_how_fast_people_were_told(told: Any) -> None:
     inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
     told.receiver_.script[f"/webhook?token={TOKEN}"] = [(503, {})] * 3  # customers: down

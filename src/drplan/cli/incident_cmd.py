@@ -162,6 +162,16 @@ def step_command(
             for stopped in stop_clocks(service, service.load(found.id), settled, plan):
                 console().print(f"{found.id}: {summary(stopped.kind, stopped.data)}",
                                 highlight=False)  # fmt: skip
+        if item is None and found.declared_plan().communication is not None:
+            from drplan.incidents.messages import Messenger  # noqa: PLC0415
+
+            # A phase settled by hand is told at once, not at the next `incident run`.
+            for sent in Messenger(service, found.declared_plan()).send_due(service.load(found.id)):
+                if sent["delivered"]:
+                    click.echo(f"drplan: told {sent.get('audience', 'them')} on"
+                               f" {sent['channel']}", err=True)  # fmt: skip
+                else:
+                    click.echo(f"drplan: warning: {sent['error']}", err=True)
 
 
 @incident_group.command("run", short_help="Run the automated steps until one needs a person.")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from drplan import clock
@@ -48,6 +48,20 @@ Incident commander: {{ incident.commander or "not named" }}.
 {{ message }}
 {% for s in incident.systems %}{{ s.name }}: {% if s.recovered %}recovered{% else %}{{ s.left }} left to its deadline {{ s.deadline }}{% endif %}
 {% endfor %}Phase: {{ incident.phase or "all steps settled" }}.""",
+    "tactical": """\
+{% if rehearsal %}[REHEARSAL] {% endif %}Incident {{ incident.id }} tactical update: {{ incident.phase or "every step settled" }}
+Done: {% for s in incident.done %}{{ s }}{% if not loop.last %}; {% endif %}{% else %}nothing yet{% endfor %}.
+Next: {% for s in incident.next %}{{ s }}{% if not loop.last %}; {% endif %}{% else %}nothing open{% endfor %}.
+{% for s in incident.systems %}{{ s.name }}: {% if s.recovered %}recovered in {{ s.rto }}{% else %}{{ s.left }} left to {{ s.deadline }}{% if s.predicted %}, {{ s.predicted }}{% endif %}{% endif %}
+{% endfor %}{% if message %}{{ message }}
+{% endif %}""",
+    "executive": """\
+{% if rehearsal %}[REHEARSAL] {% endif %}Incident {{ incident.id }} executive update: {{ incident.title }}
+Impact: {% for s in incident.systems %}{{ s.name }} {% if s.recovered %}back (in {{ s.rto }}){% else %}down{% endif %}{% if not loop.last %}, {% endif %}{% endfor %} since {{ incident.since }} (tier {{ incident.tier }}).
+{% for s in incident.systems if not s.recovered %}{{ s.name }}: ETA {{ s.eta or "unknown (never drilled)" }}, deadline {{ s.deadline }}; data loss at most {{ s.data_loss or "unknown" }}.
+{% endfor %}Phase: {{ incident.phase or "every step settled" }}; commander {{ incident.commander or "not named" }}.
+{% if message %}{{ message }}
+{% endif %}""",
     "resolution": """\
 {% if rehearsal %}[REHEARSAL] {% endif %}Incident {{ incident.id }} resolved: {{ incident.title }}
 {% for s in incident.systems %}{{ s.name }}: {% if s.recovered %}recovered in {{ s.rto }}{% else %}not recovered{% endif %}
@@ -67,9 +81,36 @@ class Messenger:
         comm = self.plan.communication
         return [INTERNAL, *(comm.audiences if comm else {})]
 
+    def send_due(self, incident: Incident) -> list[dict[str, Any]]:
+        """The updates that are due, sent: a tactical one to the internal audience and an
+        executive one to each `executive` audience, when a phase was settled since the
+        last tactical update or `update_every` has passed (a rehearsal tells only the
+        internal audience); what each channel did."""
+        comm = self.plan.communication
+        if comm is None or incident.status != "open":
+            return []
+        current = incident.current_phase()
+        number = current.number if current else len(incident.phases) + 1
+        last = next((e for e in reversed(incident.events) if e.kind == "message"
+                     and e.data.get("kind") == "tactical"), None)  # fmt: skip
+        changed = number != (last.data.get("phase", 1) if last else 1)
+        since = last.at if last else incident.declared_at
+        every = comm.update_every
+        if not changed and (every is None or self.now() - since < every):
+            return []
+        results = [{**r, "audience": INTERNAL}
+                   for r in self.tell(incident, INTERNAL, "tactical", extra={"phase": number})]  # fmt: skip
+        if not incident.declared.get("rehearsal"):
+            for audience in comm.executive:
+                results += [{**r, "audience": audience} for r in self.tell(
+                    self.service.load(incident.id), audience, "executive", extra={"phase": number})]  # fmt: skip
+        return results
+
     def tell(self, incident: Incident, audience: str, kind: str, message: str | None = None,
-             actor: str = DRIVER) -> list[dict[str, Any]]:  # fmt: skip
-        """Render ``kind`` for ``audience`` and deliver it; what each channel did."""
+             actor: str = DRIVER, extra: dict[str, Any] | None = None,
+             ) -> list[dict[str, Any]]:  # fmt: skip
+        """Render ``kind`` for ``audience`` and deliver it; what each channel did
+        (``extra``: more to record with each delivery)."""
         comm = self.plan.communication
         if comm is None:
             raise UsageError("the plan has no communication section: no channel to tell anyone",
@@ -89,6 +130,7 @@ class Messenger:
             failed = {"channel": None, "delivered": False, "error": exc.message}
             self.service.record(incident.id, "message", actor, {
                 "audience": audience, "kind": kind, "subject": None, "text": None, **failed,
+                **(extra or {}),
             }, self.now())  # fmt: skip
             return [failed]
         mail = Message(incident.id, subject, text, self.now(), self.host)
@@ -101,6 +143,7 @@ class Messenger:
         for result in results:
             self.service.record(incident.id, "message", actor, {
                 "audience": audience, "kind": kind, "subject": subject, "text": text, **result,
+                **(extra or {}),
             }, self.now())  # fmt: skip
         return results
 
@@ -152,22 +195,35 @@ class Messenger:
 def context(incident: Incident, now: datetime, audience: str, message: str | None
             ) -> dict[str, Any]:  # fmt: skip
     """What templates see: the incident as responders and readers need it, no more."""
+    from drplan.incidents.predict import predict  # noqa: PLC0415
+
     current = incident.current_phase()
+    predictions = predict(incident, now)
     systems = []
     for name in incident.systems:
         done = incident.recovered.get(name)
+        guess = predictions.get(name)
+        eta = (clock.rfc3339(now + timedelta(seconds=guess.median_seconds))
+               if guess is not None and guess.median_seconds is not None else None)  # fmt: skip
+        budget = incident.declared["objectives"][name]["rpo_seconds"]
         systems.append({
             "name": name, "deadline": clock.rfc3339(incident.deadline(name)),
             "left": span((incident.deadline(name) - now).total_seconds()),
             "recovered": done is not None, "rto": span(done["rto_seconds"]) if done else None,
+            "predicted": f"{guess.verdict} by its drills" if guess else None, "eta": eta,
+            "data_loss": span(budget) if budget is not None else None,
         })  # fmt: skip
+    steps = [s for p in incident.phases for s in p.steps]
     return {
         "incident": {
             "id": incident.id, "title": incident.declared["title"],
             "scenario": incident.scenario, "tier": incident.declared["tier"],
             "since": clock.rfc3339(incident.since), "commander": incident.commander,
             "status": incident.status, "systems": systems,
-            "phase": current.name if current else None,
+            "phase": f"phase {current.number} {current.name}" if current else None,
+            "done": [f"{s.id} {s.title} ({s.actor})" for s in steps if not s.open],
+            "next": [f"{s.id} {s.title} ({s.owner or 'no owner'})"
+                     for s in (current.steps if current else []) if s.open],
         },
         "audience": audience, "message": message or "",
         "rehearsal": bool(incident.declared.get("rehearsal")),

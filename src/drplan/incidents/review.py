@@ -81,7 +81,9 @@ def _communication(incident: Incident) -> dict[str, Any]:
     sent = [e for e in incident.events if e.kind == "message"]
     delivered = [e for e in sent if e.data.get("delivered")]
     first = delivered[0] if delivered else None
-    update = next((e for e in delivered if e.data.get("kind") == "update"), None)
+    update = next(
+        (e for e in delivered if e.data.get("kind") in ("update", "tactical", "executive")), None
+    )
 
     def timed(event: Any) -> dict[str, Any] | None:
         if event is None:

@@ -182,6 +182,15 @@ class Driver:
                 self._tell(summary(event.kind, event.data))
         except DrplanError as exc:  # a step runs on whatever paging does
             self.service.warnings.append(f"escalation check: {exc.message}")
+        from drplan.incidents.messages import Messenger  # noqa: PLC0415
+
+        try:
+            for sent in Messenger(self.service, self._plan(incident_id), self.now,
+                                  self.host).send_due(self.service.load(incident_id)):  # fmt: skip
+                if not sent["delivered"]:
+                    self.service.warnings.append(str(sent.get("error")))
+        except DrplanError as exc:
+            self.service.warnings.append(f"updates: {exc.message}")
 
     def _tell(self, line: str) -> None:
         if self.on_event is not None:

@@ -153,6 +153,8 @@ def _response(plan: Plan) -> Iterator[Found]:
             yield from _refs(at, spec.channels, "channel", plan.channels)
         yield from _refs(("communication", "escalation_contacts"), comm.escalation_contacts,
                          "contact", plan.contacts)  # fmt: skip
+        yield from _refs(("communication", "executive"), comm.executive, "audience",
+                         comm.audiences)  # fmt: skip
     for i, route in enumerate(plan.alerting.routes):
         at = ("alerting", "routes", i, "channels")
         yield from _refs(at, route.channels, "channel", plan.channels)

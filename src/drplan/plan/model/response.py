@@ -302,10 +302,19 @@ class Communication(PlanModel):
     """External contacts (see `contacts`) told, in order, when nobody in the plan's roles
     has acknowledged a page: e-mailed through the plan's e-mail channel when they have an
     address, and put in the timeline as a call task with their number."""
-    templates: dict[Literal["initial", "update", "resolution"], str] = Field(default_factory=dict)
+    update_every: Duration | None = None
+    """While an incident is open, a tactical update (done, next, who) goes to the internal
+    audience at each phase change and, with this, at least this often."""
+    executive: list[Name] = Field(default_factory=list)
+    """Audiences (of `audiences`) that get an executive update at each phase change and
+    `update_every`: impact, the ETA from the RTO clock and the drills, the data-loss window."""
+    templates: dict[Literal["initial", "update", "tactical", "executive", "resolution"], str] = (
+        Field(default_factory=dict)
+    )
     """Jinja2 templates of incident messages, replacing drplan's own: the first line is the
     subject, the rest the body. They see `incident` (id, title, tier, since, commander,
-    systems with their deadlines), `audience`, `message` and `rehearsal`."""
+    phase, systems with their deadlines, predictions and data-loss budgets, the steps done
+    and next), `audience`, `message` and `rehearsal`."""
 
     @model_validator(mode="after")
     def _templates_parse(self) -> Communication:
