@@ -382,6 +382,37 @@ def test_responders_get_tactical_and_executives_executive_updates_at_each_phase_
                      ("executives", "executive", 2)]  # fmt: skip
 
 
+def test_a_regulators_notice_is_tracked_against_its_deadline_and_escalated_when_late(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["communication"]["audiences"]["regulators"] = {"channels": ["mail"], "deadline": "72h"}
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--commander", "ic",
+                              "--json").out)["id"]  # declared at 03:40 (DRPLAN_NOW)  # fmt: skip
+    (notice,) = json.loads(told.cli("status", inc, "--json").out)["notices"]
+    assert (notice["audience"], notice["due"], notice["told_at"]) == (
+        "regulators", "2026-12-10T03:40:00Z", None)  # fmt: skip
+    shown = told.cli("status", inc).out
+    assert "notice to regulators: due 2026-12-10T03:40:00Z, 72h00m left" in shown
+    monkeypatch.setenv("DRPLAN_NOW", "2026-12-10T03:41:00Z")  # a minute late
+    assert told.cli("run", inc).code == 0
+    page = next(p for p in told.receiver_.bodies("/pagerduty")
+                if p["dedup_key"] == f"{inc}:notice-regulators")  # fmt: skip
+    assert page["payload"]["custom_details"]["role"] == "ic"
+    assert "the regulators notice was due 2026-12-10T03:40:00Z and is not sent" in (
+        page["payload"]["summary"])  # fmt: skip
+    assert "OVERDUE: not told" in told.cli("status", inc).out
+    sent = told.cli("notify", inc, "--audience", "regulators", "--message", "Breach notice")
+    assert sent.code == 0, sent.err
+    (notice,) = json.loads(told.cli("status", inc, "--json").out)["notices"]
+    assert (notice["told_at"], notice["in_time"]) == ("2026-12-10T03:41:00Z", False)
+    report = told.cli("report", inc).out
+    assert "- notice to regulators: due 2026-12-10T03:40:00Z, told 2026-12-10T03:41:00Z (late)" \
+        in report  # fmt: skip
+    assert "the notice to regulators was late (due 2026-12-10T03:40:00Z)" in report
+
+
 def test_the_review_says_how_fast_people_were_told(told: Any) -> None:
     inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
     told.receiver_.script[f"/webhook?token={TOKEN}"] = [(503, {})] * 3  # customers: down

@@ -584,6 +584,18 @@ def _print(data: dict[str, Any]) -> None:
         systems.add_row("(whole platform)", "", platform["deadline"],
                         _left(platform), "")  # fmt: skip
     out.print(systems)
+    for notice in data["notices"]:
+        if notice["told_at"]:
+            state = f"told {notice['told_at']}" + (
+                "" if notice["in_time"] else " [bold red](late)[/]"
+            )
+        elif notice["remaining_seconds"] < 0:
+            state = "[bold red]OVERDUE[/]: not told"
+        else:
+            state = f"{_span(notice['remaining_seconds'])} left"
+        out.print(f"notice to {notice['audience']}: due {notice['due']}, {state}"
+                  f" (`drplan incident notify {data['id']} --audience {notice['audience']}`)",
+                  highlight=False)  # fmt: skip
     for phase in data["phases"]:
         window = phase["window"]
         when = (f" {_plan_span(window['start_seconds'])}-{_plan_span(window['end_seconds'])},"

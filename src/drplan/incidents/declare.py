@@ -81,6 +81,12 @@ def declaration(
         "objectives": {name: _objectives(plan, name) for name in affected},
         "owners": {name: plan.systems[name].owner for name in affected},
         "databases": databases(plan),
+        # Notices due to audiences with a deadline (a regulator's 72 hours), from now.
+        "notices": [
+            {"audience": name, "due_seconds": spec.deadline.total_seconds()}
+            for name, spec in (plan.communication.audiences.items() if plan.communication else [])
+            if spec.deadline is not None
+        ],
         # What the systems' drills measured before the disaster (they do not change during
         # it): predictions and the review read these, not the catalog.
         "drilled": drilled(history or [], affected, moment),

@@ -6,7 +6,9 @@ Two things are late:
 - a phase whose window has ended with steps still open (``phase-N``): the owner of its
   first open step is paged;
 - a system its drills predict will miss its deadline, not yet recovered
-  (``deadline-SYSTEM``): the system's owner is paged.
+  (``deadline-SYSTEM``): the system's owner is paged;
+- a notice due to an audience with a deadline (a regulator's 72 hours) not sent in time
+  (``notice-AUDIENCE``): the incident commander is paged.
 
 The chain goes on from there: that role's deputy, then the incident commander, then the
 commander's deputy, then the plan's ``communication.escalation_contacts`` (vendors,
@@ -179,6 +181,11 @@ def lateness(incident: Incident, predictions: dict[str, Prediction], now: dateti
             found.append(Late(f"phase-{phase.number}", f"phase {phase.number} {phase.name} is"
                               f" past its window with step {step.id} {step.title} open",
                               step.owner))  # fmt: skip
+    for notice in incident.notices():
+        if notice["told_at"] is None and now > notice["due"]:
+            found.append(Late(f"notice-{notice['audience']}", f"the {notice['audience']}"
+                              f" notice was due {clock.rfc3339(notice['due'])} and is not sent",
+                              incident.commander))  # fmt: skip
     for name, found_prediction in predictions.items():
         if found_prediction.verdict == WILL_MISS and name not in incident.recovered:
             owner = incident.declared.get("owners", {}).get(name)

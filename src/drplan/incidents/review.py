@@ -70,7 +70,13 @@ def review(incident: Incident, now: datetime) -> dict[str, Any]:
                 if n.get("kind") == "action"
             ],
         },
-        "lessons": _lessons(systems, phases),
+        "lessons": _lessons(systems, phases)
+        + [
+            f"the notice to {n['audience']} was {'late' if n['told_at'] else 'never sent'}"
+            f" (due {clock.rfc3339(n['due'])})"
+            for n in incident.notices()
+            if n["told_at"] is None or n["told_at"] > n["due"]
+        ],
     }
 
 
@@ -97,8 +103,13 @@ def _communication(incident: Incident) -> dict[str, Any]:
     for event in sent:
         counts = audiences.setdefault(event.data["audience"], {"delivered": 0, "failed": 0})
         counts["delivered" if event.data.get("delivered") else "failed"] += 1
+    notices = [{"audience": n["audience"], "due": clock.rfc3339(n["due"]),
+                "told_at": clock.rfc3339(n["told_at"]) if n["told_at"] else None,
+                "in_time": n["told_at"] is not None and n["told_at"] <= n["due"]}
+               for n in incident.notices()]  # fmt: skip
     return {"first_notification": timed(first), "first_update": timed(update),
-            "audiences": audiences, "calls": sum(1 for e in sent if e.data.get("call_task"))}  # fmt: skip
+            "audiences": audiences, "calls": sum(1 for e in sent if e.data.get("call_task")),
+            "notices": notices}  # fmt: skip
 
 
 def _drilled(incident: Incident) -> dict[str, dict[str, Any]]:

@@ -67,7 +67,7 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def _communication(comm: dict[str, Any]) -> list[str]:
-    if not comm["audiences"]:
+    if not comm["audiences"] and not comm["notices"]:
         return ["No message was sent (the plan has no communication section, or nobody was told)."]
     lines = []
     for label, key in (
@@ -83,6 +83,10 @@ def _communication(comm: dict[str, Any]) -> list[str]:
         lines.append(f"- {audience}: {counts['delivered']} delivered, {counts['failed']} failed")
     if comm["calls"]:
         lines.append(f"- {comm['calls']} call task(s): drplan cannot place calls")
+    for n in comm["notices"]:
+        verdict = ("in time" if n["in_time"] else "late") if n["told_at"] else "never told"
+        lines.append(f"- notice to {n['audience']}: due {n['due']}, "
+                     + (f"told {n['told_at']} ({verdict})" if n["told_at"] else verdict))  # fmt: skip
     return lines
 
 

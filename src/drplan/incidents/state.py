@@ -163,6 +163,18 @@ class Incident:
         filled = {n.get("kind") for n in self.notes}
         return [h for h in self.declared.get("review", []) if slug(h) not in filled]
 
+    def notices(self) -> list[dict[str, Any]]:
+        """The notices due to audiences with a deadline: each with when it is due and when
+        the audience was first told (a message delivered to it), or None."""
+        found = []
+        for notice in self.declared.get("notices", []):
+            told = next((e.at for e in self.events if e.kind == "message"
+                         and e.data.get("audience") == notice["audience"]
+                         and e.data.get("delivered")), None)  # fmt: skip
+            found.append({"audience": notice["audience"], "told_at": told,
+                          "due": self.declared_at + timedelta(seconds=notice["due_seconds"])})  # fmt: skip
+        return found
+
     def unrecovered(self) -> list[str]:
         """Affected systems neither recovered (their clock stopped) nor waived."""
         return [s for s in self.systems if s not in self.recovered and s not in self.waived]

@@ -50,6 +50,16 @@ def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
                 "remaining_seconds": _remaining(platform, now),
             },
         },
+        "notices": [
+            {
+                "audience": n["audience"],
+                "due": clock.rfc3339(n["due"]),
+                "remaining_seconds": _remaining(n["due"], now),
+                "told_at": clock.rfc3339(n["told_at"]) if n["told_at"] else None,
+                "in_time": None if n["told_at"] is None else n["told_at"] <= n["due"],
+            }
+            for n in incident.notices()
+        ],
         "current_phase": current.number if current else None,
         "phases": [
             {

@@ -279,6 +279,10 @@ Channel = Annotated[
 class Audience(PlanModel):
     channels: list[Name] = Field(min_length=1)
     """Channels (see `channels`) this audience is told through."""
+    deadline: Duration | None = None
+    """Time from the declaration by which this audience must be told (a regulator's 72h):
+    each incident then tracks the notice like a step, escalates it when it is late, and
+    the review says whether it was met."""
     notes: str = ""
     """How they are told, in the plan's words."""
 
