@@ -413,6 +413,24 @@ def test_a_regulators_notice_is_tracked_against_its_deadline_and_escalated_when_
     assert "the notice to regulators was late (due 2026-12-10T03:40:00Z)" in report
 
 
+def test_a_runbook_step_tells_an_audience_of_the_incident_it_runs_in(told: Any) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["runbooks"]["rb"]["phases"][0]["steps"][0] = {
+        "title": "Tell customers", "owner": "ic",
+        "action": "incident notify --audience customers --message 'We are restoring service'",
+    }  # fmt: skip
+    told.plan_.write_text(yaml.safe_dump(raw))
+    assert told.cli("notify", "--message", "x").code == 2  # outside a step: which incident?
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    done = told.cli("run", inc)
+    assert done.code == 0, done.err
+    (hook,) = told.receiver_.bodies(f"/webhook?token={TOKEN}")
+    assert (hook["key"], hook["subject"]) == (inc, f"Incident {inc} update: Database loss")
+    assert "We are restoring service" in hook["text"]
+    (sent,) = [m for m in messages(told.timeline(inc)) if m["audience"] == "customers"]
+    assert sent["delivered"] is True
+
+
 def test_the_review_says_how_fast_people_were_told(told: Any) -> None:
     inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
     told.receiver_.script[f"/webhook?token={TOKEN}"] = [(503, {})] * 3  # customers: down

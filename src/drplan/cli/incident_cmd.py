@@ -285,7 +285,7 @@ def note_command(
 
 
 @incident_group.command("notify", short_help="Tell an audience where the incident stands.")
-@click.argument("incident")
+@click.argument("incident", required=False)
 @click.option(
     "--audience",
     default="internal",
@@ -297,12 +297,20 @@ def note_command(
 @click.option("--as", "actor", metavar="ROLE", help="The role telling them.")
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)
 def notify_command(
-    incident: str, audience: str, message: str, actor: str | None, catalog: str | None
+    incident: str | None, audience: str, message: str, actor: str | None, catalog: str | None
 ) -> None:
     """Send an update on INCIDENT to AUDIENCE through its channels (internal: the primary,
-    else the secondary, else the emergency channel); exit 1 when no channel delivered."""
-    from drplan.errors import DrplanError  # noqa: PLC0415
+    else the secondary, else the emergency channel); exit 1 when no channel delivered. In
+    a runbook's step, INCIDENT is the one it runs in."""
+    import os  # noqa: PLC0415
 
+    from drplan.errors import DrplanError  # noqa: PLC0415
+    from drplan.incidents.points import INCIDENT_ENV  # noqa: PLC0415
+
+    incident = incident or os.environ.get(INCIDENT_ENV)
+    if not incident:
+        raise UsageError("give the incident to tell of", hint="e.g. drplan incident notify"
+                         " INC-7K3Q --message TEXT (a runbook step names none: its own)")  # fmt: skip
     with _incidents(catalog) as service:
         found = service.load(incident)
         found.writable()
