@@ -167,6 +167,33 @@ def test_when_every_channel_fails_the_calls_become_a_task(
     assert SMTP_PASSWORD not in lines
 
 
+def test_a_phone_channel_with_a_call_service_has_it_place_the_calls(
+    told: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["channels"]["phone-tree"]["webhook_url"] = "${CALLS_URL}"
+    told.plan_.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("CALLS_URL", f"{told.receiver_.url}/calls?token={TOKEN}")
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    told.receiver_.script[f"/slack/{TOKEN}"] = [(503, {})] * 3
+    monkeypatch.setenv("SMTP_PW", "wrong")  # the mail server refuses the login
+    done = told.cli("notify", inc, "--message", "Escalating")
+    assert done.code == 0, done.err  # the call service took it
+    (call,) = told.receiver_.bodies(f"/calls?token={TOKEN}")
+    assert (call["event"], call["key"]) == ("call", inc)
+    assert [c["phone"] for c in call["calls"]] == ["+1-555-0001", "+1-555-0101"]  # in order
+    assert "Escalating" in call["text"]
+    update = [m for m in messages(told.timeline(inc)) if m["kind"] == "update"]
+    assert [(m["channel"], m["delivered"]) for m in update] == [
+        ("slack", False), ("mail", False), ("phone-tree", True)]  # fmt: skip
+    told.receiver_.script[f"/slack/{TOKEN}"] = [(503, {})] * 3
+    told.receiver_.script[f"/calls?token={TOKEN}"] = [(503, {})] * 3  # the service down too
+    assert told.cli("notify", inc, "--message", "Still escalating").code == 1
+    last = [m for m in messages(told.timeline(inc)) if m["kind"] == "update"][-1]
+    assert last["call_task"][0]["phone"] == "+1-555-0001"  # the calls fall to a person
+    assert TOKEN not in json.dumps(told.timeline(inc))
+
+
 def test_the_resolution_is_told_and_a_plan_may_write_its_own_messages(told: Any) -> None:
     raw = yaml.safe_load(told.plan_.read_text())
     raw["communication"]["templates"] = {

@@ -28,7 +28,7 @@ from drplan.errors import DrplanError, UsageError
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import Incident
 from drplan.incidents.view import span
-from drplan.notify.channels import Message, SendError, post_status, send_message
+from drplan.notify.channels import Message, SendError, place_calls, post_status, send_message
 from drplan.plan.model import Plan
 
 INTERNAL = "internal"
@@ -165,8 +165,18 @@ class Messenger:
         if channel.kind == "phone":
             calls = [{"role": r, "holder": self.plan.roles[r].holder, "phone": self.plan.roles[r].phone}
                      for r in channel.call if r in self.plan.roles]  # fmt: skip
+            if channel.webhook_url is not None:
+                try:
+                    place_calls(name, channel, mail, calls)
+                    return {"channel": name, "delivered": True, "calls": calls}
+                except SendError as exc:  # the calls fall to a person
+                    return {"channel": name, "delivered": False, "call_task": calls,
+                            "error": f"{exc}: call them, in this order"}  # fmt: skip
+                except DrplanError as exc:
+                    return {"channel": name, "delivered": False, "call_task": calls,
+                            "error": f"channel {name}: {exc.message}: call them, in this order"}  # fmt: skip
             return {"channel": name, "delivered": False, "call_task": calls,
-                    "error": "drplan cannot place phone calls: call them, in this order"}  # fmt: skip
+                    "error": "no call service configured: call them, in this order"}  # fmt: skip
         try:
             send_message(name, channel, mail)
         except SendError as exc:

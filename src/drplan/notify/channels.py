@@ -150,6 +150,18 @@ def _post(name: str, url: str, body: dict[str, Any], timeout: float,
     raise AssertionError("unreachable")  # every attempt returns or raises
 
 
+def place_calls(name: str, channel: Any, message: Message, calls: list[dict[str, Any]],
+                timeout: float = TIMEOUT) -> None:  # fmt: skip
+    """Ask the phone channel's call service to call ``calls`` (role, holder, phone), in
+    order, with ``message``: ``{"event": "call", "key", "subject", "text", "calls",
+    "time", "source"}``."""
+    body = {"event": "call", "key": message.key, "subject": message.subject,
+            "text": message.text, "calls": calls, "time": rfc3339(message.at),
+            "source": message.source}  # fmt: skip
+    with _failures(name):
+        _post(name, channel.webhook_url.resolve(), body, timeout)
+
+
 # Statuspage (developer.statuspage.io): incident statuses, and component statuses by tier.
 STATUS_OF = {"initial": "investigating", "update": "identified", "resolution": "resolved"}
 COMPONENT_OF_TIER = {1: "major_outage", 2: "partial_outage", 3: "degraded_performance"}

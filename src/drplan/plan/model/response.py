@@ -263,6 +263,10 @@ class PhoneChannel(ChannelBase):
     kind: Literal["phone"]
     call: list[Name] = Field(min_length=1)
     """Roles to call, in order (their phone numbers are in `roles`)."""
+    webhook_url: Secret | None = None
+    """A service that places the calls (a call bridge, a telephony flow): drplan posts it
+    the message and the people to call, in order. Without one, the calls are a task in
+    the incident's timeline for a person to make."""
 
 
 Channel = Annotated[
