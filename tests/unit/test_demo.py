@@ -67,7 +67,8 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     # The database-corruption procedure rehearsed: the RTO clock, the gate, the restore
     # into a stand-in, the clock stopped by the checks, the review; production untouched.
     assert "REHEARSAL  Database Corruption (database-corruption), tier 1, open" in out
-    assert "on track: median" in out  # predicted from the drill just run
+    assert "on track: median" in out  # predicted from the drill just run ...
+    assert "over 1 drills, scaled to today's sizes" in out  # ... to today's data and WAL
     assert "waits for approval by incident-commander" in out
     assert "smartwatts-db recovered and checked: RTO" in out
     assert "step 3.1 Readings are all there: done (" in out

@@ -67,6 +67,31 @@ def _copy_off_site(incident: Incident, body: bytes, entries: int) -> list[str]:
     return warnings
 
 
+def _size(service: Incidents, incident: Incident) -> None:
+    """Record today's sizes of the incident's databases, which predictions scale the
+    drills to; nothing when none can be read (the predictions say they are unscaled)."""
+    import contextlib  # noqa: PLC0415
+
+    from drplan.cli.repo_access import storage_for  # noqa: PLC0415
+    from drplan.errors import DrplanError  # noqa: PLC0415
+    from drplan.incidents.sizing import sizes  # noqa: PLC0415
+    from drplan.repo.password import read_password  # noqa: PLC0415
+    from drplan.repo.repository import Repository  # noqa: PLC0415
+
+    plan = incident.declared_plan()
+    if not incident.declared.get("drilled") or not any(incident.declared["drilled"].values()):
+        return  # no drill to scale
+    try:
+        secret = read_password(None, plan.repository.password_command)
+    except DrplanError:
+        return
+    found, unsized = sizes(plan, incident.systems, lambda ref: contextlib.nullcontext(
+        Repository.open(storage_for(plan.locations[ref]), secret)))  # fmt: skip
+    if found:
+        service.record(incident.id, "sized", "drplan", {"systems": found, "unsized": unsized},
+                       clock.now())  # fmt: skip
+
+
 @incident_group.command("declare", short_help="Open an incident and start its RTO clock.")
 @click.argument("scenario")
 @click.option("--systems", metavar="S,...", help="The systems affected (default: the scenario's).")
@@ -108,7 +133,9 @@ def declare_command(
         if plan_file.plan.communication is not None:
             _tell(service, incident, "internal", "initial", note)
             incident = service.load(incident.id)
-        service.copy_off_site(incident.id)  # after the first message: it is the urgent one
+        _size(service, incident)  # after the first message: it is the urgent one
+        incident = service.load(incident.id)
+        service.copy_off_site(incident.id)
         _show(service, incident, as_json)
 
 
@@ -622,8 +649,9 @@ def _print(data: dict[str, Any]) -> None:
 def _prediction(found: dict[str, Any] | None) -> str:
     if not found or found["verdict"] == "never drilled":
         return "never drilled: no prediction"
+    scaled = ", scaled to today's sizes" if found.get("scaled") else ""
     return (f"{found['verdict']}: median {_span(found['median_seconds'])}, worst"
-            f" {_span(found['worst_seconds'])} over {found['drills']} drills")  # fmt: skip
+            f" {_span(found['worst_seconds'])} over {found['drills']} drills{scaled}")  # fmt: skip
 
 
 def _left(row: dict[str, Any]) -> str:

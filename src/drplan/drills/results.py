@@ -34,6 +34,8 @@ class SystemResult:
     server_version: int | None = None
     error: str | None = None  # why the recovery itself failed
     stage: str = "recovery"  # or "corruption", "recovery before the corruption"
+    restored_bytes: int | None = None  # the base backups' data (predictions scale by it)
+    wal_bytes: int | None = None  # WAL replayed past the base backup's start
 
     @property
     def failures(self) -> list[str]:
@@ -82,6 +84,7 @@ class SystemResult:
                 ),
             },
             "validations": [v.as_dict() for v in self.validations],
+            "size": {"restored_bytes": self.restored_bytes, "wal_bytes": self.wal_bytes},
             "server_version": self.server_version,
             "error": self.error,
         }

@@ -408,10 +408,16 @@ def _record_recovery(outcome: SystemResult, recovered: Recovered) -> None:
     outcome.snapshots = [s.id for s in recovered.result.chain]
     outcome.phases.update(recovered.phases)
     outcome.server_version = recovered.result.chain[-1].source.get("server_version")
+    outcome.restored_bytes = sum(s.summary.bytes_total for s in recovered.result.chain)
     reached = recovered.reached
     if reached is not None:
         outcome.reached_lsn = reached.lsn
         outcome.last_transaction = reached.last_transaction
+        start = recovered.result.chain[-1].source.get("start_lsn")
+        if reached.lsn and start:
+            from drplan.sources.postgres.wal_archive import lsn_value  # noqa: PLC0415
+
+            outcome.wal_bytes = max(0, lsn_value(reached.lsn) - lsn_value(str(start)))
 
 
 def _validate(

@@ -153,7 +153,8 @@ HISTORY = 10  # the newest drills of a system that count
 
 def drilled(history: list[dict[str, Any]], systems: list[str], before: datetime
             ) -> dict[str, list[list[Any]]]:  # fmt: skip
-    """Per system, its newest measured recoveries before ``before``: [[time, seconds]]."""
+    """Per system, its newest measured recoveries before ``before``: [[time, seconds,
+    {phases, restored_bytes, wal_bytes}]] (what predictions scale to today's sizes)."""
     from drplan.drills.report import systems_of  # noqa: PLC0415
 
     found: dict[str, list[list[Any]]] = {name: [] for name in systems}
@@ -165,5 +166,10 @@ def drilled(history: list[dict[str, Any]], systems: list[str], before: datetime
             name = str(system.get("system"))
             counted = name in found and system.get("stage") == "recovery"
             if counted and seconds is not None and len(found[name]) < HISTORY:
-                found[name].append([instant(row["started_at"]), float(seconds)])
+                size = system.get("size") or {}
+                found[name].append([instant(row["started_at"]), float(seconds), {
+                    "phases": system.get("phases") or {},
+                    "restored_bytes": size.get("restored_bytes"),
+                    "wal_bytes": size.get("wal_bytes"),
+                }])  # fmt: skip
     return found

@@ -119,8 +119,8 @@ def _drilled(incident: Incident) -> dict[str, dict[str, Any]]:
     for name, runs in incident.declared.get("drilled", {}).items():
         if runs:
             found[name] = {
-                "drills": len(runs), "median_seconds": statistics.median(s for _, s in runs),
-                "last": max(clock.parse_rfc3339(at) for at, _ in runs),
+                "drills": len(runs), "median_seconds": statistics.median(r[1] for r in runs),
+                "last": max(clock.parse_rfc3339(r[0]) for r in runs),
             }  # fmt: skip
     return found
 

@@ -85,6 +85,7 @@ class Incident:
     commander: str | None
     status: str = OPEN
     notes: list[dict[str, Any]] = field(default_factory=list)
+    sized: dict[str, dict[str, Any]] = field(default_factory=dict)  # today's sizes, by system
     recovered: dict[str, dict[str, Any]] = field(default_factory=dict)  # clock_stopped data
     waived: dict[str, str] = field(default_factory=dict)  # system: why it is not recovered
     # lateness key: its last page (level, role, at) and whether it was acknowledged
@@ -258,6 +259,10 @@ def _resolved(incident: Incident, event: Event) -> None:
     incident.waived.update(event.data.get("waived", {}))
 
 
+def _sized(incident: Incident, event: Event) -> None:
+    incident.sized.update(event.data.get("systems", {}))
+
+
 def _closed(incident: Incident, event: Event) -> None:
     incident.status = CLOSED
 
@@ -296,5 +301,5 @@ _APPLY = {
     "approved": _approved, "note": _note, "commander": _commander,
     "clock_stopped": _clock_stopped, "recovery_unproven": _unproven,
     "resolved": _resolved, "closed": _closed,
-    "escalated": _escalated, "acknowledged": _acknowledged,
+    "escalated": _escalated, "acknowledged": _acknowledged, "sized": _sized,
 }  # fmt: skip

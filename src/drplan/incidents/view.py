@@ -190,6 +190,9 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "closed": lambda d: "closed",
     "escalated": _escalated,
     "acknowledged": lambda d: f"acknowledged: {', '.join(d['keys'])}",
+    "sized": lambda d: "today's sizes read: " + ", ".join(
+        f"{n} {s['restored_bytes']} bytes of base backups, {s['wal_bytes']} of WAL"
+        for n, s in d["systems"].items()) + "".join(f"; {w}" for w in d.get("unsized", [])),
     "resumed": lambda d: f"taken over from the copy in {d['from']} ({d['entries']} entries)",
     "rehearsed": lambda d: (f"rehearsal recorded as drill {d['drill']}: "
                             + ("passed" if d["passed"] else "did not pass")),

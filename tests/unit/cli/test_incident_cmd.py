@@ -286,6 +286,35 @@ def test_predictions_come_from_the_systems_drills(tmp_path: Path) -> None:
     service.close()
 
 
+def test_predictions_are_scaled_to_todays_data_and_wal(tmp_path: Path) -> None:
+    since = datetime(2026, 12, 7, 3, 10, tzinfo=UTC)
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'c.db'}")
+    phases = {"fetch": 100.0, "rebuild": 500.0, "verify": 100.0, "start": 20.0,
+              "replay": 200.0, "validate": 80.0}  # 1000 s in all  # fmt: skip
+    result = {"systems": [{"system": "smartwatts-db", "stage": "recovery",
+                           "rto": {"seconds": 1000.0}, "phases": phases,
+                           "size": {"restored_bytes": 10 << 30, "wal_bytes": 1 << 30}}]}  # fmt: skip
+    catalog.record_drill({"run": "r1", "drill": "d", "kind": "database", "passed": 1,
+                          "started_at": since - timedelta(days=3),
+                          "result": json.dumps(result)})  # fmt: skip
+    catalog.close()
+    service = Incidents(Journal(tmp_path / "incidents"),
+                        lambda: Catalog.open(f"sqlite:///{tmp_path / 'c.db'}"))  # fmt: skip
+    plan = load_plan(SMARTWATTS).plan
+    inc = service.declare(plan, str(SMARTWATTS), "database-corruption", None, since,
+                          systems=None, since=since, commander=None, note=None,
+                          rehearsal=False)  # fmt: skip
+    unscaled = predict(inc, since)["smartwatts-db"]
+    assert (unscaled.median_seconds, unscaled.scaled) == (1000.0, False)
+    # Today the base backups hold twice the data and there is 4 times the WAL to replay.
+    service.record(inc.id, "sized", "drplan", {"systems": {"smartwatts-db": {
+        "restored_bytes": 20 << 30, "wal_bytes": 4 << 30}}}, since)  # fmt: skip
+    scaled = predict(service.load(inc.id), since)["smartwatts-db"]
+    assert scaled.scaled is True
+    assert scaled.median_seconds == 700 * 2 + 200 * 4 + 100  # data x2, WAL x4, the rest as was
+    service.close()
+
+
 def test_before_incident_is_refused_outside_an_incident(
     run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
