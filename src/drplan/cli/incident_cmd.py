@@ -650,8 +650,10 @@ def _prediction(found: dict[str, Any] | None) -> str:
     if not found or found["verdict"] == "never drilled":
         return "never drilled: no prediction"
     scaled = ", scaled to today's sizes" if found.get("scaled") else ""
+    phase = (f"; phase {found['phase']}'s window: {found['phase_verdict']}"
+             if found.get("phase_verdict") else "")  # fmt: skip
     return (f"{found['verdict']}: median {_span(found['median_seconds'])}, worst"
-            f" {_span(found['worst_seconds'])} over {found['drills']} drills{scaled}")  # fmt: skip
+            f" {_span(found['worst_seconds'])} over {found['drills']} drills{scaled}{phase}")  # fmt: skip
 
 
 def _left(row: dict[str, Any]) -> str:

@@ -34,13 +34,15 @@ class Prediction:
     worst_seconds: float | None = None
     last_drilled: datetime | None = None
     scaled: bool = False  # to today's data and WAL (else as the drills measured)
+    phase: str | None = None  # the phase whose step recovers it ("2 Recovery Steps")
+    phase_verdict: str | None = None  # the same judgement against that phase's window
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict, "drills": self.drills,
             "median_seconds": self.median_seconds, "worst_seconds": self.worst_seconds,
             "last_drilled": self.last_drilled.isoformat() if self.last_drilled else None,
-            "scaled": self.scaled,
+            "scaled": self.scaled, "phase": self.phase, "phase_verdict": self.phase_verdict,
         }  # fmt: skip
 
 
@@ -57,17 +59,31 @@ def predict(incident: Incident, now: datetime) -> dict[str, Prediction]:
         scaled = [_scaled(run, today) for run in runs]
         times = [s if s is not None else float(run[1]) for s, run in zip(scaled, runs, strict=True)]
         median, worst = statistics.median(times), max(times)
-        deadline = incident.deadline(name)
-        if now + timedelta(seconds=median) > deadline:
-            verdict = WILL_MISS
-        elif now + timedelta(seconds=worst) > deadline:
-            verdict = AT_RISK
-        else:
-            verdict = ON_TRACK
-        found[name] = Prediction(name, verdict, len(runs), median, worst,
-                                 clock.parse_rfc3339(runs[0][0]),
-                                 all(s is not None for s in scaled))  # fmt: skip
+        phase = next((p for p in incident.phases if any(name in s.recovers and s.open
+                                                           for s in p.steps)), None)  # fmt: skip
+        window = incident.window(phase) if phase is not None else None
+        found[name] = Prediction(
+            name,
+            _verdict(now, median, worst, incident.deadline(name)),
+            len(runs),
+            median,
+            worst,
+            clock.parse_rfc3339(runs[0][0]),
+            all(s is not None for s in scaled),
+            f"{phase.number} {phase.name}" if phase is not None else None,
+            _verdict(now, median, worst, window[1]) if window is not None else None,
+        )
     return found
+
+
+def _verdict(now: datetime, median: float, worst: float, by: datetime) -> str:
+    """Started now: done by ``by`` at the median and at the worst (on track), at the
+    median only (at risk), or not even at the median (will miss)."""
+    if now + timedelta(seconds=median) > by:
+        return WILL_MISS
+    if now + timedelta(seconds=worst) > by:
+        return AT_RISK
+    return ON_TRACK
 
 
 READS_DATA = ("fetch", "rebuild", "verify")

@@ -300,8 +300,13 @@ def test_predictions_are_scaled_to_todays_data_and_wal(tmp_path: Path) -> None:
     catalog.close()
     service = Incidents(Journal(tmp_path / "incidents"),
                         lambda: Catalog.open(f"sqlite:///{tmp_path / 'c.db'}"))  # fmt: skip
-    plan = load_plan(SMARTWATTS).plan
-    inc = service.declare(plan, str(SMARTWATTS), "database-corruption", None, since,
+    # Its recovery phase's window (1-2h) is tighter than its deadline (4h).
+    raw = yaml.safe_load(SMARTWATTS.read_text())
+    raw["runbooks"]["database-corruption"]["phases"][1]["window"] = "1-2h"
+    written = tmp_path / "plan.yaml"
+    written.write_text(yaml.safe_dump(raw))
+    plan = load_plan(written).plan
+    inc = service.declare(plan, str(written), "database-corruption", None, since,
                           systems=None, since=since, commander=None, note=None,
                           rehearsal=False)  # fmt: skip
     unscaled = predict(inc, since)["smartwatts-db"]
@@ -312,6 +317,9 @@ def test_predictions_are_scaled_to_todays_data_and_wal(tmp_path: Path) -> None:
     scaled = predict(service.load(inc.id), since)["smartwatts-db"]
     assert scaled.scaled is True
     assert scaled.median_seconds == 700 * 2 + 200 * 4 + 100  # data x2, WAL x4, the rest as was
+    later = predict(service.load(inc.id), since + timedelta(minutes=90))["smartwatts-db"]
+    assert later.verdict == ON_TRACK  # 2h30m to its deadline
+    assert (later.phase, later.phase_verdict) == ("2 Recovery Steps", WILL_MISS)  # 30m left
     service.close()
 
 
