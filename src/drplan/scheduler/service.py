@@ -41,8 +41,12 @@ def open_incidents_status(catalog_url: str | None, now: datetime) -> list[dict[s
     from drplan.incidents.service import open_incidents  # noqa: PLC0415
     from drplan.incidents.view import status  # noqa: PLC0415
 
-    with open_incidents(catalog_url) as service:
-        return [status(i, predict(i, now), now) for i in service.open_ones()]
+    try:
+        with open_incidents(catalog_url) as service:
+            return [status(i, predict(i, now), now) for i in service.open_ones()]
+    except DrplanError as exc:  # the rest of the assessment goes on without them
+        log.error("reading the open incidents failed: %s", exc.message)
+        return []
 
 
 @dataclass(frozen=True)
