@@ -81,6 +81,9 @@ def declaration(
         "objectives": {name: _objectives(plan, name) for name in affected},
         "owners": {name: plan.systems[name].owner for name in affected},
         "databases": databases(plan),
+        # The variable each one's password is in (never its value): a shell step is given
+        # it without the plan's model being built first.
+        "database_passwords": database_passwords(plan),
         # Notices due to audiences with a deadline (a regulator's 72 hours), from now.
         "notices": [
             {"audience": name, "due_seconds": spec.deadline.total_seconds()}
@@ -116,6 +119,14 @@ def databases(plan: Plan) -> dict[str, str]:
     from drplan.plan.model import PostgresSystem  # noqa: PLC0415
 
     return {n: s.connection for n, s in plan.systems.items() if isinstance(s, PostgresSystem)}
+
+
+def database_passwords(plan: Plan) -> dict[str, str | None]:
+    """Each PostgreSQL system's password variable (None: it has no password)."""
+    from drplan.plan.model import PostgresSystem  # noqa: PLC0415
+
+    return {n: s.password.variable if s.password else None
+            for n, s in plan.systems.items() if isinstance(s, PostgresSystem)}  # fmt: skip
 
 
 def _step(number: str, step: Step) -> dict[str, Any]:

@@ -24,11 +24,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
-
 from drplan import clock
 from drplan.drills.validations import Validation, command_check, sql_check, timed
 from drplan.errors import DrplanError
+from drplan.incidents.libpq import libpq_env
 from drplan.incidents.rehearsal import stand_ins_of
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import Incident, StepState
@@ -114,18 +113,6 @@ def _postgres(
         found.validations.append(Validation(where, "connection", "failed", 0.0, exc.message))
         return {}
     return libpq_env(connection, password)
-
-
-def libpq_env(connection: str, password: str | None) -> dict[str, str]:
-    """The libpq environment (``PGHOST``...) that reaches ``connection``: what smoke
-    commands and a runbook's shell steps get."""
-    params = conninfo_to_dict(connection)
-    host, port = str(params.get("host") or ""), str(params.get("port") or "5432")
-    env = {"PGHOST": host, "PGPORT": port, "PGUSER": str(params.get("user") or ""),
-           "PGDATABASE": str(params.get("dbname") or "postgres")}  # fmt: skip
-    if password:
-        env["PGPASSWORD"] = password
-    return env
 
 
 def _checks_of(plan: Plan, system: str) -> DrillValidations:

@@ -262,16 +262,25 @@ def _context(
             if stand_in is not None:
                 env["DRPLAN_TARGET"] = stand_in.connection(connections[names[0]])
         if step.run is not None:  # a shell step reaches the target as smoke checks do
-            from drplan.incidents.recovered import libpq_env  # noqa: PLC0415
-            from drplan.plan.model import PostgresSystem  # noqa: PLC0415
+            from drplan.incidents.libpq import libpq_env  # noqa: PLC0415
 
-            system = plan(incident.id).systems[names[0]]
-            assert isinstance(system, PostgresSystem)
-            password = None
-            with contextlib.suppress(DrplanError):  # not set here: the step has its own way
-                password = system.password.resolve() if system.password else None
-            env.update(libpq_env(env["DRPLAN_TARGET"], password))
+            env.update(libpq_env(env["DRPLAN_TARGET"], _password(incident, names[0], plan)))
     return env
+
+
+def _password(incident: Incident, system: str, plan: Callable[[str], Plan]) -> str | None:
+    """The database's password when it is set here (None: the step has its own way)."""
+    variables = incident.declared.get("database_passwords")
+    if variables is not None:  # its variable, recorded at the declaration
+        variable = variables.get(system)
+        return (os.environ.get(variable) or None) if variable else None
+    from drplan.plan.model import PostgresSystem  # noqa: PLC0415 - an older declaration
+
+    spec = plan(incident.id).systems[system]
+    assert isinstance(spec, PostgresSystem)
+    with contextlib.suppress(DrplanError):
+        return spec.password.resolve() if spec.password else None
+    return None
 
 
 def _secrets(plan: Plan) -> list[tuple[str, str]]:
