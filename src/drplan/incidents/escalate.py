@@ -112,8 +112,7 @@ class Escalator:
                 )
                 data["pages"].append({"channel": name, "delivered": True})
             except (SendError, DrplanError) as exc:
-                error = exc.message if isinstance(exc, DrplanError) else str(exc)
-                data["pages"].append({"channel": name, "delivered": False, "error": error})
+                data["pages"].append({"channel": name, "delivered": False, "error": _why(exc)})
         event = self.service.record(incident.id, "escalated", DRIVER, data, self.now())
         if not pagers and self.plan.communication is not None:
             Messenger(self.service, self.plan, self.now, self.host).tell(
@@ -142,8 +141,7 @@ class Escalator:
                                                     self.host))  # fmt: skip
                 data["pages"].append({"channel": name, "delivered": True, "to": contact.email})
             except (SendError, DrplanError) as exc:
-                error = exc.message if isinstance(exc, DrplanError) else str(exc)
-                data["pages"].append({"channel": name, "delivered": False, "error": error})
+                data["pages"].append({"channel": name, "delivered": False, "error": _why(exc)})
         if contact.phone:
             data["call_task"] = [{"contact": contact.name, "phone": contact.phone}]
         return self.service.record(incident.id, "escalated", DRIVER, data, self.now())
@@ -165,8 +163,13 @@ def close_pages(service: Incidents, plan: Plan, incident: Incident, action: str,
             try:
                 send(name, channel, Page(action, problem, clock.now(), host))
             except (SendError, DrplanError) as exc:
-                warnings.append(exc.message if isinstance(exc, DrplanError) else str(exc))
+                warnings.append(_why(exc))
     return warnings
+
+
+def _why(exc: SendError | DrplanError) -> str:
+    """A failed page in one line (a secret that is not set here, or the provider's answer)."""
+    return exc.message if isinstance(exc, DrplanError) else str(exc)
 
 
 def lateness(incident: Incident, predictions: dict[str, Prediction], now: datetime

@@ -159,47 +159,42 @@ class Messenger:
 
     def _deliver(self, name: str, mail: Message, incident: Incident | None = None,
                  kind: str = "update") -> dict[str, Any]:  # fmt: skip
+        """One channel's delivery of ``mail``: sent, posted to the status page, or the
+        calls placed; what it did. A phone channel that places no call leaves the calls
+        as a task for a person."""
         channel = self.plan.channels[name]
-        if channel.kind == "status_page" and incident is not None:
-            return self._status_page(name, channel, mail, incident, kind)
+        calls = None
         if channel.kind == "phone":
             calls = [{"role": r, "holder": self.plan.roles[r].holder, "phone": self.plan.roles[r].phone}
                      for r in channel.call if r in self.plan.roles]  # fmt: skip
-            if channel.webhook_url is not None:
-                try:
-                    place_calls(name, channel, mail, calls)
-                    return {"channel": name, "delivered": True, "calls": calls}
-                except SendError as exc:  # the calls fall to a person
-                    return {"channel": name, "delivered": False, "call_task": calls,
-                            "error": f"{exc}: call them, in this order"}  # fmt: skip
-                except DrplanError as exc:
-                    return {"channel": name, "delivered": False, "call_task": calls,
-                            "error": f"channel {name}: {exc.message}: call them, in this order"}  # fmt: skip
-            return {"channel": name, "delivered": False, "call_task": calls,
-                    "error": "no call service configured: call them, in this order"}  # fmt: skip
+            if channel.webhook_url is None:
+                return {"channel": name, "delivered": False, "call_task": calls,
+                        "error": "no call service configured: call them, in this order"}  # fmt: skip
         try:
+            if channel.kind == "status_page" and incident is not None:
+                return {"channel": name, "delivered": True,
+                        "remote_id": self._status_page(name, channel, mail, incident, kind)}  # fmt: skip
+            if calls is not None:
+                place_calls(name, channel, mail, calls)
+                return {"channel": name, "delivered": True, "calls": calls}
             send_message(name, channel, mail)
-        except SendError as exc:
-            return {"channel": name, "delivered": False, "error": str(exc)}
-        except DrplanError as exc:  # its secret is not set here
-            return {"channel": name, "delivered": False, "error": f"channel {name}: {exc.message}"}
+        except (SendError, DrplanError) as exc:  # DrplanError: its secret is not set here
+            error = str(exc) if isinstance(exc, SendError) else f"channel {name}: {exc.message}"
+            if calls is None:
+                return {"channel": name, "delivered": False, "error": error}
+            return {"channel": name, "delivered": False, "call_task": calls,
+                    "error": f"{error}: call them, in this order"}  # fmt: skip
         return {"channel": name, "delivered": True}
 
     def _status_page(self, name: str, channel: Any, mail: Message, incident: Incident,
-                     kind: str) -> dict[str, Any]:  # fmt: skip
-        """The page's incident opened at the first message, updated after, resolved at the
-        resolution: one incident on the page per drplan incident (its id kept in the
-        timeline)."""
+                     kind: str) -> str:  # fmt: skip
+        """Post to the status page: the page's incident opened at the first message,
+        updated after, resolved at the resolution (one per drplan incident, its id kept in
+        the timeline); the page's incident id."""
         opened = [e.data["remote_id"] for e in incident.events if e.kind == "message"
                   and e.data.get("channel") == name and e.data.get("remote_id")]  # fmt: skip
-        try:
-            remote = post_status(name, channel, mail, kind, int(incident.declared["tier"]),
-                                 opened[-1] if opened else None)  # fmt: skip
-        except SendError as exc:
-            return {"channel": name, "delivered": False, "error": str(exc)}
-        except DrplanError as exc:  # its key is not set here
-            return {"channel": name, "delivered": False, "error": f"channel {name}: {exc.message}"}
-        return {"channel": name, "delivered": True, "remote_id": remote}
+        return post_status(name, channel, mail, kind, int(incident.declared["tier"]),
+                           opened[-1] if opened else None)  # fmt: skip
 
 
 def context(incident: Incident, now: datetime, audience: str, message: str | None

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from drplan.errors import DrplanError
+from drplan.incidents.journal import ID_PATTERN
 from drplan.nesting import remove_tree
 
 if TYPE_CHECKING:
@@ -99,8 +100,8 @@ def keep(plan: Plan, incident_id: str, stand_in: StandIn) -> None:
 def stand_ins_of(plan: Plan, incident_id: str) -> dict[str, StandIn]:
     """The stand-ins a rehearsal has running, by system."""
     found: dict[str, StandIn] = {}
-    for base in {_base_of(plan, name) for name in plan.systems}:
-        found.update(stand_ins(_home(base, incident_id)))
+    for home in _homes(plan, incident_id):
+        found.update(stand_ins(home))
     return found
 
 
@@ -115,8 +116,7 @@ def stand_ins(home: Path) -> dict[str, StandIn]:
 def tear_down(plan: Plan, incident_id: str) -> list[str]:
     """Stop every stand-in of the rehearsal and remove its directory; what was removed."""
     removed = []
-    for base in {_base_of(plan, name) for name in plan.systems}:
-        home = _home(base, incident_id)
+    for home in _homes(plan, incident_id):
         if not home.is_dir():
             continue
         for stand_in in stand_ins(home).values():
@@ -134,9 +134,14 @@ def _tear_down(stand_in: StandIn) -> None:
 
 
 def _home(base: Path, incident_id: str) -> Path:
-    if "/" in incident_id or incident_id.startswith("."):
+    if not ID_PATTERN.match(incident_id):  # it names a directory: nothing else gets in
         raise DrplanError(f"{incident_id!r} is not an incident id")
     return base / "rehearsals" / incident_id
+
+
+def _homes(plan: Plan, incident_id: str) -> list[Path]:
+    """Where the rehearsal's stand-ins may be: one home per scratch base of the plan."""
+    return [_home(base, incident_id) for base in {_base_of(plan, n) for n in plan.systems}]
 
 
 def _base_of(plan: Plan, system: str) -> Path:
