@@ -113,6 +113,12 @@ def crash_server(cluster: PgCluster) -> None:
     (cluster.data_dir / "postmaster.pid").unlink()
 
 
+def partials(repo: Path) -> set[tuple[str, int]]:
+    """The ``.partial`` WAL objects in a repository, each with its modification stamp."""
+    return {(p.name, p.stat().st_mtime_ns) for p in repo.joinpath("wal").rglob("*")
+            if ".partial." in p.name}  # fmt: skip
+
+
 def crash_wal_agents(cluster: PgCluster) -> None:
     """The WAL agent archives ahead of PostgreSQL in a session of its own: it goes too."""
     spool = str(cluster.data_dir / "pg_wal" / "drplan-archive")
@@ -294,12 +300,14 @@ def test_when_the_server_alone_crashes_the_stream_ships_what_it_received_at_once
         assert run("backup", "db-full").code == 0
         thread = load.start()
         wait_until(lambda: load.ran_for(5.0), "5s of commits", 60, explain)
+        # Taken before the kill: the stream may ship while crash_server still waits for
+        # the server's processes to be gone. Compared as stamps, not against a clock
+        # that a file system's coarser one may trail.
+        before = partials(archived.repo)
         crash_server(cluster)
-        crashed_at = time.time()
         thread.join(30)
         wait_until(
-            lambda: any(".partial." in p.name and p.stat().st_mtime > crashed_at
-                        for p in archived.repo.joinpath("wal").rglob("*")),
+            lambda: bool(partials(archived.repo) - before),
             "the stream to ship what it had received",
             60,
             explain,
