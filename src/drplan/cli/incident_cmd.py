@@ -189,6 +189,8 @@ def step_command(
             for stopped in stop_clocks(service, service.load(found.id), settled, plan):
                 console().print(f"{found.id}: {summary(stopped.kind, stopped.data)}",
                                 highlight=False)  # fmt: skip
+            service.sync(found.id)
+            service.copy_if_due(found.id)
         if item is None and found.declared_plan().communication is not None:
             from drplan.incidents.messages import Messenger  # noqa: PLC0415
 

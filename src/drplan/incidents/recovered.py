@@ -129,7 +129,8 @@ def stop_clocks(
     now: Callable[[], datetime] = clock.now,
 ) -> list[Event]:  # fmt: skip
     """After ``step`` succeeded: check each affected system it recovers, and stop its clock
-    when the checks pass (the events recorded, in order)."""
+    when the checks pass (the events recorded, in order, to the journal: the caller
+    brings the catalog and the off-site copies up to date)."""
     events = []
     stand_ins = stand_ins_of(plan, incident.id) if incident.declared.get("rehearsal") else {}
     for system in step.recovers:
@@ -141,5 +142,8 @@ def stop_clocks(
                       if stand_in is not None and isinstance(spec, PostgresSystem) else None)  # fmt: skip
         checked = check_recovered(plan, system, incident.since, connection)
         kind, data = checked.event(step.id, incident.since, now())
-        events.append(service.record(incident.id, kind, DRIVER, data, now()))
+        # The catalog and the off-site copy wait (the caller's): the next system's
+        # clock is not kept running by them.
+        events.append(service.record(incident.id, kind, DRIVER, data, now(), sync=False,
+                                     copy=False))  # fmt: skip
     return events

@@ -124,8 +124,13 @@ class Driver:
             }, self.now(), sync=False)  # fmt: skip
             self._tell(f"step {step.id} {step.title}: started ({shown})")
 
+        synced = False
+
         def meanwhile() -> None:
-            self.service.sync(incident.id)  # once: later calls find nothing to add
+            nonlocal synced
+            if not synced:  # the step's start, in the catalog too
+                self.service.sync(incident.id)
+                synced = True
             self._watch(incident.id)
             if step.recovers:  # what stops the clock after it, ready before it ends
                 import drplan.incidents.recovered  # noqa: F401, PLC0415 - psycopg
@@ -143,9 +148,10 @@ class Driver:
             data["note"] = f"stopped after its timeout of {step.timeout or DEFAULT_TIMEOUT:g}s"
         elif done.exit_code != 0:
             data["note"] = f"exited {done.exit_code}: {_last_line(done.output)}"
-        # The clocks are stopped before the timeline is copied off site: the copy is the
-        # engine's housekeeping, not part of the recovery it measures.
-        self.service.record(incident.id, "step", DRIVER, data, self.now(), copy=False)
+        # The clocks are stopped before the timeline goes to the catalog and off site:
+        # that is the engine's housekeeping, not part of the recovery it measures.
+        self.service.record(incident.id, "step", DRIVER, data, self.now(), sync=False,
+                            copy=False)  # fmt: skip
         said = data.get("note") or (_last_line(done.output) if done.output.strip() else "")
         self._tell(f"step {step.id} {step.title}: {outcome}"
                    + (f" ({said})" if any(c.isalnum() for c in said) else ""))  # fmt: skip
@@ -155,6 +161,7 @@ class Driver:
             for event in stop_clocks(self.service, self.service.load(incident.id), step,
                                      self._plan(incident.id), self.now):  # fmt: skip
                 self._tell(summary(event.kind, event.data))
+        self.service.sync(incident.id)
         self.service.copy_if_due(incident.id)
 
     def _plan(self, incident: str) -> Plan:

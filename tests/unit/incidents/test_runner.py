@@ -275,3 +275,20 @@ def test_every_open_incident_is_driven_as_serve_does(incident: Any, tmp_path: Pa
     assert sorted(marks.read_text().split()) == ["one", "two"]
     assert incident.cli("run").code == 2  # neither an incident nor --open
     assert incident.cli("run", first, "--open").code == 2
+
+
+def test_a_steps_end_is_seen_the_moment_it_exits_not_a_poll_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The clock a recovering step stops is read when the step ends: a long interval
+    between looks at it (here 10 s) must not be added to the recovery it measures."""
+    from drplan.incidents import execute as module  # noqa: PLC0415
+
+    monkeypatch.setattr(module, "POLL", 10.0)
+    looks = []
+    started = time.monotonic()
+    done = module.execute(["/bin/sh", "-c", "sleep 0.3; echo restored"], dict(os.environ), 60,
+                          list, meanwhile=lambda: looks.append(time.monotonic()))  # fmt: skip
+    assert (done.exit_code, done.output.strip()) == (0, "restored")
+    assert time.monotonic() - started < 3.0, "the step's end waited for the next look"
+    assert done.seconds < 3.0 and looks  # the caller's work went on while it ran
