@@ -115,6 +115,63 @@ incident_events = Table(
 )
 
 
+# Who may use the web dashboard and the API: local accounts (an argon2 hash; none for
+# accounts that log in through OIDC only), API tokens (a SHA-256 of the secret, which is
+# shown once and never stored), and login sessions (a SHA-256 of the cookie's value).
+web_users = Table(
+    "web_users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("email", String(255)),
+    Column("password", Text),  # argon2id, with its parameters; None: no local login
+    Column("roles", Text, nullable=False),  # JSON list of the plan's roles
+    Column("access", String(16)),  # granted besides the roles', or None
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public: the token's first part
+    Column("name", String(128), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user", String(128), nullable=False),
+    Column("origin", String(16), nullable=False),  # local (the account is read anew), oidc
+    Column("roles", Text, nullable=False),  # JSON: as they were at login (OIDC claims)
+    Column("access", String(16), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every change made through the web server or the API, and every change to who may make
+# them: a hash chain like the incidents' timelines (each row's hash covers its body,
+# which names the previous row's hash), so an edited or removed row is detected.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
 def _v1(conn: Connection) -> None:
     for table in (runs, notifications, leases):
         table.create(conn)
@@ -128,8 +185,13 @@ def _v3(conn: Connection) -> None:
     incident_events.create(conn)
 
 
+def _v4(conn: Connection) -> None:
+    for table in (web_users, api_tokens, web_sessions, audit_events):
+        table.create(conn)
+
+
 # Appended to, never edited: the catalog's version is the number of steps applied.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 VERSION_KEY = "schema_version"
 
 

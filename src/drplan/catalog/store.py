@@ -133,6 +133,12 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
 
+    def transaction(self) -> _Transaction:
+        """A transaction for the tables of :mod:`drplan.catalog.schema` that other modules
+        own (the web server's accounts, the audit trail): ``with catalog.transaction() as
+        conn``. A database failure is CatalogError; a duplicate key is the caller's."""
+        return self._begin()
+
     def _begin(self) -> _Transaction:
         if self.path is not None and identity(self.path) != self._identity:
             if self._identity is not None:  # not after a failed check: said once

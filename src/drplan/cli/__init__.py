@@ -76,6 +76,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "drplan.cli.report_cmd:report_command",
         "Recovery KPIs and restore-time trends.",
     ),
+    "user": ("drplan.cli.access_cmd:user_group", "Local accounts of the dashboard and the API."),
+    "token": ("drplan.cli.access_cmd:token_group", "Scoped API tokens: shown once, revocable."),
+    "audit": (
+        "drplan.cli.access_cmd:audit_group",
+        "The trail of changes made through the web server and the API.",
+    ),
 }
 
 

@@ -50,6 +50,7 @@ from drplan.plan.model.storage import (
     S3Location,
 )
 from drplan.plan.model.systems import CommandSystem, FilesSystem, PostgresSystem, System
+from drplan.plan.model.web import ACCESS_LEVELS, Access, Members, Web
 
 
 class Plan(PlanModel):
@@ -93,13 +94,15 @@ class Plan(PlanModel):
     drills: dict[Name, Drill] = Field(default_factory=dict)
     """Recovery tests and their schedule."""
     success_criteria: SuccessCriteria = Field(default_factory=SuccessCriteria)
+    """How recoveries are judged, and the KPIs reported."""
     tools: dict[Name, Tool] = Field(default_factory=dict)
     """Recovery tools and scripts besides drplan, and monitoring the recovery relies on."""
     documents: dict[Name, Document] = Field(default_factory=dict)
     """Documents the plan refers to: checklists, scripts, contact directory, diagrams."""
-    """How recoveries are judged, and the KPIs reported."""
     review: Review | None = None
     """Document control: version, review dates and cadence, approval."""
+    web: Web = Field(default_factory=Web)
+    """The dashboard, the API and the public status page: where, TLS, login, who may do what."""
 
     def rto_of(self, system: str) -> Duration:
         """The RTO that applies to a system: its own if set, else its tier's."""
@@ -118,7 +121,9 @@ class Plan(PlanModel):
 
 
 __all__ = [
+    "ACCESS_LEVELS",
     "JOB_TYPES_BY_KIND",
+    "Access",
     "AlertRoute",
     "Alerting",
     "Audience",
@@ -137,6 +142,7 @@ __all__ = [
     "LocalLocation",
     "Location",
     "LocationRole",
+    "Members",
     "Objectives",
     "Phase",
     "Plan",
@@ -156,5 +162,6 @@ __all__ = [
     "System",
     "Tier",
     "Tool",
+    "Web",
     "Window",
 ]

@@ -20,6 +20,7 @@ from pydantic import (
 
 from drplan.plan.durations import Duration, format_duration, parse_duration, seconds
 from drplan.plan.model.base import Name, PlanModel
+from drplan.plan.model.web import Access, Members
 from drplan.plan.secrets import Secret
 
 # Commands a runbook step may run as a drplan action; checked so a typo fails at load.
@@ -178,6 +179,12 @@ class Role(PlanModel):
     """Slack handle, e.g. @cto."""
     deputy: Name | None = None
     """The role that stands in when this one cannot be reached."""
+    access: Access = "responder"
+    """What its holders may do in the web dashboard and the API: viewer, responder,
+    commander or admin (see `web`)."""
+    members: Members = Field(default_factory=Members)
+    """Who holds it when they log in (besides a local account given the role, and the
+    role's own `email`)."""
 
 
 class Contact(PlanModel):
