@@ -76,6 +76,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "drplan.cli.report_cmd:report_command",
         "Recovery KPIs and restore-time trends.",
     ),
+    "web": ("drplan.cli.web_cmd:web_command", "Serve the API alone, for a second host."),
     "user": ("drplan.cli.access_cmd:user_group", "Local accounts of the dashboard and the API."),
     "token": ("drplan.cli.access_cmd:token_group", "Scoped API tokens: shown once, revocable."),
     "audit": (

@@ -43,6 +43,8 @@ class Incidents:
     # Copies the journal (its bytes, its length) to the off-site locations of the plan the
     # incident was declared with; what could not be copied, to warn of.
     replicate: Callable[[Incident, bytes, int], list[str]] | None = None
+    # Who acts, beside the role: the OS user at the CLI, the logged-in user on the web.
+    user: str = field(default_factory=getpass.getuser)
     _catalog: Catalog | None = None
     _catalog_down: bool = False
     _copy_due: set[str] = field(default_factory=set)  # incidents whose copy was put off
@@ -308,10 +310,9 @@ class Incidents:
         except CatalogError as exc:
             self._down(exc)
 
-    @staticmethod
-    def actor(role: str | None, roles: dict[str, Any]) -> str:
+    def actor(self, role: str | None, roles: dict[str, Any]) -> str:
         """Who acts: ``ROLE (user)``, or the user alone."""
-        user = getpass.getuser()
+        user = self.user
         if role is None:
             return user
         if role not in roles:

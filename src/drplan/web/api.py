@@ -1,0 +1,157 @@
+"""The REST API v1: the plan, job runs, drills, incidents and the audit trail, as JSON.
+
+Every route needs credentials (see :mod:`drplan.web.auth`); reads need ``viewer`` and
+the ``read`` scope. Lists are paginated (``limit``, ``offset``; a ``Link: rel="next"``
+header while there is more) and filterable; every read carries an ``ETag`` and answers
+``304`` to an ``If-None-Match`` that matches. Changes are audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+
+from drplan import clock
+from drplan.errors import DrplanError
+from drplan.web.accounts import Principal
+from drplan.web.context import WebContext
+from drplan.web.problems import Problem
+
+MAX_LIMIT = 500
+
+
+def respond(request: Request, data: Any, headers: dict[str, str] | None = None) -> Response:
+    """``data`` as JSON with its ETag; 304 when the client holds it already."""
+    body = json.dumps(data, default=_jsonable, sort_keys=True).encode()
+    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    extra = {"ETag": tag, "Cache-Control": "private, no-cache", **(headers or {})}
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=extra)
+    return Response(body, media_type="application/json", headers=extra)
+
+
+def page(request: Request, items: list[Any], limit: int, offset: int) -> Response:
+    """One page of ``items``, with a link to the next while there is more."""
+    chosen = items[offset : offset + limit]
+    headers = {"X-Total-Count": str(len(items))}
+    if offset + limit < len(items):
+        following = request.url.include_query_params(offset=offset + limit, limit=limit)
+        headers["Link"] = f'<{following}>; rel="next"'
+    return respond(request, {"items": chosen, "total": len(items), "offset": offset,
+                             "limit": limit}, headers)  # fmt: skip
+
+
+def _jsonable(value: Any) -> Any:
+    from datetime import datetime  # noqa: PLC0415
+
+    if isinstance(value, datetime):
+        return clock.rfc3339(value)
+    return str(value)
+
+
+def router(ctx: WebContext) -> APIRouter:
+    api = APIRouter(prefix="/api/v1")
+    read = Depends(ctx.guard.require("viewer", "read"))
+    respond_ = Depends(ctx.guard.require("responder", "incidents:write"))
+    admin = Depends(ctx.guard.require("admin", "admin"))
+    limit_q = Query(100, ge=1, le=MAX_LIMIT, description="Items per page.")
+    offset_q = Query(0, ge=0, description="Items to skip.")
+
+    @api.get("/me", summary="Who the credentials are, and what they may do.")
+    def me(request: Request, who: Principal = read) -> Response:
+        return respond(request, {"name": who.name, "roles": list(who.roles),
+                                 "access": who.access, "via": who.via,
+                                 "scopes": sorted(who.scopes) if who.scopes is not None else None})  # fmt: skip
+
+    @api.get("/plan", summary="The plan (it holds references to secrets, never their values).")
+    def plan(request: Request, who: Principal = read) -> Response:
+        return respond(request, ctx.plan_of().model_dump(mode="json", exclude_none=True))
+
+    @api.get("/runs", summary="Job runs, the newest first.")
+    def runs(request: Request, job: str | None = None, status: str | None = None,
+             limit: int = limit_q, offset: int = offset_q, who: Principal = read) -> Response:  # fmt: skip
+        found = [asdict(r) for r in ctx.catalog.runs(job, limit=10_000)
+                 if status is None or r.status == status]  # fmt: skip
+        return page(request, found, limit, offset)
+
+    @api.get("/drills", summary="Drill runs, the newest first, with their measured RTO and RPO.")
+    def drills(request: Request, drill: str | None = None, passed: bool | None = None,
+               limit: int = limit_q, offset: int = offset_q, who: Principal = read) -> Response:  # fmt: skip
+        rows = [{k: v for k, v in row.items() if k != "result"}
+                for row in ctx.catalog.drills(drill)
+                if passed is None or bool(row["passed"]) == passed]  # fmt: skip
+        rows.sort(key=lambda r: r["started_at"], reverse=True)
+        return page(request, rows, limit, offset)
+
+    @api.get("/incidents", summary="Every incident, the newest first.")
+    def incidents(request: Request, state: str | None = Query(None, pattern="^(open|resolved|closed)$"),
+                  limit: int = limit_q, offset: int = offset_q, who: Principal = read) -> Response:  # fmt: skip
+        from drplan.incidents.predict import predict  # noqa: PLC0415
+        from drplan.incidents.view import status as view  # noqa: PLC0415
+
+        now = ctx.now()
+        with ctx.incidents() as service:
+            found = [view(i, predict(i, now), now) for i in map(service.load, service.ids())]
+        found = [i for i in reversed(found) if state is None or i["status"] == state]
+        return page(request, found, limit, offset)
+
+    @api.get("/incidents/{incident}", summary="An incident's RTO clock, phases and steps.")
+    def incident(request: Request, incident: str, who: Principal = read) -> Response:
+        from drplan.incidents.predict import predict  # noqa: PLC0415
+        from drplan.incidents.view import status as view  # noqa: PLC0415
+
+        now = ctx.now()
+        with ctx.incidents() as service:
+            found = _load(service, incident)
+            return respond(request, view(found, predict(found, now), now))
+
+    @api.get("/incidents/{incident}/timeline", summary="Every event of an incident, in order.")
+    def timeline(request: Request, incident: str, limit: int = limit_q, offset: int = offset_q,
+                 who: Principal = read) -> Response:  # fmt: skip
+        with ctx.incidents() as service:
+            found = _load(service, incident)
+            events = [e.as_dict() for e in found.events]
+        return page(request, events, limit, offset)
+
+    @api.post("/incidents/{incident}/notes", status_code=201,
+              summary="Add a note to an incident's review (responder; incidents:write).")  # fmt: skip
+    def note(request: Request, incident: str, text: str = Body(..., embed=True, min_length=1, max_length=10_000),
+             role: str | None = Body(None, embed=True), who: Principal = respond_) -> Response:  # fmt: skip
+        _holds(who, role)
+        with ctx.incidents(who) as service:
+            found = _load(service, incident)
+            event = service.note(found, "note", text, ctx.now(), actor=role)
+        ctx.record(who, "incident.note", _source(request), incident=found.id, seq=event.seq)
+        response = respond(request, event.as_dict())
+        response.status_code = 201
+        return response
+
+    @api.get("/audit", summary="The audit trail, the newest first (admin).")
+    def audit(request: Request, limit: int = limit_q, offset: int = offset_q,
+              who: Principal = admin) -> Response:  # fmt: skip
+        entries = [e.as_dict() for e in ctx.audit.entries()]
+        return page(request, list(reversed(entries)), limit, offset)
+
+    return api
+
+
+def _load(service: Any, incident: str) -> Any:
+    try:
+        return service.load(incident)
+    except DrplanError as exc:
+        raise Problem(404, exc.message) from None
+
+
+def _holds(who: Principal, role: str | None) -> None:
+    """A principal acts in a role only if they hold it."""
+    if role is not None and role not in who.roles:
+        raise Problem(403, f"not allowed: {who.name} does not hold the role {role}"
+                      f" (theirs: {', '.join(who.roles) or 'none'})")  # fmt: skip
+
+
+def _source(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

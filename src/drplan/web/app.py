@@ -1,0 +1,114 @@
+"""The application: the public routes (``/healthz``), login and logout, the API v1 and its
+OpenAPI document at ``/api/v1/openapi.json``; every error a problem document, every
+answer with the headers a page exposed to a company needs (no framing, no sniffing, no
+referrer, a strict content policy).
+
+Login answers with a new session every time (``Set-Cookie``: HttpOnly, SameSite=Lax,
+Secure unless the server is reached over plain HTTP on loopback) and the session's CSRF
+token, which every change made from the session must carry. Failed logins are throttled
+per account and per address, and audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from pydantic import BaseModel, Field
+
+from drplan.web import problems
+from drplan.web.api import respond, router
+from drplan.web.auth import SESSION_COOKIE
+from drplan.web.context import WebContext
+from drplan.web.problems import Problem
+
+PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/login", "/api/v1/openapi.json"})
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none';"
+    " form-action 'self'",
+}
+
+
+class Login(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def build(ctx: WebContext) -> FastAPI:
+    app = FastAPI(
+        title="drplan",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )  # fmt: skip - their pages fetch assets from CDNs
+    problems.install(app)
+
+    @app.middleware("http")
+    async def secure_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/healthz", summary="The server answers (public).")
+    def healthz() -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    @app.post("/api/v1/login", summary="Log in with a local account: a new session (public).")
+    def login(request: Request, body: Login) -> Response:
+        source = request.client.host if request.client else "unknown"
+        keys = [f"user:{body.name}", f"address:{source}"]
+        wait = ctx.throttle.wait(keys)
+        if wait > 0:
+            raise Problem(429, f"too many failed logins: try again in {wait:.0f} s",
+                          {"Retry-After": str(int(wait) + 1)})  # fmt: skip
+        user = ctx.accounts.authenticate(body.name, body.password)
+        if user is None:
+            ctx.throttle.failed(keys)
+            ctx.record(f"{body.name[:64]} (login)", "login.failed", source)
+            raise Problem(401, "wrong name or password")
+        ctx.throttle.succeeded(keys[0])
+        who = ctx.accounts.principal(ctx.plan_of(), user, "session")
+        assert who is not None
+        old = request.cookies.get(SESSION_COOKIE)
+        if old:  # whatever session came with the login is not carried over (fixation)
+            ctx.accounts.close_session(old)
+        lifetime = ctx.plan_of().web.session_lifetime
+        cookie, csrf = ctx.accounts.open_session(who, "local", source, ctx.now(), lifetime)
+        ctx.record(who, "login", source)
+        response = respond(request, {"name": who.name, "roles": list(who.roles),
+                                     "access": who.access, "csrf": csrf})  # fmt: skip
+        response.set_cookie(SESSION_COOKIE, cookie, max_age=int(lifetime.total_seconds()),
+                            httponly=True, samesite="lax", secure=_secure(request), path="/")  # fmt: skip
+        return response
+
+    @app.post("/api/v1/logout", summary="End this session.")
+    def logout(request: Request) -> Response:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        who = ctx.guard.principal(request)
+        if cookie is None or who is None or who.via != "session":
+            raise Problem(401, "no session to end")
+        if request.headers.get("x-csrf-token") != who.csrf:
+            raise Problem(403, "not allowed: the request lacks the session's CSRF token")
+        ctx.accounts.close_session(cookie)
+        ctx.record(who, "logout", request.client.host if request.client else "unknown")
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    app.include_router(router(ctx))
+    return app
+
+
+def _secure(request: Request) -> bool:
+    """Secure cookies, except over plain HTTP on loopback (a browser would drop them
+    there on some hosts, and nothing leaves the machine)."""
+    if request.url.scheme == "https":
+        return True
+    return request.url.hostname not in ("127.0.0.1", "localhost", "::1")

@@ -1,0 +1,56 @@
+"""What the web server works with: the plan, the catalog, the accounts, the audit trail,
+the incidents, the clock; one object built once per server and handed to every route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from drplan import clock
+from drplan.catalog.store import Catalog
+from drplan.security.audit import AuditTrail
+from drplan.web.accounts import Accounts, Principal
+from drplan.web.auth import Guard, LoginThrottle
+
+if TYPE_CHECKING:
+    from drplan.incidents.service import Incidents
+    from drplan.plan.model import Plan
+
+
+@dataclass
+class WebContext:
+    plan_of: Callable[[], Plan]  # the plan as loaded now (serve reloads it on SIGHUP)
+    catalog: Catalog
+    catalog_url: str
+    now: Callable[[], datetime] = clock.now
+    # Extra facts the daemon knows and a standalone `drplan web` does not (the last
+    # assessment of the locations): None when there is none.
+    status: Callable[[], dict[str, Any] | None] = lambda: None
+    accounts: Accounts = field(init=False)
+    audit: AuditTrail = field(init=False)
+    guard: Guard = field(init=False)
+    throttle: LoginThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = Accounts(self.catalog)
+        self.audit = AuditTrail(self.catalog)
+        self.guard = Guard(self.accounts, self.plan_of, self.now)
+        self.throttle = LoginThrottle(self.plan_of().web.login_attempts)
+
+    def record(self, who: Principal | str, action: str, source: str, **data: Any) -> None:
+        """An audit entry for a change made through the web server."""
+        actor = who if isinstance(who, str) else f"{who.name} ({who.via})"
+        self.audit.record(actor, action, {**data, "source": source}, self.now())
+
+    @contextmanager
+    def incidents(self, who: Principal | None = None) -> Iterator[Incidents]:
+        """The incidents, acted on as ``who``."""
+        from drplan.incidents.service import open_incidents  # noqa: PLC0415
+
+        with open_incidents(self.catalog_url) as service:
+            if who is not None:
+                service.user = f"{who.name} via web"
+            yield service

@@ -1,0 +1,259 @@
+"""The web server's API over real HTTP on loopback (uvicorn, as `drplan web` runs it):
+nothing but the public routes answers without credentials (every route of the OpenAPI
+document is tried, so a new one cannot be forgotten); tokens are refused beyond their
+scope, their user's access, their expiry and their revocation; a session's changes need
+its CSRF token; a login makes a new session; failed logins are throttled and audited;
+errors are problem documents; reads carry ETags and lists paginate."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from drplan import clock
+from drplan.catalog.store import Catalog
+from drplan.plan.loader import load_plan_text
+from drplan.web.app import PUBLIC_PATHS, build
+from drplan.web.context import WebContext
+from drplan.web.server import WebServer
+from testbed.plans import clean_plan
+from tests.conftest import Result, minutes_ago
+
+Run = Callable[..., Result]
+PASSWORD = "correct horse battery staple"
+SECRET = "db-pass-SENTINEL-42"
+
+
+class World:
+    def __init__(self, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        self.run, self.monkeypatch, self.tmp = run, monkeypatch, tmp_path
+        raw = clean_plan()
+        raw["roles"]["ic"] |= {"access": "commander"}
+        raw["roles"]["dba"] = {"title": "DBA", "holder": "Database Administrator"}
+        raw["web"] = {"login_attempts": 3}
+        self.plan_path = tmp_path / "plan.yaml"
+        self.plan_path.write_text(yaml.safe_dump(raw))
+        self.plan = load_plan_text(json.dumps(raw), str(self.plan_path)).plan
+        self.catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"
+        self.catalog = Catalog.open(self.catalog_url)
+        ctx = WebContext(lambda: self.plan, self.catalog, self.catalog_url)
+        self.server = WebServer(build(ctx), "127.0.0.1:0", self.plan.web)
+        self.server.start()
+        self.url = self.server.url
+
+    def close(self) -> None:
+        self.server.stop()
+        self.catalog.close()
+
+    def user(self, name: str, *args: str) -> None:
+        self.monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        done = self.run("user", "add", name, *args, "--password-stdin")
+        assert done.code == 0, done.err
+
+    def token(self, user: str, *scopes: str, expires: str = "30d") -> str:
+        done = self.run("token", "create", f"t-{user}", "--user", user,
+                        *[a for s in scopes for a in ("--scope", s)], "--expires", expires)  # fmt: skip
+        assert done.code == 0, done.err
+        return done.out.strip()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def declare(self) -> str:
+        done = self.run("--plan", str(self.plan_path), "incident", "declare", "db-loss",
+                        "--since", minutes_ago(10), "--json")  # fmt: skip
+        assert done.code == 0, done.err
+        return str(json.loads(done.out)["id"])
+
+
+@pytest.fixture
+def world(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("DRPLAN_CATALOG", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv("TEST_DB_PASSWORD", SECRET)
+    monkeypatch.delenv("DRPLAN_NOW", raising=False)
+    found = World(run, monkeypatch, tmp_path)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def routes(url: str) -> list[tuple[str, str]]:
+    """Every (method, path) of the OpenAPI document, path parameters filled in."""
+    document = httpx.get(f"{url}/api/v1/openapi.json", timeout=30).json()
+    return [(method.upper(), re.sub(r"\{[^}]+\}", "INC-AAAA", path))
+            for path, item in document["paths"].items() for method in item]  # fmt: skip
+
+
+def test_nothing_but_the_public_routes_answers_without_credentials(world: World) -> None:
+    found = routes(world.url)
+    assert len(found) >= 8
+    anonymous = world.client()
+    for method, path in found:
+        response = anonymous.request(method, path, json={})
+        if path in PUBLIC_PATHS:
+            assert response.status_code != 401, (method, path)
+            continue
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["www-authenticate"] == 'Bearer realm="drplan"'
+        assert response.json()["status"] == 401
+    forged = world.client("drplan_000000000000_forged-secret")
+    for method, path in found:
+        if path not in PUBLIC_PATHS:
+            assert forged.request(method, path, json={}).status_code == 401, (method, path)
+
+
+def test_a_token_is_refused_beyond_its_scope_its_users_access_its_expiry_and_revocation(
+    world: World,
+) -> None:
+    world.user("ann", "--role", "ic")
+    world.user("vic", "--access", "viewer")
+    inc = world.declare()
+    reader = world.client(world.token("ann", "read"))
+    assert reader.get("/api/v1/me").json()["scopes"] == ["read"]
+    assert reader.get(f"/api/v1/incidents/{inc}").json()["id"] == inc
+    refused = reader.post(f"/api/v1/incidents/{inc}/notes", json={"text": "x"})
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == ("not allowed: the token's scopes (read) do not include"
+                                        " incidents:write")  # fmt: skip
+    viewer = world.client(world.token("vic", "incidents:write"))
+    refused = viewer.post(f"/api/v1/incidents/{inc}/notes", json={"text": "x"})
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "not allowed: it needs responder access; vic has viewer"
+    writer_token = world.token("ann", "incidents:write")
+    writer = world.client(writer_token)
+    added = writer.post(
+        f"/api/v1/incidents/{inc}/notes", json={"text": "replica lag was 4 s", "role": "ic"}
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["actor"] == "ic (ann via web)"
+    assert writer.post(f"/api/v1/incidents/{inc}/notes",
+                       json={"text": "x", "role": "dba"}).status_code == 403  # not hers  # fmt: skip
+    assert writer.get("/api/v1/audit").status_code == 403  # admin only
+    token_id = writer_token.split("_")[1]
+    assert world.run("token", "revoke", token_id).code == 0
+    assert writer.get("/api/v1/me").status_code == 401
+    catalog = Catalog.open(world.catalog_url)
+    try:
+        from drplan.web.accounts import Accounts  # noqa: PLC0415
+
+        secret, _ = Accounts(catalog).create_token("ann", "old", ["read"], timedelta(seconds=-1),
+                                                   clock.now())  # fmt: skip
+    finally:
+        catalog.close()
+    assert world.client(secret).get("/api/v1/me").status_code == 401  # expired
+    timeline = world.run("incident", "timeline", inc, "--json").out
+    assert "replica lag was 4 s" in timeline
+
+
+def test_a_sessions_changes_need_its_csrf_token_and_a_login_makes_a_new_session(
+    world: World,
+) -> None:
+    world.user("ann", "--role", "ic")
+    inc = world.declare()
+    browser = world.client()
+    first = browser.post("/api/v1/login", json={"name": "ann", "password": PASSWORD})
+    assert first.status_code == 200, first.text
+    cookie = first.cookies["drplan_session"]
+    assert "httponly" in first.headers["set-cookie"].lower()
+    assert "samesite=lax" in first.headers["set-cookie"].lower()
+    csrf = first.json()["csrf"]
+    assert browser.get("/api/v1/me").json()["via"] == "session"
+    forged = browser.post(f"/api/v1/incidents/{inc}/notes", json={"text": "from another site"})
+    assert forged.status_code == 403
+    assert "CSRF" in forged.json()["detail"]
+    wrong = browser.post(f"/api/v1/incidents/{inc}/notes", json={"text": "x"},
+                         headers={"X-CSRF-Token": csrf[:-1] + "x"})  # fmt: skip
+    assert wrong.status_code == 403
+    done = browser.post(f"/api/v1/incidents/{inc}/notes", json={"text": "checked the replica"},
+                        headers={"X-CSRF-Token": csrf})  # fmt: skip
+    assert done.status_code == 201, done.text
+    again = browser.post("/api/v1/login", json={"name": "ann", "password": PASSWORD})
+    assert again.cookies["drplan_session"] != cookie
+    stale = world.client()
+    stale.cookies.set("drplan_session", cookie)
+    assert stale.get("/api/v1/me").status_code == 401  # the session before it is over
+    assert (
+        browser.post("/api/v1/logout", headers={"X-CSRF-Token": again.json()["csrf"]}).status_code
+        == 204
+    )
+    assert browser.get("/api/v1/me").status_code == 401
+    actions = [
+        json.loads(line)["kind"] for line in world.run("audit", "list", "--json").out.splitlines()
+    ]
+    assert actions[-4:] == ["login", "incident.note", "login", "logout"]
+
+
+def test_failed_logins_are_throttled_per_account_and_audited(world: World) -> None:
+    world.user("ann")
+    client = world.client()
+    for _ in range(3):
+        assert (
+            client.post(
+                "/api/v1/login", json={"name": "ann", "password": "wrong password!"}
+            ).status_code
+            == 401
+        )
+    held = client.post("/api/v1/login", json={"name": "ann", "password": PASSWORD})
+    assert held.status_code == 429  # even the right password waits
+    assert int(held.headers["retry-after"]) > 0
+    unknown = client.post("/api/v1/login", json={"name": "nobody", "password": PASSWORD})
+    assert unknown.status_code == 429  # the address is held too
+    failed = [json.loads(line) for line in world.run("audit", "list", "--json").out.splitlines()
+              if '"login.failed"' in line]  # fmt: skip
+    assert len(failed) == 3
+    assert {e["data"]["source"] for e in failed} == {"127.0.0.1"}
+    assert PASSWORD not in world.run("audit", "list", "--json").out
+
+
+def test_reads_carry_etags_lists_paginate_and_errors_are_problem_documents(
+    world: World,
+) -> None:
+    world.user("ann", "--role", "ic")
+    api = world.client(world.token("ann", "read"))
+    plan = api.get("/api/v1/plan")
+    assert plan.status_code == 200
+    assert SECRET not in plan.text  # the plan holds the reference, never the value
+    assert plan.json()["systems"]["db"]["password"] == "${TEST_DB_PASSWORD}"
+    assert (
+        api.get("/api/v1/plan", headers={"If-None-Match": plan.headers["etag"]}).status_code == 304
+    )
+    for _ in range(3):
+        world.declare()
+    first = api.get("/api/v1/incidents", params={"limit": 2})
+    assert (first.json()["total"], len(first.json()["items"])) == (3, 2)
+    following = re.match(r'<([^>]+)>; rel="next"', first.headers["link"])
+    assert following is not None
+    rest = api.get(following.group(1))
+    assert len(rest.json()["items"]) == 1
+    assert "link" not in rest.headers
+    ids = [i["id"] for i in first.json()["items"] + rest.json()["items"]]
+    assert len(set(ids)) == 3
+    missing = api.get("/api/v1/incidents/INC-ZZZZ")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["detail"] == "no incident INC-ZZZZ here or in the catalog"
+    bad = api.get("/api/v1/runs", params={"limit": 0})
+    assert bad.status_code == 422
+    assert bad.json()["title"] == "Invalid request"
+
+
+def test_the_server_refuses_a_port_in_use_in_one_line(world: World) -> None:
+    from drplan.errors import UsageError  # noqa: PLC0415
+
+    with pytest.raises(
+        UsageError, match=r"cannot listen on 127\.0\.0\.1:\d+: Address already in use"
+    ):
+        WebServer(build(WebContext(lambda: world.plan, world.catalog, world.catalog_url)),
+                  world.server.address, world.plan.web)  # fmt: skip
