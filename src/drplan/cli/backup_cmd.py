@@ -18,7 +18,7 @@ from drplan.cli.context import (
     pass_settings,
 )
 from drplan.cli.progress import progress_shown
-from drplan.cli.repo_access import open_repo, repo_options, storage_for
+from drplan.cli.repo_access import open_repo, repo_options
 from drplan.cli.suggest import nearest
 from drplan.errors import (
     DrplanError,
@@ -27,6 +27,7 @@ from drplan.errors import (
     SourceError,
     UsageError,
 )
+from drplan.locations.storage import storage_for
 from drplan.repo.repository import Repository
 from drplan.sources.files import BackupOptions, BackupResult, backup_files
 from drplan.sources.files.archiver import find_parent

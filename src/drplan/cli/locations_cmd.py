@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
-from drplan.cli.repo_access import password, storage_for
+from drplan.cli.repo_access import password
 from drplan.errors import DrplanError, LocationDownError, WrongPasswordError
+from drplan.locations.storage import storage_for
 from drplan.repo.repository import Repository
 
 if TYPE_CHECKING:

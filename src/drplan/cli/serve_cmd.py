@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 import click
 
 from drplan.cli.context import Settings, pass_settings
-from drplan.cli.repo_access import password, storage_for
+from drplan.cli.repo_access import password
 from drplan.errors import UsageError
+from drplan.locations.storage import storage_for
 from drplan.repo.password import PASSWORD_FILE_ENV
 from drplan.repo.repository import Repository
 

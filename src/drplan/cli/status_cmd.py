@@ -10,8 +10,9 @@ import click
 
 from drplan import clock
 from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_settings
-from drplan.cli.repo_access import password, storage_for
+from drplan.cli.repo_access import password
 from drplan.errors import CatalogError, DrplanError
+from drplan.locations.storage import storage_for
 from drplan.repo.repository import Repository
 
 if TYPE_CHECKING:

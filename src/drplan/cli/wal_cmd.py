@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
-from drplan.cli.repo_access import password, resolve_storage, storage_for
+from drplan.cli.repo_access import password, resolve_storage
 from drplan.errors import DrplanError, UsageError
+from drplan.locations.storage import storage_for
 from drplan.repo.repository import Repository
 from drplan.sources.postgres import wal_spool
 
