@@ -16,6 +16,7 @@ from drplan.cli.context import Settings, console, emit_json, pass_settings
 from drplan.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
+    from drplan.incidents.operations import Said
     from drplan.incidents.service import Incidents
     from drplan.incidents.state import Incident
 
@@ -30,9 +31,10 @@ def incident_group() -> None:
 
 @contextmanager
 def _incidents(catalog: str | None) -> Iterator[Incidents]:
-    from drplan.incidents.service import open_incidents  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.incidents.operations import copy_off_site  # noqa: PLC0415 - see cli.COMMANDS
+    from drplan.incidents.service import open_incidents  # noqa: PLC0415
 
-    with open_incidents(catalog, _copy_off_site) as service:
+    with open_incidents(catalog, copy_off_site) as service:
         try:
             yield service
         finally:
@@ -40,56 +42,17 @@ def _incidents(catalog: str | None) -> Iterator[Incidents]:
                 click.echo(f"drplan: warning: {warning}", err=True)
 
 
-def _copy_off_site(incident: Incident, body: bytes, entries: int) -> list[str]:
-    """Store the timeline in each off-site location of the plan the incident was declared
-    with; what could not be stored, as warnings (the incident goes on without)."""
-    from drplan.cli.repo_access import storage_for  # noqa: PLC0415
-    from drplan.errors import DrplanError  # noqa: PLC0415
-    from drplan.incidents.replicas import store  # noqa: PLC0415
-    from drplan.repo.password import read_password  # noqa: PLC0415
-    from drplan.repo.repository import Repository  # noqa: PLC0415
-
-    plan = incident.declared_plan()
-    places = [name for name, location in plan.locations.items() if location.is_offsite]
-    if not places:
-        return []
-    try:
-        secret = read_password(None, plan.repository.password_command)
-    except DrplanError as exc:
-        return [f"the timeline was not copied off site: {exc.message}"]
-    warnings = []
-    for name in places:
-        try:
-            store(Repository.open(storage_for(plan.locations[name]), secret), incident.id, body,
-                  entries)  # fmt: skip
-        except DrplanError as exc:
-            warnings.append(f"the timeline was not copied to {name}: {exc.message}")
-    return warnings
-
-
-def _size(service: Incidents, incident: Incident) -> None:
-    """Record today's sizes of the incident's databases, which predictions scale the
-    drills to; nothing when none can be read (the predictions say they are unscaled)."""
-    import contextlib  # noqa: PLC0415
-
-    from drplan.cli.repo_access import storage_for  # noqa: PLC0415
-    from drplan.errors import DrplanError  # noqa: PLC0415
-    from drplan.incidents.sizing import sizes  # noqa: PLC0415
-    from drplan.repo.password import read_password  # noqa: PLC0415
-    from drplan.repo.repository import Repository  # noqa: PLC0415
-
-    plan = incident.declared_plan()
-    if not incident.declared.get("drilled") or not any(incident.declared["drilled"].values()):
-        return  # no drill to scale
-    try:
-        secret = read_password(None, plan.repository.password_command)
-    except DrplanError:
-        return
-    found, unsized = sizes(plan, incident.systems, lambda ref: contextlib.nullcontext(
-        Repository.open(storage_for(plan.locations[ref]), secret)))  # fmt: skip
-    if found:
-        service.record(incident.id, "sized", "drplan", {"systems": found, "unsized": unsized},
-                       clock.now())  # fmt: skip
+def _say(said: Said) -> None:
+    """What an operation did: its lines on standard output, each message's outcome on
+    standard error."""
+    for line in said.lines:
+        console().print(line, highlight=False)
+    for sent in said.sent:
+        if sent["delivered"]:
+            click.echo(f"drplan: told {sent.get('audience', 'them')} on {sent['channel']}",
+                       err=True)  # fmt: skip
+        else:
+            click.echo(f"drplan: warning: {sent['error']}", err=True)
 
 
 @incident_group.command("declare", short_help="Open an incident and start its RTO clock.")
@@ -125,17 +88,14 @@ def declare_command(
             raise UsageError(f"--since: {exc}", hint="e.g. --since 2026-12-07T03:10:00Z") from None
     chosen = [s.strip() for s in systems.split(",") if s.strip()] if systems else None
     now = clock.now()
+    from drplan.incidents import operations  # noqa: PLC0415
+
     with _incidents(catalog) as service:
-        incident = service.declare(
-            plan_file.plan, plan_file.path, scenario, actor, now, systems=chosen,
+        incident, said = operations.declare(
+            service, plan_file.plan, plan_file.path, scenario, actor, now, systems=chosen,
             since=moment, commander=commander, note=note, rehearsal=rehearsal,
         )  # fmt: skip
-        if plan_file.plan.communication is not None:
-            _tell(service, incident, "internal", "initial", note)
-            incident = service.load(incident.id)
-        _size(service, incident)  # after the first message: it is the urgent one
-        incident = service.load(incident.id)
-        service.copy_off_site(incident.id)
+        _say(said)
         _show(service, incident, as_json)
 
 
@@ -173,34 +133,11 @@ def step_command(
 ) -> None:  # fmt: skip
     """Record STEP (its number, e.g. 2.1, or its name) of INCIDENT as done, skipped or
     failed; steps are taken in the runbook's order."""
+    from drplan.incidents.operations import settle_step  # noqa: PLC0415
+
     with _incidents(catalog) as service:
-        found = service.load(incident)
-        event = service.step(found, step, outcome, clock.now(), item=item, note=note,
-                             actor=actor, out_of_order=out_of_order)  # fmt: skip
-        from drplan.incidents.view import summary  # noqa: PLC0415
-
-        console().print(f"{found.id}: {summary(event.kind, event.data)}", highlight=False)
-        settled = found.step(step)
-        if outcome == "done" and item is None and settled.recovers:
-            from drplan.incidents.declare import declared_plan  # noqa: PLC0415
-            from drplan.incidents.recovered import stop_clocks  # noqa: PLC0415
-
-            plan = declared_plan(found.declared)
-            for stopped in stop_clocks(service, service.load(found.id), settled, plan):
-                console().print(f"{found.id}: {summary(stopped.kind, stopped.data)}",
-                                highlight=False)  # fmt: skip
-            service.sync(found.id)
-            service.copy_if_due(found.id)
-        if item is None and found.declared_plan().communication is not None:
-            from drplan.incidents.messages import Messenger  # noqa: PLC0415
-
-            # A phase settled by hand is told at once, not at the next `incident run`.
-            for sent in Messenger(service, found.declared_plan()).send_due(service.load(found.id)):
-                if sent["delivered"]:
-                    click.echo(f"drplan: told {sent.get('audience', 'them')} on"
-                               f" {sent['channel']}", err=True)  # fmt: skip
-                else:
-                    click.echo(f"drplan: warning: {sent['error']}", err=True)
+        _say(settle_step(service, service.load(incident), step, outcome, clock.now(), item=item,
+                         note=note, actor=actor, out_of_order=out_of_order))  # fmt: skip
 
 
 @incident_group.command("run", short_help="Run the automated steps until one needs a person.")
@@ -278,14 +215,10 @@ def approve_command(incident: str, step: str, actor: str | None, catalog: str | 
 def ack_command(incident: str, actor: str | None, catalog: str | None) -> None:
     """Acknowledge every page of INCIDENT still waiting: nobody further down the chain is
     paged for them."""
-    from drplan.incidents.escalate import close_pages  # noqa: PLC0415
+    from drplan.incidents.operations import acknowledge  # noqa: PLC0415
 
     with _incidents(catalog) as service:
-        found = service.load(incident)
-        service.warnings += close_pages(service, found.declared_plan(), found, "acknowledge")
-        event = service.ack(found, clock.now(), actor)
-        console().print(f"{found.id}: acknowledged {', '.join(event.data['keys'])}",
-                        highlight=False)  # fmt: skip
+        _say(acknowledge(service, service.load(incident), actor, clock.now()))
 
 
 @incident_group.command("note", short_help="Add to the review: a finding, an action item.")
@@ -340,30 +273,14 @@ def notify_command(
     if not incident:
         raise UsageError("give the incident to tell of", hint="e.g. drplan incident notify"
                          " INC-7K3Q --message TEXT (a runbook step names none: its own)")  # fmt: skip
+    from drplan.incidents.operations import notify  # noqa: PLC0415
+
     with _incidents(catalog) as service:
-        found = service.load(incident)
-        found.writable()
-        results = _tell(service, found, audience, "update", message,
-                        service.actor(actor, found.roles))  # fmt: skip
-    if not any(r["delivered"] for r in results):
+        said = notify(service, service.load(incident), audience, message, actor)
+        _say(said)
+    if not said.delivered():
         raise DrplanError(f"no channel delivered the update to {audience}",
                           hint="the failures are in `drplan incident timeline`")  # fmt: skip
-
-
-def _tell(service: Incidents, incident: Incident, audience: str, kind: str,
-          message: str | None, actor: str = "drplan") -> list[dict[str, Any]]:  # fmt: skip
-    """Deliver one message; each channel's outcome said on standard error."""
-    from drplan.incidents.messages import Messenger  # noqa: PLC0415
-
-    results = Messenger(service, incident.declared_plan()).tell(
-        incident, audience, kind, message, actor
-    )
-    for result in results:
-        if result["delivered"]:
-            click.echo(f"drplan: told {audience} on {result['channel']}", err=True)
-        else:
-            click.echo(f"drplan: warning: {result['error']}", err=True)
-    return results
 
 
 @incident_group.command("resolve", short_help="The systems are back: stop the incident.")
@@ -388,24 +305,10 @@ def resolve_command(
             raise UsageError(f"--waive {item!r} is not SYSTEM=REASON",
                              hint="e.g. --waive 'logs=rebuilt from the SIEM instead'")  # fmt: skip
         waived[system.strip()] = reason.strip()
+    from drplan.incidents.operations import resolve  # noqa: PLC0415
+
     with _incidents(catalog) as service:
-        found = service.load(incident)
-        service.resolve(found, waived, clock.now(), actor)
-        console().print(f"{found.id}: resolved", highlight=False)
-        from drplan.incidents.escalate import close_pages  # noqa: PLC0415
-
-        service.warnings += close_pages(service, found.declared_plan(), found, "resolve")
-        if found.declared_plan().communication is not None:
-            # Everyone who was told of it is told it is over (the status page resolved).
-            told = [e.data["audience"] for e in found.events if e.kind == "message"]
-            for audience in ["internal", *dict.fromkeys(a for a in told if a != "internal")]:
-                _tell(service, service.load(found.id), audience, "resolution", None)
-        if found.declared.get("rehearsal"):
-            from drplan.incidents.rehearsal import finish  # noqa: PLC0415
-
-            for line in finish(service, service.load(found.id), found.declared_plan(),
-                               clock.now()):  # fmt: skip
-                console().print(line, highlight=False)
+        _say(resolve(service, service.load(incident), waived, actor, clock.now()))
 
 
 @incident_group.command("close", short_help="Close after the review.")
