@@ -33,7 +33,8 @@ def web_command(settings: Settings, /, listen: str | None, catalog: str | None) 
     from drplan.web.context import WebContext  # noqa: PLC0415
     from drplan.web.server import WebServer  # noqa: PLC0415
 
-    plan = settings.load().plan
+    plan_file = settings.load()
+    plan = plan_file.plan
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
     )
@@ -41,7 +42,7 @@ def web_command(settings: Settings, /, listen: str | None, catalog: str | None) 
     store = Catalog.open(url)
     stopping = threading.Event()
     try:
-        ctx = WebContext(lambda: plan, store, url)
+        ctx = WebContext(lambda: plan, str(plan_file.path), store, url)
         server = WebServer(build(ctx), listen or plan.web.listen, plan.web)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())

@@ -8,55 +8,21 @@ header while there is more) and filterable; every read carries an ``ETag`` and a
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
-from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
-from drplan import clock
-from drplan.errors import DrplanError
 from drplan.web.accounts import Principal
+from drplan.web.api_incidents import add_changes
 from drplan.web.context import WebContext
-from drplan.web.problems import Problem
+from drplan.web.responses import load_incident, page, respond
 
 MAX_LIMIT = 500
-
-
-def respond(request: Request, data: Any, headers: dict[str, str] | None = None) -> Response:
-    """``data`` as JSON with its ETag; 304 when the client holds it already."""
-    body = json.dumps(data, default=_jsonable, sort_keys=True).encode()
-    tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    extra = {"ETag": tag, "Cache-Control": "private, no-cache", **(headers or {})}
-    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=extra)
-    return Response(body, media_type="application/json", headers=extra)
-
-
-def page(request: Request, items: list[Any], limit: int, offset: int) -> Response:
-    """One page of ``items``, with a link to the next while there is more."""
-    chosen = items[offset : offset + limit]
-    headers = {"X-Total-Count": str(len(items))}
-    if offset + limit < len(items):
-        following = request.url.include_query_params(offset=offset + limit, limit=limit)
-        headers["Link"] = f'<{following}>; rel="next"'
-    return respond(request, {"items": chosen, "total": len(items), "offset": offset,
-                             "limit": limit}, headers)  # fmt: skip
-
-
-def _jsonable(value: Any) -> Any:
-    from datetime import datetime  # noqa: PLC0415
-
-    if isinstance(value, datetime):
-        return clock.rfc3339(value)
-    return str(value)
 
 
 def router(ctx: WebContext) -> APIRouter:
     api = APIRouter(prefix="/api/v1")
     read = Depends(ctx.guard.require("viewer", "read"))
-    respond_ = Depends(ctx.guard.require("responder", "incidents:write"))
     admin = Depends(ctx.guard.require("admin", "admin"))
     limit_q = Query(100, ge=1, le=MAX_LIMIT, description="Items per page.")
     offset_q = Query(0, ge=0, description="Items to skip.")
@@ -106,29 +72,18 @@ def router(ctx: WebContext) -> APIRouter:
 
         now = ctx.now()
         with ctx.incidents() as service:
-            found = _load(service, incident)
+            found = load_incident(service, incident)
             return respond(request, view(found, predict(found, now), now))
 
     @api.get("/incidents/{incident}/timeline", summary="Every event of an incident, in order.")
     def timeline(request: Request, incident: str, limit: int = limit_q, offset: int = offset_q,
                  who: Principal = read) -> Response:  # fmt: skip
         with ctx.incidents() as service:
-            found = _load(service, incident)
+            found = load_incident(service, incident)
             events = [e.as_dict() for e in found.events]
         return page(request, events, limit, offset)
 
-    @api.post("/incidents/{incident}/notes", status_code=201,
-              summary="Add a note to an incident's review (responder; incidents:write).")  # fmt: skip
-    def note(request: Request, incident: str, text: str = Body(..., embed=True, min_length=1, max_length=10_000),
-             role: str | None = Body(None, embed=True), who: Principal = respond_) -> Response:  # fmt: skip
-        _holds(who, role)
-        with ctx.incidents(who) as service:
-            found = _load(service, incident)
-            event = service.note(found, "note", text, ctx.now(), actor=role)
-        ctx.record(who, "incident.note", _source(request), incident=found.id, seq=event.seq)
-        response = respond(request, event.as_dict())
-        response.status_code = 201
-        return response
+    add_changes(api, ctx)
 
     @api.get("/audit", summary="The audit trail, the newest first (admin).")
     def audit(request: Request, limit: int = limit_q, offset: int = offset_q,
@@ -137,21 +92,3 @@ def router(ctx: WebContext) -> APIRouter:
         return page(request, list(reversed(entries)), limit, offset)
 
     return api
-
-
-def _load(service: Any, incident: str) -> Any:
-    try:
-        return service.load(incident)
-    except DrplanError as exc:
-        raise Problem(404, exc.message) from None
-
-
-def _holds(who: Principal, role: str | None) -> None:
-    """A principal acts in a role only if they hold it."""
-    if role is not None and role not in who.roles:
-        raise Problem(403, f"not allowed: {who.name} does not hold the role {role}"
-                      f" (theirs: {', '.join(who.roles) or 'none'})")  # fmt: skip
-
-
-def _source(request: Request) -> str:
-    return request.client.host if request.client else "unknown"

@@ -17,10 +17,11 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 
 from drplan.web import problems
-from drplan.web.api import respond, router
+from drplan.web.api import router
 from drplan.web.auth import SESSION_COOKIE
 from drplan.web.context import WebContext
 from drplan.web.problems import Problem
+from drplan.web.responses import respond
 
 PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/login", "/api/v1/openapi.json"})
 HEADERS = {

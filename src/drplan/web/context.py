@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 @dataclass
 class WebContext:
     plan_of: Callable[[], Plan]  # the plan as loaded now (serve reloads it on SIGHUP)
+    plan_path: str  # the file it was read from: a declaration records it
     catalog: Catalog
     catalog_url: str
     now: Callable[[], datetime] = clock.now
@@ -48,9 +49,10 @@ class WebContext:
     @contextmanager
     def incidents(self, who: Principal | None = None) -> Iterator[Incidents]:
         """The incidents, acted on as ``who``."""
+        from drplan.incidents.operations import copy_off_site  # noqa: PLC0415
         from drplan.incidents.service import open_incidents  # noqa: PLC0415
 
-        with open_incidents(self.catalog_url) as service:
+        with open_incidents(self.catalog_url, copy_off_site) as service:
             if who is not None:
                 service.user = f"{who.name} via web"
             yield service

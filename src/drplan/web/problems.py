@@ -11,7 +11,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from drplan.errors import DrplanError, UsageError
+from drplan.errors import (
+    CatalogError,
+    DrplanError,
+    IncidentStateError,
+    IntegrityError,
+    LocationDownError,
+    PlanInvalidError,
+    SecretMissingError,
+    UsageError,
+)
 
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
@@ -19,6 +28,15 @@ TITLES = {
     405: "Method not allowed", 409: "Conflict", 412: "Precondition failed",
     422: "Invalid request", 429: "Too many requests", 500: "Internal error",
     503: "Unavailable",
+}  # fmt: skip
+
+
+# drplan's exit codes (docs/cli.md) as HTTP statuses.
+STATUS_OF = {
+    UsageError.exit_code: 400, IncidentStateError.exit_code: 409,
+    PlanInvalidError.exit_code: 409, SecretMissingError.exit_code: 503,
+    CatalogError.exit_code: 503, LocationDownError.exit_code: 503,
+    IntegrityError.exit_code: 500,
 }  # fmt: skip
 
 
@@ -49,9 +67,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DrplanError)
     async def _drplan(request: Request, exc: DrplanError) -> JSONResponse:
-        # A user's mistake (a step out of order, an unknown role) is theirs to fix: 409
-        # when it is about the state of things, 400 otherwise; other failures are ours.
-        status = 409 if isinstance(exc, UsageError) else 503
+        # The request's mistake (an unknown role, a step out of order) is 400; what the
+        # state of things refuses (a resolution with systems not recovered) 409; the
+        # catalog or a location not answering 503; anything else a failure of ours.
+        status = STATUS_OF.get(exc.exit_code, 500)
         said = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
         return problem(request, status, said, exit_code=exc.exit_code)
 
