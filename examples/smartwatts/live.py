@@ -84,6 +84,8 @@ class Demo:
         self.readings = 0
         self.last_reading: dt.datetime | None = None
         self.db_password = secrets.token_urlsafe(16)
+        self.login_password = ""
+        self.token = ""
         self.env = {
             **os.environ,
             "DRPLAN_PLAN": str(work / "plan.yaml"),
@@ -213,7 +215,21 @@ class Demo:
                 self.last_reading = dt.datetime.now(dt.UTC)
                 self.stop.wait(BATCH_EVERY)
 
+    def accounts(self) -> None:
+        """The demo's login (an administrator, holding the incident commander's role) with
+        a password made for this run, and a token the demo reads /status with."""
+        self.login_password = secrets.token_urlsafe(12)
+        subprocess.run([sys.executable, "-m", "drplan", "user", "add", "demo", "--access",
+                        "admin", "--role", "incident-commander", "--password-stdin"],
+                       env=self.env, input=self.login_password + "\n", text=True, check=True,
+                       capture_output=True)  # fmt: skip
+        self.token = subprocess.run(
+            [sys.executable, "-m", "drplan", "token", "create", "demo-status", "--user", "demo",
+             "--scope", "read", "--expires", "1d"],
+            env=self.env, text=True, check=True, capture_output=True).stdout.strip()  # fmt: skip
+
     def serve(self) -> None:
+        self.accounts()
         log = open(self.work / "serve.log", "wb")  # noqa: SIM115 - the daemon's, for its life
         self.daemon = subprocess.Popen(
             [sys.executable, "-m", "drplan", "serve",
@@ -243,10 +259,10 @@ class Demo:
         return time.time() - exposure if exposure is not None else 0.0
 
     def status(self) -> dict[str, Any] | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/status",
+                                         headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/status", timeout=5
-            ) as resp:
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 status: dict[str, Any] = json.load(resp)
                 return status
         except OSError:
@@ -399,7 +415,10 @@ def run(demo: Demo, seconds: float) -> None:
 
     url = f"http://127.0.0.1:{demo.metrics_port}"
     step("Where to look")
-    say(f"  Prometheus metrics  {url}/metrics")
+    say(f"  the API             {url}/api/v1  (its OpenAPI document: {url}/api/v1/openapi.json)")
+    say(f"  log in as           demo, password {demo.login_password} (made for this run)")
+    say(f"  a read token        {demo.token}")
+    say(f"  Prometheus metrics  {url}/metrics  (with the token: Authorization: Bearer ...)")
     say(f"  status as JSON      {url}/status      (health: {url}/healthz, {url}/readyz)")
     say(f"  the daemon's log    {demo.work / 'serve.log'}")
     say(f"  in another shell    source {demo.work / 'env'} && drplan status")

@@ -26,6 +26,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from drplan import clock
 from drplan.catalog.paths import sqlite_url
 from drplan.catalog.store import FAILED, RUNNING, SUCCEEDED, TIMED_OUT, Catalog
 from drplan.notify.problems import problems
@@ -37,6 +38,7 @@ from drplan.repo.rotation import load_rotation
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.tasks import tasks
 from drplan.scheduler.timing import RETRY_BASE
+from drplan.web.accounts import Accounts
 from tests.conftest import wait_until
 from tests.fixtures.postgres import PgCluster, free_port
 from tests.fixtures.receivers import HttpReceiver
@@ -63,9 +65,12 @@ def prepared(plan: Path, catalog_url: str) -> tuple[list[str], dict[str, str]]:
     return drplan, env
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -80,12 +85,26 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     }
 
 
-def check_endpoints(port: int, explain: Callable[[], str]) -> None:
+def reader_token(catalog_url: str) -> str:
+    """An API token that may read, of a viewer made for it."""
+    catalog = Catalog.open(catalog_url)
+    try:
+        accounts = Accounts(catalog)
+        accounts.add_user("prometheus", None, None, [], "viewer", clock.now())
+        return accounts.create_token("prometheus", "scrape", ["read"], None, clock.now())[0]
+    finally:
+        catalog.close()
+
+
+def check_endpoints(port: int, explain: Callable[[], str], token: str) -> None:
     """/metrics in the Prometheus format with the job's runs and the RPO exposure;
-    /status as `drplan status --json`; /healthz and, once assessed, /readyz."""
+    /status as `drplan status --json`, both to a reader's token only; /healthz and, once
+    assessed, /readyz, to anyone."""
     assert get(port, "/healthz") == (200, "ok\n")
     wait_until(lambda: get(port, "/readyz")[0] == 200, "the daemon to be ready", 30, explain)
-    code, text = get(port, "/metrics")
+    assert get(port, "/metrics")[0] == 401  # the plan does not make them public
+    assert get(port, "/status")[0] == 401
+    code, text = get(port, "/metrics", token)
     assert code == 200
     samples = metric_samples(text)
     job = (("job", "web"),)
@@ -96,7 +115,7 @@ def check_endpoints(port: int, explain: Callable[[], str]) -> None:
     assert samples[("drplan_rpo_objective_seconds", (("data_class", "configuration"),))] == 14400
     assert samples[("drplan_rpo_status", (*where, ("status", "ok")))] == 1
     assert samples[("drplan_location_up", (("location", "primary"),))] == 1
-    code, body = get(port, "/status")
+    code, body = get(port, "/status", token)
     assert code == 200
     assert json.loads(body)["data_classes"]["configuration"]["status"] == "ok"
     assert get(port, "/nothing")[0] == 404
@@ -158,7 +177,7 @@ def test_serve_runs_a_job_once_per_slot_and_stops_cleanly(
 
     try:
         wait_until(lambda: len(succeeded()) >= 3, "three scheduled runs", 60, explain)
-        check_endpoints(port, explain)
+        check_endpoints(port, explain, reader_token(catalog_url))
         # A broken plan on SIGHUP is refused; the daemon goes on with the old one.
         good = plan.read_text()
         plan.write_text(good.replace("schedule: 2s", "schedule: every blue moon"))

@@ -61,6 +61,7 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
     plan["channels"] = {"pager": {"kind": "pagerduty", "routing_key": "${PD_KEY}",
                                   "events_url": f"{receiver.url}/pagerduty"}}  # fmt: skip
     plan["alerting"] = {"routes": [{"channels": ["pager"], "min_severity": "critical"}]}
+    plan["web"] = {"public_metrics": True}  # a Prometheus on the same network scrapes it
     archived.plan.write_text(yaml.safe_dump(plan))
     monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789abcdefABCDEF")
     seeded = run("--plan", str(archived.plan), "copy", "--from", "local", "--to", "cloud")

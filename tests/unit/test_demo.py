@@ -79,6 +79,8 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     assert "(met)" in out
     assert "Root cause analysis: a rehearsal: no cause" in out
     assert "/metrics" in out
+    assert "log in as           demo, password " in out  # made for this run
+    assert "a read token        drplan_" in out
     assert "stop with Ctrl-C" in out
     beats = [line for line in out.splitlines() if "database RPO exposure" in line]
     assert beats, out

@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 @click.option(
     "--listen",
     metavar="HOST:PORT",
-    default="127.0.0.1:9760",
-    show_default=True,
-    help="Where /metrics, /status, /healthz and /readyz answer.",
+    help="Where the web server answers: the API, /metrics, /status, /healthz, /readyz"
+    " (default: the plan's web.listen, 127.0.0.1:9760).",
 )
 @click.option(
     "--watch-every",
@@ -53,7 +52,7 @@ def serve_command(
     settings: Settings,
     /,
     catalog: str | None,
-    listen: str,
+    listen: str | None,
     watch_every: str,
     password_file: str | None,
     reload_running: bool,
@@ -83,7 +82,7 @@ def serve_command(
         state_dir=state_dir(),
         plan_path=plan_path,
         catalog_url=catalog or default_url(),
-        listen=listen,
+        listen=listen or plan_file.plan.web.listen,
         watch_every=_positive_duration(watch_every),
         env=child_env(
             plan_path,

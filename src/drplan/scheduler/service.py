@@ -1,5 +1,5 @@
 """``drplan serve`` assembled: the catalog, the daemon's loop, the watch on recoverability
-and the HTTP endpoints, wired together and run until a signal stops them. The CLI
+and the web server (the API, /metrics, /status, /healthz, /readyz), wired together and run until a signal stops them. The CLI
 parses flags into ``ServeOptions``; everything else happens here."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from drplan.incidents.outcomes import from_catalog
 from drplan.incidents.outcomes import recoveries as incident_recoveries
 from drplan.notify.notifier import Notifier
 from drplan.notify.problems import problems
-from drplan.observability.http import Endpoints
 from drplan.observability.metrics import DaemonCollector, registry
 from drplan.observability.status import Status, as_json, last_runs
 from drplan.observability.watch import Watcher
@@ -30,6 +29,9 @@ from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.pidfile import remove_pidfile, write_pidfile
+from drplan.web.app import build
+from drplan.web.context import WebContext
+from drplan.web.server import WebServer
 
 log = logging.getLogger("drplan.serve")
 
@@ -106,24 +108,24 @@ def serve(
     collector = DaemonCollector(
         lambda: daemon.events, lambda: watcher.latest, lambda: set(daemon.running)
     )
-    endpoints = Endpoints(
-        options.listen,
-        registry(collector),
-        ready,
-        lambda: as_json(watcher.latest) if watcher.latest else None,
-    )
+    web = WebContext(
+        lambda: daemon.plan, options.plan_path, store, options.catalog_url,
+        status=lambda: as_json(watcher.latest) if watcher.latest else None,
+        ready=ready, registry=registry(collector),
+    )  # fmt: skip
+    server = WebServer(build(web), options.listen, plan.web)
     _handle_signals(daemon)
     pidfile = write_pidfile(options.state_dir)
-    endpoints.start()
+    server.start()
     watcher.start()
-    log.info("serving %s: %d job(s), catalog %s, http://%s/metrics",
-             options.plan_path, len(plan.jobs), store.url, endpoints.address)  # fmt: skip
+    log.info("serving %s: %d job(s), catalog %s, %s/metrics",
+             options.plan_path, len(plan.jobs), store.url, server.url)  # fmt: skip
     try:
         daemon.serve()
     finally:
         watcher.stop()
         notifier.stop()
-        endpoints.stop()
+        server.stop()
         store.close()
         remove_pidfile(pidfile)
 

@@ -20,10 +20,11 @@ from drplan.web import problems
 from drplan.web.api import router
 from drplan.web.auth import SESSION_COOKIE
 from drplan.web.context import WebContext
+from drplan.web.probes import add_probes
 from drplan.web.problems import Problem
 from drplan.web.responses import respond
 
-PUBLIC_PATHS = frozenset({"/healthz", "/api/v1/login", "/api/v1/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/login", "/api/v1/openapi.json"})
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -57,9 +58,7 @@ def build(ctx: WebContext) -> FastAPI:
             response.headers.setdefault(name, value)
         return response
 
-    @app.get("/healthz", summary="The server answers (public).")
-    def healthz() -> Response:
-        return Response("ok\n", media_type="text/plain")
+    add_probes(app, ctx)
 
     @app.post("/api/v1/login", summary="Log in with a local account: a new session (public).")
     def login(request: Request, body: Login) -> Response:

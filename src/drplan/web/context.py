@@ -16,6 +16,8 @@ from drplan.web.accounts import Accounts, Principal
 from drplan.web.auth import Guard, LoginThrottle
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
     from drplan.incidents.service import Incidents
     from drplan.plan.model import Plan
 
@@ -27,9 +29,12 @@ class WebContext:
     catalog: Catalog
     catalog_url: str
     now: Callable[[], datetime] = clock.now
-    # Extra facts the daemon knows and a standalone `drplan web` does not (the last
-    # assessment of the locations): None when there is none.
+    # What the daemon knows and a standalone `drplan web` does not: the last assessment
+    # of the locations (None until there is one), whether it is ready (None: ready, else
+    # why not), and its metrics.
     status: Callable[[], dict[str, Any] | None] = lambda: None
+    ready: Callable[[], str | None] = lambda: None
+    registry: CollectorRegistry | None = None
     accounts: Accounts = field(init=False)
     audit: AuditTrail = field(init=False)
     guard: Guard = field(init=False)

@@ -48,7 +48,7 @@ class WebServer:
                 raise UsageError(f"web.tls: cannot use the certificate and key: {exc}",
                                  hint="check both paths and that the key matches") from None  # fmt: skip
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off",
+            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5,
             proxy_headers=True, forwarded_allow_ips=",".join(web.trusted_proxies) or "",
             ssl_certfile=web.tls.certificate if web.tls else None,
             ssl_keyfile=web.tls.key if web.tls else None,
