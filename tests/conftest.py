@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.seaweedfs",
     "tests.fixtures.postgres",
     "tests.fixtures.receivers",
+    "tests.fixtures.web",
 ]
 ROOT = Path(__file__).resolve().parent.parent
 SMARTWATTS = ROOT / "examples" / "smartwatts" / "plan.yaml"

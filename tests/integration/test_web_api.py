@@ -7,85 +7,20 @@ errors are problem documents; reads carry ETags and lists paginate."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
-from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from drplan import clock
 from drplan.catalog.store import Catalog
-from drplan.plan.loader import load_plan_text
 from drplan.web.app import PUBLIC_PATHS, build
 from drplan.web.context import WebContext
 from drplan.web.server import WebServer
-from testbed.plans import clean_plan
-from tests.conftest import Result, minutes_ago
-
-Run = Callable[..., Result]
-PASSWORD = "correct horse battery staple"
-SECRET = "db-pass-SENTINEL-42"
-
-
-class World:
-    def __init__(self, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        self.run, self.monkeypatch, self.tmp = run, monkeypatch, tmp_path
-        raw = clean_plan()
-        raw["roles"]["ic"] |= {"access": "commander"}
-        raw["roles"]["dba"] = {"title": "DBA", "holder": "Database Administrator"}
-        raw["web"] = {"login_attempts": 3}
-        self.plan_path = tmp_path / "plan.yaml"
-        self.plan_path.write_text(yaml.safe_dump(raw))
-        self.plan = load_plan_text(json.dumps(raw), str(self.plan_path)).plan
-        self.catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"
-        self.catalog = Catalog.open(self.catalog_url)
-        ctx = WebContext(lambda: self.plan, str(self.plan_path), self.catalog, self.catalog_url)
-        self.server = WebServer(build(ctx), "127.0.0.1:0", self.plan.web)
-        self.server.start()
-        self.url = self.server.url
-
-    def close(self) -> None:
-        self.server.stop()
-        self.catalog.close()
-
-    def user(self, name: str, *args: str) -> None:
-        self.monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-        done = self.run("user", "add", name, *args, "--password-stdin")
-        assert done.code == 0, done.err
-
-    def token(self, user: str, *scopes: str, expires: str = "30d") -> str:
-        done = self.run("token", "create", f"t-{user}", "--user", user,
-                        *[a for s in scopes for a in ("--scope", s)], "--expires", expires)  # fmt: skip
-        assert done.code == 0, done.err
-        return done.out.strip()
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-    def declare(self) -> str:
-        done = self.run("--plan", str(self.plan_path), "incident", "declare", "db-loss",
-                        "--since", minutes_ago(10), "--json")  # fmt: skip
-        assert done.code == 0, done.err
-        return str(json.loads(done.out)["id"])
-
-
-@pytest.fixture
-def world(run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
-    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path))
-    monkeypatch.setenv("DRPLAN_CATALOG", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv("TEST_DB_PASSWORD", SECRET)
-    monkeypatch.delenv("DRPLAN_NOW", raising=False)
-    found = World(run, monkeypatch, tmp_path)
-    try:
-        yield found
-    finally:
-        found.close()
+from tests.conftest import minutes_ago
+from tests.fixtures.web import PASSWORD, SECRET, World
 
 
 def routes(url: str) -> list[tuple[str, str]]:

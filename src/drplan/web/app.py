@@ -20,9 +20,11 @@ from drplan.web import problems
 from drplan.web.api import router
 from drplan.web.auth import SESSION_COOKIE
 from drplan.web.context import WebContext
+from drplan.web.pages import add_pages
 from drplan.web.probes import add_probes
 from drplan.web.problems import Problem
 from drplan.web.responses import respond
+from drplan.web.sessions import log_in, set_session_cookie
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/login", "/api/v1/openapi.json"})
 HEADERS = {
@@ -62,30 +64,10 @@ def build(ctx: WebContext) -> FastAPI:
 
     @app.post("/api/v1/login", summary="Log in with a local account: a new session (public).")
     def login(request: Request, body: Login) -> Response:
-        source = request.client.host if request.client else "unknown"
-        keys = [f"user:{body.name}", f"address:{source}"]
-        wait = ctx.throttle.wait(keys)
-        if wait > 0:
-            raise Problem(429, f"too many failed logins: try again in {wait:.0f} s",
-                          {"Retry-After": str(int(wait) + 1)})  # fmt: skip
-        user = ctx.accounts.authenticate(body.name, body.password)
-        if user is None:
-            ctx.throttle.failed(keys)
-            ctx.record(f"{body.name[:64]} (login)", "login.failed", source)
-            raise Problem(401, "wrong name or password")
-        ctx.throttle.succeeded(keys[0])
-        who = ctx.accounts.principal(ctx.plan_of(), user, "session")
-        assert who is not None
-        old = request.cookies.get(SESSION_COOKIE)
-        if old:  # whatever session came with the login is not carried over (fixation)
-            ctx.accounts.close_session(old)
-        lifetime = ctx.plan_of().web.session_lifetime
-        cookie, csrf = ctx.accounts.open_session(who, "local", source, ctx.now(), lifetime)
-        ctx.record(who, "login", source)
+        cookie, who, csrf = log_in(ctx, request, body.name, body.password)
         response = respond(request, {"name": who.name, "roles": list(who.roles),
                                      "access": who.access, "csrf": csrf})  # fmt: skip
-        response.set_cookie(SESSION_COOKIE, cookie, max_age=int(lifetime.total_seconds()),
-                            httponly=True, samesite="lax", secure=_secure(request), path="/")  # fmt: skip
+        set_session_cookie(ctx, request, response, cookie)
         return response
 
     @app.post("/api/v1/logout", summary="End this session.")
@@ -103,12 +85,5 @@ def build(ctx: WebContext) -> FastAPI:
         return response
 
     app.include_router(router(ctx))
+    add_pages(app, ctx)
     return app
-
-
-def _secure(request: Request) -> bool:
-    """Secure cookies, except over plain HTTP on loopback (a browser would drop them
-    there on some hosts, and nothing leaves the machine)."""
-    if request.url.scheme == "https":
-        return True
-    return request.url.hostname not in ("127.0.0.1", "localhost", "::1")

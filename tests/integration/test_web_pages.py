@@ -1,0 +1,149 @@
+"""The dashboard's pages over real HTTP: every route of the application (pages and forms
+included, not only the API's) refuses a visitor without a session; the overview shows a
+row per system that turns red on what the plan cannot keep; an incident's page shows the
+buttons its user may press, and the forms behind them check again (CSRF, access); what
+responders type, steps print and the plan says is escaped."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+from starlette.routing import Mount, Route
+
+from drplan.web.app import build
+from drplan.web.context import WebContext
+from tests.fixtures.web import PASSWORD, World
+
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/readyz"),
+          ("POST", "/api/v1/login"), ("GET", "/api/v1/openapi.json")}  # fmt: skip
+
+
+def login(world: World, name: str) -> tuple[httpx.Client, str]:
+    """A browser logged in through the form, and its session's CSRF token (from a page)."""
+    browser = httpx.Client(base_url=world.url, timeout=30)
+    done = browser.post("/login", data={"name": name, "password": PASSWORD})
+    assert done.status_code == 303, done.text
+    page = browser.get("/").text
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return browser, found.group(1)
+
+
+def every_route(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every route of an application, those of included routers too, with their prefix."""
+    for route in routes:
+        if hasattr(route, "original_router"):  # a router included (FastAPI resolves it late)
+            yield from every_route(route.original_router.routes,
+                                   prefix + route.include_context.prefix)  # fmt: skip
+        else:
+            yield prefix, route
+
+
+def test_every_route_refuses_a_visitor_without_a_session(world: World) -> None:
+    app = build(WebContext(lambda: world.plan, str(world.plan_path), world.catalog,
+                           world.catalog_url))  # fmt: skip
+    visitor = httpx.Client(base_url=world.url, timeout=30)
+    tried = 0
+    for prefix, route in every_route(app.routes):
+        if isinstance(route, Mount):  # the static assets: public, and only files
+            assert route.path == "/static"
+            continue
+        assert isinstance(route, Route)
+        path = re.sub(r"\{[^}]+\}", "INC-AAAA", prefix + route.path)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            answer = visitor.request(method, path, data={"csrf": "x", "outcome": "done"})
+            tried += 1
+            if (method, prefix + route.path) in PUBLIC:
+                continue
+            if method == "GET" and not path.startswith(("/api/", "/metrics", "/status")):
+                assert answer.status_code == 303, (method, path)  # a page: to the login
+                assert answer.headers["location"].startswith("/login?next=")
+            else:
+                assert answer.status_code == 401, (method, path, answer.text)
+    assert tried >= 25
+
+
+def test_the_overview_has_a_row_per_system_and_a_banner_per_open_incident(
+    world: World,
+) -> None:
+    world.user("vic", "--access", "viewer")
+    browser, _ = login(world, "vic")
+    page = browser.get("/").text
+    for system in world.plan.systems:
+        assert f'data-system="{system}"' in page
+    assert "never drilled: its RTO is a hope, not a measurement" in page
+    assert 'class="banner"' not in page
+    inc = world.declare()
+    page = browser.get("/").text
+    assert f'<a href="/incidents/{inc}">{inc}</a>' in page
+
+
+def test_buttons_follow_access_and_the_forms_check_again(world: World) -> None:
+    world.user("vic", "--access", "viewer")
+    world.user("dee", "--role", "dba")
+    inc = world.declare()
+    step = json.loads(world.run("incident", "status", inc, "--json").out)["phases"][0]["steps"][0][
+        "id"
+    ]
+    viewer, viewer_csrf = login(world, "vic")
+    page = viewer.get(f"/incidents/{inc}").text
+    assert f"Done: step {step}" not in page
+    assert "Approve step" not in page
+    forged = viewer.post(
+        f"/incidents/{inc}/steps/{step}", data={"outcome": "done", "csrf": viewer_csrf}
+    )
+    assert forged.status_code == 403
+    assert "it needs responder access; vic has viewer" in forged.text
+    responder, csrf = login(world, "dee")
+    page = responder.get(f"/incidents/{inc}").text
+    assert f"Done: step {step}" in page
+    assert "Approve step" not in page  # dee is no commander
+    no_token = responder.post(f"/incidents/{inc}/steps/{step}", data={"outcome": "done"})
+    assert no_token.status_code == 403
+    assert (
+        json.loads(world.run("incident", "status", inc, "--json").out)["phases"][0]["steps"][0][
+            "status"
+        ]
+        == "pending"
+    )
+    pressed = responder.post(
+        f"/incidents/{inc}/steps/{step}", data={"outcome": "done", "csrf": csrf}
+    )
+    assert pressed.status_code == 303
+    assert (
+        json.loads(world.run("incident", "status", inc, "--json").out)["phases"][0]["steps"][0][
+            "status"
+        ]
+        == "done"
+    )
+    foreign = httpx.post(f"{world.url}/login", data={"name": "dee", "password": PASSWORD},
+                         headers={"Origin": "https://evil.example"}, timeout=30)  # fmt: skip
+    assert foreign.status_code == 403
+
+
+def test_what_people_type_and_steps_print_is_escaped(world: World) -> None:
+    world.user("ann", "--role", "ic")
+    inc = world.declare()
+    token = world.token("ann", "incidents:write")
+    attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    api = httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert api.post(f"/api/v1/incidents/{inc}/notes", json={"text": attack}).status_code == 200
+    step = json.loads(world.run("incident", "status", inc, "--json").out)["phases"][0]["steps"][0][
+        "id"
+    ]
+    assert api.post(f"/api/v1/incidents/{inc}/steps/{step}",
+                    json={"outcome": "done", "note": attack}).status_code == 200  # fmt: skip
+    browser, _ = login(world, "ann")
+    page = browser.get(f"/incidents/{inc}").text
+    assert "<script>alert" not in page
+    assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    assert (
+        browser.get(f"/incidents/{inc}")
+        .headers["content-security-policy"]
+        .startswith("default-src 'self'")
+    )
