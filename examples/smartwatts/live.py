@@ -415,8 +415,9 @@ def run(demo: Demo, seconds: float) -> None:
 
     url = f"http://127.0.0.1:{demo.metrics_port}"
     step("Where to look")
-    say(f"  the API             {url}/api/v1  (its OpenAPI document: {url}/api/v1/openapi.json)")
+    say(f"  the dashboard       {url}/")
     say(f"  log in as           demo, password {demo.login_password} (made for this run)")
+    say(f"  the API             {url}/api/v1  (its OpenAPI document: {url}/api/v1/openapi.json)")
     say(f"  a read token        {demo.token}")
     say(f"  Prometheus metrics  {url}/metrics  (with the token: Authorization: Bearer ...)")
     say(f"  status as JSON      {url}/status      (health: {url}/healthz, {url}/readyz)")

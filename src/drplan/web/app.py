@@ -30,7 +30,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/login", "/api/v1/opena
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make form posts say `Origin: null`
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none';"
     " form-action 'self'",
 }

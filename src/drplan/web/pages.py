@@ -126,7 +126,9 @@ def _add_views(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         kpis = current_kpis(plan, drills, now).get(KPI_WINDOW, {})
         return dash.render("overview.html", who, rows=overview(plan, status, drills),
                            assessed=status["time"] if status else None, kpis=kpis,
-                           kpi_window=KPI_WINDOW, ago=lambda at: newest(at, now))  # fmt: skip
+                           kpi_window=KPI_WINDOW, ago=lambda at: newest(at, now),
+                           scenarios=plan.scenarios,
+                           may_declare=who.may("commander", "incidents:write"))  # fmt: skip
 
     @app.get("/incidents/{incident}", include_in_schema=False)
     def incident_page(request: Request, incident: str) -> Response:
@@ -148,8 +150,25 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
+    @app.post("/incidents", include_in_schema=False)
+    def declare_form(request: Request, scenario: str = Form(""), note: str = Form(""),
+                     csrf: str = Form("")) -> Response:  # fmt: skip
+        from drplan.incidents.operations import declare  # noqa: PLC0415
+
+        who = dash.checked(request, csrf, "commander", "incidents:write")
+        if scenario not in ctx.plan_of().scenarios:
+            raise Problem(422, f"scenario: {scenario!r} is not one of the plan's")
+        role = _role(who, *who.roles)
+        with ctx.incidents(who) as service:
+            found, _ = declare(service, ctx.plan_of(), ctx.plan_path, scenario, role,
+                               ctx.now(), note=note.strip() or None, systems=None,
+                               since=None, commander=None, rehearsal=False)  # fmt: skip
+        ctx.record(who, "incident.declare", _source(request), incident=found.id,
+                   scenario=scenario)  # fmt: skip
+        return RedirectResponse(f"/incidents/{found.id}", status_code=303)
+
     @app.post("/incidents/{incident}/steps/{step}", include_in_schema=False)
-    def step_form(request: Request, incident: str, step: str, outcome: str = Form(...),
+    def step_form(request: Request, incident: str, step: str, outcome: str = Form(""),
                   csrf: str = Form("")) -> Response:  # fmt: skip
         from drplan.incidents.operations import settle_step  # noqa: PLC0415
 
@@ -159,7 +178,8 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         try:
             with ctx.incidents(who) as service:
                 found = service.load(incident)
-                settle_step(service, found, step, outcome, ctx.now())
+                role = _role(who, found.step(step).owner, *who.roles)
+                settle_step(service, found, step, outcome, ctx.now(), actor=role)
         except DrplanError as exc:
             return dash.incident(incident, who, exc.message, 409)
         ctx.record(who, "incident.step", _source(request), incident=found.id, step=step,
@@ -173,7 +193,7 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         try:
             with ctx.incidents(who) as service:
                 found = service.load(incident)
-                role = _approving_role(who, found.step(step).approve, found.commander)
+                role = _role(who, found.step(step).approve, found.commander)
                 service.approve(found, step, role, ctx.now())
         except DrplanError as exc:
             return dash.incident(incident, who, exc.message, 409)
@@ -181,12 +201,9 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         return RedirectResponse(f"/incidents/{found.id}", status_code=303)
 
 
-def _approving_role(who: Principal, needed: str | None, commander: str | None) -> str | None:
-    """The role ``who`` approves in: the step's, else the commander's, when they hold it."""
-    for role in (needed, commander):
-        if role is not None and role in who.roles:
-            return role
-    return None
+def _role(who: Principal, *preferred: str | None) -> str | None:
+    """The first of ``preferred`` that ``who`` holds: the role they act in."""
+    return next((r for r in preferred if r is not None and r in who.roles), None)
 
 
 def _open_incidents(ctx: WebContext) -> list[dict[str, Any]]:
