@@ -19,7 +19,8 @@ from drplan.web.context import WebContext
 from tests.fixtures.web import PASSWORD, World
 
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/readyz"),
-          ("POST", "/api/v1/login"), ("GET", "/api/v1/openapi.json")}  # fmt: skip
+          ("POST", "/api/v1/login"), ("GET", "/api/v1/openapi.json"),
+          ("GET", "/login/oidc"), ("GET", "/login/oidc/callback")}  # fmt: skip
 
 
 def login(world: World, name: str) -> tuple[httpx.Client, str]:

@@ -25,6 +25,7 @@ from drplan.web.probes import add_probes
 from drplan.web.problems import Problem
 from drplan.web.responses import respond
 from drplan.web.sessions import log_in, set_session_cookie
+from drplan.web.sso import add_sso
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/login", "/api/v1/openapi.json"})
 HEADERS = {
@@ -85,5 +86,5 @@ def build(ctx: WebContext) -> FastAPI:
         return response
 
     app.include_router(router(ctx))
-    add_pages(app, ctx)
+    add_sso(app, ctx, add_pages(app, ctx))
     return app

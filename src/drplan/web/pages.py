@@ -47,8 +47,10 @@ class Dashboard:
     def render(self, name: str, who: Principal | None, status: int = 200,
                **values: Any) -> HTMLResponse:  # fmt: skip
         open_ones = _open_incidents(self.ctx) if who is not None else []
+        plan = self.ctx.plan_of()
         html = self.env.get_template(name).render(
-            plan_name=self.ctx.plan_of().name, who=who, incidents=open_ones, **values)  # fmt: skip
+            plan_name=plan.name, who=who, incidents=open_ones, sso=plan.web.oidc is not None,
+            **values)  # fmt: skip
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
     def session(self, request: Request) -> Principal | None:
@@ -86,17 +88,23 @@ def to_login(request: Request) -> Response:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
-def add_pages(app: FastAPI, ctx: WebContext) -> None:
+def add_pages(app: FastAPI, ctx: WebContext) -> Dashboard:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     dash = Dashboard(ctx)
     _add_views(app, ctx, dash)
     _add_forms(app, ctx, dash)
+    return dash
+
+
+def safe_next(target: str) -> str:
+    """Where to go after a login: a path of this server only, never another site."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
 
 
 def _add_views(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
     @app.get("/login", include_in_schema=False)
-    def login_page(request: Request) -> Response:
-        return dash.render("login.html", None)
+    def login_page(request: Request, next: str = "/") -> Response:
+        return dash.render("login.html", None, next=safe_next(next))
 
     @app.post("/login", include_in_schema=False)
     def login_form(request: Request, name: str = Form(...), password: str = Form(...),
@@ -107,9 +115,9 @@ def _add_views(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         try:
             cookie, _who, _csrf = log_in(ctx, request, name, password)
         except Problem as exc:
-            return dash.render("login.html", None, exc.status, error=exc.detail)
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
-        response = RedirectResponse(target, status_code=303)
+            return dash.render("login.html", None, exc.status, error=exc.detail,
+                               next=safe_next(next))  # fmt: skip
+        response = RedirectResponse(safe_next(next), status_code=303)
         set_session_cookie(ctx, request, response, cookie)
         return response
 
