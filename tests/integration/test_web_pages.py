@@ -7,7 +7,10 @@ responders type, steps print and the plan says is escaped."""
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -148,3 +151,42 @@ def test_what_people_type_and_steps_print_is_escaped(world: World) -> None:
         .headers["content-security-policy"]
         .startswith("default-src 'self'")
     )
+
+
+def test_a_change_reaches_an_open_stream_and_an_open_page(world: World, page: Any) -> None:
+    """The API's event stream tells of an incident declared after it opened; an incident's
+    page open in the browser shows a step recorded at the CLI without anyone reloading."""
+    world.user("ann", "--role", "ic")
+    token = world.token("ann", "read")
+    got: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{world.url}/api/v1/events", timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as answer:  # fmt: skip
+            got.put(("open", answer.headers["content-type"]))
+            kind = None
+            for line in answer.iter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: ") and kind == "incident":
+                    got.put((kind, json.loads(line.removeprefix("data: "))))
+                    return
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert got.get(timeout=30) == ("open", "text/event-stream; charset=utf-8")
+    inc = world.declare()
+    declared = time.monotonic()
+    kind, data = got.get(timeout=30)
+    assert (kind, data["id"]) == ("incident", inc)
+    assert time.monotonic() - declared < 5.0  # (the benchmark holds it to 1 s)
+
+    step = json.loads(world.run("incident", "status", inc, "--json").out)["phases"][0]["steps"][0]
+    page.goto(f"{world.url}/login?next=/incidents/{inc}")
+    page.get_by_label("Name").fill("ann")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{world.url}/incidents/{inc}")
+    item = page.locator("li.step").first
+    assert "pending" in item.inner_text()
+    assert world.run("incident", "step", inc, step["id"], "done").code == 0
+    page.locator("li.step.done").first.wait_for(timeout=15_000)  # reloaded by the stream

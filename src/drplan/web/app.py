@@ -12,14 +12,17 @@ per account and per address, and audited.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from drplan.web import problems
 from drplan.web.api import router
 from drplan.web.auth import SESSION_COOKIE
 from drplan.web.context import WebContext
+from drplan.web.live import Changes, looker, stream
 from drplan.web.pages import add_pages
 from drplan.web.probes import add_probes
 from drplan.web.problems import Problem
@@ -87,4 +90,23 @@ def build(ctx: WebContext) -> FastAPI:
 
     app.include_router(router(ctx))
     add_sso(app, ctx, add_pages(app, ctx))
+    add_live(app, ctx)
     return app
+
+
+def add_live(app: FastAPI, ctx: WebContext) -> None:
+    """``/api/v1/events``: live changes as Server-Sent Events (viewer, read)."""
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
+
+    changes = Changes(looker(ctx.catalog, Path(state_dir()) / "incidents", ctx.status))
+    app.state.changes = changes  # WebServer.stop ends the streams
+    reader = ctx.guard.require("viewer", "read")
+
+    @app.get("/api/v1/events", summary="Live changes as Server-Sent Events: incident, runs,"
+             " assessment (viewer, read).")  # fmt: skip
+    def events(request: Request) -> Response:
+        reader(request)
+        return StreamingResponse(stream(changes, request.is_disconnected),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})  # fmt: skip

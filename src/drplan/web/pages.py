@@ -80,6 +80,7 @@ class Dashboard:
         ends = [p["window"]["end_seconds"] for p in view["phases"] if p["window"]]
         span = max([*ends, view["elapsed_seconds"], 1.0])
         return self.render("incident.html", who, status, i=view, span=span, error=error,
+                           live=f"incident:{view['id']}",
                            may_respond=who.may("responder", "incidents:write"),
                            may_command=who.may("commander", "incidents:write"))  # fmt: skip
 
@@ -135,7 +136,7 @@ def _add_views(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         return dash.render("overview.html", who, rows=overview(plan, status, drills),
                            assessed=status["time"] if status else None, kpis=kpis,
                            kpi_window=KPI_WINDOW, ago=lambda at: newest(at, now),
-                           scenarios=plan.scenarios,
+                           scenarios=plan.scenarios, live="overview",
                            may_declare=who.may("commander", "incidents:write"))  # fmt: skip
 
     @app.get("/incidents/{incident}", include_in_schema=False)

@@ -53,6 +53,7 @@ class WebServer:
             ssl_certfile=web.tls.certificate if web.tls else None,
             ssl_keyfile=web.tls.key if web.tls else None,
         )  # fmt: skip
+        self.app = app
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="drplan-web", daemon=True)
 
@@ -74,6 +75,9 @@ class WebServer:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        changes = getattr(self.app.state, "changes", None)
+        if changes is not None:  # the live streams end, so that the server can
+            changes.stopping.set()
         self.server.should_exit = True
         self._thread.join(10)
         self.sock.close()
