@@ -88,8 +88,10 @@ def systems_of(row: dict[str, Any]) -> list[dict[str, Any]] | None:
         else:
             return None
         systems: list[dict[str, Any]] = json.loads(text)["systems"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not isinstance(systems, list) or not all(isinstance(s, dict) for s in systems):
+        return None  # not a result drplan wrote: the row's own figures stand
     return systems
 
 

@@ -57,3 +57,15 @@ def test_kpis_per_window_tier_and_class_against_the_success_criteria(tmp_path: P
     assert page.startswith("<!doctype html>")
     assert "<td>no: data_integrity</td>" in page
     assert "<script" not in page
+
+
+def test_a_stored_result_drplan_did_not_write_counts_by_the_rows_own_figures() -> None:
+    """A catalog row whose result was altered (systems a mapping, a list of words) is
+    counted as one recovery from the row's own columns, not an internal error."""
+    from drplan.drills.report import recoveries  # noqa: PLC0415
+
+    base = {"drill": "monthly", "started_at": NOW, "rto_seconds": 60.0, "rpo_seconds": 3.0,
+            "rto_met": 1, "rpo_met": 0, "integrity": 1}  # fmt: skip
+    for result in ({"systems": {"db": {}}}, {"systems": ["db"]}, {"systems": None}, ["x"]):
+        (found,) = recoveries([{**base, "result": json.dumps(result)}])
+        assert (found.system, found.rto_met, found.rpo_met) == ("?", True, False)
