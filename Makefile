@@ -69,6 +69,7 @@ bench:
 	$(BIN)/python bench/wal_bench.py --segments 100 --runs 3
 	$(BIN)/python bench/drill_bench.py --scale 50 --runs 3
 	$(BIN)/python bench/incident_bench.py --scale 20 --runs 3
+	$(BIN)/python bench/web_bench.py --systems 50 --runs 20
 
 # The torture suite at scale (never part of `make test`, which runs a sample): over 1,000
 # kill -9 trials, over 500 bit flips, the decoders fuzzed; the table goes into

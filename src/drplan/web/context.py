@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drplan import clock
@@ -54,10 +55,15 @@ class WebContext:
     @contextmanager
     def incidents(self, who: Principal | None = None) -> Iterator[Incidents]:
         """The incidents, acted on as ``who``."""
+        from drplan.catalog.paths import state_dir  # noqa: PLC0415
+        from drplan.incidents.journal import Journal  # noqa: PLC0415
         from drplan.incidents.operations import copy_off_site  # noqa: PLC0415
-        from drplan.incidents.service import open_incidents  # noqa: PLC0415
+        from drplan.incidents.service import Incidents  # noqa: PLC0415
 
-        with open_incidents(self.catalog_url, copy_off_site) as service:
-            if who is not None:
-                service.user = f"{who.name} via web"
-            yield service
+        # The server's own catalog, open already (not one opened per request), and not
+        # closed after: it is the server's.
+        service = Incidents(Journal(Path(state_dir()) / "incidents"), lambda: self.catalog,
+                            replicate=copy_off_site)  # fmt: skip
+        if who is not None:
+            service.user = f"{who.name} via web"
+        yield service

@@ -23,6 +23,7 @@ from drplan.errors import DrplanError
 from drplan.incidents.journal import SUFFIX
 
 LOOK_EVERY = 0.25  # seconds between looks for changes (the target: a change seen in 1 s)
+STREAM_EVERY = 0.1  # seconds between a stream's looks at what was found (in memory: cheap)
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream
 KEPT = 1000  # changes kept for streams that fall behind
 IDLE_STOP = 60.0  # seconds without a listener after which the looking stops
@@ -134,14 +135,14 @@ async def _follow(changes: Changes, disconnected: Callable[[], Any], seen: int
                   ) -> AsyncIterator[str]:  # fmt: skip
     quiet = 0.0
     while not changes.stopping.is_set():
-        await asyncio.sleep(LOOK_EVERY)
+        await asyncio.sleep(STREAM_EVERY)
         if await disconnected():
             return
         fresh = changes.since(seen)
         for number, kind, data in fresh:
             yield f"id: {number}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
             seen = number
-        quiet = 0.0 if fresh else quiet + LOOK_EVERY
+        quiet = 0.0 if fresh else quiet + STREAM_EVERY
         if quiet >= KEEPALIVE:
             quiet = 0.0
             yield ": still here\n\n"
