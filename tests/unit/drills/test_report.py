@@ -66,6 +66,7 @@ def test_a_stored_result_drplan_did_not_write_counts_by_the_rows_own_figures() -
 
     base = {"drill": "monthly", "started_at": NOW, "rto_seconds": 60.0, "rpo_seconds": 3.0,
             "rto_met": 1, "rpo_met": 0, "integrity": 1}  # fmt: skip
-    for result in ({"systems": {"db": {}}}, {"systems": ["db"]}, {"systems": None}, ["x"]):
+    altered: list[Any] = [{"systems": {"db": {}}}, {"systems": ["db"]}, {"systems": None}, ["x"]]
+    for result in altered:
         (found,) = recoveries([{**base, "result": json.dumps(result)}])
         assert (found.system, found.rto_met, found.rpo_met) == ("?", True, False)
