@@ -23,7 +23,9 @@ from tests.fixtures.web import PASSWORD, World
 
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/readyz"),
           ("POST", "/api/v1/login"), ("GET", "/api/v1/openapi.json"),
-          ("GET", "/login/oidc"), ("GET", "/login/oidc/callback")}  # fmt: skip
+          ("GET", "/login/oidc"), ("GET", "/login/oidc/callback"), ("GET", "/status-page"),
+          *(("GET", f"/api/v2/{name}.json") for name in ("summary", "status", "components",
+                                                          "incidents"))}  # fmt: skip
 
 
 def login(world: World, name: str) -> tuple[httpx.Client, str]:

@@ -24,6 +24,7 @@ def check_references(plan: Plan) -> list[Found]:
         *_locations(plan),
         *_response(plan),
         *_drills(plan),
+        *_status_page(plan),
         *_dependency_cycles(plan),
     ]
 
@@ -158,6 +159,18 @@ def _response(plan: Plan) -> Iterator[Found]:
     for i, route in enumerate(plan.alerting.routes):
         at = ("alerting", "routes", i, "channels")
         yield from _refs(at, route.channels, "channel", plan.channels)
+
+
+def _status_page(plan: Plan) -> Iterator[Found]:
+    page = plan.status_page
+    if page is None:
+        return
+    for name, component in page.components.items():
+        at = ("status_page", "components", name)
+        yield from _refs((*at, "systems"), component.systems, "system", plan.systems)
+        yield from _refs((*at, "group"), component.group, "group", page.groups)
+    audiences = plan.communication.audiences if plan.communication else {}
+    yield from _refs(("status_page", "audience"), page.audience, "audience", audiences)
 
 
 def _drills(plan: Plan) -> Iterator[Found]:

@@ -30,8 +30,13 @@ from drplan.web.problems import Problem
 from drplan.web.responses import respond
 from drplan.web.sessions import log_in, set_session_cookie
 from drplan.web.sso import add_sso
+from drplan.web.status_routes import add_status_page
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/api/v1/login", "/api/v1/openapi.json"})
+PUBLIC_PATHS = frozenset({
+    "/healthz", "/readyz", "/api/v1/login", "/api/v1/openapi.json",
+    "/api/v2/summary.json", "/api/v2/status.json", "/api/v2/components.json",
+    "/api/v2/incidents.json",
+})  # fmt: skip
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -93,7 +98,9 @@ def build(ctx: WebContext) -> FastAPI:
         return response
 
     app.include_router(router(ctx))
-    add_sso(app, ctx, add_pages(app, ctx))
+    dash = add_pages(app, ctx)
+    add_sso(app, ctx, dash)
+    add_status_page(app, ctx, dash)
     add_live(app, ctx)
     return app
 

@@ -38,6 +38,7 @@ from drplan.plan.model.response import (
     Step,
     Window,
 )
+from drplan.plan.model.statuspage import StatusComponent, StatusGroup, StatusPage
 from drplan.plan.model.storage import (
     JOB_TYPES_BY_KIND,
     Immutability,
@@ -101,6 +102,8 @@ class Plan(PlanModel):
     """Documents the plan refers to: checklists, scripts, contact directory, diagrams."""
     review: Review | None = None
     """Document control: version, review dates and cadence, approval."""
+    status_page: StatusPage | None = None
+    """The public status page: its components, their systems, and whose updates it shows."""
     web: Web = Field(default_factory=Web)
     """The dashboard, the API and the public status page: where, TLS, login, who may do what."""
 
@@ -157,6 +160,9 @@ __all__ = [
     "Scenario",
     "Severity",
     "Site",
+    "StatusComponent",
+    "StatusGroup",
+    "StatusPage",
     "Step",
     "SuccessCriteria",
     "System",

@@ -1,0 +1,110 @@
+"""The public status page on the web server: readable without a login, in Statuspage's
+JSON too; a component's state follows the open incidents on its systems by tier, and
+goes back to operational once they are recovered or resolved; customers read when the
+service is expected back and which data to send again, never the incident's insides; a
+rehearsal never shows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Result, minutes_ago, wait_until
+from tests.fixtures.web import World, _world
+
+STATUS_PAGE = {
+    "title": "Test status",
+    "groups": {"customer": {"title": "Customer services"}},
+    "components": {
+        "api": {"title": "Meter ingestion API", "systems": ["db"], "group": "customer"},
+        "site": {"title": "Customer dashboard", "systems": ["web"], "group": "customer"},
+    },
+}
+
+
+@pytest.fixture
+def page_world(run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch,
+               tmp_path: Path) -> Iterator[World]:  # fmt: skip
+    yield from _world(run, monkeypatch, tmp_path, None, status_page=STATUS_PAGE)
+
+
+def summary(world: World) -> dict[str, Any]:
+    answer = httpx.get(f"{world.url}/api/v2/summary.json", timeout=30)  # no credentials
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def states(world: World) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in summary(world)["components"] if not c["group"]}
+
+
+def test_with_no_incident_everything_is_operational_and_public(page_world: World) -> None:
+    found = summary(page_world)
+    assert found["status"] == {"indicator": "none", "description": "All Systems Operational"}
+    assert found["page"]["name"] == "Test status"
+    assert states(page_world) == {"api": "operational", "site": "operational"}
+    (group,) = [c for c in found["components"] if c["group"]]
+    assert (group["id"], group["components"], group["status"]) == ("customer", ["api", "site"],
+                                                                    "operational")  # fmt: skip
+    assert found["incidents"] == []
+    page = httpx.get(f"{page_world.url}/status-page", timeout=30)
+    assert page.status_code == 200
+    assert "All Systems Operational" in page.text
+    assert 'data-component="api"' in page.text
+
+
+def test_an_incident_takes_its_components_down_by_tier_and_says_only_what_customers_need(
+    page_world: World,
+) -> None:
+    done = page_world.run("--plan", str(page_world.plan_path), "incident", "declare",
+                          "db-loss", "--systems", "db", "--since", minutes_ago(10), "--json")  # fmt: skip
+    assert done.code == 0, done.err
+    inc = json.loads(done.out)["id"]
+    wait_until(lambda: states(page_world) == {"api": "major_outage", "site": "operational"},
+               "the API's component to be down")  # fmt: skip
+    found = summary(page_world)
+    assert found["status"]["indicator"] == "critical"  # a tier 1 incident
+    (incident,) = found["incidents"]
+    assert incident | {"eta": None, "data_loss": None} == incident | {
+        "eta": None,
+        "data_loss": None,
+    }
+    assert (incident["id"], incident["name"], incident["status"], incident["impact"]) == (
+        inc,
+        "Service disruption: Meter ingestion API",
+        "investigating",
+        "critical",
+    )
+    deadline = json.loads(page_world.run("incident", "status", inc, "--json").out)["clock"][
+        "systems"
+    ][0]["deadline"]
+    assert incident["eta"] == deadline
+    assert incident["data_loss"].startswith("data sent since ")
+    assert incident["data_loss"].endswith(" UTC may have to be sent again")
+    page = httpx.get(f"{page_world.url}/status-page", timeout=30).text
+    assert "Major System Outage" in page
+    assert "We expect the service back by" in page
+    for inside in ("Database loss", "db-loss", "Restore db", "Incident Commander"):
+        assert inside not in page  # the scenario, the runbook, who acts: not for customers
+    waived = page_world.run("incident", "resolve", inc, "--waive", "db=restored by hand")
+    assert waived.code == 0, waived.err
+    wait_until(lambda: states(page_world)["api"] == "operational", "the API to be back")
+    assert summary(page_world)["incidents"] == []
+    past = httpx.get(f"{page_world.url}/api/v2/incidents.json", timeout=30).json()["incidents"]
+    assert [(i["id"], i["status"]) for i in past] == [(inc, "resolved")]
+    assert past[0]["resolved_at"] is not None
+
+
+def test_a_rehearsal_never_shows(page_world: World) -> None:
+    done = page_world.run("--plan", str(page_world.plan_path), "incident", "declare",
+                          "db-loss", "--systems", "db", "--rehearsal")  # fmt: skip
+    assert done.code == 0, done.err
+    incidents = httpx.get(f"{page_world.url}/api/v2/incidents.json", timeout=30).json()
+    assert incidents["incidents"] == []
+    assert states(page_world) == {"api": "operational", "site": "operational"}
