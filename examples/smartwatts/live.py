@@ -373,6 +373,22 @@ def main() -> None:
         f" (the server's log: {demo.server.data_dir / 'server.log' if demo.server else '-'})")  # fmt: skip
 
 
+def where_to_look(demo: Demo, seconds: float) -> None:
+    url = f"http://127.0.0.1:{demo.metrics_port}"
+    step("Where to look")
+    say(f"  the dashboard       {url}/")
+    say(f"  the status page     {url}/status-page  (public; {url}/api/v2/summary.json)")
+    say(f"  log in as           demo, password {demo.login_password} (made for this run)")
+    say(f"  the API             {url}/api/v1  (its OpenAPI document: {url}/api/v1/openapi.json)")
+    say(f"  a read token        {demo.token}")
+    say(f"  Prometheus metrics  {url}/metrics  (with the token: Authorization: Bearer ...)")
+    say(f"  status as JSON      {url}/status      (health: {url}/healthz, {url}/readyz)")
+    say(f"  the daemon's log    {demo.work / 'serve.log'}")
+    say(f"  in another shell    source {demo.work / 'env'} && drplan status")
+    say("  stop with Ctrl-C" + (f" (or wait {seconds:.0f} s)" if seconds else ""))
+    say("")
+
+
 def run(demo: Demo, seconds: float) -> None:
     step("An embedded PostgreSQL 18 with SmartWatts data")
     server = demo.database()
@@ -413,18 +429,7 @@ def run(demo: Demo, seconds: float) -> None:
     step("drplan status")
     demo.drplan("status", check=False)
 
-    url = f"http://127.0.0.1:{demo.metrics_port}"
-    step("Where to look")
-    say(f"  the dashboard       {url}/")
-    say(f"  log in as           demo, password {demo.login_password} (made for this run)")
-    say(f"  the API             {url}/api/v1  (its OpenAPI document: {url}/api/v1/openapi.json)")
-    say(f"  a read token        {demo.token}")
-    say(f"  Prometheus metrics  {url}/metrics  (with the token: Authorization: Bearer ...)")
-    say(f"  status as JSON      {url}/status      (health: {url}/healthz, {url}/readyz)")
-    say(f"  the daemon's log    {demo.work / 'serve.log'}")
-    say(f"  in another shell    source {demo.work / 'env'} && drplan status")
-    say("  stop with Ctrl-C" + (f" (or wait {seconds:.0f} s)" if seconds else ""))
-    say("")
+    where_to_look(demo, seconds)
     started = time.monotonic()
     previous = demo.readings
     while not demo.stop.is_set():

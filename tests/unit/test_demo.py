@@ -80,6 +80,7 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     assert "Root cause analysis: a rehearsal: no cause" in out
     assert "/metrics" in out
     assert "the dashboard       http://127.0.0.1:" in out
+    assert "the status page     http://127.0.0.1:" in out
     assert "log in as           demo, password " in out  # made for this run
     assert "a read token        drplan_" in out
     assert "stop with Ctrl-C" in out
