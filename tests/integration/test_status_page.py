@@ -85,7 +85,7 @@ def test_an_incident_takes_its_components_down_by_tier_and_says_only_what_custom
         "systems"
     ][0]["deadline"]
     assert incident["eta"] == deadline
-    assert incident["data_loss"].startswith("data sent since ")
+    assert incident["data_loss"].startswith("Data sent since ")
     assert incident["data_loss"].endswith(" UTC may have to be sent again")
     page = httpx.get(f"{page_world.url}/status-page", timeout=30).text
     assert "Major System Outage" in page
@@ -108,3 +108,35 @@ def test_a_rehearsal_never_shows(page_world: World) -> None:
     incidents = httpx.get(f"{page_world.url}/api/v2/incidents.json", timeout=30).json()
     assert incidents["incidents"] == []
     assert states(page_world) == {"api": "operational", "site": "operational"}
+
+
+def test_the_status_page_in_the_browser_shows_the_state_and_the_update(
+    run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    receiver: Any, page: Any,
+) -> None:  # fmt: skip
+    """Customers told through a webhook (a local receiver): the message is the page's
+    update, under the component's state, in a real browser."""
+    monkeypatch.setenv("HOOK_URL", f"{receiver.url}/webhook")
+    told = {"primary": "hook", "audiences": {"customers": {"channels": ["hook"]}}}
+    made = _world(run, monkeypatch, tmp_path, None,
+                  channels={"hook": {"kind": "webhook", "url": "${HOOK_URL}"}},
+                  communication=told, status_page={**STATUS_PAGE, "audience": "customers"})  # fmt: skip
+    world = next(made)  # the generator held: it closes the world when closed
+    try:
+        done = world.run("--plan", str(world.plan_path), "incident", "declare", "db-loss",
+                         "--systems", "db", "--json")  # fmt: skip
+        inc = json.loads(done.out)["id"]
+        said = "Readings are being restored; nothing sent since 10:00 needs resending yet"
+        assert world.run("incident", "notify", inc, "--audience", "customers",
+                         "--message", said).code == 0  # fmt: skip
+        wait_until(lambda: summary(world)["incidents"][0]["incident_updates"], "the update")
+        page.goto(f"{world.url}/status-page")
+        assert page.get_by_role("status").inner_text() == "Major System Outage"
+        row = page.locator('tr[data-component="api"]')
+        assert row.inner_text().endswith("Major outage")
+        assert page.get_by_text(said).count() == 1
+        for inside in ("Database loss", "deadline", "Respond"):  # the template, the phase
+            assert inside not in page.content()
+        assert page.locator('tr[data-component="site"]').inner_text().endswith("Operational")
+    finally:
+        made.close()

@@ -130,7 +130,7 @@ class Messenger:
             failed = {"channel": None, "delivered": False, "error": exc.message}
             self.service.record(incident.id, "message", actor, {
                 "audience": audience, "kind": kind, "subject": None, "text": None, **failed,
-                **(extra or {}),
+                "said": message, **(extra or {}),
             }, self.now())  # fmt: skip
             return [failed]
         mail = Message(incident.id, subject, text, self.now(), self.host)
@@ -143,7 +143,7 @@ class Messenger:
         for result in results:
             self.service.record(incident.id, "message", actor, {
                 "audience": audience, "kind": kind, "subject": subject, "text": text, **result,
-                **(extra or {}),
+                "said": message, **(extra or {}),
             }, self.now())  # fmt: skip
         return results
 

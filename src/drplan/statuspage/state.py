@@ -138,8 +138,8 @@ def _data_loss(incident: Incident, systems: list[str]) -> str | None:
     start = min(s for s, _ in spans)
     ends = [e for _, e in spans]
     if any(e is None for e in ends):
-        return f"data sent since {_clock(start)} UTC may have to be sent again"
-    return (f"data sent between {_clock(start)} and {_clock(max(e for e in ends if e))} UTC"
+        return f"Data sent since {_clock(start)} UTC may have to be sent again"
+    return (f"Data sent between {_clock(start)} and {_clock(max(e for e in ends if e))} UTC"
             " must be sent again")  # fmt: skip
 
 
@@ -148,16 +148,24 @@ def _clock(at: datetime) -> str:
 
 
 def _updates(page: StatusPage, incident: Incident) -> list[dict[str, Any]]:
-    """The messages written for the page's audience, as the page's updates."""
+    """The updates told to the page's audience: the words a person wrote for it; for the
+    messages the engine sent on its own (its templates speak to responders), a sentence
+    of the page's own, so that nothing of the incident's insides reaches the page."""
     status_of = {"initial": "investigating", "update": "identified", "resolution": "resolved"}
+    titles = ", ".join(c.title for c in page.components.values()
+                       if set(c.systems) & set(incident.systems))  # fmt: skip
+    standard = {"investigating": f"We are investigating a disruption of {titles}.",
+                "identified": f"We know the cause and are restoring {titles}.",
+                "resolved": f"{titles}: the disruption is over."}  # fmt: skip
     found: list[dict[str, Any]] = []
     for event in incident.events:
         if event.kind != "message" or page.audience is None:
             continue
-        if event.data.get("audience") != page.audience or not event.data.get("text"):
+        if event.data.get("audience") != page.audience or not event.data.get("delivered"):
             continue
-        if any(u["body"] == event.data["text"] for u in found):
+        status = status_of.get(str(event.data.get("kind")), "identified")
+        body = str(event.data.get("said") or standard[status])
+        if any(u["body"] == body and u["status"] == status for u in found):
             continue  # the same message on several channels: one update
-        found.append({"status": status_of.get(str(event.data.get("kind")), "identified"),
-                      "body": str(event.data["text"]), "at": event.at})  # fmt: skip
+        found.append({"status": status, "body": body, "at": event.at})
     return list(reversed(found))
