@@ -77,6 +77,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Recovery KPIs and restore-time trends.",
     ),
     "web": ("drplan.cli.web_cmd:web_command", "Serve the API alone, for a second host."),
+    "status-page": (
+        "drplan.cli.statuspage_cmd:status_page_group",
+        "Publish the public status page's static copy.",
+    ),
     "user": ("drplan.cli.access_cmd:user_group", "Local accounts of the dashboard and the API."),
     "token": ("drplan.cli.access_cmd:token_group", "Scoped API tokens: shown once, revocable."),
     "audit": (

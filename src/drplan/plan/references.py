@@ -171,6 +171,8 @@ def _status_page(plan: Plan) -> Iterator[Found]:
         yield from _refs((*at, "group"), component.group, "group", page.groups)
     audiences = plan.communication.audiences if plan.communication else {}
     yield from _refs(("status_page", "audience"), page.audience, "audience", audiences)
+    s3 = [n for n, loc in plan.locations.items() if loc.kind == "s3"]
+    yield from _refs(("status_page", "publish_to"), page.publish_to, "S3 location", s3)
 
 
 def _drills(plan: Plan) -> Iterator[Found]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -118,6 +119,9 @@ def serve(
     pidfile = write_pidfile(options.state_dir)
     server.start()
     watcher.start()
+    publishing = threading.Thread(target=_publish_status_page, name="drplan-status-page",
+                                  args=(daemon, store, options.state_dir), daemon=True)  # fmt: skip
+    publishing.start()
     log.info("serving %s: %d job(s), catalog %s, %s/metrics",
              options.plan_path, len(plan.jobs), store.url, server.url)  # fmt: skip
     try:
@@ -128,6 +132,41 @@ def serve(
         server.stop()
         store.close()
         remove_pidfile(pidfile)
+
+
+def _publish_status_page(daemon: Daemon, store: Catalog, state_dir: str) -> None:
+    """The status page's static copy, written at every change of the page while the
+    daemon runs (when the plan names locations for it); a failure is logged once, and
+    tried again at the next look."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from drplan.incidents.journal import Journal  # noqa: PLC0415
+    from drplan.incidents.service import Incidents  # noqa: PLC0415
+    from drplan.locations.storage import storage_for  # noqa: PLC0415
+    from drplan.statuspage.publish import LOOK_EVERY, Publisher  # noqa: PLC0415
+    from drplan.statuspage.state import PageState, page_state  # noqa: PLC0415
+
+    def state() -> PageState | None:
+        page = daemon.plan.status_page
+        if page is None:
+            return None
+        service = Incidents(Journal(Path(state_dir) / "incidents"), lambda: store)
+        return page_state(page, [service.load(i) for i in service.ids()], clock.now())
+
+    publisher = Publisher(lambda: daemon.plan, state,
+                          lambda plan, name: storage_for(plan.locations[name]))  # fmt: skip
+    said: list[str] = []
+    while not daemon.stopping.wait(LOOK_EVERY):
+        try:
+            failed = publisher.tick()
+        except DrplanError as exc:
+            failed = [exc.message]
+        if failed != said:
+            for line in failed:
+                log.error("status page not published: %s", line)
+            if said and not failed:
+                log.info("status page published again")
+            said = failed
 
 
 def _handle_signals(daemon: Daemon) -> None:

@@ -49,11 +49,14 @@ class Storage(Protocol):
         """The object's bytes, or ``length`` bytes from ``offset``; NotFound if absent."""
         ...
 
-    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, hot: bool = False,
+              content_type: str | None = None) -> None:  # fmt: skip
         """Store the object durably and atomically: afterwards it is whole or absent.
 
         ``hot``: a pack of directory listings, kept in the location's readable class
-        even when its packs go to an archive class, so listing never needs a thaw."""
+        even when its packs go to an archive class, so listing never needs a thaw.
+        ``content_type``: what a web server in front of the location serves it as (the
+        status page's static copy); backends that serve nothing ignore it."""
         ...
 
     def delete(self, name: str) -> None:

@@ -75,7 +75,8 @@ class LocalStorage:
     def request_thaw(self, name: str, days: int, tier: str) -> None:
         self.stat(name)  # always readable: nothing to ask for
 
-    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, hot: bool = False,
+              content_type: str | None = None) -> None:  # fmt: skip
         path = self._path(name)
         temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:

@@ -81,8 +81,9 @@ class RetryingStorage:
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._retry(lambda: self.inner.read(name, offset, length))
 
-    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
-        self._retry(lambda: self.inner.write(name, data, hot=hot))
+    def write(self, name: str, data: bytes, *, hot: bool = False,
+              content_type: str | None = None) -> None:  # fmt: skip
+        self._retry(lambda: self.inner.write(name, data, hot=hot, content_type=content_type))
 
     def delete(self, name: str) -> None:
         tried = False

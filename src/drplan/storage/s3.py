@@ -69,7 +69,9 @@ DATA_PREFIX = "data/"  # the only objects that take a non-STANDARD storage class
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 # Lock objects are rewritten every few minutes and deleted at the end: retention would
 # only pile up versions of them. Everything else is data worth protecting.
-UNLOCKED_PREFIX = "locks/"
+# Objects rewritten in place, never under Object Lock: locks, and the status page's
+# static copy (a page that could not change would tell customers nothing).
+UNLOCKED_PREFIXES = ("locks/", "status-page/")
 
 _SSE_HEADER = {"SSE-S3": "AES256", "SSE-KMS": "aws:kms"}
 _THROTTLED = frozenset(
@@ -214,12 +216,15 @@ class S3Storage:
         except BotoCoreError as exc:
             raise self._translate(exc, "reading", name) from None
 
-    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, hot: bool = False,
+              content_type: str | None = None) -> None:  # fmt: skip
         key = self._key(name)
         extra: dict[str, Any] = dict(self._sse)
+        if content_type is not None:
+            extra["ContentType"] = content_type
         if name.startswith(DATA_PREFIX) and self.storage_class != "STANDARD" and not hot:
             extra["StorageClass"] = self.storage_class
-        if self.object_lock is not None and not name.startswith(UNLOCKED_PREFIX):
+        if self.object_lock is not None and not name.startswith(UNLOCKED_PREFIXES):
             mode, days = self.object_lock
             extra["ObjectLockMode"] = mode
             extra["ObjectLockRetainUntilDate"] = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)

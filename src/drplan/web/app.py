@@ -100,7 +100,7 @@ def build(ctx: WebContext) -> FastAPI:
     app.include_router(router(ctx))
     dash = add_pages(app, ctx)
     add_sso(app, ctx, dash)
-    add_status_page(app, ctx, dash)
+    add_status_page(app, ctx)
     add_live(app, ctx)
     return app
 

@@ -13,17 +13,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 
 from drplan.statuspage import formats
+from drplan.statuspage.publish import environment, render_page
 from drplan.statuspage.state import PageState, page_state
 from drplan.web.context import WebContext
-from drplan.web.pages import Dashboard
 from drplan.web.problems import Problem
 from drplan.web.responses import respond
 
 FRESH = 1.0  # seconds a computed page is served again
-PAST = 20  # resolved incidents listed
 
 
-def add_status_page(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
+def add_status_page(app: FastAPI, ctx: WebContext) -> None:
+    env = environment()
     lock = threading.Lock()
     held: dict[str, Any] = {"at": -FRESH, "state": None}
 
@@ -49,12 +49,7 @@ def add_status_page(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
 
     @app.get("/status-page", include_in_schema=False)
     def status_page(request: Request) -> Response:
-        state = current()
-        overall = formats.status(state)["description"]
-        html = dash.env.get_template("status_page.html").render(
-            state=state, overall=overall, worst=state.worst,
-            active=[i for i in state.incidents if i.status != "resolved"],
-            past=[i for i in state.incidents if i.status == "resolved"][:PAST])  # fmt: skip
+        html = render_page(env, current(), "/api/v2/summary.json", None)
         return HTMLResponse(html, headers={"Cache-Control": f"public, max-age={int(FRESH)}"})
 
     @app.get("/api/v2/summary.json", summary="The status page: components, open incidents,"

@@ -28,7 +28,8 @@ def new_repo(tmp_path_factory: pytest.TempPathFactory) -> Repository:
 class FullDisk(LocalStorage):
     """A location whose disk fills up: every pack write fails."""
 
-    def write(self, name: str, data: bytes, *, hot: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, hot: bool = False,
+              content_type: str | None = None) -> None:  # fmt: skip
         if name.startswith("data/"):
             raise OSError(errno.ENOSPC, "No space left on device")
         super().write(name, data, hot=hot)

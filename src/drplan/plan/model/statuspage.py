@@ -35,3 +35,7 @@ class StatusPage(PlanModel):
     audience: Name | None = None
     """The audience (see `communication.audiences`) whose messages are the page's updates;
     unset: none, and the page says only the components' states."""
+    publish_to: list[Name] = Field(default_factory=list)
+    """S3 locations that get a static copy of the page under `status-page/` at every
+    change (a bucket set up as a website), so that customers still read it when the site
+    that serves it is gone."""
