@@ -13,15 +13,20 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from drplan import clock
 from drplan.catalog.paths import sqlite_url
+from drplan.catalog.store import Catalog
+from drplan.web.accounts import Accounts
 from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import free_port
 from tests.fixtures.receivers import HttpReceiver
 from tests.fixtures.seaweedfs import SeaweedFS
+from tests.fixtures.web import PASSWORD
 from tests.integration.test_locations import s3_location
 from tests.integration.test_postgres_pitr import (  # the fixtures, by name
     Archived,
@@ -45,7 +50,10 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
     s3_secrets: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    page: Any,
 ) -> None:
+    """And the dashboard's overview, open in a browser, turns the database's row red for
+    its RPO on its own (the change stream reloads it)."""
     cluster = archived.cluster
     cluster.sql("alter system set archive_timeout = '1s'")  # a segment a second under load
     cluster.sql("select pg_reload_conf()")
@@ -75,6 +83,11 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
         "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db")),
         "DRPLAN_STATE_DIR": str(tmp_path / "state"),
     }
+    catalog = Catalog.open(env["DRPLAN_CATALOG"])
+    try:
+        Accounts(catalog).add_user("sre", None, PASSWORD, [], "viewer", clock.now())
+    finally:
+        catalog.close()
     log = (tmp_path / "serve.log").open("wb")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "drplan", "--plan", str(archived.plan), "serve",
@@ -116,6 +129,13 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
             < 15
         )
         assert actions() == []
+        page.goto(f"http://127.0.0.1:{port}/login")
+        page.get_by_label("Name").fill("sre")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        db_row = page.locator('tr[data-system="db"]')
+        assert "database: RPO breached" not in db_row.inner_text()
+        assert "(ok)" in db_row.inner_text()
         stream.wait_for(50)
 
         # The archive stops: its location refuses the server's writes (drplan's agent
@@ -125,6 +145,8 @@ def test_stopping_the_archive_pages_and_archiving_again_resolves(
             directory.chmod(0o555)
         wait_until(lambda: ("trigger", key) in actions(), "a PagerDuty trigger", 120, explain)
         assert status_is("breached")
+        db_row.filter(has_text="database: RPO breached").wait_for(timeout=60_000)
+        assert "red" in (db_row.get_attribute("class") or "")
 
         for directory in [archived.repo / "wal", *wal_dirs]:  # archiving again
             directory.chmod(0o755)
