@@ -11,6 +11,10 @@ it) on loopback.
 * the overview (`GET /`, logged in): the server's time on it (its `Server-Timing`
   header), the median and the worst of ``--runs`` requests after one to warm up
   (target: 100 ms);
+* 200 clients on the status page against the daemon's job starts: `drplan serve` with a
+  job every 2 s (a command's output backed up), its start lateness (the run's start
+  minus its slot, from the catalog) over ``--window`` seconds without clients, then
+  with 200 threads reading `/status-page` and `/api/v2/summary.json` without pause;
 * a change to an open page: from just before a note is written to an open incident's
   timeline (the journal, then the catalog) to the `incident` event arriving on an open
   `/api/v1/events` stream, the median and the worst of ``--runs`` notes (target: 1 s).
@@ -105,6 +109,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="web_bench", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--systems", type=int, default=50)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--window", type=float, default=30.0, help="seconds per lateness phase")
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "drplan-bench"
     )
@@ -138,6 +144,7 @@ def main() -> int:
         catalog.close()
     print(f"\n{args.systems} systems, a year of history ({rows} catalog rows), median of"
           f" {args.runs}, {dt.date.today()}, {platform.node()}, {os.cpu_count()} cores")  # fmt: skip
+    lateness = time_lateness(work, args.window, args.clients)
     print("| what | median | worst | target |")
     print("|---|---|---|---|")
     print(
@@ -145,6 +152,16 @@ def main() -> int:
     )
     print(f"| a change to an open page | {statistics.median(change) * 1000:.0f} ms |"
           f" {max(change) * 1000:.0f} ms | 1000 ms |")  # fmt: skip
+    (alone, crowd, served) = lateness
+    print(f"| job start lateness, no clients ({len(alone)} starts) | {statistics.median(alone) * 1000:.0f} ms |"
+          f" {max(alone) * 1000:.0f} ms | - |")  # fmt: skip
+    print(f"| job start lateness, {args.clients} clients on the status page ({len(crowd)} starts,"
+          f" {served} pages served) | {statistics.median(crowd) * 1000:.0f} ms | {max(crowd) * 1000:.0f} ms |"
+          f" no later |")  # fmt: skip
+    print(
+        f"\nlateness with the crowd over without (medians): "
+        f"{statistics.median(crowd) / max(statistics.median(alone), 1e-6):.2f}"
+    )
     return 0
 
 
@@ -196,6 +213,116 @@ def time_changes(url: str, token: str, drplan: list[str], runs: int) -> list[flo
                     break
             found.append(at - before)
     return found
+
+
+def serve_plan(base: Path) -> dict[str, Any]:
+    """One command job every 2 s to a local repository, and a status page over it."""
+    raw = clean_plan()
+    raw["locations"] = {"local": {"role": "primary", "kind": "local", "path": str(base / "repo")}}
+    raw["data_classes"] = {}
+    raw["systems"] = {
+        "cfg": {
+            "kind": "command",
+            "tier": "important",
+            "data_classes": ["configuration"],
+            "command": "echo settings",
+        }
+    }
+    raw["jobs"] = {
+        "cfg": {
+            "system": "cfg",
+            "type": "command",
+            "schedule": "2s",
+            "retention": {"keep_last": 5},
+            "locations": ["local"],
+        }
+    }
+    raw["scenarios"] = {"loss": {"title": "Loss", "tier": 2, "runbook": "rb", "affects": ["cfg"]}}
+    raw["runbooks"]["rb"]["phases"][1]["steps"][0]["recovers"] = ["cfg"]
+    raw["drills"] = {}
+    raw["status_page"] = {
+        "title": "Bench status",
+        "components": {"cfg": {"title": "Settings", "systems": ["cfg"]}},
+    }
+    return raw
+
+
+def time_lateness(work: Path, window: float, clients: int) -> tuple[list[float], list[float], int]:
+    """Job start lateness under `drplan serve`, without clients and then with ``clients``
+    threads reading the status page; and how many pages they were served."""
+    from drplan.sources.postgres.scratch import free_port  # noqa: PLC0415
+
+    base = work / "serve"
+    base.mkdir()
+    raw = serve_plan(base)
+    plan = base / "plan.yaml"
+    plan.write_text(yaml.safe_dump(raw))
+    catalog_url = f"sqlite:///{base / 'catalog.db'}"
+    env = {**os.environ, "DRPLAN_PASSWORD": PASSWORD, "DRPLAN_CATALOG": catalog_url,
+           "DRPLAN_STATE_DIR": str(base / "state")}  # fmt: skip
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(plan)]
+    subprocess.run([*drplan, "repo", "init", "local"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log = (base / "serve.log").open("wb")
+    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                              stdout=log, stderr=log)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    served = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"{url}/status-page"):
+            if time.monotonic() > deadline:
+                raise RuntimeError((base / "serve.log").read_text())
+            time.sleep(0.2)
+        time.sleep(window / 3)  # the daemon's first runs, its imports, out of the way
+        quiet = (time.time(), time.time() + window)
+        time.sleep(window)
+        busy = (time.time(), time.time() + window)
+        served = crowd(url, clients, window)
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+    catalog = Catalog.open(catalog_url)
+    try:
+        starts = [(r.slot, r.started_at) for r in catalog.runs("cfg", limit=10_000)]
+    finally:
+        catalog.close()
+
+    def late(span: tuple[float, float]) -> list[float]:
+        return [(started - slot).total_seconds() for slot, started in starts
+                if slot is not None and span[0] <= slot.timestamp() < span[1]]  # fmt: skip
+
+    return late(quiet), late(busy), served
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False  # not listening yet
+
+
+def crowd(url: str, clients: int, seconds: float) -> int:
+    """``clients`` threads reading the status page without pause for ``seconds``: how
+    many pages they were served."""
+    stop = threading.Event()
+    counts = [0] * clients
+
+    def read(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while not stop.is_set():
+                for path in ("/status-page", "/api/v2/summary.json"):
+                    if client.get(path).status_code == 200:
+                        counts[n] += 1
+
+    readers = [threading.Thread(target=read, args=(n,), daemon=True) for n in range(clients)]
+    for reader in readers:
+        reader.start()
+    time.sleep(seconds)
+    stop.set()
+    for reader in readers:
+        reader.join(30)
+    return sum(counts)
 
 
 if __name__ == "__main__":

@@ -84,10 +84,16 @@ def test_the_static_copy_is_read_back_from_s3_after_the_primary_location_is_gone
     try:
         resolved = run("--plan", str(plan), "incident", "resolve", inc, "--waive", "db=by hand")
         assert resolved.code == 0, resolved.err
+
+        def told() -> list[tuple[str, str]]:
+            incidents = json.loads(copy("incidents.json")[1])["incidents"]
+            return [(i["id"], i["status"]) for i in incidents]
+
+        # The files are written one after the other: each is waited for.
         wait_until(lambda: api_state() == "operational", "the daemon to publish the resolution",
                    60, (tmp_path / "serve.log").read_text)  # fmt: skip
-        incidents = json.loads(copy("incidents.json")[1])["incidents"]
-        assert [(i["id"], i["status"]) for i in incidents] == [(inc, "resolved")]
+        wait_until(lambda: told() == [(inc, "resolved")], "the resolved incident", 30,
+                   lambda: str(told()))  # fmt: skip
     finally:
         daemon.terminate()
         daemon.wait(60)

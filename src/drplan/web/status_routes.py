@@ -5,19 +5,20 @@ crowd of customers costs the daemon one computation a second."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse
 
 from drplan.statuspage import formats
 from drplan.statuspage.publish import environment, render_page
 from drplan.statuspage.state import PageState, page_state
 from drplan.web.context import WebContext
 from drplan.web.problems import Problem
-from drplan.web.responses import respond
 
 FRESH = 1.0  # seconds a computed page is served again
 
@@ -25,9 +26,10 @@ FRESH = 1.0  # seconds a computed page is served again
 def add_status_page(app: FastAPI, ctx: WebContext) -> None:
     env = environment()
     lock = threading.Lock()
-    held: dict[str, Any] = {"at": -FRESH, "state": None}
+    held: dict[str, Any] = {"at": -FRESH, "state": None, "answers": {}}
 
-    def current() -> PageState:
+    def current() -> tuple[PageState, dict[tuple[str, str], tuple[bytes, str]]]:
+        """The page's state, and the answers made from it so far (each made once)."""
         config = ctx.plan_of().status_page
         if config is None:
             raise Problem(404, "no status page here: the plan has no status_page")
@@ -35,43 +37,51 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
             if time.monotonic() - held["at"] >= FRESH:
                 with ctx.incidents() as service:
                     incidents = [service.load(i) for i in service.ids()]
-                held["state"], held["at"] = (
-                    page_state(config, incidents, ctx.now()),
-                    time.monotonic(),
-                )
-            state: PageState = held["state"]
-            return state
+                held["state"] = page_state(config, incidents, ctx.now())
+                held["at"], held["answers"] = time.monotonic(), {}
+            return held["state"], held["answers"]
 
-    def url(request: Request) -> str:
-        return (
-            ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}"
-        ) + "/status-page"
+    def answer(request: Request, name: str, make: Callable[[PageState, str], Any]) -> Response:
+        """The answer ``name`` for this state, made once however many ask: a crowd of
+        customers costs the daemon one rendering a second, not one a request."""
+        state, answers = current()
+        base = ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}"
+        key = (name, base)
+        if key not in answers:
+            made = make(state, base + "/status-page")
+            body = made.encode() if isinstance(made, str) else json.dumps(
+                made, default=str, sort_keys=True).encode()  # fmt: skip
+            answers[key] = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+        body, tag = answers[key]
+        headers = {"ETag": tag, "Cache-Control": f"public, max-age={int(FRESH)}"}
+        if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        kind = "text/html; charset=utf-8" if name == "page" else "application/json"
+        return Response(body, media_type=kind, headers=headers)
 
     @app.get("/status-page", include_in_schema=False)
     def status_page(request: Request) -> Response:
-        html = render_page(env, current(), "/api/v2/summary.json", None)
-        return HTMLResponse(html, headers={"Cache-Control": f"public, max-age={int(FRESH)}"})
+        return answer(request, "page",
+                      lambda state, _: render_page(env, state, "/api/v2/summary.json", None))  # fmt: skip
 
     @app.get("/api/v2/summary.json", summary="The status page: components, open incidents,"
              " the overall status (public; Statuspage's format).")  # fmt: skip
     def summary(request: Request) -> Response:
-        return respond(request, formats.summary(current(), url(request)))
+        return answer(request, "summary", formats.summary)
 
     @app.get("/api/v2/status.json", summary="The overall status (public; Statuspage's format).")
     def status(request: Request) -> Response:
-        state = current()
-        return respond(request, {"page": formats.page(state, url(request)),
-                                 "status": formats.status(state)})  # fmt: skip
+        return answer(request, "status", lambda state, url: {
+            "page": formats.page(state, url), "status": formats.status(state)})  # fmt: skip
 
     @app.get("/api/v2/components.json", summary="Every component (public; Statuspage's format).")
     def components(request: Request) -> Response:
-        state = current()
-        return respond(request, {"page": formats.page(state, url(request)),
-                                 "components": formats.components(state)})  # fmt: skip
+        return answer(request, "components", lambda state, url: {
+            "page": formats.page(state, url), "components": formats.components(state)})  # fmt: skip
 
     @app.get("/api/v2/incidents.json", summary="Incidents, the newest first (public;"
              " Statuspage's format).")  # fmt: skip
     def incidents(request: Request) -> Response:
-        state = current()
-        return respond(request, {"page": formats.page(state, url(request)),
-                                 "incidents": [formats.incident(i) for i in state.incidents[:50]]})  # fmt: skip
+        return answer(request, "incidents", lambda state, url: {
+            "page": formats.page(state, url),
+            "incidents": [formats.incident(i) for i in state.incidents[:50]]})  # fmt: skip
