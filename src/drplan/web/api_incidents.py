@@ -17,6 +17,7 @@ from drplan.incidents.operations import Said
 from drplan.incidents.service import Incidents
 from drplan.incidents.state import Incident
 from drplan.web.accounts import Principal
+from drplan.web.auth import source_of
 from drplan.web.context import WebContext
 from drplan.web.problems import Problem
 from drplan.web.responses import incident_view as _view
@@ -75,7 +76,7 @@ def add_changes(api: APIRouter, ctx: WebContext) -> None:
             found = _load(service, incident)
             said = do(service, found)
             view = _view(service.load(found.id), ctx.now())
-        ctx.record(who, action, _source(request), incident=found.id, **audited)
+        ctx.record(who, action, source_of(request), incident=found.id, **audited)
         return _done(request, view, said)
 
     @api.post("/incidents", status_code=201,
@@ -90,7 +91,7 @@ def add_changes(api: APIRouter, ctx: WebContext) -> None:
                 note=body.note, rehearsal=body.rehearsal,
             )  # fmt: skip
             view = _view(found, now)
-        ctx.record(who, "incident.declare", _source(request), incident=found.id,
+        ctx.record(who, "incident.declare", source_of(request), incident=found.id,
                    scenario=body.scenario)  # fmt: skip
         return _done(request, view, said, 201)
 
@@ -163,7 +164,3 @@ def _holds(who: Principal, role: str | None) -> None:
     if role is not None and role not in who.roles:
         raise Problem(403, f"not allowed: {who.name} does not hold the role {role}"
                       f" (theirs: {', '.join(who.roles) or 'none'})")  # fmt: skip
-
-
-def _source(request: Request) -> str:
-    return request.client.host if request.client else "unknown"

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from drplan.web import problems
 from drplan.web.api import router
-from drplan.web.auth import SESSION_COOKIE
+from drplan.web.auth import SESSION_COOKIE, source_of
 from drplan.web.context import WebContext
 from drplan.web.live import Changes, looker, stream
 from drplan.web.pages import add_pages
@@ -92,7 +92,7 @@ def build(ctx: WebContext) -> FastAPI:
         if request.headers.get("x-csrf-token") != who.csrf:
             raise Problem(403, "not allowed: the request lacks the session's CSRF token")
         ctx.accounts.close_session(cookie)
-        ctx.record(who, "logout", request.client.host if request.client else "unknown")
+        ctx.record(who, "logout", source_of(request))
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -118,3 +118,9 @@ class Guard:
             return who
 
         return dependency
+
+
+def source_of(request: Request) -> str:
+    """Where a request came from, for the audit trail and the login throttle (the proxy's
+    client only when the proxy is trusted: uvicorn sees to that)."""
+    return request.client.host if request.client else "unknown"

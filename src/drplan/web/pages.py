@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from drplan.errors import DrplanError
 from drplan.plan.model.web import Access
 from drplan.web.accounts import Principal
-from drplan.web.auth import SESSION_COOKIE
+from drplan.web.auth import SESSION_COOKIE, source_of
 from drplan.web.context import WebContext
 from drplan.web.overview import newest, overview
 from drplan.web.problems import Problem
@@ -154,7 +154,7 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             ctx.accounts.close_session(cookie)
-        ctx.record(who, "logout", _source(request))
+        ctx.record(who, "logout", source_of(request))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -172,7 +172,7 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
             found, _ = declare(service, ctx.plan_of(), ctx.plan_path, scenario, role,
                                ctx.now(), note=note.strip() or None, systems=None,
                                since=None, commander=None, rehearsal=False)  # fmt: skip
-        ctx.record(who, "incident.declare", _source(request), incident=found.id,
+        ctx.record(who, "incident.declare", source_of(request), incident=found.id,
                    scenario=scenario)  # fmt: skip
         return RedirectResponse(f"/incidents/{found.id}", status_code=303)
 
@@ -191,7 +191,7 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
                 settle_step(service, found, step, outcome, ctx.now(), actor=role)
         except DrplanError as exc:
             return dash.incident(incident, who, exc.message, 409)
-        ctx.record(who, "incident.step", _source(request), incident=found.id, step=step,
+        ctx.record(who, "incident.step", source_of(request), incident=found.id, step=step,
                    outcome=outcome)  # fmt: skip
         return RedirectResponse(f"/incidents/{found.id}", status_code=303)
 
@@ -206,7 +206,7 @@ def _add_forms(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
                 service.approve(found, step, role, ctx.now())
         except DrplanError as exc:
             return dash.incident(incident, who, exc.message, 409)
-        ctx.record(who, "incident.approve", _source(request), incident=found.id, step=step)
+        ctx.record(who, "incident.approve", source_of(request), incident=found.id, step=step)
         return RedirectResponse(f"/incidents/{found.id}", status_code=303)
 
 
@@ -221,7 +221,3 @@ def _open_incidents(ctx: WebContext) -> list[dict[str, Any]]:
             return [incident_view(i, ctx.now()) for i in service.open_ones()]
     except DrplanError:
         return []  # the banner is left out; the page still says what it can
-
-
-def _source(request: Request) -> str:
-    return request.client.host if request.client else "unknown"

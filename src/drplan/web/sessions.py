@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import Request, Response
 
 from drplan.web.accounts import Principal
-from drplan.web.auth import SESSION_COOKIE
+from drplan.web.auth import SESSION_COOKIE, source_of
 from drplan.web.context import WebContext
 from drplan.web.problems import Problem
 
@@ -16,7 +16,7 @@ def log_in(ctx: WebContext, request: Request, name: str, password: str
            ) -> tuple[str, Principal, str]:  # fmt: skip
     """The new session's cookie value, who it is, and its CSRF token; Problem 429 while
     throttled, 401 for a wrong name or password (the same for both)."""
-    source = request.client.host if request.client else "unknown"
+    source = source_of(request)
     keys = [f"user:{name}", f"address:{source}"]
     wait = ctx.throttle.wait(keys)
     if wait > 0:
@@ -30,13 +30,20 @@ def log_in(ctx: WebContext, request: Request, name: str, password: str
     ctx.throttle.succeeded(keys[0])
     who = ctx.accounts.principal(ctx.plan_of(), user, "session")
     assert who is not None
-    old = request.cookies.get(SESSION_COOKIE)
-    if old:  # whatever session came with the login is not carried over (fixation)
-        ctx.accounts.close_session(old)
-    lifetime = ctx.plan_of().web.session_lifetime
-    cookie, csrf = ctx.accounts.open_session(who, "local", source, ctx.now(), lifetime)
+    cookie, csrf = open_session(ctx, request, who, "local")
     ctx.record(who, "login", source)
     return cookie, who, csrf
+
+
+def open_session(ctx: WebContext, request: Request, who: Principal, origin: str
+                 ) -> tuple[str, str]:  # fmt: skip
+    """A new session for ``who`` (``origin``: local, oidc): its cookie's value and CSRF
+    token. The session the request came with ends (fixation)."""
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        ctx.accounts.close_session(old)
+    return ctx.accounts.open_session(who, origin, source_of(request), ctx.now(),
+                                     ctx.plan_of().web.session_lifetime)  # fmt: skip
 
 
 def set_session_cookie(ctx: WebContext, request: Request, response: Response,

@@ -9,12 +9,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
 from drplan.web.accounts import Principal, granted
-from drplan.web.auth import SESSION_COOKIE
+from drplan.web.auth import source_of
 from drplan.web.context import WebContext
 from drplan.web.oidc import PENDING_COOKIE, PENDING_SECONDS, Provider
 from drplan.web.pages import Dashboard, safe_next
 from drplan.web.problems import Problem
-from drplan.web.sessions import set_session_cookie
+from drplan.web.sessions import open_session, set_session_cookie
 
 CALLBACK = "/login/oidc/callback"
 
@@ -45,7 +45,7 @@ def add_sso(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
 
     @app.get(CALLBACK, include_in_schema=False)
     def callback(request: Request) -> Response:
-        source = request.client.host if request.client else "unknown"
+        source = source_of(request)
         try:
             claims, after = provider().finish(dict(request.query_params),
                                               request.cookies.get(PENDING_COOKIE),
@@ -66,11 +66,7 @@ def add_sso(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
                                " administrator adds them to a role's members or to"
                                " web.access")  # fmt: skip
         who = Principal(name, roles, access, "session")
-        old = request.cookies.get(SESSION_COOKIE)
-        if old:  # whatever session came with the login is not carried over (fixation)
-            ctx.accounts.close_session(old)
-        cookie, _ = ctx.accounts.open_session(who, "oidc", source, ctx.now(),
-                                              ctx.plan_of().web.session_lifetime)  # fmt: skip
+        cookie, _ = open_session(ctx, request, who, "oidc")
         ctx.record(f"{name} (oidc)", "login", source)
         response = RedirectResponse(after, status_code=303)
         set_session_cookie(ctx, request, response, cookie)
