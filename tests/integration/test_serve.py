@@ -663,3 +663,62 @@ def test_partial_runs_in_a_row_are_a_problem_though_each_saved_a_snapshot(
     assert "saved only part of what it should, 2 runs in a row" in found[0].summary
     assert "unmounted" in found[0].summary
     catalog.close()
+
+
+def test_serve_runs_a_step_approved_through_the_api_at_once(
+    tmp_path: Path, source: Path, password: str
+) -> None:
+    """The daemon drives incidents itself: an approval given on the web starts its step
+    within a second, with nobody typing `drplan incident run`."""
+    plan = files_plan(tmp_path, source, "1h")
+    raw = yaml.safe_load(plan.read_text())
+    ran = tmp_path / "ran"
+    raw["roles"]["ic"]["access"] = "commander"
+    raw["runbooks"] = {"rb": {"phases": [{"name": "Recover", "window": "0-4h", "steps": [
+        {"title": "Switch over", "owner": "ic", "approve": "ic", "recovers": ["web"],
+         "run": f"echo $DRPLAN_INCIDENT > {ran}"}]}]}}  # fmt: skip
+    raw["scenarios"] = {"web-loss": {"title": "Web loss", "tier": 1, "runbook": "rb"}}
+    plan.write_text(yaml.safe_dump(raw))
+    drplan, env = prepared(plan, sqlite_url(str(tmp_path / "catalog.db")))
+    catalog = Catalog.open(env["DRPLAN_CATALOG"])
+    try:
+        accounts = Accounts(catalog)
+        accounts.add_user("ann", None, None, ["ic"], None, clock.now())
+        token = accounts.create_token("ann", "cli", ["incidents:write"], None, clock.now())[0]
+    finally:
+        catalog.close()
+    declared = subprocess.run([*drplan, "incident", "declare", "web-loss", "--json"], env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    inc = json.loads(declared.stdout)["id"]
+    log = (tmp_path / "serve.log").open("wb")
+    port = free_port()
+    daemon = subprocess.Popen([*drplan, "serve", "--listen", f"127.0.0.1:{port}"], env=env,
+                              stdout=log, stderr=log)  # fmt: skip
+
+    def explain() -> str:
+        return (tmp_path / "serve.log").read_text()
+
+    def timeline() -> list[dict[str, Any]]:
+        shown = subprocess.run([*drplan, "incident", "timeline", inc, "--json"], env=env,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        return [json.loads(line) for line in shown.stdout.splitlines()]
+
+    try:
+        wait_until(lambda: "waits for approval" in explain(), "the daemon at the gate", 60, explain)
+        assert not ran.exists()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/incidents/{inc}/approvals/1.1", method="POST",
+            data=b'{"role": "ic"}', headers={"Authorization": f"Bearer {token}",
+                                             "Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+        wait_until(lambda: any(e["kind"] == "clock_stopped" for e in timeline()),
+                   "the step run and the clock stopped", 60, explain)  # fmt: skip
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(60)
+        log.close()
+    assert code == 0, explain()
+    assert ran.read_text() == f"{inc}\n"
+    at = {e["kind"]: datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in timeline()}
+    assert (at["step_started"] - at["approved"]).total_seconds() < 1.0, explain()

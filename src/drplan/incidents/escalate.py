@@ -19,8 +19,8 @@ pages of one lateness fold into one PagerDuty incident; without a PagerDuty chan
 goes to the internal audience as a message. A page not acknowledged (`drplan incident
 ack`) within ``communication.escalate_after`` (15 minutes unless the plan says) goes to
 the next role in the chain. Each page, and each acknowledgement, is in the timeline.
-This runs whenever the incident is driven (`incident run`, so every minute under
-`serve`) and with every command that acts on it.
+This runs whenever the incident is driven (`incident run`; under `serve`, at every
+change and every 15 seconds) and with every command that acts on it.
 """
 
 from __future__ import annotations

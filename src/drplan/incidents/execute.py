@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ from drplan.storage.registry import redact
 OUTPUT_KEPT = 16 * 1024  # bytes of a step's output that the timeline keeps (its end)
 KILL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 POLL = 0.05
+
+
+class Abandoned(Exception):
+    """The driver stopped waiting for a step (``drplan serve`` stops): the step goes on,
+    and the next driver finds it ended without an outcome."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,13 @@ def execute(
     argv: list[str], env: dict[str, str], timeout: float,
     secrets: Callable[[], Iterable[tuple[str, str]]],
     on_start: Callable[[int], None] | None = None, meanwhile: Callable[[], None] | None = None,
+    abandon: threading.Event | None = None,
 ) -> Finished:  # fmt: skip
     """Run ``argv`` until it ends or ``timeout`` seconds pass. ``on_start(pid)`` is called
     once it runs (the caller records it, so a successor can tell it was interrupted);
     ``meanwhile()`` between looks at it (the caller's own work goes on while it runs);
-    ``secrets()``, once it ended, says what to redact from its output."""
+    ``secrets()``, once it ended, says what to redact from its output. Once ``abandon``
+    is set, Abandoned is raised and the step left running."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
@@ -63,7 +71,9 @@ def execute(
         try:
             if on_start is not None:
                 on_start(proc.pid)
-            code = _wait(proc, started + timeout, meanwhile)
+            code = _wait(proc, started + timeout, meanwhile, abandon)
+        except Abandoned:
+            raise
         except BaseException:  # Ctrl-C, or the record failed: nothing is left running
             _stop(proc)
             raise
@@ -83,13 +93,16 @@ def scrub(text: str, secrets: Iterable[tuple[str, str]]) -> str:
 
 
 def _wait(
-    proc: subprocess.Popen[bytes], deadline: float, meanwhile: Callable[[], None] | None
-) -> int | None:
+    proc: subprocess.Popen[bytes], deadline: float, meanwhile: Callable[[], None] | None,
+    abandon: threading.Event | None,
+) -> int | None:  # fmt: skip
     with _exit_signal(proc.pid) as ended:
         while True:
             code = proc.poll()
             if code is not None:
                 return code
+            if abandon is not None and abandon.is_set():
+                raise Abandoned
             if time.monotonic() >= deadline:
                 _stop(proc)
                 return None

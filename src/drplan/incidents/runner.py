@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Driver:
     now: Callable[[], datetime] = clock.now
     host: str = socket.gethostname()
     on_event: Callable[[str], None] | None = None  # told each step started and ended
+    stopping: threading.Event | None = None  # once set, a running step is left to run on
     _plans: dict[str, Plan] = field(default_factory=dict)  # per incident, as declared
     _watched: float = 0.0  # when the escalations were last checked (monotonic)
 
@@ -137,7 +139,8 @@ class Driver:
 
         env = {**os.environ, **_context(incident, step, plan_path, self._plan)}
         done = execute(argv, env, step.timeout or DEFAULT_TIMEOUT,
-                       lambda: _secrets(self._plan(incident.id)), started, meanwhile)  # fmt: skip
+                       lambda: _secrets(self._plan(incident.id)), started, meanwhile,
+                       self.stopping)  # fmt: skip
         outcome = "done" if done.exit_code == 0 else "fail"
         data: dict[str, Any] = {
             "step": step.id, "outcome": outcome, "automated": True, "attempt": attempt,

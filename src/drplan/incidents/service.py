@@ -45,12 +45,13 @@ class Incidents:
     replicate: Callable[[Incident, bytes, int], list[str]] | None = None
     # Who acts, beside the role: the OS user at the CLI, the logged-in user on the web.
     user: str = field(default_factory=getpass.getuser)
+    owns_catalog: bool = True  # False: a server's, open before and after
     _catalog: Catalog | None = None
     _catalog_down: bool = False
     _copy_due: set[str] = field(default_factory=set)  # incidents whose copy was put off
 
     def close(self) -> None:
-        if self._catalog is not None:
+        if self._catalog is not None and self.owns_catalog:
             self._catalog.close()
 
     # -- reading ----------------------------------------------------------------------------
@@ -354,15 +355,31 @@ def open_incidents(
 ) -> Iterator[Incidents]:
     """The incidents of this host's journal (``STATE_DIR/incidents``) and of the catalog
     (``catalog_url``, else the default one), closed on leaving."""
-    from drplan.catalog.paths import default_url, state_dir  # noqa: PLC0415
+    from drplan.catalog.paths import default_url  # noqa: PLC0415
 
     def catalog() -> Catalog:
         from drplan.catalog.store import Catalog  # noqa: PLC0415 - SQLAlchemy: when reached
 
         return Catalog.open(catalog_url or default_url())
 
-    service = Incidents(Journal(Path(state_dir()) / "incidents"), catalog, replicate=replicate)
+    service = Incidents(Journal(journal_dir()), catalog, replicate=replicate)
     try:
         yield service
     finally:
         service.close()
+
+
+def journal_dir() -> Path:
+    """Where this host journals its incidents: ``STATE_DIR/incidents``."""
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
+
+    return Path(state_dir()) / "incidents"
+
+
+def over_catalog(
+    catalog: Catalog, replicate: Callable[[Incident, bytes, int], list[str]] | None = None
+) -> Incidents:
+    """The incidents of this host's journal, with a catalog a server holds open (not
+    opened per request, and never closed here)."""
+    return Incidents(Journal(journal_dir()), lambda: catalog, replicate=replicate,
+                     owns_catalog=False)  # fmt: skip

@@ -19,8 +19,10 @@ from drplan.catalog.store import Catalog
 from drplan.drills.report import KPI_SPAN, current_kpis
 from drplan.drills.schedule import newest_drills
 from drplan.errors import DrplanError
+from drplan.incidents.engine import Engine
 from drplan.incidents.outcomes import from_catalog
 from drplan.incidents.outcomes import recoveries as incident_recoveries
+from drplan.incidents.service import journal_dir, over_catalog
 from drplan.notify.notifier import Notifier
 from drplan.notify.problems import problems
 from drplan.observability.metrics import DaemonCollector, registry
@@ -109,24 +111,27 @@ def serve(
     collector = DaemonCollector(
         lambda: daemon.events, lambda: watcher.latest, lambda: set(daemon.running)
     )
+    engine = _incident_engine(daemon, store)
     web = WebContext(
         lambda: daemon.plan, options.plan_path, store, options.catalog_url,
         status=lambda: as_json(watcher.latest) if watcher.latest else None,
-        ready=ready, registry=registry(collector),
+        ready=ready, registry=registry(collector), changed=engine.poke,
     )  # fmt: skip
     server = WebServer(build(web), options.listen, plan.web)
     _handle_signals(daemon)
     pidfile = write_pidfile(options.state_dir)
     server.start()
     watcher.start()
+    engine.start()
     publishing = threading.Thread(target=_publish_status_page, name="drplan-status-page",
-                                  args=(daemon, store, options.state_dir), daemon=True)  # fmt: skip
+                                  args=(daemon, store), daemon=True)  # fmt: skip
     publishing.start()
     log.info("serving %s: %d job(s), catalog %s, %s/metrics",
              options.plan_path, len(plan.jobs), store.url, server.url)  # fmt: skip
     try:
         daemon.serve()
     finally:
+        engine.stop()
         watcher.stop()
         notifier.stop()
         server.stop()
@@ -134,14 +139,17 @@ def serve(
         remove_pidfile(pidfile)
 
 
-def _publish_status_page(daemon: Daemon, store: Catalog, state_dir: str) -> None:
+def _incident_engine(daemon: Daemon, store: Catalog) -> Engine:
+    """The resident driver of this host's open incidents, over the daemon's catalog."""
+    from drplan.incidents.operations import copy_off_site  # noqa: PLC0415
+
+    return Engine(journal_dir(), lambda: over_catalog(store, copy_off_site), daemon.stopping)
+
+
+def _publish_status_page(daemon: Daemon, store: Catalog) -> None:
     """The status page's static copy, written at every change of the page while the
     daemon runs (when the plan names locations for it); a failure is logged once, and
     tried again at the next look."""
-    from pathlib import Path  # noqa: PLC0415
-
-    from drplan.incidents.journal import Journal  # noqa: PLC0415
-    from drplan.incidents.service import Incidents  # noqa: PLC0415
     from drplan.locations.storage import storage_for  # noqa: PLC0415
     from drplan.statuspage.publish import LOOK_EVERY, Publisher  # noqa: PLC0415
     from drplan.statuspage.state import PageState, page_state  # noqa: PLC0415
@@ -150,7 +158,7 @@ def _publish_status_page(daemon: Daemon, store: Catalog, state_dir: str) -> None
         page = daemon.plan.status_page
         if page is None:
             return None
-        service = Incidents(Journal(Path(state_dir) / "incidents"), lambda: store)
+        service = over_catalog(store)
         return page_state(page, [service.load(i) for i in service.ids()], clock.now())
 
     publisher = Publisher(lambda: daemon.plan, state,

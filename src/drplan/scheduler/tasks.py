@@ -17,8 +17,8 @@
   it missed while it was unreachable, instead of leaving it behind until the job's
   next backup (a day, for a daily full).
 
-* when the plan has runbooks, every minute: ``drplan incident run --open``, which drives
-  every open incident journaled on this host until a step waits for a person.
+The open incidents are not a task: ``serve`` drives them itself, the moment one changes
+(:mod:`drplan.incidents.engine`).
 
 Each is a ``Task``: a name (the job's, or ``forget:LOCATION``, ``check:LOCATION``), a
 schedule and the command line of its runs. Forget and check take a location's exclusive lock,
@@ -38,7 +38,6 @@ from drplan.plan.wal_loss import DEFAULT_PARTIAL_EVERY
 
 UPKEEP_SCHEDULE = parse_schedule("@daily")
 COPY_EVERY = parse_schedule("15m")
-INCIDENT_EVERY = parse_schedule("1m")
 # Past its budget a drill stops itself and tears down; the daemon kills it only later.
 DRILL_TEARDOWN = timedelta(minutes=10)
 CHECK_SUBSET = "5%"
@@ -77,17 +76,7 @@ def conflicts(a: Task, b: Task) -> bool:
 
 
 def tasks(plan: Plan) -> list[Task]:
-    return _jobs(plan) + _upkeep(plan) + _drills(plan) + _copies(plan) + _incidents(plan)
-
-
-def _incidents(plan: Plan) -> list[Task]:
-    """Every INCIDENT_EVERY, the open incidents journaled on this host driven on: their
-    automated steps run until one waits for a person. Never retried: the next run comes
-    soon, and a step that failed is the commander's to decide."""
-    if not plan.runbooks:
-        return []
-    return [Task("incidents", INCIDENT_EVERY, plan.timezone, ("incident", "run", "--open", "--json"),
-                 retry_codes=())]  # fmt: skip
+    return _jobs(plan) + _upkeep(plan) + _drills(plan) + _copies(plan)
 
 
 def _jobs(plan: Plan) -> list[Task]:

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drplan import clock
@@ -36,6 +35,9 @@ class WebContext:
     status: Callable[[], dict[str, Any] | None] = lambda: None
     ready: Callable[[], str | None] = lambda: None
     registry: CollectorRegistry | None = None
+    # Told after each use of the incidents: the daemon's driver looks at once (an approved
+    # step starts without waiting for its next look).
+    changed: Callable[[], None] = lambda: None
     accounts: Accounts = field(init=False)
     audit: AuditTrail = field(init=False)
     guard: Guard = field(init=False)
@@ -55,15 +57,13 @@ class WebContext:
     @contextmanager
     def incidents(self, who: Principal | None = None) -> Iterator[Incidents]:
         """The incidents, acted on as ``who``."""
-        from drplan.catalog.paths import state_dir  # noqa: PLC0415
-        from drplan.incidents.journal import Journal  # noqa: PLC0415
         from drplan.incidents.operations import copy_off_site  # noqa: PLC0415
-        from drplan.incidents.service import Incidents  # noqa: PLC0415
+        from drplan.incidents.service import over_catalog  # noqa: PLC0415
 
-        # The server's own catalog, open already (not one opened per request), and not
-        # closed after: it is the server's.
-        service = Incidents(Journal(Path(state_dir()) / "incidents"), lambda: self.catalog,
-                            replicate=copy_off_site)  # fmt: skip
+        service = over_catalog(self.catalog, copy_off_site)
         if who is not None:
             service.user = f"{who.name} via web"
-        yield service
+        try:
+            yield service
+        finally:
+            self.changed()

@@ -5,14 +5,12 @@ gate waits for its role; a driver killed mid-step never has the step re-run sile
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +19,8 @@ import yaml
 
 from drplan.liveness import alive
 from testbed.plans import clean_plan
-from tests.conftest import Result, minutes_ago, shifted, wait_until
-
-Run = Callable[..., Result]
-SINCE = minutes_ago(20)
-SECRET = "db-pass-SENTINEL-9"
-
-
-@pytest.fixture
-def incident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run: Run) -> Any:
-    """A plan whose runbook is ``steps`` (one phase), and the incident commands on it."""
-    monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("TEST_DB_PASSWORD", SECRET)
-    plan_path = tmp_path / "plan.yaml"
-
-    def declare(*steps: dict[str, Any], plan: dict[str, Any] | None = None) -> str:
-        raw = copy.deepcopy(plan) if plan is not None else clean_plan()
-        raw["roles"]["dba"] = {"title": "DBA", "holder": "Database Administrator"}
-        raw["runbooks"]["rb"]["phases"] = [{"name": "Recover", "window": "0-4h",
-                                            "steps": list(steps)}]  # fmt: skip
-        plan_path.write_text(yaml.safe_dump(raw))
-        done = run("--plan", str(plan_path), "incident", "declare", "db-loss", "--since", SINCE,
-                   "--commander", "ic", "--json")  # fmt: skip
-        assert done.code == 0, done.err
-        return str(json.loads(done.out)["id"])
-
-    def cli(*args: str) -> Result:
-        return run("incident", *args)
-
-    def steps(inc: str) -> dict[str, dict[str, Any]]:
-        status = json.loads(cli("status", inc, "--json").out)
-        return {s["id"]: s for p in status["phases"] for s in p["steps"]}
-
-    return type("Incident", (), {"declare": staticmethod(declare), "cli": staticmethod(cli),
-                                 "steps": staticmethod(steps), "plan": plan_path})  # fmt: skip
+from tests.conftest import shifted, wait_until
+from tests.unit.incidents.conftest import SECRET, SINCE
 
 
 def test_automated_steps_run_in_order_with_the_incident_in_their_environment(

@@ -58,14 +58,3 @@ def test_the_stream_ships_the_segment_being_written_as_often_as_the_plan_says() 
     plan = load_plan_text(dump(data), "plan.yaml").plan
     (stream,) = [t for t in tasks(plan) if t.name == "db-wal"]
     assert stream.argv[-2:] == ("--partial-every", "2.5")
-
-
-def test_open_incidents_are_driven_every_minute_when_the_plan_has_runbooks() -> None:
-    data = clean_plan()
-    (driving,) = [t for t in tasks(load_plan_text(dump(data), "plan.yaml").plan)
-                  if t.name == "incidents"]  # fmt: skip
-    assert driving.argv == ("incident", "run", "--open", "--json")
-    assert driving.schedule == parse_schedule("1m")
-    assert driving.retry_codes == ()  # a failed step is the commander's, not retried
-    data["runbooks"], data["scenarios"] = {}, {}
-    assert "incidents" not in [t.name for t in tasks(load_plan_text(dump(data), "plan.yaml").plan)]

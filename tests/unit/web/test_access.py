@@ -98,6 +98,13 @@ def test_a_token_is_shown_once_stored_hashed_and_refused_once_revoked_or_expired
         assert token is not None
         assert token.user == "alice"
         assert why == ""
+        # Its last use is kept to the minute: not a catalog write per request.
+        later = now + timedelta(seconds=50)
+        accounts.check_token(secret, later)
+        assert accounts.check_token(secret, later)[0].last_used_at == now  # type: ignore[union-attr]
+        minute = now + timedelta(seconds=61)
+        accounts.check_token(secret, minute)
+        assert accounts.check_token(secret, minute)[0].last_used_at == minute  # type: ignore[union-attr]
         assert accounts.check_token(secret[:-1] + ("A" if secret[-1] != "A" else "B"), now) == (
             None,
             "unknown token",
