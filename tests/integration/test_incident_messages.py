@@ -440,6 +440,36 @@ def test_a_regulators_notice_is_tracked_against_its_deadline_and_escalated_when_
     assert "the notice to regulators was late (due 2026-12-10T03:40:00Z)" in report
 
 
+def test_an_audience_outside_is_told_the_services_eta_and_data_to_resend_never_the_insides(
+    told: Any,
+) -> None:
+    """Customers read the status page's names for what is down, since when, until when
+    (the RTO clock's deadline, never drilled), which readings to send again: never a
+    system, a role, a phase or a drplan command. Executives, like responders, get those."""
+    raw = yaml.safe_load(told.plan_.read_text())
+    raw["status_page"] = {"title": "Test status", "components": {
+        "api": {"title": "Meter ingestion API", "systems": ["db"]}}}  # fmt: skip
+    raw["communication"]["audiences"]["executives"] = {"channels": ["mail"]}
+    raw["communication"]["audiences"]["customers"]["channels"] = ["hook", "mail"]
+    raw["communication"]["executive"] = ["executives"]
+    told.plan_.write_text(yaml.safe_dump(raw))
+    inc = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--commander", "ic",
+                              "--json").out)["id"]  # fmt: skip
+    assert told.cli("notify", inc, "--audience", "customers", "--message", "On it").code == 0
+    (hook,) = told.receiver_.bodies(f"/webhook?token={TOKEN}")
+    assert hook["subject"] == "Update: Meter ingestion API"
+    assert hook["text"].splitlines()[1:] == [
+        "On it",
+        "We are restoring Meter ingestion API, expected back by 07:10 UTC.",
+        "Data sent since 02:55 UTC may have to be sent again.",
+    ]  # fmt: skip
+    for inside in (inc, "db", "ic", "Database loss", "phase", "drplan", "tier"):
+        assert inside not in hook["text"].replace("Meter ingestion API", "")
+    assert told.cli("notify", inc, "--audience", "executives", "--message", "On it").code == 0
+    to_executives = told.mail.messages[-1].get_payload(decode=True).decode()
+    assert "db: 3h30m left to its deadline 2026-12-07T07:10:00Z" in to_executives
+
+
 def test_a_runbook_step_tells_an_audience_of_the_incident_it_runs_in(told: Any) -> None:
     raw = yaml.safe_load(told.plan_.read_text())
     raw["runbooks"]["rb"]["phases"][0]["steps"][0] = {
@@ -452,7 +482,7 @@ def test_a_runbook_step_tells_an_audience_of_the_incident_it_runs_in(told: Any) 
     done = told.cli("run", inc)
     assert done.code == 0, done.err
     (hook,) = told.receiver_.bodies(f"/webhook?token={TOKEN}")
-    assert (hook["key"], hook["subject"]) == (inc, f"Incident {inc} update: Database loss")
+    assert (hook["key"], hook["subject"]) == (inc, "Update: our service")
     assert "We are restoring service" in hook["text"]
     (sent,) = [m for m in messages(told.timeline(inc)) if m["audience"] == "customers"]
     assert sent["delivered"] is True

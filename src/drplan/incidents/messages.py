@@ -11,6 +11,11 @@ The messages: ``initial`` at declaration, ``update`` (by hand, with `drplan inci
 notify`), ``resolution`` when the incident is resolved. Templates are Jinja2, sandboxed
 (a plan's template can read the incident, nothing else), with drplan's defaults unless
 the plan's ``communication.templates`` replace them; the first line is the subject.
+drplan's defaults speak to responders (systems, deadlines, phases, the commander), and
+to the executive audiences; every other audience is outside (customers, partners,
+vendors, regulators) and gets the public ones: the services in the status page's words,
+when they began, when they are expected back and which data must be sent again, and
+nothing of the incident's insides.
 A ``phone`` channel cannot be called by drplan: its calls go into the timeline as a
 task, with the names and numbers to call.
 """
@@ -30,6 +35,7 @@ from drplan.incidents.state import Incident
 from drplan.incidents.view import span
 from drplan.notify.channels import Message, SendError, place_calls, post_status, send_message
 from drplan.plan.model import Plan
+from drplan.plan.model.statuspage import StatusPage
 
 INTERNAL = "internal"
 DRIVER = "drplan"
@@ -67,6 +73,29 @@ Impact: {% for s in incident.systems %}{{ s.name }} {% if s.recovered %}back (in
 {% for s in incident.systems %}{{ s.name }}: {% if s.recovered %}recovered in {{ s.rto }}{% else %}not recovered{% endif %}
 {% endfor %}{% if message %}{{ message }}
 {% endif %}A post-incident review follows.""",
+}
+
+# What an audience outside gets by default: what a customer can act on, in the status
+# page's words (its components' titles), never a system, a role or a command.
+PUBLIC = {
+    "initial": """\
+Service disruption: {{ public.services }}
+We are investigating a disruption of {{ public.services }} that began at {{ public.since }} UTC.
+{% if public.eta %}We expect it back by {{ public.eta }} UTC.
+{% endif %}{% if public.data_loss %}{{ public.data_loss }}.
+{% endif %}{% if message %}{{ message }}
+{% endif %}We will keep you informed.""",
+    "update": """\
+Update: {{ public.services }}
+{% if message %}{{ message }}
+{% endif %}{% if public.back %}{{ public.services }}: back, and watched closely.{% else %}We are restoring {{ public.services }}{% if public.eta %}, expected back by {{ public.eta }} UTC{% endif %}.{% endif %}
+{% if public.data_loss %}{{ public.data_loss }}.{% endif %}""",
+    "resolution": """\
+Resolved: {{ public.services }}
+{% if message %}{{ message }}
+{% endif %}{{ public.services }}: the disruption is over.
+{% if public.data_loss %}{{ public.data_loss }}.
+{% endif %}We will publish what happened and what we change.""",
 }
 
 
@@ -122,10 +151,10 @@ class Messenger:
         if rehearsal and audience != INTERNAL:
             raise UsageError("a rehearsal tells only the internal audience",
                              hint="--audience internal")  # fmt: skip
-        templates: dict[str, str] = {str(k): v for k, v in comm.templates.items()}
         try:
-            subject, text = render(templates.get(kind) or DEFAULTS[kind],
-                                   context(incident, self.now(), audience, message))  # fmt: skip
+            subject, text = render(self._template(kind, audience),
+                                   context(incident, self.now(), audience, message,
+                                           self.plan.status_page))  # fmt: skip
         except UsageError as exc:  # the plan's template: said, and recorded as not sent
             failed = {"channel": None, "delivered": False, "error": exc.message}
             self.service.record(incident.id, "message", actor, {
@@ -146,6 +175,17 @@ class Messenger:
                 "said": message, **(extra or {}),
             }, self.now())  # fmt: skip
         return results
+
+    def _template(self, kind: str, audience: str) -> str:
+        """The plan's template of ``kind``; else drplan's: the public one for an audience
+        outside (neither the responders nor an executive audience)."""
+        comm = self.plan.communication
+        assert comm is not None
+        own = {str(k): v for k, v in comm.templates.items()}.get(kind)
+        if own:
+            return own
+        inside = audience == INTERNAL or audience in comm.executive
+        return DEFAULTS[kind] if inside or kind not in PUBLIC else PUBLIC[kind]
 
     def _first_of(self, chain: list[str], mail: Message) -> list[dict[str, Any]]:
         """Down the chain until one channel delivers: every attempt, in order."""
@@ -197,19 +237,22 @@ class Messenger:
                            opened[-1] if opened else None)  # fmt: skip
 
 
-def context(incident: Incident, now: datetime, audience: str, message: str | None
-            ) -> dict[str, Any]:  # fmt: skip
-    """What templates see: the incident as responders and readers need it, no more."""
+def context(incident: Incident, now: datetime, audience: str, message: str | None,
+            page: StatusPage | None = None) -> dict[str, Any]:  # fmt: skip
+    """What templates see: the incident as responders and readers need it, no more; and
+    ``public``, what an audience outside may read (``page``: the services' public names)."""
     from drplan.incidents.predict import predict  # noqa: PLC0415
 
     current = incident.current_phase()
     predictions = predict(incident, now)
     systems = []
+    etas: dict[str, datetime] = {}
     for name in incident.systems:
         done = incident.recovered.get(name)
         guess = predictions.get(name)
-        eta = (clock.rfc3339(now + timedelta(seconds=guess.median_seconds))
-               if guess is not None and guess.median_seconds is not None else None)  # fmt: skip
+        if guess is not None and guess.median_seconds is not None:
+            etas[name] = now + timedelta(seconds=guess.median_seconds)
+        eta = clock.rfc3339(etas[name]) if name in etas else None
         budget = incident.declared["objectives"][name]["rpo_seconds"]
         systems.append({
             "name": name, "deadline": clock.rfc3339(incident.deadline(name)),
@@ -232,7 +275,31 @@ def context(incident: Incident, now: datetime, audience: str, message: str | Non
         },
         "audience": audience, "message": message or "",
         "rehearsal": bool(incident.declared.get("rehearsal")),
+        "public": _public(incident, page, etas),
     }  # fmt: skip
+
+
+def _public(incident: Incident, page: StatusPage | None, etas: dict[str, datetime]
+            ) -> dict[str, Any]:  # fmt: skip
+    """The incident as the public may read it: the status page's components it touches
+    (else "our service"), when it began, when the last of them is expected back (the
+    drills' prediction, else the RTO clock's deadline) and the data to send again."""
+    from drplan.statuspage.state import clock_words, data_loss_words  # noqa: PLC0415
+
+    systems, titles = list(incident.systems), []
+    if page is not None:
+        touched = [c for c in page.components.values() if set(c.systems) & set(incident.systems)]
+        titles = [c.title for c in touched]
+        systems = [s for s in incident.systems if any(s in c.systems for c in touched)] or systems
+    down = [s for s in systems if s not in incident.recovered]
+    back_by = [etas.get(s) or incident.deadline(s) for s in down]
+    return {
+        "services": ", ".join(titles) or "our service",
+        "since": clock_words(incident.since),
+        "eta": clock_words(max(back_by)) if back_by else None,
+        "back": not down,
+        "data_loss": data_loss_words(incident, systems),
+    }
 
 
 def render(template: str, values: dict[str, Any]) -> tuple[str, str]:

@@ -112,7 +112,7 @@ def _public(page: StatusPage, incident: Incident, now: datetime) -> PublicIncide
         IMPACT_OF_TIER.get(int(incident.declared["tier"]), "major"), incident.since,
         _resolved_at(incident), touched,
         max(deadlines) if deadlines and status in ("investigating", "identified") else None,
-        _data_loss(incident, affected), _updates(page, incident),
+        data_loss_words(incident, affected), _updates(page, incident),
     )  # fmt: skip
 
 
@@ -120,7 +120,7 @@ def _resolved_at(incident: Incident) -> datetime | None:
     return next((e.at for e in incident.events if e.kind == "resolved"), None)
 
 
-def _data_loss(incident: Incident, systems: list[str]) -> str | None:
+def data_loss_words(incident: Incident, systems: list[str]) -> str | None:
     """Which data must be sent again, in words: between the newest point recovered and
     the recovery, once recovered; else since the RPO budget before the disaster."""
     spans = []
@@ -138,12 +138,13 @@ def _data_loss(incident: Incident, systems: list[str]) -> str | None:
     start = min(s for s, _ in spans)
     ends = [e for _, e in spans]
     if any(e is None for e in ends):
-        return f"Data sent since {_clock(start)} UTC may have to be sent again"
-    return (f"Data sent between {_clock(start)} and {_clock(max(e for e in ends if e))} UTC"
+        return f"Data sent since {clock_words(start)} UTC may have to be sent again"
+    return (f"Data sent between {clock_words(start)} and {clock_words(max(e for e in ends if e))} UTC"
             " must be sent again")  # fmt: skip
 
 
-def _clock(at: datetime) -> str:
+def clock_words(at: datetime) -> str:
+    """A moment as the public reads it: HH:MM today, else the whole date and time."""
     return clock.rfc3339(at)[11:16] if at.date() == clock.now().date() else clock.rfc3339(at)
 
 

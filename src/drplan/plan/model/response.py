@@ -329,7 +329,10 @@ class Communication(PlanModel):
     """Jinja2 templates of incident messages, replacing drplan's own: the first line is the
     subject, the rest the body. They see `incident` (id, title, tier, since, commander,
     phase, systems with their deadlines, predictions and data-loss budgets, the steps done
-    and next), `audience`, `message` and `rehearsal`."""
+    and next), `audience`, `message`, `rehearsal`, and `public` (what an audience outside
+    may read: `services` in the status page's words, `since`, `eta`, `back`, `data_loss`).
+    Without them, audiences outside (all but the responders and the executive ones) get
+    drplan's public wording, which names no system, role or command."""
 
     @model_validator(mode="after")
     def _templates_parse(self) -> Communication:
