@@ -469,6 +469,18 @@ def test_an_audience_outside_is_told_the_services_eta_and_data_to_resend_never_t
     to_executives = told.mail.messages[-1].get_payload(decode=True).decode()
     assert "db: 3h30m left to its deadline 2026-12-07T07:10:00Z" in to_executives
 
+    # The status page's audience hears of each phase change, in the public words.
+    raw["status_page"]["audience"] = "customers"
+    told.plan_.write_text(yaml.safe_dump(raw))
+    other = json.loads(told.cli("declare", "db-loss", "--since", SINCE, "--json").out)["id"]
+    assert told.cli("step", other, "1.1", "done", "--as", "ic").code == 0  # phase 1 settled
+    _, update = told.receiver_.bodies(f"/webhook?token={TOKEN}")  # the first: the notify
+    assert update["subject"] == "Update: Meter ingestion API"
+    assert "We are restoring Meter ingestion API, expected back by 07:10 UTC." in update["text"]
+    sent = [(m["channel"], m["phase"], m["delivered"]) for m in messages(told.timeline(other))
+            if m["audience"] == "customers"]  # fmt: skip
+    assert sent == [("hook", 2, True), ("mail", 2, True)]
+
 
 def test_a_runbook_step_tells_an_audience_of_the_incident_it_runs_in(told: Any) -> None:
     raw = yaml.safe_load(told.plan_.read_text())

@@ -7,13 +7,16 @@ rehearsal never shows."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from drplan import clock
 from tests.conftest import Result, minutes_ago, wait_until
 from tests.fixtures.web import World, _world
 
@@ -133,10 +136,52 @@ def test_the_status_page_in_the_browser_shows_the_state_and_the_update(
         page.goto(f"{world.url}/status-page")
         assert page.get_by_role("status").inner_text() == "Major System Outage"
         row = page.locator('tr[data-component="api"]')
-        assert row.inner_text().endswith("Major outage")
+        assert row.locator("td").first.inner_text() == "Major outage"
+        assert row.locator(".days span").last.get_attribute("class") == "major_outage"  # today
         assert page.get_by_text(said).count() == 1
         for inside in ("Database loss", "deadline", "Respond"):  # the template, the phase
             assert inside not in page.content()
-        assert page.locator('tr[data-component="site"]').inner_text().endswith("Operational")
+        assert page.locator('tr[data-component="site"] td').first.inner_text() == "Operational"
     finally:
         made.close()
+
+
+def test_each_component_shows_its_90_days_and_the_history_is_an_atom_feed(
+    page_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tier 1 incident two days ago, three hours until it was resolved: that day is a
+    major outage of the API, 180 minutes down, the uptime over 90 days is what is left,
+    the dashboard's component never went down; the feed has the incident's updates."""
+    start = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    monkeypatch.setenv("DRPLAN_NOW", clock.rfc3339(start + timedelta(minutes=1)))
+    done = page_world.run("--plan", str(page_world.plan_path), "incident", "declare",
+                          "db-loss", "--systems", "db", "--since", clock.rfc3339(start), "--json")  # fmt: skip
+    assert done.code == 0, done.err
+    inc = json.loads(done.out)["id"]
+    monkeypatch.setenv("DRPLAN_NOW", clock.rfc3339(start + timedelta(hours=3)))
+    assert page_world.run("incident", "resolve", inc, "--waive", "db=by hand").code == 0
+    monkeypatch.delenv("DRPLAN_NOW")
+
+    page = httpx.get(f"{page_world.url}/status-page", timeout=30)
+    assert page.status_code == 200
+    rows = {row.split('"')[0]: row for row in page.text.split('data-component="')[1:]}
+    day = start.date().isoformat()
+    assert f'title="{day}: major outage, 180 min down"' in rows["api"]
+    assert rows["api"].count('class="major_outage"') == 1
+    assert rows["api"].count('class="operational"') == 89
+    assert 'class="major_outage"' not in rows["site"]
+    now = datetime.now(UTC)
+    window = now - datetime.combine(now.date() - timedelta(days=89), datetime.min.time(), UTC)
+    expected = 100 * (1 - 3 * 3600 / window.total_seconds())
+    shown = float(rows["api"].split('<small class="uptime">')[1].split("%")[0])
+    assert abs(shown - expected) <= 0.01
+    assert "100.00% uptime" in rows["site"]
+
+    feed = httpx.get(f"{page_world.url}/status-page/history.atom", timeout=30)
+    assert feed.status_code == 200
+    assert feed.headers["content-type"] == "application/atom+xml"
+    root = ET.fromstring(feed.text)
+    atom = "{http://www.w3.org/2005/Atom}"
+    titles = [e.findtext(f"{atom}title") for e in root.findall(f"{atom}entry")]
+    assert titles == ["Service disruption: Meter ingestion API: Resolved"]
+    assert 'type="application/atom+xml"' in page.text  # the page names its feed

@@ -113,8 +113,9 @@ class Messenger:
     def send_due(self, incident: Incident) -> list[dict[str, Any]]:
         """The updates that are due, sent: a tactical one to the internal audience and an
         executive one to each `executive` audience, when a phase was settled since the
-        last tactical update or `update_every` has passed (a rehearsal tells only the
-        internal audience); what each channel did."""
+        last tactical update or `update_every` has passed, and at a phase change a public
+        one to the status page's audience (a rehearsal tells only the internal audience);
+        what each channel did."""
         comm = self.plan.communication
         if comm is None or incident.status != "open":
             return []
@@ -133,6 +134,16 @@ class Messenger:
             for audience in comm.executive:
                 results += [{**r, "audience": audience} for r in self.tell(
                     self.service.load(incident.id), audience, "executive", extra={"phase": number})]  # fmt: skip
+            page = self.plan.status_page
+            if (
+                changed
+                and page is not None
+                and page.audience
+                and page.audience not in comm.executive
+            ):
+                # The status page's audience hears of each phase change: the page's update.
+                results += [{**r, "audience": page.audience} for r in self.tell(
+                    self.service.load(incident.id), page.audience, "update", extra={"phase": number})]  # fmt: skip
         return results
 
     def tell(self, incident: Incident, audience: str, kind: str, message: str | None = None,

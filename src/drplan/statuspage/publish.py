@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from drplan.errors import DrplanError
 from drplan.statuspage import formats
+from drplan.statuspage.feed import atom
 from drplan.statuspage.state import PageState
 
 if TYPE_CHECKING:
@@ -33,13 +34,16 @@ def environment() -> Environment:
                        autoescape=select_autoescape(default=True), auto_reload=False)  # fmt: skip
 
 
-def render_page(env: Environment, state: PageState, json_href: str, css: str | None) -> str:
+def render_page(
+    env: Environment, state: PageState, json_href: str, css: str | None,
+    feed_href: str = "history.atom",
+) -> str:  # fmt: skip
     """The page for people (``css``: the stylesheet inside it, for a copy served alone)."""
     return env.get_template("status_page.html").render(
         state=state, overall=formats.status(state)["description"], worst=state.worst,
         active=[i for i in state.incidents if i.status != "resolved"],
         past=[i for i in state.incidents if i.status == "resolved"][:PAST],
-        json_href=json_href, css=css,
+        json_href=json_href, css=css, feed_href=feed_href,
     )  # fmt: skip
 
 
@@ -58,6 +62,7 @@ def static_files(state: PageState, url: str) -> dict[str, tuple[bytes, str]]:
         "components.json": as_json({"page": page, "components": formats.components(state)}),
         "incidents.json": as_json({"page": page,
                                    "incidents": [formats.incident(i) for i in state.incidents[:50]]}),
+        "history.atom": (atom(state, url).encode(), "application/atom+xml"),
     }  # fmt: skip
 
 
@@ -95,9 +100,10 @@ class Publisher:
         if plan.status_page is None or not plan.status_page.publish_to or found is None:
             return []
         # What customers read, without the times of the looks: a new look is no change.
+        # A new day is a change: the 90 days' bars move on.
         key = json.dumps({"components": [(c.name, c.state) for c in found.components],
-                          "incidents": [formats.incident(i) for i in found.incidents]},
-                         sort_keys=True, default=str)  # fmt: skip
+                          "incidents": [formats.incident(i) for i in found.incidents],
+                          "day": found.updated_at.date()}, sort_keys=True, default=str)  # fmt: skip
         if key == self.published:
             return []
         failed = publish(plan, found, lambda name: self.open_storage(plan, name))

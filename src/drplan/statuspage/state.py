@@ -22,6 +22,7 @@ from drplan import clock
 if TYPE_CHECKING:
     from drplan.incidents.state import Incident
     from drplan.plan.model import StatusPage
+    from drplan.statuspage.uptime import Uptime
 
 OPERATIONAL = "operational"
 DEGRADED = "degraded_performance"
@@ -62,6 +63,7 @@ class PageState:
     components: list[Component]
     incidents: list[PublicIncident]  # the newest first
     updated_at: datetime
+    uptime: dict[str, Uptime] = field(default_factory=dict)  # per component: its 90 days
 
     @property
     def worst(self) -> str:
@@ -86,7 +88,10 @@ def page_state(page: StatusPage, incidents: list[Incident], now: datetime) -> Pa
             if WORSE.index(state) > WORSE.index(components[name].state):
                 components[name].state = state
     public.sort(key=lambda i: i.started_at, reverse=True)
-    return PageState(page.title, list(components.values()), public, now)
+    from drplan.statuspage.uptime import uptime  # noqa: PLC0415 - it builds on this module
+
+    return PageState(page.title, list(components.values()), public, now,
+                     uptime(page, incidents, now))  # fmt: skip
 
 
 def _public(page: StatusPage, incident: Incident, now: datetime) -> PublicIncident | None:
@@ -110,13 +115,13 @@ def _public(page: StatusPage, incident: Incident, now: datetime) -> PublicIncide
     return PublicIncident(
         incident.id, f"Service disruption: {', '.join(titles)}", status,
         IMPACT_OF_TIER.get(int(incident.declared["tier"]), "major"), incident.since,
-        _resolved_at(incident), touched,
+        resolved_at(incident), touched,
         max(deadlines) if deadlines and status in ("investigating", "identified") else None,
         data_loss_words(incident, affected), _updates(page, incident),
     )  # fmt: skip
 
 
-def _resolved_at(incident: Incident) -> datetime | None:
+def resolved_at(incident: Incident) -> datetime | None:
     return next((e.at for e in incident.events if e.kind == "resolved"), None)
 
 
@@ -157,6 +162,7 @@ def _updates(page: StatusPage, incident: Incident) -> list[dict[str, Any]]:
                        if set(c.systems) & set(incident.systems))  # fmt: skip
     standard = {"investigating": f"We are investigating a disruption of {titles}.",
                 "identified": f"We know the cause and are restoring {titles}.",
+                "monitoring": f"{titles}: back, and watched closely.",
                 "resolved": f"{titles}: the disruption is over."}  # fmt: skip
     found: list[dict[str, Any]] = []
     for event in incident.events:
@@ -165,6 +171,8 @@ def _updates(page: StatusPage, incident: Incident) -> list[dict[str, Any]]:
         if event.data.get("audience") != page.audience or not event.data.get("delivered"):
             continue
         status = status_of.get(str(event.data.get("kind")), "identified")
+        if int(event.data.get("phase") or 0) > len(incident.phases):  # every phase settled
+            status = "monitoring"
         body = str(event.data.get("said") or standard[status])
         if any(u["body"] == body and u["status"] == status for u in found):
             continue  # the same message on several channels: one update

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from drplan.statuspage import formats
+from drplan.statuspage.feed import atom
 from drplan.statuspage.publish import environment, render_page
 from drplan.statuspage.state import PageState, page_state
 from drplan.web.context import WebContext
@@ -56,13 +57,18 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
         headers = {"ETag": tag, "Cache-Control": f"public, max-age={int(FRESH)}"}
         if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
-        kind = "text/html; charset=utf-8" if name == "page" else "application/json"
+        kind = {"page": "text/html; charset=utf-8", "feed": "application/atom+xml"}.get(
+            name, "application/json")  # fmt: skip
         return Response(body, media_type=kind, headers=headers)
 
     @app.get("/status-page", include_in_schema=False)
     def status_page(request: Request) -> Response:
-        return answer(request, "page",
-                      lambda state, _: render_page(env, state, "/api/v2/summary.json", None))  # fmt: skip
+        return answer(request, "page", lambda state, _: render_page(
+            env, state, "/api/v2/summary.json", None, "/status-page/history.atom"))  # fmt: skip
+
+    @app.get("/status-page/history.atom", include_in_schema=False)
+    def feed(request: Request) -> Response:
+        return answer(request, "feed", atom)
 
     @app.get("/api/v2/summary.json", summary="The status page: components, open incidents,"
              " the overall status (public; Statuspage's format).")  # fmt: skip
