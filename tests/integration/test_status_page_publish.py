@@ -1,7 +1,7 @@
 """The status page outlives the data center: its static copy is written to an S3
 location (SeaweedFS here) by `drplan status-page publish` and by the daemon at every
 change, and is read back from the bucket once the primary location is gone, with the
-content types a website bucket serves."""
+content types a website bucket serves. Its webhook subscribers are told each change."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from drplan.sources.postgres.scratch import free_port
 from testbed.plans import clean_plan
 from testbed.seaweedfs import SeaweedFS
 from tests.conftest import Result, minutes_ago, wait_until
+from tests.fixtures.receivers import HttpReceiver
 from tests.integration.test_locations import s3_location
 
 Run = Callable[..., Result]
@@ -97,3 +98,74 @@ def test_the_static_copy_is_read_back_from_s3_after_the_primary_location_is_gone
     finally:
         daemon.terminate()
         daemon.wait(60)
+
+
+def test_webhook_subscribers_are_told_each_change_once_in_statuspages_format(
+    run: Run, tmp_path: Path, receiver: HttpReceiver, monkeypatch: Any, password: str,
+) -> None:  # fmt: skip
+    """The daemon tells a subscriber the component going down and the incident, then
+    both back; restarted, it tells only what is new."""
+    raw = clean_plan()
+    raw["locations"] = {
+        "local": {"role": "primary", "kind": "local", "path": str(tmp_path / "repo")}
+    }
+    raw["jobs"] = {}
+    raw["data_classes"]["database"]["locations"] = ["local"]
+    raw["channels"] = {"subscriber": {"kind": "webhook", "url": "${HOOK_URL}",
+                                      "signing_secret": "${HOOK_SECRET}"}}  # fmt: skip
+    raw["status_page"] = {
+        "title": "Test status", "subscribers": ["subscriber"],
+        "components": {"api": {"title": "Meter ingestion API", "systems": ["db"]}},
+    }  # fmt: skip
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(raw))
+    receiver.webhook_secret = "hook-secret-SENTINEL"
+    for name, value in (("DRPLAN_STATE_DIR", str(tmp_path / "state")),
+                        ("DRPLAN_CATALOG", sqlite_url(str(tmp_path / "catalog.db"))),
+                        ("HOOK_SECRET", receiver.webhook_secret),
+                        ("HOOK_URL", f"{receiver.url}/subscriber"),
+                        ("DRPLAN_PASSWORD", password)):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    told = tmp_path / "state" / "status-page-subscribers.json"
+
+    def notices() -> list[tuple[str, str]]:
+        return [("component", b["component_update"]["new_status"]) if "component_update" in b
+                else ("incident", b["incident"]["status"]) for b in receiver.bodies("/subscriber")]  # fmt: skip
+
+    def serve() -> subprocess.Popen[bytes]:
+        log = (tmp_path / "serve.log").open("ab")
+        return subprocess.Popen([sys.executable, "-m", "drplan", "--plan", str(plan), "serve",
+                                 "--listen", f"127.0.0.1:{free_port()}"], env=dict(os.environ),
+                                stdout=log, stderr=log)  # fmt: skip
+
+    def declare() -> str:
+        done = run("--plan", str(plan), "incident", "declare", "db-loss", "--systems", "db",
+                   "--since", minutes_ago(5), "--json")  # fmt: skip
+        assert done.code == 0, done.err
+        return str(json.loads(done.out)["id"])
+
+    explain = (tmp_path / "serve.log").read_text
+    daemon = serve()
+    try:
+        wait_until(told.exists, "the subscriber taken on", 60, explain)
+        first = declare()
+        wait_until(lambda: notices() == [("component", "major_outage"), ("incident", "investigating")],
+                   "the outage told", 60, lambda: f"{notices()}\n{explain()}")  # fmt: skip
+        assert run("incident", "resolve", first, "--waive", "db=by hand").code == 0
+        wait_until(lambda: notices()[2:] == [("component", "operational"), ("incident", "resolved")],
+                   "the recovery told", 60, lambda: f"{notices()}\n{explain()}")  # fmt: skip
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+    daemon = serve()
+    try:
+        second = declare()
+        wait_until(lambda: len(notices()) == 6, "the second outage told", 60,
+                   lambda: f"{notices()}\n{explain()}")  # fmt: skip
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+    last = receiver.bodies("/subscriber")[-1]["incident"]
+    assert (last["id"], last["status"]) == (second, "investigating")  # the first not told again
+    assert len(notices()) == 6
+    assert receiver.violations == []  # each in Statuspage's format, signed

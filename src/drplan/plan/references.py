@@ -173,6 +173,8 @@ def _status_page(plan: Plan) -> Iterator[Found]:
     yield from _refs(("status_page", "audience"), page.audience, "audience", audiences)
     s3 = [n for n, loc in plan.locations.items() if loc.kind == "s3"]
     yield from _refs(("status_page", "publish_to"), page.publish_to, "S3 location", s3)
+    hooks = [n for n, c in plan.channels.items() if c.kind == "webhook"]
+    yield from _refs(("status_page", "subscribers"), page.subscribers, "webhook channel", hooks)
 
 
 def _drills(plan: Plan) -> Iterator[Found]:

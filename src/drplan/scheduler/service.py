@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -147,26 +148,30 @@ def _incident_engine(daemon: Daemon, store: Catalog) -> Engine:
 
 
 def _publish_status_page(daemon: Daemon, store: Catalog) -> None:
-    """The status page's static copy, written at every change of the page while the
-    daemon runs (when the plan names locations for it); a failure is logged once, and
-    tried again at the next look."""
+    """The status page's static copy written, and its subscribers told, at every change
+    of the page while the daemon runs (when the plan names locations or subscribers for
+    it); a failure is logged once, and tried again at the next look."""
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
     from drplan.locations.storage import storage_for  # noqa: PLC0415
     from drplan.statuspage.publish import LOOK_EVERY, Publisher  # noqa: PLC0415
-    from drplan.statuspage.state import PageState, page_state  # noqa: PLC0415
+    from drplan.statuspage.state import page_state  # noqa: PLC0415
+    from drplan.statuspage.subscribers import Subscribers  # noqa: PLC0415
 
-    def state() -> PageState | None:
-        page = daemon.plan.status_page
-        if page is None:
-            return None
-        service = over_catalog(store)
-        return page_state(page, [service.load(i) for i in service.ids()], clock.now())
-
-    publisher = Publisher(lambda: daemon.plan, state,
+    publisher = Publisher(lambda: daemon.plan,
                           lambda plan, name: storage_for(plan.locations[name]))  # fmt: skip
+    subscribers = Subscribers(
+        lambda: daemon.plan, Path(state_dir()) / "status-page-subscribers.json"
+    )
     said: list[str] = []
     while not daemon.stopping.wait(LOOK_EVERY):
+        page = daemon.plan.status_page
+        if page is None or not (page.publish_to or page.subscribers):
+            continue
         try:
-            failed = publisher.tick()
+            service = over_catalog(store)
+            now = clock.now()
+            found = page_state(page, [service.load(i) for i in service.ids()], now)
+            failed = publisher.tick(found) + subscribers.tick(found, now)
         except DrplanError as exc:
             failed = [exc.message]
         if failed != said:

@@ -88,16 +88,15 @@ def publish(plan: Plan, state: PageState, open_storage: Callable[[str], Storage]
 class Publisher:
     """The daemon's: publish when the page changed since it was last published."""
 
-    def __init__(self, plan: Callable[[], Plan], state: Callable[[], PageState | None],
+    def __init__(self, plan: Callable[[], Plan],
                  open_storage: Callable[[Plan, str], Storage]) -> None:  # fmt: skip
-        self.plan, self.state, self.open_storage = plan, state, open_storage
+        self.plan, self.open_storage = plan, open_storage
         self.published: str | None = None
 
-    def tick(self) -> list[str]:
-        """Publish if the page changed; what failed (it is tried again at the next)."""
+    def tick(self, found: PageState) -> list[str]:
+        """Publish ``found`` if the page changed; what failed (tried again at the next)."""
         plan = self.plan()
-        found = self.state()
-        if plan.status_page is None or not plan.status_page.publish_to or found is None:
+        if plan.status_page is None or not plan.status_page.publish_to:
             return []
         # What customers read, without the times of the looks: a new look is no change.
         # A new day is a change: the 90 days' bars move on.

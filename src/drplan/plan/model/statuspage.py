@@ -35,6 +35,10 @@ class StatusPage(PlanModel):
     audience: Name | None = None
     """The audience (see `communication.audiences`) whose messages are the page's updates;
     unset: none, and the page says only the components' states."""
+    subscribers: list[Name] = Field(default_factory=list)
+    """Webhook channels (see `channels`, kind `webhook`) told of each change of the page
+    in Statuspage's webhook format: a component's new state (`component_update`), an
+    incident's new status or update (`incident`), signed with the channel's secret."""
     publish_to: list[Name] = Field(default_factory=list)
     """S3 locations that get a static copy of the page under `status-page/` at every
     change (a bucket set up as a website), so that customers still read it when the site
