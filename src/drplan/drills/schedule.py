@@ -53,7 +53,7 @@ def drill_states(
             except NeverFiresError:
                 upcoming, slot = [], None
             state["next_run"] = upcoming[0] if upcoming else None
-            systems = drill.systems or list(plan.systems)
+            systems = plan.drilled_systems(name)
             budget = drill.budget or min((plan.rto_of(s) for s in systems), default=GRACE)
             judged_from = started if started is not None else since
             if (

@@ -124,7 +124,7 @@ def _drills(plan: Plan) -> list[Task]:
     found = []
     for name, drill in plan.drills.items():
         if drill.schedule is not None and drill.scheduled:  # the others run by hand
-            systems = drill.systems or list(plan.systems)
+            systems = plan.drilled_systems(name)
             budget = drill.budget or min((plan.rto_of(s) for s in systems), default=None)
             found.append(Task(f"drill:{name}", drill.schedule, plan.timezone,
                               ("drill", "run", name, "--json"),

@@ -1,4 +1,5 @@
-"""The REST API v1: the plan, job runs, drills, incidents and the audit trail, as JSON.
+"""The REST API v1: the plan, job runs, drills, incidents, recoverability (systems, KPIs,
+evidence) and the audit trail, as JSON.
 
 Every route needs credentials (see :mod:`drplan.web.auth`); reads need ``viewer`` and
 the ``read`` scope. Lists are paginated (``limit``, ``offset``; a ``Link: rel="next"``
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from drplan.web.accounts import Principal
 from drplan.web.api_incidents import add_changes
+from drplan.web.api_recovery import add_recovery
 from drplan.web.context import WebContext
 from drplan.web.responses import load_incident, page, respond
 
@@ -84,6 +86,7 @@ def router(ctx: WebContext) -> APIRouter:
         return page(request, events, limit, offset)
 
     add_changes(api, ctx)
+    add_recovery(api, ctx)
 
     @api.get("/audit", summary="The audit trail, the newest first (admin).")
     def audit(request: Request, limit: int = limit_q, offset: int = offset_q,

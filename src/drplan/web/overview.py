@@ -56,8 +56,7 @@ def overview(plan: Plan, status: dict[str, Any] | None, drills: list[dict[str, A
     newest_first = sorted(drills, key=lambda d: d["started_at"], reverse=True)
     rows = []
     for name, system in plan.systems.items():
-        runs = [d for d in newest_first if d["drill"] in plan.drills
-                and name in plan.drills[d["drill"]].systems]  # fmt: skip
+        runs = drills_of(plan, name, newest_first)
         times = [d["rto_seconds"] for d in runs[:DRILLS_FOR_MEDIAN] if d["rto_seconds"] is not None]
         row = SystemRow(name, system.tier.value, float(seconds(plan.rto_of(name))),
                         runs[0] if runs else None,
@@ -67,6 +66,13 @@ def overview(plan: Plan, status: dict[str, Any] | None, drills: list[dict[str, A
             row.data_classes.append(_data_class(plan, data_class, status, row))
         rows.append(row)
     return rows
+
+
+def drills_of(plan: Plan, system: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The drill runs of ``rows`` that recovered ``system`` (a drill of the plan naming no
+    systems recovers them all), in the order given."""
+    return [d for d in rows if d["drill"] in plan.drills
+            and system in plan.drilled_systems(d["drill"])]  # fmt: skip
 
 
 def _judge_drills(row: SystemRow) -> None:

@@ -15,14 +15,15 @@ from drplan.errors import DrplanError
 from drplan.web.problems import Problem
 
 
-def respond(request: Request, data: Any, headers: dict[str, str] | None = None) -> Response:
+def respond(request: Request, data: Any, headers: dict[str, str] | None = None,
+            status: int = 200) -> Response:  # fmt: skip
     """``data`` as JSON with its ETag; 304 when the client holds it already."""
     body = json.dumps(data, default=_jsonable, sort_keys=True).encode()
     tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     extra = {"ETag": tag, "Cache-Control": "private, no-cache", **(headers or {})}
     if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=extra)
-    return Response(body, media_type="application/json", headers=extra)
+    return Response(body, media_type="application/json", headers=extra, status_code=status)
 
 
 def page(request: Request, items: list[Any], limit: int, offset: int) -> Response:

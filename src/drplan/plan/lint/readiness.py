@@ -224,7 +224,7 @@ def drill_location_lacks_data(ctx: LintContext) -> Iterator[Hit]:
     for name, drill in plan.drills.items():
         if drill.from_location is None:
             continue
-        systems = drill.systems or list(plan.systems)
+        systems = plan.drilled_systems(name)
         held = {j.system for j in plan.jobs.values() if drill.from_location in j.locations}
         absent = [s for s in systems if s not in held]
         if absent:

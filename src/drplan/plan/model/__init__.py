@@ -112,6 +112,10 @@ class Plan(PlanModel):
         spec = self.systems[system]
         return spec.rto or self.objectives.rto.for_tier(spec.tier)
 
+    def drilled_systems(self, drill: str) -> list[str]:
+        """The systems a drill recovers: its own list, else every system of the plan."""
+        return self.drills[drill].systems or list(self.systems)
+
     def job_data_classes(self, job: Job) -> list[str]:
         return (
             job.data_classes
