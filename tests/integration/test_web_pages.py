@@ -6,17 +6,22 @@ responders type, steps print and the plan says is escaped."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from starlette.routing import Mount, Route
 
+from drplan import clock
+from drplan.catalog.paths import state_dir
 from drplan.web.app import build
 from drplan.web.context import WebContext
 from tests.fixtures.web import PASSWORD, World
@@ -24,6 +29,7 @@ from tests.fixtures.web import PASSWORD, World
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("GET", "/readyz"),
           ("POST", "/api/v1/login"), ("GET", "/api/v1/openapi.json"),
           ("GET", "/login/oidc"), ("GET", "/login/oidc/callback"), ("GET", "/status-page"),
+          ("GET", "/status-page/history.atom"),
           *(("GET", f"/api/v2/{name}.json") for name in ("summary", "status", "components",
                                                           "incidents"))}  # fmt: skip
 
@@ -86,6 +92,35 @@ def test_the_overview_has_a_row_per_system_and_a_banner_per_open_incident(
     inc = world.declare()
     page = browser.get("/").text
     assert f'<a href="/incidents/{inc}">{inc}</a>' in page
+
+
+def test_the_drills_page_draws_each_drills_trend_and_links_its_evidence(
+    world: World,
+) -> None:
+    world.user("vic", "--access", "viewer")
+    browser, _ = login(world, "vic")
+    assert "Never run: its systems' RTO is a hope" in browser.get("/drills").text
+    evidence = Path(state_dir()) / "drills" / "evidence" / "quarterly-1.json"
+    evidence.parent.mkdir(parents=True)
+    evidence.write_text('{"drill": "quarterly"}\n')
+    digest = hashlib.sha256(evidence.read_bytes()).hexdigest()
+    for n, (rto, passed) in enumerate(((3000.0, 1), (20000.0, 0), (2500.0, 1))):
+        started = clock.now() - timedelta(days=30 - n)
+        world.catalog.record_drill({"run": f"run-{n}", "drill": "quarterly", "kind": "full_platform",
+                                    "started_at": started, "passed": passed, "rto_seconds": rto,
+                                    "evidence": str(evidence) if n == 2 else None,
+                                    "sha256": digest if n == 2 else None})  # fmt: skip
+    page = browser.get("/drills").text
+    assert page.count("<circle") == 3
+    assert page.count('class="red"/>') == 1  # the failed run, marked
+    assert 'class="objective"' in page  # the RTO it must meet: 4h, the db's tier
+    assert page.index('data-run="run-2"') < page.index('data-run="run-0"')  # the newest first
+    link = re.search(r'href="(/api/v1/drills/run-2/evidence)"', page)
+    assert link is not None
+    assert browser.get(link.group(1)).content == evidence.read_bytes()  # the session may read
+    reports = browser.get("/reports").text
+    assert 'data-window="30d"' in reports
+    assert re.search(r'data-group="all"><th scope="row">all</th><td>3</td>', reports)
 
 
 def test_buttons_follow_access_and_the_forms_check_again(world: World) -> None:

@@ -139,6 +139,26 @@ def _add_views(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
                            scenarios=plan.scenarios, live="overview",
                            may_declare=who.may("commander", "incidents:write"))  # fmt: skip
 
+    @app.get("/drills", include_in_schema=False)
+    def drills_page(request: Request) -> Response:
+        who = dash.session(request)
+        if who is None:
+            return to_login(request)
+        from drplan.web.history import HEIGHT, WIDTH, drill_histories, when  # noqa: PLC0415
+
+        histories = drill_histories(ctx.plan_of(), ctx.catalog.drills())
+        return dash.render("drills.html", who, histories=histories, when=when, width=WIDTH,
+                           height=HEIGHT)  # fmt: skip
+
+    @app.get("/reports", include_in_schema=False)
+    def reports_page(request: Request) -> Response:
+        who = dash.session(request)
+        if who is None:
+            return to_login(request)
+        from drplan.web.api_recovery import kpi_tables  # noqa: PLC0415
+
+        return dash.render("reports.html", who, **kpi_tables(ctx))
+
     @app.get("/incidents/{incident}", include_in_schema=False)
     def incident_page(request: Request, incident: str) -> Response:
         who = dash.session(request)
