@@ -241,3 +241,11 @@ def test_an_incident_is_run_through_the_api_as_the_cli_runs_it(world: World) -> 
         ("incident.declare", via), ("incident.step", "dee (session)"),
         ("incident.resolve", via)]  # fmt: skip
     assert world.run("audit", "verify").code == 0
+    # The review, as `drplan incident report` makes it, in each format.
+    review = commander.get(f"/api/v1/incidents/{inc}/report").json()
+    shown = json.loads(world.run("incident", "report", inc, "--format", "json").out)
+    assert review["incident"] == shown["incident"]
+    markdown = commander.get(f"/api/v1/incidents/{inc}/report", params={"format": "md"})
+    assert markdown.headers["content-disposition"] == f'attachment; filename="{inc}-review.md"'
+    assert markdown.text.startswith("# ")
+    assert commander.get(f"/api/v1/incidents/{inc}/report", params={"format": "pdf"}).status_code == 422

@@ -11,12 +11,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from drplan import clock
 from drplan.catalog.paths import state_dir
+from drplan.repo.repository import Repository
+from drplan.storage.local import LocalStorage
+from drplan.web.app import build
+from drplan.web.context import WebContext
+from drplan.web.server import WebServer
 from tests.conftest import wait_until
 from tests.fixtures.web import World
+from tests.integration.test_locations import FAST_KDF
 
 
 def drill(world: World, run: str, days_ago: int, rto: float, evidence: Path | None = None,
@@ -120,3 +127,39 @@ def _running(started: dict[str, Any]) -> bool:
     from drplan.liveness import alive  # noqa: PLC0415
 
     return alive(int(started["pid"]))
+
+
+def test_a_locations_snapshots_are_listed_where_the_server_holds_the_password(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    world.user("vera", "--access", "viewer")
+    token = world.token("vera", "read")
+    reader = world.client(token)
+    refused = reader.get("/api/v1/locations/local/snapshots")
+    assert refused.status_code == 503  # this server was given no password
+    assert "holds no repository password" in refused.json()["detail"]
+
+    monkeypatch.setenv("DRPLAN_PASSWORD", password)
+    repo, source = tmp_path / "repo", tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("a")
+    assert world.run("repo", "init", str(repo), *FAST_KDF).code == 0
+    for _ in range(2):
+        assert world.run("backup", "files", str(source), "--repo", str(repo)).code == 0
+    ctx = WebContext(lambda: world.plan, str(world.plan_path), world.catalog, world.catalog_url,
+                     open_location=lambda plan, name: Repository.open(LocalStorage(repo),
+                                                                      password.encode()))  # fmt: skip
+    server = WebServer(build(ctx), "127.0.0.1:0", world.plan.web)
+    server.start()
+    try:
+        client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
+        listed = client.get("/api/v1/locations/local/snapshots", params={"limit": 1})
+        assert listed.status_code == 200, listed.text
+        body = listed.json()
+        assert (body["total"], len(body["items"])) == (2, 1)
+        assert body["items"][0]["paths"] == [str(source)]
+        assert 'rel="next"' in listed.headers["link"]
+        assert client.get("/api/v1/locations/nowhere/snapshots").status_code == 404
+        assert httpx.get(f"{server.url}/api/v1/locations/local/snapshots").status_code == 401
+    finally:
+        server.stop()

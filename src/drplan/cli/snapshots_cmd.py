@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 from rich.table import Table
@@ -12,24 +11,6 @@ from drplan.cli.context import Settings, console, emit_json, human_bytes, pass_s
 from drplan.cli.repo_access import open_repo, repo_options
 from drplan.clock import rfc3339
 from drplan.repo.browse import diff_snapshots, walk
-from drplan.repo.snapshot import Snapshot
-
-
-def snapshot_json(s: Snapshot) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "short_id": s.short_id,
-        "time": rfc3339(s.time),
-        "host": s.host,
-        "user": s.user,
-        "paths": s.paths,
-        "tags": s.tags,
-        "job": s.job,
-        "system": s.system,
-        "parent": s.parent,
-        "tree": s.tree.hex(),
-        "summary": vars(s.summary),
-    }
 
 
 @click.command("snapshots")
@@ -63,7 +44,7 @@ def snapshots_command(
             and (not paths or set(paths) <= set(s.paths))
         ]
     if as_json:
-        emit_json([snapshot_json(s) for s in found])
+        emit_json([s.as_dict() for s in found])
         return
     table = Table("id", "time (UTC)", "host", "tags", "paths", "files", "size")
     for s in found:

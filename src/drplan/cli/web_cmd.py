@@ -7,10 +7,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from drplan.cli.context import Settings, pass_settings
+
+if TYPE_CHECKING:
+    from drplan.plan.model import Plan
+    from drplan.repo.repository import Repository
 
 
 @click.command("web")
@@ -42,7 +48,8 @@ def web_command(settings: Settings, /, listen: str | None, catalog: str | None) 
     store = Catalog.open(url)
     stopping = threading.Event()
     try:
-        ctx = WebContext(lambda: plan, str(plan_file.path), store, url)
+        ctx = WebContext(lambda: plan, str(plan_file.path), store, url,
+                         open_location=_locations(settings))  # fmt: skip
         server = WebServer(build(ctx), listen or plan.web.listen, plan.web)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
@@ -54,3 +61,22 @@ def web_command(settings: Settings, /, listen: str | None, catalog: str | None) 
         server.stop()
     finally:
         store.close()
+
+
+def _locations(settings: Settings) -> Callable[[Plan, str], Repository] | None:
+    """The repositories, when this host has their password (a second host may not: its
+    API then lists no snapshots, and says why)."""
+    from drplan.cli.repo_access import password  # noqa: PLC0415
+    from drplan.errors import DrplanError  # noqa: PLC0415
+    from drplan.locations.storage import storage_for  # noqa: PLC0415
+    from drplan.repo.repository import Repository  # noqa: PLC0415
+
+    try:
+        secret = password(settings, None)
+    except DrplanError:
+        return None
+
+    def open_location(plan: Plan, name: str) -> Repository:
+        return Repository.open(storage_for(plan.locations[name]), secret)
+
+    return open_location

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from drplan.clock import rfc3339
 from drplan.errors import IntegrityError
 
 VERSION = 1
@@ -49,6 +50,15 @@ class Snapshot:
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+    def as_dict(self) -> dict[str, Any]:
+        """As `drplan snapshots --json` and the API show it."""
+        return {
+            "id": self.id, "short_id": self.short_id, "time": rfc3339(self.time),
+            "host": self.host, "user": self.user, "paths": self.paths, "tags": self.tags,
+            "job": self.job, "system": self.system, "parent": self.parent,
+            "tree": self.tree.hex(), "summary": vars(self.summary),
+        }  # fmt: skip
 
     def to_json(self) -> bytes:
         data = {

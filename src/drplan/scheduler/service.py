@@ -117,6 +117,7 @@ def serve(
         lambda: daemon.plan, options.plan_path, store, options.catalog_url,
         status=lambda: as_json(watcher.latest) if watcher.latest else None,
         ready=ready, registry=registry(collector), changed=engine.poke,
+        open_location=open_location,
     )  # fmt: skip
     server = WebServer(build(web), options.listen, plan.web)
     _handle_signals(daemon)

@@ -85,6 +85,30 @@ def router(ctx: WebContext) -> APIRouter:
             events = [e.as_dict() for e in found.events]
         return page(request, events, limit, offset)
 
+    @api.get("/incidents/{incident}/report", summary="The post-incident review: per system"
+             " the RTO and RPO achieved against the objectives and the drills, per phase its"
+             " span against its window, the notes, action items and lessons.")  # fmt: skip
+    def report(request: Request, incident: str,
+               format: str = Query("json", pattern="^(json|md|html)$"),
+               who: Principal = read) -> Response:  # fmt: skip
+        from drplan.incidents.review import review  # noqa: PLC0415
+        from drplan.incidents.review_render import as_html, markdown  # noqa: PLC0415
+
+        with ctx.incidents() as service:
+            found = load_incident(service, incident)
+            data = review(found, ctx.now())
+        if format == "json":
+            return respond(request, data)
+        text, kind = ((as_html(data), "text/html") if format == "html"
+                      else (markdown(data), "text/markdown"))  # fmt: skip
+        # A download: the review's page has its own styles, which this site's policy forbids.
+        name = f"{found.id}-review.{format}"
+        return Response(
+            text,
+            media_type=f"{kind}; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
     add_changes(api, ctx)
     add_recovery(api, ctx)
 

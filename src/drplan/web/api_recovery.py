@@ -19,14 +19,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from drplan.web.accounts import Principal
 from drplan.web.auth import source_of
 from drplan.web.context import WebContext
 from drplan.web.overview import DRILLS_FOR_MEDIAN, drills_of, overview
 from drplan.web.problems import Problem
-from drplan.web.responses import respond
+from drplan.web.responses import page, respond
 
 
 def evidence_dir() -> Path:
@@ -50,6 +50,23 @@ def add_recovery(api: APIRouter, ctx: WebContext) -> None:
              " (drills, incidents), tier and data class, against the success criteria.")  # fmt: skip
     def kpis(request: Request, who: Principal = read) -> Response:
         return respond(request, kpi_tables(ctx))
+
+    @api.get("/locations/{location}/snapshots", summary="A location's snapshots, the newest"
+             " first, of one system or job if asked.")  # fmt: skip
+    def snapshots(request: Request, location: str, system: str | None = None,
+                  job: str | None = None, limit: int = Query(100, ge=1, le=500),
+                  offset: int = Query(0, ge=0), who: Principal = read) -> Response:  # fmt: skip
+        plan = ctx.plan_of()
+        if location not in plan.locations:
+            raise Problem(404, f"no location {location!r} in the plan (its locations:"
+                          f" {', '.join(plan.locations)})")  # fmt: skip
+        if ctx.open_location is None:
+            raise Problem(503, "this server holds no repository password: its snapshots are"
+                          " listed where drplan serve runs (or give this one $DRPLAN_PASSWORD)")  # fmt: skip
+        repo = ctx.open_location(plan, location)
+        found = [s.as_dict() for s in sorted(repo.snapshots(), key=lambda s: s.time, reverse=True)
+                 if (system is None or s.system == system) and (job is None or s.job == job)]  # fmt: skip
+        return page(request, found, limit, offset)
 
     @api.get("/drills/{run}/evidence", summary="A drill run's evidence file (JSON), as written.")
     def evidence(request: Request, run: str, who: Principal = read) -> Response:

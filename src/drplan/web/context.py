@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from drplan.incidents.service import Incidents
     from drplan.plan.model import Plan
+    from drplan.repo.repository import Repository
 
 
 @dataclass
@@ -38,6 +39,8 @@ class WebContext:
     # Told after each use of the incidents: the daemon's driver looks at once (an approved
     # step starts without waiting for its next look).
     changed: Callable[[], None] = lambda: None
+    # The repositories, where this server holds their password (None: it does not).
+    open_location: Callable[[Plan, str], Repository] | None = None
     accounts: Accounts = field(init=False)
     audit: AuditTrail = field(init=False)
     guard: Guard = field(init=False)
