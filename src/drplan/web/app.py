@@ -69,6 +69,8 @@ def build(ctx: WebContext) -> FastAPI:
         response = await call_next(request)
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.url.scheme == "https":  # here, or at a trusted proxy: never plain again
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         # The server's own time on it, for a browser's tools and the benchmark.
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         return response
