@@ -62,18 +62,23 @@ class Journal:
 
     def append(
         self, incident: str, kind: str, actor: str, data: dict[str, Any], at: datetime,
-        *, new: bool = False,
+        *, new: bool = False, elsewhere: list[Event] | None = None,
     ) -> Event:  # fmt: skip
         """Append one event and sync it; ``new``: the incident's first (its file must not
-        exist yet, so two declarations never share an id)."""
+        exist yet, so two declarations never share an id); ``elsewhere``: the timeline as
+        another copy has it (the catalog's), taken first when it goes on from this one
+        (another host acted on the incident), so the new event follows every other."""
         with self._locked(incident, new) as f:
             content = f.read()
             whole = content[: content.rfind(b"\n") + 1]
             events = parse_journal(whole, self.path(incident))
+            start = len(whole)
+            if elsewhere is not None and goes_on_from(elsewhere, events):
+                events, whole, start = elsewhere, b"".join(_line(e) for e in elsewhere), 0
             event = make_event(events[-1] if events else None, incident, kind, actor, data, at)
-            line = json.dumps({"body": event.body, "hash": event.hash}) + "\n"
+            line = whole[start:].decode() + _line(event).decode()
             try:
-                f.seek(len(whole))
+                f.seek(start)
                 f.truncate()  # a line a crash cut short: never acknowledged
                 f.write(line.encode())
                 f.flush()
@@ -94,7 +99,7 @@ class Journal:
         """Write a whole timeline (taken over from another copy), atomically."""
         path = self.path(incident)
         staged = path.with_name(path.name + ".new")
-        lines = "".join(json.dumps({"body": e.body, "hash": e.hash}) + "\n" for e in events)
+        lines = b"".join(_line(e) for e in events).decode()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(staged, "wb") as f:
@@ -124,6 +129,17 @@ class Journal:
             if new:
                 _sync_dir(self.directory)
             yield f
+
+
+def goes_on_from(theirs: list[Event], ours: list[Event]) -> bool:
+    """Whether ``theirs`` holds every event of ``ours``, in order, and more."""
+    return len(theirs) > len(ours) and all(
+        a.hash == b.hash for a, b in zip(ours, theirs, strict=False)
+    )
+
+
+def _line(event: Event) -> bytes:
+    return (json.dumps({"body": event.body, "hash": event.hash}) + "\n").encode()
 
 
 def parse_journal(content: bytes, path: Path | str) -> list[Event]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
-from drplan.incidents.journal import ID_PATTERN, Journal
+from drplan.incidents.journal import ID_PATTERN, Journal, goes_on_from
 from drplan.incidents.state import OPEN, OUTCOMES, RESOLVED, Incident, PhaseState, fold
 from drplan.incidents.timeline import Event, parse
 
@@ -73,7 +73,11 @@ class Incidents:
         if not ID_PATTERN.match(incident):
             raise UsageError(f"{incident!r} is not an incident id (e.g. INC-7K3Q)",
                              hint="`drplan incident list` shows them")  # fmt: skip
-        events = self.journal.read(incident) or self.catalog_copy(incident)
+        events = self.journal.read(incident)
+        if not events or not self.owns_catalog:  # a server shows what every host did
+            theirs = self.catalog_copy(incident)
+            if goes_on_from(theirs, events):
+                events = theirs
         if not events:
             raise UsageError(f"no incident {incident} here or in the catalog",
                              hint="`drplan incident list` shows them")  # fmt: skip
@@ -274,7 +278,12 @@ class Incidents:
         it ends a phase or a system's outage. ``sync=False``: the catalog gets it with the
         next event or `sync`; ``copy=False``: the off-site copy waits for `copy_if_due`
         (a driver puts both off while a step runs, or until a clock is stopped)."""
-        event = self.journal.append(incident, kind, actor, data, at, new=new)
+        # What other hosts added (through the catalog) first: the chain goes on from them.
+        # Read when the catalog is wanted now anyway, or open already: a step's start
+        # (sync=False) is on disk before anything slow.
+        reach = not new and (sync or self._catalog is not None)
+        elsewhere = self.catalog_copy(incident) if reach else None
+        event = self.journal.append(incident, kind, actor, data, at, new=new, elsewhere=elsewhere)
         if sync:
             self.sync(incident)
         if self.replicate is not None and kind in REPLICATED:

@@ -73,7 +73,7 @@ def test_one_incidents_long_step_holds_up_no_other_incident(
     wait_until(lambda: incident.steps(quick)["1.1"]["status"] == "done", "the other's step", 30)
     assert incident.steps(long)["1.1"]["status"] == "pending"
     assert incident.steps(long)["1.1"]["running"] is not None
-    assert engine.driving == [long]
+    wait_until(lambda: engine.driving == [long], "the other's drive to end", 30)
 
     # The driver stops (serve does): the step goes on, and is never re-run silently.
     engine.stopping.set()
