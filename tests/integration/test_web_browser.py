@@ -7,8 +7,10 @@ A screenshot of each test's last page is kept in test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+from drplan import clock
 from tests.fixtures.web import PASSWORD, World
 
 
@@ -99,3 +101,36 @@ def test_the_keyboard_reaches_the_content_first(page: Any, world: World) -> None
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the page scrolls sideways on a phone"
+
+
+def test_the_drills_and_reports_pages_read_on_a_phone_and_by_keyboard(
+    page: Any, world: World
+) -> None:
+    """Three runs of the plan's drill, one failed: the trend and the table on the drills
+    page, the KPIs on the reports page, neither scrolling sideways on a phone."""
+    for n, (rto, passed) in enumerate(((3000.0, 1), (20000.0, 0), (2500.0, 1))):
+        started = clock.now() - timedelta(days=20 - n)
+        world.catalog.record_drill({"run": f"run-{n}", "drill": "quarterly", "kind": "full_platform",
+                                    "started_at": started, "ended_at": started + timedelta(seconds=rto),
+                                    "passed": passed, "rto_seconds": rto, "rpo_seconds": 20.0,
+                                    "rto_met": int(rto < 14400), "rpo_met": 1, "integrity": passed,
+                                    "summary": "" if passed else "smoke check failed"})  # fmt: skip
+    world.user("vic", "--access", "viewer")
+    log_in(page, world, "vic")
+    page.get_by_role("link", name="Reports").click()
+    page.wait_for_url(f"{world.url}/reports")
+    assert page.get_by_role("heading", level=1).inner_text() == "KPIs against the success criteria"
+    row = page.locator('table[data-window="30d"] tr[data-group="all"]')
+    assert row.locator("td").first.inner_text() == "3"
+    page.get_by_role("link", name="Drills").click()
+    page.wait_for_url(f"{world.url}/drills")
+    trend = page.get_by_role("img", name="Measured RTO of the last 3 run(s)", exact=False)
+    assert trend.count() == 1
+    assert page.locator('tr[data-run="run-1"]').inner_text().count("smoke check failed") == 1
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    for path in ("/drills", "/reports"):
+        page.goto(f"{world.url}{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} scrolls sideways on a phone"
+    page.set_viewport_size({"width": 1280, "height": 800})  # the screenshot: a desk's
+    page.goto(f"{world.url}/drills")
