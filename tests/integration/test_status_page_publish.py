@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 
 from drplan.catalog.paths import sqlite_url
 from drplan.sources.postgres.scratch import free_port
+from testbed.endpoint import Endpoint
 from testbed.plans import clean_plan
 from testbed.seaweedfs import SeaweedFS
 from tests.conftest import Result, minutes_ago, wait_until
@@ -169,3 +171,70 @@ def test_webhook_subscribers_are_told_each_change_once_in_statuspages_format(
     assert (last["id"], last["status"]) == (second, "investigating")  # the first not told again
     assert len(notices()) == 6
     assert receiver.violations == []  # each in Statuspage's format, signed
+
+
+def test_the_daemons_probes_set_a_components_state_and_count_in_its_90_days(
+    tmp_path: Path, monkeypatch: Any, password: str
+) -> None:
+    """An HTTP probe whose server stops, and a command probe whose check starts failing:
+    each component goes to a major outage after two failed probes, with no incident, and
+    back once they answer; today's bar shows it."""
+    health = Endpoint("/health")
+    marker = tmp_path / "site-is-up"
+    marker.touch()
+    raw = clean_plan()
+    raw["locations"] = {
+        "local": {"role": "primary", "kind": "local", "path": str(tmp_path / "repo")}
+    }
+    raw["jobs"] = {}
+    raw["data_classes"]["database"]["locations"] = ["local"]
+    port = free_port()
+    raw["web"] = {"listen": f"127.0.0.1:{port}"}
+    raw["status_page"] = {"title": "Test status", "components": {
+        "api": {"title": "Meter ingestion API", "systems": ["db"], "probe": {
+            "url": health.url, "every": "1s", "timeout": "1s", "failures": 2}},
+        "site": {"title": "Customer dashboard", "systems": ["web"], "probe": {
+            "command": f"test -e {marker}", "every": "1s"}}}}  # fmt: skip
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "DRPLAN_PASSWORD": password, "DRPLAN_STATE_DIR": str(tmp_path / "state"),
+           "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    daemon = subprocess.Popen([sys.executable, "-m", "drplan", "--plan", str(plan), "serve"],
+                              env=env, stdout=log, stderr=log)  # fmt: skip
+    explain = (tmp_path / "serve.log").read_text
+
+    def states() -> dict[str, str]:
+        try:
+            found = json.loads(urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/v2/components.json", timeout=10).read())  # fmt: skip
+        except OSError:
+            return {}
+        return {c["id"]: c["status"] for c in found["components"] if not c["group"]}
+
+    try:
+        wait_until(lambda: len(health.arrived) >= 1 and states() == {"api": "operational", "site": "operational"},
+                   "the first probes", 60, explain)  # fmt: skip
+        health.close()
+        marker.unlink()
+        wait_until(lambda: states() == {"api": "major_outage", "site": "major_outage"},
+                   "both found out", 60, explain)  # fmt: skip
+        marker.touch()
+        wait_until(lambda: states()["site"] == "operational", "the site back", 60, explain)
+        page = (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status-page", timeout=10)
+            .read()
+            .decode()
+        )
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+        log.close()
+    rows = {row.split('"')[0]: row for row in page.split('data-component="')[1:]}
+    today = rows["api"].split("<span ")[-1]
+    assert 'class="major_outage"' in today  # the probes' outage counts in the 90 days
+    history = [json.loads(line) for line in (tmp_path / "state" / "status-page-probes.jsonl")
+               .read_text().splitlines()]  # fmt: skip
+    assert [(h["component"], h["state"]) for h in history if h["component"] == "site"] == [
+        ("site", "major_outage"), ("site", "operational")]  # fmt: skip
+    assert "status page: api is major outage (no answer" in explain()

@@ -248,4 +248,7 @@ def test_an_incident_is_run_through_the_api_as_the_cli_runs_it(world: World) -> 
     markdown = commander.get(f"/api/v1/incidents/{inc}/report", params={"format": "md"})
     assert markdown.headers["content-disposition"] == f'attachment; filename="{inc}-review.md"'
     assert markdown.text.startswith("# ")
-    assert commander.get(f"/api/v1/incidents/{inc}/report", params={"format": "pdf"}).status_code == 422
+    assert (
+        commander.get(f"/api/v1/incidents/{inc}/report", params={"format": "pdf"}).status_code
+        == 422
+    )

@@ -35,7 +35,10 @@ def drill(world: World, run: str, days_ago: int, rto: float, evidence: Path | No
         "ended_at": started + timedelta(seconds=rto), "passed": 1, "rto_seconds": rto,
         "rto_met": 1, "rpo_seconds": 30.0, "rpo_met": 1, "integrity": 1,
         "evidence": str(evidence) if evidence else None,
-        "sha256": hashlib.sha256(body).hexdigest() if evidence else None, **extra,
+        "sha256": hashlib.sha256(body).hexdigest() if evidence else None,
+        "result": json.dumps({"systems": [{"system": "db", "rto": {"seconds": rto, "met": rto < 800},
+                                           "rpo": {"seconds": 30.0, "met": True}}]}),
+        **extra,
     })  # fmt: skip
 
 
@@ -60,6 +63,12 @@ def test_systems_carry_their_drills_figures_and_kpis_their_criteria(world: World
     assert db["predicted_rto"] == {"median_seconds": 600.0, "worst_seconds": 900.0, "drills": 3,
                                    "scaled": False}  # fmt: skip
     assert db["rto_seconds"] == 4 * 3600
+    # Its KPIs: 2 of its 3 recoveries within its RTO, under the 95% the plan asks.
+    assert db["kpis"]["recoveries"] == 3
+    assert db["kpis"]["met"] == {"rto_achievement": False, "rpo_achievement": True,
+                                 "data_integrity": True}  # fmt: skip
+    assert "below the success criteria over 90 days: rto achievement" in db["why"]
+    assert systems["web"]["kpis"]["recoveries"] == 0
     kpis = reader.get("/api/v1/kpis").json()
     assert kpis["criteria"]["rto_achievement"] == 0.95
     assert kpis["windows"]["30d"]["all"]["recoveries"] == 3  # a row per drill run

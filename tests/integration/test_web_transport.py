@@ -62,7 +62,9 @@ def test_forwarded_headers_are_believed_from_a_trusted_proxy_only(
         done = client.post("/api/v1/login", json={"name": "ann", "password": PASSWORD})
         assert done.status_code == 200
         trail = [json.loads(line) for line in world.run("audit", "list", "--json").out.splitlines()]
-        sources = {e["kind"]: e["data"].get("source") for e in trail if e["kind"].startswith("login")}
+        sources = {
+            e["kind"]: e["data"].get("source") for e in trail if e["kind"].startswith("login")
+        }
         client_ip = "203.0.113.9" if trusted else "127.0.0.1"
         assert sources["login.failed"] == sources["login"] == client_ip
         # Secure and HSTS follow the scheme the client used: https at the trusted proxy.

@@ -395,11 +395,11 @@ class Catalog:
                 conn.execute(insert(incident_events), new)
             return len(new)
 
-    def incident_events(self, incident: str) -> list[tuple[str, str]]:
-        """The events of ``incident`` in order: (body, hash)."""
+    def incident_events(self, incident: str, after: int = 0) -> list[tuple[str, str]]:
+        """The events of ``incident`` in order, those after the ``after``th: (body, hash)."""
         query = (
             select(incident_events.c.body, incident_events.c.hash)
-            .where(incident_events.c.incident == incident)
+            .where(incident_events.c.incident == incident, incident_events.c.seq > after)
             .order_by(incident_events.c.seq)
         )
         with self._begin() as conn:

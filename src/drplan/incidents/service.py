@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drplan.errors import CatalogError, DrplanError, IncidentStateError, UsageError
-from drplan.incidents.journal import ID_PATTERN, Journal, goes_on_from
+from drplan.incidents.journal import ID_PATTERN, Journal
 from drplan.incidents.state import OPEN, OUTCOMES, RESOLVED, Incident, PhaseState, fold
-from drplan.incidents.timeline import Event, parse
+from drplan.incidents.timeline import GENESIS, Event, parse
 
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
@@ -75,20 +75,28 @@ class Incidents:
                              hint="`drplan incident list` shows them")  # fmt: skip
         events = self.journal.read(incident)
         if not events or not self.owns_catalog:  # a server shows what every host did
-            theirs = self.catalog_copy(incident)
-            if goes_on_from(theirs, events):
-                events = theirs
+            events = events + self.catalog_after(incident, events)
         if not events:
             raise UsageError(f"no incident {incident} here or in the catalog",
                              hint="`drplan incident list` shows them")  # fmt: skip
         return fold(events)
 
-    def catalog_copy(self, incident: str) -> list[Event]:
+    def catalog_after(self, incident: str, events: list[Event]) -> list[Event]:
+        """The catalog's events that go on from ``events`` (other hosts' since), or none:
+        one query, which finds nothing at all in the usual case."""
+        tail = self.catalog_copy(incident, after=len(events))
+        if tail and tail[0].prev == (events[-1].hash if events else GENESIS):
+            return tail
+        return []
+
+    def catalog_copy(self, incident: str, after: int = 0) -> list[Event]:
         catalog = self._reach()
         if catalog is None:
             return []
         try:
-            return [parse(body, digest) for body, digest in catalog.incident_events(incident)]
+            return [
+                parse(body, digest) for body, digest in catalog.incident_events(incident, after)
+            ]
         except CatalogError as exc:
             self._down(exc)
             return []
@@ -282,7 +290,11 @@ class Incidents:
         # Read when the catalog is wanted now anyway, or open already: a step's start
         # (sync=False) is on disk before anything slow.
         reach = not new and (sync or self._catalog is not None)
-        elsewhere = self.catalog_copy(incident) if reach else None
+        elsewhere = None
+        if reach:
+            ours = self.journal.read(incident)
+            tail = self.catalog_after(incident, ours)
+            elsewhere = ours + tail if tail else None
         event = self.journal.append(incident, kind, actor, data, at, new=new, elsewhere=elsewhere)
         if sync:
             self.sync(incident)

@@ -33,11 +33,21 @@ from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.pidfile import remove_pidfile, write_pidfile
+from drplan.statuspage.probes import Prober, probe_spans
+from drplan.statuspage.state import Outages
+from drplan.statuspage.uptime import DAYS
 from drplan.web.app import build
 from drplan.web.context import WebContext
 from drplan.web.server import WebServer
 
 log = logging.getLogger("drplan.serve")
+
+
+def probe_history() -> Path:
+    """Where the status page's probes note each change of a component's state."""
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
+
+    return Path(state_dir()) / "status-page-probes.jsonl"
 
 
 def open_incidents_status(catalog_url: str | None, now: datetime) -> list[dict[str, Any]]:
@@ -113,11 +123,16 @@ def serve(
         lambda: daemon.events, lambda: watcher.latest, lambda: set(daemon.running)
     )
     engine = _incident_engine(daemon, store)
+    prober = Prober(lambda: daemon.plan.status_page, daemon.stopping, probe_history())
+
+    def page_health() -> tuple[dict[str, str], Outages]:
+        return prober.states(), probe_spans(probe_history(), clock.now() - timedelta(days=DAYS))
+
     web = WebContext(
         lambda: daemon.plan, options.plan_path, store, options.catalog_url,
         status=lambda: as_json(watcher.latest) if watcher.latest else None,
         ready=ready, registry=registry(collector), changed=engine.poke,
-        open_location=open_location,
+        open_location=open_location, page_health=page_health,
     )  # fmt: skip
     server = WebServer(build(web), options.listen, plan.web)
     _handle_signals(daemon)
@@ -125,8 +140,9 @@ def serve(
     server.start()
     watcher.start()
     engine.start()
+    prober.start()
     publishing = threading.Thread(target=_publish_status_page, name="drplan-status-page",
-                                  args=(daemon, store), daemon=True)  # fmt: skip
+                                  args=(daemon, store, page_health), daemon=True)  # fmt: skip
     publishing.start()
     log.info("serving %s: %d job(s), catalog %s, %s/metrics",
              options.plan_path, len(plan.jobs), store.url, server.url)  # fmt: skip
@@ -148,7 +164,9 @@ def _incident_engine(daemon: Daemon, store: Catalog) -> Engine:
     return Engine(journal_dir(), lambda: over_catalog(store, copy_off_site), daemon.stopping)
 
 
-def _publish_status_page(daemon: Daemon, store: Catalog) -> None:
+def _publish_status_page(
+    daemon: Daemon, store: Catalog, health: Callable[[], tuple[dict[str, str], Outages]]
+) -> None:
     """The status page's static copy written, and its subscribers told, at every change
     of the page while the daemon runs (when the plan names locations or subscribers for
     it); a failure is logged once, and tried again at the next look."""
@@ -171,7 +189,7 @@ def _publish_status_page(daemon: Daemon, store: Catalog) -> None:
         try:
             service = over_catalog(store)
             now = clock.now()
-            found = page_state(page, [service.load(i) for i in service.ids()], now)
+            found = page_state(page, [service.load(i) for i in service.ids()], now, *health())
             failed = publisher.tick(found) + subscribers.tick(found, now)
         except DrplanError as exc:
             failed = [exc.message]

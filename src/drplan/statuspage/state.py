@@ -1,8 +1,9 @@
 """What the public status page says, from the plan's `status_page` and the incidents.
 
 A component's state is the worst that its systems' open incidents give it, by tier
-(tier 1: major outage, 2: partial outage, 3: degraded performance); a system whose clock
-stopped (recovered and checked) no longer counts. Rehearsals never show. An incident's
+(tier 1: major outage, 2: partial outage, 3: degraded performance; a system whose clock
+stopped, recovered and checked, no longer counts), and that its probes found
+(:mod:`drplan.statuspage.probes`). Rehearsals never show. An incident's
 public status follows the engine: investigating until its first phase is settled,
 identified while it recovers, monitoring once every system it took from a component is
 back, resolved when it is. What customers read is the components' names, the updates
@@ -70,7 +71,15 @@ class PageState:
         return max((c.state for c in self.components), key=WORSE.index, default=OPERATIONAL)
 
 
-def page_state(page: StatusPage, incidents: list[Incident], now: datetime) -> PageState:
+Outages = dict[str, list[tuple[datetime, "datetime | None", str]]]  # per component: spans
+
+
+def page_state(
+    page: StatusPage, incidents: list[Incident], now: datetime,
+    probed: dict[str, str] | None = None, outages: Outages | None = None,
+) -> PageState:  # fmt: skip
+    """The page now: ``probed``, the daemon's probes' states of the components it probes,
+    and ``outages``, the spans they found them out (for the 90 days)."""
     components = {name: Component(name, c.title, c.group, c.description)
                   for name, c in page.components.items()}  # fmt: skip
     public = []
@@ -87,11 +96,14 @@ def page_state(page: StatusPage, incidents: list[Incident], now: datetime) -> Pa
             state = STATE_OF_TIER.get(int(incident.declared["tier"]), MAJOR)
             if WORSE.index(state) > WORSE.index(components[name].state):
                 components[name].state = state
+    for name, state in (probed or {}).items():
+        if name in components and WORSE.index(state) > WORSE.index(components[name].state):
+            components[name].state = state
     public.sort(key=lambda i: i.started_at, reverse=True)
     from drplan.statuspage.uptime import uptime  # noqa: PLC0415 - it builds on this module
 
     return PageState(page.title, list(components.values()), public, now,
-                     uptime(page, incidents, now))  # fmt: skip
+                     uptime(page, incidents, now, outages))  # fmt: skip
 
 
 def _public(page: StatusPage, incident: Incident, now: datetime) -> PublicIncident | None:

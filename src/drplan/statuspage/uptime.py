@@ -5,7 +5,7 @@ A component is out from an incident's disaster moment until each of its systems 
 the incident took is back (its clock stopped), or the incident was resolved, or now;
 the state is the incident's tier's. As Atlassian Statuspage counts it, a major outage
 counts whole against uptime, a partial outage 30%, degraded performance not at all.
-Rehearsals never count.
+Rehearsals never count. The outages the daemon's probes found count the same way.
 """
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ class Uptime:
 Span = tuple[datetime, datetime, str]
 
 
-def uptime(config: StatusPage, incidents: list[Incident], now: datetime) -> dict[str, Uptime]:
-    """Per component of ``config``, its last DAYS days to ``now``."""
+def uptime(
+    config: StatusPage, incidents: list[Incident], now: datetime,
+    outages: page.Outages | None = None,
+) -> dict[str, Uptime]:  # fmt: skip
+    """Per component of ``config``, its last DAYS days to ``now`` (``outages``: the spans
+    the daemon's probes found it out, an open one lasting to now)."""
     first = (now - timedelta(days=DAYS - 1)).date()
     start = datetime.combine(first, time(), UTC)
     spans: dict[str, list[Span]] = {name: [] for name in config.components}
@@ -62,6 +66,10 @@ def uptime(config: StatusPage, incidents: list[Incident], now: datetime) -> dict
                 end = back["at"] if back is not None else (ended or now)
                 if end > start and incident.since < now:
                     spans[name].append((max(incident.since, start), min(end, now), state))
+    for name, found_out in (outages or {}).items():
+        for begin, end, state in found_out:
+            if name in spans and (end or now) > start:
+                spans[name].append((max(begin, start), min(end or now, now), state))
     found = {}
     for name, held in spans.items():
         segments = _worst_over_time(held)

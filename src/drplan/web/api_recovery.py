@@ -21,10 +21,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from drplan.drills.report import Recovery
 from drplan.web.accounts import Principal
 from drplan.web.auth import source_of
 from drplan.web.context import WebContext
-from drplan.web.overview import DRILLS_FOR_MEDIAN, drills_of, overview
+from drplan.web.overview import DRILLS_FOR_MEDIAN, overview, runs_by_system
 from drplan.web.problems import Problem
 from drplan.web.responses import page, respond
 
@@ -110,10 +111,10 @@ def system_views(ctx: WebContext) -> list[dict[str, Any]]:
         name: loc.get("lagging", {}) for name, loc in (status or {}).get("locations", {}).items()
     }
     found = []
-    for row in overview(plan, status, drills):
+    runs_of = runs_by_system(plan, sorted(drills, key=lambda d: d["started_at"], reverse=True))
+    for row in overview(plan, status, drills, recovered(ctx, drills), ctx.now()):
         view = asdict(row)
-        runs = drills_of(plan, row.name, sorted(drills, key=lambda d: d["started_at"],
-                                                reverse=True))  # fmt: skip
+        runs = runs_of.get(row.name, [])
         times = [d["rto_seconds"] for d in runs[:DRILLS_FOR_MEDIAN] if d["rto_seconds"] is not None]
         view["last_drill"] = ({k: runs[0][k] for k in ("run", "drill", "started_at", "passed",
                                                        "rto_seconds", "rpo_seconds")}
@@ -128,16 +129,25 @@ def system_views(ctx: WebContext) -> list[dict[str, Any]]:
     return found
 
 
+def recovered(ctx: WebContext, drills: list[dict[str, Any]]) -> list[Recovery]:
+    """Every recovery the KPIs count: of the drill runs ``drills`` and of the incidents
+    that are over, of the last year, oldest first."""
+    from drplan.drills.report import KPI_SPAN, recoveries  # noqa: PLC0415
+    from drplan.incidents.outcomes import from_catalog  # noqa: PLC0415
+    from drplan.incidents.outcomes import recoveries as incident_recoveries  # noqa: PLC0415
+
+    incidents, _ = from_catalog(ctx.catalog, ctx.now() - KPI_SPAN)
+    return sorted([*recoveries(drills), *incident_recoveries(incidents)], key=lambda r: r.at)
+
+
 def kpi_tables(ctx: WebContext) -> dict[str, Any]:
     """The KPI tables from the drills and the incidents that are over."""
-    from drplan.drills.report import KPI_SPAN, current_kpis  # noqa: PLC0415
-    from drplan.incidents.outcomes import from_catalog, recoveries  # noqa: PLC0415
+    from drplan.drills.report import KPI_SPAN, kpi_table  # noqa: PLC0415
 
     plan, now = ctx.plan_of(), ctx.now()
-    incidents, _ = from_catalog(ctx.catalog, now - KPI_SPAN)
-    criteria = plan.success_criteria.model_dump(mode="json")
-    return {"criteria": criteria, "windows": current_kpis(
-        plan, ctx.catalog.drills(since=now - KPI_SPAN), now, recoveries(incidents))}  # fmt: skip
+    found = recovered(ctx, ctx.catalog.drills(since=now - KPI_SPAN))
+    return {"criteria": plan.success_criteria.model_dump(mode="json"),
+            "windows": kpi_table(plan, found, now)}  # fmt: skip
 
 
 def _evidence(ctx: WebContext, run: str) -> tuple[Path, str]:

@@ -39,6 +39,9 @@ class WebContext:
     # Told after each use of the incidents: the daemon's driver looks at once (an approved
     # step starts without waiting for its next look).
     changed: Callable[[], None] = lambda: None
+    # The daemon's probes of the status page's components: their states now, and the
+    # outages they found (none on a server that does not probe).
+    page_health: Callable[[], tuple[dict[str, str], dict[str, list[Any]]]] = lambda: ({}, {})
     # The repositories, where this server holds their password (None: it does not).
     open_location: Callable[[Plan, str], Repository] | None = None
     accounts: Accounts = field(init=False)

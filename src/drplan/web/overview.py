@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from drplan import clock
+from drplan.drills.report import Kpis, Recovery, kpis
 from drplan.plan.durations import seconds
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 RED, AMBER, GREEN = "red", "amber", "green"
 DRILLS_FOR_MEDIAN = 5  # the newest drills a system's drilled RTO is the median of
+KPI_DAYS = 90
 
 
 @dataclass
@@ -38,6 +41,7 @@ class SystemRow:
     rto_seconds: float
     last_drill: dict[str, Any] | None
     drilled_median_seconds: float | None
+    kpis: Kpis | None = None  # its recoveries of the last KPI_DAYS against the criteria
     data_classes: list[DataClassRow] = field(default_factory=list)
     verdict: str = GREEN
     why: list[str] = field(default_factory=list)
@@ -49,30 +53,48 @@ class SystemRow:
         self.why.append(why)
 
 
-def overview(plan: Plan, status: dict[str, Any] | None, drills: list[dict[str, Any]]
+def overview(plan: Plan, status: dict[str, Any] | None, drills: list[dict[str, Any]],
+             recovered: list[Recovery] | None = None, now: datetime | None = None,
              ) -> list[SystemRow]:  # fmt: skip
     """The rows, in the plan's order of systems. ``drills``: the catalog's drill rows,
-    any order; ``status``: the daemon's assessment (None: not here)."""
-    newest_first = sorted(drills, key=lambda d: d["started_at"], reverse=True)
+    any order; ``status``: the daemon's assessment (None: not here); ``recovered``: the
+    recoveries (drills' and incidents') the KPIs of each system count, until ``now``."""
+    runs_of = runs_by_system(plan, sorted(drills, key=lambda d: d["started_at"], reverse=True))
+    since = (now or clock.now()) - timedelta(days=KPI_DAYS)
+    by_system: dict[str, list[Recovery]] = {}
+    for r in recovered or []:
+        if r.at >= since:
+            by_system.setdefault(r.system, []).append(r)
     rows = []
     for name, system in plan.systems.items():
-        runs = drills_of(plan, name, newest_first)
+        runs = runs_of.get(name, [])
         times = [d["rto_seconds"] for d in runs[:DRILLS_FOR_MEDIAN] if d["rto_seconds"] is not None]
         row = SystemRow(name, system.tier.value, float(seconds(plan.rto_of(name))),
                         runs[0] if runs else None,
                         statistics.median(times) if times else None)  # fmt: skip
         _judge_drills(row)
+        if recovered is not None:
+            row.kpis = kpis(plan, by_system.get(name, []))
+            missed = [k.replace("_", " ") for k, met in row.kpis.met.items() if not met]
+            if missed:
+                row.worse(
+                    AMBER, f"below the success criteria over {KPI_DAYS} days: {', '.join(missed)}"
+                )
         for data_class in system.data_classes:
             row.data_classes.append(_data_class(plan, data_class, status, row))
         rows.append(row)
     return rows
 
 
-def drills_of(plan: Plan, system: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The drill runs of ``rows`` that recovered ``system`` (a drill of the plan naming no
-    systems recovers them all), in the order given."""
-    return [d for d in rows if d["drill"] in plan.drills
-            and system in plan.drilled_systems(d["drill"])]  # fmt: skip
+def runs_by_system(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per system, the drill runs of ``rows`` that recovered it (a drill of the plan naming
+    no systems recovers them all), in the order given."""
+    covers = {name: plan.drilled_systems(name) for name in plan.drills}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        for system in covers.get(row["drill"], ()):
+            found.setdefault(system, []).append(row)
+    return found
 
 
 def _judge_drills(row: SystemRow) -> None:

@@ -127,13 +127,15 @@ def _add_views(app: FastAPI, ctx: WebContext, dash: Dashboard) -> None:
         who = dash.session(request)
         if who is None:
             return to_login(request)
-        from drplan.drills.report import current_kpis  # noqa: PLC0415
+        from drplan.drills.report import kpi_table  # noqa: PLC0415
+        from drplan.web.api_recovery import recovered  # noqa: PLC0415
 
         plan, now = ctx.plan_of(), ctx.now()
         drills = ctx.catalog.drills()
         status = ctx.status()
-        kpis = current_kpis(plan, drills, now).get(KPI_WINDOW, {})
-        return dash.render("overview.html", who, rows=overview(plan, status, drills),
+        found = recovered(ctx, drills)  # read once: the KPIs' table and each row's
+        kpis = kpi_table(plan, found, now).get(KPI_WINDOW, {})
+        return dash.render("overview.html", who, rows=overview(plan, status, drills, found, now),
                            assessed=status["time"] if status else None, kpis=kpis,
                            kpi_window=KPI_WINDOW, ago=lambda at: newest(at, now),
                            scenarios=plan.scenarios, live="overview",

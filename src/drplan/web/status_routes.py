@@ -38,7 +38,8 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
             if time.monotonic() - held["at"] >= FRESH:
                 with ctx.incidents() as service:
                     incidents = [service.load(i) for i in service.ids()]
-                held["state"] = page_state(config, incidents, ctx.now())
+                probed, outages = ctx.page_health()
+                held["state"] = page_state(config, incidents, ctx.now(), probed, outages)
                 held["at"], held["answers"] = time.monotonic(), {}
             return held["state"], held["answers"]
 

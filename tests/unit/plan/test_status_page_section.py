@@ -44,3 +44,15 @@ def test_a_valid_section_loads() -> None:
 ])  # fmt: skip
 def test_each_reference_is_checked(page: dict[str, Any], said: str) -> None:
     assert [p.split(": ", 1)[1] for p in problems(page)] == [said]
+
+
+@pytest.mark.parametrize(("probe", "said"), [
+    ({}, "give the probe a url or a command, one of them"),
+    ({"url": "http://127.0.0.1/health", "command": "true"}, "give the probe a url or a command"),
+    ({"url": "ftp://127.0.0.1/health"}, "probe url 'ftp://127.0.0.1/health': an http:// or https://"),
+    ({"command": "true", "failures": 0}, "failures: 0 is out of range: it must be at least 1"),
+])  # fmt: skip
+def test_a_components_probe_is_a_url_or_a_command(probe: dict[str, Any], said: str) -> None:
+    found = problems({"components": {"api": {"title": "API", "systems": ["db"], "probe": probe}}})
+    assert len(found) == 1
+    assert said in found[0]

@@ -1,12 +1,38 @@
 """The public status page's section: the components customers see, grouped, each mapped
-to the systems of the plan it depends on; and the audience whose messages are the
-page's updates."""
+to the systems of the plan it depends on and probed by the daemon if the plan says how;
+and the audience whose messages are the page's updates."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from datetime import timedelta
 
+from pydantic import Field, StrictInt, model_validator
+
+from drplan.plan.durations import Duration
 from drplan.plan.model.base import Name, PlanModel
+
+
+class StatusProbe(PlanModel):
+    url: str | None = None
+    """An HTTP(S) address answered with 2xx or 3xx while the component works."""
+    command: str | None = None
+    """A shell command (`/bin/sh -c`) that exits 0 while the component works."""
+    every: Duration = Field(default=timedelta(seconds=30))
+    """How often `drplan serve` probes it."""
+    timeout: Duration = Field(default=timedelta(seconds=5))
+    """A probe not answered in this long failed."""
+    slow_after: Duration | None = None
+    """A probe answered, but slower than this: degraded performance."""
+    failures: StrictInt = Field(default=2, ge=1)
+    """Failed probes in a row before it counts as a major outage (one miss is no outage)."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> StatusProbe:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give the probe a url or a command, one of them")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"probe url {self.url!r}: an http:// or https:// address")
+        return self
 
 
 class StatusGroup(PlanModel):
@@ -23,6 +49,10 @@ class StatusComponent(PlanModel):
     """The group (see `groups`) it is shown in."""
     description: str = ""
     """One line under its name."""
+    probe: StatusProbe | None = None
+    """How `drplan serve` checks it works, besides the incidents: a probe that keeps
+    failing sets it to a major outage, a slow one to degraded performance, until it
+    answers again."""
 
 
 class StatusPage(PlanModel):
