@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as DuplicateKey
 
@@ -404,6 +404,14 @@ class Catalog:
         )
         with self._begin() as conn:
             return [(row.body, row.hash) for row in conn.execute(query)]
+
+    def incident_lengths(self) -> dict[str, int]:
+        """How many events the catalog holds of each incident."""
+        query = select(incident_events.c.incident, func.max(incident_events.c.seq)).group_by(
+            incident_events.c.incident
+        )
+        with self._begin() as conn:
+            return {row[0]: int(row[1]) for row in conn.execute(query)}
 
     def incident_ids(self) -> list[str]:
         """Every incident the catalog knows, the first declared first."""

@@ -36,7 +36,7 @@ def publish_command(settings: Settings, /, catalog: str | None) -> None:
         raise UsageError("the plan publishes no status page",
                          hint="name S3 locations in status_page.publish_to")  # fmt: skip
     with open_incidents(catalog) as service:
-        incidents = [service.load(i) for i in service.ids()]
+        incidents = service.everything()
     state = page_state(plan.status_page, incidents, clock.now())
     failed = publish(plan, state, lambda name: storage_for(plan.locations[name]))
     for name in plan.status_page.publish_to:

@@ -81,6 +81,26 @@ class Incidents:
                              hint="`drplan incident list` shows them")  # fmt: skip
         return fold(events)
 
+    def everything(self) -> list[Incident]:
+        """Every incident known here or in the catalog, the first declared first, each as
+        :meth:`load` has it, with one query for what the catalog holds beyond the journal
+        (a page that shows them all every second reads each journal, not the catalog)."""
+        ids = self.ids()
+        catalog = self._reach()
+        try:
+            held = catalog.incident_lengths() if catalog is not None else {}
+        except CatalogError as exc:
+            self._down(exc)
+            held = {}
+        found = []
+        for incident in ids:
+            events = self.journal.read(incident)
+            if held.get(incident, 0) > len(events):
+                events = events + self.catalog_after(incident, events)
+            if events:
+                found.append(fold(events))
+        return found
+
     def catalog_after(self, incident: str, events: list[Event]) -> list[Event]:
         """The catalog's events that go on from ``events`` (other hosts' since), or none:
         one query, which finds nothing at all in the usual case."""
@@ -117,7 +137,7 @@ class Incidents:
             return []
 
     def open_ones(self) -> list[Incident]:
-        return [i for i in (self.load(n) for n in self.ids()) if i.status == OPEN]
+        return [i for i in self.everything() if i.status == OPEN]
 
     # -- acting -----------------------------------------------------------------------------
 

@@ -189,7 +189,7 @@ def _publish_status_page(
         try:
             service = over_catalog(store)
             now = clock.now()
-            found = page_state(page, [service.load(i) for i in service.ids()], now, *health())
+            found = page_state(page, service.everything(), now, *health())
             failed = publisher.tick(found) + subscribers.tick(found, now)
         except DrplanError as exc:
             failed = [exc.message]

@@ -63,7 +63,7 @@ def router(ctx: WebContext) -> APIRouter:
 
         now = ctx.now()
         with ctx.incidents() as service:
-            found = [view(i, predict(i, now), now) for i in map(service.load, service.ids())]
+            found = [view(i, predict(i, now), now) for i in service.everything()]
         found = [i for i in reversed(found) if state is None or i["status"] == state]
         return page(request, found, limit, offset)
 

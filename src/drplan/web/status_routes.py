@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from drplan.statuspage import formats
 from drplan.statuspage.feed import atom
@@ -37,24 +38,38 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
         with lock:
             if time.monotonic() - held["at"] >= FRESH:
                 with ctx.incidents() as service:
-                    incidents = [service.load(i) for i in service.ids()]
+                    incidents = service.everything()
                 probed, outages = ctx.page_health()
                 held["state"] = page_state(config, incidents, ctx.now(), probed, outages)
                 held["at"], held["answers"] = time.monotonic(), {}
             return held["state"], held["answers"]
 
-    def answer(request: Request, name: str, make: Callable[[PageState, str], Any]) -> Response:
-        """The answer ``name`` for this state, made once however many ask: a crowd of
-        customers costs the daemon one rendering a second, not one a request."""
+    def made(
+        request: Request, name: str, make: Callable[[PageState, str], Any]
+    ) -> tuple[bytes, str]:
+        """The answer ``name`` for this state and its ETag, made once however many ask."""
         state, answers = current()
         base = ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}"
         key = (name, base)
         if key not in answers:
-            made = make(state, base + "/status-page")
-            body = made.encode() if isinstance(made, str) else json.dumps(
-                made, default=str, sort_keys=True).encode()  # fmt: skip
+            found = make(state, base + "/status-page")
+            body = found.encode() if isinstance(found, str) else json.dumps(
+                found, default=str, sort_keys=True).encode()  # fmt: skip
             answers[key] = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
-        body, tag = answers[key]
+        return answers[key]
+
+    async def answer(request: Request, name: str, make: Callable[[PageState, str], Any]
+                     ) -> Response:  # fmt: skip
+        """A crowd of customers costs the daemon one rendering a second, not one a
+        request: an answer made already is served from the event loop itself (no thread
+        of the pool woken for it: the scheduler shares the interpreter); only a new one
+        is made in a thread."""
+        base = ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}"
+        fresh = time.monotonic() - held["at"] < FRESH
+        ready = held["answers"].get((name, base)) if fresh else None
+        body, tag = (
+            ready if ready is not None else await run_in_threadpool(made, request, name, make)
+        )
         headers = {"ETag": tag, "Cache-Control": f"public, max-age={int(FRESH)}"}
         if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
@@ -63,32 +78,32 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
         return Response(body, media_type=kind, headers=headers)
 
     @app.get("/status-page", include_in_schema=False)
-    def status_page(request: Request) -> Response:
-        return answer(request, "page", lambda state, _: render_page(
+    async def status_page(request: Request) -> Response:
+        return await answer(request, "page", lambda state, _: render_page(
             env, state, "/api/v2/summary.json", None, "/status-page/history.atom"))  # fmt: skip
 
     @app.get("/status-page/history.atom", include_in_schema=False)
-    def feed(request: Request) -> Response:
-        return answer(request, "feed", atom)
+    async def feed(request: Request) -> Response:
+        return await answer(request, "feed", atom)
 
     @app.get("/api/v2/summary.json", summary="The status page: components, open incidents,"
              " the overall status (public; Statuspage's format).")  # fmt: skip
-    def summary(request: Request) -> Response:
-        return answer(request, "summary", formats.summary)
+    async def summary(request: Request) -> Response:
+        return await answer(request, "summary", formats.summary)
 
     @app.get("/api/v2/status.json", summary="The overall status (public; Statuspage's format).")
-    def status(request: Request) -> Response:
-        return answer(request, "status", lambda state, url: {
+    async def status(request: Request) -> Response:
+        return await answer(request, "status", lambda state, url: {
             "page": formats.page(state, url), "status": formats.status(state)})  # fmt: skip
 
     @app.get("/api/v2/components.json", summary="Every component (public; Statuspage's format).")
-    def components(request: Request) -> Response:
-        return answer(request, "components", lambda state, url: {
+    async def components(request: Request) -> Response:
+        return await answer(request, "components", lambda state, url: {
             "page": formats.page(state, url), "components": formats.components(state)})  # fmt: skip
 
     @app.get("/api/v2/incidents.json", summary="Incidents, the newest first (public;"
              " Statuspage's format).")  # fmt: skip
-    def incidents(request: Request) -> Response:
-        return answer(request, "incidents", lambda state, url: {
+    async def incidents(request: Request) -> Response:
+        return await answer(request, "incidents", lambda state, url: {
             "page": formats.page(state, url),
             "incidents": [formats.incident(i) for i in state.incidents[:50]]})  # fmt: skip
