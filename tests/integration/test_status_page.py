@@ -185,3 +185,31 @@ def test_each_component_shows_its_90_days_and_the_history_is_an_atom_feed(
     titles = [e.findtext(f"{atom}title") for e in root.findall(f"{atom}entry")]
     assert titles == ["Service disruption: Meter ingestion API: Resolved"]
     assert 'type="application/atom+xml"' in page.text  # the page names its feed
+
+
+def test_the_engine_updates_the_page_at_each_phase_change_in_public_words(
+    run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receiver: Any,
+) -> None:  # fmt: skip
+    """Phase 1 settled: the customers are told in drplan's public wording, and the page
+    shows it whole (the services, when they are expected back, the data to send again),
+    as `identified`; nothing of the runbook or who acts."""
+    monkeypatch.setenv("HOOK_URL", f"{receiver.url}/webhook")
+    told = {"primary": "hook", "audiences": {"customers": {"channels": ["hook"]}}}
+    made = _world(run, monkeypatch, tmp_path, None,
+                  channels={"hook": {"kind": "webhook", "url": "${HOOK_URL}"}},
+                  communication=told, status_page={**STATUS_PAGE, "audience": "customers"})  # fmt: skip
+    world = next(made)
+    try:
+        done = world.run("--plan", str(world.plan_path), "incident", "declare", "db-loss",
+                         "--systems", "db", "--since", minutes_ago(10), "--json")  # fmt: skip
+        inc = json.loads(done.out)["id"]
+        assert world.run("incident", "step", inc, "1.1", "done", "--as", "ic").code == 0
+        wait_until(lambda: summary(world)["incidents"][0]["incident_updates"], "the update")
+        (update,) = summary(world)["incidents"][0]["incident_updates"]
+        assert update["status"] == "identified"
+        assert update["body"].startswith("We are restoring Meter ingestion API, expected back by ")
+        assert update["body"].endswith(" UTC may have to be sent again.")
+        for inside in (inc, "Restore db", "ic", "phase", "drplan"):
+            assert inside not in update["body"]
+    finally:
+        made.close()

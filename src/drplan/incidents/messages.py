@@ -180,10 +180,12 @@ class Messenger:
         else:
             results = [self._deliver(name, mail, incident, kind)
                        for name in comm.audiences[audience].channels]  # fmt: skip
+        # Whether drplan's public wording made it: a status page may show it whole.
+        public = self._template(kind, audience) == PUBLIC.get(kind)
         for result in results:
             self.service.record(incident.id, "message", actor, {
                 "audience": audience, "kind": kind, "subject": subject, "text": text, **result,
-                "said": message, **(extra or {}),
+                "said": message, "public": public, **(extra or {}),
             }, self.now())  # fmt: skip
         return results
 

@@ -165,10 +165,16 @@ def clock_words(at: datetime) -> str:
     return clock.rfc3339(at)[11:16] if at.date() == clock.now().date() else clock.rfc3339(at)
 
 
+def _body(text: str) -> str:
+    """A message's text without its subject line, on one line."""
+    return " ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
+
+
 def _updates(page: StatusPage, incident: Incident) -> list[dict[str, Any]]:
-    """The updates told to the page's audience: the words a person wrote for it; for the
-    messages the engine sent on its own (its templates speak to responders), a sentence
-    of the page's own, so that nothing of the incident's insides reaches the page."""
+    """The updates told to the page's audience: the words a person wrote for it; the
+    messages the engine sent on its own in drplan's public wording, whole; for those
+    worded for insiders, a sentence of the page's own, so that nothing of the incident's
+    insides reaches the page."""
     status_of = {"initial": "investigating", "update": "identified", "resolution": "resolved"}
     titles = ", ".join(c.title for c in page.components.values()
                        if set(c.systems) & set(incident.systems))  # fmt: skip
@@ -185,7 +191,11 @@ def _updates(page: StatusPage, incident: Incident) -> list[dict[str, Any]]:
         status = status_of.get(str(event.data.get("kind")), "identified")
         if int(event.data.get("phase") or 0) > len(incident.phases):  # every phase settled
             status = "monitoring"
-        body = str(event.data.get("said") or standard[status])
+        # A person's words; else drplan's public wording of the message (the services, the
+        # ETA, the data to send again); else, for a message worded for insiders (or from
+        # before the public wording), a sentence of the page's own.
+        body = str(event.data.get("said") or (_body(event.data["text"]) if event.data.get("public")
+                                              and event.data.get("text") else standard[status]))  # fmt: skip
         if any(u["body"] == body and u["status"] == status for u in found):
             continue  # the same message on several channels: one update
         found.append({"status": status, "body": body, "at": event.at})
