@@ -72,6 +72,15 @@ def test_systems_carry_their_drills_figures_and_kpis_their_criteria(world: World
     kpis = reader.get("/api/v1/kpis").json()
     assert kpis["criteria"]["rto_achievement"] == 0.95
     assert kpis["windows"]["30d"]["all"]["recoveries"] == 3  # a row per drill run
+    # The KPI report, as `drplan report` makes it.
+    report = reader.get("/api/v1/report", params={"since": "90d"}).json()
+    shown = json.loads(world.run("--plan", str(world.plan_path), "report", "--since", "90d",
+                                 "--format", "json").out)  # fmt: skip
+    assert (report["title"], report["kpis"], report["trends"]) == (
+        shown["title"], shown["kpis"], shown["trends"])  # fmt: skip
+    html = reader.get("/api/v1/report", params={"format": "html"})
+    assert html.headers["content-disposition"] == 'attachment; filename="recovery-report.html"'
+    assert reader.get("/api/v1/report", params={"since": "soon"}).status_code == 422
 
 
 def test_evidence_is_served_by_run_id_from_its_directory_and_only_unchanged(

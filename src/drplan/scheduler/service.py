@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ def serve(
     open_location: Callable[[Plan, str], Repository],
 ) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the plan through ``load_plan``."""
+    # The scheduler shares the interpreter with the web server: a thread waking for a
+    # job's slot gets the interpreter after 1 ms of another's work, not 5.
+    sys.setswitchinterval(0.001)
     store = Catalog.open(options.catalog_url)
     daemon = Daemon(plan, options.plan_path, store, clock.now, env=options.env)
     daemon.reload = load_plan

@@ -17,7 +17,7 @@ from drplan.web.accounts import Principal
 from drplan.web.api_incidents import add_changes
 from drplan.web.api_recovery import add_recovery
 from drplan.web.context import WebContext
-from drplan.web.responses import load_incident, page, respond
+from drplan.web.responses import download, load_incident, page, respond
 
 MAX_LIMIT = 500
 
@@ -99,15 +99,8 @@ def router(ctx: WebContext) -> APIRouter:
             data = review(found, ctx.now())
         if format == "json":
             return respond(request, data)
-        text, kind = ((as_html(data), "text/html") if format == "html"
-                      else (markdown(data), "text/markdown"))  # fmt: skip
-        # A download: the review's page has its own styles, which this site's policy forbids.
-        name = f"{found.id}-review.{format}"
-        return Response(
-            text,
-            media_type=f"{kind}; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return download(as_html(data) if format == "html" else markdown(data), format,
+                        f"{found.id}-review")  # fmt: skip
 
     add_changes(api, ctx)
     add_recovery(api, ctx)

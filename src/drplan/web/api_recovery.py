@@ -27,7 +27,7 @@ from drplan.web.auth import source_of
 from drplan.web.context import WebContext
 from drplan.web.overview import DRILLS_FOR_MEDIAN, overview, runs_by_system
 from drplan.web.problems import Problem
-from drplan.web.responses import page, respond
+from drplan.web.responses import download, page, respond
 
 
 def evidence_dir() -> Path:
@@ -68,6 +68,28 @@ def add_recovery(api: APIRouter, ctx: WebContext) -> None:
         found = [s.as_dict() for s in sorted(repo.snapshots(), key=lambda s: s.time, reverse=True)
                  if (system is None or s.system == system) and (job is None or s.job == job)]  # fmt: skip
         return page(request, found, limit, offset)
+
+    @api.get("/report", summary="The recovery KPI report, as `drplan report` makes it: KPIs"
+             " of drills and incidents per window, and restore-time trends.")  # fmt: skip
+    def kpi_report(request: Request, since: str = Query("365d", description="A duration back."),
+                   format: str = Query("json", pattern="^(json|md|html)$"),
+                   who: Principal = read) -> Response:  # fmt: skip
+        from drplan.drills.report import as_html, markdown, report  # noqa: PLC0415
+        from drplan.incidents.outcomes import from_catalog  # noqa: PLC0415
+        from drplan.incidents.outcomes import recoveries as incident_recoveries  # noqa: PLC0415
+        from drplan.plan.durations import parse_duration  # noqa: PLC0415
+
+        try:
+            start = ctx.now() - parse_duration(since)
+        except ValueError:
+            raise Problem(422, f"since: {since!r} is not a duration (e.g. 90d)") from None
+        incidents, _ = from_catalog(ctx.catalog, start)
+        data = report(ctx.plan_of(), ctx.catalog.drills(since=start, limit=100_000), ctx.now(),
+                      runs=False, incidents=incident_recoveries(incidents))  # fmt: skip
+        if format == "json":
+            return respond(request, data)
+        return download(as_html(data) if format == "html" else markdown(data), format,
+                        "recovery-report")  # fmt: skip
 
     @api.get("/drills/{run}/evidence", summary="A drill run's evidence file (JSON), as written.")
     def evidence(request: Request, run: str, who: Principal = read) -> Response:

@@ -57,3 +57,11 @@ def load_incident(service: Any, incident: str) -> Any:
         return service.load(incident)
     except DrplanError as exc:
         raise Problem(404, exc.message) from None
+
+
+def download(text: str, fmt: str, name: str) -> Response:
+    """A report as a file to save (Markdown or HTML): the HTML has its own styles, which
+    this site's policy would not let it show inline."""
+    kind = "text/html" if fmt == "html" else "text/markdown"
+    return Response(text, media_type=f"{kind}; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})  # fmt: skip
