@@ -268,6 +268,18 @@ class Demo:
         except OSError:
             return None
 
+    def settled(self, inc: str, *steps: str) -> bool:
+        """Whether those steps of the incident are done, skipped or failed (the API's)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.metrics_port}/api/v1/incidents/{inc}",
+                                         headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                found: dict[str, Any] = json.load(resp)
+        except OSError:
+            return False
+        status = {s["id"]: s["status"] for p in found["phases"] for s in p["steps"]}
+        return all(status.get(s) in ("done", "skipped", "failed") for s in steps)
+
     def wait_for(self, what: str, condition: Any, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
@@ -459,13 +471,16 @@ def rehearse(demo: Demo) -> None:
     # have shipped past it (a partial segment every 10 s).
     demo.wait_for("the WAL stream to pass the declared moment",
                   lambda: demo.recovery_point() > declared_at, 60)  # fmt: skip
-    step("Phase 1 by hand, then `incident run`: it stops at the approval gate")
+    step("Phase 1 by hand; drplan serve, which drives every open incident, stops at the"
+         " approval gate")  # fmt: skip
     demo.drplan("incident", "step", inc, "1.1", "done", "--as", "database-team",
                 "--note", "rehearsal: nothing to contain")  # fmt: skip
-    demo.drplan("incident", "run", inc, check=False)
-    step("Approved by the incident commander: the restore runs, the checks stop the clock")
+    step("Approved by the incident commander: drplan serve runs the restore at once, and"
+         " the checks stop the clock")  # fmt: skip
     demo.drplan("incident", "approve", inc, "2.1", "--as", "incident-commander")
-    demo.drplan("incident", "run", inc)
+    demo.wait_for("drplan serve to run the restore and the checks",
+                  lambda: demo.settled(inc, "2.1", "3.1"), 600)  # fmt: skip
+    demo.drplan("incident", "timeline", inc)
     demo.drplan("incident", "step", inc, "4.1", "done", "--as", "incident-commander")
     demo.drplan("incident", "status", inc)
     step("Resolved, reviewed and closed: the rehearsal is recorded as a drill")
