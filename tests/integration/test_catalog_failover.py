@@ -145,3 +145,37 @@ def runs_of(cluster: PgCluster, job: str) -> list[Any]:
         return catalog.runs(job, limit=1000)
     finally:
         catalog.close()
+
+
+def test_the_threads_of_a_daemon_meeting_an_empty_server_make_its_schema_once(
+    pg_cluster: Callable[..., PgCluster],
+) -> None:
+    """After a failover to a new, empty server, every thread of the daemon (scheduler,
+    watcher, web server, incident driver) finds the schema to make at its next use: one
+    makes it, the others wait for it, none fails on the other's tables."""
+    import threading  # noqa: PLC0415
+
+    cluster = pg_cluster()
+    url = f"postgresql://postgres:{cluster.password}@127.0.0.1:{cluster.port}/postgres"
+    catalog = Catalog.open(url)
+    failures: list[BaseException] = []
+    try:
+        for _ in range(5):
+            with catalog.transaction() as conn:  # the server is replaced by an empty one
+                conn.exec_driver_sql("drop schema public cascade; create schema public")
+            catalog._stale = True  # as a failure marks it
+
+            def use() -> None:
+                try:
+                    catalog.last_run("web")
+                except BaseException as exc:
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=use) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        assert failures == []
+    finally:
+        catalog.close()

@@ -69,9 +69,10 @@ def test_demo_script_validates_lints_and_shows_the_plan_then_serves_it_live() ->
     assert "REHEARSAL  Database Corruption (database-corruption), tier 1, open" in out
     assert "on track: median" in out  # predicted from the drill just run ...
     assert "over 1 drills, scaled to today's sizes" in out  # ... to today's data and WAL
-    assert "waits for approval by incident-commander" in out
+    assert "): step 2.1 approved" in out
+    assert "drplan: step 2.1 started (attempt 1, process" in out  # serve ran it, at once
     assert "smartwatts-db recovered and checked: RTO" in out
-    assert "step 3.1 Readings are all there: done (" in out
+    assert "drplan: step 3.1 done" in out
     assert "rehearsal recorded as drill rehearsal-database-corruption (run INC-" in out
     assert "): passed" in out
     assert "# Post-incident review: INC-" in out

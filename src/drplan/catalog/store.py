@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,7 @@ class Catalog:
         self.path = path  # the SQLite file, if it is one
         self._identity: tuple[int, int] | None = None  # which file that was when opened
         self._stale = True  # the file and schema are to be checked before the next use
+        self._preparing = threading.Lock()  # one thread checks and migrates, the others wait
 
     @classmethod
     def open(cls, url: str) -> Catalog:
@@ -148,7 +150,9 @@ class Catalog:
             self.engine.dispose()
             self._stale = True
         if self._stale:
-            self._prepare()
+            with self._preparing:
+                if self._stale:  # not done meanwhile by the thread that held the lock
+                    self._prepare()
         return _Transaction(self)
 
     def _prepare(self) -> None:
@@ -193,6 +197,12 @@ class Catalog:
         )
 
     def _migrate(self) -> None:
+        try:
+            self._migrate_once()
+        except DuplicateKey:  # another process made the schema at the same moment: it is there
+            self._migrate_once()
+
+    def _migrate_once(self) -> None:
         with _Transaction(self) as conn:
             catalog_meta.create(conn, checkfirst=True)
             version = schema_version(conn)
