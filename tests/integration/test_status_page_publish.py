@@ -29,24 +29,38 @@ from tests.integration.test_locations import s3_location
 Run = Callable[..., Result]
 
 
+API = {"api": {"title": "Meter ingestion API", "systems": ["db"]}}
+
+
+def local(tmp_path: Path) -> dict[str, Any]:
+    """The one location of these plans: a local repository."""
+    return {"local": {"role": "primary", "kind": "local", "path": str(tmp_path / "repo")}}
+
+
+def page_plan(tmp_path: Path, locations: dict[str, Any], status_page: dict[str, Any],
+              **sections: Any) -> Path:  # fmt: skip
+    """The clean plan with no jobs, its database class in ``locations``, a status page
+    "Test status" with ``status_page``'s settings, and ``sections``: tmp_path/plan.yaml."""
+    raw = clean_plan()
+    raw["locations"] = locations
+    raw["jobs"] = {}
+    raw["data_classes"]["database"]["locations"] = list(locations)
+    raw["status_page"] = {"title": "Test status", **status_page}
+    raw.update(sections)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(raw))
+    return plan
+
+
 def test_the_static_copy_is_read_back_from_s3_after_the_primary_location_is_gone(
     run: Run, tmp_path: Path, seaweedfs: SeaweedFS, s3_secrets: None, password: str,
     monkeypatch: Any,
 ) -> None:  # fmt: skip
     bucket = seaweedfs.create_bucket()
-    raw = clean_plan()
-    raw["locations"] = {
+    plan = page_plan(tmp_path, {
         "local": {"role": "primary", "kind": "local", "path": str(tmp_path / "primary")},
         "cloud": s3_location(seaweedfs, bucket, "cloud"),
-    }
-    raw["jobs"] = {}
-    raw["data_classes"]["database"]["locations"] = ["local", "cloud"]
-    raw["status_page"] = {
-        "title": "Test status", "publish_to": ["cloud"],
-        "components": {"api": {"title": "Meter ingestion API", "systems": ["db"]}},
-    }  # fmt: skip
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(yaml.safe_dump(raw))
+    }, {"publish_to": ["cloud"], "components": API})  # fmt: skip
     monkeypatch.setenv("DRPLAN_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("DRPLAN_CATALOG", sqlite_url(str(tmp_path / "catalog.db")))
     (tmp_path / "primary").mkdir()
@@ -107,20 +121,9 @@ def test_webhook_subscribers_are_told_each_change_once_in_statuspages_format(
 ) -> None:  # fmt: skip
     """The daemon tells a subscriber the component going down and the incident, then
     both back; restarted, it tells only what is new."""
-    raw = clean_plan()
-    raw["locations"] = {
-        "local": {"role": "primary", "kind": "local", "path": str(tmp_path / "repo")}
-    }
-    raw["jobs"] = {}
-    raw["data_classes"]["database"]["locations"] = ["local"]
-    raw["channels"] = {"subscriber": {"kind": "webhook", "url": "${HOOK_URL}",
-                                      "signing_secret": "${HOOK_SECRET}"}}  # fmt: skip
-    raw["status_page"] = {
-        "title": "Test status", "subscribers": ["subscriber"],
-        "components": {"api": {"title": "Meter ingestion API", "systems": ["db"]}},
-    }  # fmt: skip
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(yaml.safe_dump(raw))
+    plan = page_plan(tmp_path, local(tmp_path), {"subscribers": ["subscriber"], "components": API},
+                     channels={"subscriber": {"kind": "webhook", "url": "${HOOK_URL}",
+                                              "signing_secret": "${HOOK_SECRET}"}})  # fmt: skip
     receiver.webhook_secret = "hook-secret-SENTINEL"
     for name, value in (("DRPLAN_STATE_DIR", str(tmp_path / "state")),
                         ("DRPLAN_CATALOG", sqlite_url(str(tmp_path / "catalog.db"))),
@@ -182,21 +185,13 @@ def test_the_daemons_probes_set_a_components_state_and_count_in_its_90_days(
     health = Endpoint("/health")
     marker = tmp_path / "site-is-up"
     marker.touch()
-    raw = clean_plan()
-    raw["locations"] = {
-        "local": {"role": "primary", "kind": "local", "path": str(tmp_path / "repo")}
-    }
-    raw["jobs"] = {}
-    raw["data_classes"]["database"]["locations"] = ["local"]
     port = free_port()
-    raw["web"] = {"listen": f"127.0.0.1:{port}"}
-    raw["status_page"] = {"title": "Test status", "components": {
+    plan = page_plan(tmp_path, local(tmp_path), {"components": {
         "api": {"title": "Meter ingestion API", "systems": ["db"], "probe": {
             "url": health.url, "every": "1s", "timeout": "1s", "failures": 2}},
         "site": {"title": "Customer dashboard", "systems": ["web"], "probe": {
-            "command": f"test -e {marker}", "every": "1s"}}}}  # fmt: skip
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(yaml.safe_dump(raw))
+            "command": f"test -e {marker}", "every": "1s"}}}},
+        web={"listen": f"127.0.0.1:{port}"})  # fmt: skip
     env = {**os.environ, "DRPLAN_PASSWORD": password, "DRPLAN_STATE_DIR": str(tmp_path / "state"),
            "DRPLAN_CATALOG": sqlite_url(str(tmp_path / "catalog.db"))}  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")

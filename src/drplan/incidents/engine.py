@@ -110,9 +110,11 @@ class Engine:
     def _drive_open(self) -> None:
         service = self.service()
         try:
-            ids = service.journal.ids()  # this host's: the catalog's others are driven there
-            for incident in ids:
-                if service.load(incident).status == CLOSED:
+            mine = set(service.journal.ids())  # this host's: the catalog's others are driven there
+            # Read all at once: one query for what the catalog holds past the journals.
+            for found in service.everything():
+                incident = found.id
+                if incident not in mine or found.status == CLOSED:
                     continue
                 with self._lock:
                     if incident in self._driving:

@@ -16,7 +16,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -62,19 +62,20 @@ class Journal:
 
     def append(
         self, incident: str, kind: str, actor: str, data: dict[str, Any], at: datetime,
-        *, new: bool = False, elsewhere: list[Event] | None = None,
+        *, new: bool = False, catch_up: Callable[[list[Event]], list[Event]] | None = None,
     ) -> Event:  # fmt: skip
         """Append one event and sync it; ``new``: the incident's first (its file must not
-        exist yet, so two declarations never share an id); ``elsewhere``: the timeline as
-        another copy has it (the catalog's), taken first when it goes on from this one
+        exist yet, so two declarations never share an id); ``catch_up``: given the
+        journal's events, those another copy (the catalog) has after them, taken in first
         (another host acted on the incident), so the new event follows every other."""
         with self._locked(incident, new) as f:
             content = f.read()
             whole = content[: content.rfind(b"\n") + 1]
             events = parse_journal(whole, self.path(incident))
             start = len(whole)
-            if elsewhere is not None and goes_on_from(elsewhere, events):
-                events, whole, start = elsewhere, b"".join(_line(e) for e in elsewhere), 0
+            tail = catch_up(events) if catch_up is not None else []
+            events += tail
+            whole += b"".join(_line(e) for e in tail)
             event = make_event(events[-1] if events else None, incident, kind, actor, data, at)
             line = whole[start:].decode() + _line(event).decode()
             try:
@@ -129,13 +130,6 @@ class Journal:
             if new:
                 _sync_dir(self.directory)
             yield f
-
-
-def goes_on_from(theirs: list[Event], ours: list[Event]) -> bool:
-    """Whether ``theirs`` holds every event of ``ours``, in order, and more."""
-    return len(theirs) > len(ours) and all(
-        a.hash == b.hash for a, b in zip(ours, theirs, strict=False)
-    )
 
 
 def _line(event: Event) -> bytes:

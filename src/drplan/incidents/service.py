@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -310,12 +311,8 @@ class Incidents:
         # Read when the catalog is wanted now anyway, or open already: a step's start
         # (sync=False) is on disk before anything slow.
         reach = not new and (sync or self._catalog is not None)
-        elsewhere = None
-        if reach:
-            ours = self.journal.read(incident)
-            tail = self.catalog_after(incident, ours)
-            elsewhere = ours + tail if tail else None
-        event = self.journal.append(incident, kind, actor, data, at, new=new, elsewhere=elsewhere)
+        event = self.journal.append(incident, kind, actor, data, at, new=new,
+                                    catch_up=partial(self.catalog_after, incident) if reach else None)  # fmt: skip
         if sync:
             self.sync(incident)
         if self.replicate is not None and kind in REPLICATED:

@@ -93,12 +93,13 @@ class Prober:
                 slow = probe.slow_after is not None and seconds > probe.slow_after.total_seconds()
                 state = DEGRADED if slow else OPERATIONAL
             else:
-                held = before.state if before else OPERATIONAL
-                state = MAJOR if failed >= probe.failures else held
+                state = (
+                    MAJOR if failed >= probe.failures else (before.state if before else OPERATIONAL)
+                )
             now = self.now()
-            changed = before is None or before.state != state
-            self.results[name] = Probed(state, now if changed else before.since,  # type: ignore[union-attr]
-                                        detail, failed)  # fmt: skip
+            kept = before if before is not None and before.state == state else None
+            changed = kept is None
+            self.results[name] = Probed(state, kept.since if kept else now, detail, failed)
         if changed and not (before is None and state == OPERATIONAL):
             log.warning("status page: %s is %s (%s)", name, state.replace("_", " "), detail)
             self.history.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

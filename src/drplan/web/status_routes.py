@@ -44,13 +44,11 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
                 held["at"], held["answers"] = time.monotonic(), {}
             return held["state"], held["answers"]
 
-    def made(
-        request: Request, name: str, make: Callable[[PageState, str], Any]
-    ) -> tuple[bytes, str]:
-        """The answer ``name`` for this state and its ETag, made once however many ask."""
+    def made(key: tuple[str, str], make: Callable[[PageState, str], Any]) -> tuple[bytes, str]:
+        """The answer ``key`` (its name, the page's base URL) for this state and its ETag,
+        made once however many ask."""
         state, answers = current()
-        base = ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}"
-        key = (name, base)
+        base = key[1]
         if key not in answers:
             found = make(state, base + "/status-page")
             body = found.encode() if isinstance(found, str) else json.dumps(
@@ -64,12 +62,10 @@ def add_status_page(app: FastAPI, ctx: WebContext) -> None:
         request: an answer made already is served from the event loop itself (no thread
         of the pool woken for it: the scheduler shares the interpreter); only a new one
         is made in a thread."""
-        base = ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}"
+        key = (name, ctx.plan_of().web.url or f"{request.url.scheme}://{request.url.netloc}")
         fresh = time.monotonic() - held["at"] < FRESH
-        ready = held["answers"].get((name, base)) if fresh else None
-        body, tag = (
-            ready if ready is not None else await run_in_threadpool(made, request, name, make)
-        )
+        ready = held["answers"].get(key) if fresh else None
+        body, tag = ready if ready is not None else await run_in_threadpool(made, key, make)
         headers = {"ETag": tag, "Cache-Control": f"public, max-age={int(FRESH)}"}
         if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
