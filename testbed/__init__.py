@@ -16,13 +16,37 @@ faultproxy
     latency, connection resets, truncated responses, 500 and 503 SlowDown answers.
 plans
     A small plan that validates and lints clean, to adapt per test or benchmark.
+etcd, registry, gitserver
+    The platform's state: Debian's etcd (with mutual TLS when asked, ``certs``),
+    docker-registry (distribution 2.8) with random OCI images pushed without docker,
+    and ``git daemon``, each on 127.0.0.1.
 """
 
 from __future__ import annotations
+
+import socket
+import subprocess
 
 
 class Unavailable(Exception):
     """A real component the caller needs cannot run here; the message says how to get it."""
 
 
-__all__ = ["Unavailable"]
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Ask a server to stop, and kill it when it has not within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+__all__ = ["Unavailable", "free_port", "stop"]

@@ -23,6 +23,9 @@ pytest_plugins = [
     "tests.fixtures.receivers",
     "tests.fixtures.web",
     "tests.fixtures.browser",
+    "tests.fixtures.etcd",
+    "tests.fixtures.registry",
+    "tests.fixtures.gitserver",
 ]
 ROOT = Path(__file__).resolve().parent.parent
 SMARTWATTS = ROOT / "examples" / "smartwatts" / "plan.yaml"

@@ -156,3 +156,31 @@ def files_job_plan(
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(plan))
     return path
+
+
+def platform_plan(
+    tmp_path: Path, systems: dict[str, dict[str, Any]], locations: dict[str, Any],
+    schedule: str = "4h",
+) -> Path:  # fmt: skip
+    """A plan backing up each of ``systems`` (etcd, git, images, ...; data class
+    configuration) with a job of the same name to ``locations``, in their order: the
+    repository made in the first, seeded as a replica in the others; written to
+    tmp_path/plan.yaml."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    path = files_job_plan(tmp_path, tmp_path, locations)
+    raw = yaml.safe_load(path.read_text())
+    raw["systems"] = {name: {"tier": "critical", "data_classes": ["configuration"], **spec}
+                      for name, spec in systems.items()}  # fmt: skip
+    raw["jobs"] = {name: {"system": name, "type": spec["kind"], "schedule": schedule,
+                          "locations": list(locations)} for name, spec in systems.items()}  # fmt: skip
+    path.write_text(yaml.safe_dump(raw))
+    first, *others = locations
+    drplan = [sys.executable, "-m", "drplan", "--plan", str(path)]
+    subprocess.run([*drplan, "repo", "init", first, "--kdf-memory", "1024", "--kdf-time", "1"],
+                   check=True, capture_output=True)  # fmt: skip
+    for location in others:
+        subprocess.run([*drplan, "copy", "--from", first, "--to", location], check=True,
+                       capture_output=True)  # fmt: skip
+    return path

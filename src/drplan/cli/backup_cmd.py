@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -154,9 +155,11 @@ def _job_backup(
     if isinstance(system, CommandSystem):
         return partial(_command, command=system.command, system=job.system, job=job_name,
                        kwargs=kwargs)  # fmt: skip
+    if system.kind in ("etcd", "git", "images"):
+        return partial(_platform, spec=system, system=job.system, job=job_name, kwargs=kwargs)
     raise UsageError(
         f"job {job_name!r} is a {job.type} backup of a {system.kind} system; `drplan backup`"
-        " runs files, command, and full and incremental PostgreSQL backups",
+        " runs files, command, etcd, git, images, and full and incremental PostgreSQL backups",
         hint="WAL jobs run as archive_command (`drplan wal push`), see docs/postgres.md",
     )
 
@@ -170,6 +173,33 @@ def _command(
         repo.compression_level = kwargs["compression_level"]
     snapshot = command_backup(repo, command=command, system=system, job=job, tags=kwargs["tags"])
     return BackupResult(snapshot, [])
+
+
+def _platform(
+    repo: Repository, spec: System, system: str, job: str, kwargs: dict[str, Any]
+) -> BackupResult:
+    """An etcd snapshot, git repositories or container images (docs/sources.md)."""
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
+    from drplan.plan.model import EtcdSystem, GitSystem, ImagesSystem  # noqa: PLC0415
+
+    if kwargs.get("compression_level") is not None:
+        repo.compression_level = kwargs["compression_level"]
+    tags = kwargs["tags"]
+    if isinstance(spec, EtcdSystem):
+        from drplan.sources.etcd.backup import etcd_backup  # noqa: PLC0415
+
+        return BackupResult(etcd_backup(repo, system=system, spec=spec, job=job, tags=tags), [])
+    if isinstance(spec, GitSystem):
+        from drplan.sources.git import git_backup  # noqa: PLC0415
+
+        snapshot = git_backup(repo, system=system, spec=spec, job=job, tags=tags,
+                              cache_dir=Path(state_dir()) / "git" / system)  # fmt: skip
+        return BackupResult(snapshot, [])
+    assert isinstance(spec, ImagesSystem)
+    from drplan.sources.images.backup import images_backup  # noqa: PLC0415
+
+    taken = images_backup(repo, system=system, spec=spec, job=job, tags=tags)
+    return BackupResult(taken.snapshot, taken.warnings)
 
 
 def _run(repo: Repository, options: BackupOptions, as_json: bool) -> BackupResult:

@@ -492,3 +492,13 @@ def reach_of(
             return recoverable_window(repo, system_name).end
     except DrplanError:
         return None
+
+
+def _platform_commands() -> None:
+    from drplan.cli.restore_platform import etcd_command, git_command, images_command  # noqa: PLC0415
+
+    for command in (etcd_command, git_command, images_command):
+        restore_group.add_command(command)
+
+
+_platform_commands()

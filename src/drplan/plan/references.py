@@ -116,7 +116,7 @@ def _data_classes(plan: Plan) -> Iterator[Found]:
                 + " (declare its RPO in objectives.rpo)",
             )
         yield from _refs((*base, "locations"), spec.locations, "location", plan.locations)
-        types = {"any", *JOB_TYPES_BY_KIND["postgres"], *JOB_TYPES_BY_KIND["files"], "command"}
+        types = {"any", *(t for kinds in JOB_TYPES_BY_KIND.values() for t in kinds)}
         for job_type in spec.retention:
             if job_type not in types:
                 yield (*base, "retention", job_type), _unknown("job type", job_type, types)

@@ -50,7 +50,15 @@ from drplan.plan.model.storage import (
     Retention,
     S3Location,
 )
-from drplan.plan.model.systems import CommandSystem, FilesSystem, PostgresSystem, System
+from drplan.plan.model.systems import (
+    CommandSystem,
+    EtcdSystem,
+    FilesSystem,
+    GitSystem,
+    ImagesSystem,
+    PostgresSystem,
+    System,
+)
 from drplan.plan.model.web import ACCESS_LEVELS, Access, Members, Web
 
 
@@ -142,7 +150,10 @@ __all__ = [
     "DataClass",
     "Document",
     "Drill",
+    "EtcdSystem",
     "FilesSystem",
+    "GitSystem",
+    "ImagesSystem",
     "Immutability",
     "Job",
     "JobType",

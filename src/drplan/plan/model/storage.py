@@ -173,6 +173,9 @@ class JobType(StrEnum):
     WAL = "wal"
     FILES = "files"
     COMMAND = "command"
+    ETCD = "etcd"
+    IMAGES = "images"
+    GIT = "git"
 
 
 # Which job types each system kind can run.
@@ -180,6 +183,9 @@ JOB_TYPES_BY_KIND: dict[str, tuple[JobType, ...]] = {
     "postgres": (JobType.FULL, JobType.INCREMENTAL, JobType.WAL),
     "files": (JobType.FILES,),
     "command": (JobType.COMMAND,),
+    "etcd": (JobType.ETCD,),
+    "images": (JobType.IMAGES,),
+    "git": (JobType.GIT,),
 }
 
 
@@ -188,7 +194,8 @@ class Job(PlanModel):
     system: Name
     """The system it backs up."""
     type: JobType
-    """full, incremental or wal (postgres); files; command."""
+    """full, incremental or wal (postgres); otherwise the system's kind (files, command,
+    etcd, images, git)."""
     schedule: ScheduleField
     """Cron expression, interval, `continuous`, `on EVENT` or `manual`."""
     timezone: TimeZoneName | None = None

@@ -73,4 +73,72 @@ class CommandSystem(SystemBase):
     """Shell command that takes a backup on standard input and restores it."""
 
 
-System = Annotated[PostgresSystem | FilesSystem | CommandSystem, Field(discriminator="kind")]
+def _no_url_password(value: str) -> str:
+    if re.search(r"://[^/@\s]*:[^/@\s]*@", value):  # https://user:secret@host
+        raise ValueError(
+            "the address holds a password: give it in `password: ${VAR}` (or the tool's own"
+            " credential store) instead"
+        )
+    return value
+
+
+Address = Annotated[str, AfterValidator(_no_url_password)]
+
+
+class EtcdSystem(SystemBase):
+    kind: Literal["etcd"]
+    endpoints: list[Address] = Field(min_length=1)
+    """Client URLs of the cluster's members (e.g. `https://10.0.0.11:2379`); the snapshot
+    is taken from the first that answers."""
+    cacert: str | None = None
+    """CA certificate (PEM) the members' certificates are checked against."""
+    cert: str | None = None
+    """Client certificate (PEM), for a cluster that asks for one."""
+    key: str | None = None
+    """The client certificate's private key (PEM)."""
+    user: str | None = None
+    """User name, for a cluster with authentication on (`--user`)."""
+    password: Secret | None = None
+    """The user's password, as a reference (`${ETCD_PASSWORD}`)."""
+    check_prefixes: list[str] = Field(default_factory=list)
+    """Key prefixes counted at each backup and held against the restored copy by drills
+    (e.g. `/registry/deployments/`); the total key count is always checked."""
+    bin_dir: str | None = None
+    """Where `etcd` and `etcdctl` are; else `PATH`."""
+
+
+class ImagesSystem(SystemBase):
+    kind: Literal["images"]
+    registry: Address
+    """The registry's address: `https://registry.example.com`, or `http://` for one
+    without TLS (loopback, a lab)."""
+    images: list[str] = Field(min_length=1)
+    """What to back up: `REPOSITORY` (every tag), `REPOSITORY:GLOB` (tags matching a
+    glob, e.g. `smartwatts/api:v*`) or `REPOSITORY@sha256:...` (one digest)."""
+    username: str | None = None
+    """User name for the registry (basic or token authentication)."""
+    password: Secret | None = None
+    """The registry password or token, as a reference."""
+    cacert: str | None = None
+    """CA certificate (PEM) the registry's certificate is checked against."""
+    restore_registry: Address | None = None
+    """Where images are pushed back by default (the recovery site's registry); else
+    `registry`."""
+    restore_username: str | None = None
+    """User name for `restore_registry`; else `username`."""
+    restore_password: Secret | None = None
+    """Password for `restore_registry`; else `password`."""
+
+
+class GitSystem(SystemBase):
+    kind: Literal["git"]
+    repositories: list[Address] = Field(min_length=1)
+    """Repositories to back up, every ref of each: absolute paths, or URLs git can fetch
+    (`https://`, `ssh://`, `git@host:path`) with credentials from git's own configuration
+    (SSH keys, a credential helper)."""
+
+
+System = Annotated[
+    PostgresSystem | FilesSystem | CommandSystem | EtcdSystem | ImagesSystem | GitSystem,
+    Field(discriminator="kind"),
+]
