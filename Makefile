@@ -57,7 +57,8 @@ docs: $(RUN_DEPS)
 	$(BIN)/python -m drplan.plan.lint.catalog > docs/lint-rules.md
 
 # Benchmarks (never part of `make test`); results go to docs/benchmarks.md. Their peers are
-# Debian packages (restic for files and copies, pgBackRest and PostgreSQL 15 for PostgreSQL),
+# Debian packages (restic for files and copies, pgBackRest and PostgreSQL 15 for PostgreSQL,
+# skopeo for images, git itself for git),
 # installed first as for `make test`.
 bench:
 	@PYTHON=$(PYTHON) scripts/system-packages bench
@@ -70,6 +71,7 @@ bench:
 	$(BIN)/python bench/drill_bench.py --scale 50 --runs 3
 	$(BIN)/python bench/incident_bench.py --scale 20 --runs 3
 	$(BIN)/python bench/web_bench.py --systems 50 --runs 20
+	$(BIN)/python bench/platform_bench.py --runs 3
 
 # The torture suite at scale (never part of `make test`, which runs a sample): over 1,000
 # kill -9 trials, over 500 bit flips, the decoders fuzzed; the table goes into
