@@ -21,8 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.etcd import Etcd
+from testbed.gitserver import GitServer, fast_import
+from testbed.registry import Registry, push_image, random_layer
 from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import give_to_server
+from tests.fixtures.registry import NewRegistry
 from tests.integration.test_postgres_pitr import (  # the fixtures, by name
     Archived,
     Stream,
@@ -349,6 +353,10 @@ def test_a_full_platform_drill_recovers_in_dependency_order_on_its_critical_path
     archived: Archived,  # noqa: F811
     scratch: Path,
     tmp_path: Path,
+    etcd_member: Etcd,
+    registry: Registry,
+    new_registry: NewRegistry,
+    git_server: GitServer,
 ) -> None:
     plan = yaml.safe_load(archived.plan.read_text())
     for name in ("web", "config"):
@@ -358,12 +366,27 @@ def test_a_full_platform_drill_recovers_in_dependency_order_on_its_critical_path
             (source / "etc" / f"{name}-{i}.conf").write_text(f"{name} setting {i}\n" * 50)
         plan["systems"][name] = {"kind": "files", "tier": "important", "paths": [str(source)],
                                  "data_classes": ["configuration"]}  # fmt: skip
-        plan["jobs"][name] = {"system": name, "type": "files", "schedule": "1h",
-                              "locations": ["local"]}  # fmt: skip
-    plan["systems"]["web"]["depends_on"] = ["db"]  # config depends on nothing
+    plan["systems"]["web"]["depends_on"] = ["db"]
+    # The platform under them: the cluster's state, the images it runs, their code.
+    push_image(registry.client(), "drill/api", "v1", [random_layer(1 << 16, 7)])
+    repository = f"manifests-{os.getpid()}"  # the server is shared with other tests
+    fast_import(git_server.create(repository), commits=20)
+    recovery_site = new_registry()
+    plan["systems"] |= {
+        "kubernetes": etcd_member.system(check_prefixes=["/registry/pods/"]),
+        "api": {"kind": "images", "registry": registry.url, "images": ["drill/api"],
+                "restore_registry": recovery_site.url},
+        "k8s-manifests": {"kind": "git", "repositories": [git_server.url(repository)]},
+    }  # fmt: skip
+    for name in ("kubernetes", "api", "k8s-manifests"):
+        plan["systems"][name] |= {"tier": "critical", "data_classes": ["configuration"]}
+    for name in ("web", "config", "kubernetes", "api", "k8s-manifests"):
+        plan["jobs"][name] = {"system": name, "type": plan["systems"][name]["kind"],
+                              "schedule": "1h", "locations": ["local"]}  # fmt: skip
     archived.plan.write_text(yaml.safe_dump(plan))
-    for job in ("db-full", "web", "config"):
-        assert run("backup", job).code == 0
+    for job in ("db-full", "web", "config", "kubernetes", "api", "k8s-manifests"):
+        done = run("backup", job)
+        assert done.code == 0, done.err
     archived.cluster.sql("create table t as select 1 as i")
     switch_and_wait_archived(archived.cluster)
     drill_plan(archived, scratch, kind="full_platform", systems=[])
@@ -373,13 +396,21 @@ def test_a_full_platform_drill_recovers_in_dependency_order_on_its_critical_path
     result = json.loads(first.out)
     assert result["passed"] is True, result["failures"]
     order = [s["system"] for s in result["systems"]]
-    assert sorted(order) == ["config", "db", "web"]
-    assert order.index("web") > order.index("db")  # after what it depends on
-    web = next(s for s in result["systems"] if s["system"] == "web")
-    assert web["validations"][0]["name"] == "files match the snapshot"
-    assert web["validations"][0]["detail"].startswith("20 files, ")
+    # etcd, then images, then git, then the database, then files: the platform's order.
+    assert order[:4] == ["kubernetes", "api", "k8s-manifests", "db"]
+    assert sorted(order[4:]) == ["config", "web"]
+    checks = {s["system"]: s["validations"][0] for s in result["systems"]}
+    assert checks["kubernetes"]["detail"].endswith(
+        f"/registry/pods/ {etcd_member.count('/registry/pods/')}"
+    )
+    assert checks["api"]["name"] == f"images pushed to {recovery_site.url}, digests read back"
+    assert recovery_site.client().tags("drill/api") == ["v1"]
+    assert "refs, fsck clean" in checks["k8s-manifests"]["detail"]
+    assert checks["web"]["name"] == "files match the snapshot"
+    assert checks["web"]["detail"].startswith("20 files, ")
     critical = result["critical_path"]
-    assert critical["systems"] == ["db", "web"]
+    assert critical["systems"][:4] == ["kubernetes", "api", "k8s-manifests", "db"]
+    assert critical["systems"][4] in ("web", "config")
     assert critical["objective_seconds"] == 12 * 3600
     assert critical["predicted_seconds"] is None  # no drill before this one
     assert list(scratch.iterdir()) == []

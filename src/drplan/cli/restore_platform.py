@@ -219,7 +219,7 @@ def images_command(settings: Settings, system_name: str, point: str, registry: s
                    as_json: bool) -> None:  # fmt: skip
     """Push SYSTEM's images back, by tag and digest, and read each back from the registry
     to check its digest."""
-    from drplan.recovery.images import restore_images  # noqa: PLC0415
+    from drplan.recovery.images import restore_images, target_registry  # noqa: PLC0415
 
     plan = settings.load().plan
     spec = system_of(plan, system_name, "images")
@@ -243,17 +243,3 @@ def images_command(settings: Settings, system_name: str, point: str, registry: s
                f" and verified; {human_bytes(restored.bytes_sent)} sent")  # fmt: skip
     for image in restored.images:
         click.echo(f"  {image.reference}  {image.digest}")
-
-
-def target_registry(spec: Any, given: str | None) -> tuple[str, str | None, str | None]:
-    """Where images go back to, and with which credentials: ``--registry``, else the
-    system's ``restore_registry`` (with its own credentials), else its ``registry``."""
-    if given or spec.restore_registry:
-        to = given or spec.restore_registry
-        user = spec.restore_username or spec.username
-        secret = spec.restore_password or spec.password
-        if to == spec.registry:
-            user, secret = spec.username, spec.password
-    else:
-        to, user, secret = spec.registry, spec.username, spec.password
-    return to, user, None if secret is None else secret.resolve()

@@ -3,7 +3,12 @@ dependencies are all recovered at the same time, and the critical path reported 
 the full-platform RTO, with a prediction from past drills made before starting.
 
 The order is the plan's ``depends_on``, by levels: level 0 depends on nothing in the
-drill, level n on systems of lower levels only. The critical path is the chain of
+drill, level n on systems of lower levels only. Beside it, the platform's own order
+(``PLATFORM_ORDER``): the cluster's state (etcd) before the images that run on it,
+before the code and manifests (git), before the databases, before files, as a
+platform is brought back by hand. A system depends on every system of the drill of an
+earlier kind, unless that would turn against the plan's own ``depends_on`` (a cycle):
+the plan's word wins. The critical path is the chain of
 dependencies whose recovery times add up to the most: with enough parallel hands, the
 platform cannot be back sooner. The prediction adds up, along the same graph, each
 system's median measured RTO over its last drills (from the catalog).
@@ -21,15 +26,42 @@ from drplan.plan.model import Plan
 HISTORY = 5  # past measurements per system the prediction is the median of
 
 
+PLATFORM_ORDER = ("etcd", "images", "git", "postgres", "files", "command")
+
+
+def dependencies(plan: Plan, systems: list[str]) -> dict[str, set[str]]:
+    """What each of ``systems`` waits for in a recovery of them all: its ``depends_on``
+    within them, and the systems of an earlier kind (see the module's docstring)."""
+    chosen = set(systems)
+    graph = {n: {d for d in plan.systems[n].depends_on if d in chosen} for n in systems}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            name = stack.pop()
+            if name == goal:
+                return True
+            if name not in seen:
+                seen.add(name)
+                stack += graph[name]
+        return False
+
+    rank = {n: PLATFORM_ORDER.index(plan.systems[n].kind) for n in systems}
+    for name in sorted(systems, key=rank.__getitem__):
+        for earlier in sorted(systems, key=rank.__getitem__):
+            if rank[earlier] < rank[name] and not reaches(earlier, name):
+                graph[name].add(earlier)
+    return graph
+
+
 def levels(plan: Plan, systems: list[str]) -> list[list[str]]:
     """``systems`` by recovery level (dependencies outside the drill are taken as up)."""
-    chosen = set(systems)
+    graph = dependencies(plan, systems)
     placed: dict[str, int] = {}
 
     def level(name: str) -> int:
         if name not in placed:
-            deps = [d for d in plan.systems[name].depends_on if d in chosen]
-            placed[name] = 1 + max((level(d) for d in deps), default=-1)
+            placed[name] = 1 + max((level(d) for d in graph[name]), default=-1)
         return placed[name]
 
     for name in systems:
@@ -45,11 +77,12 @@ def critical_path(plan: Plan, durations: dict[str, float]) -> tuple[list[str], f
     None when a system has no duration (it did not recover)."""
     if not durations:
         return None
+    graph = dependencies(plan, list(durations))
     finish: dict[str, tuple[float, list[str]]] = {}
 
     def done(name: str) -> tuple[float, list[str]]:
         if name not in finish:
-            deps = [d for d in plan.systems[name].depends_on if d in durations]
+            deps = graph[name]
             before = max((done(d) for d in deps), default=(0.0, []), key=lambda f: f[0])
             finish[name] = (before[0] + durations[name], [*before[1], name])
         return finish[name]

@@ -1,18 +1,22 @@
-"""Drills of files and command systems: the system's newest snapshot restored into a
-scratch directory and proven whole.
+"""Drills of every system that is not PostgreSQL: the system's newest snapshot restored
+into a scratch directory and proven, as its kind can be (``platform_drills``).
 
-Every chunk is checked against its recorded hash as it is written (the restore does
-that); the drill then holds what was restored against the snapshot's own record: as
-many files and as many bytes as it says it holds. A command system's output is restored
-as its ``SYSTEM.out``; its ``restore_command`` is not run (it would restore into the
-live system). The data lost is the time from the disaster back to the snapshot.
+Files and command systems: every chunk is checked against its recorded hash as it is
+written (the restore does that); the drill then holds what was restored against the
+snapshot's own record: as many files and as many bytes as it says it holds. A command
+system's output is restored as its ``SYSTEM.out``; its ``restore_command`` is not run
+(it would restore into the live system). etcd, git and images systems are restored as
+their own tools would use them and checked by those tools. The data lost is the time
+from the disaster back to the snapshot.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from drplan import clock
+from drplan.drills.platform_drills import PLATFORM_KINDS, Recovery, platform_recovery
 from drplan.drills.results import SystemResult, new_result
 from drplan.drills.scratch import make_scratch, room_needed, scratch_base
 from drplan.drills.validations import Validation
@@ -21,6 +25,7 @@ from drplan.plan.model import Plan
 from drplan.plan.model.assurance import Drill
 from drplan.recovery.files import RestoreOptions, restore_files
 from drplan.recovery.recover import OpenLocation
+from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 
 
@@ -50,7 +55,7 @@ def drill_snapshot_system(
                     if snapshot is None:
                         tried.append(f"{ref}: no snapshot of {system_name}")
                         continue
-                    restored = restore_files(repo, snapshot, RestoreOptions(str(scratch.root)))
+                    recovery = recover_kind(plan, system_name, repo, snapshot, scratch.root)
             except DrplanError as exc:
                 tried.append(f"{ref}: {exc.message}")
                 continue
@@ -60,8 +65,7 @@ def drill_snapshot_system(
             outcome.last_transaction = snapshot.time
             outcome.rpo_seconds = max(0.0, (outcome.disaster - snapshot.time).total_seconds())
             checking = time.monotonic()
-            outcome.validations.append(_whole(snapshot, restored.files, restored.bytes_written,
-                                              restored.failed, time.monotonic() - checking))  # fmt: skip
+            outcome.validations += recovery.prove()
             outcome.phases["validate"] = round(time.monotonic() - checking, 3)
             outcome.rto_seconds = time.monotonic() - began
             break
@@ -76,6 +80,21 @@ def drill_snapshot_system(
 def _newest(snapshots: list[Snapshot], system: str) -> Snapshot | None:
     mine = [s for s in snapshots if s.system == system]
     return max(mine, key=lambda s: s.time) if mine else None
+
+
+def recover_kind(
+    plan: Plan, system: str, repo: Repository, snapshot: Snapshot, scratch: Path
+) -> Recovery:
+    """Restore the snapshot into ``scratch`` as its kind is restored (from the open
+    repository); what proves it is run afterwards, off the repository's lock."""
+    kind = snapshot.source.get("kind", "files")
+    if kind in PLATFORM_KINDS:
+        return platform_recovery(plan, system, repo, snapshot, scratch)
+    started = time.monotonic()
+    restored = restore_files(repo, snapshot, RestoreOptions(str(scratch)))
+    whole = _whole(snapshot, restored.files, restored.bytes_written, restored.failed,
+                   time.monotonic() - started)  # fmt: skip
+    return Recovery(lambda: [whole])
 
 
 def _whole(

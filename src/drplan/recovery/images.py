@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from drplan.errors import DrplanError, IntegrityError
+from drplan.plan.model import ImagesSystem
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
@@ -189,3 +190,15 @@ def restore_images(
             )
         result.images.append(RestoredImage(name, served.digest, verified=True))
     return result
+
+
+def target_registry(spec: ImagesSystem, given: str | None) -> tuple[str, str | None, str | None]:
+    """Where images go back to, and with which credentials: ``--registry``, else the
+    system's ``restore_registry`` (with its own credentials), else its ``registry``."""
+    to = given or spec.restore_registry or spec.registry
+    if to != spec.registry:
+        user = spec.restore_username or spec.username
+        secret = spec.restore_password or spec.password
+    else:
+        user, secret = spec.username, spec.password
+    return to, user, None if secret is None else secret.resolve()

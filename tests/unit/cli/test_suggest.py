@@ -141,7 +141,10 @@ def test_an_option_of_a_sibling_says_which_command_has_it(run: Run) -> None:
     err = one_line(run("key", "--repo", "r", "list"))
     assert "--repo is an option of `drplan key add`, `drplan key list`" in err
     err = one_line(run("restore", "--targt", "/x", "latest"))
-    assert "(did you mean '--target', an option of `drplan restore git`, `drplan restore SNAPSHOT`?)" in err
+    assert (
+        "(did you mean '--target', an option of `drplan restore git`, `drplan restore SNAPSHOT`?)"
+        in err
+    )
 
 
 def test_a_root_option_after_the_command_says_where_it_goes(run: Run) -> None:
