@@ -36,13 +36,8 @@ from typing import Any
 
 import yaml
 
-from drplan.sources.images.registry import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Manifest,
-    RegistryClient,
-    sha256_of,
-)
+from drplan.sources.images.manifest import OCI_INDEX, OCI_MANIFEST, Manifest, sha256_of
+from drplan.sources.images.registry import RegistryClient
 from testbed import Unavailable, free_port, stop
 
 BINARY = "/usr/bin/docker-registry"

@@ -19,12 +19,8 @@ from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
 from drplan.sources.images.backup import BLOBS, INDEX, KIND, REF_NAME
-from drplan.sources.images.registry import (
-    DIGEST,
-    Manifest,
-    RegistryClient,
-    sha256_of,
-)
+from drplan.sources.images.manifest import DIGEST, Manifest, sha256_of
+from drplan.sources.images.registry import RegistryClient
 from drplan.sources.stored import files_of, read_stored
 
 

@@ -29,7 +29,7 @@ from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.repo.tree import Node
-from drplan.sources.images.registry import (
+from drplan.sources.images.manifest import (
     DIGEST,
     OCI_INDEX,
     REPOSITORY,
@@ -37,12 +37,12 @@ from drplan.sources.images.registry import (
     Descriptor,
     DigestMismatchError,
     Manifest,
-    RegistryClient,
     RegistryError,
     RegistryUnreachableError,
     UnsupportedManifestError,
     sha256_of,
 )
+from drplan.sources.images.registry import RegistryClient
 from drplan.sources.stored import (
     Run,
     Stored,

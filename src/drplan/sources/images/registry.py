@@ -10,154 +10,41 @@ scope). Credentials and tokens never appear in an error message.
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import io
 import json
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from drplan.errors import SourceError
+from drplan.sources.images.manifest import (
+    DIGEST,
+    MANIFEST_TYPES,
+    MAX_MANIFEST,
+    DigestMismatchError,
+    Manifest,
+    RegistryAuthError,
+    RegistryError,
+    RegistryNotFoundError,
+    RegistryUnreachableError,
+    UnsupportedManifestError,
+    sha256_of,
+)
+from drplan.sources.images.streams import BlobReader, Bounded, IterReader
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 SCHEMA1_PREFIX = "application/vnd.docker.distribution.manifest.v1"
 
 TIMEOUT = 60.0  # seconds without a byte before a request is given up
-MAX_MANIFEST = 4 << 20  # the distribution spec's limit; a larger "manifest" is not one
 MAX_REDIRECTS = 5
 MONOLITHIC_MAX = 64 << 20  # larger blobs go up in PATCH chunks of UPLOAD_CHUNK
 UPLOAD_CHUNK = 16 << 20
 READ_BLOCK = 1 << 20
 
 Body = bytes | io.RawIOBase | BinaryIO | None
-
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-REPOSITORY = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
-TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-
-
-class RegistryError(SourceError):
-    """A registry request failed; the message names the registry and what was asked."""
-
-
-class RegistryUnreachableError(RegistryError):
-    """No connection to the registry (refused, timed out, TLS failed)."""
-
-
-class RegistryAuthError(RegistryError):
-    """The registry refused the credentials (401) or the access (403)."""
-
-
-class RegistryNotFoundError(RegistryError):
-    """No such repository, tag, manifest or blob (404)."""
-
-
-class DigestMismatchError(RegistryError):
-    """Content whose SHA-256 is not the digest it was asked for (refused)."""
-
-
-class UnsupportedManifestError(RegistryError):
-    """A manifest of a kind this client does not handle (Docker schema 1, unknown types)."""
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """A reference to content: its media type, digest and size (and platform, in an index)."""
-
-    media_type: str
-    digest: str
-    size: int
-    platform: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """A manifest or index as the registry holds it: exact bytes, media type, digest."""
-
-    media_type: str
-    raw: bytes
-    digest: str
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    def children(self) -> list[Descriptor]:
-        """An index's manifests (every platform)."""
-        return [_descriptor(d) for d in self._body().get("manifests", [])]
-
-    def blobs(self) -> list[Descriptor]:
-        """An image manifest's config, then its layers."""
-        body = self._body()
-        return [_descriptor(body["config"]), *(_descriptor(d) for d in body.get("layers", []))]
-
-    def _body(self) -> dict[str, Any]:
-        body = json.loads(self.raw)
-        if not isinstance(body, dict):
-            raise ValueError("not a JSON object")
-        return body
-
-
-def _descriptor(raw: dict[str, Any]) -> Descriptor:
-    digest, size = raw["digest"], raw["size"]
-    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
-        raise ValueError(f"unsupported digest {str(digest)[:80]!r} (only sha256)")
-    if not isinstance(size, int) or size < 0:
-        raise ValueError(f"bad size for {digest}")
-    return Descriptor(str(raw.get("mediaType", "")), digest, size, raw.get("platform"))
-
-
-def sha256_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class BlobReader(io.RawIOBase):
-    """A blob's body as it arrives; at its end, size and SHA-256 must match, or reading
-    raises :class:`DigestMismatchError` instead of returning the last empty read."""
-
-    def __init__(self, response: http.client.HTTPResponse, digest: str, what: str) -> None:
-        self._response = response
-        self._digest = digest
-        self._hash = hashlib.sha256()
-        self._what = what
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        try:
-            count = self._response.readinto(view)
-        except (OSError, http.client.HTTPException) as exc:
-            raise RegistryUnreachableError(f"{self._what}: connection lost ({exc})") from None
-        if count == 0:
-            got = "sha256:" + self._hash.hexdigest()
-            if got != self._digest:
-                raise DigestMismatchError(
-                    f"{self._what}: content has digest {got}, not {self._digest} (refused)",
-                    hint="the registry's storage is damaged or something altered the download",
-                )
-            return 0
-        self._hash.update(view[:count])
-        self.size += count
-        return count
-
-    def close(self) -> None:
-        self._response.close()
-        super().close()
 
 
 @dataclass
@@ -281,7 +168,7 @@ class RegistryClient:
             if resp.status == 201:
                 return False  # mounted: the registry had it already
             location = self._location(resp, what)
-        stream = _IterReader(content)
+        stream = IterReader(content)
         if size > MONOLITHIC_MAX:
             offset = 0
             while offset < size:
@@ -293,7 +180,7 @@ class RegistryClient:
                 }
                 with self._request(
                     "PATCH", location, scope=_push(name), headers=headers,
-                    body=_Bounded(stream, length), what=what,
+                    body=Bounded(stream, length), what=what,
                 ) as resp:  # fmt: skip
                     location = self._location(resp, what)
                 offset += length
@@ -493,42 +380,3 @@ def _next_link(link: str | None) -> str | None:
 
 def _is_stream(body: object) -> bool:
     return body is not None and not isinstance(body, bytes)
-
-
-class _IterReader(io.RawIOBase):
-    """Chunks (a stored file, read back) as a stream."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        while not self._rest:
-            self._rest = next(self._chunks, b"")
-            if not self._rest:
-                return 0
-        count = min(len(buffer), len(self._rest))
-        buffer[:count] = self._rest[:count]
-        self._rest = self._rest[count:]
-        return count
-
-
-class _Bounded(io.RawIOBase):
-    """The next ``length`` bytes of a stream (one PATCH chunk)."""
-
-    def __init__(self, stream: io.RawIOBase, length: int) -> None:
-        self._stream, self._left = stream, length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        if self._left <= 0:
-            return 0
-        view = memoryview(buffer)[: self._left]
-        count = self._stream.readinto(view) or 0
-        self._left -= count
-        return count
