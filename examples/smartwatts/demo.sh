@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-export SMARTWATTS_DB_PASSWORD=demo-not-a-secret
+export SMARTWATTS_DB_PASSWORD=demo-not-a-secret REGISTRY_PASSWORD=demo-not-a-secret
 export SLACK_WEBHOOK_URL=http://127.0.0.1:9/demo-slack
 export SMTP_PASSWORD=demo-not-a-secret
 export PAGERDUTY_ROUTING_KEY=demo-not-a-secret

@@ -2,14 +2,9 @@
 dependencies are all recovered at the same time, and the critical path reported against
 the full-platform RTO, with a prediction from past drills made before starting.
 
-The order is the plan's ``depends_on``, by levels: level 0 depends on nothing in the
-drill, level n on systems of lower levels only. Beside it, the platform's own order
-(``PLATFORM_ORDER``): the cluster's state (etcd) before the images that run on it,
-before the code and manifests (git), before the databases, before files, as a
-platform is brought back by hand. A system depends on every system of the drill of an
-earlier kind, unless that would turn against the plan's own ``depends_on`` (a cycle):
-the plan's word wins. The critical path is the chain of
-dependencies whose recovery times add up to the most: with enough parallel hands, the
+The order is the plan's ``depends_on`` and the platform's own order (``plan.order``),
+by levels: level 0 depends on nothing in the drill, level n on systems of lower levels
+only. The critical path is the chain of dependencies whose recovery times add up to the most: with enough parallel hands, the
 platform cannot be back sooner. The prediction adds up, along the same graph, each
 system's median measured RTO over its last drills (from the catalog).
 """
@@ -22,36 +17,9 @@ from typing import Any
 
 from drplan.drills.report import systems_of
 from drplan.plan.model import Plan
+from drplan.plan.order import dependencies
 
 HISTORY = 5  # past measurements per system the prediction is the median of
-
-
-PLATFORM_ORDER = ("etcd", "images", "git", "postgres", "files", "command")
-
-
-def dependencies(plan: Plan, systems: list[str]) -> dict[str, set[str]]:
-    """What each of ``systems`` waits for in a recovery of them all: its ``depends_on``
-    within them, and the systems of an earlier kind (see the module's docstring)."""
-    chosen = set(systems)
-    graph = {n: {d for d in plan.systems[n].depends_on if d in chosen} for n in systems}
-
-    def reaches(start: str, goal: str) -> bool:
-        seen, stack = set(), [start]
-        while stack:
-            name = stack.pop()
-            if name == goal:
-                return True
-            if name not in seen:
-                seen.add(name)
-                stack += graph[name]
-        return False
-
-    rank = {n: PLATFORM_ORDER.index(plan.systems[n].kind) for n in systems}
-    for name in sorted(systems, key=rank.__getitem__):
-        for earlier in sorted(systems, key=rank.__getitem__):
-            if rank[earlier] < rank[name] and not reaches(earlier, name):
-                graph[name].add(earlier)
-    return graph
 
 
 def levels(plan: Plan, systems: list[str]) -> list[list[str]]:

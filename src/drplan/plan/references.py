@@ -211,15 +211,19 @@ def _dependency_cycles(plan: Plan) -> Iterator[Found]:
 
 
 def recovery_order(plan: Plan) -> list[list[str]]:
-    """Systems in waves: each wave depends only on earlier ones, so a wave can recover in parallel.
+    """Systems in waves: each wave depends only on earlier ones (``depends_on`` and the
+    platform's order, see ``plan.order``), so a wave can recover in parallel.
 
     Within a wave, more urgent tiers come first. Assumes the plan passed check_references.
     """
+    from drplan.plan.order import dependencies  # noqa: PLC0415
+
+    graph = dependencies(plan, list(plan.systems))
     remaining = dict(plan.systems)
     done: set[str] = set()
     waves: list[list[str]] = []
     while remaining:
-        wave = [n for n, s in remaining.items() if all(d in done for d in s.depends_on)]
+        wave = [n for n in remaining if graph[n] <= done]
         wave.sort(key=lambda n: (plan.systems[n].tier.rank, n))
         waves.append(wave)
         done.update(wave)

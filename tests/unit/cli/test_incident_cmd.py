@@ -95,7 +95,7 @@ def test_a_whole_platform_scenario_has_every_system_and_the_platform_deadline(sw
     names = [s["system"] for s in inc["clock"]["systems"]]
     assert "smartwatts-db" in names
     assert "logs" in names
-    assert len(names) == 9
+    assert len(names) == 10  # every system of the plan
     logs = next(s for s in inc["clock"]["systems"] if s["system"] == "logs")
     assert logs["deadline"] == "2026-12-08T03:10:00Z"  # non-critical: 24h
     assert inc["clock"]["full_platform"]["deadline"] == "2026-12-07T15:10:00Z"  # 12h

@@ -34,8 +34,8 @@ def _no_secret_in(*texts: str) -> None:
 def test_validate_smartwatts(run: Run) -> None:
     result = run("plan", "validate", str(SMARTWATTS))
     assert result.code == 0, result.err
-    assert "valid plan 'SmartWatts Energy Monitoring Platform': 9 systems, 12 jobs" in result.out
-    assert "5 secret references set" in result.out
+    assert "valid plan 'SmartWatts Energy Monitoring Platform': 10 systems, 13 jobs" in result.out
+    assert "6 secret references set" in result.out
 
 
 def test_validate_names_every_unset_secret_variable(
@@ -58,7 +58,7 @@ def test_validate_json(run: Run) -> None:
     result = run("plan", "validate", "--json", str(SMARTWATTS))
     data = json.loads(result.out)
     assert data["valid"] is True
-    assert data["counts"]["systems"] == 9
+    assert data["counts"]["systems"] == 10
     assert data["secrets"]["missing"] == []
     assert "SLACK_WEBHOOK_URL" in data["secrets"]["referenced"]
 

@@ -53,8 +53,21 @@ def test_backup_strategy_figures() -> None:
     # Application and infrastructure frequencies.
     assert gap["app-config"] == gap["k8s-state"] == gap["logs"] == timedelta(hours=4)
     assert gap["secrets"] == gap["certificates"] == gap["monitoring"] == timedelta(days=1)
-    assert str(plan.jobs["app-release"].schedule) == "on deployment"
+    # "Code: every deployment", "Docker Images: every deployment", manifests at every change:
+    # real sources, not helper programs.
+    assert (
+        str(plan.jobs["app-images"].schedule)
+        == str(plan.jobs["app-code"].schedule)
+        == "on deployment"
+    )
     assert str(plan.jobs["k8s-manifests"].schedule) == "on change"
+    kinds = {n: plan.systems[j.system].kind for n, j in plan.jobs.items()}
+    assert (kinds["app-images"], kinds["app-code"], kinds["k8s-manifests"], kinds["k8s-state"]) == (
+        "images",
+        "git",
+        "git",
+        "etcd",
+    )
 
 
 def test_recovery_procedure_has_the_four_timed_phases() -> None:
@@ -66,7 +79,16 @@ def test_recovery_procedure_has_the_four_timed_phases() -> None:
         ("System Recovery", "2h-8h"),
         ("Validation and Testing", "8h-12h"),
     ]
-    assert all(len(p.steps) == 3 for p in phases)
+    # The written plan's three steps of each phase, in its order; drplan adds the platform's
+    # images and code between the database and the applications that run from them.
+    written = [[s.title for s in p.steps if s.title != "Container Images and Code"] for p in phases]
+    assert all(len(titles) == 3 for titles in written)
+    assert [s.title for s in phases[2].steps] == [
+        "Infrastructure Recovery",
+        "Database Recovery",
+        "Container Images and Code",
+        "Application Recovery",
+    ]
 
 
 def test_scenarios_tiers_testing_people_and_review() -> None:
@@ -110,11 +132,13 @@ def test_json_summary_gives_the_figures_in_seconds() -> None:
     }
     assert data["derived"]["jobs"]["db-incremental"]["worst_gap"] == 900
     assert data["derived"]["jobs"]["db-incremental"]["next_runs"][0] == "2026-11-26T12:15:00Z"
-    assert data["derived"]["recovery_order"][0] == [
-        "certificates",
-        "k8s-manifests",
-        "kubernetes",
-        "secrets",
+    # The platform's order: etcd, images, git, the database, then files.
+    assert data["derived"]["recovery_order"] == [
+        ["kubernetes"],
+        ["api"],
+        ["api-source", "k8s-manifests"],
+        ["smartwatts-db"],
+        ["app-config", "certificates", "secrets", "monitoring", "logs"],
     ]
 
 
