@@ -21,7 +21,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
+    text,
 )
 
 metadata = MetaData()
@@ -49,6 +51,9 @@ runs = Table(
     Column("bytes_added", BigInteger),
     Column("bytes_stored", BigInteger),
     Column("error", Text),
+    # What asked for a run that no slot did (JSON: event, source, detail, count); None for
+    # scheduled runs and for catalogs written before triggers (schema version 5).
+    Column("triggered_by", Text),
     Index("runs_by_job", "job", "started_at"),
 )
 
@@ -190,8 +195,14 @@ def _v4(conn: Connection) -> None:
         table.create(conn)
 
 
+def _v5(conn: Connection) -> None:
+    # A catalog made by this version has the column from _v1's table already.
+    if "triggered_by" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        conn.execute(text("ALTER TABLE runs ADD COLUMN triggered_by TEXT"))
+
+
 # Appended to, never edited: the catalog's version is the number of steps applied.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 VERSION_KEY = "schema_version"
 
 

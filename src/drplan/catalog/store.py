@@ -14,6 +14,7 @@ database), and a SQLite file moved aside and rebuilt is opened anew.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -80,6 +81,8 @@ class Run:
     bytes_added: int | None
     bytes_stored: int | None
     error: str | None
+    # What asked for the run when no slot did: {"event", "source", "detail", "count"}.
+    triggered_by: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class RunStart:
     started_at: datetime
     slot: datetime | None
     attempt: int
+    triggered_by: dict[str, Any] | None = None
 
 
 class Catalog:
@@ -227,13 +231,20 @@ class Catalog:
     # -- runs -------------------------------------------------------------------------------
 
     def start_run(
-        self, job: str, host: str, started_at: datetime, slot: datetime | None, attempt: int = 1
+        self,
+        job: str,
+        host: str,
+        started_at: datetime,
+        slot: datetime | None,
+        attempt: int = 1,
+        triggered_by: dict[str, Any] | None = None,
     ) -> int:
         with self._begin() as conn:
             result = conn.execute(
                 insert(runs_table).values(
                     job=job, slot=_utc(slot), attempt=attempt, host=host,
                     started_at=_utc(started_at), status=RUNNING,
+                    triggered_by=_dumped(triggered_by),
                 )
             )  # fmt: skip
             key = result.inserted_primary_key
@@ -273,7 +284,8 @@ class Catalog:
                 conn.execute(
                     insert(runs_table).values(
                         job=start.job, slot=_utc(start.slot), attempt=start.attempt,
-                        host=start.host, started_at=_utc(start.started_at), **values,
+                        host=start.host, started_at=_utc(start.started_at),
+                        triggered_by=_dumped(start.triggered_by), **values,
                     )
                 )  # fmt: skip
 
@@ -314,6 +326,7 @@ class Catalog:
         for row in rows:
             for column in ("slot", "started_at", "ended_at"):
                 row[column] = _utc(row[column])
+            row["triggered_by"] = _loaded(row.get("triggered_by"))
         return [Run(**row) for row in rows]
 
     def last_run(self, job: str) -> Run | None:
@@ -541,6 +554,21 @@ def _reason(orig: BaseException | None, exc: BaseException) -> str:
 
 def _exists(conn: Connection, name: str) -> bool:
     return conn.execute(select(leases.c.name).where(leases.c.name == name)).first() is not None
+
+
+def _dumped(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _loaded(value: str | None) -> dict[str, Any] | None:
+    """A run's trigger as recorded; a value this drplan cannot read is shown, not lost."""
+    if not value:
+        return None
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return {"detail": value}
+    return found if isinstance(found, dict) else {"detail": str(found)}
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -59,6 +59,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The plan at a glance: RPO exposure, jobs, locations.",
     ),
     "serve": ("drplan.cli.serve_cmd:serve_command", "Run every job of the plan on its schedule."),
+    "trigger": (
+        "drplan.cli.trigger_cmd:trigger_command",
+        "Run the jobs scheduled `on EVENT` (through the daemon when one runs).",
+    ),
     "catalog": (
         "drplan.cli.catalog_cmd:catalog_group",
         "Rebuild the daemon's run history from the repositories.",

@@ -156,7 +156,7 @@ def token_group() -> None:
     "--user", required=True, metavar="NAME", help="Whose token: it may do no more than they may."
 )
 @click.option("--scope", "scopes", multiple=True, required=True, metavar="SCOPE",
-              help="read, incidents:write, drills:run or admin (repeatable).")  # fmt: skip
+              help="read, incidents:write, drills:run, events:write or admin (repeatable).")  # fmt: skip
 @click.option("--expires", metavar="DURATION", default="90d", show_default=True,
               help="How long it is valid, e.g. 30d; `never` for no end.")  # fmt: skip
 @click.option("--catalog", metavar="URL", help=CATALOG_HELP)

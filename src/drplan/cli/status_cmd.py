@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -45,8 +45,13 @@ def status_command(
     plan = settings.load().plan
     secret = password(settings, password_file)
     facts = gather(plan, lambda name: Repository.open(storage_for(plan.locations[name]), secret))
+    from drplan.catalog.paths import state_dir  # noqa: PLC0415
+    from drplan.scheduler.ledger import Ledger  # noqa: PLC0415
+
     runs, drills = _history(plan, catalog)
-    status = build_status(plan, facts, clock.now(), runs, drills)
+    # What the daemon of this state directory saw change and has not backed up yet.
+    triggers = Ledger(state_dir()).read()
+    status = build_status(plan, facts, clock.now(), runs, drills, triggers=triggers)
     incidents = _open_incidents(catalog)
     if as_json:
         emit_json({"incidents": incidents, **status_json(status)})
@@ -139,6 +144,20 @@ def _ago(value: timedelta | None) -> str:
     return f"{seconds // 86400}d"
 
 
+def _upcoming(job: dict[str, Any], now: datetime) -> str:
+    """The next run: a time, or for a triggered job what it waits for and what it owes."""
+    trigger = job.get("trigger")
+    if trigger is None:
+        return "-" if job["next_run"] is None else f"in {_ago(job['next_run'] - now)}"
+    said = f"on {trigger['event']}"
+    if trigger["unbacked_since"] is not None:
+        said += f"; changed {_ago(now - trigger['unbacked_since'])} ago, not backed up"
+    for path, lost in trigger["lost"].items():
+        said += (f"\n[yellow]at risk: the watch on {path} is lost since"
+                 f" {clock.rfc3339(lost['since'])}: {lost['reason']}[/]")  # fmt: skip
+    return said
+
+
 def _render(plan: Plan, status: Status) -> None:
     from rich.table import Table  # noqa: PLC0415
 
@@ -173,7 +192,7 @@ def _render(plan: Plan, status: Status) -> None:
             name,
             job["schedule"],
             "never" if newest is None else f"{_ago(now - newest)} ago",
-            "-" if job["next_run"] is None else f"in {_ago(job['next_run'] - now)}",
+            _upcoming(job, now),
             last,
         )
     out.print(jobs)

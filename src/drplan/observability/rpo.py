@@ -5,6 +5,13 @@ and each PostgreSQL system's recoverable window.
 PostgreSQL system); ``assess`` and ``windows`` are pure functions of what it read and
 the clock, so the daemon, ``drplan status`` and ``/metrics`` agree, and tests need no
 waiting.
+
+A job that runs on a schedule is as good as its newest snapshot: exposure is now minus
+that. A job that runs when triggered (``on change``, ``on EVENT``) backs up changes, not
+time: exposure counts from the oldest change or event seen after its newest snapshot in
+the location (the ledger, :mod:`drplan.scheduler.ledger`, a lost watch counting as one),
+since data changed then is what a disaster now would lose; it is zero while every change
+seen is backed up.
 """
 
 from __future__ import annotations
@@ -12,12 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from drplan.clock import rfc3339
 from drplan.errors import DrplanError
 from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.sources.postgres.wal_status import Window, recoverable_window, stop_time
+
+if TYPE_CHECKING:
+    from drplan.scheduler.ledger import JobChanges
 
 OK, AT_RISK, BREACHED, UNKNOWN = "ok", "at_risk", "breached", "unknown"
 
@@ -95,9 +107,22 @@ def class_locations(plan: Plan, data_class: str) -> list[str]:
     return [name for name in plan.locations if name in wanted]
 
 
-def assess(plan: Plan, facts: list[LocationFacts], now: datetime) -> list[Exposure]:
-    """Exposure of every data class with an RPO in every location it must be in."""
+def assess(
+    plan: Plan,
+    facts: list[LocationFacts],
+    now: datetime,
+    triggers: Mapping[str, JobChanges] | None = None,
+) -> list[Exposure]:
+    """Exposure of every data class with an RPO in every location it must be in;
+    ``triggers``: the ledger's record of each triggered job (none: nothing seen changing)."""
+    from drplan.plan.schedule import ScheduleKind  # noqa: PLC0415
+
     by_location = {f.location: f for f in facts}
+    triggered: dict[str, JobChanges | None] = {
+        name: (triggers or {}).get(name)
+        for name, job in plan.jobs.items()
+        if job.schedule.kind is ScheduleKind.EVENT
+    }
     at_risk = plan.objectives.at_risk
     out = []
     for data_class, objective in plan.objectives.rpo.items():
@@ -112,7 +137,7 @@ def assess(plan: Plan, facts: list[LocationFacts], now: datetime) -> list[Exposu
                 error = here.error if here else "not read"
                 out.append(Exposure(data_class, location, objective, UNKNOWN, error=error))
                 continue
-            newest, source = _newest_point(here, jobs, systems)
+            newest, source = _newest_point(here, jobs, systems, triggered, now)
             status = BREACHED
             if newest is not None:
                 age = now - newest
@@ -124,15 +149,29 @@ def assess(plan: Plan, facts: list[LocationFacts], now: datetime) -> list[Exposu
 
 
 def _newest_point(
-    here: LocationFacts, jobs: set[str], systems: list[str]
+    here: LocationFacts,
+    jobs: set[str],
+    systems: list[str],
+    triggered: Mapping[str, JobChanges | None],
+    now: datetime,
 ) -> tuple[datetime | None, str | None]:
     best: tuple[datetime | None, str | None] = (None, None)
+    newest_of: dict[str, Snapshot] = {}  # a triggered job's newest snapshot here
     for snapshot in here.snapshots:
         if snapshot.job not in jobs:
+            continue
+        if snapshot.job in triggered:
+            held = newest_of.get(snapshot.job)
+            if held is None or snapshot.time > held.time:
+                newest_of[snapshot.job] = snapshot
             continue
         point = stop_time(snapshot) if snapshot.source.get("kind") == "postgres" else snapshot.time
         if best[0] is None or point > best[0]:
             best = (point, f"snapshot {snapshot.short_id} of job {snapshot.job}")
+    for job, snapshot in newest_of.items():
+        point, source = triggered_point(snapshot, triggered[job], now)
+        if best[0] is None or point > best[0]:
+            best = (point, source)
     for system in systems:
         window = here.windows.get(system)
         if (
@@ -142,6 +181,18 @@ def _newest_point(
         ):
             best = (window.end, f"WAL of {system} archived up to then")
     return best
+
+
+def triggered_point(
+    snapshot: Snapshot, record: JobChanges | None, now: datetime
+) -> tuple[datetime, str]:
+    """How far a triggered job's snapshot keeps data safe: up to the oldest change seen
+    after it (what a disaster now loses changed then), or up to now when none was."""
+    changed = record.after(snapshot.time) if record is not None else None
+    name = f"snapshot {snapshot.short_id} of job {snapshot.job}"
+    if changed is None:
+        return now, f"{name}; no change seen since"
+    return min(changed, now), f"{name}; changed at {rfc3339(changed)}, not backed up since"
 
 
 def overall(exposures: list[Exposure]) -> dict[str, Exposure]:

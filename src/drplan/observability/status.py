@@ -5,7 +5,7 @@ served by the daemon."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,10 +24,11 @@ from drplan.observability.rpo import (
     windows,
 )
 from drplan.plan.model import Job, JobType, Plan
-from drplan.plan.schedule import NeverFiresError
+from drplan.plan.schedule import NeverFiresError, ScheduleKind
 
 if TYPE_CHECKING:  # the catalog (SQLAlchemy) is imported only where it is used
     from drplan.catalog.store import Catalog
+    from drplan.scheduler.ledger import JobChanges
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,12 @@ def build_status(
     last_runs: dict[str, JobRun],
     last_drills: dict[str, dict[str, Any]] | None = None,
     since: datetime | None = None,
+    triggers: Mapping[str, JobChanges] | None = None,
 ) -> Status:
     """``last_drills``: each drill's newest catalog row; ``since``: when the daemon began
-    to watch (a drill never run is not overdue before a slot after it)."""
-    exposures = assess(plan, facts, now)
+    to watch (a drill never run is not overdue before a slot after it); ``triggers``: the
+    ledger of the jobs run by triggers (changes not backed up, watches lost)."""
+    exposures = assess(plan, facts, now, triggers)
     status = Status(now, exposures, overall(exposures), dict(windows(facts)))
     status.drills = drill_states(plan, last_drills or {}, now, since)
     readable = [f for f in facts if f.error is None]
@@ -93,7 +96,10 @@ def build_status(
             "next_run": upcoming[0] if upcoming else None,
             "last_run": run,
             "failing": run is not None and run.status not in ("succeeded", "running"),
+            "trigger": _trigger(job, (triggers or {}).get(name)),
         }
+        # A lost watch: a change there would not be seen, so nothing would back it up.
+        status.jobs[name]["at_risk"] = bool((status.jobs[name]["trigger"] or {}).get("lost"))
         for location in job.locations if job.type is not JobType.WAL else ():
             # (WAL reaches each location within seconds of the others: no lag to show)
             here = newest.get(location)
@@ -109,6 +115,18 @@ def build_status(
         entry["wal"] = {system: w.end for system, w in sorted(f.windows.items())}
         entry.setdefault("lagging", {})
     return status
+
+
+def _trigger(job: Job, record: JobChanges | None) -> dict[str, Any] | None:
+    """A triggered job's state: its event, the oldest change not backed up, lost watches."""
+    if job.schedule.kind is not ScheduleKind.EVENT:
+        return None
+    lost = record.lost if record else {}
+    return {
+        "event": job.schedule.event,
+        "unbacked_since": record.unbacked() if record else None,
+        "lost": {path: {"since": w.since, "reason": w.reason} for path, w in lost.items()},
+    }
 
 
 def _newest(facts: LocationFacts, name: str, job: Job) -> datetime | None:
@@ -169,8 +187,14 @@ def _drill_json(state: dict[str, Any]) -> dict[str, Any]:
 
 def _job_json(job: dict[str, Any]) -> dict[str, Any]:
     run: JobRun | None = job["last_run"]
+    trigger = job.get("trigger")
+    if trigger is not None:
+        lost = {p: {"since": _time(w["since"]), "reason": w["reason"]}
+                for p, w in trigger["lost"].items()}  # fmt: skip
+        trigger = {**trigger, "unbacked_since": _time(trigger["unbacked_since"]), "lost": lost}
     return {
-        **{k: v for k, v in job.items() if k not in ("newest", "next_run", "last_run")},
+        **{k: v for k, v in job.items() if k not in ("newest", "next_run", "last_run", "trigger")},
+        "trigger": trigger,
         "newest": _time(job["newest"]),
         "next_run": _time(job["next_run"]),
         "last_run": None

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drplan.errors import DrplanError
 from drplan.observability.rpo import gather
 from drplan.observability.status import JobRun, Status, build_status
 from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
+
+if TYPE_CHECKING:
+    from drplan.scheduler.ledger import JobChanges
 
 log = logging.getLogger("drplan.serve")
 
@@ -38,6 +41,7 @@ class Watcher:
         since: datetime | None = None,
         kpis: Callable[[datetime], dict[str, Any]] | None = None,
         incidents: Callable[[datetime], list[dict[str, Any]]] | None = None,
+        triggers: Callable[[], Mapping[str, JobChanges]] | None = None,
     ) -> None:
         self.plan = plan
         self.open_location = open_location
@@ -49,6 +53,7 @@ class Watcher:
         self.since = since
         self.kpis = kpis  # the recovery KPIs from the drills' records
         self.incidents = incidents  # the open incidents, each as `incident status` shows it
+        self.triggers = triggers  # the ledger of triggered jobs: changes not backed up yet
         self._sizes: dict[str, dict[str, int]] = {}  # per location, as last counted
         self._sized_at: datetime | None = None
         self.latest: Status | None = None
@@ -76,7 +81,8 @@ class Watcher:
             if not count and f.error is None:
                 f.sizes = self._sizes.get(f.location, {})
         drills = self.last_drills() if self.last_drills else None
-        status = build_status(plan, facts, now, self.last_runs(), drills, self.since)
+        ledger = self.triggers() if self.triggers else None
+        status = build_status(plan, facts, now, self.last_runs(), drills, self.since, ledger)
         if self.kpis is not None:
             status.kpis = self.kpis(now)
         if self.incidents is not None:

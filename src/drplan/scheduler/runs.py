@@ -111,6 +111,12 @@ class JobProcess:
             return None
         return self._outcome(code)
 
+    def wait(self) -> Outcome:
+        """Block until the run ends (stopped past its timeout, as ``poll`` does)."""
+        while (outcome := self.poll()) is None:
+            time.sleep(0.1)
+        return outcome
+
     def _stop(self) -> None:
         if self._killed_at is None:
             self._killed_at = time.monotonic()
@@ -165,3 +171,14 @@ class JobProcess:
             )
             return Outcome(PARTIAL, report, shown or error or SAVED_CODES[code], code)
         return Outcome(FAILED, report, error or f"exit code {code}", code)
+
+
+def child_env(plan_path: str, password_file_env: tuple[str, str] | None) -> dict[str, str]:
+    """The environment of each run: this one's, naming the plan (and the password file),
+    without a pinned clock: runs record when they really happen; without progress: the
+    daemon reads a run's report and its error, never its status lines (docs/cli.md)."""
+    env = {**os.environ, "DRPLAN_PLAN": plan_path, "DRPLAN_PROGRESS_INTERVAL": "off"}
+    if password_file_env:
+        env[password_file_env[0]] = password_file_env[1]
+    env.pop("DRPLAN_NOW", None)
+    return env

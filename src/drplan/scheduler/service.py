@@ -5,7 +5,6 @@ parses flags into ``ServeOptions``; everything else happens here."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -31,9 +30,13 @@ from drplan.observability.metrics import DaemonCollector, registry
 from drplan.observability.status import Status, as_json, last_runs
 from drplan.observability.watch import Watcher
 from drplan.plan.model import Plan
+from drplan.plan.model.storage import JobType
 from drplan.repo.repository import Repository
 from drplan.scheduler.daemon import Daemon
 from drplan.scheduler.pidfile import remove_pidfile, write_pidfile
+from drplan.scheduler.runs import child_env
+from drplan.scheduler.triggers import CHANGE, Trigger, listens
+from drplan.scheduler.watch import DAEMON, Watches, watchable
 from drplan.statuspage.probes import Prober, probe_spans
 from drplan.statuspage.state import Outages
 from drplan.statuspage.uptime import DAYS
@@ -86,9 +89,16 @@ def serve(
     # The scheduler shares the interpreter with the web server: a thread waking for a
     # job's slot gets the interpreter after 1 ms of another's work, not 5.
     sys.setswitchinterval(0.001)
+    # watchfiles logs every batch of changes at INFO; the daemon says what it does with them.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     store = Catalog.open(options.catalog_url)
-    daemon = Daemon(plan, options.plan_path, store, clock.now, env=options.env)
+    daemon = Daemon(plan, options.plan_path, store, clock.now, env=options.env,
+                    state_dir=options.state_dir)  # fmt: skip
     daemon.reload = load_plan
+    assert daemon.ledger is not None
+    ledger = daemon.ledger
+    watches = _Watching(daemon)
+    daemon.on_reload = watches.arm  # a reloaded plan may watch other paths
 
     notifier = Notifier(lambda: daemon.plan, store, clock.now, daemon.host)
 
@@ -112,6 +122,7 @@ def serve(
             incident_recoveries(from_catalog(store, now - KPI_SPAN)[0]),
         ),
         lambda now: open_incidents_status(options.catalog_url, now),
+        triggers=ledger.read,
     )
 
     def ready() -> str | None:
@@ -136,11 +147,13 @@ def serve(
         lambda: daemon.plan, options.plan_path, store, options.catalog_url,
         status=lambda: as_json(watcher.latest) if watcher.latest else None,
         ready=ready, registry=registry(collector), changed=engine.poke,
-        open_location=open_location, page_health=page_health,
+        open_location=open_location, page_health=page_health, trigger=daemon.fire,
     )  # fmt: skip
     server = WebServer(build(web), options.listen, plan.web)
     _handle_signals(daemon)
     pidfile = write_pidfile(options.state_dir)
+    _resume(daemon)
+    watches.arm(plan)
     server.start()
     watcher.start()
     engine.start()
@@ -153,12 +166,70 @@ def serve(
     try:
         daemon.serve()
     finally:
+        watches.stop()
+        _unwatched(daemon)
         engine.stop()
         watcher.stop()
         notifier.stop()
         server.stop()
         store.close()
         remove_pidfile(pidfile)
+
+
+class _Watching:
+    """The watches of the plan as loaded now: armed anew when the plan is."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.watches: Watches | None = None
+
+    def changed(self, job: str, detail: str, at: datetime) -> None:
+        self.daemon.fire(job, Trigger(CHANGE, "watch", at, detail))
+
+    def arm(self, plan: Plan) -> None:
+        self.stop()
+        assert self.daemon.ledger is not None
+        self.watches = Watches(self.daemon.ledger, self.changed, clock.now)
+        self.watches.arm(plan)
+
+    def stop(self) -> None:
+        if self.watches is not None:
+            self.watches.stop()
+
+
+def _resume(daemon: Daemon) -> None:
+    """Queue what the triggered jobs owe: for a files system's ``on change`` job a run now
+    (what changed while no daemon watched was not seen); for any other, a run when the
+    ledger holds changes or events no run backed up (the daemon stopped, or its runs failed).
+    A git system's refs tell by themselves what changed: its watch compares them."""
+    assert daemon.ledger is not None
+    kinds = watchable(daemon.plan)
+    records = daemon.ledger.read()
+    now = daemon.clock()
+    for name, job in daemon.plan.jobs.items():
+        event = listens(job)
+        if event is None or job.type is JobType.WAL:
+            continue
+        if name in kinds:
+            since = daemon.ledger.rearmed(name, DAEMON, a_change=kinds[name] == "files")
+            if kinds[name] == "files":
+                daemon.fire(name, Trigger(CHANGE, "watch", since or now, "the daemon started:"
+                                          " what changed while nothing watched was not seen"))  # fmt: skip
+                continue
+        record = records.get(name)
+        if record is not None and record.changes:
+            daemon.fire(name, Trigger(event, "restart", record.changes[0],
+                                      "not backed up before the daemon stopped"))  # fmt: skip
+
+
+def _unwatched(daemon: Daemon) -> None:
+    """From now on no daemon watches: the ``on change`` jobs are at risk until one does."""
+    assert daemon.ledger is not None
+    for name in watchable(daemon.plan):
+        try:
+            daemon.ledger.lost(name, DAEMON, daemon.clock(), "drplan serve is not running")
+        except OSError as exc:
+            log.error("job %s: could not note that nothing watches it: %s", name, exc.strerror)
 
 
 def _incident_engine(daemon: Daemon, store: Catalog) -> Engine:
@@ -217,12 +288,4 @@ def _handle_signals(daemon: Daemon) -> None:
     signal.signal(signal.SIGHUP, reload)
 
 
-def child_env(plan_path: str, password_file_env: tuple[str, str] | None) -> dict[str, str]:
-    """The environment of each run: this one's, naming the plan (and the password file),
-    without a pinned clock: runs record when they really happen; without progress: the
-    daemon reads a run's report and its error, never its status lines (docs/cli.md)."""
-    env = {**os.environ, "DRPLAN_PLAN": plan_path, "DRPLAN_PROGRESS_INTERVAL": "off"}
-    if password_file_env:
-        env[password_file_env[0]] = password_file_env[1]
-    env.pop("DRPLAN_NOW", None)
-    return env
+__all__ = ["ServeOptions", "child_env", "serve"]

@@ -1,6 +1,8 @@
 """What the daemon runs: the plan's backup jobs, and the upkeep the plan implies.
 
 * every backup job with a cron or interval schedule: ``drplan backup JOB``;
+* every backup job scheduled ``on EVENT`` (``on change``, ``on deployment``): ``drplan
+  backup JOB`` too, started when a trigger asks (:mod:`drplan.scheduler.triggers`);
 * every ``wal`` job with ``stream: true``: ``drplan wal stream``, kept running
   (``continuous``: restarted with backoff when it ends, never scheduled);
 * per location, daily (midnight in the plan's time zone): ``drplan forget --prune``,
@@ -33,8 +35,10 @@ from datetime import timedelta
 
 from drplan.errors import DrillRefusedError
 from drplan.plan.model import Plan
+from drplan.plan.model.storage import JobType
 from drplan.plan.schedule import Schedule, ScheduleKind, parse_schedule
 from drplan.plan.wal_loss import DEFAULT_PARTIAL_EVERY
+from drplan.scheduler.triggers import debounce_of
 
 UPKEEP_SCHEDULE = parse_schedule("@daily")
 COPY_EVERY = parse_schedule("15m")
@@ -56,6 +60,12 @@ class Task:
     retry_codes: tuple[int, ...] | None = None  # exit codes retried (None: every failure)
     waits_for: tuple[str, ...] = ()  # tasks it never runs beside (a copy: the jobs it copies,
     # whose own fan-out would send the same snapshot at the same time)
+    debounce: timedelta | None = None  # a triggered task: how long it waits for quiet
+
+    @property
+    def triggered(self) -> bool:
+        """Run when a trigger asks (``on EVENT``), not per slot."""
+        return self.schedule.kind is ScheduleKind.EVENT
 
     @property
     def continuous(self) -> bool:
@@ -85,6 +95,12 @@ def _jobs(plan: Plan) -> list[Task]:
              job.timeout, job=name, locations=tuple(job.locations))
         for name, job in plan.jobs.items()
         if job.schedule.kind in (ScheduleKind.CRON, ScheduleKind.INTERVAL)
+    ]  # fmt: skip
+    found += [
+        Task(name, job.schedule, plan.job_timezone(job), ("backup", name, "--json"),
+             job.timeout, job=name, locations=tuple(job.locations), debounce=debounce_of(job))
+        for name, job in plan.jobs.items()
+        if job.schedule.kind is ScheduleKind.EVENT and job.type is not JobType.WAL
     ]  # fmt: skip
     # The stream ships the segment being written as often as lint counts on (wal_loss).
     found += [

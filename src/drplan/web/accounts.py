@@ -42,6 +42,7 @@ SCOPES: dict[str, Access] = {
     "read": "viewer",
     "incidents:write": "responder",
     "drills:run": "commander",
+    "events:write": "responder",  # run the jobs scheduled `on EVENT` (a pipeline, a registry)
     "admin": "admin",
 }
 TOKEN_PREFIX = "drplan_"

@@ -1,5 +1,5 @@
 """The REST API v1: the plan, job runs, drills, incidents, recoverability (systems, KPIs,
-evidence) and the audit trail, as JSON.
+evidence), events that run jobs, and the audit trail, as JSON.
 
 Every route needs credentials (see :mod:`drplan.web.auth`); reads need ``viewer`` and
 the ``read`` scope. Lists are paginated (``limit``, ``offset``; a ``Link: rel="next"``
@@ -14,6 +14,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from drplan.web.accounts import Principal
+from drplan.web.api_events import add_events
 from drplan.web.api_incidents import add_changes
 from drplan.web.api_recovery import add_recovery
 from drplan.web.context import WebContext
@@ -104,6 +105,7 @@ def router(ctx: WebContext) -> APIRouter:
 
     add_changes(api, ctx)
     add_recovery(api, ctx)
+    add_events(api, ctx)
 
     @api.get("/audit", summary="The audit trail, the newest first (admin).")
     def audit(request: Request, limit: int = limit_q, offset: int = offset_q,

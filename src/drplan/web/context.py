@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from drplan.incidents.service import Incidents
     from drplan.plan.model import Plan
     from drplan.repo.repository import Repository
+    from drplan.scheduler.triggers import Trigger
 
 
 @dataclass
@@ -44,6 +45,8 @@ class WebContext:
     page_health: Callable[[], tuple[dict[str, str], dict[str, list[Any]]]] = lambda: ({}, {})
     # The repositories, where this server holds their password (None: it does not).
     open_location: Callable[[Plan, str], Repository] | None = None
+    # Queues a run of a job for a trigger (the daemon's; None: no daemon in this process).
+    trigger: Callable[[str, Trigger], None] | None = None
     accounts: Accounts = field(init=False)
     audit: AuditTrail = field(init=False)
     guard: Guard = field(init=False)

@@ -197,7 +197,17 @@ class Job(PlanModel):
     """full, incremental or wal (postgres); otherwise the system's kind (files, command,
     etcd, images, git)."""
     schedule: ScheduleField
-    """Cron expression, interval, `continuous`, `on EVENT` or `manual`."""
+    """Cron expression, interval, `continuous`, `on EVENT` or `manual`. `on change` runs the
+    job when what it backs up changes (a files system's paths, watched; a git system's
+    refs); any other `on EVENT` when `drplan trigger EVENT`, the API or a registry's
+    webhook says so (docs/operations.md, "Triggered jobs")."""
+    debounce: Duration | None = None
+    """For an `on change` job: run once the paths have been quiet this long, or at the
+    latest ten times this long after the first change, so a path that never rests is
+    still backed up (30s when unset)."""
+    poll: Duration | None = None
+    """For an `on change` job of a git system: how often a repository given by URL is
+    asked for its refs (`git ls-remote`) to notice new commits (1m when unset)."""
     timezone: TimeZoneName | None = None
     """Time zone of a cron schedule; defaults to the plan's."""
     retention: Retention | None = None
