@@ -83,6 +83,7 @@ def _jobs(plan: Plan) -> Iterator[Found]:
         if job.stream and (job.type != "wal" or job.schedule.kind != ScheduleKind.CONTINUOUS):
             yield (*base, "stream"), "only a wal job with schedule `continuous` can stream"
         yield from _wal_settings(base, job)
+        yield from _trigger_settings(base, job, system.kind)
         extra = [c for c in job.data_classes or [] if c not in system.data_classes]
         for cls in extra:
             index = (job.data_classes or []).index(cls)
@@ -91,6 +92,28 @@ def _jobs(plan: Plan) -> Iterator[Found]:
                 f"system '{job.system}' holds no data class '{cls}'"
                 f" (it holds: {', '.join(system.data_classes)})",
             )
+
+
+WATCHABLE = ("files", "git")  # what `drplan serve` can see change (scheduler/watch.py)
+
+
+def _trigger_settings(base: PathKey, job: Job, kind: str) -> Iterator[Found]:
+    """`on change` only where something watches, and debounce and poll only where they apply:
+    a schedule the plan accepts but nothing fires would leave a system silently unprotected."""
+    change = job.schedule.kind == ScheduleKind.EVENT and job.schedule.event == "change"
+    if change and kind not in WATCHABLE:
+        yield (
+            (*base, "schedule"),
+            (
+                f"nothing watches a {kind} system for changes (`on change` is for files and git"
+                " systems): give it an interval, a cron expression, or `on EVENT` fired by"
+                " `drplan trigger`"
+            ),
+        )
+    if job.debounce is not None and not change:
+        yield (*base, "debounce"), "only an `on change` job waits for its paths to be quiet"
+    if job.poll is not None and not (change and kind == "git"):
+        yield (*base, "poll"), "only an `on change` job of a git system polls its remotes"
 
 
 def _wal_settings(base: PathKey, job: Job) -> Iterator[Found]:

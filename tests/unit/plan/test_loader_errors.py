@@ -161,6 +161,20 @@ CASES = [
         r"only a wal job with schedule `continuous` can stream",
     ),
     (
+        "on-change-where-nothing-watches",
+        replace_once("schedule: 0 1 * * *", "schedule: on change"),
+        "on change",
+        "jobs.db-full.schedule",
+        r"nothing watches a postgres system for changes",
+    ),
+    (
+        "debounce-on-a-job-that-is-not-on-change",
+        replace_once("type: files", "type: files\n    debounce: 10s"),
+        "10s\n    schedule: 1h",
+        "jobs.web.debounce",
+        r"only an `on change` job waits for its paths to be quiet",
+    ),
+    (
         "partial-every-without-the-stream",
         replace_once("archive_timeout: 1m", "partial_every: 5s"),
         "5s",
