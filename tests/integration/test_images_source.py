@@ -20,6 +20,7 @@ from drplan.sources.images.backup import ImagesBackupError, images_backup
 from drplan.sources.stored import files_of
 from drplan.storage.local import LocalStorage
 from drplan.storage.s3 import S3Storage
+from testbed.faultproxy import Fault, FaultPlan, Rule, running_faultproxy
 from testbed.registry import Registry, push_image, push_index, random_layer
 from tests.fixtures.registry import NewRegistry
 from tests.integration.conftest import PASSWORD, init_repo
@@ -189,6 +190,26 @@ def test_a_missing_tag_leaves_a_partial_snapshot_of_the_others(
     assert done.snapshot.summary.errors == done.warnings
     assert list(done.snapshot.source["images"]) == ["part/app:v1"]
     assert present.layers[0] in stored_blobs(repo, done.snapshot.tree)
+
+
+def test_a_repository_refused_to_us_leaves_a_partial_snapshot_of_the_others(
+    registry: Registry, repo: Repository
+) -> None:
+    # A registry whose policy lets the backup user read one repository and not the other
+    # answers 401 for the second's manifests: the proxy in front of it does just that.
+    client = registry.client()
+    allowed = push_image(client, "scoped/open", "v1", [random_layer(3000, 501)])
+    push_image(client, "scoped/secret", "v1", [random_layer(3000, 502)])
+    refused = Rule(Fault.error(401, "UNAUTHORIZED"), path="/v2/scoped/secret/manifests/")
+    with running_faultproxy(registry.url, FaultPlan(refused)) as proxy:
+        spec = system(proxy.endpoint_url, ["scoped/open:v1", "scoped/secret:v1"])
+        done = images_backup(repo, system="app", spec=spec, job=None, tags=[])
+    assert len(done.warnings) == 1, done.warnings
+    assert done.warnings[0].startswith("scoped/secret:v1: ")
+    assert "401" in done.warnings[0]
+    assert done.snapshot.source["partial"] is True
+    assert list(done.snapshot.source["images"]) == ["scoped/open:v1"]
+    assert allowed.layers[0] in stored_blobs(repo, done.snapshot.tree)
 
 
 def test_a_layer_altered_in_the_registry_is_refused_and_never_stored(
