@@ -23,7 +23,8 @@ The hierarchy::
     ├── DrillFailedError         exit 21  a drill ran and did not pass
     ├── DrillRefusedError        exit 22  a drill was not started (production-like target, ...)
     ├── LocationDownError        exit 23  `locations status`: a location cannot be used (named)
-    └── IncidentStateError       exit 24  the incident cannot take that now (closed, out of order)
+    ├── IncidentStateError       exit 24  the incident cannot take that now (closed, out of order)
+    └── CompromisedError         exit 25  `scan`: the newest snapshot looks compromised or suspicious
 
 `drplan wal fetch` (PostgreSQL's restore_command) exits 1 for a file that is not
 archived and 255 for one that is but cannot be read: above 125, PostgreSQL stops
@@ -210,6 +211,13 @@ class IncidentStateError(DrplanError):
     exit_code = 24
 
 
+class CompromisedError(DrplanError):
+    """`drplan scan`: the newest snapshot of the system is judged compromised or
+    suspicious (signs of ransomware); the scan's table says which signals and why."""
+
+    exit_code = 25
+
+
 WAL_FETCH_ABORT = 255
 
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
@@ -236,6 +244,7 @@ EXIT_CODES: dict[int, str] = {
     DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, has no free port or no room, or another drill of those systems runs",
     LocationDownError.exit_code: "`locations status` only: a location cannot be used (unreachable, lost or foreign); its row says why",
     IncidentStateError.exit_code: "the incident cannot take that now: it is closed, the step comes out of order (`--out-of-order`) or was recorded already",
+    CompromisedError.exit_code: "`scan` only: the newest snapshot looks compromised or suspicious (ransomware signs); the table says why",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

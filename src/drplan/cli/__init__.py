@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "snapshots": ("drplan.cli.snapshots_cmd:snapshots_command", "List snapshots, oldest first."),
     "ls": ("drplan.cli.snapshots_cmd:ls_command", "List the files of a snapshot."),
     "diff": ("drplan.cli.snapshots_cmd:diff_command", "Show what changed between two snapshots."),
+    "scan": (
+        "drplan.cli.scan_cmd:scan_command",
+        "Find the last clean snapshot of a files system (ransomware signs).",
+    ),
     "restore": (
         "drplan.cli.restore_cmd:restore_group",
         "Restore a snapshot's files, or a PostgreSQL cluster.",

@@ -3,7 +3,9 @@ and ``drplan restore postgres SYSTEM --target-dir DIR`` (a cluster from its base
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from string import hexdigits
@@ -37,6 +39,11 @@ if TYPE_CHECKING:
     from drplan.plan.model import Plan
     from drplan.recovery.pitr import Reached, Target
     from drplan.recovery.postgres import ClusterRestore
+    from drplan.repo.repository import Repository
+    from drplan.repo.snapshot import Snapshot
+
+
+LAST_CLEAN = "last-clean"
 
 
 class _DefaultToSnapshot(DefaultToCommand):
@@ -46,8 +53,11 @@ class _DefaultToSnapshot(DefaultToCommand):
     default_metavar = "SNAPSHOT"
 
     def takes(self, ctx: click.Context, word: str) -> bool:
-        # What `Repository.find_snapshot` accepts: `latest`, or an id prefix of 4+ hex digits.
-        return word == "latest" or (len(word) >= 4 and all(c in hexdigits for c in word))
+        # What `Repository.find_snapshot` accepts: `latest`, or an id prefix of 4+ hex digits;
+        # and `last-clean`, which `drplan scan` picks.
+        return word in ("latest", LAST_CLEAN) or (
+            len(word) >= 4 and all(c in hexdigits for c in word)
+        )
 
 
 @click.group("restore", cls=_DefaultToSnapshot)
@@ -58,6 +68,13 @@ def restore_group() -> None:
 
 @restore_group.command("snapshot", hidden=True)
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
+@click.option(
+    "--system",
+    "system_name",
+    metavar="SYSTEM",
+    help="With SNAPSHOT `last-clean`: the files system whose last clean point `drplan scan`"
+    " finds (its job locations tried in order without --repo).",
+)
 @click.option(
     "--target", required=True, metavar="DIR", help="Directory to restore into (created if missing)."
 )
@@ -105,6 +122,7 @@ def restore_group() -> None:
 def restore_command(
     settings: Settings,
     snapshot_ref: str,
+    system_name: str | None,
     target: str,
     includes: tuple[str, ...],
     workers: int | None,
@@ -117,13 +135,19 @@ def restore_command(
     password_file: str | None,
     as_json: bool,
 ) -> None:
-    """Restore SNAPSHOT (an id prefix or `latest`) into DIR. Run it again to resume."""
+    """Restore SNAPSHOT (an id prefix, `latest`, or `last-clean` with --system) into DIR.
+    Run it again to resume."""
+    if (snapshot_ref == LAST_CLEAN) != (system_name is not None):
+        raise UsageError(
+            "last-clean needs --system SYSTEM, and --system goes only with last-clean",
+            hint="e.g. `drplan restore last-clean --system web --target DIR`",
+        )
     options = RestoreOptions(target=target, includes=list(includes), special_files=special_files)
     refuse_target(target)  # before the repository is opened: nothing to undo
     if workers:
         options.workers = workers
-    with open_repo(settings, repo_ref, password_file, operation="restore") as repo:
-        snapshot = repo.find_snapshot(snapshot_ref)
+    with _restore_repo(settings, system_name, repo_ref, password_file) as repo:
+        snapshot, why = _chosen(repo, snapshot_ref, system_name, as_json)
         if repo.storage.archives and not no_thaw_check:
             from drplan.recovery.thaw import check_thawed  # noqa: PLC0415 - archive locations only
 
@@ -144,7 +168,7 @@ def restore_command(
     if as_json:
         emit_json(
             {"snapshot": snapshot.id, "target": target, "unreadable_snapshots": passed_over,
-             **vars(result)}
+             **({"last_clean_why": why} if why else {}), **vars(result)}
         )  # fmt: skip
     else:
         click.echo(
@@ -170,6 +194,41 @@ def restore_command(
             f"{len(result.failed)} file(s) could not be restored: their data failed authentication or is missing",
             hint="run `drplan check --read-data`, and restore those files from another location",
         )
+
+
+def _chosen(
+    repo: Repository, snapshot_ref: str, system: str | None, quiet: bool
+) -> tuple[Snapshot, str | None]:
+    """The snapshot to restore, and for last-clean why it is the one (told on stderr)."""
+    if system is None:
+        return repo.find_snapshot(snapshot_ref), None
+    from drplan.cli.scan_cmd import pick_last_clean  # noqa: PLC0415 - see cli.COMMANDS
+
+    snapshot, why = pick_last_clean(repo, system)
+    if not quiet:
+        click.echo(f"last clean point of {system}: {snapshot.short_id} of"
+                   f" {clock.rfc3339(snapshot.time)}, {why}", err=True)  # fmt: skip
+    return snapshot, why
+
+
+def _restore_repo(
+    settings: Settings, system: str | None, repo_ref: str | None, password_file: str | None
+) -> contextlib.AbstractContextManager[Repository]:
+    """The repository a files restore reads: for last-clean, ``--repo`` or the first of the
+    system's locations that opens, as `drplan scan` picks it."""
+    if system is None:
+        return open_repo(settings, repo_ref, password_file, operation="restore")
+    from drplan.cli.scan_cmd import system_repo  # noqa: PLC0415 - see cli.COMMANDS
+
+    return _first(system_repo(settings, system, repo_ref, password_file, "restore"))
+
+
+@contextlib.contextmanager
+def _first(
+    opened: contextlib.AbstractContextManager[tuple[Repository, str]],
+) -> Iterator[Repository]:
+    with opened as (repo, _):
+        yield repo
 
 
 @restore_group.command(
