@@ -95,6 +95,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "drplan.cli.access_cmd:audit_group",
         "The trail of changes made through the web server and the API.",
     ),
+    "secrets": (
+        "drplan.cli.secrets_cmd:secrets_group",
+        "The plan's credentials: fingerprints, last changes, and proof they work.",
+    ),
 }
 
 

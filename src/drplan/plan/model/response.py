@@ -33,6 +33,8 @@ DRPLAN_ACTIONS = (
     "incident",
     "locations",
     "plan",
+    "scan",
+    "secrets",
     "snapshots",
     "status",
     "wal",
