@@ -29,6 +29,7 @@ class Etcd:
     directory: Path
     ca: Path | None = None
     client: Issued | None = None
+    root_password: str | None = None  # set by enable_auth: the ctl then logs in as root
 
     def system(self, **extra: object) -> dict[str, object]:
         """An `etcd` system of a plan reaching this member."""
@@ -44,8 +45,23 @@ class Etcd:
             argv += [f"--cacert={self.ca}", f"--cert={self.client.cert}",
                      f"--key={self.client.key}"]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
-        return subprocess.run([*argv, *args], env={**env, "ETCDCTL_API": "3"}, input=input,
+        env["ETCDCTL_API"] = "3"
+        if self.root_password is not None:
+            env |= {"ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": self.root_password}
+        return subprocess.run([*argv, *args], env=env, input=input,
                               capture_output=True, text=True, check=check, timeout=60)  # fmt: skip
+
+    def enable_auth(self, root_password: str, users: dict[str, tuple[str, str]]) -> None:
+        """Authentication on: root, and each of ``users`` (name: (password, role)) with a
+        role, `root` or `reader` (may read every key, and no more)."""
+        self.ctl("user", "add", "root", "--new-user-password", root_password)
+        self.ctl("role", "add", "reader")
+        self.ctl("role", "grant-permission", "reader", "--prefix=true", "read", "")
+        for name, (password, role) in users.items():
+            self.ctl("user", "add", name, "--new-user-password", password)
+            self.ctl("user", "grant-role", name, role)
+        self.ctl("auth", "enable")
+        self.root_password = root_password
 
     def put_many(self, items: dict[str, str]) -> None:
         """Write many keys, 100 to a transaction (etcd allows 128 operations in one)."""

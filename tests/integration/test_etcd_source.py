@@ -152,6 +152,32 @@ def test_wrong_tls_is_refused_and_the_right_certificates_work(
     assert len(_snapshots(run, plan)) == 1
 
 
+def test_a_cluster_with_authentication_is_backed_up_with_the_plans_user_and_password(
+    run: Run, tmp_path: Path, etcd_member: Etcd, password: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "etcd-password-SENTINEL"
+    etcd_member.enable_auth("root-password", {"drplan": (secret, "root"),
+                                              "reader": (secret, "reader")})  # fmt: skip
+    plan = _plan(tmp_path, etcd_member, user="drplan", password="${ETCD_PASSWORD}")
+    monkeypatch.setenv("ETCD_PASSWORD", secret)
+    assert _backup(run, plan)["source"]["keys"] == etcd_member.count()
+
+    monkeypatch.setenv("ETCD_PASSWORD", "not-the-password")
+    wrong = run("--plan", str(plan), "backup", "kubernetes")
+    assert wrong.code == 1
+    assert "authentication failed" in wrong.err
+    assert "not-the-password" not in wrong.err + wrong.out
+    # A user who may read every key still may not take a snapshot: etcd keeps it for root.
+    plan.write_text(plan.read_text().replace("user: drplan", "user: reader"))
+    monkeypatch.setenv("ETCD_PASSWORD", secret)
+    refused = run("--plan", str(plan), "backup", "kubernetes")
+    assert refused.code == 1
+    assert "permission denied" in refused.err
+    assert "root role" in refused.err
+    assert secret not in refused.err + refused.out
+    assert len(_snapshots(run, plan)) == 1
+
+
 @pytest.mark.parametrize("damage", ["trailer", "database"])
 def test_a_damaged_snapshot_is_caught_before_it_is_stored(
     run: Run, tmp_path: Path, etcd_member: Etcd, password: str, damage: str

@@ -166,8 +166,12 @@ def hint_for(stderr: bytes) -> str:
     text = stderr.decode("utf-8", "replace").lower()
     if "certificate" in text or "tls" in text or "x509" in text:
         return "check the system's cacert, cert and key against the cluster's certificates"
-    if "authentication" in text or "permission denied" in text or "invalid auth" in text:
-        return "check the system's user and password; the user needs read access to every key"
+    if "permission denied" in text:
+        return (
+            "etcd gives snapshots only to a user with the root role: grant it to the system's user"
+        )
+    if "authentication" in text or "invalid auth" in text:
+        return "check the system's user and password (`password: ${VAR}`)"
     if "deadline exceeded" in text or "connection refused" in text or "no such host" in text:
         return "check that the member is up and that its client URL is right"
     return "run the same etcdctl command by hand to see why"
