@@ -11,23 +11,17 @@ and its last line names the failure.
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from typing import BinaryIO, cast
 
-from drplan import __version__, clock
 from drplan.errors import SourceError
 from drplan.repo.blob_pool import BlobPool
-from drplan.repo.chunker import Chunker
 from drplan.repo.pack import DATA
 from drplan.repo.repository import Repository
-from drplan.repo.snapshot import Snapshot, Summary
-from drplan.repo.tree import Node
+from drplan.repo.snapshot import Snapshot
+from drplan.sources.stored import Run, TreeBuilder, store_stream
 
 OUTPUT_SUFFIX = ".out"  # the file's name in the snapshot: SYSTEM.out
 
@@ -50,9 +44,7 @@ def command_backup(
     host: str | None = None,
 ) -> Snapshot:
     """Run ``command`` and store its standard output in ``repo`` (locked by the caller)."""
-    started, start_time = time.monotonic(), clock.now()
-    added_before, stored_before = repo.stats.bytes_added, repo.stats.bytes_stored
-    summary = Summary(files_new=1)
+    run = Run(repo)
     with tempfile.TemporaryFile() as err, BlobPool(repo, DATA) as pool:
         try:
             proc = subprocess.Popen(
@@ -64,12 +56,9 @@ def command_backup(
                 f"system {system}: cannot run /bin/sh: {exc.strerror}"
             ) from None
         assert proc.stdout is not None
-        content, total = [], 0
         try:
             with proc.stdout:
-                for chunk in Chunker(repo.config.chunker).chunks(cast(BinaryIO, proc.stdout)):
-                    content.append(pool.save(bytes(chunk)))
-                    total += len(chunk)
+                stored = store_stream(repo, pool, cast(BinaryIO, proc.stdout))
         except BaseException:
             proc.kill()  # the backup cannot finish (the repository failed, Ctrl-C)
             proc.wait()
@@ -84,36 +73,10 @@ def command_backup(
                 f"system {system}: its command exited with code {code}: {last}",
                 hint="run the system's `command` by hand to see why; nothing was saved",
             )
-        blobs = [future.result() for future in content]
         for line in lines:
             print(f"{system}: {line}", file=sys.stderr)
-    node = Node(
-        name=os.fsencode(output_name(system)),
-        type="file",
-        mode=0o600,
-        uid=os.getuid(),
-        gid=os.getgid(),
-        mtime_ns=time.time_ns(),
-        size=total,
-        content=blobs,
-    )
-    root = repo.save_tree([node])
-    summary.bytes_read = summary.bytes_total = total
-    summary.duration_seconds = round(time.monotonic() - started, 3)
-    summary.bytes_added = repo.stats.bytes_added - added_before
-    summary.bytes_stored = repo.stats.bytes_stored - stored_before
-    snapshot = Snapshot(
-        time=start_time,
-        tree=root,
-        paths=[f"command:{system}"],
-        host=host or socket.gethostname(),
-        user=getpass.getuser(),
-        tags=sorted(set(tags)),
-        job=job,
-        system=system,
-        source={"kind": "command", "output": output_name(system), "size": total},
-        summary=summary,
-        program=f"drplan {__version__}",
-    )
-    repo.save_snapshot(snapshot)
-    return snapshot
+    tree = TreeBuilder()
+    tree.add(output_name(system), stored)
+    source = {"kind": "command", "output": output_name(system), "size": stored.size}
+    return run.save(tree, system=system, job=job, tags=tags, source=source,
+                    bytes_read=stored.size, files_new=1, host=host)  # fmt: skip

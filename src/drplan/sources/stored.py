@@ -79,7 +79,8 @@ class TreeBuilder:
         self.files[parts] = node
 
     def save(self, repo: Repository) -> tuple[bytes, int]:
-        """The root tree's id, and how many directories were written."""
+        """The root tree's id, and how many directories it holds (the root is no directory
+        of the source's, as in a files snapshot)."""
         dirs = 0
 
         def write(prefix: tuple[str, ...]) -> bytes:
@@ -101,7 +102,7 @@ class TreeBuilder:
             dirs += 1
             return repo.save_tree([children[n] for n in sorted(children)])
 
-        return write(()), dirs
+        return write(()), dirs - 1
 
 
 @dataclass
