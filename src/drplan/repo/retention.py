@@ -11,7 +11,9 @@ Rules, applied within each group of snapshots (by host and paths, or by job):
 - ``keep_tags``: every snapshot carrying one of these tags.
 
 A snapshot kept by any rule is kept. An empty policy keeps everything: nothing is
-ever forgotten without a rule saying so.
+ever forgotten without a rule saying so. Evidence (tagged ``evidence``, or of source
+kind ``evidence``: ``drplan evidence capture``) is kept whatever the policy: drplan never
+deletes evidence, so forget never lets it go and prune never frees what it needs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ if TYPE_CHECKING:  # the plan schema is slow to import; only plan-driven callers
     from drplan.plan.model import Plan, Retention
 
 Bucket = Callable[[datetime], tuple[int, ...]]
+
+EVIDENCE_TAG = "evidence"
 
 BUCKETS: dict[str, Bucket] = {
     "hourly": lambda t: (t.year, t.month, t.day, t.hour),
@@ -152,11 +156,20 @@ def decide(
     groups: dict[tuple[object, ...], list[Snapshot]] = defaultdict(list)
     for s in snapshots:
         groups[(s.job, *group_key(s, by))].append(s)
-    return [
+    decisions = [
         d
         for (job, *_), members in groups.items()
         for d in apply_policy(members, policies[job])  # type: ignore[index]
     ]
+    for d in decisions:
+        if is_evidence(d.snapshot):
+            d.keep = True
+            d.reasons.append("evidence: never forgotten")
+    return decisions
+
+
+def is_evidence(snapshot: Snapshot) -> bool:
+    return EVIDENCE_TAG in snapshot.tags or snapshot.source.get("kind") == EVIDENCE_TAG
 
 
 def keep_chains(decisions: list[Decision]) -> None:

@@ -191,6 +191,8 @@ def schedule_never_fires(ctx: LintContext) -> Iterator[Hit]:
 def location_unused(ctx: LintContext) -> Iterator[Hit]:
     plan = ctx.plan
     used = {loc for job in plan.jobs.values() for loc in job.locations}
+    if plan.security.evidence is not None:  # evidence captures write there
+        used.add(plan.security.evidence.location)
     for name in plan.locations:
         if name not in used:
             yield Hit(

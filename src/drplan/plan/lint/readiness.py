@@ -170,7 +170,10 @@ def runbook_phase_exceeds_rto(ctx: LintContext) -> Iterator[Hit]:
 def no_immutable_copy(ctx: LintContext) -> Iterator[Hit]:
     plan = ctx.plan
     critical = {c for s in plan.systems.values() if s.tier is Tier.CRITICAL for c in s.data_classes}
-    immutable = [n for n, loc in plan.locations.items() if getattr(loc, "immutability", None)]
+    # Only where jobs write: a locked location that holds no backups (evidence) keeps no copy.
+    written = {name for job in plan.jobs.values() for name in job.locations}
+    immutable = [n for n, loc in plan.locations.items()
+                 if n in written and getattr(loc, "immutability", None)]  # fmt: skip
     if critical and not immutable:
         yield Hit(
             ("locations",),

@@ -6,7 +6,9 @@ Ids are stable: a plan's reviewers and CI configurations refer to them.
 from __future__ import annotations
 
 from drplan.plan.lint import backups as cov
+from drplan.plan.lint import detection as det
 from drplan.plan.lint import readiness as ready
+from drplan.plan.lint import security as sec
 from drplan.plan.lint.engine import Rule, Severity
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
@@ -162,5 +164,27 @@ RULES: tuple[Rule, ...] = (
         "an automated runbook step writes to production (recovers systems, restores into"
         " production) without an approval gate",
         ready.production_write_without_approval,
+    ),
+    Rule(
+        "DR024",
+        "evidence-not-immutable",
+        E,
+        "evidence would go to a location without compliance-mode Object Lock (or to none)",
+        sec.evidence_not_immutable,
+    ),
+    Rule(
+        "DR025",
+        "lock-shorter-than-detection",
+        E,
+        "a job's only immutable copies are locked for less than the detection window",
+        det.lock_shorter_than_detection,
+    ),
+    Rule(
+        "DR026",
+        "shorter-lock-beside-longer",
+        W,
+        "a location is locked for less than the detection window (its jobs have a longer lock"
+        " elsewhere)",
+        det.shorter_lock_beside_longer,
     ),
 )

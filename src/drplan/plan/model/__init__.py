@@ -38,6 +38,7 @@ from drplan.plan.model.response import (
     Step,
     Window,
 )
+from drplan.plan.model.security import Evidence, Security
 from drplan.plan.model.statuspage import StatusComponent, StatusGroup, StatusPage
 from drplan.plan.model.storage import (
     JOB_TYPES_BY_KIND,
@@ -114,6 +115,9 @@ class Plan(PlanModel):
     """The public status page: its components, their systems, and whose updates it shows."""
     web: Web = Field(default_factory=Web)
     """The dashboard, the API and the public status page: where, TLS, login, who may do what."""
+    security: Security = Field(default_factory=Security)
+    """Responding to a security breach: how long one may go unnoticed, where evidence is
+    preserved."""
 
     def rto_of(self, system: str) -> Duration:
         """The RTO that applies to a system: its own if set, else its tier's."""
@@ -151,6 +155,7 @@ __all__ = [
     "Document",
     "Drill",
     "EtcdSystem",
+    "Evidence",
     "FilesSystem",
     "GitSystem",
     "ImagesSystem",
@@ -173,6 +178,7 @@ __all__ = [
     "Runbook",
     "S3Location",
     "Scenario",
+    "Security",
     "Severity",
     "Site",
     "StatusComponent",

@@ -53,6 +53,18 @@ def _set(path: str, value: Any) -> Mutation:
     return mutate
 
 
+def _with_vault(data: dict[str, Any]) -> None:
+    """A second S3 location, locked 90 days, that every job also writes to."""
+    data["locations"]["vault"] = {
+        "role": "cloud",
+        "kind": "s3",
+        "bucket": "dr-vault",
+        "immutability": {"days": 90},
+    }
+    for job in data["jobs"].values():
+        job["locations"].append("vault")
+
+
 def _all(*mutations: Mutation) -> Mutation:
     def mutate(data: dict[str, Any]) -> None:
         for m in mutations:
@@ -261,6 +273,24 @@ CASES: list[tuple[str, Mutation, str, Mutation]] = [
             "runbooks.rb.phases",
             _phases({"action": "restore postgres db --to latest", "approve": "ic"}),
         ),
+    ),
+    (
+        "DR024",  # evidence where whoever holds the credentials can delete it
+        _set("security", {"evidence": {"location": "local"}}),
+        "security.evidence.location",
+        _set("security", {"evidence": {"location": "cloud"}}),
+    ),
+    (
+        "DR025",  # the only Object Lock ends before a breach is noticed
+        _set("security", {"detection_window": "60d"}),
+        "locations.cloud.immutability.days",
+        _set("security", {"detection_window": "30d"}),
+    ),
+    (
+        "DR026",  # a shorter lock beside a long enough one
+        _all(_set("security", {"detection_window": "60d"}), _with_vault),
+        "locations.cloud.immutability.days",
+        _all(_set("security", {"detection_window": "30d"}), _with_vault),
     ),
 ]
 
