@@ -92,12 +92,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "user": ("drplan.cli.access_cmd:user_group", "Local accounts of the dashboard and the API."),
     "token": ("drplan.cli.access_cmd:token_group", "Scoped API tokens: shown once, revocable."),
     "audit": (
-        "drplan.cli.access_cmd:audit_group",
-        "The trail of changes made through the web server and the API.",
+        "drplan.cli.audit_cmd:audit_group",
+        "The audit trails: web and API changes, and every repository operation.",
     ),
     "secrets": (
         "drplan.cli.secrets_cmd:secrets_group",
         "The plan's credentials: fingerprints, last changes, and proof they work.",
+    ),
+    "evidence": (
+        "drplan.cli.evidence_cmd:evidence_group",
+        "Preserve a compromised system as it is, under Object Lock.",
     ),
 }
 

@@ -1,8 +1,8 @@
-"""``drplan user``, ``drplan token`` and ``drplan audit``: who may use the web server and
-the API, and the trail of what was changed through them (see drplan.web.accounts and
-drplan.security.audit). These commands act on the catalog directly: whoever runs them
-on a host of the daemon is trusted as its administrator, and each change they make is
-in the audit trail under ``cli:USER@HOST``."""
+"""``drplan user`` and ``drplan token``: who may use the web server and the API (see
+drplan.web.accounts). These commands act on the catalog directly: whoever runs them on a
+host of the daemon is trusted as its administrator, and each change they make is in the
+catalog's audit trail (drplan.security.audit, read by ``drplan audit``, audit_cmd.py)
+under ``cli:USER@HOST``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import click
 
 from drplan import clock
 from drplan.cli.context import console, emit_json
-from drplan.errors import IntegrityError, UsageError
+from drplan.errors import UsageError
 
 if TYPE_CHECKING:
     from drplan.catalog.store import Catalog
@@ -29,7 +29,8 @@ ACCESS = ("viewer", "responder", "commander", "admin")
 
 
 @contextmanager
-def _catalog(url: str | None) -> Iterator[Catalog]:
+def catalog_at(url: str | None) -> Iterator[Catalog]:
+    """The catalog at ``url`` (default: $DRPLAN_CATALOG, else the state directory's)."""
     from drplan.catalog.paths import default_url  # noqa: PLC0415 - see cli.COMMANDS
     from drplan.catalog.store import Catalog  # noqa: PLC0415
 
@@ -45,7 +46,7 @@ def _access(url: str | None) -> Iterator[tuple[Accounts, AuditTrail]]:
     from drplan.security.audit import AuditTrail  # noqa: PLC0415
     from drplan.web.accounts import Accounts  # noqa: PLC0415
 
-    with _catalog(url) as catalog:
+    with catalog_at(url) as catalog:
         yield Accounts(catalog), AuditTrail(catalog)
 
 
@@ -217,53 +218,3 @@ def token_revoke(token_id: str, catalog: str | None) -> None:
         trail.record(cli_actor(), "token.revoke", {"token": token.id, "user": token.user},
                      clock.now())  # fmt: skip
     click.echo(f"revoked token {token.id} ({token.name}, {token.user})")
-
-
-# -- the audit trail ----------------------------------------------------------------------
-
-
-@click.group("audit")
-def audit_group() -> None:
-    """The trail of every change made through the web server and the API."""
-
-
-@audit_group.command("list", short_help="Every entry, the oldest first.")
-@click.option("--since", metavar="TIME", help="From this moment on (RFC 3339).")
-@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
-def audit_list(since: str | None, catalog: str | None, as_json: bool) -> None:
-    """Every entry, the oldest first: when, who, what, from where."""
-    import json  # noqa: PLC0415
-
-    from drplan.security.audit import AuditTrail  # noqa: PLC0415
-
-    try:
-        start = clock.parse_rfc3339(since) if since else None
-    except ValueError as exc:
-        raise UsageError(f"--since: {exc}", hint="e.g. 2026-12-01T00:00:00Z") from None
-    with _catalog(catalog) as store:
-        for event in AuditTrail(store).entries(start):
-            if as_json:
-                click.echo(json.dumps(event.as_dict(), sort_keys=True))
-            else:
-                said = ", ".join(f"{k}={v}" for k, v in sorted(event.data.items()) if v is not None)
-                console().print(f"{clock.rfc3339(event.at)}  {event.actor}  {event.kind}  {said}",
-                                highlight=False, markup=False)  # fmt: skip
-
-
-@audit_group.command("verify", short_help="Check that no entry was altered.")
-@click.option("--catalog", metavar="URL", help=CATALOG_HELP)
-def audit_verify(catalog: str | None) -> None:
-    """Check that no entry was edited, removed or reordered (exit 13 when one was)."""
-    from drplan.security.audit import AuditTrail  # noqa: PLC0415
-
-    with _catalog(catalog) as store:
-        trail = AuditTrail(store)
-        problems = trail.verify()
-        count = sum(1 for _ in trail.entries())
-    if problems:
-        for problem in problems:
-            click.echo(f"drplan: {problem}", err=True)
-        raise IntegrityError(f"the audit trail was altered ({len(problems)} problem(s))",
-                             hint="the catalog's backups hold an earlier copy to compare")  # fmt: skip
-    click.echo(f"the audit trail holds: {count} entries, every link intact")

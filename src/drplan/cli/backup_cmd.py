@@ -30,6 +30,7 @@ from drplan.errors import (
 )
 from drplan.locations.storage import storage_for
 from drplan.repo.repository import Repository
+from drplan.security.repo_audit_record import note, reached
 from drplan.sources.files import BackupOptions, BackupResult, backup_files
 from drplan.sources.files.archiver import find_parent
 from drplan.sources.files.excludes import read_exclude_file
@@ -370,17 +371,18 @@ def job_command(
             with about_location(name):
                 storage = storage_for(plan.locations[name])
                 with open_repo(
-                    settings, None, password_file, operation=f"backup {job_name}", storage=storage
+                    settings, name, password_file, operation=f"backup {job_name}", storage=storage
                 ) as repo:
                     result = take(repo)
                     saved = True
                     if job.replicate == "after-backup":
                         others = {
-                            n: partial(storage_for, plan.locations[n])
+                            n: reached(repo, n, partial(storage_for, plan.locations[n]))
                             for n in job.locations
                             if n != name and n not in unreachable
                         }
                         spread = fan_out(name, repo, others, job_name, partial(plan_policies, plan))
+                        note(repo, copies={n: o.as_dict() for n, o in spread.outcomes.items()})
         except DrplanError as exc:
             if isinstance(exc, UsageError | SourceError) or saved:
                 raise  # only a location that could not take the backup is worth skipping

@@ -15,6 +15,7 @@ from drplan.errors import DrplanError, IntegrityError, UsageError
 from drplan.repo.check import CheckReport, Finding, check_repository
 from drplan.repo.rotation import Rotation, load_rotation, rotation_file, save_rotation
 from drplan.repo.subset import Part, Subset, parse_subset
+from drplan.security.repo_audit_record import note
 
 if TYPE_CHECKING:
     from drplan.repo.repository import Repository
@@ -71,6 +72,8 @@ def check_command(
             _save_rotation(place, rotation)
         wal = _read_back_wal(repo, report) if read_data else None
         url = repo.storage.url
+        note(repo, errors=len(report.errors), snapshots=report.snapshots, packs=report.packs,
+             packs_read=report.packs_read, subset=read_data_subset, read_data=read_data)  # fmt: skip
     if as_json:
         emit_json(
             {
@@ -190,8 +193,10 @@ def _check_postgres(
     results: list[dict[str, Any]] = []
     for ref in [repo_ref] if repo_ref else locations_of(plan, system_name):
         try:
-            with open_repo(settings, ref, password_file, operation="check", index=True) as repo:
+            with open_repo(settings, ref, password_file, operation=f"check {system_name}",
+                           index=True) as repo:  # fmt: skip
                 report = check_system(repo, system_name, read_wal=read_wal)
+                note(repo, errors=len(report.errors))
             results.append({"location": ref, **report.as_dict()})
         except DrplanError as exc:
             results.append({"location": ref, "ok": False, "errors": [exc.message]})

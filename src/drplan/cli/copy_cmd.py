@@ -11,6 +11,7 @@ from drplan.errors import IntegrityError
 from drplan.locations.copying import about_location, copy_to
 from drplan.repo.replication import CopyResult
 from drplan.repo.retention import plan_policies
+from drplan.security.repo_audit_record import also_used
 
 
 def _name(ref: str) -> str | None:
@@ -56,7 +57,7 @@ def copy_command(
         plan = None if snapshot_refs or not _name(target_ref) else plan_or_none(settings)
         policies = plan_policies(plan, target_ref) if plan else None
         with about_location(_name(target_ref)):
-            target = resolve_storage(settings, target_ref)
+            target = also_used(source, target_ref, resolve_storage(settings, target_ref))
             with progress_shown("copy", "packs", as_json) as progress:
                 result = copy_to(source, target, snapshots, policies=policies, progress=progress)
             result.damaged.update(unreadable)

@@ -19,6 +19,7 @@ from drplan.locations.storage import storage_for
 from drplan.repo.locks import RepositoryLock
 from drplan.repo.password import PASSWORD_ENV, PASSWORD_FILE_ENV, read_password
 from drplan.repo.repository import Repository
+from drplan.security.repo_audit_record import audited
 from drplan.storage import Storage, open_storage
 
 if TYPE_CHECKING:
@@ -90,20 +91,35 @@ def open_repo(
     operation: str = "",
     index: bool = True,
     storage: Storage | None = None,
+    audit: bool = True,
 ) -> Iterator[Repository]:
-    """Open, optionally lock (shared or exclusive) and load the index of a repository."""
+    """Open, optionally lock (shared or exclusive) and load the index of a repository.
+
+    An ``operation`` is recorded in the audit trail of every location it used
+    (drplan.security.repo_audit_record), whatever its outcome; ``audit=False`` for what
+    changes nothing (a dry run)."""
     storage = storage or resolve_storage(settings, repo_ref)
-    repo = Repository.open(storage, password(settings, password_file))
-    held = (
-        RepositoryLock(repo, exclusive=lock == "exclusive", operation=operation) if lock else None
-    )
-    if held:
-        held.acquire()
-    try:
-        if index:
-            repo.load_index()
-        yield repo
-    finally:
-        repo.settle()  # no write of this process may outlive its lock
+    with audited(
+        operation if audit else "", repo_ref or storage.url, storage, audit_warning
+    ) as run:
+        repo = run.repo = Repository.open(run.storage, password(settings, password_file))
+        held = (
+            RepositoryLock(repo, exclusive=lock == "exclusive", operation=operation)
+            if lock
+            else None
+        )
         if held:
-            held.release()
+            held.acquire()
+        try:
+            if index:
+                repo.load_index()
+            yield repo
+        finally:
+            repo.settle()  # no write of this process may outlive its lock
+            if held:
+                held.release()
+
+
+def audit_warning(message: str) -> None:
+    """An audit entry that could not be written: told, never a failure of the command."""
+    click.echo(f"drplan: warning: {message}", err=True)

@@ -26,6 +26,7 @@ from drplan.errors import DrplanError, UsageError
 from drplan.plan.model import Plan
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
+from drplan.security.repo_audit_record import note
 
 POINTS = "latest|TIME|SNAPSHOT"
 
@@ -96,6 +97,7 @@ def chosen(settings: Settings, plan: Plan, system: str, kind: str, point: str,
                 if snapshot is None:
                     tried.append(f"{ref}: no snapshot of {system} at {point}")
                     continue
+                note(repo, snapshot=snapshot.id)
                 yield repo, snapshot, ref
                 return
         except DrplanError as exc:
