@@ -121,7 +121,7 @@ def test_an_interrupted_copy_resumes_reusing_what_arrived(
     # What a copy killed after its first packs leaves: keys, config, some packs, no index.
     source = Path(repo_dir)
     for rel in objects(source):
-        if rel.startswith("keys/") or rel == "config":
+        if rel.startswith(("keys/", "keyring/")) or rel == "config":
             (replica / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source / rel, replica / rel)
     packs = [rel for rel in objects(source) if rel.startswith("data/")]

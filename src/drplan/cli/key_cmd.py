@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime
 
 import click
 from rich.table import Table
 
 from drplan.cli.context import Settings, console, emit_json, pass_settings
-from drplan.cli.repo_access import open_repo, repo_options
-from drplan.errors import UsageError
-from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, describe, live_keys, revoke_key
+from drplan.cli.repo_access import (
+    audit_warning,
+    open_repo,
+    password,
+    plan_or_none,
+    repo_options,
+    resolve_storage,
+)
+from drplan.clock import rfc3339
+from drplan.errors import LocationDownError, UsageError
+from drplan.repo.immutability import revoke_key_file
+from drplan.repo.key_rotation import NEW_PASSWORD_ENV, Target, rotate_locations
+from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, describe, live_keys
 from drplan.repo.password import read_password
-
-NEW_PASSWORD_ENV = "DRPLAN_NEW_PASSWORD"
+from drplan.repo.repository import Repository
+from drplan.security.repo_audit_record import recorded
 
 
 def _new_password(new_password_file: str | None) -> bytes:
@@ -82,10 +93,12 @@ def add_command(
     label: str,
 ) -> None:
     """Add a password that opens the repository."""
-    with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
+    with open_repo(
+        settings, repo_ref, password_file, lock=None, operation="key add", index=False
+    ) as repo:
         key_id = add_key(
             repo.storage,
-            repo.key,
+            repo.opened_master(),
             _new_password(new_password_file),
             KdfParams(),
             repo.cipher,
@@ -102,7 +115,9 @@ def remove_command(
     settings: Settings, key_id: str, repo_ref: str | None, password_file: str | None
 ) -> None:
     """Remove a key file (not the one in use, and never the last)."""
-    with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
+    with open_repo(
+        settings, repo_ref, password_file, lock=None, operation="key remove", index=False
+    ) as repo:
         names = [n.removeprefix(KEY_PREFIX) for n in live_keys(repo.storage, repo.key, repo.cipher)]
         matches = [n for n in names if n.startswith(key_id)]
         if len(matches) != 1:
@@ -112,8 +127,20 @@ def remove_command(
                 "refusing to remove the key you opened the repository with",
                 hint="open with another password to remove this one",
             )
-        revoke_key(repo.storage, repo.key, repo.cipher, matches[0])
+        until = revoke_key_file(repo, matches[0])
         click.echo(f"removed key {matches[0][:12]}")
+        _still_locked(matches[0], until)
+
+
+def _still_locked(key_id: str, until: datetime | None) -> None:
+    if until is not None:
+        click.echo(
+            f"key file {key_id[:12]} stays under Object Lock until {rfc3339(until)} (a delete"
+            " would only hide it): drplan refuses it, but its password still unwraps the master"
+            " key from it until then, and a prune after that removes it; if that password"
+            " leaked, run `drplan key rotate`",
+            err=True,
+        )
 
 
 @key_group.command("passwd", short_help="Change the password of the key file in use.")
@@ -127,9 +154,94 @@ def passwd_command(
     new_password_file: str | None,
 ) -> None:
     """Change the password: write a key file for the new one, then remove the old."""
-    with open_repo(settings, repo_ref, password_file, lock=None, index=False) as repo:
+    with open_repo(
+        settings, repo_ref, password_file, lock=None, operation="key passwd", index=False
+    ) as repo:
         new_id = add_key(
-            repo.storage, repo.key, _new_password(new_password_file), KdfParams(), repo.cipher, ""
+            repo.storage,
+            repo.opened_master(),
+            _new_password(new_password_file),
+            KdfParams(),
+            repo.cipher,
+            "",
         )
-        revoke_key(repo.storage, repo.key, repo.cipher, repo.key_id)
+        until = revoke_key_file(repo, repo.key_id)
         click.echo(f"password changed (key {repo.key_id[:12]} replaced by {new_id[:12]})")
+        _still_locked(repo.key_id, until)
+
+
+@key_group.command("rotate", short_help="Give the repository a new master key (and password).")
+@repo_options
+@new_password_option
+@click.option(
+    "--all-locations",
+    is_flag=True,
+    help="Every location of the plan (the same repository in each), with the same new key.",
+)
+@click.option("--label", default="rotated", help="A note on the new key file.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def rotate_command(
+    settings: Settings,
+    repo_ref: str | None,
+    password_file: str | None,
+    new_password_file: str | None,
+    all_locations: bool,
+    label: str,
+    as_json: bool,
+) -> None:
+    """Rotate the master key: a new keyring and one key file for the new password; every
+    other key file is revoked, and the old password opens nothing. No pack, index,
+    snapshot or WAL object is rewritten. Rerun with the new password to finish a rotation
+    a crash or an unreachable location cut short."""
+    if all_locations == bool(repo_ref):
+        raise UsageError(
+            "name one repository (--repo) or pass --all-locations",
+            hint="e.g. `drplan key rotate --all-locations --new-password-file FILE`",
+        )
+    targets = _targets(settings, repo_ref, all_locations)
+    current = password(settings, password_file)
+    fresh = _new_password(new_password_file) if _new_password_given(new_password_file) else None
+
+    def opened() -> Repository | None:  # what the audit entries are sealed with
+        return next((t.repo for t in targets if t.repo is not None), None)
+
+    with recorded("key rotate", audit_warning, opened) as record:  # in each location's trail
+        for target in targets:
+            target.storage = record.use(target.name, target.storage)
+        outcomes = rotate_locations(targets, current, fresh, KdfParams(), label)
+    failed = [o for o in outcomes if o.error]
+    if as_json:
+        emit_json([o.as_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            if o.error:
+                click.echo(f"{o.location}: not rotated: {o.error}")
+                continue
+            click.echo(
+                f"{o.location}: master key rotated (data key generation {o.generation});"
+                f" {len(o.retired)} old key file(s) revoked"
+            )
+            for name, until in sorted(o.locked.items()):
+                click.echo(f"  {name} stays until {until:%Y-%m-%d %H:%M} UTC (Object Lock)")
+    if failed:
+        raise LocationDownError(
+            f"the rotation did not reach {', '.join(o.location for o in failed)}",
+            hint="rerun `drplan key rotate` with the new password once they can be reached:"
+            " it finishes the rotation there",
+        )
+
+
+def _new_password_given(new_password_file: str | None) -> bool:
+    return bool(new_password_file or os.environ.get(NEW_PASSWORD_ENV) or sys.stdin.isatty())
+
+
+def _targets(settings: Settings, repo_ref: str | None, all_locations: bool) -> list[Target]:
+    if not all_locations:
+        return [Target(repo_ref or "", resolve_storage(settings, repo_ref))]
+    plan = plan_or_none(settings)
+    if plan is None or not plan.locations:
+        raise UsageError("--all-locations needs a plan with locations", hint="pass --plan FILE")
+    from drplan.locations.storage import storage_for  # noqa: PLC0415 - boto3 is slow
+
+    return [Target(name, storage_for(location)) for name, location in plan.locations.items()]

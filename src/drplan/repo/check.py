@@ -20,6 +20,7 @@ from drplan import clock
 from drplan.errors import IntegrityError
 from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo, live_index_files
+from drplan.repo.keyring import keyring_findings, load_keyring
 from drplan.repo.keys import key_file_findings
 from drplan.repo.pack import TRAILER, open_blob, read_header
 from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX, Repository, pack_name
@@ -116,7 +117,7 @@ class _Checker:
             if size is None:
                 self.error(f"pack {pack_id[:16]} is listed in the index but missing from storage")
                 lost.update(e.id for e in pack.entries)
-            elif size < pack.size + TRAILER.size:
+            elif size < pack.size + TRAILER.size:  # the shorter trailer, version 1's
                 self.error(
                     f"pack {pack_id[:16]} is truncated ({size} bytes, its blobs alone take {pack.size})"
                 )
@@ -240,14 +241,19 @@ class _Checker:
         if object_id(data) != pack_id:
             self.error(f"pack {pack_id[:16]}: its bytes do not match its name (damaged in storage)")
         try:
-            salt, entries = read_header(self.repo.key, self.repo.cipher, data, pack_id[:16])
+            salt, generation, entries = read_header(
+                self.repo.key, self.repo.cipher, data, pack_id[:16]
+            )
         except IntegrityError as exc:
             self.error(f"pack {pack_id[:16]}: {exc.message}")
             return everything
         by_seq = {e.seq: e for e in entries}
         damaged = set()
         for entry in pack.entries:
-            if by_seq.get(entry.seq) != entry or salt != pack.salt:
+            if by_seq.get(entry.seq) != entry or (salt, generation) != (
+                pack.salt,
+                pack.generation,
+            ):
                 self.error(
                     f"pack {pack_id[:16]}: blob {entry.id.hex()[:16]} differs between index and pack header"
                 )
@@ -256,7 +262,13 @@ class _Checker:
             sealed = data[entry.offset : entry.offset + entry.stored_length]
             try:
                 open_blob(
-                    self.repo.key, self.repo.cipher, salt, entry, sealed, f"pack {pack_id[:16]}"
+                    self.repo.key,
+                    self.repo.cipher,
+                    salt,
+                    generation,
+                    entry,
+                    sealed,
+                    f"pack {pack_id[:16]}",
                 )
                 self.report.blobs_read += 1
             except IntegrityError:
@@ -277,6 +289,9 @@ def check_repository(
     updated (the caller saves it) with what this run read and verified."""
     checker = _Checker(repo)
     checker.report.findings += [Finding(*found) for found in key_file_findings(repo.storage)]
+    if repo.master is not None:
+        loaded = load_keyring(repo.storage, repo.master, repo.cipher)
+        checker.report.findings += [Finding(*found) for found in keyring_findings(loaded)]
     indexed = checker.load_index()
     lost = checker.check_packs(indexed)
     checker.check_snapshots()

@@ -61,6 +61,47 @@ class MasterKey:
     def sealer(self, cipher: CipherName, salt: bytes) -> Sealer:
         return Sealer(aead(cipher, self.subkey(salt)))
 
+    def ring(self) -> KeyRing:
+        """The data keys of a repository without a keyring (and what seals a keyring):
+        generation 0 is the master key's own encryption key, objects are version 1."""
+        return KeyRing(self.id_key, {0: self.encryption}, 0, versioned=False)
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The data keys, by generation, that encrypt a repository's objects and packs, and the
+    blob-id key. ``versioned``: objects and packs name their generation (format version 2);
+    a repository without a keyring writes version 1, which is generation 0."""
+
+    id_key: bytes
+    keys: dict[int, bytes]
+    current: int
+    versioned: bool = True
+
+    def __repr__(self) -> str:  # never show key material
+        return f"KeyRing(generations={sorted(self.keys)}, current={self.current})"
+
+    def blob_id(self, plaintext: bytes | bytearray | memoryview) -> bytes:
+        return blake3.blake3(plaintext, key=self.id_key).digest()
+
+    def sealer(
+        self, cipher: CipherName, salt: bytes, generation: int | None = None, what: str = "it"
+    ) -> Sealer:
+        """AEAD under the subkey of ``salt`` and the data key of ``generation`` (the
+        current one by default); IntegrityError naming ``what`` for a generation this
+        keyring lacks."""
+        generation = self.current if generation is None else generation
+        key = self.keys.get(generation)
+        if key is None:
+            raise IntegrityError(
+                f"{what} is sealed with data key generation {generation}, which the keyring does not"
+                f" hold (it holds {', '.join(map(str, sorted(self.keys)))})",
+                hint="the object is damaged, or was written after a rotation by a process that"
+                " opened the repository before it: run `drplan check`",
+            )
+        subkey = blake3.blake3(key + salt, derive_key_context=SUBKEY_CONTEXT).digest()
+        return Sealer(aead(cipher, subkey))
+
 
 class Sealer:
     """AEAD under one subkey; the caller supplies counter nonces."""

@@ -10,10 +10,12 @@ from drplan.errors import IntegrityError
 from drplan.repo.pack import PackEntry, entry_problem
 
 MAGIC = b"DRIX"
-VERSION = 1
+VERSION = 1  # packs of generation 0 only
+VERSIONED = 2  # each pack names its generation
 _HEAD = struct.Struct("<4sB")
 _COUNT = struct.Struct("<I")
 _PACK = struct.Struct("<32s32sI")  # pack id, salt, blob count
+_PACK_V2 = struct.Struct("<32s32sII")  # pack id, salt, generation, blob count
 _BLOB = struct.Struct("<IIIIBB32s")  # seq, offset, stored, raw, type, compression, id
 
 
@@ -24,6 +26,7 @@ class PackInfo:
     id: str
     salt: bytes
     entries: tuple[PackEntry, ...]
+    generation: int = 0
 
     @property
     def size(self) -> int:
@@ -45,12 +48,23 @@ class IndexFile:
     packs: list[PackInfo] = field(default_factory=list)
     supersedes: list[str] = field(default_factory=list)
 
-    def encode(self) -> bytes:
-        out = [_HEAD.pack(MAGIC, VERSION), _COUNT.pack(len(self.supersedes))]
+    def encode(self, versioned: bool = True) -> bytes:
+        """Version 2 (``versioned``: a repository with a keyring) names each pack's
+        generation; version 1 can only list packs of generation 0."""
+        version = VERSIONED if versioned else VERSION
+        out = [_HEAD.pack(MAGIC, version), _COUNT.pack(len(self.supersedes))]
         out += [bytes.fromhex(i) for i in self.supersedes]
         out.append(_COUNT.pack(len(self.packs)))
         for pack in self.packs:
-            out.append(_PACK.pack(bytes.fromhex(pack.id), pack.salt, len(pack.entries)))
+            if versioned:
+                out.append(
+                    _PACK_V2.pack(
+                        bytes.fromhex(pack.id), pack.salt, pack.generation, len(pack.entries)
+                    )
+                )
+            else:
+                assert pack.generation == 0, "a version 1 index lists generation 0 only"
+                out.append(_PACK.pack(bytes.fromhex(pack.id), pack.salt, len(pack.entries)))
             out += [
                 _BLOB.pack(
                     e.seq, e.offset, e.stored_length, e.raw_length, e.type, e.compression, e.id
@@ -67,7 +81,7 @@ class IndexFile:
         anything is allocated for them."""
         try:
             magic, version = _HEAD.unpack_from(body)
-            if magic != MAGIC or version != VERSION:
+            if magic != MAGIC or version not in (VERSION, VERSIONED):
                 raise IntegrityError(
                     f"index {name}: unknown format (magic {magic!r}, version {version})"
                 )
@@ -82,8 +96,13 @@ class IndexFile:
             pos += _COUNT.size
             packs = []
             for _ in range(npacks):
-                pack_id, salt, nblobs = _PACK.unpack_from(body, pos)
-                pos += _PACK.size
+                if version == VERSIONED:
+                    pack_id, salt, generation, nblobs = _PACK_V2.unpack_from(body, pos)
+                    pos += _PACK_V2.size
+                else:
+                    pack_id, salt, nblobs = _PACK.unpack_from(body, pos)
+                    generation = 0
+                    pos += _PACK.size
                 entries, offset = [], 0
                 for i in range(nblobs):
                     seq, at, stored, raw, kind, comp, blob_id = _BLOB.unpack_from(body, pos)
@@ -97,7 +116,7 @@ class IndexFile:
                         )
                     entries.append(PackEntry(blob_id, kind, comp, seq, at, stored, raw))
                     offset += stored
-                packs.append(PackInfo(pack_id.hex(), salt, tuple(entries)))
+                packs.append(PackInfo(pack_id.hex(), salt, tuple(entries), generation))
         except struct.error:
             raise IntegrityError(f"index {name} is truncated") from None
         if pos != len(body):

@@ -29,10 +29,12 @@ from drplan.repo.crypto import (
     NONCE_SIZE,
     TAG_SIZE,
     CipherName,
+    KeyRing,
     MasterKey,
     aead,
     object_id,
 )
+from drplan.repo.keyring import LoadedKeyring, load_keyring
 from drplan.repo.objects import open_object, seal_object
 from drplan.storage import NotFound, Storage
 
@@ -263,16 +265,16 @@ def add_key(
     return key_id
 
 
-def revoked_ids(storage: Storage, master: MasterKey, cipher: CipherName) -> set[str]:
-    """Key ids revoked by a tombstone sealed with this repository's master key. Tombstones
-    that do not open are ignored: whoever can write to one location must not be able to
-    lock everyone out of it."""
+def revoked_ids(storage: Storage, ring: KeyRing, cipher: CipherName) -> set[str]:
+    """Key ids revoked by a tombstone sealed with one of this repository's data keys.
+    Tombstones that do not open are ignored: whoever can write to one location must not
+    be able to lock everyone out of it."""
     revoked = set()
     for info in storage.list(REVOKED_PREFIX):
         key_id = info.name.removeprefix(REVOKED_PREFIX)
         try:
             body = json.loads(
-                open_object(master, cipher, "revoked", storage.read(info.name), info.name)
+                open_object(ring, cipher, "revoked", storage.read(info.name), info.name)
             )
         except (DrplanError, ValueError, RecursionError, NotFound):
             continue
@@ -281,21 +283,21 @@ def revoked_ids(storage: Storage, master: MasterKey, cipher: CipherName) -> set[
     return revoked
 
 
-def tombstone(master: MasterKey, cipher: CipherName, key_id: str) -> bytes:
+def tombstone(ring: KeyRing, cipher: CipherName, key_id: str) -> bytes:
     body = {"version": 1, "key": key_id, "revoked": clock.rfc3339(clock.now())}
-    return seal_object(master, cipher, "revoked", json.dumps(body).encode())
+    return seal_object(ring, cipher, "revoked", json.dumps(body).encode())
 
 
-def revoke_key(storage: Storage, master: MasterKey, cipher: CipherName, key_id: str) -> None:
+def revoke_key(storage: Storage, ring: KeyRing, cipher: CipherName, key_id: str) -> None:
     """Remove a key file, leaving its sealed tombstone first (see REVOKED_PREFIX)."""
-    storage.write(REVOKED_PREFIX + key_id, tombstone(master, cipher, key_id))
+    storage.write(REVOKED_PREFIX + key_id, tombstone(ring, cipher, key_id))
     with contextlib.suppress(NotFound):
         storage.delete(KEY_PREFIX + key_id)
 
 
-def live_keys(storage: Storage, master: MasterKey, cipher: CipherName) -> list[str]:
+def live_keys(storage: Storage, ring: KeyRing, cipher: CipherName) -> list[str]:
     """Names of the key files that are not revoked, sorted."""
-    revoked = revoked_ids(storage, master, cipher)
+    revoked = revoked_ids(storage, ring, cipher)
     return sorted(
         info.name
         for info in storage.list(KEY_PREFIX)
@@ -303,9 +305,19 @@ def live_keys(storage: Storage, master: MasterKey, cipher: CipherName) -> list[s
     )
 
 
-def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, str, CipherName]:
-    """The master key, the id of the key file that opened it and the repository's cipher
-    (key files are sealed with it). A key file that opens but was revoked (a valid
+@dataclass(frozen=True)
+class Opened:
+    """What a password opens: the master key, the keyring it wraps, the id of the key file
+    that opened it and the repository's cipher (key files are sealed with it)."""
+
+    master: MasterKey
+    keyring: LoadedKeyring
+    key_id: str
+    cipher: CipherName
+
+
+def open_with_password(storage: Storage, password: bytes) -> Opened:
+    """The master key and keyring the password opens (see :class:`Opened`). A key file that opens but was revoked (a valid
     tombstone) does not count. A damaged key file does not stand in the way of another
     that opens; when none opens, IntegrityError names the damaged ones, else
     WrongPasswordError names the key files tried.
@@ -335,8 +347,9 @@ def open_with_password(storage: Storage, password: bytes) -> tuple[MasterKey, st
             if object_id(stored) != key_id:
                 damaged.append(_damaged(name, "its bytes do not match its name"))
             continue
-        if key_id not in revoked_ids(storage, master, parsed.cipher):
-            return master, key_id, parsed.cipher
+        keyring = load_keyring(storage, master, parsed.cipher)
+        if key_id not in revoked_ids(storage, keyring.ring, parsed.cipher):
+            return Opened(master, keyring, key_id, parsed.cipher)
     if damaged:
         raise IntegrityError(
             f"{storage.url}: no key file opens with this password, and {damaged[0].message}"

@@ -1,4 +1,8 @@
-"""Packs: encrypted blobs one after another, described by an encrypted header at the end."""
+"""Packs: encrypted blobs one after another, described by an encrypted header at the end.
+
+Version 1 packs are sealed with generation 0 of the keyring; version 2 packs (written in a
+repository with a keyring) name their generation in the trailer.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,16 @@ from typing import NamedTuple
 
 from drplan.errors import IntegrityError
 from drplan.repo import compression
-from drplan.repo.crypto import SALT_SIZE, TAG_SIZE, CipherName, MasterKey, Sealer, new_salt
+from drplan.repo.crypto import SALT_SIZE, TAG_SIZE, CipherName, KeyRing, Sealer, new_salt
 
 MAGIC = b"DRPK"
 VERSION = 1
+VERSIONED = 2  # names its generation
 DATA, TREE = 0, 1
 ENTRY = struct.Struct("<BBII32s")  # type, compression, stored length, raw length, id
 TRAILER = struct.Struct(f"<{SALT_SIZE}sIB4s")  # salt, header length, version, magic
+# salt, generation, header length, version, magic
+TRAILER_V2 = struct.Struct(f"<{SALT_SIZE}sIIB4s")
 HEADER_AAD = b"drplan/pack-header"
 # The most a blob is decompressed to: chunks are at most 16 MiB, and a tree this large
 # would list millions of entries of one directory.
@@ -51,8 +58,10 @@ def entry_problem(blob_type: int, kind: int, stored: int) -> str | None:
 class PackWriter:
     """Builds one pack in memory; blobs are sealed as they are added."""
 
-    def __init__(self, key: MasterKey, cipher: CipherName) -> None:
+    def __init__(self, key: KeyRing, cipher: CipherName) -> None:
         self.salt = new_salt()
+        self.generation = key.current
+        self._versioned = key.versioned
         self._sealer: Sealer = key.sealer(cipher, self.salt)
         self._parts: list[bytes] = []
         self.entries: list[PackEntry] = []
@@ -87,29 +96,42 @@ class PackWriter:
             for e in self.entries
         )
         header = self._sealer.seal(0, plain, HEADER_AAD)
-        trailer = TRAILER.pack(self.salt, len(header), VERSION, MAGIC)
+        if self._versioned:
+            trailer = TRAILER_V2.pack(self.salt, self.generation, len(header), VERSIONED, MAGIC)
+        else:
+            trailer = TRAILER.pack(self.salt, len(header), VERSION, MAGIC)
         data = b"".join([*self._parts, header, trailer])
         self._parts.clear()  # the joined copy is all that is needed now: halve the memory held
         return data
 
 
 def read_header(
-    key: MasterKey, cipher: CipherName, data: bytes, name: str
-) -> tuple[bytes, list[PackEntry]]:
-    """The salt and entries of a whole pack held in ``data``; IntegrityError if it does not check."""
+    key: KeyRing, cipher: CipherName, data: bytes, name: str
+) -> tuple[bytes, int, list[PackEntry]]:
+    """The salt, generation and entries of a whole pack held in ``data``; IntegrityError if
+    it does not check."""
     if len(data) < TRAILER.size:
         raise IntegrityError(f"pack {name} is truncated ({len(data)} bytes)")
-    salt, header_length, version, magic = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+    version, magic = data[-5], data[-4:]
     if magic != MAGIC:
         raise IntegrityError(f"pack {name} has no pack trailer (truncated or not a pack)")
-    if version != VERSION:
-        raise IntegrityError(
-            f"pack {name} has format version {version}; this drplan reads {VERSION}"
+    if version == VERSION:
+        salt, header_length, _, _ = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+        generation, trailer = 0, TRAILER.size
+    elif version == VERSIONED and len(data) >= TRAILER_V2.size:
+        salt, generation, header_length, _, _ = TRAILER_V2.unpack_from(
+            data, len(data) - TRAILER_V2.size
         )
-    start = len(data) - TRAILER.size - header_length
+        trailer = TRAILER_V2.size
+    else:
+        raise IntegrityError(
+            f"pack {name} has format version {version}; this drplan reads {VERSION} and {VERSIONED}"
+        )
+    start = len(data) - trailer - header_length
     if start < 0:
         raise IntegrityError(f"pack {name} is truncated: its header runs past its start")
-    plain = key.sealer(cipher, salt).open(
+    sealer = key.sealer(cipher, salt, generation, f"pack {name}")
+    plain = sealer.open(
         0, data[start : start + header_length], HEADER_AAD, f"header of pack {name}"
     )
     if len(plain) % ENTRY.size:
@@ -126,14 +148,20 @@ def read_header(
         raise IntegrityError(
             f"pack {name}: header describes {offset} bytes of blobs, pack holds {start}"
         )
-    return salt, entries
+    return salt, generation, entries
 
 
 def open_blob(
-    key: MasterKey, cipher: CipherName, salt: bytes, entry: PackEntry, sealed: bytes, where: str
+    key: KeyRing,
+    cipher: CipherName,
+    salt: bytes,
+    generation: int,
+    entry: PackEntry,
+    sealed: bytes,
+    where: str,
 ) -> bytes:
     """Decrypt, decompress and verify one blob: its keyed hash must equal its id."""
-    plain = key.sealer(cipher, salt).open(
+    plain = key.sealer(cipher, salt, generation, where).open(
         entry.seq + 1, sealed, blob_aad(entry.type, entry.id), where
     )
     limit = min(entry.raw_length, MAX_BLOB)  # a forged raw length allocates no more

@@ -18,9 +18,11 @@ from typing import Any
 from drplan.errors import DrplanError, IntegrityError, RepositoryNotFoundError
 from drplan.repo import compression
 from drplan.repo.config import DEFAULT_COMPRESSION_LEVEL, RepoConfig
-from drplan.repo.crypto import CipherName, MasterKey, object_id
+from drplan.repo.crypto import CipherName, KeyRing, MasterKey, object_id
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
+from drplan.repo.keyring import new_keyring, seal_keyring
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, open_with_password
+from drplan.repo.objectlock import LockCover, wall_now
 from drplan.repo.objects import open_object, seal_object
 from drplan.repo.pack import DATA, TREE, PackWriter, open_blob
 from drplan.repo.packcache import PackCache
@@ -52,12 +54,23 @@ class WriteStats:
 
 
 class Repository:
-    def __init__(self, storage: Storage, config: RepoConfig, key: MasterKey, key_id: str) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        config: RepoConfig,
+        key: KeyRing,
+        key_id: str,
+        master: MasterKey | None = None,
+    ) -> None:
         self.storage = storage
         self.config = config
-        self.key = key
+        self.key = key  # the data keys: everything but key files and the keyring
         self.key_id = key_id
+        self.master = master  # what key files wrap; None where only data is handled
         self.index = Index()
+        self.index_names: set[str] = set()  # the live index objects (loaded, or written since)
+        # Object Lock: what this run learnt of locks here (immutability.cover_snapshot).
+        self.lock_cover = LockCover(storage)
         self.stats = WriteStats()
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()
@@ -78,6 +91,16 @@ class Repository:
     @property
     def cipher(self) -> CipherName:
         return self.config.cipher
+
+    def opened_master(self) -> MasterKey:
+        """The master key, for what changes passwords or keys: only a repository opened
+        with a password has it."""
+        if self.master is None:
+            raise DrplanError(
+                f"{self.storage.url} was not opened with a password",
+                hint="open it with its password to change its keys",
+            )
+        return self.master
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -104,10 +127,18 @@ class Repository:
                 hint="delete the location's keys/ and run `drplan repo init` again",
             )
         config = config or RepoConfig.new(cipher, compression_level)
-        key = key or MasterKey.generate()
-        key_id = add_key(storage, key, password, kdf or KdfParams(), config.cipher, "initial key")
-        storage.write(CONFIG, seal_object(key, config.cipher, "config", config.to_json()))
-        return cls(storage, config, key, key_id)
+        master = key or MasterKey.generate()
+        # The keyring first, the key file next, the config last: a crash leaves no config,
+        # and a repository whose data no master key seals directly (see the format).
+        doc = new_keyring(None, [], [])
+        name, data = seal_keyring(master, config.cipher, doc)
+        storage.write(name, data)
+        key_id = add_key(
+            storage, master, password, kdf or KdfParams(), config.cipher, "initial key"
+        )
+        ring = doc.ring(master.id_key)
+        storage.write(CONFIG, seal_object(ring, config.cipher, "config", config.to_json()))
+        return cls(storage, config, ring, key_id, master)
 
     @classmethod
     def open(cls, storage: Storage, password: bytes) -> Repository:
@@ -121,14 +152,24 @@ class Repository:
                 f"no repository at {storage.url}",
                 hint="check the location, or create one with `drplan repo init`",
             )
-        key, key_id, cipher = open_with_password(storage, password)
+        opened = open_with_password(storage, password)
+        ring = opened.keyring.ring
+        stored = storage.read(CONFIG)
         try:
-            body = open_object(key, cipher, "config", storage.read(CONFIG), "config")
+            body = open_object(ring, opened.cipher, "config", stored, "config")
         except IntegrityError:
+            # A config sealed under a keyring, and no keyring this master opens.
+            if opened.keyring.legacy and stored[4:5] != b"\x01":
+                raise IntegrityError(
+                    f"{storage.url}: the config does not open, and no keyring opens with this"
+                    " password's master key (the keyring is damaged or missing)",
+                    hint="restore keyring/ from a replica, or open with a newer password"
+                    " if the key was rotated",
+                ) from None
             raise IntegrityError(
                 f"{storage.url}: the config object is damaged", hint="restore it from a replica"
             ) from None
-        return cls(storage, RepoConfig.from_json(body), key, key_id)
+        return cls(storage, RepoConfig.from_json(body), ring, opened.key_id, opened.master)
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -150,6 +191,15 @@ class Repository:
 
     # -- index -------------------------------------------------------------------------------
 
+    def save_index(self, index_file: IndexFile) -> str:
+        name = self.save_object("index", INDEX_PREFIX, self.encode_index(index_file))
+        with self._lock:
+            self.index_names.add(INDEX_PREFIX + name)
+        return name
+
+    def encode_index(self, index_file: IndexFile) -> bytes:
+        return index_file.encode(versioned=self.key.versioned)
+
     def load_index(self) -> Index:
         files = [
             (
@@ -159,9 +209,11 @@ class Repository:
             for info in self.storage.list(INDEX_PREFIX)
         ]
         index = Index()
-        for _, index_file in live_index_files(files):
+        live = live_index_files(files)
+        for _, index_file in live:
             index.add_file(index_file)
         self.index = index
+        self.index_names = {INDEX_PREFIX + name for name, _ in live}
         return index
 
     def index_files(self) -> Iterator[tuple[str, IndexFile]]:
@@ -267,8 +319,10 @@ class Repository:
         data = packer.finish()
         pack_id = object_id(data)
         hot = all(e.type == TREE for e in packer.entries)  # listings stay out of archive classes
+        before = wall_now()  # its lock (Object Lock) lasts from a moment after this
         self.storage.write(pack_name(pack_id), data, hot=hot)
-        info = PackInfo(pack_id, packer.salt, tuple(packer.entries))
+        self.lock_cover.written(pack_name(pack_id), before)
+        info = PackInfo(pack_id, packer.salt, tuple(packer.entries), packer.generation)
         with self._lock:
             self.index.add_pack(info)
             self._pending.difference_update(e.id for e in packer.entries)
@@ -281,7 +335,7 @@ class Repository:
         with self._lock:
             packs, self._unindexed = self._unindexed, []
         if packs:
-            self.save_object("index", INDEX_PREFIX, IndexFile(packs).encode())
+            self.save_index(IndexFile(packs))
 
     def flush_packs(self) -> list[PackInfo]:
         """Write every open pack; return the packs no index lists yet (the caller indexes them)."""
@@ -300,7 +354,7 @@ class Repository:
         """Write every open pack, then the index of all packs written since the last index."""
         packs = self.flush_packs()
         if packs:
-            self.save_object("index", INDEX_PREFIX, IndexFile(packs).encode())
+            self.save_index(IndexFile(packs))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -330,6 +384,7 @@ class Repository:
             self.key,
             self.cipher,
             where.pack.salt,
+            where.pack.generation,
             where.entry,
             sealed,
             f"blob {where.entry.id.hex()[:16]} in pack {where.pack.id[:16]}",
@@ -366,8 +421,14 @@ class Repository:
     # -- snapshots -----------------------------------------------------------------------------
 
     def save_snapshot(self, snapshot: Snapshot) -> str:
-        """Flush, then write the snapshot: it becomes visible only now, with all it references durable."""
+        """Flush, then write the snapshot: it becomes visible only now, with all it references
+        durable (and, under Object Lock, locked at least as long as it will be)."""
         self.flush()
+        if self.storage.lock_days:
+            # Imported here: immutability builds on this module (it walks trees with it).
+            from drplan.repo.immutability import cover_snapshot  # noqa: PLC0415
+
+            cover_snapshot(self, snapshot)
         snapshot.id = self.save_object("snapshot", SNAPSHOT_PREFIX, snapshot.to_json())
         return snapshot.id
 

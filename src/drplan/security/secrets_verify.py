@@ -265,7 +265,7 @@ def _repository(location: Location, password: bytes) -> str:
     from drplan.repo.keys import open_with_password  # noqa: PLC0415
 
     storage = storage_for(location)
-    _, key_id, _ = open_with_password(storage, password)  # reads key files only: no lock
+    key_id = open_with_password(storage, password).key_id  # reads key files only: no lock
     return f"{storage.url}: opens key file {key_id[:12]}"
 
 

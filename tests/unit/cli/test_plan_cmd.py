@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from drplan.plan.lint.rules import RULES
 from tests.conftest import SMARTWATTS, SMARTWATTS_SECRETS, Result
 
 Run = Callable[..., Result]
@@ -135,7 +136,8 @@ def test_lint_json_and_rule_list(run: Run) -> None:
     first = data["findings"][0]
     assert set(first) == {"rule", "name", "severity", "path", "message", "hint", "line", "column"}
     rules = json.loads(run("plan", "lint", "--list-rules", "--json").out)
-    assert len(rules) == 23
+    assert [r["rule"] for r in rules] == [r.id for r in RULES]
+    assert len(rules) >= 26
 
 
 def test_lint_unknown_rule_is_a_usage_error(run: Run) -> None:

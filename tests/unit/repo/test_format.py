@@ -15,11 +15,11 @@ from drplan.repo.objects import open_object, seal_object
 from drplan.repo.pack import DATA, TREE, PackWriter, open_blob, read_header
 from drplan.repo.tree import Node, decode_tree, encode_tree
 
-KEY = MasterKey.generate()
+KEY = MasterKey.generate().ring()
 
 
 def test_blob_ids_are_keyed() -> None:
-    other = MasterKey.generate()
+    other = MasterKey.generate().ring()
     assert KEY.blob_id(b"same") == KEY.blob_id(b"same")
     assert KEY.blob_id(b"same") != other.blob_id(b"same")
 
@@ -35,7 +35,7 @@ def test_object_round_trip_and_kind_binding(cipher: str) -> None:
     with pytest.raises(IntegrityError):
         open_object(KEY, cipher, "snapshot", bytes(flipped), "s")  # type: ignore[arg-type]
     with pytest.raises(IntegrityError, match="failed authentication"):
-        open_object(MasterKey.generate(), cipher, "snapshot", stored, "s")  # type: ignore[arg-type]
+        open_object(MasterKey.generate().ring(), cipher, "snapshot", stored, "s")  # type: ignore[arg-type]
 
 
 def test_two_seals_of_the_same_plaintext_differ() -> None:
@@ -59,15 +59,17 @@ def test_pack_round_trip_and_tamper_detection() -> None:
         writer.add(TREE if i == 2 else DATA, KEY.blob_id(b), b, 3) for i, b in enumerate(blobs)
     ]
     data = writer.finish()
-    salt, header = read_header(KEY, "aes-256-gcm", data, "p")
+    salt, _, header = read_header(KEY, "aes-256-gcm", data, "p")
     assert header == entries
     for entry, blob in zip(entries, blobs, strict=True):
         sealed = data[entry.offset : entry.offset + entry.stored_length]
-        assert open_blob(KEY, "aes-256-gcm", salt, entry, sealed, "b") == blob
+        assert open_blob(KEY, "aes-256-gcm", salt, 0, entry, sealed, "b") == blob
     # Swapping two blobs' ciphertexts is caught: ids and positions are bound into the tags.
     e0, e1 = entries[0], entries[1]
     with pytest.raises(IntegrityError):
-        open_blob(KEY, "aes-256-gcm", salt, e0, data[e1.offset : e1.offset + e1.stored_length], "b")
+        open_blob(
+            KEY, "aes-256-gcm", salt, 0, e0, data[e1.offset : e1.offset + e1.stored_length], "b"
+        )
     with pytest.raises(IntegrityError, match=r"truncated|no pack trailer"):
         read_header(KEY, "aes-256-gcm", data[:-10], "p")
 

@@ -17,7 +17,7 @@ from drplan.repo.index import IndexFile, PackInfo
 from drplan.repo.pack import DATA, TREE, PackWriter
 from tests.fixtures.fuzz import decoded_or_damage, fuzz, mutated
 
-KEY = MasterKey.generate()
+KEY = MasterKey.generate().ring()
 
 
 def _pack(*blobs: bytes) -> PackInfo:
@@ -30,7 +30,7 @@ def _pack(*blobs: bytes) -> PackInfo:
 
 VALID = IndexFile(
     [_pack(b"x" * 100, os.urandom(300)), _pack(b'{"nodes":[]}')], supersedes=["cd" * 32]
-).encode()
+).encode(versioned=False)
 
 
 def trustworthy(index: IndexFile) -> None:

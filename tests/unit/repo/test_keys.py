@@ -32,7 +32,7 @@ def test_new_key_files_are_version_2_and_open() -> None:
         repo = init_repo(LocalStorage(tmp))
         (stored,) = Path(tmp, "keys").iterdir()
         assert describe(stored.name, stored.read_bytes()).version == 2
-        assert open_with_password(repo.storage, PASSWORD.encode())[0] == repo.key
+        assert open_with_password(repo.storage, PASSWORD.encode()).master == repo.master
         assert keys.key_file_findings(repo.storage) == []
 
 
@@ -40,7 +40,8 @@ def test_new_key_files_are_version_2_and_open() -> None:
 def test_key_files_written_from_the_spec_open(tmp_path: Path, version: int) -> None:
     storage = LocalStorage(tmp_path)
     name = add_key_file(storage, MASTER, PASSWORD.encode(), version)
-    assert open_with_password(storage, PASSWORD.encode()) == (
+    opened = open_with_password(storage, PASSWORD.encode())
+    assert (opened.master, opened.key_id, opened.cipher) == (
         MASTER,
         name.removeprefix("keys/"),
         "aes-256-gcm",
@@ -75,7 +76,7 @@ def test_version_1_opens_with_changed_metadata_and_check_tells(tmp_path: Path) -
         )
     ]
     (tmp_path / name).write_bytes((tmp_path / name).read_bytes().replace(b"2026-11", b"2026-12"))
-    assert open_with_password(storage, PASSWORD.encode())[0] == MASTER
+    assert open_with_password(storage, PASSWORD.encode()).master == MASTER
     assert keys.key_file_findings(storage) == [
         ("error", f"key file {name[:17]} is damaged: its bytes do not match its name")
     ]
@@ -110,7 +111,7 @@ def test_a_damaged_key_file_does_not_stand_in_the_way_of_another(tmp_path: Path)
     storage = LocalStorage(tmp_path)
     storage.write("keys/" + "0" * 64, b"{not json")  # sorts first: tried first
     name = add_key_file(storage, MASTER, PASSWORD.encode(), 2)
-    assert open_with_password(storage, PASSWORD.encode())[1] == name.removeprefix("keys/")
+    assert open_with_password(storage, PASSWORD.encode()).key_id == name.removeprefix("keys/")
     ((severity, message),) = keys.key_file_findings(storage)
     assert (severity, message.split(":")[0]) == ("error", "key file keys/000000000000 is damaged")
 
@@ -134,7 +135,7 @@ def _opened_or_refused(data: bytes) -> None:
         name = "keys/" + object_id(data)
         storage.write(name, data)
         try:
-            master, _, _ = open_with_password(storage, PASSWORD.encode())
+            master = open_with_password(storage, PASSWORD.encode()).master
         except (IntegrityError, WrongPasswordError) as exc:
             refused = exc.message
         else:

@@ -14,7 +14,7 @@ from drplan.repo.crypto import CipherName, MasterKey
 from drplan.repo.objects import KINDS, open_object
 from tests.fixtures.fuzz import decoded_or_damage, fuzz, mutated, seal_plaintext
 
-KEY = MasterKey.generate()
+KEY = MasterKey.generate().ring()
 CIPHER: CipherName = "aes-256-gcm"
 BODY = b'{"host": "db1", "pid": 42}' * 20
 COMPRESSED = b"\x01" + zstandard.ZstdCompressor().compress(BODY)

@@ -29,7 +29,7 @@ from drplan.repo.pack import (
 )
 from tests.fixtures.fuzz import decoded_or_damage, fuzz, mutated
 
-KEY = MasterKey.generate()
+KEY = MasterKey.generate().ring()
 CIPHER: CipherName = "aes-256-gcm"
 WRITER = PackWriter(KEY, CIPHER)
 for blob in (b"a" * 5000, os.urandom(700), b"tree"):
@@ -64,7 +64,7 @@ def test_fuzz_pack_header(pack: bytes) -> None:
     """Any bytes as a pack, and packs whose header, once decrypted, is mutated."""
     found = decoded_or_damage(lambda: read_header(KEY, CIPHER, pack, "p"))
     if found is not None:
-        trustworthy(found[1], pack)
+        trustworthy(found[2], pack)
 
 
 def test_a_header_of_a_partial_entry_is_damage() -> None:
@@ -89,7 +89,8 @@ def test_fuzz_blob_plaintext(payload: bytes, kind: int, raw_length: int) -> None
     or damage (it cannot match its id here, so always damage)."""
     entry, sealed = _sealed_blob(payload, kind, raw_length)
     assert (
-        decoded_or_damage(lambda: open_blob(KEY, CIPHER, WRITER.salt, entry, sealed, "b")) is None
+        decoded_or_damage(lambda: open_blob(KEY, CIPHER, WRITER.salt, 0, entry, sealed, "b"))
+        is None
     )
 
 
@@ -99,4 +100,4 @@ def test_a_frame_declaring_more_than_the_blob_is_refused_before_it_is_allocated(
     frame += (1 | 1 << 3).to_bytes(3, "little") + b"a"  # one raw block of one byte, the last
     entry, sealed = _sealed_blob(frame, 1, 1 << 32 - 1)
     with pytest.raises(IntegrityError, match="declares 1099511627776 bytes"):
-        open_blob(KEY, CIPHER, WRITER.salt, entry, sealed, "b")
+        open_blob(KEY, CIPHER, WRITER.salt, 0, entry, sealed, "b")
