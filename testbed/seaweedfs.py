@@ -14,6 +14,12 @@ The server is hermetic:
   data directory so no user configuration is read, AWS_* and WEED_* not passed on;
 - it checks signatures: without an identity SeaweedFS lets every request through, so
   an ``-s3.config`` file declares one, with random keys.
+
+More users (:class:`Identity`) may be declared beside that one, each with random keys of
+its own: with SeaweedFS's coarse actions (``Read``, ``Write``, ``List``, ``Tagging``,
+``Admin``; ``Write`` includes deleting), or with an IAM policy document attached
+(``policyNames``), which SeaweedFS evaluates action by action: ``s3:PutObject`` without
+``s3:DeleteObject`` is an append-only user (:data:`APPEND_ONLY_POLICY`).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +55,26 @@ START_TRIES = 3  # a port picked free can be taken before weed binds it
 GRPC_OFFSET = 10000  # weed's worker dials the admin server's gRPC port at HTTP port + 10000
 REGION = "us-east-1"
 NOWHERE = "http://127.0.0.1:9/"  # the discard port: nothing listens, nothing leaves the host
+# A backup host's rights on an append-only location: write, read, list, and set and read
+# Object Lock retention (new objects are written locked; reused ones get longer locks),
+# but never delete (docs/operations.md gives the same for AWS IAM).
+APPEND_ONLY_POLICY: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "s3:ListBucket",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:GetObjectRetention",
+                "s3:PutObjectRetention",
+                "s3:AbortMultipartUpload",  # a failed upload's parts; nothing written
+            ],
+            "Resource": ["arn:aws:s3:::*", "arn:aws:s3:::*/*"],
+        }
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +116,48 @@ class SeaweedFS:
         )
 
 
+# The privileged host's, which runs forget and prune: the same, and deleting.
+PRUNE_HOST_POLICY: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            **APPEND_ONLY_POLICY["Statement"][0],
+            "Action": [*APPEND_ONLY_POLICY["Statement"][0]["Action"], "s3:DeleteObject"],
+        }
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Another user of the server: keys of its own, and what it may do (SeaweedFS actions,
+    or an IAM policy document)."""
+
+    name: str
+    actions: tuple[str, ...] = ()
+    policy: dict[str, Any] | None = None
+    access_key_id: str = field(default_factory=lambda: f"AK{secrets.token_hex(8).upper()}")
+    secret_access_key: str = field(default_factory=lambda: secrets.token_urlsafe(30))
+
+    def on(self, server: SeaweedFS) -> SeaweedFS:
+        """``server`` reached with this user's keys."""
+        return SeaweedFS(
+            server.endpoint_url, self.access_key_id, self.secret_access_key, server.region
+        )
+
+    def config(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """Its entry under ``identities`` in ``-s3.config``, and its entries under ``policies``."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "credentials": [{"accessKey": self.access_key_id, "secretKey": self.secret_access_key}],
+            "actions": list(self.actions),
+        }
+        if self.policy is None:
+            return entry, []
+        entry["policyNames"] = [self.name]
+        return entry, [{"name": self.name, "content": json.dumps(self.policy)}]
+
+
 @dataclass
 class WeedServer:
     process: subprocess.Popen[bytes]
@@ -112,12 +180,15 @@ def weed_binary() -> Path:
 
 
 @contextlib.contextmanager
-def running_seaweedfs(directory: Path) -> Iterator[WeedServer]:
-    """Start ``weed mini`` with its data in ``directory``; stop it on exit."""
+def running_seaweedfs(
+    directory: Path, identities: tuple[Identity, ...] = ()
+) -> Iterator[WeedServer]:
+    """Start ``weed mini`` with its data in ``directory``, ``identities`` beside its own
+    all-powerful one; stop it on exit."""
     weed = weed_binary()
     problems: list[str] = []
     for attempt in range(START_TRIES):
-        server = _start(weed, directory / f"run{attempt}")
+        server = _start(weed, directory / f"run{attempt}", identities)
         try:
             _wait_until_ready(server)
         except _StartFailed as exc:
@@ -136,7 +207,7 @@ class _StartFailed(Exception):
     pass
 
 
-def _start(weed: Path, data: Path) -> WeedServer:
+def _start(weed: Path, data: Path, others: tuple[Identity, ...]) -> WeedServer:
     data.mkdir(parents=True)
     master, volume, filer, s3, *grpc = _free_ports(8)
     admin = _free_admin_port(exclude={master, volume, filer, s3, *grpc})
@@ -147,7 +218,12 @@ def _start(weed: Path, data: Path) -> WeedServer:
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     s3_config = data / "s3.json"
-    s3_config.write_text(json.dumps({"identities": [identity]}), encoding="utf-8")
+    config: dict[str, list[Any]] = {"identities": [identity]}
+    for other in others:
+        entry, policies = other.config()
+        config["identities"].append(entry)
+        config.setdefault("policies", []).extend(policies)
+    s3_config.write_text(json.dumps(config), encoding="utf-8")
     s3_config.chmod(0o600)
     argv = [
         str(weed),

@@ -26,6 +26,10 @@ The hierarchy::
     ├── IncidentStateError       exit 24  the incident cannot take that now (closed, out of order)
     └── CompromisedError         exit 25  `scan`: the newest snapshot looks compromised or suspicious
 
+Storage errors (``drplan.storage.base``) are DrplanErrors too: StorageError (exit 1),
+and under it PermissionDenied (exit 26, ``PERMISSION_DENIED``): the location's
+credentials may not do this, e.g. delete on an append-only backup host.
+
 `drplan wal fetch` (PostgreSQL's restore_command) exits 1 for a file that is not
 archived and 255 for one that is but cannot be read: above 125, PostgreSQL stops
 recovery instead of ending it early and starting up short of its target.
@@ -219,6 +223,8 @@ class CompromisedError(DrplanError):
 
 
 WAL_FETCH_ABORT = 255
+# storage.base.PermissionDenied's code: defined here, as the storage errors build on this module.
+PERMISSION_DENIED = 26
 
 # Ordered as in the docstring; docs/cli.md is checked against this by a test.
 EXIT_CODES: dict[int, str] = {
@@ -245,6 +251,7 @@ EXIT_CODES: dict[int, str] = {
     LocationDownError.exit_code: "`locations status` only: a location cannot be used (unreachable, lost or foreign); its row says why",
     IncidentStateError.exit_code: "the incident cannot take that now: it is closed, the step comes out of order (`--out-of-order`) or was recorded already",
     CompromisedError.exit_code: "`scan` only: the newest snapshot looks compromised or suspicious (ransomware signs); the table says why",
+    PERMISSION_DENIED: "the location's credentials may not do this (the message names the S3 permission: s3:DeleteObject for forget, prune and key remove run from an append-only backup host)",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",
     WAL_FETCH_ABORT: "`wal fetch` only: the WAL file is archived but unreadable; PostgreSQL stops recovery",

@@ -9,7 +9,7 @@ import click
 
 from drplan import clock
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
-from drplan.cli.repo_access import open_repo, plan_or_none, repo_options
+from drplan.cli.repo_access import open_repo, plan_or_none, repo_options, resolve_storage
 from drplan.clock import rfc3339
 from drplan.errors import UsageError
 from drplan.plan.durations import parse_duration
@@ -17,6 +17,7 @@ from drplan.repo.immutability import locks_of, renew_locks
 from drplan.repo.prune import plan_prune, run_prune
 from drplan.repo.repository import SNAPSHOT_PREFIX, Repository
 from drplan.repo.retention import Decision, Policy, decide, keep_chains, plan_policies
+from drplan.security.repo_audit_record import note
 from drplan.sources.postgres.wal_retention import (
     WalRetention,
     apply_wal_retention,
@@ -24,6 +25,7 @@ from drplan.sources.postgres.wal_retention import (
     wal_systems,
     wal_window,
 )
+from drplan.storage.registry import refuse_to_delete
 
 GROUPINGS = ("host", "paths", "tags", "job")
 
@@ -113,6 +115,9 @@ def forget_command(
         frozenset(keep_tags),
     )
     lock = None if dry_run else "exclusive"
+    storage = resolve_storage(settings, repo_ref)
+    if not dry_run:
+        refuse_to_delete(storage.url, "forget")
     with open_repo(
         settings,
         repo_ref,
@@ -120,6 +125,8 @@ def forget_command(
         lock=lock,
         operation="forget",
         index=then_prune and not dry_run,
+        audit=not dry_run,
+        storage=storage,
     ) as repo:
         snapshots = [s for s in repo.snapshots() if host is None or s.host == host]
         decisions = decide(snapshots, _policies(settings, repo_ref, flags), by)
@@ -151,6 +158,7 @@ def forget_command(
             if repo.storage.lock_days:
                 repo.load_index()
                 renewed = renew_locks(repo, retained, repo.storage.lock_days, now)
+        note(repo, kept=sum(d.keep for d in decisions), removed=sum(not d.keep for d in decisions))
         _report(decisions, dry_run, as_json, renewed, wal)
         if then_prune and not dry_run:
             _prune(repo, dry_run=False, as_json=as_json)
@@ -204,7 +212,9 @@ def _report(
     for w in wal:
         verb = "would remove" if dry_run else "removed"
         if w.keep_from is None:
-            click.echo(f"WAL of {w.system}: all kept ({w.reason})")
+            partials = f"; {verb} {len(w.doomed)} replaced partial(s)" if w.doomed else ""
+            partials += f"; {len(w.locked)} more stay under Object Lock" if w.locked else ""
+            click.echo(f"WAL of {w.system}: all kept ({w.reason}){partials}")
             continue
         span = f"{w.doomed[0].file} to {w.doomed[-1].file}" if w.doomed else "none"
         click.echo(
@@ -227,6 +237,8 @@ def _prune(repo: Repository, dry_run: bool, as_json: bool) -> None:
             _report_locked(plan.locked)
         return
     result = run_prune(repo, plan)
+    note(repo, packs_deleted=len(plan.packs_delete), packs_repacked=len(plan.packs_repack),
+         bytes_freed=result.bytes_freed)  # fmt: skip
     if as_json:
         emit_json(
             {
@@ -266,6 +278,9 @@ def prune_command(
     as_json: bool,
 ) -> None:
     """Delete data no snapshot needs and repack mostly-unused packs (takes an exclusive lock)."""
+    storage = resolve_storage(settings, repo_ref)
+    if not dry_run:
+        refuse_to_delete(storage.url, "prune")
     with open_repo(
         settings,
         repo_ref,
@@ -273,5 +288,7 @@ def prune_command(
         lock=None if dry_run else "exclusive",
         operation="prune",
         index=False,
+        audit=not dry_run,
+        storage=storage,
     ) as repo:
         _prune(repo, dry_run, as_json)

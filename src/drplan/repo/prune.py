@@ -12,7 +12,8 @@ A crash before 3 leaves extra packs (garbage for the next prune); after 3, the o
 indexes are superseded and ignored even if their deletion did not happen.
 
 Objects under a write-once lock (S3 Object Lock) are neither deleted nor repacked:
-see immutability.py. They are reported with when their locks end.
+see immutability.py. They are reported with when their locks end. Key files a tombstone
+revokes, which key removal leaves while they are locked, go once their locks end.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime
 
 from drplan import clock
 from drplan.errors import IntegrityError
-from drplan.repo.immutability import locks_of
+from drplan.repo.immutability import locks_of, remove_revoked_key_files
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
 from drplan.repo.replication import blobs_of
 from drplan.repo.repository import DATA_PREFIX, INDEX_PREFIX, Repository, pack_name
@@ -147,7 +148,7 @@ def run_prune(
     repo.flush_packs()
     result.new_packs = len(repo.index.packs) - before
     kept = list(repo.index.packs.values())
-    repo.save_object("index", INDEX_PREFIX, IndexFile(kept, supersedes=plan.old_indexes).encode())
+    repo.save_index(IndexFile(kept, supersedes=plan.old_indexes))
     for name in plan.old_indexes:
         if INDEX_PREFIX + name not in plan.locked:  # superseded: ignored while it stays
             _delete(repo, INDEX_PREFIX + name)
@@ -157,6 +158,7 @@ def run_prune(
         except NotFound:
             continue
         _delete(repo, pack_name(pack_id))
+    remove_revoked_key_files(repo)  # those key removal left under Object Lock, now unlocked
     return result
 
 

@@ -29,7 +29,9 @@ from drplan.progress import Progress
 from drplan.repo.config import RepoConfig
 from drplan.repo.crypto import object_id
 from drplan.repo.index import IndexFile, PackInfo
+from drplan.repo.keyring import KEYRING_PREFIX, load_keyring
 from drplan.repo.keys import KEY_PREFIX, REVOKED_PREFIX, revoked_ids
+from drplan.repo.objectlock import delete_unless_locked, wall_now
 from drplan.repo.objects import open_object
 from drplan.repo.pack import TREE
 from drplan.repo.repository import (
@@ -111,7 +113,9 @@ def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[
     match same_repository(source, target):
         case True:
             sync_keys(source, target)
-            return Repository(target, source.config, source.key, source.key_id), False
+            return Repository(
+                target, source.config, source.key, source.key_id, source.master
+            ), False
         case False:
             raise ReplicaMismatchError(
                 f"{where} holds a different repository, or its config is damaged"
@@ -138,7 +142,7 @@ def open_replica(source: Repository, target: Storage, *, create: bool) -> tuple[
         )
     sync_keys(source, target)
     put_verified(target, CONFIG, source.storage.read(CONFIG))
-    return Repository(target, source.config, source.key, source.key_id), True
+    return Repository(target, source.config, source.key, source.key_id, source.master), True
 
 
 def sync_keys(source: Repository, target: Storage) -> None:
@@ -148,9 +152,10 @@ def sync_keys(source: Repository, target: Storage) -> None:
     Additions come first, and the key that opened the source always ends up on the
     target, so the target never loses its last usable key, even if cut short.
     """
-    master, cipher = source.key, source.cipher
-    revoked_here = revoked_ids(source.storage, master, cipher)
-    revoked_there = revoked_ids(target, master, cipher)
+    ring, cipher = source.key, source.cipher
+    sync_keyrings(source, target)
+    revoked_here = revoked_ids(source.storage, ring, cipher)
+    revoked_there = revoked_ids(target, ring, cipher)
     if source.key_id in revoked_there:
         raise DrplanError(
             f"{target.url} revokes key {source.key_id[:12]}, the one whose password opened"
@@ -165,11 +170,31 @@ def sync_keys(source: Repository, target: Storage) -> None:
             put_verified(target, info.name, source.storage.read(info.name))
     for key_id in sorted(revoked_here - revoked_there):
         put_verified(target, REVOKED_PREFIX + key_id, source.storage.read(REVOKED_PREFIX + key_id))
+    now = wall_now()
     for key_id in sorted(there & revoked):
-        # Hygiene only: the tombstone already makes the key useless. A location whose
-        # credentials may not delete (a hardened archive) keeps the file.
+        # Hygiene only: the tombstone already makes the key useless. A key file under Object
+        # Lock stays (a delete would only hide it) until a copy after its lock ends; one whose
+        # location's credentials may not delete (an append-only host) stays too.
         with contextlib.suppress(DrplanError):
-            target.delete(KEY_PREFIX + key_id)
+            delete_unless_locked(target, KEY_PREFIX + key_id, now)
+
+
+def sync_keyrings(source: Repository, target: Storage) -> None:
+    """Give the target the source's live keyrings (a key rotation it missed), then delete
+    there the keyrings they supersede. The source's own keyring always reaches the target
+    before anything sealed with its newest data key can."""
+    if source.master is None:
+        return
+    loaded = load_keyring(source.storage, source.master, source.cipher)
+    there = {info.name for info in target.list(KEYRING_PREFIX)}
+    for name in sorted(loaded.live):
+        if KEYRING_PREFIX + name not in there:
+            put_verified(target, KEYRING_PREFIX + name, source.storage.read(KEYRING_PREFIX + name))
+    replaced = {old for doc in loaded.live.values() for old in doc.supersedes}
+    for name in sorted(replaced):
+        if KEYRING_PREFIX + name in there:
+            with contextlib.suppress(DrplanError):  # a locked one stays; it opens no data
+                delete_unless_locked(target, KEYRING_PREFIX + name, wall_now())
 
 
 def target_snapshot_ids(target: Repository) -> set[str]:
@@ -204,15 +229,25 @@ def blobs_of(
     return needed
 
 
-def packs_to_copy(
-    source: Repository, target: Repository, snapshots: list[Snapshot]
-) -> list[PackInfo]:
-    """The source packs holding blobs the snapshots need and the target lacks."""
-    packs: dict[str, PackInfo] = {}
+def source_blobs(source: Repository, snapshots: list[Snapshot]) -> set[bytes]:
+    """Every blob the snapshots need; SourceDamage when a tree of theirs cannot be read."""
     try:
-        needed = blobs_of(source, snapshots)
+        return blobs_of(source, snapshots)
     except IntegrityError as exc:
         raise SourceDamage(exc.message, exc.hint) from None
+
+
+def packs_to_copy(
+    source: Repository,
+    target: Repository,
+    snapshots: list[Snapshot],
+    needed: set[bytes] | None = None,
+) -> list[PackInfo]:
+    """The source packs holding blobs the snapshots need (``needed``, when walked already)
+    and the target lacks."""
+    packs: dict[str, PackInfo] = {}
+    if needed is None:
+        needed = source_blobs(source, snapshots)
     for blob_id in needed:
         if blob_id in target.index.blobs:
             continue
@@ -276,7 +311,9 @@ class _Copier:
                 self._advanced(pack)
                 return pack
         hot = all(e.type == TREE for e in pack.entries)
+        before = wall_now()  # its lock (Object Lock) lasts from a moment after this
         put_verified(self.target.storage, name, data, hot=hot)
+        self.target.lock_cover.written(name, before)
         with self._lock:
             stored[name] = len(data)
             self.result.packs_copied += 1
@@ -293,14 +330,16 @@ class _Copier:
     def write_index(self) -> None:
         if not self._indexed:
             return
-        body = IndexFile(self._indexed).encode()
+        body = self.target.encode_index(IndexFile(self._indexed))
         data = self.target.seal("index", body)
         put_verified(self.target.storage, INDEX_PREFIX + object_id(data), data)
+        self.target.index_names.add(INDEX_PREFIX + object_id(data))
         for pack in self._indexed:
             self.target.index.add_pack(pack)
         self._indexed = []
 
-    def copy_snapshot(self, snapshot: Snapshot) -> None:
+    def copy_snapshot(self, snapshot: Snapshot, needed: set[bytes]) -> None:
+        """Write the snapshot object last; ``needed``: the blobs it needs, all on the target."""
         name = SNAPSHOT_PREFIX + snapshot.id
         try:
             data = self.source.storage.read(name)
@@ -313,6 +352,11 @@ class _Copier:
                 f"{self.source.storage.url}: snapshot {snapshot.short_id} is damaged"
             )
             return
+        if self.target.storage.lock_days:  # the packs it reuses there must outlast it
+            # Imported here: immutability builds on this module (it walks trees with it).
+            from drplan.repo.immutability import cover_snapshot  # noqa: PLC0415
+
+            cover_snapshot(self.target, snapshot, needed)
         put_verified(self.target.storage, name, data)
         self.result.copied.append(snapshot.id)
         self.report(f"snapshot {snapshot.short_id} copied")
@@ -352,13 +396,14 @@ def copy_snapshots(
     # and each becomes visible as soon as all it needs is there.
     for snapshot in sorted(todo, key=lambda s: (s.time, s.id)):
         try:
-            copier.copy_packs(packs_to_copy(source, target, [snapshot]), stored)
+            needed = source_blobs(source, [snapshot])
+            copier.copy_packs(packs_to_copy(source, target, [snapshot], needed), stored)
         except SourceDamage as exc:
             copier.write_index()  # what did arrive is kept, and indexed
             copier.result.damaged[snapshot.id] = exc.message
             report(f"snapshot {snapshot.short_id} not copied: {exc.message}")
             continue
-        copier.copy_snapshot(snapshot)
+        copier.copy_snapshot(snapshot, needed)
     return copier.result
 
 

@@ -17,12 +17,14 @@ location URL
 Error contract: :class:`NotFound` when an object does not exist; :class:`TransientError`
 when trying again may help (network, a response cut short, a failing service), its
 subclass :class:`Throttled` when the service asks to slow down; any other
-:class:`StorageError` is permanent.
+:class:`StorageError` is permanent, :class:`PermissionDenied` among them when the
+credentials may not do what was asked (a delete, on an append-only backup host).
 """
 
 from drplan.storage.base import (
     NotFound,
     ObjectInfo,
+    PermissionDenied,
     Storage,
     StorageError,
     Throttled,
@@ -34,6 +36,7 @@ from drplan.storage.retry import RetryingStorage
 __all__ = [
     "NotFound",
     "ObjectInfo",
+    "PermissionDenied",
     "RetryingStorage",
     "Storage",
     "StorageError",

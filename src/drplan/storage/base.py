@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from drplan.errors import DrplanError
+from drplan.errors import PERMISSION_DENIED, DrplanError
 
 
 class StorageError(DrplanError):
@@ -18,6 +18,13 @@ class StorageError(DrplanError):
 
 class NotFound(StorageError):
     """The object does not exist."""
+
+
+class PermissionDenied(StorageError):
+    """The location's credentials may not do this (S3 AccessDenied), or this host said it
+    may not (an append-only backup host never asks to delete). Trying again will not help."""
+
+    exit_code = PERMISSION_DENIED
 
 
 class TransientError(StorageError):

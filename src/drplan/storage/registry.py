@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from drplan.errors import UsageError
-from drplan.storage.base import Storage
+from drplan.storage.base import PermissionDenied, Storage
 from drplan.storage.local import LocalStorage
 from drplan.storage.retry import ATTEMPTS, RetryingStorage
 
@@ -22,16 +22,43 @@ def redact(url: str) -> str:
 # How long S3 requests may take and how often they are tried, for slow links or tests.
 S3_TIMEOUT_ENV = "DRPLAN_S3_TIMEOUT"
 S3_ATTEMPTS_ENV = "DRPLAN_S3_ATTEMPTS"
+# Set on a backup host whose S3 credentials may write but not delete (docs/operations.md):
+# drplan then never asks to delete there, where it would only be refused.
+APPEND_ONLY_ENV = "DRPLAN_APPEND_ONLY"
+_YES, _NO = ("1", "true", "yes"), ("", "0", "false", "no")
+DELETE_HINT = (
+    "forget, prune and key remove delete: run them with credentials that have s3:DeleteObject"
+    " (the privileged host of docs/operations.md, not the append-only backup host)"
+)
 
 
 def s3_tuning() -> dict[str, Any]:
-    """S3 client options from the environment: ``$DRPLAN_S3_TIMEOUT`` seconds per request."""
+    """S3 client options from the environment: ``$DRPLAN_S3_TIMEOUT`` seconds per request,
+    and ``$DRPLAN_APPEND_ONLY`` (1, true, yes) for credentials that may not delete."""
+    options: dict[str, Any] = {}
     try:
         if timeout := os.environ.get(S3_TIMEOUT_ENV):
-            return {"connect_timeout": float(timeout), "read_timeout": float(timeout)}
+            options = {"connect_timeout": float(timeout), "read_timeout": float(timeout)}
     except ValueError:
         raise UsageError(f"${S3_TIMEOUT_ENV} must be seconds, not {timeout!r}") from None
-    return {}
+    append_only = os.environ.get(APPEND_ONLY_ENV, "").strip().lower()
+    if append_only not in _YES + _NO:
+        raise UsageError(f"${APPEND_ONLY_ENV} must be 1 or 0, not {append_only!r}")
+    if append_only in _YES:
+        options["append_only"] = True
+    return options
+
+
+def refuse_to_delete(url: str, doing: str) -> None:
+    """Stop ``doing``, which deletes, before it starts, where ``$DRPLAN_APPEND_ONLY`` says
+    this host's credentials may not delete (S3 locations): not part way through, nor only
+    once something happens to be deletable."""
+    if url.startswith("s3://") and s3_tuning().get("append_only"):
+        raise PermissionDenied(
+            f"{url}: {doing} deletes, and ${APPEND_ONLY_ENV} says this host's credentials may"
+            " not (s3:DeleteObject)",
+            hint=DELETE_HINT,
+        )
 
 
 def with_retries(storage: Storage) -> Storage:

@@ -18,8 +18,12 @@ retries are off, as they would multiply its attempts and cannot take in a downlo
 short after its headers came. What fails is translated into the storage error
 contract: 404 is :class:`NotFound`; network failures, timeouts, responses cut short and
 5xx are :class:`TransientError`, throttling (SlowDown, 429) :class:`Throttled`; anything
-else (access denied, no such bucket, wrong region) is a :class:`StorageError` whose hint
-names the next step. Messages name the bucket and the object, never a credential. A
+else (no such bucket, wrong region) is a :class:`StorageError` whose hint names the
+next step; AccessDenied is :class:`PermissionDenied`, naming the S3 permission the
+operation needs (a HEAD's bare 403 may as well be wrong keys: a StorageError). With
+``append_only`` (``$DRPLAN_APPEND_ONLY``, on a backup host whose credentials may not
+delete) a delete is refused here, as PermissionDenied, without a request: the service
+never sees one. Messages name the bucket and the object, never a credential. A
 multipart upload that fails is aborted, so none of its parts linger, unless the abort
 fails too (the service unreachable).
 """
@@ -51,8 +55,15 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from drplan.errors import IntegrityError, UsageError
-from drplan.storage.base import NotFound, ObjectInfo, StorageError, Throttled, TransientError
-from drplan.storage.registry import redact
+from drplan.storage.base import (
+    NotFound,
+    ObjectInfo,
+    PermissionDenied,
+    StorageError,
+    Throttled,
+    TransientError,
+)
+from drplan.storage.registry import APPEND_ONLY_ENV, DELETE_HINT, redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -98,6 +109,16 @@ _UNAVAILABLE = frozenset(
 _CREDENTIALS_HINT = (
     "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for this location"
 )
+# The S3 permission (IAM action) each operation needs, to name it when it is denied.
+_PERMISSIONS = {
+    "reading": "s3:GetObject",
+    "writing": "s3:PutObject",
+    "deleting": "s3:DeleteObject",
+    "listing": "s3:ListBucket",
+    "opening": "s3:ListBucket",
+    "locking": "s3:PutObjectRetention",
+    "thawing": "s3:RestoreObject",
+}
 _REGION_HINT = "set the bucket's region (AWS_REGION, or region for this location)"
 _HINTS = {  # permanent failures that have one obvious next step
     "InvalidAccessKeyId": _CREDENTIALS_HINT,
@@ -129,6 +150,7 @@ class S3Storage:
         server_side_encryption: Encryption = "none",
         kms_key_id: str | None = None,
         object_lock: tuple[LockMode, int] | None = None,
+        append_only: bool = False,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
@@ -143,6 +165,7 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.storage_class = storage_class
         self.object_lock = object_lock
+        self.append_only = append_only  # these credentials may not delete: never ask to
         self._sse: dict[str, str] = {}
         if server_side_encryption != "none":
             self._sse["ServerSideEncryption"] = _SSE_HEADER[server_side_encryption]
@@ -340,6 +363,12 @@ class S3Storage:
             raise self._translate(exc, "locking", name) from None
 
     def delete(self, name: str) -> None:
+        if self.append_only:
+            raise PermissionDenied(
+                f"{self.url}: deleting {name}: refused here, as ${APPEND_ONLY_ENV} says this"
+                " host's credentials may not delete (s3:DeleteObject)",
+                hint=DELETE_HINT,
+            )
         self.stat(name)  # DeleteObject succeeds on a missing key; the contract says NotFound
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
@@ -423,16 +452,33 @@ class S3Storage:
         if code in _HINTS:
             return StorageError(failed, hint=_HINTS[code])
         if code == "AccessDenied" or status == 403:
-            return StorageError(
-                f"{where}: access denied",
-                hint=f"{_CREDENTIALS_HINT}, and that they may list, read, write and delete "
-                f"in {self.bucket}",
-            )
+            return self._denied(where, doing, said=code == "AccessDenied")
         if code == "InvalidRequest" and self.object_lock is not None and doing == "writing":
             return StorageError(
                 failed, hint=f"Object Lock needs a bucket created with it; {self.bucket} was not"
             )
         return StorageError(failed)
+
+    def _denied(self, where: str, doing: str, said: bool) -> StorageError:
+        """Access denied: PermissionDenied naming what it needs, unless it was only a HEAD's
+        bare 403 (``said`` false), which wrong keys answer too."""
+        if doing == "deleting":
+            return PermissionDenied(
+                f"{where}: access denied: these credentials may not delete (s3:DeleteObject)",
+                hint=DELETE_HINT,
+            )
+        if not said:
+            return StorageError(
+                f"{where}: access denied",
+                hint=f"{_CREDENTIALS_HINT}, and that they may list, read and write in {self.bucket}",
+            )
+        needed = _PERMISSIONS.get(doing, "the permission for it")
+        if doing == "writing" and self.object_lock is not None:
+            needed += " and s3:PutObjectRetention (objects here are written locked)"
+        return PermissionDenied(
+            f"{where}: access denied (it needs {needed})",
+            hint=f"{_CREDENTIALS_HINT}, and that they have {needed} in {self.bucket}",
+        )
 
 
 def _os_reason(exc: BaseException) -> str | None:

@@ -14,15 +14,16 @@ by 86,400 a day on a server writing a segment a second.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from drplan.errors import DrplanError, IntegrityError, WalConflictError
+from drplan.repo.objectlock import delete_unless_locked, wall_now
 from drplan.repo.objects import open_object, seal_object
 from drplan.repo.repository import Repository
-from drplan.storage import NotFound, ObjectInfo, StorageError
+from drplan.storage import NotFound, ObjectInfo, PermissionDenied, StorageError
 
 WAL_PREFIX = "wal/"
 DIGEST_HEX = 32  # 128 bits of the keyed BLAKE3 hash: collisions are not a concern
@@ -87,6 +88,10 @@ class WalArchive:
         self.repo = repo
         self.system = system
         self.prefix = f"{WAL_PREFIX}{system}/"
+        # Old partials that stay: under Object Lock (until when), or all of them once the
+        # location's credentials refused a delete (an append-only host: forget removes them).
+        self._locked: dict[str, datetime] = {}
+        self._may_delete = True
 
     def _digest(self, data: bytes) -> str:
         return self.repo.key.blob_id(data).hex()[:DIGEST_HEX]
@@ -133,7 +138,9 @@ class WalArchive:
     def push_partial(self, segment: str, data: bytes, level: int = WAL_LEVEL) -> bool:
         """Store the segment being written (``pg_receivewal``'s ``.partial``), replacing the
         one stored before; False when it has not changed. The new one is durable before the
-        old goes, so a crash leaves one or both, never none."""
+        old goes, so a crash leaves one or both, never none. An old one under Object Lock
+        stays (a delete would only hide it), as do all on an append-only host: ``fetch``
+        takes the newest, and forget removes the others once it may."""
         name = check_name(f"{segment}.partial")
         object_name = self._object(name, self._digest(data))
         stored = self.stored_as(name)
@@ -141,10 +148,25 @@ class WalArchive:
             return False
         sealed = seal_object(self.repo.key, self.repo.cipher, "wal", data, level)
         self.repo.storage.write(object_name, sealed)
-        for old in stored:
-            with contextlib.suppress(NotFound, StorageError):  # gone, or under Object Lock
-                self.repo.storage.delete(old)
+        self._let_go(stored)
         return True
+
+    def _let_go(self, partials: list[str]) -> None:
+        now = wall_now()
+        for old in partials:
+            if not self._may_delete:
+                return
+            if self._locked.get(old, now) > now:
+                continue  # still locked, as found before: not asked again
+            try:
+                until = delete_unless_locked(self.repo.storage, old, now)
+            except PermissionDenied:
+                self._may_delete = False
+                return
+            except StorageError:
+                continue  # cleaning up failed, archiving did not: the next push tries again
+            if until is not None:
+                self._locked[old] = until
 
     def fetch(self, file: str) -> bytes | None:
         """The file's bytes, None when it is not archived; IntegrityError when damaged. A

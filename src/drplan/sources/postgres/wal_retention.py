@@ -7,7 +7,9 @@ window (the WAL job's ``keep_within``, else the data classes' ``retention.wal``)
 WAL is kept only from the newest kept base backup that was consistent before the
 window began: every point in the window stays reachable, and older base backups stay
 restorable to their own end (each carries the WAL it needs). History files are always kept (they are tiny, and recovery
-follows timelines through them). A location that holds no kept base backup of the
+follows timelines through them). A ``.partial`` another replaced goes too (one under
+Object Lock, or written by an append-only host, outlives its replacement): the complete
+segment, else the newest partial of it, is what recovery reads. A location that holds no kept base backup of the
 system keeps all of its WAL: the backups it belongs to may be in another location.
 Objects still under Object Lock stay and are reported.
 """
@@ -67,10 +69,16 @@ def plan_wal_retention(
     window: timedelta | None = None,
 ) -> WalRetention:
     bases = [s for s in kept if s.system == system and s.source.get("kind") == "postgres"]
+    files = WalArchive(repo, system).files()
+    replaced = _replaced_partials(files)
     if not bases:
-        return WalRetention(
-            system, f"no base backup of {system} is kept here: all of its WAL stays"
+        decision = WalRetention(
+            system,
+            f"no base backup of {system} is kept here: all of its WAL stays, but for partial"
+            " segments a newer copy replaced",
         )
+        decision.doomed = [wal for wal in files if wal.object in replaced]
+        return _spare_locked(repo, decision, now)
     size = segment_size(bases)
 
     def start(s: Snapshot) -> int:
@@ -89,12 +97,31 @@ def plan_wal_retention(
     first = start(oldest)
     timeline = int(oldest.source.get("timeline", 1))
     decision = WalRetention(system, reason, segment_name(timeline, first, size))
-    for wal in WalArchive(repo, system).files():
-        if SEGMENT.match(wal.file[:24]) and segment_number(wal.file, size) < first:
+    for wal in files:
+        old = SEGMENT.match(wal.file[:24]) and segment_number(wal.file, size) < first
+        if old or wal.object in replaced:
             decision.doomed.append(wal)
+    return _spare_locked(repo, decision, now)
+
+
+def _spare_locked(repo: Repository, decision: WalRetention, now: datetime) -> WalRetention:
     decision.locked = locks_of(repo.storage, [w.object for w in decision.doomed], now)
     decision.doomed = [w for w in decision.doomed if w.object not in decision.locked]
     return decision
+
+
+def _replaced_partials(files: list[ArchivedWal]) -> set[str]:
+    """Objects of ``.partial`` files that recovery would never read: their segment is
+    archived complete, or a newer partial of it is (those stored in the same second as
+    the newest all stay: a listing's times tell them no further apart)."""
+    complete = {wal.file for wal in files if SEGMENT.fullmatch(wal.file)}
+    partials = [wal for wal in files if wal.file.endswith(".partial")]
+    newest: dict[str, float] = {}
+    for wal in partials:
+        newest[wal.file] = max(newest.get(wal.file, wal.mtime), wal.mtime)
+    return {
+        wal.object for wal in partials if wal.file[:24] in complete or wal.mtime < newest[wal.file]
+    }
 
 
 def _days(window: timedelta) -> str:
