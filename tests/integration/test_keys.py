@@ -109,7 +109,9 @@ def test_a_changed_key_file_is_found_by_check_without_its_password(
 ) -> None:
     """Another password's key file gets a bit flipped in its time: check, opened with this
     password, names it (the file no longer matches its name, which is its hash)."""
-    other = add_key_file(LocalStorage(repo_dir), open_repo(repo_dir).opened_master(), b"other password", 2)
+    other = add_key_file(
+        LocalStorage(repo_dir), open_repo(repo_dir).opened_master(), b"other password", 2
+    )
     path = Path(repo_dir, other)
     path.write_bytes(path.read_bytes().replace(b'"2026-11-26T01', b'"2026-11-27T01'))
     assert run("snapshots", "--repo", repo_dir).code == 0  # this password's key is fine
@@ -150,7 +152,9 @@ def test_a_forged_version_2_key_file_does_not_open(run: Run, repo_dir: str) -> N
 def test_a_damaged_key_file_beside_a_good_one(run: Run, repo_dir: str) -> None:
     """One of two key files has a character of its salt flipped: the other password still
     opens the repository, and check reports the damaged file and goes on."""
-    other = Path(repo_dir, add_key_file(LocalStorage(repo_dir), open_repo(repo_dir).opened_master(), b"x", 2))
+    other = Path(
+        repo_dir, add_key_file(LocalStorage(repo_dir), open_repo(repo_dir).opened_master(), b"x", 2)
+    )
     doc = json.loads(other.read_bytes())
     salt = doc["kdf"]["salt"]
     other.write_bytes(other.read_bytes().replace(salt.encode(), b"!" + salt[1:].encode()))
