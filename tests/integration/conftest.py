@@ -184,3 +184,13 @@ def platform_plan(
         subprocess.run([*drplan, "copy", "--from", first, "--to", location], check=True,
                        capture_output=True)  # fmt: skip
     return path
+
+
+@pytest.fixture(params=["local", "s3"])
+def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Storage]:
+    """Empty storages of one kind: a directory, or a bucket of the real S3 server."""
+    count = iter(range(1000))
+    if request.param == "local":
+        return lambda: LocalStorage(tmp_path / f"repo{next(count)}")
+    server: SeaweedFS = request.getfixturevalue("seaweedfs")
+    return lambda: server.storage(server.create_bucket())

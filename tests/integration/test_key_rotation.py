@@ -25,8 +25,8 @@ from drplan.sources.files.archiver import BackupOptions, backup_files
 from drplan.storage import Storage
 from drplan.storage.local import LocalStorage
 from tests.conftest import Result
-from tests.fixtures.seaweedfs import SeaweedFS
 from tests.integration.conftest import FAST_KDF, PASSWORD, Compare, init_repo
+from tests.integration.test_s3_repository import s3_env
 
 Run = Callable[..., Result]
 DRPLAN = str(Path(sys.executable).parent / "drplan")
@@ -108,16 +108,6 @@ def _old_key_opens_nothing(storage: Storage, old: MasterKey, cipher: CipherName)
                 open_object(ring, cipher, kind, data, name)
 
 
-@pytest.fixture(params=["local", "s3"])
-def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Storage]:
-    """Empty storages of one kind: a directory, or a bucket of the real S3 server."""
-    count = iter(range(1000))
-    if request.param == "local":
-        return lambda: LocalStorage(tmp_path / f"repo{next(count)}")
-    server: SeaweedFS = request.getfixturevalue("seaweedfs")
-    return lambda: server.storage(server.create_bucket())
-
-
 @pytest.fixture
 def storage(fresh: Callable[[], Storage]) -> Storage:
     return fresh()
@@ -136,6 +126,7 @@ def test_rotation_rewrites_no_data_and_the_old_key_opens_nothing(
     same_tree: Compare,
     password: str,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     source = tmp_path / "src"
     source.mkdir()
@@ -163,18 +154,27 @@ def test_rotation_rewrites_no_data_and_the_old_key_opens_nothing(
     (source / "after").write_bytes(os.urandom(50_000))
     _backup(repo, source)  # new data under the new generation
     _old_key_opens_nothing(storage, old.opened_master(), old.cipher)
-    if isinstance(storage, LocalStorage):  # the whole command line on one of the two
-        _use(monkeypatch, NEW)
-        assert run("check", "--read-data", "--repo", str(storage.root)).code == 0
-        for snapshot in snapshots:
-            out = tmp_path / f"out-{snapshot[:8]}"
-            done = run("restore", snapshot, "--target", str(out), "--repo", str(storage.root))
-            assert done.code == 0, done.err
-        latest = tmp_path / "latest"
-        assert (
-            run("restore", "latest", "--target", str(latest), "--repo", str(storage.root)).code == 0
-        )
-        same_tree(source, latest / source.relative_to("/"))
+    # Every snapshot restores, through the command line, with the new password.
+    where = _cli_ref(storage, request, monkeypatch)
+    _use(monkeypatch, NEW)
+    assert run("check", "--read-data", "--repo", where).code == 0
+    for snapshot in snapshots:
+        out = tmp_path / f"out-{snapshot[:8]}"
+        done = run("restore", snapshot, "--target", str(out), "--repo", where)
+        assert done.code == 0, done.err
+    latest = tmp_path / "latest"
+    assert run("restore", "latest", "--target", str(latest), "--repo", where).code == 0
+    same_tree(source, latest / source.relative_to("/"))
+
+
+def _cli_ref(
+    storage: Storage, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """What `--repo` names ``storage`` by (for S3, with the server's address and keys set)."""
+    if isinstance(storage, LocalStorage):
+        return str(storage.root)
+    s3_env(request.getfixturevalue("seaweedfs"), monkeypatch)
+    return storage.url
 
 
 def test_a_crash_at_every_write_leaves_an_openable_repository_and_a_rerun_finishes(
@@ -298,10 +298,17 @@ def test_all_locations_one_unreachable_then_a_rerun_brings_it_along(
 
 
 def test_kill_minus_nine_during_a_rotation(
-    run: Run, repo_dir: str, password: str, monkeypatch: pytest.MonkeyPatch
+    run: Run,
+    storage: Storage,
+    password: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    """A real SIGKILL at moments spread over the command's run: the repository opens with
-    one of the two passwords, checks clean, and the rerun with the new one finishes."""
+    """A real SIGKILL at moments spread over the command's run, on a directory and on S3:
+    the repository opens with one of the two passwords, checks clean, and the rerun with
+    the new one finishes."""
+    init_repo(storage)
+    repo_dir = _cli_ref(storage, request, monkeypatch)
     env = {**os.environ, "DRPLAN_NEW_PASSWORD": NEW.decode()}
     started = time.monotonic()
     assert run("key", "list", "--repo", repo_dir).code == 0

@@ -66,7 +66,13 @@ def test_list_names_every_reference_with_its_uses_and_never_a_value(
         "${STATUS_PAGE_API_KEY}": ("status-page-api-key", ["channels.status-page.api_key"]),
         "$DRPLAN_PASSWORD": (
             "repository-password",
-            ["locations.primary", "locations.secondary", "locations.cloud", "locations.archive"],
+            [
+                "locations.primary",
+                "locations.secondary",
+                "locations.cloud",
+                "locations.evidence",
+                "locations.archive",
+            ],
         ),
     }
     assert set(rows) == set(expected)
@@ -78,7 +84,7 @@ def test_list_names_every_reference_with_its_uses_and_never_a_value(
         assert row["last_changed"] is None  # unknown before a change is seen
         assert reference in text.out
     # the S3 locations take AWS's own credentials, which the plan does not name
-    assert "not listed: S3 location(s) secondary, cloud, archive" in text.out
+    assert "not listed: S3 location(s) secondary, cloud, evidence, archive" in text.out
 
 
 def test_a_rotation_shows_a_new_fingerprint_and_its_date(

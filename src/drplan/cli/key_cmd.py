@@ -24,6 +24,7 @@ from drplan.repo.immutability import revoke_key_file
 from drplan.repo.key_rotation import NEW_PASSWORD_ENV, Target, rotate_locations
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, describe, live_keys
 from drplan.repo.password import read_password
+from drplan.repo.reencrypt import Reencrypted, reencrypt_locations
 from drplan.repo.repository import Repository
 from drplan.security.repo_audit_record import recorded
 
@@ -179,6 +180,18 @@ def passwd_command(
     help="Every location of the plan (the same repository in each), with the same new key.",
 )
 @click.option("--label", default="rotated", help="A note on the new key file.")
+@click.option(
+    "--reencrypt",
+    is_flag=True,
+    help="Also rewrite every pack and object under the new data key, then drop the old keys"
+    " (resumable: rerun it). Without a new password: re-encryption alone.",
+)
+@click.option(
+    "--limit-upload",
+    type=click.IntRange(min=1),
+    metavar="KIB",
+    help="With --reencrypt: upload at most KIB KiB/s to each location.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
 def rotate_command(
@@ -188,6 +201,8 @@ def rotate_command(
     new_password_file: str | None,
     all_locations: bool,
     label: str,
+    reencrypt: bool,
+    limit_upload: int | None,
     as_json: bool,
 ) -> None:
     """Rotate the master key: a new keyring and one key file for the new password; every
@@ -203,14 +218,24 @@ def rotate_command(
     current = password(settings, password_file)
     fresh = _new_password(new_password_file) if _new_password_given(new_password_file) else None
 
-    def opened() -> Repository | None:  # what the audit entries are sealed with
-        return next((t.repo for t in targets if t.repo is not None), None)
+    redone: list[Reencrypted] = []
+
+    def opened() -> Repository | None:  # what the audit entries are sealed with: the newest
+        found: list[Repository | None] = [r.repo for r in redone if r.repo is not None]
+        return next((r for r in found or [t.repo for t in targets] if r is not None), None)
 
     with recorded("key rotate", audit_warning, opened) as record:  # in each location's trail
         for target in targets:
             target.storage = record.use(target.name, target.storage)
-        outcomes = rotate_locations(targets, current, fresh, KdfParams(), label)
+        outcomes = rotate_locations(targets, current, fresh, KdfParams(), label, reencrypt)
+        if reencrypt and not any(o.error for o in outcomes):
+            storages = [(t.name, t.storage) for t in targets]
+            limit = limit_upload * 1024 if limit_upload else None
+            redone, dropped = reencrypt_locations(storages, fresh or current, limit, _progress)
     failed = [o for o in outcomes if o.error]
+    if reencrypt and not failed:
+        _tell_reencrypted(redone, dropped, as_json, [o.as_dict() for o in outcomes])
+        return
     if as_json:
         emit_json([o.as_dict() for o in outcomes])
     else:
@@ -229,6 +254,44 @@ def rotate_command(
             f"the rotation did not reach {', '.join(o.location for o in failed)}",
             hint="rerun `drplan key rotate` with the new password once they can be reached:"
             " it finishes the rotation there",
+        )
+
+
+def _progress(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _tell_reencrypted(
+    redone: list[Reencrypted], dropped: bool, as_json: bool, rotated: list[dict[str, object]]
+) -> None:
+    if as_json:
+        emit_json({"rotated": rotated, "reencrypted": [r.as_dict() for r in redone],
+                   "old_keys_dropped": dropped})  # fmt: skip
+    else:
+        for r in redone:
+            if r.error:
+                click.echo(f"{r.location}: not re-encrypted: {r.error}")
+                continue
+            click.echo(
+                f"{r.location}: re-encrypted under data key generation {r.generation}:"
+                f" {r.packs_rewritten} pack(s) rewritten, {r.objects_resealed} object(s) and"
+                f" {len(r.snapshots_renamed)} snapshot(s) re-sealed"
+            )
+            for old, new in sorted(r.snapshots_renamed.items()):
+                click.echo(f"  snapshot {old[:8]} is now {new[:8]}")
+            for problem in r.damaged:
+                click.echo(f"  left as it is: {problem}")
+            for name, until in sorted(r.locked.items()):
+                click.echo(f"  {name} stays stored until {until:%Y-%m-%d %H:%M} UTC (Object Lock)")
+        if dropped:
+            click.echo("the old data keys are gone: the keyring holds the current one alone")
+    if not dropped:
+        left = [r.location for r in redone if not r.complete]
+        raise LocationDownError(
+            f"re-encryption is not finished in {', '.join(left) or 'every location'}:"
+            " the old data keys are kept",
+            hint="rerun `drplan key rotate --reencrypt` with the new password once they can be"
+            " read (damage: see `drplan check --read-data`)",
         )
 
 

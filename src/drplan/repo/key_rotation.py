@@ -29,7 +29,7 @@ from drplan.repo.keyring import (
 from drplan.repo.keys import KEY_PREFIX, REVOKED_PREFIX, KdfParams, revoked_ids, wrap
 from drplan.repo.locks import RepositoryLock
 from drplan.repo.objects import seal_object
-from drplan.repo.replication import same_repository, sync_keys
+from drplan.repo.replication import put_verified, same_repository, sync_keys
 from drplan.repo.repository import Repository
 from drplan.storage import NotFound, Storage
 
@@ -105,7 +105,8 @@ def prepare(repos: list[Repository], new_password: bytes, kdf: KdfParams, label:
             max(one.ring.current for one in loaded),
         )
     )
-    supersedes = sorted({name for one in loaded for name in one.live})
+    # Superseded ones too: deleting only the live one would bring them back to life.
+    supersedes = sorted({name for one in loaded for name in (*one.live, *one.superseded)})
     retires = set().union(*(live_key_ids(r) for r in repos))
     doc = new_keyring(merged, supersedes, sorted(retires))
     master = MasterKey(MasterKey.generate().encryption, old_master.id_key)
@@ -173,8 +174,7 @@ def _put(storage: Storage, name: str, data: bytes) -> None:
     with contextlib.suppress(NotFound):
         if storage.read(name) == data:
             return  # a rerun: already there
-    storage.write(name, data)
-    storage.verify(name, data)
+    put_verified(storage, name, data)
 
 
 def _delete(storage: Storage, name: str, outcome: Outcome, now: datetime) -> bool:
@@ -214,6 +214,7 @@ def rotate_locations(
     new_password: bytes | None,
     kdf: KdfParams,
     label: str,
+    optional: bool = False,
 ) -> list[Outcome]:
     """Rotate (or finish rotating) the master key of every target ``password`` opens, each
     under its exclusive lock, then bring along the targets it does not open that hold the
@@ -222,7 +223,9 @@ def rotate_locations(
     If the password opens a location where a rotation has work left, that rotation is
     finished and no new one started: a rerun with the new password completes what a
     crash or an unreachable location interrupted. Otherwise ``new_password`` is needed.
-    A location that fails midway is named in its outcome; the others go on.
+    A location that fails midway is named in its outcome; the others go on. With
+    ``optional`` (re-encryption alone), no new password and nothing to finish is no
+    rotation at all: an empty list.
     """
     for target in targets:
         try:
@@ -237,7 +240,7 @@ def rotate_locations(
         for target in opened:
             assert target.repo is not None
             held.append(RepositoryLock(target.repo, True, "key rotate").acquire())
-        return _rotate_opened(targets, opened, new_password, kdf, label)
+        return _rotate_opened(targets, opened, new_password, kdf, label, optional)
     finally:
         for lock in held:
             lock.release()
@@ -249,6 +252,7 @@ def _rotate_opened(
     new_password: bytes | None,
     kdf: KdfParams,
     label: str,
+    optional: bool,
 ) -> list[Outcome]:
     repos = [t.repo for t in opened if t.repo is not None]
     outcomes: dict[str, Outcome] = {}
@@ -266,6 +270,8 @@ def _rotate_opened(
             outcomes[target.name] = _guarded(target, finish)
         source = repos[0]
     else:
+        if new_password is None and optional:
+            return []
         if new_password is None:
             raise UsageError(
                 "key rotate needs the new password",

@@ -439,7 +439,7 @@ class Repository:
             )
             for info in self.storage.list(SNAPSHOT_PREFIX)
         ]
-        return sorted(found, key=lambda s: (s.time, s.id))
+        return sorted(_current(found), key=lambda s: (s.time, s.id))
 
     def readable_snapshots(self) -> tuple[list[Snapshot], dict[str, str]]:
         """Every snapshot that reads, and why each of the others does not (by id): for work
@@ -457,7 +457,7 @@ class Repository:
                 damaged[snapshot_id] = exc.message
             except (ValueError, KeyError, TypeError) as exc:
                 damaged[snapshot_id] = f"snapshot {snapshot_id[:8]} is malformed ({exc})"
-        return sorted(found, key=lambda s: (s.time, s.id)), damaged
+        return sorted(_current(found), key=lambda s: (s.time, s.id)), damaged
 
     def find_snapshot(self, ref: str) -> Snapshot:
         """A snapshot by id prefix (at least 4 hex digits) or ``latest``; a damaged snapshot
@@ -474,6 +474,10 @@ class Repository:
             self.looked_up.append(snapshots[-1])
             return snapshots[-1]
         matches = [s for s in snapshots if s.id.startswith(ref.lower())]
+        if not matches:  # a name it had before re-encryption
+            matches = [
+                s for s in snapshots if any(p.startswith(ref.lower()) for p in s.previous_ids)
+            ]
         if len(ref) < 4 or not matches:
             raise DrplanError(
                 f"no snapshot {ref!r} in {self.storage.url}", hint="see `drplan snapshots`"
@@ -484,6 +488,13 @@ class Repository:
             )
         self.looked_up.append(matches[0])
         return matches[0]
+
+
+def _current(snapshots: list[Snapshot]) -> list[Snapshot]:
+    """Without those another snapshot replaced (re-encryption writes the new one, then
+    deletes the old: a crash between must not show the backup twice)."""
+    replaced = {old for s in snapshots for old in s.previous_ids}
+    return [s for s in snapshots if s.id not in replaced] if replaced else snapshots
 
 
 def _has(storage: Storage, name: str) -> bool:

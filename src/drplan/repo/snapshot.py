@@ -45,6 +45,9 @@ class Snapshot:
     source: dict[str, Any] = field(default_factory=lambda: {"kind": "files"})
     summary: Summary = field(default_factory=Summary)
     program: str = ""
+    # Ids this snapshot had before re-encryption re-sealed it under another name: a
+    # reference to one of them (an incident's, a drill's, a base backup's chain) means it.
+    previous_ids: list[str] = field(default_factory=list)
     id: str = ""  # the storage id, known once saved or loaded
 
     @property
@@ -76,6 +79,8 @@ class Snapshot:
             "summary": asdict(self.summary),
             "program": self.program,
         }
+        if self.previous_ids:  # absent otherwise: a snapshot's bytes stay as they were
+            data["previous_ids"] = self.previous_ids
         return json.dumps(data, sort_keys=True).encode()
 
     @classmethod
@@ -113,6 +118,7 @@ class Snapshot:
                 source=source,
                 summary=_summary(data.get("summary", {})),
                 program=_text(data.get("program", ""), "program"),
+                previous_ids=_strings(data.get("previous_ids", []), "previous_ids"),
                 id=snapshot_id,
             )
         except ValueError as exc:

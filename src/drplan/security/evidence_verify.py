@@ -96,7 +96,15 @@ def _check(repo: Repository, row: dict[str, Any], verdict: Verdict) -> None:
 
 def _contents(repo: Repository, row: dict[str, Any], verdict: Verdict) -> Snapshot | None:
     """The capture's snapshot, its manifest and files held against the record."""
-    snapshot = next((s for s in repo.readable_snapshots()[0] if s.id == row["snapshot"]), None)
+    snapshot = next(
+        (
+            s
+            for s in repo.readable_snapshots()[0]
+            # re-encryption re-seals a snapshot under a new name, keeping the old one
+            if row["snapshot"] in (s.id, *s.previous_ids)
+        ),
+        None,
+    )
     if snapshot is None:
         verdict.problems.append(f"snapshot {row['snapshot'][:8]} is gone, or cannot be read")
         return None
