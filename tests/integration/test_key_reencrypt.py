@@ -164,3 +164,23 @@ def test_a_damaged_pack_is_left_and_the_old_keys_kept(
     with pytest.raises(DrplanError):
         Repository.open(storage, PASSWORD.encode())
     assert len(load_keyring(storage, repo.opened_master(), repo.cipher).live) == 1
+
+
+def test_a_process_opened_before_a_rotation_stops_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon that opened the repository before a rotation and re-encryption would write
+    with data keys that are about to be dropped: it refuses instead, saying to restart."""
+    source = tmp_path / "src"
+    source.mkdir()
+    storage = LocalStorage(tmp_path / "repo")
+    _filled(storage, source, rounds=1)
+    daemon = Repository.open(storage, PASSWORD.encode())
+    daemon.load_index()
+    assert _rotated(storage)
+    monkeypatch.setattr("drplan.repo.repository.KEYRING_WATCH", 0.0)
+    (source / "later").write_bytes(os.urandom(10_000))
+    with pytest.raises(DrplanError, match="keyring changed since this process opened it"):
+        backup_files(daemon, BackupOptions([str(source)], workers=2))
+    repo = Repository.open(storage, NEW)
+    assert not [f for f in check_repository(repo, read_data=True).findings if f.severity == "error"]

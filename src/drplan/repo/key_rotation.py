@@ -281,15 +281,17 @@ def _rotate_opened(
         for target in opened:
             outcome = _guarded(target, lambda r: apply(r.storage, rotation, r.cipher))
             outcomes[target.name] = outcome
-            if outcome.error is None and source is None:
+            if outcome.error is None:
                 assert target.repo is not None
-                source = Repository(
+                # What writes after the rotation (its audit entry) uses the new keys.
+                target.repo = Repository(
                     target.storage,
                     target.repo.config,
                     rotation.doc.ring(rotation.master.id_key),
                     rotation.key_name.removeprefix(KEY_PREFIX),
                     rotation.master,
                 )
+                source = source or target.repo
     for target in targets:
         if target.repo is None:
             outcomes[target.name] = _brought_along(target, source)

@@ -345,7 +345,7 @@ def reencrypt_locations(
     if whole:
         drop_old_generations(repos)
         for repo in repos:  # what is written from now on (the audit entry) uses the new keyring
-            repo.key = load_keyring(repo.storage, repo.opened_master(), repo.cipher).ring
+            repo.refresh_keyring()
     return outcomes, whole
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from drplan.repo import compression
 from drplan.repo.config import DEFAULT_COMPRESSION_LEVEL, RepoConfig
 from drplan.repo.crypto import CipherName, KeyRing, MasterKey, object_id
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
-from drplan.repo.keyring import new_keyring, seal_keyring
+from drplan.repo.keyring import KEYRING_PREFIX, load_keyring, new_keyring, seal_keyring
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, open_with_password
 from drplan.repo.objectlock import LockCover, wall_now
 from drplan.repo.objects import open_object, seal_object
@@ -39,6 +40,7 @@ DATA_PREFIX = "data/"
 INDEX_EVERY_PACKS = 64
 TREE_CACHE_SIZE = 2048
 PACK_WRITERS = 1  # a thread writing finished packs (fsync locally, PUT on S3)
+KEYRING_WATCH = 60.0  # seconds between looks at keyring/ by a process that writes
 PACKS_IN_FLIGHT = 2  # finished packs waiting to be written, at most (16 MiB each)
 
 
@@ -85,6 +87,8 @@ class Repository:
         self._writes: list[Future[None]] = []
         self._write_slots = threading.BoundedSemaphore(PACKS_IN_FLIGHT)
         self._failure: BaseException | None = None
+        self._keyring_seen: frozenset[str] | None = None  # see watch_keyring
+        self._keyring_checked = 0.0
         self.looked_up: list[Snapshot] = []  # by find_snapshot: where damage is told to be
         self.passed_over: dict[str, str] = {}  # by find_snapshot("latest"): unreadable ones
 
@@ -169,12 +173,39 @@ class Repository:
             raise IntegrityError(
                 f"{storage.url}: the config object is damaged", hint="restore it from a replica"
             ) from None
-        return cls(storage, RepoConfig.from_json(body), ring, opened.key_id, opened.master)
+        repo = cls(storage, RepoConfig.from_json(body), ring, opened.key_id, opened.master)
+        repo.watch_keyring()
+        return repo
 
     # -- objects ----------------------------------------------------------------------------
 
+    def watch_keyring(self) -> None:
+        """From now on, refuse to write once the keyring changes (a rotation elsewhere): a
+        process that opened the repository before a re-encryption would otherwise write
+        with data keys about to be dropped. Checked at most once a minute."""
+        self._keyring_seen = frozenset(i.name for i in self.storage.list(KEYRING_PREFIX))
+        self._keyring_checked = time.monotonic()
+
+    def refresh_keyring(self) -> None:
+        """After this process changed the keyring itself: its data keys, watched afresh."""
+        self.key = load_keyring(self.storage, self.opened_master(), self.cipher).ring
+        self.watch_keyring()
+
+    def _check_keyring(self) -> None:
+        if self._keyring_seen is None or time.monotonic() - self._keyring_checked < KEYRING_WATCH:
+            return
+        self._keyring_checked = time.monotonic()
+        if frozenset(i.name for i in self.storage.list(KEYRING_PREFIX)) != self._keyring_seen:
+            raise DrplanError(
+                f"{self.storage.url}: the repository's keyring changed since this process"
+                " opened it (its master key was rotated): nothing more is written with the"
+                " keys it holds",
+                hint="restart it with the new password",
+            )
+
     def seal(self, kind: str, body: bytes) -> bytes:
         """An object's stored bytes; its name is ``object_id`` of them."""
+        self._check_keyring()
         return seal_object(self.key, self.cipher, kind, body, self.config.compression_level)
 
     def save_object(self, kind: str, prefix: str, body: bytes) -> str:
@@ -316,6 +347,7 @@ class Repository:
             self._wait_for_writes()
 
     def _write_pack(self, packer: PackWriter) -> None:
+        self._check_keyring()
         data = packer.finish()
         pack_id = object_id(data)
         hot = all(e.type == TREE for e in packer.entries)  # listings stay out of archive classes
