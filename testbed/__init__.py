@@ -25,7 +25,8 @@ etcd, registry, gitserver
 from __future__ import annotations
 
 import socket
-import subprocess
+
+from drplan.liveness import stop  # one way to stop a child server, for drplan and tests
 
 
 class Unavailable(Exception):
@@ -37,16 +38,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Ask a server to stop, and kill it when it has not within ``timeout`` seconds."""
-    process.terminate()
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 __all__ = ["Unavailable", "free_port", "stop"]

@@ -1,9 +1,11 @@
 """Whether a process of this host still runs: the test behind stale locks, leases and
-scratch targets left by a process that was killed (kill -9 releases nothing)."""
+scratch targets left by a process that was killed (kill -9 releases nothing); and
+stopping a child server for good."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -27,3 +29,14 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 1 :].split()[:1] == ["Z"]  # the name may hold spaces
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Ask a child server to stop (SIGTERM), and kill it when it has not within ``timeout``
+    seconds; it is reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from drplan.drills.validations import Validation
-from drplan.errors import DrplanError
+from drplan.drills.validations import Validation, timed
 from drplan.plan.model import EtcdSystem, ImagesSystem, Plan
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
@@ -39,14 +38,7 @@ class Recovery:
 
 def _check(name: str, kind: str, check: Callable[[], str]) -> Validation:
     """Run ``check``, timed: its detail when it passes, the error's message when it fails."""
-    started = time.monotonic()
-    try:
-        detail, outcome = check(), "passed"
-    except DrplanError as exc:
-        detail, outcome = exc.message, "failed"
-    except OSError as exc:
-        detail, outcome = f"{exc.strerror or exc}", "failed"
-    return Validation(name, kind, outcome, time.monotonic() - started, detail)  # type: ignore[arg-type]
+    return timed(name, kind, lambda: ("passed", check()))
 
 
 def platform_recovery(

@@ -20,6 +20,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
+from drplan.errors import DrplanError
 from drplan.plan.model.assurance import CommandCheck, SqlCheck, TableCheck
 
 Outcome = Literal["passed", "failed", "skipped"]
@@ -45,6 +46,8 @@ def timed(name: str, kind: str, check: Callable[[], tuple[Outcome, str]]) -> Val
     started = time.monotonic()
     try:
         outcome, detail = check()
+    except DrplanError as exc:
+        outcome, detail = "failed", exc.message
     except (psycopg.Error, OSError, subprocess.SubprocessError) as exc:
         outcome, detail = "failed", _first_line(exc)
     return Validation(name, kind, outcome, time.monotonic() - started, detail)

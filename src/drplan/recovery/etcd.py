@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drplan.errors import DrplanError, IntegrityError, UsageError
+from drplan.liveness import stop
 from drplan.plan.model import EtcdSystem
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
@@ -137,12 +138,7 @@ def prove(restored: EtcdRestored, system: str, spec: EtcdSystem, snapshot: Snaps
                                          f" the snapshot {want}")  # fmt: skip
                 restored.checks[prefix] = str(got)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _ready(ctl: Etcdctl, proc: subprocess.Popen[bytes], log: Path) -> int:

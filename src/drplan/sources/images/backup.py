@@ -40,6 +40,7 @@ from drplan.sources.images.manifest import (
     RegistryError,
     RegistryUnreachableError,
     UnsupportedManifestError,
+    reference_name,
     sha256_of,
 )
 from drplan.sources.images.registry import RegistryClient
@@ -81,8 +82,7 @@ class Wanted:
 
     @property
     def name(self) -> str:
-        sep = "@" if DIGEST.fullmatch(self.reference) else ":"
-        return f"{self.repository}{sep}{self.reference}"
+        return reference_name(self.repository, self.reference)
 
 
 def expand(client: RegistryClient, patterns: list[str]) -> tuple[list[Wanted], list[str]]:

@@ -20,6 +20,15 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MAX_MANIFEST = 4 << 20  # the distribution spec's limit; a larger "manifest" is not one
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def reference_name(repository: str, reference: str) -> str:
+    """``REPO@sha256:...`` for a digest, ``REPO:TAG`` for a tag."""
+    return (
+        f"{repository}@{reference}" if DIGEST.fullmatch(reference) else f"{repository}:{reference}"
+    )
+
+
 REPOSITORY = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )

@@ -32,6 +32,7 @@ from drplan.sources.images.manifest import (
     RegistryNotFoundError,
     RegistryUnreachableError,
     UnsupportedManifestError,
+    reference_name,
     sha256_of,
 )
 from drplan.sources.images.streams import BlobReader, Bounded, IterReader
@@ -91,7 +92,7 @@ class RegistryClient:
         """What a tag or digest points to now (``HEAD``): its digest and media type, if the
         registry says both (without downloading the manifest)."""
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        what = _ref(name, reference)
+        what = reference_name(name, reference)
         path = f"/v2/{name}/manifests/{reference}"
         with self._request("HEAD", path, scope=_pull(name), headers=headers, what=what) as resp:
             digest = resp.getheader("Docker-Content-Digest") or ""
@@ -104,7 +105,7 @@ class RegistryClient:
         """A manifest by tag or digest; its digest is the SHA-256 of the bytes received,
         checked against ``Docker-Content-Digest`` and the digest asked for."""
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        what = _ref(name, reference)
+        what = reference_name(name, reference)
         path = f"/v2/{name}/manifests/{reference}"
         with self._request("GET", path, scope=_pull(name), headers=headers, what=what) as resp:
             raw = resp.read(MAX_MANIFEST + 1)
@@ -195,7 +196,7 @@ class RegistryClient:
 
     def put_manifest(self, name: str, reference: str, manifest: Manifest) -> str:
         """Store a manifest under a digest or tag; returns the digest the registry gave it."""
-        what = _ref(name, reference)
+        what = reference_name(name, reference)
         headers = {"Content-Type": manifest.media_type, "Content-Length": str(len(manifest.raw))}
         with self._request(
             "PUT", f"/v2/{name}/manifests/{reference}", scope=_push(name), headers=headers,
@@ -367,10 +368,6 @@ def _pull(name: str) -> str:
 def _push(name: str, mount_from: str | None = None) -> str:
     scope = f"repository:{name}:pull,push"
     return f"{scope} {_pull(mount_from)}" if mount_from else scope
-
-
-def _ref(name: str, reference: str) -> str:
-    return f"{name}@{reference}" if DIGEST.fullmatch(reference) else f"{name}:{reference}"
 
 
 def _next_link(link: str | None) -> str | None:
