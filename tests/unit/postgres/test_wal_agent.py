@@ -4,6 +4,7 @@ must not decide a later request, and partial segments are replaced, never confli
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -154,3 +155,21 @@ def test_pushing_trades_compression_for_speed_only_while_behind(
     assert set(archive.levels.values()) == {expected}
     for name in names(waiting):  # what was stored either way is the file, whole
         assert archive.fetch(name) == name.encode() * 4096
+
+
+def test_a_fetch_agent_whose_recovery_is_gone_exits_at_once(
+    archive: WalArchive, tmp_path: Path
+) -> None:
+    """A drill torn down (or killed) removes the scratch directory with its spool: the agent
+    it left must not linger until its idle timeout, or after its test run."""
+    spool = tmp_path / "restored" / "pg_wal" / wal_spool.FETCH_SPOOL
+    spool.mkdir(parents=True)
+    agent = threading.Thread(
+        target=run_fetch_agent,
+        args=([NamedArchive("local", archive)], str(spool)),
+        kwargs={"idle_exit": 600.0},
+    )
+    agent.start()
+    shutil.rmtree(tmp_path / "restored")
+    agent.join(10)
+    assert not agent.is_alive()

@@ -267,6 +267,8 @@ def run_fetch_agent(
         while True:
             for name in [n for n, f in fetcher.busy.items() if f.done()]:
                 del fetcher.busy[name]
+            if not os.path.isdir(spool):  # its recovery is gone (a drill torn down, killed)
+                return
             if should_stop():
                 wait(list(fetcher.busy.values()))
                 # What was fetched ahead goes; an answer stays: its caller may not have
