@@ -21,12 +21,16 @@ sends (a password without a user name) give ``not verifiable`` too, with why.
 
 Details are what the service answered, in one line; any secret value that slipped into
 one is masked before it is shown.
+
+A probe may be given a value that is not the plan's (``probes_for``'s ``value``, and a
+plan whose references read other values): `secrets rotate` proves a new value with the
+same probes before it records it, and an old one refused (:class:`Refused`: the service
+said no to the credential, not merely failed to answer) before it records it revoked.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import smtplib
 import ssl
 import time
@@ -38,7 +42,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
-from drplan.errors import DrplanError
+from drplan.errors import DrplanError, SecretMissingError, WrongPasswordError
 from drplan.plan.model import (
     EtcdSystem,
     ImagesSystem,
@@ -52,6 +56,10 @@ from drplan.plan.model.response import EmailChannel, StatusPageChannel
 from drplan.security.secrets_inventory import REPOSITORY_PASSWORD, Credential, Use, read_value
 
 PROBE_TIMEOUT = 10.0  # seconds per probe: a service that does not answer by then is down
+SMTP_REFUSED = 535
+PG_REFUSED = "28P01"  # invalid_password
+# S3 error codes that say the keys themselves are wrong (an AccessDenied may be a policy).
+S3_REFUSED = ("InvalidAccessKeyId", "SignatureDoesNotMatch")
 DETAIL_MAX = 300
 
 Status = Literal["ok", "failed", "not set", "not verifiable"]
@@ -73,6 +81,12 @@ UNVERIFIABLE: dict[str, str] = {
 
 class ProbeFailed(Exception):
     """The service refused the credential, or could not be asked; the message says which."""
+
+
+class Refused(ProbeFailed):
+    """The service answered, and said no to this credential (a wrong password, an unknown
+    key): what proves an old value revoked. A service that could not be asked is only
+    ProbeFailed."""
 
 
 class NotProven(Exception):
@@ -128,19 +142,37 @@ def verify_secrets(plan: Plan, credentials: Iterable[Credential]) -> list[Verdic
     return verdicts
 
 
-def _run(probe: Probe, values: list[bytes]) -> tuple[str, str, float]:
+@dataclass(frozen=True)
+class Attempt:
+    """One probe's outcome: ``refused`` when the service said no to the credential itself."""
+
+    status: Status
+    detail: str
+    seconds: float
+    refused: bool = False
+
+
+def attempt(probe: Probe, values: list[bytes]) -> Attempt:
+    """Run ``probe``; its detail in one line with none of ``values`` in it."""
     started = time.monotonic()
+    status: Status = "failed"
+    refused = False
     try:
         status, detail = "ok", probe()
     except ProbeFailed as exc:
-        status, detail = "failed", str(exc)
+        detail, refused = str(exc), isinstance(exc, Refused)
     except NotProven as exc:
         status, detail = "not verifiable", str(exc)
     except DrplanError as exc:
-        status, detail = "failed", exc.message
+        detail = exc.message
     except Exception as exc:  # a client's error drplan does not translate: still one line
-        status, detail = "failed", f"{type(exc).__name__}: {exc}"
-    return status, mask(detail, values), time.monotonic() - started
+        detail = f"{type(exc).__name__}: {exc}"
+    return Attempt(status, mask(detail, values), time.monotonic() - started, refused)
+
+
+def _run(probe: Probe, values: list[bytes]) -> tuple[str, str, float]:
+    done = attempt(probe, values)
+    return done.status, done.detail, done.seconds
 
 
 def _verdict(credential: Credential, outcomes: list[tuple[str, str, str, float]]) -> Verdict:
@@ -184,7 +216,9 @@ def smtp_login(host: str, port: int, starttls: bool, username: str, password: st
             if isinstance(exc.smtp_error, bytes)
             else exc.smtp_error
         )
-        raise ProbeFailed(f"SMTP {host}:{port} answered {exc.smtp_code} {said}") from None
+        # 535: "authentication credentials invalid" (RFC 4954); other codes are no verdict.
+        failure = Refused if exc.smtp_code == SMTP_REFUSED else ProbeFailed
+        raise failure(f"SMTP {host}:{port} answered {exc.smtp_code} {said}") from None
     except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise ProbeFailed(f"SMTP {host}:{port}: {reason}") from None
@@ -228,7 +262,9 @@ def redact(url: str) -> str:
 
 def probes_for(plan: Plan, use: Use, value: bytes) -> list[tuple[str, Probe]]:
     """(key, probe) for each service that proves ``value`` at ``use``; [] when this use
-    needs no probe of its own (the repository password is proven at one location)."""
+    needs no probe of its own (the repository password is proven at one location). S3 and
+    etcd probes read their references through the plan's (a plan whose references hold
+    other values proves those)."""
     section, name, field = (*map(str, use.at), "", "", "")[:3]
     secret = value.decode("utf-8", "surrogateescape")
     container = getattr(plan, section, None) if section else None
@@ -265,7 +301,10 @@ def _repository(location: Location, password: bytes) -> str:
     from drplan.repo.keys import open_with_password  # noqa: PLC0415
 
     storage = storage_for(location)
-    key_id = open_with_password(storage, password).key_id  # reads key files only: no lock
+    try:
+        key_id = open_with_password(storage, password).key_id  # reads key files only: no lock
+    except WrongPasswordError as exc:
+        raise Refused(exc.message) from None
     return f"{storage.url}: opens key file {key_id[:12]}"
 
 
@@ -273,11 +312,19 @@ def _s3(location: S3Location) -> str:
     from drplan.locations.storage import storage_for  # noqa: PLC0415 - boto3 is slow
 
     for ref in (location.access_key_id, location.secret_access_key):
-        if ref is not None and ref.variable and not os.environ.get(ref.variable):
-            raise NotProven(f"its pair {ref} is not set, and S3 signs with both")
+        try:
+            if ref is not None:
+                ref.resolve()  # the plan's value, or the one a rotation gives it
+        except SecretMissingError:
+            raise NotProven(f"its pair {ref} is not set, and S3 signs with both") from None
     storage = storage_for(location)
     # One listing under the repository's prefix: read-only, and signed with both keys.
-    next(iter(storage.list("keys/")), None)
+    try:
+        next(iter(storage.list("keys/")), None)
+    except DrplanError as exc:
+        if any(code in exc.message for code in S3_REFUSED):
+            raise Refused(exc.message) from None
+        raise
     return f"{storage.url}: the keys may list the repository (ListObjectsV2)"
 
 
@@ -296,13 +343,19 @@ def _postgres(spec: PostgresSystem, password: str) -> str:
             user = conn.info.user
             where = f"{conn.info.host}:{conn.info.port}"
     except psycopg.Error as exc:
-        raise ProbeFailed(f"PostgreSQL: {exc}") from None
+        raise (Refused if postgres_refused(exc) else ProbeFailed)(f"PostgreSQL: {exc}") from None
     if not used:
         raise NotProven(
             f"PostgreSQL {where} let {user} in without asking for the password"
             " (trust or peer authentication): it proves nothing"
         )
     return f"PostgreSQL {where} accepted the password of {user} (select 1)"
+
+
+def postgres_refused(exc: Exception) -> bool:
+    """Whether the server said no to the password (not: could not be reached)."""
+    said = getattr(exc, "sqlstate", None)
+    return said == PG_REFUSED or "password authentication failed" in str(exc)
 
 
 def _registry_probes(
@@ -326,6 +379,7 @@ def _registry_probes(
 
 
 def _registry(url: str, username: str | None, password: str, cacert: str | None) -> str:
+    from drplan.sources.images.manifest import RegistryAuthError  # noqa: PLC0415
     from drplan.sources.images.registry import RegistryClient  # noqa: PLC0415
 
     if username is None:
@@ -341,7 +395,10 @@ def _registry(url: str, username: str | None, password: str, cacert: str | None)
         )
     client = RegistryClient(url, username=username, password=password, cacert=cacert,
                             timeout=PROBE_TIMEOUT)  # fmt: skip
-    client.ping()  # RegistryAuthError (a DrplanError) when refused
+    try:
+        client.ping()
+    except RegistryAuthError as exc:  # 401 refuses the credentials; 403 only the access
+        raise (Refused if "(401)" in exc.message else ProbeFailed)(exc.message) from None
     return f"registry {client.address} accepted {username} (GET /v2/)"
 
 
@@ -358,7 +415,8 @@ def _etcd(name: str, spec: EtcdSystem) -> str:
             failures.append(exc.message)
             continue
         return f"etcd {endpoint} answered endpoint status as {spec.user}"
-    raise ProbeFailed(failures[-1])
+    refused = "authentication failed" in failures[-1] or "invalid auth" in failures[-1]
+    raise (Refused if refused else ProbeFailed)(failures[-1])
 
 
 def _smtp(channel: EmailChannel, password: str) -> str:
@@ -375,4 +433,4 @@ def _status_page(channel: StatusPageChannel, api_key: str) -> str:
     status = http_get(url, {"Authorization": f"OAuth {api_key}"})
     if 200 <= status < 300:
         return f"{url} answered {status} to the key (read-only GET)"
-    raise ProbeFailed(f"{url} answered {status} to the key")
+    raise (Refused if status == 401 else ProbeFailed)(f"{url} answered {status} to the key")
