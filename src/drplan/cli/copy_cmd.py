@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from drplan.cli.context import Settings, emit_json, human_bytes, pass_settings
+from drplan.cli.copy_rekey import chosen, rekey_copy
+from drplan.cli.key_cmd import new_password_option
 from drplan.cli.progress import progress_shown
 from drplan.cli.repo_access import location_is_name, open_repo, plan_or_none, resolve_storage
-from drplan.errors import IntegrityError
+from drplan.errors import IntegrityError, UsageError
 from drplan.locations.copying import about_location, copy_to
 from drplan.repo.replication import CopyResult
 from drplan.repo.retention import plan_policies
@@ -25,6 +27,12 @@ def _name(ref: str) -> str | None:
 @click.argument("snapshot_refs", nargs=-1, metavar="[SNAPSHOT]...")
 @click.option("--job", "jobs", multiple=True, help="Only snapshots of this job (repeatable).")
 @click.option("--password-file", metavar="FILE", help="Read the repository password from FILE.")
+@click.option(
+    "--rekey",
+    is_flag=True,
+    help="Write a new repository under new keys (blob-id key included) into an empty --to.",
+)
+@new_password_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @pass_settings
 def copy_command(
@@ -35,6 +43,8 @@ def copy_command(
     snapshot_refs: tuple[str, ...],
     jobs: tuple[str, ...],
     password_file: str | None,
+    rekey: bool,
+    new_password_file: str | None,
     as_json: bool,
 ) -> None:
     """Copy snapshots from one location to another: all of them, or those named.
@@ -43,17 +53,21 @@ def copy_command(
     lacks is sent, and every object is verified there before the snapshot that needs
     it appears. Without SNAPSHOT arguments, snapshots that the target's retention in
     the plan would not keep are not sent.
+
+    With --rekey the target must be empty: it becomes a new repository with new keys and
+    the new password (after a leaked master key); rerun the command to resume one cut short.
     """
+    if rekey:
+        rekey_copy(settings, source_ref, target_ref, snapshot_refs, jobs, password_file,
+                   new_password_file, as_json)  # fmt: skip
+        return
+    if new_password_file:
+        raise UsageError("--new-password-file goes with --rekey", hint="a copy keeps the passwords")
     with (
         about_location(_name(source_ref)),
         open_repo(settings, source_ref, password_file, operation="copy") as source,
     ):
-        unreadable: dict[str, str] = {}
-        if snapshot_refs:
-            snapshots = [source.find_snapshot(ref) for ref in snapshot_refs]
-        else:
-            readable, unreadable = source.readable_snapshots()
-            snapshots = [s for s in readable if not jobs or s.job in jobs]
+        snapshots, unreadable = chosen(source, snapshot_refs, jobs)
         plan = None if snapshot_refs or not _name(target_ref) else plan_or_none(settings)
         policies = plan_policies(plan, target_ref) if plan else None
         with about_location(_name(target_ref)):

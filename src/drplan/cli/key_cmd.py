@@ -29,7 +29,7 @@ from drplan.repo.repository import Repository
 from drplan.security.repo_audit_record import recorded
 
 
-def _new_password(new_password_file: str | None) -> bytes:
+def new_password(new_password_file: str | None) -> bytes:
     if new_password_file or os.environ.get(NEW_PASSWORD_ENV):
         if new_password_file:
             return read_password(new_password_file)
@@ -100,7 +100,7 @@ def add_command(
         key_id = add_key(
             repo.storage,
             repo.opened_master(),
-            _new_password(new_password_file),
+            new_password(new_password_file),
             KdfParams(),
             repo.cipher,
             label,
@@ -161,7 +161,7 @@ def passwd_command(
         new_id = add_key(
             repo.storage,
             repo.opened_master(),
-            _new_password(new_password_file),
+            new_password(new_password_file),
             KdfParams(),
             repo.cipher,
             "",
@@ -216,7 +216,7 @@ def rotate_command(
         )
     targets = _targets(settings, repo_ref, all_locations)
     current = password(settings, password_file)
-    fresh = _new_password(new_password_file) if _new_password_given(new_password_file) else None
+    fresh = new_password(new_password_file) if _new_password_given(new_password_file) else None
 
     redone: list[Reencrypted] = []
 
