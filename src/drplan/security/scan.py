@@ -4,6 +4,12 @@ the one before it and against the system's own history, for the signs of ransomw
 Verdicts are computed from the repository every time (nothing is cached across runs):
 a cache could only ever be trusted less than the repository it came from. The rules
 are in ``scan_signals`` and docs/security.md ("Finding the last clean point").
+
+Two content checks may add to them (docs/security.md, "Scanners and YARA"): YARA rules
+over what each snapshot brought, judged in the same pass (``scan_yara``), and an external
+scanner over restored snapshots, run afterwards on the few worth its cost
+(``scan_scanner``). Either can only make a verdict worse, never clear one: a scanner
+that finds nothing in files the heuristics saw encrypted has not shown them clean.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from drplan.errors import DrplanError
 from drplan.repo.repository import Repository
 from drplan.repo.snapshot import Snapshot
 from drplan.security.scan_changes import ContentReader, Measured, alone, measure
+from drplan.security.scan_scanner import Scanner, ScannerResult, scan_snapshot
 from drplan.security.scan_signals import (
     MIN_HISTORY,
     RULES,
@@ -25,6 +32,9 @@ from drplan.security.scan_signals import (
     judge_signal,
     verdict_of,
 )
+from drplan.security.scan_yara import YaraMatcher, YaraResult
+
+_WORSE = {"clean": 0, "suspicious": 1, "compromised": 2}
 
 
 @dataclass
@@ -41,6 +51,15 @@ class Judgement:
     too_small: int = 0  # new or rewritten files too small to judge by content
     # Held against the last clean snapshot too (after a compromise): that comparison.
     against_last_clean: dict[str, Any] | None = None
+    yara: YaraResult | None = None  # --yara: what it brought, matched
+    scanner: ScannerResult | None = None  # --scanner: None when not scanned
+
+    def worsen(self, verdict: Verdict, reasons: list[str]) -> None:
+        """A content check's verdict: the worse of the two decides; reasons are kept."""
+        if _WORSE.get(verdict, 0) > _WORSE.get(self.verdict, 0):
+            self.verdict, self.reasons = verdict, reasons + self.reasons
+        elif verdict != "clean":
+            self.reasons = self.reasons + reasons
 
     def as_dict(self) -> dict[str, Any]:
         s = self.snapshot
@@ -52,6 +71,8 @@ class Judgement:
             "too_small_to_judge": self.too_small,
             "signals": {name: j.as_dict() for name, j in self.signals.items()},
             "against_last_clean": self.against_last_clean,
+            "yara": None if self.yara is None else self.yara.as_dict(),
+            "scanner": None if self.scanner is None else self.scanner.as_dict(),
         }  # fmt: skip
 
 
@@ -69,9 +90,13 @@ class ScanReport:
 
 
 def scan_system(
-    repo: Repository, system: str, tell: Callable[[str], None] = lambda _: None
+    repo: Repository,
+    system: str,
+    tell: Callable[[str], None] = lambda _: None,
+    yara: YaraMatcher | None = None,
 ) -> ScanReport:
-    """Judge every files snapshot of ``system`` in ``repo``, oldest first."""
+    """Judge every files snapshot of ``system`` in ``repo``, oldest first (with ``yara``,
+    what each brought matched against its rules too)."""
     snapshots, unreadable = repo.readable_snapshots()
     mine = [s for s in snapshots if s.system == system and s.source.get("kind") == "files"]
     reader = ContentReader(repo)
@@ -86,6 +111,9 @@ def scan_system(
             judgement, measured = _judge(reader, previous, snapshot, history)
             if compromised_since_clean and last_clean is not None and last_clean is not previous:
                 _hold_against(reader, last_clean, judgement, history)
+            if yara is not None:
+                judgement.yara = yara.judge(reader, snapshot, measured.changed)
+                judgement.worsen(judgement.yara.verdict, judgement.yara.reasons())
         except DrplanError as exc:
             # A damaged tree or a missing pack: this one is unknown, the next is held
             # against the last snapshot that could be read.
@@ -161,6 +189,44 @@ def _hold_against(
             f"still compromised against the last clean snapshot {last_clean.short_id}: "
             + "; ".join(against.reasons)
         ]
+
+
+def scan_with(
+    scanner: Scanner,
+    repo: Repository,
+    judgements: list[Judgement],
+    every: bool,
+    tell: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Run ``scanner`` over restored snapshots and add what it finds to their verdicts.
+
+    Each costs a full restore and a full read, so by default only those a finding would
+    change the answer for: the newest readable one (what exit 25 is about), the suspicious
+    ones, then the last clean point, again and again while the scanner finds something
+    in it (the point then moves to an earlier snapshot). ``every``: every readable one.
+    A scanner error stops the walk back: a scanner that cannot run would fail on each."""
+    readable = [j for j in judgements if j.verdict != "unknown"]
+    if every or not readable:
+        queue = readable
+    else:
+        queue = [j for j in readable[:-1] if j.verdict == "suspicious"] + [readable[-1]]
+    while queue:
+        failed = False
+        for judgement in queue:
+            result = scan_snapshot(scanner, repo, judgement.snapshot, tell)
+            judgement.scanner = result
+            if result.outcome == "found":
+                judgement.worsen("compromised", [result.reason()])
+            elif result.outcome == "error":
+                failed = True
+                # Not called clean unless the scan asked for says so.
+                if judgement.verdict == "clean":
+                    judgement.verdict = "unknown"
+                judgement.reasons = [*judgement.reasons, result.reason()]
+        if every or failed:
+            return
+        point = last_clean_point(judgements).judgement
+        queue = [point] if point is not None and point.scanner is None else []
 
 
 @dataclass(frozen=True)

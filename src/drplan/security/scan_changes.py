@@ -55,6 +55,8 @@ class Measured:
     # (extension, entropy) of new content that did not count as encrypted: the extension's
     # typical entropy, remembered once the snapshot is judged clean.
     fresh: list[tuple[str, float]] = field(default_factory=list)
+    # Every new or rewritten file (all files, alone) by path: what `--yara` reads.
+    changed: dict[str, Node] = field(default_factory=dict)
 
     def values(self) -> dict[str, tuple[float | None, int, list[str]]]:
         """Each signal's (value, count, examples): shares of the files before, notes a count."""
@@ -137,6 +139,7 @@ def alone(repo: Repository, snapshot: Snapshot) -> Measured:
     measured = Measured(files_before=0, files=len(files), alone=True)
     measured.notes = [p for p, _ in files if ransom_note(p)]
     measured.ransom_named = [p for p, _ in files if ransom_extension(p)]
+    measured.changed = dict(files)
     return measured
 
 
@@ -174,6 +177,7 @@ def measure(reader: ContentReader, before: Snapshot, after: Snapshot) -> Measure
         rewritten=list(rewritten),
         ransom_named=[p for p in added if ransom_extension(p)],
         notes=[p for p in added if ransom_note(p)],
+        changed={**added, **{p: new for p, (_, new) in rewritten.items()}},
     )
     # Held against their own previous version first: those samples also teach the
     # extensions' typical entropy that brand-new files are held against.
