@@ -18,7 +18,8 @@ The hierarchy::
     ├── IncompleteCopyError      exit 16  some locations got the snapshots, others failed (named)
     ├── ThawNeededError          exit 17  a restore needs archived packs that are not thawed yet
     ├── WalConflictError         exit 18  the WAL archive holds a different file under that name
-    ├── RecoveryTargetError      exit 19  a recovery target outside the window, or WAL missing
+    ├── RecoveryTargetError      exit 19  a recovery target outside the window, WAL missing, or
+    │                                     no good/clean point (`--to last-good`/`last-clean`)
     ├── CatalogError             exit 20  the catalog cannot be reached, written or read (damaged)
     ├── DrillFailedError         exit 21  a drill ran and did not pass
     ├── DrillRefusedError        exit 22  a drill was not started (production-like target, ...)
@@ -244,13 +245,13 @@ EXIT_CODES: dict[int, str] = {
     IncompleteCopyError.exit_code: "saved in some locations, but copying to others failed (they are named)",
     ThawNeededError.exit_code: "the restore needs archived data that is not thawed yet (`--request-thaw`)",
     WalConflictError.exit_code: "the WAL archive already holds a different file under that name (another cluster?)",
-    RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing",
+    RecoveryTargetError.exit_code: "the recovery target is outside the recoverable window, or WAL on the way is missing; or `--to last-good`/`last-clean` found no point in the window that passes the checks (nothing was restored)",
     CatalogError.exit_code: "the catalog database cannot be reached or written (its disk full), is damaged (`drplan catalog rebuild`), or was written by a newer drplan",
     DrillFailedError.exit_code: "a drill did not pass: a validation failed, or it missed its RTO or RPO (the report says which)",
     DrillRefusedError.exit_code: "a drill was not started: its scratch target looks like production, has no free port or no room, or another drill of those systems runs",
     LocationDownError.exit_code: "`locations status` only: a location cannot be used (unreachable, lost or foreign); its row says why",
     IncidentStateError.exit_code: "the incident cannot take that now: it is closed, the step comes out of order (`--out-of-order`) or was recorded already",
-    CompromisedError.exit_code: "`scan` only: the newest snapshot looks compromised or suspicious (ransomware signs); the table says why",
+    CompromisedError.exit_code: "`scan` only: the newest snapshot looks compromised or suspicious (ransomware signs, a YARA match, a scanner's finding); the table says why",
     PERMISSION_DENIED: "the location's credentials may not do this (the message names the S3 permission: s3:DeleteObject for forget, prune and key remove run from an append-only backup host)",
     70: "internal error: a bug in drplan; rerun with `--debug` and report it",
     130: "interrupted (Ctrl-C)",

@@ -10,6 +10,7 @@ from typing import Any
 from drplan import clock
 from drplan.incidents.predict import Prediction
 from drplan.incidents.state import Incident
+from drplan.security.secrets_rotate_timeline import SUMMARIES as SECRET_ROTATION_SUMMARIES
 
 
 def status(incident: Incident, predictions: dict[str, Prediction], now: datetime
@@ -169,6 +170,26 @@ def _note(data: dict[str, Any]) -> str:
     return f"{data.get('heading', 'note')}{owner}: {data.get('text', '')}"
 
 
+def _evidence_captured(d: dict[str, Any]) -> str:
+    if d.get("immutable"):
+        held = f"locked until {d['locked_until']}"
+    else:
+        held = "NOT immutable" + (f" ({d['lock_problem']})" if d.get("lock_problem") else "")
+    unread = f", {d['unread']} unreadable" if d.get("unread") else ""
+    return (f"evidence of {d['system']} captured to {d['location']}: snapshot"
+            f" {d['snapshot'][:8]}, {d['files']} files{unread}, manifest SHA-256"
+            f" {d['manifest_sha256']}, {held}")  # fmt: skip
+
+
+def _evidence_verified(d: dict[str, Any]) -> str:
+    where = f"evidence {d['snapshot'][:8]} in {d['location']} verified"
+    if d["ok"]:
+        return f"{where}: ok ({d['files']} files)"
+    count = d.get("problem_count", len(d["problems"]))
+    first = f", first: {d['problems'][0]}" if d["problems"] else ""
+    return f"{where}: {count} problem(s){first}"
+
+
 def _resolved(data: dict[str, Any]) -> str:
     waived = data.get("waived") or {}
     return "resolved" + "".join(f"; {s} waived: {r}" for s, r in waived.items())
@@ -194,8 +215,11 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
         f"{n} {s['restored_bytes']} bytes of base backups, {s['wal_bytes']} of WAL"
         for n, s in d["systems"].items()) + "".join(f"; {w}" for w in d.get("unsized", [])),
     "resumed": lambda d: f"taken over from the copy in {d['from']} ({d['entries']} entries)",
+    "evidence_captured": _evidence_captured,
+    "evidence_verified": _evidence_verified,
     "rehearsed": lambda d: (f"rehearsal recorded as drill {d['drill']}: "
                             + ("passed" if d["passed"] else "did not pass")),
+    **SECRET_ROTATION_SUMMARIES,
 }  # fmt: skip
 
 

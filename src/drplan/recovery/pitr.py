@@ -47,7 +47,7 @@ class Target:
 FORMS = (
     "latest; a time with its zone ('2026-11-25 10:15:00+00'); an LSN (0/3000148);"
     " a restore point (name:NAME); a base backup's snapshot id (4 or more hex digits);"
-    " last-good; or, in an incident, before-incident"
+    " last-good; last-clean; or, in an incident, before-incident"
 )
 
 

@@ -6,7 +6,9 @@
 * every ``wal`` job with ``stream: true``: ``drplan wal stream``, kept running
   (``continuous``: restarted with backoff when it ends, never scheduled);
 * per location, daily (midnight in the plan's time zone): ``drplan forget --prune``,
-  applying the retention the plan gives that location's jobs;
+  applying the retention the plan gives that location's jobs; not for S3 locations on
+  an append-only backup host (``$DRPLAN_APPEND_ONLY``), where it could only fail: the
+  privileged host does it (docs/operations.md, "An append-only backup host");
 * per location that a data class with a ``verify`` schedule must be in, on the most
   frequent such schedule: ``drplan check --read-data-subset 5%``, so every pack is
   read back over twenty runs;
@@ -30,6 +32,9 @@ came meanwhile is run when the location is free (it stays due), not failed on a 
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,6 +44,9 @@ from drplan.plan.model.storage import JobType
 from drplan.plan.schedule import Schedule, ScheduleKind, parse_schedule
 from drplan.plan.wal_loss import DEFAULT_PARTIAL_EVERY
 from drplan.scheduler.triggers import debounce_of
+from drplan.storage.registry import APPEND_ONLY_ENV
+
+log = logging.getLogger("drplan.serve")
 
 UPKEEP_SCHEDULE = parse_schedule("@daily")
 COPY_EVERY = parse_schedule("15m")
@@ -85,8 +93,10 @@ def conflicts(a: Task, b: Task) -> bool:
     return (a.exclusive or b.exclusive) and bool(set(a.locations) & set(b.locations))
 
 
-def tasks(plan: Plan) -> list[Task]:
-    return _jobs(plan) + _upkeep(plan) + _drills(plan) + _copies(plan)
+def tasks(plan: Plan, env: Mapping[str, str] | None = None) -> list[Task]:
+    """The daemon's tasks; ``env`` is the environment its runs get (default this process's)."""
+    env = os.environ if env is None else env
+    return _jobs(plan) + _upkeep(plan, env) + _drills(plan) + _copies(plan)
 
 
 def _jobs(plan: Plan) -> list[Task]:
@@ -113,11 +123,21 @@ def _jobs(plan: Plan) -> list[Task]:
     return found
 
 
-def _upkeep(plan: Plan) -> list[Task]:
+def _upkeep(plan: Plan, env: Mapping[str, str]) -> list[Task]:
     found = []
     written = {loc for job in plan.jobs.values() for loc in job.locations}
+    # Where forget may not delete, it stops at once with exit 26: a daily failing run
+    # would only bury real failures. Said once per (re)load of the plan, not per day.
+    # A value that is not a yes (even a bad one, which forget itself refuses) schedules it.
+    append_only = env.get(APPEND_ONLY_ENV, "").strip().lower() in ("1", "true", "yes")
+    skipped = [loc for loc, spec in plan.locations.items()
+               if append_only and loc in written and spec.kind == "s3"]  # fmt: skip
+    if skipped:
+        log.info("no daily forget for %s: $%s says this host may not delete there; run"
+                 " `drplan forget --repo LOCATION --prune` on the privileged host",
+                 ", ".join(skipped), APPEND_ONLY_ENV)  # fmt: skip
     for location in plan.locations:
-        if location in written:
+        if location in written and location not in skipped:
             found.append(Task(f"forget:{location}", UPKEEP_SCHEDULE, plan.timezone,
                               ("forget", "--repo", location, "--prune", "--json"),
                               locations=(location,), exclusive=True))  # fmt: skip

@@ -4,6 +4,10 @@ beside a backup of a job it copies."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from drplan.plan.loader import load_plan_text
 from drplan.plan.schedule import parse_schedule
 from drplan.scheduler.tasks import COPY_EVERY, UPKEEP_SCHEDULE, Task, conflicts, tasks
@@ -58,3 +62,22 @@ def test_the_stream_ships_the_segment_being_written_as_often_as_the_plan_says() 
     plan = load_plan_text(dump(data), "plan.yaml").plan
     (stream,) = [t for t in tasks(plan) if t.name == "db-wal"]
     assert stream.argv[-2:] == ("--partial-every", "2.5")
+
+
+def test_an_append_only_host_schedules_no_forget_on_s3_and_says_why_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plan = load_plan_text(dump(clean_plan()), "plan.yaml").plan  # local and cloud (S3)
+
+    def upkeep(env: dict[str, str]) -> list[str]:
+        return sorted(t.name for t in tasks(plan, env) if t.name.startswith("forget:"))
+
+    assert upkeep({}) == ["forget:cloud", "forget:local"]
+    assert upkeep({"DRPLAN_APPEND_ONLY": "0"}) == ["forget:cloud", "forget:local"]
+    assert not caplog.records
+    with caplog.at_level(logging.INFO, logger="drplan.serve"):
+        assert upkeep({"DRPLAN_APPEND_ONLY": "1"}) == ["forget:local"]  # local may delete
+    (said,) = caplog.records
+    assert said.getMessage().startswith(
+        "no daily forget for cloud: $DRPLAN_APPEND_ONLY says this host may not delete there"
+    )
