@@ -66,6 +66,7 @@ bench:
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/files_bench.py --runs 3
 	$(BIN)/python bench/copy_bench.py --runs 3
+	$(BIN)/python bench/key_bench.py --runs 3
 	$(BIN)/python bench/pg_bench.py --scale 100 --runs 3
 	$(BIN)/python bench/wal_bench.py --segments 100 --runs 3
 	$(BIN)/python bench/drill_bench.py --scale 50 --runs 3
