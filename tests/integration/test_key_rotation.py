@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,18 +44,20 @@ class Counting:
         self.written = 0
         self.changes = 0
         self.crash_after = crash_after
+        self._lock = threading.Lock()  # packs are written from several threads
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def _change(self) -> None:
-        if self.crash_after is not None and self.changes >= self.crash_after:
-            raise Killed
-        self.changes += 1
+    def _change(self, size: int = 0) -> None:
+        with self._lock:
+            if self.crash_after is not None and self.changes >= self.crash_after:
+                raise Killed
+            self.changes += 1
+            self.written += size
 
     def write(self, name: str, data: bytes, **kw: object) -> None:
-        self._change()
-        self.written += len(data)
+        self._change(len(data))
         self.inner.write(name, data, **kw)  # type: ignore[arg-type]
 
     def delete(self, name: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -122,21 +123,24 @@ class Rekeyer:
             with self._lock:
                 self.data[old] = new
 
-    def _plaintexts(self, wanted: list[Location]) -> list[tuple[bytes, bytes]]:
+    def _plaintexts(self, wanted: list[Location]) -> Iterator[tuple[bytes, bytes]]:
         """Each wanted blob's id and plaintext, authenticated (``open_blob`` also checks the
         plaintext against its id under the source's key: a blob swapped by whoever held the
-        leaked key, but not the data key, is caught)."""
+        leaked key, but not the data key, is caught). One at a time: a pack of compressible
+        data holds many times its size in plaintext."""
         pack = wanted[0].pack
         try:
             wanted_bytes = sum(w.entry.stored_length for w in wanted)
             if len(wanted) < MANY_BLOBS and wanted_bytes * 2 < pack.size:
-                return [(w.entry.id, self.source.read_located(w)) for w in wanted]
+                for w in wanted:
+                    yield w.entry.id, self.source.read_located(w)
+                return
             try:
                 whole = self.source.storage.read(pack_name(pack.id))
             except NotFound:
                 raise IntegrityError(f"pack {pack.id[:16]} is missing") from None
-            return [
-                (
+            for w in wanted:
+                yield (
                     w.entry.id,
                     open_blob(
                         self.source.key,
@@ -148,8 +152,6 @@ class Rekeyer:
                         f"blob {w.entry.id.hex()[:16]} in pack {pack.id[:16]}",
                     ),
                 )
-                for w in wanted
-            ]
         except IntegrityError as exc:
             raise self._damage(exc.message) from None
 
