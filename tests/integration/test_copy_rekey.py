@@ -32,7 +32,7 @@ from tests.conftest import Result, wait_until
 from tests.fixtures.postgres import PgCluster, free_port
 from tests.fixtures.seaweedfs import SeaweedFS
 from tests.integration.conftest import FAST_KDF, PASSWORD, Compare, init_repo
-from tests.integration.test_postgres_full_backup import pg_plan
+from tests.integration.test_postgres_full_backup import full_then_incremental
 from tests.integration.test_repo_faults import backup
 from tests.integration.test_s3_repository import s3_env
 
@@ -377,15 +377,7 @@ def test_base_backups_keep_their_chain_and_restore_from_the_new_repository(
     pg_scratch: Path,
 ) -> None:
     cluster = pg_cluster()
-    cluster.sql("create table readings (meter int, kwh numeric)")
-    cluster.sql("insert into readings select g, g from generate_series(1, 1000) g")
-    pg_plan(cluster, repo_dir, tmp_path)
-    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
-    plan = str(tmp_path / "plan.yaml")
-    full = json.loads(run("--plan", plan, "backup", "db-full", "--json").out)["snapshot"]
-    cluster.sql("insert into readings select g, g from generate_series(1, 234) g")
-    incr = json.loads(run("--plan", plan, "backup", "db-incr", "--json").out)["snapshot"]
-    cluster.stop()  # the cluster is lost
+    plan, full, incr = full_then_incremental(run, cluster, repo_dir, tmp_path, monkeypatch)
 
     rekeyed = tmp_path / "rekeyed"
     monkeypatch.setenv("DRPLAN_NEW_PASSWORD", NEW)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -34,6 +35,41 @@ from tests.integration.test_postgres_pitr import (  # noqa: F401 - fixtures
 )
 
 Run = Callable[..., Result]
+
+
+def approved_restore(
+    run: Run,
+    archived: Archived,  # noqa: F811 - the fixture's value, passed on
+    plan: dict[str, Any],
+    action: str,
+    since: datetime,
+    target: Path | None = None,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The runbook's step 2.1 given ``action`` under the commander's approval, an incident
+    declared with --since ``since``, phase 1 done, the step approved and run: the
+    incident's id, `incident status`, and the step as it shows it (done, exit 0). With
+    ``target``: nothing is written there before the approval."""
+    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update(
+        {"action": action, "approve": "ic", "timeout": "10m"}
+    )
+    archived.plan.write_text(yaml.safe_dump(plan))
+    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
+                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
+    assert declared.code == 0, declared.err
+    inc = json.loads(declared.out)["id"]
+    assert run("incident", "step", inc, "1.1", "done", "--as", "ic").code == 0
+    waiting = run("incident", "run", inc)
+    assert waiting.code == 0, waiting.err
+    assert "waits for approval by ic" in waiting.out
+    if target is not None:
+        assert not target.exists()  # nothing written before the approval
+    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
+    done = run("incident", "run", inc)
+    assert done.code == 0, done.err + done.out
+    status = json.loads(run("incident", "status", inc, "--json").out)
+    step = status["phases"][1]["steps"][0]
+    assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
+    return inc, status, step
 
 
 def test_the_runbook_restores_to_just_before_the_disaster_moment(
@@ -59,26 +95,8 @@ def test_the_runbook_restores_to_just_before_the_disaster_moment(
     plan = local_only(yaml.safe_load(archived.plan.read_text()))
     action = (f"restore postgres db --to before-incident --target-dir {target} --start"
               f" --port {port} --password-file {archived.password_file} --json")  # fmt: skip
-    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update(
-        {"action": action, "approve": "ic", "timeout": "10m"}
-    )
-    archived.plan.write_text(yaml.safe_dump(plan))
-    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
-                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
-    assert declared.code == 0, declared.err
-    inc = json.loads(declared.out)["id"]
-    assert run("incident", "step", inc, "1.1", "done", "--as", "ic").code == 0
-    waiting = run("incident", "run", inc)
-    assert waiting.code == 0, waiting.err
-    assert "waits for approval by ic" in waiting.out
-    assert not target.exists()  # nothing written before the approval
-    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
-    done = run("incident", "run", inc)
-    assert done.code == 0, done.err + done.out
+    inc, _, step = approved_restore(run, archived, plan, action, since, target)
     try:
-        status = json.loads(run("incident", "status", inc, "--json").out)
-        step = status["phases"][1]["steps"][0]
-        assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
         restored = json.loads(step["output"])
         assert restored["to"] == f"just before {since.strftime('%Y-%m-%d %H:%M:%S.%f')}+00"
         ids = restored_ids(port, archived.cluster.password)
@@ -169,21 +187,10 @@ def test_an_incident_restore_switches_the_recovered_cluster_into_production(
     plan["drills"]["db-check"] = {"kind": "database", "systems": ["db"], "validations": {
         "sql": [{"name": "no reading missing", "query": "select count(*) = max(id) from readings"}],
     }}  # fmt: skip
-    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update({
-        "approve": "ic", "timeout": "10m",
-        "action": f"restore postgres db --to before-incident --password-file {archived.password_file} --json",
-    })  # fmt: skip
-    archived.plan.write_text(yaml.safe_dump(plan))
-    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
-                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
-    inc = json.loads(declared.out)["id"]
-    assert run("incident", "step", inc, "1.1", "done").code == 0
-    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
-    done = run("incident", "run", inc)
-    assert done.code == 0, done.err + done.out
-    status = json.loads(run("incident", "status", inc, "--json").out)
-    step = status["phases"][1]["steps"][0]
-    assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
+    action = (
+        f"restore postgres db --to before-incident --password-file {archived.password_file} --json"
+    )
+    inc, status, step = approved_restore(run, archived, plan, action, since)
     switched = json.loads(step["output"])
     damaged = Path(switched["damaged"])
     try:

@@ -51,6 +51,23 @@ def pg_plan(cluster: PgCluster, repo_dir: str, tmp_path: Path) -> dict[str, Any]
     return plan
 
 
+def full_then_incremental(
+    run: Run, cluster: PgCluster, repo_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str, str]:
+    """1,000 readings backed up full, 234 more incrementally, then the cluster stopped (it
+    is lost): the plan's path and the two snapshots' ids."""
+    cluster.sql("create table readings (meter int, kwh numeric)")
+    cluster.sql("insert into readings select g, g from generate_series(1, 1000) g")
+    pg_plan(cluster, repo_dir, tmp_path)
+    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
+    plan = str(tmp_path / "plan.yaml")
+    full = json.loads(run("--plan", plan, "backup", "db-full", "--json").out)["snapshot"]
+    cluster.sql("insert into readings select g, g from generate_series(1, 234) g")
+    incr = json.loads(run("--plan", plan, "backup", "db-incr", "--json").out)["snapshot"]
+    cluster.stop()  # the cluster is lost
+    return plan, full, incr
+
+
 def verify_backup(cluster: PgCluster, directory: Path) -> None:
     verify = subprocess.run(
         [str(cluster.bin_dir / "pg_verifybackup"), str(directory)],
@@ -297,15 +314,7 @@ def test_restore_postgres_rebuilds_the_chain_and_starts_it(
     pg_scratch: Path,
 ) -> None:
     cluster = pg_cluster()
-    cluster.sql("create table readings (meter int, kwh numeric)")
-    cluster.sql("insert into readings select g, g from generate_series(1, 1000) g")
-    pg_plan(cluster, repo_dir, tmp_path)
-    monkeypatch.setenv("TEST_DB_PASSWORD", cluster.password)
-    p = str(tmp_path / "plan.yaml")
-    assert run("--plan", p, "backup", "db-full").code == 0
-    cluster.sql("insert into readings select g, g from generate_series(1, 234) g")
-    incr = json.loads(run("--plan", p, "backup", "db-incr", "--json").out)["snapshot"]
-    cluster.stop()  # the cluster is lost
+    p, _, incr = full_then_incremental(run, cluster, repo_dir, tmp_path, monkeypatch)
     # Copying the incremental alone brings the full it builds on along.
     replica = str(tmp_path / "replica")
     copied = run("copy", "--from", repo_dir, "--to", replica, incr[:12], "--json")

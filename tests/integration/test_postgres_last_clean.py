@@ -22,6 +22,7 @@ from drplan import clock
 from testbed.plans import local_only
 from tests.conftest import Result
 from tests.fixtures.postgres import PgCluster, free_port, give_to_server
+from tests.integration.test_incident_postgres import approved_restore
 from tests.integration.test_postgres_pitr import (  # noqa: F401 - fixtures
     Archived,
     Stream,
@@ -230,23 +231,8 @@ def test_in_an_incident_a_window_clean_throughout_restores_just_before_the_disas
     plan["systems"]["db"]["security_checks"] = SECURITY_CHECKS  # no drill: these alone
     action = (f"restore postgres db --to last-clean --target-dir {target} --start"
               f" --port {port} --password-file {archived.password_file} --json")  # fmt: skip
-    plan["runbooks"]["rb"]["phases"][1]["steps"][0].update(
-        {"action": action, "approve": "ic", "timeout": "10m"}
-    )
-    archived.plan.write_text(yaml.safe_dump(plan))
-    declared = run("incident", "declare", "db-loss", "--systems", "db", "--since",
-                   since.isoformat(timespec="microseconds"), "--json")  # fmt: skip
-    assert declared.code == 0, declared.err
-    inc = json.loads(declared.out)["id"]
-    assert run("incident", "step", inc, "1.1", "done", "--as", "ic").code == 0
-    assert "waits for approval by ic" in run("incident", "run", inc).out
-    assert run("incident", "approve", inc, "2.1", "--as", "ic").code == 0
-    done = run("incident", "run", inc)
-    assert done.code == 0, done.err + done.out
+    _, _, step = approved_restore(run, archived, plan, action, since, target)
     try:
-        status = json.loads(run("incident", "status", inc, "--json").out)
-        step = status["phases"][1]["steps"][0]
-        assert (step["status"], step["exit_code"]) == ("done", 0), step["output"]
         restored = json.loads(step["output"])
         search = restored["last_clean"]
         assert search["newest_passed"]

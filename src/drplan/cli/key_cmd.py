@@ -21,7 +21,7 @@ from drplan.cli.repo_access import (
 from drplan.clock import rfc3339
 from drplan.errors import LocationDownError, UsageError
 from drplan.repo.immutability import revoke_key_file
-from drplan.repo.key_rotation import NEW_PASSWORD_ENV, Target, rotate_locations
+from drplan.repo.key_rotation import NEW_PASSWORD_ENV, Outcome, Target, rotate_locations
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, describe, live_keys
 from drplan.repo.password import read_password
 from drplan.repo.reencrypt import Reencrypted, reencrypt_locations
@@ -233,28 +233,36 @@ def rotate_command(
             limit = limit_upload * 1024 if limit_upload else None
             redone, dropped = reencrypt_locations(storages, fresh or current, limit, _progress)
     failed = [o for o in outcomes if o.error]
+    if not as_json:
+        _tell_rotated(outcomes)
     if reencrypt and not failed:
         _tell_reencrypted(redone, dropped, as_json, [o.as_dict() for o in outcomes])
         return
     if as_json:
         emit_json([o.as_dict() for o in outcomes])
-    else:
-        for o in outcomes:
-            if o.error:
-                click.echo(f"{o.location}: not rotated: {o.error}")
-                continue
-            click.echo(
-                f"{o.location}: master key rotated (data key generation {o.generation});"
-                f" {len(o.retired)} old key file(s) revoked"
-            )
-            for name, until in sorted(o.locked.items()):
-                click.echo(f"  {name} stays until {until:%Y-%m-%d %H:%M} UTC (Object Lock)")
     if failed:
         raise LocationDownError(
             f"the rotation did not reach {', '.join(o.location for o in failed)}",
             hint="rerun `drplan key rotate` with the new password once they can be reached:"
             " it finishes the rotation there",
         )
+
+
+def _tell_rotated(outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        if o.error:
+            click.echo(f"{o.location}: not rotated: {o.error}")
+            continue
+        click.echo(
+            f"{o.location}: master key rotated (data key generation {o.generation});"
+            f" {len(o.retired)} old key file(s) revoked"
+        )
+        _tell_locked(o.locked)
+
+
+def _tell_locked(locked: dict[str, datetime]) -> None:
+    for name, until in sorted(locked.items()):
+        click.echo(f"  {name} stays stored until {until:%Y-%m-%d %H:%M} UTC (Object Lock)")
 
 
 def _progress(text: str) -> None:
@@ -281,8 +289,7 @@ def _tell_reencrypted(
                 click.echo(f"  snapshot {old[:8]} is now {new[:8]}")
             for problem in r.damaged:
                 click.echo(f"  left as it is: {problem}")
-            for name, until in sorted(r.locked.items()):
-                click.echo(f"  {name} stays stored until {until:%Y-%m-%d %H:%M} UTC (Object Lock)")
+            _tell_locked(r.locked)
         if dropped:
             click.echo("the old data keys are gone: the keyring holds the current one alone")
     if not dropped:

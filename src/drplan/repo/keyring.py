@@ -97,6 +97,12 @@ class LoadedKeyring:
     foreign: list[str] = field(default_factory=list)
 
     @property
+    def names(self) -> frozenset[str]:
+        """Every object under ``keyring/`` as this load found it."""
+        found = {*self.live, *self.superseded, *self.foreign}
+        return frozenset(KEYRING_PREFIX + name for name in found)
+
+    @property
     def legacy(self) -> bool:
         """No keyring: a repository from before keyrings (or its keyring is gone)."""
         return not self.live

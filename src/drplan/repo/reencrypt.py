@@ -120,14 +120,11 @@ def _leftovers(repo: Repository) -> list[str]:
         for prefix in (SNAPSHOT_PREFIX, INDEX_PREFIX, *(p for p, _ in IN_PLACE))
         for info in repo.storage.list(prefix)
     ]
-    left = []
-    for name in names:
-        try:
-            head = repo.storage.read(name, 0, 9)
-        except NotFound:
-            continue
-        if head[4:5] != b"\x02" or object_generation(head, name) != current:
-            left.append(f"{name} is still sealed with an older data key")
+    left = [
+        f"{name} is still sealed with an older data key"
+        for name in names
+        if _sealed_current(repo, name) is False
+    ]
     left += [
         f"pack {p.id[:16]} is still sealed with an older data key"
         for p in repo.load_index().packs.values()
@@ -173,48 +170,44 @@ def _rewrite_packs(
 
 
 def _reseal_in_place(repo: Repository, out: Reencrypted, shared: Shared) -> None:
-    current = repo.key.current
     names = [(CONFIG, "config")] + [
         (info.name, kind) for prefix, kind in IN_PLACE for info in repo.storage.list(prefix)
     ]
     for name, kind in names:
         try:
-            stored = repo.storage.read(name)
+            if _sealed_current(repo, name) is not False:
+                continue  # already re-sealed (a rerun), or gone
+            body = open_object(repo.key, repo.cipher, kind, repo.storage.read(name), name)
         except NotFound:
             continue
-        try:
-            if stored[4:5] == b"\x02" and object_generation(stored, name) == current:
-                continue  # already re-sealed (a rerun)
-            body = open_object(repo.key, repo.cipher, kind, stored, name)
         except IntegrityError as exc:
             out.damaged.append(exc.message)
             continue
-        if name == CONFIG:
-            data = shared.setdefault("config", repo.seal(kind, body))
-        else:
+        if name != CONFIG:
             data = repo.seal(kind, body)
+        else:
+            if "config" not in shared:
+                shared["config"] = repo.seal(kind, body)
+            data = shared["config"]
         put_verified(repo.storage, name, data)
         out.objects_resealed += 1
 
 
 def _reseal_snapshots(repo: Repository, out: Reencrypted, shared: Shared) -> None:
     """Oldest first, so a snapshot's parent and chain are renamed before it is written."""
-    current = repo.key.current
     snapshots, damaged = repo.readable_snapshots()
     out.damaged += [f"snapshot {i[:8]}: {why}" for i, why in damaged.items()]
     renamed = {old: s.id for s in snapshots for old in s.previous_ids}
     for snapshot in snapshots:
-        stored = repo.storage.read(SNAPSHOT_PREFIX + snapshot.id)
         refs = [snapshot.parent, *snapshot.source.get("chain", [])]
-        if (
-            stored[4:5] == b"\x02"
-            and object_generation(stored, snapshot.id) == current
-            and not any(r in renamed for r in refs)
-        ):
+        sealed = _sealed_current(repo, SNAPSHOT_PREFIX + snapshot.id)
+        if sealed is not False and not any(r in renamed for r in refs):
             continue
         new = _renamed(snapshot, renamed)
         key = f"snapshot:{snapshot.id}"
-        data = shared.setdefault(key, repo.seal("snapshot", new.to_json()))
+        if key not in shared:  # sealed once, the same bytes in every location
+            shared[key] = repo.seal("snapshot", new.to_json())
+        data = shared[key]
         new.id = object_id(data)
         if repo.storage.lock_days:
             from drplan.repo.immutability import cover_snapshot  # noqa: PLC0415 - see save_snapshot
@@ -261,9 +254,16 @@ def _consolidate_index(repo: Repository, out: Reencrypted, kept: list[PackInfo])
         _delete(repo.storage, INDEX_PREFIX + name, out)
 
 
-def _sealed_current(repo: Repository, name: str) -> bool:
-    stored = repo.storage.read(name)
-    return stored[4:5] == b"\x02" and object_generation(stored, name) == repo.key.current
+def _sealed_current(repo: Repository, name: str) -> bool | None:
+    """Whether the object is sealed with the current generation, from its first bytes (a
+    ranged read: WAL files are large); None when it is gone."""
+    try:
+        head = repo.storage.read(name, 0, 9)
+    except NotFound:
+        return None
+    # Version 1 objects are generation 0, never current here: re-encryption needs a
+    # keyring, and a keyring's first rotation makes generation 1 current.
+    return object_generation(head, name) == repo.key.current
 
 
 def drop_old_generations(repos: list[Repository]) -> tuple[str, list[str]]:

@@ -21,7 +21,13 @@ from drplan.repo import compression
 from drplan.repo.config import DEFAULT_COMPRESSION_LEVEL, RepoConfig
 from drplan.repo.crypto import CipherName, KeyRing, MasterKey, object_id
 from drplan.repo.index import Index, IndexFile, Location, PackInfo, live_index_files
-from drplan.repo.keyring import KEYRING_PREFIX, load_keyring, new_keyring, seal_keyring
+from drplan.repo.keyring import (
+    KEYRING_PREFIX,
+    LoadedKeyring,
+    load_keyring,
+    new_keyring,
+    seal_keyring,
+)
 from drplan.repo.keys import KEY_PREFIX, KdfParams, add_key, open_with_password
 from drplan.repo.objectlock import LockCover, wall_now
 from drplan.repo.objects import open_object, seal_object
@@ -174,22 +180,23 @@ class Repository:
                 f"{storage.url}: the config object is damaged", hint="restore it from a replica"
             ) from None
         repo = cls(storage, RepoConfig.from_json(body), ring, opened.key_id, opened.master)
-        repo.watch_keyring()
+        repo.watch_keyring(opened.keyring)
         return repo
 
     # -- objects ----------------------------------------------------------------------------
 
-    def watch_keyring(self) -> None:
-        """From now on, refuse to write once the keyring changes (a rotation elsewhere): a
-        process that opened the repository before a re-encryption would otherwise write
-        with data keys about to be dropped. Checked at most once a minute."""
-        self._keyring_seen = frozenset(i.name for i in self.storage.list(KEYRING_PREFIX))
+    def watch_keyring(self, loaded: LoadedKeyring) -> None:
+        """From now on, refuse to write once the keyring differs from ``loaded`` (a rotation
+        elsewhere): a process that opened the repository before a re-encryption would
+        otherwise write with data keys about to be dropped. Checked at most once a minute."""
+        self._keyring_seen = loaded.names
         self._keyring_checked = time.monotonic()
 
     def refresh_keyring(self) -> None:
         """After this process changed the keyring itself: its data keys, watched afresh."""
-        self.key = load_keyring(self.storage, self.opened_master(), self.cipher).ring
-        self.watch_keyring()
+        loaded = load_keyring(self.storage, self.opened_master(), self.cipher)
+        self.key = loaded.ring
+        self.watch_keyring(loaded)
 
     def _check_keyring(self) -> None:
         if self._keyring_seen is None or time.monotonic() - self._keyring_checked < KEYRING_WATCH:
